@@ -1,0 +1,1 @@
+//! ipvsadm command-line grammar, rule files (`-S`/`-R`) and listing printers. (Being built.)

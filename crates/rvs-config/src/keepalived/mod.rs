@@ -1,0 +1,1 @@
+//! keepalived.conf parser. (Being built.)

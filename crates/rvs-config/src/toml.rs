@@ -1,0 +1,1 @@
+//! rvs native TOML configuration. (Being built.)
