@@ -1,5 +1,132 @@
 #!/usr/bin/env bash
-# Runs every test of rvs. Placeholder until the full suite lands (see issue 3).
-set -euo pipefail
+# Runs every test of rvs: the one command a user or CI needs.
+#
+#   scripts/test.sh [--no-install] [--no-bench] [--no-lint]
+#
+# Steps (each one runs even when an earlier one failed; the exit status is non-zero if any failed):
+#   1. install missing Debian packages (root only; `apt-get update` once, only when something is
+#      missing) and missing rustup components (rustfmt, clippy);
+#   2. build every workspace binary (`cargo build --workspace --bins --locked`) — end-to-end tests
+#      find them through `rvs_testbed::bin_path`;
+#   3. run every test: cargo-nextest when installed (plus doctests), `cargo test` otherwise.
+#      Root-only tests (network namespaces, XDP) run when we are root and skip with a printed
+#      reason otherwise;
+#   4. the benchmark smoke run (`bench/run.sh --smoke`: one very short run of each comparison,
+#      asserting each produced numbers);
+#   5. `cargo fmt --check` and `cargo clippy --workspace --all-targets -- -D warnings`.
+#
+# Environment: CARGO_TARGET_DIR is honoured; CI=true makes cargo output plain.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --locked
+ROOT_DIR=$(pwd)
+
+INSTALL=1 BENCH=1 LINT=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-install) INSTALL=0 ;;
+        --no-bench) BENCH=0 ;;
+        --no-lint) LINT=0 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_TERM_COLOR=never CARGO_TERM_PROGRESS_WHEN=never
+fi
+
+# Debian packages the tests and benchmarks use as peers or tools.
+PACKAGES=(nginx libnginx-mod-stream haproxy keepalived bird2 dnsutils curl wrk iperf3 nftables
+    tcpdump ethtool clang llvm libbpf-dev bpftool iproute2 procps python3-matplotlib)
+
+declare -a STEP_NAMES=() STEP_RESULTS=() STEP_SECS=()
+FAILED=0
+
+# run_step NAME CMD... — runs CMD, records pass/fail and duration, never aborts the script.
+run_step() {
+    local name=$1
+    shift
+    echo
+    echo "==== [$name] $*"
+    local start=$SECONDS rc=0
+    "$@" || rc=$?
+    local secs=$((SECONDS - start))
+    STEP_NAMES+=("$name")
+    STEP_SECS+=("$secs")
+    if [ "$rc" -eq 0 ]; then
+        STEP_RESULTS+=("ok")
+    else
+        STEP_RESULTS+=("FAILED (exit $rc)")
+        FAILED=1
+    fi
+    echo "==== [$name] ${STEP_RESULTS[-1]} in ${secs}s"
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+install_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all Debian packages present"
+    elif ! is_root; then
+        echo "not root: cannot install ${missing[*]} (tests needing them will skip or fail)"
+    else
+        echo "installing: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q || return 1
+        apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+    fi
+    local c
+    for c in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+            rustup component add "$c" || return 1
+        fi
+    done
+}
+
+run_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        local rc=0
+        cargo nextest run --workspace --locked --no-fail-fast || rc=$?
+        # nextest does not run doctests.
+        cargo test --workspace --locked --doc || rc=$?
+        return $rc
+    else
+        cargo test --workspace --locked --no-fail-fast
+    fi
+}
+
+bench_smoke() {
+    if [ ! -x bench/run.sh ]; then
+        echo "bench/run.sh missing"
+        return 1
+    fi
+    timeout 900 bench/run.sh --smoke
+}
+
+echo "rvs test suite — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(uname -sr), $(nproc) CPUs, uid $(id -u)"
+if ! is_root; then
+    echo "NOTE: not root — tests that need network namespaces or XDP will skip."
+fi
+
+[ "$INSTALL" = 1 ] && run_step install install_packages
+run_step build cargo build --workspace --bins --locked
+run_step test run_tests
+[ "$BENCH" = 1 ] && run_step bench-smoke bench_smoke
+if [ "$LINT" = 1 ]; then
+    run_step fmt cargo fmt --all --check
+    run_step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+echo
+echo "==== summary ($ROOT_DIR)"
+for i in "${!STEP_NAMES[@]}"; do
+    printf '  %-12s %-20s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECS[$i]}"
+done
+printf '  %-12s %-20s %5ss\n' total "$([ $FAILED = 0 ] && echo ok || echo FAILED)" "$SECONDS"
+exit $FAILED
