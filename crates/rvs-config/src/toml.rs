@@ -1,1 +1,109 @@
-//! rvs native TOML configuration. (Being built.)
+//! rvs's native configuration file, documented field by field in `docs/config.md`.
+//!
+//! ```toml
+//! [daemon]
+//! log_level = "info"
+//!
+//! [[service]]
+//! protocol = "tcp"
+//! address = "127.0.0.1:8080"
+//! scheduler = "rr"
+//!
+//! [[service.real]]
+//! address = "127.0.0.1:9001"
+//! method = "fullnat"
+//! weight = 1
+//! ```
+//!
+//! [`parse`] returns the typed tree ([`Config`]: the daemon's own settings plus a validated
+//! [`DesiredState`]) or every problem found, each with `path:line:column` and what was expected.
+//! Syntax errors, unknown keys and values of the wrong type stop parsing at the first one (that
+//! is where the TOML parser stops); validation errors (bad addresses, duplicates, weights out of
+//! range, ...) are all reported together.
+
+mod convert;
+mod raw;
+
+use crate::error::{ConfigError, ConfigErrors};
+use rvs_core::desired::DesiredState;
+use rvs_core::engine::EngineKind;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A parsed and validated configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// `[daemon]`: how rvsd itself runs.
+    pub daemon: DaemonConfig,
+    /// `[timeouts]` and `[[service]]`: what the director should do.
+    pub state: DesiredState,
+}
+
+/// `[daemon]`. Every field is optional; command-line flags override them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DaemonConfig {
+    /// Control socket path (default: `/run/rvs/rvsd.sock` as root, else a per-user path).
+    pub socket: Option<PathBuf>,
+    /// Also serve the API on this TCP address (requires `token_file`).
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token TCP clients must send.
+    pub token_file: Option<PathBuf>,
+    /// Engines to run; `None` = every engine that can run here.
+    pub engines: Option<Vec<EngineKind>>,
+    /// Interfaces the xdp engine attaches to.
+    pub xdp_interfaces: Vec<String>,
+    /// Proxy engine worker threads; `None` = one per core.
+    pub proxy_workers: Option<u32>,
+    /// Log level; `None` = `info` (or `RUST_LOG`).
+    pub log_level: Option<LogLevel>,
+}
+
+/// `log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name `tracing` filters use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Parse the text of a configuration file; `path` is only used in error locations.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut rep = convert::Reporter::new(path, text);
+    let raw: raw::RawFile = match ::toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            rep.error_at(span, e.message().trim_end().to_string());
+            return Err(rep.finish());
+        }
+    };
+    let config = convert::convert(raw, &mut rep);
+    if rep.errors.is_empty() { Ok(config) } else { Err(rep.finish()) }
+}
+
+/// Read and parse a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, 0, 0, format!("cannot read the file: {e}")))?;
+    parse(&text, path)
+}
+
+#[cfg(test)]
+mod tests;

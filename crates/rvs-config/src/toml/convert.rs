@@ -1,0 +1,219 @@
+//! From the file as written ([`super::raw`]) to the typed tree: every value checked, every edit
+//! of the desired state made through [`DesiredState`]'s validating methods, and every problem
+//! collected with its `path:line:column` (not only the first).
+
+use super::raw::{RawDaemon, RawFile, RawFlag, RawReal, RawService};
+use super::{Config, DaemonConfig};
+use crate::error::{ConfigError, ConfigErrors};
+use ::toml::Spanned;
+use rvs_core::desired::{DesiredState, StateError, Timeouts};
+use rvs_core::model::{
+    AddressFamily, Persistence, ProxyOptions, RealServer, SchedFlags, ServiceKey, ServiceOptions,
+};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+
+/// Turns byte offsets into 1-based line:column and collects errors.
+pub(super) struct Reporter<'a> {
+    path: &'a Path,
+    text: &'a str,
+    pub errors: Vec<ConfigError>,
+}
+
+impl<'a> Reporter<'a> {
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        Reporter { path, text, errors: Vec::new() }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    pub fn error_at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = self.line_col(span.start);
+        self.errors.push(ConfigError::new(self.path, line, column, message));
+    }
+
+    pub fn finish(self) -> ConfigErrors {
+        ConfigErrors(self.errors)
+    }
+}
+
+/// Everything after deserialization succeeded.
+pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
+    let daemon = convert_daemon(raw.daemon, rep);
+    let defaults = Timeouts::default();
+    let mut state = DesiredState {
+        timeouts: Timeouts {
+            tcp: raw.timeouts.tcp.unwrap_or(defaults.tcp),
+            tcp_fin: raw.timeouts.tcp_fin.unwrap_or(defaults.tcp_fin),
+            udp: raw.timeouts.udp.unwrap_or(defaults.udp),
+        },
+        ..DesiredState::default()
+    };
+    for svc in raw.services {
+        add_service(&mut state, svc, rep);
+    }
+    Config { daemon, state }
+}
+
+fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
+    let listen = raw.listen.and_then(|l| {
+        let span = l.span();
+        match l.into_inner().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                rep.error_at(span, "bad listen address: expected ADDR:PORT such as 127.0.0.1:9901");
+                None
+            }
+        }
+    });
+    if listen.is_some() && raw.token_file.is_none() {
+        rep.error_at(0..0, "[daemon] listen needs token_file: the TCP API always requires a bearer token");
+    }
+    let proxy_workers = raw.proxy_workers.and_then(|w| {
+        if *w.get_ref() == 0 {
+            rep.error_at(w.span(), "proxy_workers must be at least 1");
+            None
+        } else {
+            Some(w.into_inner())
+        }
+    });
+    DaemonConfig {
+        socket: raw.socket,
+        listen,
+        token_file: raw.token_file,
+        engines: raw.engines,
+        xdp_interfaces: raw.xdp_interfaces,
+        proxy_workers,
+        log_level: raw.log_level,
+    }
+}
+
+fn parse_addr(s: &Spanned<String>, what: &str, rep: &mut Reporter<'_>) -> Option<SocketAddr> {
+    match s.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            rep.error_at(
+                s.span(),
+                format!(
+                    "bad {what} '{}': expected ADDR:PORT such as 10.0.0.3:80 or [2001:db8::1]:80",
+                    s.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> Option<ServiceKey> {
+    match (&svc.address, svc.fwmark) {
+        (Some(_), Some(_)) => {
+            rep.error_at(span, "a service has either address or fwmark, not both");
+            None
+        }
+        (None, None) => {
+            rep.error_at(span, "a service needs address = \"ADDR:PORT\" (with protocol) or fwmark = N");
+            None
+        }
+        (Some(a), None) => {
+            if svc.family.is_some() {
+                rep.error_at(a.span(), "family is only for fwmark services (an address has its own)");
+            }
+            let addr = parse_addr(a, "service address", rep)?;
+            let protocol = svc.protocol.unwrap_or(rvs_core::model::Protocol::Tcp);
+            Some(ServiceKey::Addr { protocol, addr })
+        }
+        (None, Some(mark)) => {
+            if svc.protocol.is_some() {
+                rep.error_at(span, "protocol is not used with fwmark (the mark selects the packets)");
+            }
+            Some(ServiceKey::FwMark { mark, family: svc.family.unwrap_or(AddressFamily::V4) })
+        }
+    }
+}
+
+fn service_options(svc: &RawService, key: &ServiceKey) -> ServiceOptions {
+    let mut flags = SchedFlags::default();
+    for f in &svc.flags {
+        match f {
+            RawFlag::ShFallback => flags.sh_fallback = true,
+            RawFlag::ShPort => flags.sh_port = true,
+            RawFlag::MhFallback => flags.mh_fallback = true,
+            RawFlag::MhPort => flags.mh_port = true,
+        }
+    }
+    let persistence = svc.persistence.as_ref().map(|p| Persistence {
+        timeout: p.get_ref().timeout.unwrap_or(Persistence::DEFAULT_TIMEOUT),
+        prefix_len: p.get_ref().prefix_len.unwrap_or(key.family().max_prefix()),
+    });
+    let d = ProxyOptions::default();
+    let proxy = match &svc.proxy {
+        None => d,
+        Some(p) => ProxyOptions {
+            connect_timeout_ms: p.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
+            connect_retries: p.connect_retries.unwrap_or(d.connect_retries),
+            idle_timeout_ms: p.idle_timeout_ms.or(d.idle_timeout_ms),
+            proxy_protocol: p.proxy_protocol.unwrap_or(d.proxy_protocol),
+        },
+    };
+    ServiceOptions {
+        scheduler: svc.scheduler.unwrap_or_default(),
+        flags,
+        persistence,
+        one_packet: svc.one_packet,
+        engine: svc.engine,
+        proxy,
+    }
+}
+
+fn add_service(state: &mut DesiredState, svc: Spanned<RawService>, rep: &mut Reporter<'_>) {
+    let span = svc.span();
+    let svc = svc.into_inner();
+    let Some(key) = service_key(&svc, span.clone(), rep) else { return };
+    let options = service_options(&svc, &key);
+    if let Err(e) = state.add_service(key, options) {
+        let at = match (&e, &svc.persistence) {
+            (StateError::BadNetmask { .. }, Some(p)) => p.span(),
+            _ => span,
+        };
+        rep.error_at(at, e.to_string());
+        // A duplicate keeps the first definition; its reals are still checked against it.
+        if !matches!(e, StateError::ServiceExists(_)) {
+            return;
+        }
+    }
+    for real in svc.reals {
+        add_real(state, &key, real, rep);
+    }
+}
+
+fn add_real(state: &mut DesiredState, key: &ServiceKey, real: Spanned<RawReal>, rep: &mut Reporter<'_>) {
+    let span = real.span();
+    let real = real.into_inner();
+    let Some(addr) = parse_addr(&real.address, "real address", rep) else { return };
+    let weight_span = real.weight.as_ref().map(|w| w.span());
+    let mut rs = RealServer::new(
+        addr,
+        real.method.unwrap_or_default(),
+        real.weight.map(|w| w.into_inner()).unwrap_or(1),
+    );
+    rs.upper_threshold = real.upper_threshold;
+    rs.lower_threshold = real.lower_threshold;
+    rs.proxy_protocol = real.proxy_protocol;
+    rs.admin = real.admin;
+    if let Err(e) = state.add_real(key, rs) {
+        let at = match &e {
+            StateError::WeightOutOfRange(_) => weight_span.unwrap_or(span),
+            StateError::FamilyMismatch { .. } => real.address.span(),
+            _ => span,
+        };
+        rep.error_at(at, e.to_string());
+    }
+}

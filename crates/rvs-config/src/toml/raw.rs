@@ -1,0 +1,110 @@
+//! The file as written: serde structures that mirror the TOML text one to one, with spans kept on
+//! the values that validation may complain about. Unknown keys are errors (`deny_unknown_fields`).
+
+use ::toml::Spanned;
+use rvs_core::engine::EngineKind;
+use rvs_core::model::{
+    AddressFamily, AdminState, EnginePin, ForwardMethod, Protocol, ProxyProtocol, SchedulerKind,
+};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<RawService>>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub socket: Option<PathBuf>,
+    pub listen: Option<Spanned<String>>,
+    pub token_file: Option<PathBuf>,
+    pub engines: Option<Vec<EngineKind>>,
+    #[serde(default)]
+    pub xdp_interfaces: Vec<String>,
+    pub proxy_workers: Option<Spanned<u32>>,
+    pub log_level: Option<super::LogLevel>,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub tcp: Option<u32>,
+    pub tcp_fin: Option<u32>,
+    pub udp: Option<u32>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub protocol: Option<Protocol>,
+    pub address: Option<Spanned<String>>,
+    pub fwmark: Option<u32>,
+    pub family: Option<AddressFamily>,
+    pub scheduler: Option<SchedulerKind>,
+    #[serde(default)]
+    pub flags: Vec<RawFlag>,
+    pub persistence: Option<Spanned<RawPersistence>>,
+    #[serde(default)]
+    pub one_packet: bool,
+    #[serde(default)]
+    pub engine: EnginePin,
+    pub proxy: Option<RawProxy>,
+    #[serde(default, rename = "real")]
+    pub reals: Vec<Spanned<RawReal>>,
+}
+
+/// Scheduler flags, as ipvsadm's `-b` names them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawFlag {
+    ShFallback,
+    ShPort,
+    MhFallback,
+    MhPort,
+}
+
+/// `persistence = { timeout = 300, prefix_len = 24 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPersistence {
+    pub timeout: Option<u32>,
+    pub prefix_len: Option<u8>,
+}
+
+/// `[service.proxy]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub connect_timeout_ms: Option<u32>,
+    pub connect_retries: Option<u8>,
+    pub idle_timeout_ms: Option<u32>,
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// `[[service.real]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReal {
+    pub address: Spanned<String>,
+    pub method: Option<ForwardMethod>,
+    pub weight: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub upper_threshold: u32,
+    #[serde(default)]
+    pub lower_threshold: u32,
+    pub proxy_protocol: Option<ProxyProtocol>,
+    #[serde(default)]
+    pub admin: AdminState,
+}

@@ -1,0 +1,179 @@
+//! One test per error class, plus the full tree of a complete file.
+
+use super::*;
+use rvs_core::desired::Timeouts;
+use rvs_core::model::*;
+
+fn p(text: &str) -> Result<Config, ConfigErrors> {
+    parse(text, Path::new("test.toml"))
+}
+
+fn errs(text: &str) -> Vec<String> {
+    p(text).expect_err("should fail").0.iter().map(|e| e.to_string()).collect()
+}
+
+const FULL: &str = r#"
+[daemon]
+socket = "/tmp/x.sock"
+listen = "127.0.0.1:9901"
+token_file = "/etc/rvs/token"
+engines = ["proxy"]
+proxy_workers = 2
+log_level = "debug"
+
+[timeouts]
+tcp = 100
+
+[[service]]
+protocol = "tcp"
+address = "10.0.0.3:80"
+scheduler = "sh"
+flags = ["sh-port", "sh-fallback"]
+persistence = { timeout = 60, prefix_len = 24 }
+engine = "proxy"
+proxy = { connect_retries = 5, proxy_protocol = "v2" }
+
+[[service.real]]
+address = "10.0.0.7:80"
+method = "fullnat"
+weight = 3
+upper_threshold = 10
+lower_threshold = 5
+admin = "drain"
+proxy_protocol = "v1"
+
+[[service]]
+fwmark = 7
+family = "v6"
+"#;
+
+#[test]
+fn full_file_gives_the_whole_tree() {
+    let c = p(FULL).unwrap();
+    assert_eq!(c.daemon.socket.as_deref(), Some(Path::new("/tmp/x.sock")));
+    assert_eq!(c.daemon.listen, Some("127.0.0.1:9901".parse().unwrap()));
+    assert_eq!(c.daemon.engines, Some(vec![EngineKind::Proxy]));
+    assert_eq!(c.daemon.proxy_workers, Some(2));
+    assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
+    assert_eq!(c.state.timeouts, Timeouts { tcp: 100, ..Timeouts::default() });
+    let key = ServiceKey::tcp("10.0.0.3:80".parse().unwrap());
+    let svc = &c.state.services[&key];
+    assert_eq!(svc.options.scheduler, SchedulerKind::Sh);
+    assert!(svc.options.flags.sh_port && svc.options.flags.sh_fallback && !svc.options.flags.mh_port);
+    assert_eq!(svc.options.persistence, Some(Persistence { timeout: 60, prefix_len: 24 }));
+    assert_eq!(svc.options.engine, EnginePin::Proxy);
+    assert_eq!(svc.options.proxy.connect_retries, 5);
+    assert_eq!(svc.options.proxy.connect_timeout_ms, ProxyOptions::default().connect_timeout_ms);
+    assert_eq!(svc.options.proxy.proxy_protocol, ProxyProtocol::V2);
+    let real = svc.reals.values().next().unwrap();
+    assert_eq!(real.method, ForwardMethod::FullNat);
+    assert_eq!((real.weight, real.upper_threshold, real.lower_threshold), (3, 10, 5));
+    assert_eq!(real.admin, AdminState::Drain);
+    assert_eq!(real.proxy_protocol, Some(ProxyProtocol::V1));
+    let fw = ServiceKey::FwMark { mark: 7, family: AddressFamily::V6 };
+    assert_eq!(c.state.services[&fw].options.scheduler, SchedulerKind::Wlc);
+}
+
+#[test]
+fn empty_file_is_an_empty_state() {
+    let c = p("").unwrap();
+    assert!(c.state.services.is_empty());
+    assert_eq!(c.state.timeouts, Timeouts::default());
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let e = errs("[daemon]\nsocket = \n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("test.toml:2:"), "{e:?}");
+}
+
+#[test]
+fn unknown_key_is_an_error_with_location() {
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nschedular = \"rr\"\n");
+    assert!(e[0].starts_with("test.toml:3:1:"), "{e:?}");
+    assert!(e[0].contains("unknown field `schedular`"), "{e:?}");
+    assert!(e[0].contains("scheduler"), "lists what was expected: {e:?}");
+}
+
+#[test]
+fn wrong_type_and_unknown_variant() {
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nscheduler = \"fastest\"\n");
+    assert!(e[0].starts_with("test.toml:3:13:") && e[0].contains("wrr"), "{e:?}");
+    let e = errs("[timeouts]\ntcp = \"long\"\n");
+    assert!(e[0].starts_with("test.toml:2:7:"), "{e:?}");
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\nweight = -1\n");
+    assert!(e[0].starts_with("test.toml:5:10:"), "{e:?}");
+}
+
+#[test]
+fn every_validation_error_is_reported_with_its_place() {
+    let text = r#"
+[[service]]
+address = "10.0.0.3:80"
+
+[[service.real]]
+address = "10.0.0.7:80"
+weight = 70000
+
+[[service.real]]
+address = "10.0.0.8"
+
+[[service.real]]
+address = "[2001:db8::1]:80"
+method = "nat"
+
+[[service]]
+address = "10.0.0.3:80"
+
+[[service]]
+address = "10.0.0.4:80"
+persistence = { prefix_len = 40 }
+
+[[service]]
+address = "10.0.0.5:80"
+[[service.real]]
+address = "10.0.0.9:80"
+upper_threshold = 5
+lower_threshold = 8
+"#;
+    let e = errs(text);
+    assert_eq!(e.len(), 6, "{e:#?}");
+    assert!(e[0].starts_with("test.toml:7:10:") && e[0].contains("weight 70000 out of range"), "{e:?}");
+    assert!(e[1].starts_with("test.toml:10:11:") && e[1].contains("expected ADDR:PORT"), "{e:?}");
+    assert!(e[2].starts_with("test.toml:13:11:") && e[2].contains("address family"), "{e:?}");
+    assert!(e[3].starts_with("test.toml:16:1:") && e[3].contains("already exists"), "{e:?}");
+    assert!(e[4].starts_with("test.toml:21:15:") && e[4].contains("netmask /40"), "{e:?}");
+    assert!(e[5].starts_with("test.toml:25:1:") && e[5].contains("threshold"), "{e:?}");
+}
+
+#[test]
+fn duplicate_real_and_bad_service_key() {
+    let e = errs(
+        "[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\n",
+    );
+    assert!(e[0].starts_with("test.toml:5:1:") && e[0].contains("already exists"), "{e:?}");
+    let e = errs("[[service]]\nscheduler = \"rr\"\n");
+    assert!(e[0].contains("needs address"), "{e:?}");
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nfwmark = 1\n");
+    assert!(e[0].contains("not both"), "{e:?}");
+}
+
+#[test]
+fn daemon_section_is_checked() {
+    let e = errs("[daemon]\nlisten = \"127.0.0.1:9901\"\n");
+    assert!(e[0].contains("token_file"), "{e:?}");
+    let e = errs("[daemon]\nlisten = \"localhost\"\ntoken_file = \"/t\"\nproxy_workers = 0\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("test.toml:2:10:"), "{e:?}");
+    let e = errs("[daemon]\nengines = [\"turbo\"]\n");
+    assert!(e[0].contains("proxy"), "{e:?}");
+    let e = errs("[daemon]\nlog_level = \"loud\"\n");
+    assert!(e[0].contains("info"), "{e:?}");
+}
+
+#[test]
+fn unreadable_file_is_an_error() {
+    let e = load(Path::new("/nonexistent/rvs.toml")).unwrap_err();
+    assert!(e.to_string().contains("cannot read"), "{e}");
+}
