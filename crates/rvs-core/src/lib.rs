@@ -13,6 +13,7 @@
 
 pub mod desired;
 pub mod engine;
+pub mod health;
 pub mod model;
 pub mod scheduler;
 pub mod time;
