@@ -15,6 +15,8 @@ pub mod desired;
 pub mod engine;
 pub mod health;
 pub mod model;
+pub mod persistence;
+pub mod runtime;
 pub mod scheduler;
 pub mod time;
 

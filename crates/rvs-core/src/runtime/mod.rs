@@ -1,0 +1,450 @@
+//! Per-service runtime state owned by an engine: the reals with their connection counts and
+//! overload flags, the scheduler, and the persistence templates.
+//!
+//! Protocol for an engine:
+//! 1. [`ServiceRuntime::schedule`] picks a real for a new connection (persistence first, then the
+//!    scheduler). It does not count a connection: the engine may still fail to connect and try
+//!    again.
+//! 2. [`ServiceRuntime::conn_opened`] once the connection exists, [`ServiceRuntime::conn_changed`]
+//!    when it moves between active (TCP ESTABLISHED) and inactive, and
+//!    [`ServiceRuntime::conn_closed`] when it goes away — each with the [`ConnRef`] that
+//!    `schedule` returned.
+//! 3. [`ServiceRuntime::expire`] now and then to drop expired persistence templates.
+//!
+//! Reals are named by a [`RealId`] that stays valid while the connections counted on it are
+//! open, across [`ServiceRuntime::set_reals`]: a real that is removed while it still has
+//! connections stays as a tombstone (never scheduled) until its last connection closes, and a
+//! real that is re-added while its tombstone exists gets its old id and counts back, as IPVS
+//! does with its destination trash.
+
+use crate::model::{RealServer, ServiceOptions};
+use crate::persistence::{TemplateKey, Templates};
+use crate::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
+use crate::time::Timestamp;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// A stable handle on a real of one service (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RealId(pub u32);
+
+/// What a connection holds on to, to be passed back to the accounting calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    /// The real the connection goes to.
+    pub real: RealId,
+    /// The persistence template it was opened through, if the service is persistent.
+    pub template: Option<TemplateKey>,
+}
+
+/// The outcome of [`ServiceRuntime::schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Real and template, for the accounting calls.
+    pub conn: ConnRef,
+    /// Position of the real in the list given to [`ServiceRuntime::set_reals`].
+    pub index: usize,
+    /// The real's address.
+    pub addr: SocketAddr,
+    /// The real came from an existing persistence template, not from the scheduler.
+    pub from_template: bool,
+}
+
+/// Why no real could be scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// The service has no reals.
+    #[error("service has no real servers")]
+    NoReals,
+    /// Every real has weight 0 or is overloaded.
+    #[error("no real server available (all have weight 0 or are overloaded)")]
+    NoneAvailable,
+}
+
+/// A bad argument to [`ServiceRuntime::set_reals`]; the runtime is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The same address appears twice.
+    #[error("real server {0} given twice")]
+    DuplicateReal(SocketAddr),
+}
+
+/// A real's counters, as reported by [`ServiceRuntime::real_info`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealInfo {
+    /// Its id.
+    pub id: RealId,
+    /// Its configuration.
+    pub server: RealServer,
+    /// Active connections.
+    pub active: u32,
+    /// Inactive connections.
+    pub inactive: u32,
+    /// Persistence templates bound to it.
+    pub persistent: u32,
+    /// Over its upper threshold and not yet back under the lower one.
+    pub overloaded: bool,
+    /// Removed from the service, kept until its last connection closes.
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// In the service, at this position of the scheduler's slice.
+    Live(usize),
+    /// Removed, with connections still open.
+    Tombstone,
+    /// Unused; may be reused by a new real.
+    Free,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    server: RealServer,
+    active: u32,
+    inactive: u32,
+    persistent: u32,
+    overloaded: bool,
+    state: SlotState,
+}
+
+impl Slot {
+    fn total(&self) -> u32 {
+        self.active.saturating_add(self.inactive)
+    }
+}
+
+/// The runtime state of one virtual service (see the module docs).
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    options: ServiceOptions,
+    params: SchedulerParams,
+    scheduler: Box<dyn Scheduler>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_addr: HashMap<SocketAddr, u32>,
+    /// The scheduler's view of the live reals, in configuration order.
+    states: Vec<RealState>,
+    /// Slot of each live real, parallel to `states`.
+    live: Vec<u32>,
+    templates: Option<Templates>,
+}
+
+impl ServiceRuntime {
+    /// A service with no reals. `params.flags` is replaced by `options.flags`.
+    pub fn new(options: ServiceOptions, params: SchedulerParams) -> Self {
+        let params = SchedulerParams {
+            flags: options.flags,
+            ..params
+        };
+        ServiceRuntime {
+            options,
+            params,
+            scheduler: new_scheduler(options.scheduler, params),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_addr: HashMap::new(),
+            states: Vec::new(),
+            live: Vec::new(),
+            templates: options.persistence.map(Templates::new),
+        }
+    }
+
+    /// The service's options.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// Change the options: a new scheduler (kind or flags changed) is built over the same reals;
+    /// a change of persistence drops every template.
+    pub fn set_options(&mut self, options: ServiceOptions) {
+        let old = std::mem::replace(&mut self.options, options);
+        if old.scheduler != options.scheduler || old.flags != options.flags {
+            self.params.flags = options.flags;
+            self.scheduler = new_scheduler(options.scheduler, self.params);
+            self.scheduler.rebuild(&self.states);
+        }
+        if old.persistence != options.persistence {
+            for s in &mut self.slots {
+                s.persistent = 0;
+            }
+            self.templates = options.persistence.map(Templates::new);
+            self.free_idle_tombstones();
+        }
+    }
+
+    /// Replace the reals. Reals that stay (same address) keep their id and counts; removed reals
+    /// with open connections become tombstones; the scheduler is rebuilt.
+    pub fn set_reals(&mut self, reals: &[RealServer]) -> Result<(), RuntimeError> {
+        let mut seen = std::collections::HashSet::with_capacity(reals.len());
+        if let Some(dup) = reals.iter().find(|r| !seen.insert(r.addr)) {
+            return Err(RuntimeError::DuplicateReal(dup.addr));
+        }
+        // Everything currently live becomes a tombstone unless it is in the new list.
+        for &slot in &self.live {
+            self.slots[slot as usize].state = SlotState::Tombstone;
+        }
+        self.live.clear();
+        self.states.clear();
+        for (pos, r) in reals.iter().enumerate() {
+            let slot = match self.by_addr.get(&r.addr) {
+                Some(&s) => s,
+                None => self.alloc_slot(*r),
+            };
+            let s = &mut self.slots[slot as usize];
+            s.server = *r;
+            s.state = SlotState::Live(pos);
+            s.overloaded = r.next_overload(s.overloaded, s.total());
+            self.live.push(slot);
+            self.states.push(RealState {
+                addr: r.addr,
+                weight: r.effective_weight(),
+                active: s.active,
+                inactive: s.inactive,
+                overloaded: s.overloaded,
+            });
+        }
+        self.free_idle_tombstones();
+        self.scheduler.rebuild(&self.states);
+        Ok(())
+    }
+
+    /// Pick a real for a new connection: the client's persistence template if it has a usable
+    /// one (its real still in the service, weight above 0, not overloaded), else the scheduler
+    /// (and the template is bound to the scheduler's pick).
+    pub fn schedule(&mut self, req: &PickRequest) -> Result<Scheduled, ScheduleError> {
+        if self.states.is_empty() {
+            return Err(ScheduleError::NoReals);
+        }
+        let key = self.templates.as_ref().map(|t| t.key_of(req.client.ip()));
+        if let (Some(t), Some(key)) = (&mut self.templates, key)
+            && let Some(slot) = t.get(key).and_then(|t| t.real)
+            && let SlotState::Live(pos) = self.slots[slot as usize].state
+            && self.states[pos].available()
+        {
+            t.bind(key, slot, req.now);
+            return Ok(self.scheduled(pos, Some(key), true));
+        }
+        let n = self.states.len();
+        let pos = (self.scheduler.pick(&self.states, req))
+            .filter(|&p| p < n)
+            .ok_or(ScheduleError::NoneAvailable)?;
+        let slot = self.live[pos];
+        if let (Some(t), Some(key)) = (&mut self.templates, key) {
+            let had = t.get(key).and_then(|t| t.real);
+            if had != Some(slot) {
+                if let Some(old) = had {
+                    let p = &mut self.slots[old as usize].persistent;
+                    *p = p.saturating_sub(1);
+                }
+                self.slots[slot as usize].persistent += 1;
+            }
+            t.bind(key, slot, req.now);
+        }
+        Ok(self.scheduled(pos, key, false))
+    }
+
+    fn scheduled(&self, pos: usize, template: Option<TemplateKey>, from: bool) -> Scheduled {
+        let real = RealId(self.live[pos]);
+        let addr = self.states[pos].addr;
+        Scheduled {
+            conn: ConnRef { real, template },
+            index: pos,
+            addr,
+            from_template: from,
+        }
+    }
+
+    /// A connection scheduled to `c.real` now exists, active (TCP ESTABLISHED) or not.
+    pub fn conn_opened(&mut self, c: ConnRef, active: bool, now: Timestamp) {
+        if let (Some(t), Some(key)) = (&mut self.templates, c.template) {
+            t.opened(key, now);
+        }
+        self.adjust(c.real, |s| {
+            if active {
+                s.active = s.active.saturating_add(1)
+            } else {
+                s.inactive = s.inactive.saturating_add(1)
+            }
+        });
+    }
+
+    /// A connection of `real` moved between active and inactive.
+    pub fn conn_changed(&mut self, real: RealId, was_active: bool, is_active: bool) {
+        if was_active == is_active {
+            return;
+        }
+        self.adjust(real, |s| {
+            if was_active {
+                s.active = s.active.saturating_sub(1);
+                s.inactive = s.inactive.saturating_add(1);
+            } else {
+                s.inactive = s.inactive.saturating_sub(1);
+                s.active = s.active.saturating_add(1);
+            }
+        });
+    }
+
+    /// A connection went away; its template (if any) lives `timeout` more.
+    pub fn conn_closed(&mut self, c: ConnRef, was_active: bool, now: Timestamp) {
+        if let (Some(t), Some(key)) = (&mut self.templates, c.template) {
+            t.closed(key, now);
+        }
+        self.adjust(c.real, |s| {
+            if was_active {
+                s.active = s.active.saturating_sub(1)
+            } else {
+                s.inactive = s.inactive.saturating_sub(1)
+            }
+        });
+        if let Some(s) = self.slot_mut(c.real)
+            && s.state == SlotState::Tombstone
+            && s.total() == 0
+        {
+            self.release(c.real.0);
+        }
+    }
+
+    /// Drop persistence templates that expired at `now`; returns how many were dropped.
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        let Some(t) = &mut self.templates else {
+            return 0;
+        };
+        let gone = t.expire(now);
+        for (_, real) in &gone {
+            if let Some(r) = real {
+                let s = &mut self.slots[*r as usize];
+                s.persistent = s.persistent.saturating_sub(1);
+            }
+        }
+        gone.len()
+    }
+
+    /// The scheduler's view of the live reals, in configuration order.
+    pub fn states(&self) -> &[RealState] {
+        &self.states
+    }
+
+    /// Id of the live real at `index` of the configuration order.
+    pub fn id_at(&self, index: usize) -> Option<RealId> {
+        self.live.get(index).map(|&s| RealId(s))
+    }
+
+    /// Id of the real (live or tombstone) with this address.
+    pub fn id_of(&self, addr: SocketAddr) -> Option<RealId> {
+        self.by_addr.get(&addr).map(|&s| RealId(s))
+    }
+
+    /// Configuration and counters of a real, live or tombstone.
+    pub fn real_info(&self, id: RealId) -> Option<RealInfo> {
+        let s = self.slots.get(id.0 as usize)?;
+        (s.state != SlotState::Free).then_some(RealInfo {
+            id,
+            server: s.server,
+            active: s.active,
+            inactive: s.inactive,
+            persistent: s.persistent,
+            overloaded: s.overloaded,
+            removed: s.state == SlotState::Tombstone,
+        })
+    }
+
+    /// Every live real in configuration order, then every tombstone.
+    pub fn reals(&self) -> impl Iterator<Item = RealInfo> + '_ {
+        let live = self.live.iter().map(|&s| RealId(s));
+        let dead = (0..self.slots.len() as u32)
+            .filter(|&s| self.slots[s as usize].state == SlotState::Tombstone)
+            .map(RealId);
+        live.chain(dead).filter_map(|id| self.real_info(id))
+    }
+
+    /// Persistence templates bound to `real`.
+    pub fn persistent_conns(&self, real: RealId) -> u32 {
+        self.slot(real).map_or(0, |s| s.persistent)
+    }
+
+    /// Number of persistence templates (expired-but-not-yet-swept ones included).
+    pub fn template_count(&self) -> usize {
+        self.templates.as_ref().map_or(0, |t| t.len())
+    }
+
+    fn slot(&self, id: RealId) -> Option<&Slot> {
+        self.slots
+            .get(id.0 as usize)
+            .filter(|s| s.state != SlotState::Free)
+    }
+
+    fn slot_mut(&mut self, id: RealId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(id.0 as usize)
+            .filter(|s| s.state != SlotState::Free)
+    }
+
+    /// Change a real's counts, then its overload flag, and tell the scheduler.
+    fn adjust(&mut self, id: RealId, f: impl FnOnce(&mut Slot)) {
+        let Some(s) = self.slot_mut(id) else { return };
+        f(s);
+        let was = s.overloaded;
+        s.overloaded = s.server.next_overload(was, s.total());
+        let (active, inactive, overloaded) = (s.active, s.inactive, s.overloaded);
+        if let SlotState::Live(pos) = s.state {
+            let st = &mut self.states[pos];
+            st.active = active;
+            st.inactive = inactive;
+            st.overloaded = overloaded;
+            if was != overloaded {
+                self.scheduler.rebuild(&self.states);
+            } else {
+                self.scheduler.counts_changed(&self.states, pos);
+            }
+        }
+    }
+
+    fn alloc_slot(&mut self, server: RealServer) -> u32 {
+        let slot = Slot {
+            server,
+            active: 0,
+            inactive: 0,
+            persistent: 0,
+            overloaded: false,
+            state: SlotState::Free,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = slot;
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_addr.insert(server.addr, id);
+        id
+    }
+
+    /// Free tombstones with no open connections. Templates bound to a freed real are unbound
+    /// (they are rebound on the client's next schedule).
+    fn free_idle_tombstones(&mut self) {
+        for id in 0..self.slots.len() as u32 {
+            let s = &self.slots[id as usize];
+            if s.state == SlotState::Tombstone && s.total() == 0 {
+                self.release(id);
+            }
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        if let Some(t) = &mut self.templates {
+            t.unbind_real(id);
+        }
+        let s = &mut self.slots[id as usize];
+        s.state = SlotState::Free;
+        s.persistent = 0;
+        self.by_addr.remove(&s.server.addr);
+        self.free.push(id);
+    }
+}
+
+#[cfg(test)]
+mod tests;
