@@ -1,1 +1,22 @@
-//! ipvsadm command-line grammar, rule files (`-S`/`-R`) and listing printers. (Being built.)
+//! ipvsadm's command-line grammar, rules files (`ipvsadm-save` / `-S` / `-R`) and listings.
+//!
+//! * [`parse_args`] — rvsadm's argv → [`Command`] (errors at `<command line>:1:ARGPOS`);
+//! * [`parse_line`], [`parse_rules`], [`apply_rules`], [`load_rules_file`] — rules files →
+//!   commands → [`rvs_core::desired::DesiredState`] (every error, with `path:line:column`);
+//! * [`save`] — a desired state → `-S` text that [`apply_rules`] reads back to the same state;
+//!
+//! The grammar follows ipvsadm 1.31 (short options bundle, `-p [timeout]`, `--set tcp tcpfin
+//! udp`, long forms) with one difference: `-b` alone on a real server selects FULLNAT; `-b FLAGS`
+//! (or `--sched-flags FLAGS`) on a service sets scheduler flags as in ipvsadm. See docs/rvsadm.md.
+
+mod addr;
+mod build;
+mod command;
+mod lex;
+mod rules;
+mod save;
+
+pub use addr::{dotted_mask, format_sched_flags, parse_addr};
+pub use command::{Command, ListLayout, ListOptions, TimeoutUpdate};
+pub use rules::{apply_command, apply_rules, load_rules_file, parse_args, parse_line, parse_rules};
+pub use save::{add_real_rule, add_service_rule, save, service_rule};
