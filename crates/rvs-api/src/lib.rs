@@ -26,9 +26,11 @@
 //! Every error is a 4xx/5xx with an [`ErrorBody`].
 
 mod id;
+mod socket;
 mod view;
 
 pub use id::*;
+pub use socket::*;
 pub use view::*;
 
 pub use rvs_core::desired::{DesiredState, Timeouts};

@@ -175,6 +175,14 @@ pub trait Engine: Send {
 
     /// Detach from the system: close listeners, unload programs. Called once on exit.
     fn shutdown(&mut self);
+
+    /// Cut the existing connections of one real (`DELETE ...?reset=true`), before the daemon
+    /// removes it. Engines that cannot do this keep the default, which says so; the daemon then
+    /// refuses the request and changes nothing.
+    fn reset_connections(&mut self, service: &ServiceKey, real: &SocketAddr) -> Result<(), Unsupported> {
+        let _ = (service, real);
+        Err(Unsupported(format!("the {:?} engine cannot reset connections", self.kind()).to_lowercase()))
+    }
 }
 
 #[cfg(test)]
