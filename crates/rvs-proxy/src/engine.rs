@@ -1,0 +1,352 @@
+//! [`ProxyEngine`]: the [`Engine`] the daemon drives. It owns the worker threads and the
+//! services; `apply` binds and closes listeners and edits the shared scheduling state.
+
+use crate::balance::ServiceShared;
+use crate::real::RealShared;
+use crate::shared::EngineShared;
+use crate::tcp::{self, WorkerCtx};
+use crate::worker::Worker;
+use crate::{listen, udp};
+use rvs_core::desired::{Change, ServiceConfig};
+use rvs_core::engine::{
+    ConnectionInfo, Engine, EngineError, EngineKind, EngineStats, RealStats, ServiceStats,
+    Unsupported,
+};
+use rvs_core::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use tokio::task::AbortHandle;
+
+/// How the proxy engine runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyEngineConfig {
+    /// Worker threads, each with its own accept loop per service (0 = one per CPU).
+    pub workers: usize,
+    /// Relay TCP with `splice(2)` (Linux); `false` copies through a small buffer.
+    pub splice: bool,
+    /// Listen backlog of every TCP listener.
+    pub backlog: i32,
+}
+
+impl Default for ProxyEngineConfig {
+    fn default() -> Self {
+        ProxyEngineConfig {
+            workers: 0,
+            splice: cfg!(target_os = "linux"),
+            backlog: 4096,
+        }
+    }
+}
+
+/// A service the engine serves: its shared state and its listener tasks (one per worker).
+#[derive(Debug)]
+struct ServiceEntry {
+    shared: Arc<ServiceShared>,
+    listeners: Vec<AbortHandle>,
+    /// Reals removed while connections to them may still run (for `reset_real`).
+    removed: Vec<Weak<RealShared>>,
+}
+
+impl Drop for ServiceEntry {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            l.abort();
+        }
+    }
+}
+
+/// The userspace L4 proxy engine (TCP and UDP, FULLNAT semantics).
+#[derive(Debug)]
+pub struct ProxyEngine {
+    shared: Arc<EngineShared>,
+    workers: Vec<Worker>,
+    services: BTreeMap<ServiceKey, ServiceEntry>,
+    config: ProxyEngineConfig,
+}
+
+impl ProxyEngine {
+    /// Starts the worker threads. Services come with [`Engine::apply`].
+    pub fn start(config: ProxyEngineConfig) -> Result<ProxyEngine, EngineError> {
+        let n = match config.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
+        let workers = (0..n)
+            .map(Worker::start)
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|source| EngineError::Io {
+                context: "starting proxy workers".into(),
+                source,
+            })?;
+        let shared = Arc::new(EngineShared::new(n, config.splice));
+        Ok(ProxyEngine {
+            shared,
+            workers,
+            services: BTreeMap::new(),
+            config,
+        })
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Closes every connection to `real` of `service` now (with RST), whether the real is still
+    /// in the service or was removed. Without this, removed reals' connections run to
+    /// completion. Returns the number of connections asked to close.
+    pub fn reset_real(
+        &mut self,
+        service: &ServiceKey,
+        real: SocketAddr,
+    ) -> Result<usize, EngineError> {
+        let entry = self
+            .services
+            .get_mut(service)
+            .ok_or(EngineError::UnknownService(*service))?;
+        entry.removed.retain(|w| w.strong_count() > 0);
+        let mut targets: Vec<Arc<RealShared>> = entry
+            .shared
+            .reals()
+            .into_iter()
+            .filter(|r| r.addr == real)
+            .collect();
+        targets.extend(
+            entry
+                .removed
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|r| r.addr == real),
+        );
+        let count = targets
+            .iter()
+            .map(|r| (r.active() + r.inactive()) as usize)
+            .sum();
+        for r in targets {
+            r.reset_connections();
+        }
+        Ok(count)
+    }
+
+    fn unsupported(service: ServiceKey, reason: &str) -> EngineError {
+        EngineError::Unsupported {
+            service,
+            reason: Unsupported(reason.to_string()),
+        }
+    }
+
+    fn add_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), EngineError> {
+        let ServiceKey::Addr { protocol, addr } = key else {
+            return Err(Self::unsupported(key, FWMARK_REASON));
+        };
+        if protocol == Protocol::Sctp {
+            return Err(Self::unsupported(key, SCTP_REASON));
+        }
+        if self.services.contains_key(&key) {
+            return Ok(()); // idempotent: a replayed AddService keeps the running listeners
+        }
+        let shared = Arc::new(ServiceShared::new(key, protocol, addr, options));
+        let io_err = |source| EngineError::Io {
+            context: format!("binding {key}"),
+            source,
+        };
+        let mut listeners = Vec::with_capacity(self.workers.len());
+        // Bind every worker's socket first, so a failure leaves nothing half-started.
+        let mut bound = Vec::with_capacity(self.workers.len());
+        for _ in &self.workers {
+            bound.push(match protocol {
+                Protocol::Tcp => {
+                    Bound::Tcp(listen::tcp(addr, self.config.backlog).map_err(io_err)?)
+                }
+                _ => Bound::Udp(listen::udp(addr).map_err(io_err)?),
+            });
+        }
+        for (i, (worker, sock)) in self.workers.iter().zip(bound).enumerate() {
+            let ctx = WorkerCtx {
+                engine: Arc::clone(&self.shared),
+                table: Arc::clone(&self.shared.tables[i]),
+            };
+            let _rt = worker.handle.enter();
+            let svc = Arc::clone(&shared);
+            let task = match sock {
+                Bound::Tcp(l) => {
+                    let l = tokio::net::TcpListener::from_std(l).map_err(io_err)?;
+                    worker.handle.spawn(tcp::accept_loop(l, svc, ctx))
+                }
+                Bound::Udp(s) => {
+                    let s = Arc::new(tokio::net::UdpSocket::from_std(s).map_err(io_err)?);
+                    worker.handle.spawn(udp::recv_loop(s, svc, ctx))
+                }
+            };
+            listeners.push(task.abort_handle());
+        }
+        self.services.insert(
+            key,
+            ServiceEntry {
+                shared,
+                listeners,
+                removed: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn entry(&mut self, key: &ServiceKey) -> Result<&mut ServiceEntry, EngineError> {
+        self.services
+            .get_mut(key)
+            .ok_or(EngineError::UnknownService(*key))
+    }
+
+    fn apply_one(&mut self, change: &Change) -> Result<(), EngineError> {
+        match change {
+            Change::SetTimeouts(t) => self.shared.set_timeouts(*t),
+            Change::AddService { key, options } => self.add_service(*key, *options)?,
+            Change::EditService { key, options } => self.entry(key)?.shared.set_options(*options),
+            Change::RemoveService(key) => {
+                // Listeners close; relayed connections run to completion.
+                self.services
+                    .remove(key)
+                    .ok_or(EngineError::UnknownService(*key))?;
+            }
+            Change::AddReal { service, real } => {
+                check_real(service, real)?;
+                self.entry(service)?.shared.upsert_real(*real, false);
+            }
+            Change::EditReal { service, real } => {
+                check_real(service, real)?;
+                let entry = self.entry(service)?;
+                if !entry.shared.upsert_real(*real, true) {
+                    entry.shared.upsert_real(*real, false);
+                }
+            }
+            Change::RemoveReal { service, addr } => {
+                let entry = self.entry(service)?;
+                if let Some(r) = entry.shared.remove_real(*addr) {
+                    entry.removed.retain(|w| w.strong_count() > 0);
+                    entry.removed.push(Arc::downgrade(&r));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+const FWMARK_REASON: &str = "firewall-mark services need packet marks, which a userspace proxy \
+     never sees (use the xdp engine)";
+const SCTP_REASON: &str = "the proxy engine relays TCP and UDP only; SCTP needs the xdp engine";
+
+fn check_real(service: &ServiceKey, real: &RealServer) -> Result<(), EngineError> {
+    if real.method != ForwardMethod::FullNat {
+        return Err(ProxyEngine::unsupported(*service, &method_reason(real)));
+    }
+    Ok(())
+}
+
+fn method_reason(real: &RealServer) -> String {
+    format!(
+        "real {} uses {} ({}); the proxy engine forwards with FULLNAT semantics only (-b): \
+         DR, TUN and NAT rewrite packets and need the xdp engine",
+        real.addr,
+        real.method.ipvs_name(),
+        real.method.flag()
+    )
+}
+
+impl Engine for ProxyEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Proxy
+    }
+
+    fn supports(&self, service: &ServiceConfig) -> Result<(), Unsupported> {
+        match service.key {
+            ServiceKey::FwMark { .. } => return Err(Unsupported(FWMARK_REASON.into())),
+            ServiceKey::Addr {
+                protocol: Protocol::Sctp,
+                ..
+            } => {
+                return Err(Unsupported(SCTP_REASON.into()));
+            }
+            ServiceKey::Addr { .. } => {}
+        }
+        match service
+            .reals
+            .values()
+            .find(|r| r.method != ForwardMethod::FullNat)
+        {
+            Some(r) => Err(Unsupported(method_reason(r))),
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), EngineError> {
+        changes.iter().try_for_each(|c| self.apply_one(c))
+    }
+
+    fn stats(&self) -> EngineStats {
+        let mut out = EngineStats::default();
+        for (key, entry) in &self.services {
+            let reals = entry
+                .shared
+                .reals()
+                .iter()
+                .map(|r| {
+                    let stats = RealStats {
+                        counters: r.counters.load(),
+                        active_conns: r.active(),
+                        inactive_conns: r.inactive(),
+                        persistent_conns: 0,
+                    };
+                    (r.addr, stats)
+                })
+                .collect();
+            let counters = entry.shared.counters.load();
+            out.services.insert(*key, ServiceStats { counters, reals });
+        }
+        for (name, v) in self.shared.outcomes.snapshot() {
+            out.outcomes.insert(name.to_string(), v);
+        }
+        out
+    }
+
+    fn zero(&mut self, service: Option<&ServiceKey>) {
+        for (key, entry) in &self.services {
+            if service.is_some_and(|s| s != key) {
+                continue;
+            }
+            entry.shared.counters.zero();
+            for r in entry.shared.reals() {
+                r.counters.zero();
+            }
+        }
+    }
+
+    fn connections(&self) -> Vec<ConnectionInfo> {
+        let now = self.shared.clock.now_ms();
+        let mut out = Vec::new();
+        for t in &self.shared.tables {
+            t.snapshot(now, &mut out);
+        }
+        out
+    }
+
+    fn shutdown(&mut self) {
+        self.services.clear();
+        for w in &mut self.workers {
+            w.stop();
+        }
+    }
+}
+
+impl Drop for ProxyEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

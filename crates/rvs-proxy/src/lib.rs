@@ -1,0 +1,33 @@
+//! # rvs-proxy — the userspace L4 data plane
+//!
+//! [`ProxyEngine`] implements [`rvs_core::engine::Engine`] for TCP and UDP virtual services
+//! whose reals are all FULLNAT (`-b`): the proxy terminates the client's connection on the VIP
+//! and opens its own to the real, so the real sees the director's address — the client's
+//! address reaches it by the PROXY protocol (v1 or v2, per service or per real) if asked.
+//!
+//! * workers: one thread per core, each a current-thread tokio runtime with its own
+//!   `SO_REUSEPORT` listener per service ([`worker`], [`listen`]);
+//! * TCP ([`tcp`]): bounded connect retries on other reals, `splice(2)` relay with pooled pipes
+//!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
+//! * UDP ([`udp`]): sessions by client address with the UDP timeout, replies from the VIP,
+//!   one-packet scheduling (`-o`);
+//! * accounting ([`track`], [`stats`]): IPVS states (`SYN_RECV`, `ESTABLISHED`, `FIN_WAIT`,
+//!   `CLOSE_WAIT`, `UDP`), active/inactive counts that feed the schedulers, lock-free counters.
+//!
+//! Packets for TCP: the proxy sees no segments, so each read from a socket (one `splice` into
+//! the pipe, or one `read`) counts as one packet.
+
+pub mod balance;
+pub mod engine;
+pub mod listen;
+pub mod pp;
+pub mod real;
+pub mod relay;
+pub mod shared;
+pub mod stats;
+pub mod tcp;
+pub mod track;
+pub mod udp;
+pub mod worker;
+
+pub use engine::{ProxyEngine, ProxyEngineConfig};

@@ -1,0 +1,98 @@
+//! Lock-free traffic counters shared between the workers and the control thread.
+//!
+//! Every relayed chunk bumps a real's and its service's counters with relaxed atomics; `stats()`
+//! reads them into `rvs_core::engine::Counters`. For TCP the proxy cannot see segments, so one
+//! successful read (a `splice` into the pipe or a `read` into the buffer) counts as one packet;
+//! for UDP one datagram is one packet.
+
+use rvs_core::engine::Counters;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Atomic form of [`Counters`].
+#[derive(Debug, Default)]
+pub struct AtomicCounters {
+    conns: AtomicU64,
+    in_pkts: AtomicU64,
+    out_pkts: AtomicU64,
+    in_bytes: AtomicU64,
+    out_bytes: AtomicU64,
+}
+
+impl AtomicCounters {
+    /// One connection scheduled.
+    pub fn add_conn(&self) {
+        self.conns.fetch_add(1, Relaxed);
+    }
+
+    /// `bytes` read from the client (one packet).
+    pub fn add_in(&self, bytes: u64) {
+        self.in_pkts.fetch_add(1, Relaxed);
+        self.in_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// `bytes` read from the real (one packet).
+    pub fn add_out(&self, bytes: u64) {
+        self.out_pkts.fetch_add(1, Relaxed);
+        self.out_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// A snapshot.
+    pub fn load(&self) -> Counters {
+        Counters {
+            conns: self.conns.load(Relaxed),
+            in_pkts: self.in_pkts.load(Relaxed),
+            out_pkts: self.out_pkts.load(Relaxed),
+            in_bytes: self.in_bytes.load(Relaxed),
+            out_bytes: self.out_bytes.load(Relaxed),
+        }
+    }
+
+    /// `-Z`.
+    pub fn zero(&self) {
+        for c in [
+            &self.conns,
+            &self.in_pkts,
+            &self.out_pkts,
+            &self.in_bytes,
+            &self.out_bytes,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+}
+
+/// Named outcome counters (`EngineStats.outcomes`).
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub connect_refused: AtomicU64,
+    pub connect_timeout: AtomicU64,
+    pub connect_error: AtomicU64,
+    pub connect_retry: AtomicU64,
+    pub no_real: AtomicU64,
+    pub accept_error: AtomicU64,
+    pub idle_timeout: AtomicU64,
+    pub reset_by_operator: AtomicU64,
+    pub udp_send_error: AtomicU64,
+}
+
+impl Outcomes {
+    /// Counts one occurrence.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Name/value pairs for `EngineStats.outcomes`.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("connect_refused", self.connect_refused.load(Relaxed)),
+            ("connect_timeout", self.connect_timeout.load(Relaxed)),
+            ("connect_error", self.connect_error.load(Relaxed)),
+            ("connect_retry", self.connect_retry.load(Relaxed)),
+            ("no_real", self.no_real.load(Relaxed)),
+            ("accept_error", self.accept_error.load(Relaxed)),
+            ("idle_timeout", self.idle_timeout.load(Relaxed)),
+            ("reset_by_operator", self.reset_by_operator.load(Relaxed)),
+            ("udp_send_error", self.udp_send_error.load(Relaxed)),
+        ]
+    }
+}

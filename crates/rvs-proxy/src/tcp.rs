@@ -1,0 +1,197 @@
+//! TCP: the accept loop each worker runs per service, connecting to a real with bounded
+//! retries, the optional PROXY header, and the relay with its state tracking.
+
+use crate::balance::{Picked, ServiceShared};
+use crate::pp;
+use crate::relay::{self, OnChunk};
+use crate::shared::EngineShared;
+use crate::stats::Outcomes;
+use crate::track::{ConnGuard, ConnState, ConnTable, NewConn};
+use rvs_core::{Protocol, Timestamp};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Everything a worker's connection tasks need.
+#[derive(Debug, Clone)]
+pub struct WorkerCtx {
+    pub engine: Arc<EngineShared>,
+    pub table: Arc<ConnTable>,
+}
+
+/// Accepts connections for `svc` on this worker's `SO_REUSEPORT` listener, forever.
+pub async fn accept_loop(listener: TcpListener, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                let (svc, ctx) = (Arc::clone(&svc), ctx.clone());
+                tokio::spawn(async move { handle(client, peer, svc, ctx).await });
+            }
+            Err(_) => {
+                // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
+                Outcomes::bump(&ctx.engine.outcomes.accept_error);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Counts a relayed chunk on the real and the service and marks the connection as alive.
+struct Dir<'a> {
+    guard: &'a ConnGuard,
+    svc: &'a ServiceShared,
+    engine: &'a EngineShared,
+    inbound: bool,
+}
+
+impl OnChunk for Dir<'_> {
+    fn chunk(&self, bytes: usize) {
+        let real = &self.guard.track.real;
+        if self.inbound {
+            real.counters.add_in(bytes as u64);
+            self.svc.counters.add_in(bytes as u64);
+        } else {
+            real.counters.add_out(bytes as u64);
+            self.svc.counters.add_out(bytes as u64);
+        }
+        self.guard.track.touch(&self.engine.clock);
+    }
+}
+
+async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
+    let vaddr = match svc.vaddr.ip().is_unspecified() {
+        true => client.local_addr().unwrap_or(svc.vaddr),
+        false => svc.vaddr,
+    };
+    let Some((server, picked, guard)) = connect_with_retries(peer, vaddr, &svc, &ctx).await else {
+        return; // dropping `client` closes it
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let kind = picked
+        .real
+        .proxy_protocol()
+        .unwrap_or(picked.options.proxy.proxy_protocol);
+    if let Some(h) = pp::header(kind, peer, vaddr)
+        && relay::write_all(&server, &h).await.is_err()
+    {
+        return;
+    }
+    guard.set_state(ConnState::Established);
+    guard.track.touch(&ctx.engine.clock);
+    let engine = &ctx.engine;
+    let reset_gen = picked.real.reset_generation();
+    tokio::select! {
+        _ = relay_both(&client, &server, &guard, &svc, engine, picked.options.proxy.idle_timeout_ms) => {}
+        _ = engine.idle_expired(&guard.track) => Outcomes::bump(&engine.outcomes.idle_timeout),
+        _ = picked.real.reset_requested(reset_gen) => {
+            Outcomes::bump(&engine.outcomes.reset_by_operator);
+            // Linger 0: close with RST on both sides, as an operator reset should.
+            let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+/// Relays both directions; tracks FIN_WAIT / CLOSE_WAIT as each side finishes.
+async fn relay_both(
+    client: &TcpStream,
+    server: &TcpStream,
+    guard: &ConnGuard,
+    svc: &ServiceShared,
+    engine: &EngineShared,
+    idle_override: Option<u32>,
+) -> io::Result<()> {
+    guard
+        .track
+        .timeout_ms
+        .store(engine.tcp_timeout_ms(idle_override), Relaxed);
+    let splice = engine.use_splice;
+    let half_closed = |state: ConnState| {
+        if guard.track.state() == ConnState::Established {
+            guard.set_state(state);
+            guard
+                .track
+                .timeout_ms
+                .store(engine.tcp_fin_timeout_ms(), Relaxed);
+        }
+    };
+    let up = async {
+        let on = Dir {
+            guard,
+            svc,
+            engine,
+            inbound: true,
+        };
+        relay::pump(client, server, splice, &on).await?;
+        half_closed(ConnState::FinWait);
+        io::Result::Ok(())
+    };
+    let down = async {
+        let on = Dir {
+            guard,
+            svc,
+            engine,
+            inbound: false,
+        };
+        relay::pump(server, client, splice, &on).await?;
+        half_closed(ConnState::CloseWait);
+        io::Result::Ok(())
+    };
+    tokio::try_join!(up, down).map(|_| ())
+}
+
+/// Schedules and connects; a refused or timed-out connect is retried on another real, at most
+/// `connect_retries` times. The connection is counted (`conns`) only once connected.
+async fn connect_with_retries(
+    peer: SocketAddr,
+    vaddr: SocketAddr,
+    svc: &ServiceShared,
+    ctx: &WorkerCtx,
+) -> Option<(TcpStream, Picked, ConnGuard)> {
+    let engine = &ctx.engine;
+    let mut failed: Vec<SocketAddr> = Vec::new();
+    loop {
+        let now = Timestamp::from_millis(engine.clock.now_ms());
+        let Some(picked) = svc.pick(peer, now, &failed) else {
+            Outcomes::bump(&engine.outcomes.no_real);
+            return None;
+        };
+        let opts = picked.options.proxy;
+        let real = Arc::clone(&picked.real);
+        let guard = ConnGuard::new(
+            &ctx.table,
+            NewConn {
+                protocol: Protocol::Tcp,
+                client: peer,
+                vaddr,
+                real: Arc::clone(&real),
+            },
+            ConnState::SynRecv,
+            opts.connect_timeout_ms as u64,
+            &engine.clock,
+        );
+        let timeout = Duration::from_millis(opts.connect_timeout_ms.max(1) as u64);
+        match tokio::time::timeout(timeout, TcpStream::connect(real.addr)).await {
+            Ok(Ok(server)) => {
+                real.counters.add_conn();
+                svc.counters.add_conn();
+                return Some((server, picked, guard));
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                Outcomes::bump(&engine.outcomes.connect_refused)
+            }
+            Ok(Err(_)) => Outcomes::bump(&engine.outcomes.connect_error),
+            Err(_) => Outcomes::bump(&engine.outcomes.connect_timeout),
+        }
+        drop(guard);
+        failed.push(real.addr);
+        if failed.len() > opts.connect_retries as usize {
+            return None;
+        }
+        Outcomes::bump(&engine.outcomes.connect_retry);
+    }
+}

@@ -1,0 +1,224 @@
+//! Connection tracking: what `connections()` (`rvsadm -Lnc`) lists, and the active / inactive
+//! accounting the least-connection schedulers read.
+//!
+//! Each relayed connection owns a [`ConnGuard`]: it registers the connection in its worker's
+//! [`ConnTable`], keeps the real's active/inactive counts right on every state change, and undoes
+//! both when dropped — so a connection that ends by error, timeout or reset is never leaked in
+//! the counts.
+
+use crate::real::RealShared;
+use rvs_core::Protocol;
+use rvs_core::engine::ConnectionInfo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// IPVS connection states the proxy can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    /// Scheduled, connecting to the real (IPVS: SYN_RECV — counted inactive).
+    SynRecv = 0,
+    /// Both directions open (counted active).
+    Established = 1,
+    /// The client sent FIN first; the real may still answer (inactive).
+    FinWait = 2,
+    /// The real sent FIN first (inactive).
+    CloseWait = 3,
+    /// A UDP session (inactive, as IPVS counts UDP).
+    Udp = 4,
+}
+
+impl ConnState {
+    fn from_u8(v: u8) -> ConnState {
+        match v {
+            0 => ConnState::SynRecv,
+            1 => ConnState::Established,
+            2 => ConnState::FinWait,
+            3 => ConnState::CloseWait,
+            _ => ConnState::Udp,
+        }
+    }
+
+    /// The name `ipvsadm -Lnc` prints.
+    pub fn ipvs_name(self) -> &'static str {
+        match self {
+            ConnState::SynRecv => "SYN_RECV",
+            ConnState::Established => "ESTABLISHED",
+            ConnState::FinWait => "FIN_WAIT",
+            ConnState::CloseWait => "CLOSE_WAIT",
+            ConnState::Udp => "UDP",
+        }
+    }
+
+    /// IPVS counts only ESTABLISHED TCP connections as active.
+    pub fn is_active(self) -> bool {
+        self == ConnState::Established
+    }
+}
+
+/// Milliseconds since the engine's epoch (a monotonic clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(pub Instant);
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// Shared, mutable part of one tracked connection.
+#[derive(Debug)]
+pub struct ConnTrack {
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub vaddr: SocketAddr,
+    pub real: Arc<RealShared>,
+    state: AtomicU8,
+    /// Last time bytes moved (ms since the engine epoch).
+    pub last_active: AtomicU64,
+    /// Idle timeout of the current state (ms), for `expires_ms`.
+    pub timeout_ms: AtomicU64,
+}
+
+impl ConnTrack {
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Relaxed))
+    }
+
+    pub fn touch(&self, clock: &Clock) {
+        self.last_active.store(clock.now_ms(), Relaxed);
+    }
+}
+
+/// The connections of one worker, in a slot vector with a free list (no per-connection map
+/// node; a removal is O(1)).
+#[derive(Debug, Default)]
+pub struct ConnTable {
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    entries: Vec<Option<Arc<ConnTrack>>>,
+    free: Vec<usize>,
+}
+
+impl ConnTable {
+    fn insert(&self, t: Arc<ConnTrack>) -> usize {
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match s.free.pop() {
+            Some(i) => {
+                s.entries[i] = Some(t);
+                i
+            }
+            None => {
+                s.entries.push(Some(t));
+                s.entries.len() - 1
+            }
+        }
+    }
+
+    fn remove(&self, slot: usize) {
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = s.entries.get_mut(slot) {
+            *e = None;
+            s.free.push(slot);
+        }
+    }
+
+    /// Snapshot for `connections()`.
+    pub fn snapshot(&self, now_ms: u64, out: &mut Vec<ConnectionInfo>) {
+        let s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for t in s.entries.iter().flatten() {
+            let deadline = t.last_active.load(Relaxed) + t.timeout_ms.load(Relaxed);
+            out.push(ConnectionInfo {
+                protocol: t.protocol,
+                client: t.client,
+                virtual_addr: t.vaddr,
+                real: t.real.addr,
+                state: t.state().ipvs_name().to_string(),
+                expires_ms: deadline.saturating_sub(now_ms),
+            });
+        }
+    }
+
+    /// Number of tracked connections.
+    pub fn len(&self) -> usize {
+        let s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        s.entries.len() - s.free.len()
+    }
+
+    /// No tracked connections.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Who a new connection is between.
+#[derive(Debug)]
+pub struct NewConn {
+    pub protocol: Protocol,
+    pub client: SocketAddr,
+    pub vaddr: SocketAddr,
+    pub real: Arc<RealShared>,
+}
+
+/// Owner of one tracked connection (see the module docs).
+#[derive(Debug)]
+pub struct ConnGuard {
+    pub track: Arc<ConnTrack>,
+    table: Arc<ConnTable>,
+    slot: usize,
+}
+
+impl ConnGuard {
+    /// Registers a new connection in `state` and counts it on its real.
+    pub fn new(
+        table: &Arc<ConnTable>,
+        conn: NewConn,
+        state: ConnState,
+        timeout_ms: u64,
+        clock: &Clock,
+    ) -> ConnGuard {
+        let NewConn {
+            protocol,
+            client,
+            vaddr,
+            real,
+        } = conn;
+        real.count_state(state, 1);
+        let track = Arc::new(ConnTrack {
+            protocol,
+            client,
+            vaddr,
+            real,
+            state: AtomicU8::new(state as u8),
+            last_active: AtomicU64::new(clock.now_ms()),
+            timeout_ms: AtomicU64::new(timeout_ms),
+        });
+        let slot = table.insert(Arc::clone(&track));
+        ConnGuard {
+            track,
+            table: Arc::clone(table),
+            slot,
+        }
+    }
+
+    /// Moves the connection to `state`, keeping the real's counts right.
+    pub fn set_state(&self, state: ConnState) {
+        let old = ConnState::from_u8(self.track.state.swap(state as u8, Relaxed));
+        if old != state {
+            self.track.real.count_state(old, -1);
+            self.track.real.count_state(state, 1);
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.track.real.count_state(self.track.state(), -1);
+        self.table.remove(self.slot);
+    }
+}

@@ -1,0 +1,174 @@
+//! UDP: sessions keyed by client address (by client and real with one-packet scheduling), each
+//! with a socket connected to its real; replies go back to the client from the listening socket,
+//! so they come from the same VIP:port the client sent to.
+//!
+//! Datagrams are moved through one buffer per worker thread (no buffer per session). A session
+//! ends after the UDP timeout without traffic, or when the operator resets its real.
+
+use crate::balance::ServiceShared;
+use crate::shared::EngineShared;
+use crate::stats::Outcomes;
+use crate::tcp::WorkerCtx;
+use crate::track::{ConnGuard, ConnState, NewConn};
+use rvs_core::{Protocol, Timestamp};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65536;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_DATAGRAM]);
+}
+
+/// Sessions of one listening socket: client (and, with `-o`, real) → session.
+type SessionMap = Arc<Mutex<HashMap<(SocketAddr, Option<SocketAddr>), Arc<Session>>>>;
+
+struct Session {
+    upstream: UdpSocket,
+    guard: ConnGuard,
+}
+
+/// Receives datagrams for `svc` on this worker's `SO_REUSEPORT` socket, forever.
+pub async fn recv_loop(sock: Arc<UdpSocket>, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
+    let sessions: SessionMap = Arc::default();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, client) = match sock.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(_) => continue, // ICMP errors surface here on some kernels; keep serving
+        };
+        let Some(session) = session_for(client, &sock, &svc, &ctx, &sessions).await else {
+            continue;
+        };
+        let real = &session.guard.track.real;
+        match session.upstream.send(&buf[..n]).await {
+            Ok(_) => {
+                real.counters.add_in(n as u64);
+                svc.counters.add_in(n as u64);
+                session.guard.track.touch(&ctx.engine.clock);
+            }
+            Err(_) => Outcomes::bump(&ctx.engine.outcomes.udp_send_error),
+        }
+    }
+}
+
+/// The session for a datagram from `client`: the existing one, or a newly scheduled one.
+async fn session_for(
+    client: SocketAddr,
+    sock: &Arc<UdpSocket>,
+    svc: &Arc<ServiceShared>,
+    ctx: &WorkerCtx,
+    sessions: &SessionMap,
+) -> Option<Arc<Session>> {
+    let one_packet = svc.one_packet();
+    if !one_packet && let Some(s) = lock(sessions).get(&(client, None)) {
+        return Some(Arc::clone(s));
+    }
+    let engine = &ctx.engine;
+    let now = Timestamp::from_millis(engine.clock.now_ms());
+    let Some(picked) = svc.pick(client, now, &[]) else {
+        Outcomes::bump(&engine.outcomes.no_real);
+        return None;
+    };
+    let real = Arc::clone(&picked.real);
+    real.counters.add_conn();
+    svc.counters.add_conn();
+    let key = (client, one_packet.then_some(real.addr));
+    if let Some(s) = lock(sessions).get(&key) {
+        // One-packet scheduling: this datagram is its own connection; the socket to the real
+        // that already exists for this client carries it.
+        s.guard.track.touch(&engine.clock);
+        return Some(Arc::clone(s));
+    }
+    let upstream = match connect_upstream(real.addr).await {
+        Ok(u) => u,
+        Err(_) => {
+            Outcomes::bump(&engine.outcomes.connect_error);
+            return None;
+        }
+    };
+    let guard = ConnGuard::new(
+        &ctx.table,
+        NewConn {
+            protocol: Protocol::Udp,
+            client,
+            vaddr: svc.vaddr,
+            real,
+        },
+        ConnState::Udp,
+        engine.udp_timeout_ms(),
+        &engine.clock,
+    );
+    let session = Arc::new(Session { upstream, guard });
+    lock(sessions).insert(key, Arc::clone(&session));
+    let (sock, svc, engine, sessions) = (
+        Arc::clone(sock),
+        Arc::clone(svc),
+        Arc::clone(engine),
+        Arc::clone(sessions),
+    );
+    let s = Arc::clone(&session);
+    tokio::spawn(async move {
+        let reset_gen = s.guard.track.real.reset_generation();
+        tokio::select! {
+            _ = replies(&s, &sock, client, &svc, &engine) => {}
+            _ = engine.idle_expired(&s.guard.track) => {}
+            _ = s.guard.track.real.reset_requested(reset_gen) => {
+                Outcomes::bump(&engine.outcomes.reset_by_operator);
+            }
+        }
+        lock(&sessions).remove(&key);
+    });
+    Some(session)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn connect_upstream(real: SocketAddr) -> io::Result<UdpSocket> {
+    let any: IpAddr = match real {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let u = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    u.connect(real).await?;
+    Ok(u)
+}
+
+/// Relays the real's replies to the client from the listening socket.
+async fn replies(
+    s: &Session,
+    sock: &UdpSocket,
+    client: SocketAddr,
+    svc: &ServiceShared,
+    engine: &EngineShared,
+) {
+    let real = &s.guard.track.real;
+    loop {
+        if s.upstream.readable().await.is_err() {
+            return;
+        }
+        // Synchronous between awaits: the thread's buffer is never held across one.
+        let r = BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            let n = s.upstream.try_recv(&mut b)?;
+            sock.try_send_to(&b[..n], client).map(|_| n)
+        });
+        match r {
+            Ok(n) => {
+                real.counters.add_out(n as u64);
+                svc.counters.add_out(n as u64);
+                s.guard.track.touch(&engine.clock);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {} // ICMP from the real
+            Err(_) => Outcomes::bump(&engine.outcomes.udp_send_error),
+        }
+    }
+}
