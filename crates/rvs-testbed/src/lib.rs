@@ -1,16 +1,64 @@
 //! # rvs-testbed — what end-to-end tests and benchmarks stand on
 //!
-//! * [`bin_path`] — where the workspace's binaries under test are.
-#![allow(clippy::new_without_default)]
+//! * [`bin_path`] — where the workspace's binaries under test are; [`is_root`] /
+//!   [`skip_unless_root`] — root-only tests skip with a printed reason.
+//! * [`Netns`] — a network namespace that always goes away (on drop, after a panic, on
+//!   Ctrl-C/SIGTERM, and stale ones of dead processes at the next start), with helpers for veth
+//!   pairs, bridges, addresses, routes, sysctls, threaded NAPI and running commands inside.
+//! * [`Topology`] — the three topologies ([`Kind::L2Segment`] for DR/TUN, [`Kind::TwoArm`] for
+//!   NAT, [`Kind::FullNat`]) with a fixed address plan (see [`topology`]).
+//! * [`Nginx`], [`Haproxy`], [`Iperf3Server`], [`Tcpdump`] — servers inside a namespace, stopped
+//!   on drop; [`curl`], [`ping`], [`wrk`], [`iperf3`] — clients.
+//! * [`procstat`] — CPU time, scheduler runtime and RSS of a process, for cost per request.
+//!
+//! Implementation: iproute2 (`ip netns`, `ip link`, ...) and the usual tools (`ss`, `ethtool`,
+//! `sysctl`, `taskset`), run as child processes. Minimum kernel: Linux 5.10 (named namespaces and
+//! veth since long before; `/sys/class/net/<dev>/threaded` for threaded NAPI since 5.12 — only
+//! [`Netns::threaded_napi`] needs it). Root is required for everything that creates namespaces.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use rvs_testbed::{curl, Kind, Nginx, Topology};
+//!
+//! # fn main() -> Result<(), rvs_testbed::TestbedError> {
+//! if !rvs_testbed::skip_unless_root("my_e2e_test") {
+//!     return Ok(());
+//! }
+//! let topo = Topology::build(Kind::TwoArm, 2)?;
+//! let real = &topo.reals[0];
+//! let _web = Nginx::start(Some(&real.ns), (real.ip4, 80).into(), "real0")?;
+//! let body = curl(Some(&topo.client.ns), &format!("http://{}/", real.ip4))?;
+//! assert_eq!(body.trim(), "real0");
+//! # Ok(())
+//! # } // dropping `topo` and `_web` removes every namespace and stops nginx
+//! ```
+
+pub mod clients;
+pub mod cmd;
+pub mod error;
+pub mod netns;
+pub mod procstat;
+pub mod servers;
+pub mod topology;
 
 use std::path::PathBuf;
+
+pub use clients::{WrkOptions, WrkResult, curl, iperf3, ping, wrk};
+pub use error::{Result, TestbedError};
+pub use netns::{Netns, Process};
+pub use servers::{Haproxy, Iperf3Server, Nginx, NginxOptions, Tcpdump};
+pub use topology::{Director, Host, Kind, Topology};
 
 /// Path of a binary of this workspace (`rvsd`, `rvsadm`, ...), built by `cargo build` into the
 /// same target directory as the running test. Panics with a clear message if it is missing.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).expect("test binary in target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test binary in target/<profile>/deps");
     let p = dir.join(name);
     assert!(
         p.exists(),
@@ -30,4 +78,15 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// Returns true when root; otherwise prints `SKIP <test>: needs root ...` and returns false.
+/// Use as `if !skip_unless_root("name") { return; }`.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        true
+    } else {
+        eprintln!("SKIP {test}: needs root (network namespaces); run as root, as CI does");
+        false
+    }
 }
