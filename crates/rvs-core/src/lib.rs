@@ -14,6 +14,7 @@
 pub mod desired;
 pub mod engine;
 pub mod health;
+pub mod maglev;
 pub mod model;
 pub mod persistence;
 pub mod runtime;

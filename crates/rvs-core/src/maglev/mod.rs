@@ -1,0 +1,278 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016), for the `mh` scheduler and the XDP
+//! engine.
+//!
+//! A [`MaglevTable`] of prime size `M` (default [`DEFAULT_TABLE_SIZE`] = 65537) maps every slot
+//! to one real. A new flow goes to `table[flow_hash % M]` (see [`hash::flow_hash`]); when the set
+//! of reals changes, few slots change owner, so few flows move.
+//!
+//! **Permutations.** Real `i` visits slots `offset_i, offset_i + skip_i, offset_i + 2 skip_i, …`
+//! (mod `M`), with `offset_i` and `skip_i` from the fixed hash of the real's identity (its
+//! address and port, see [`hash`]). `M` prime and `1 ≤ skip < M` make each sequence a full
+//! permutation of the slots.
+//!
+//! **Population (weighted turns).** Reals with weight 0 get no slots. The others are visited in
+//! a fixed order — sorted by identity bytes, so the table does not depend on the order reals were
+//! configured in — round after round. In each round real `i` gains `w_i` credit and, while its
+//! credit is at least `w_max` (the largest weight), spends `w_max` to claim the next free slot of
+//! its permutation. The heaviest real claims one slot per round, the others `w_i / w_max` on
+//! average, so each real's share of slots is `w_i / Σw` to within a few slots. Population stops
+//! when every slot is taken.
+//!
+//! Two directors given the same reals, weights and `M` build byte-identical tables; the golden
+//! test in `tests/maglev_golden.rs` pins it.
+
+pub mod hash;
+
+use std::net::SocketAddr;
+
+/// rvs's default table size (IPVS's `mh` uses 251; bigger means smoother shares).
+pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+/// Largest accepted table size (2^24 slots; 64 MiB of `u32`s would be absurd already).
+pub const MAX_TABLE_SIZE: u32 = 1 << 24;
+
+/// A table that cannot be built; nothing is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MaglevError {
+    /// The size is not a prime number.
+    #[error("Maglev table size {0} is not a prime number (e.g. 251, 65537)")]
+    NotPrime(u32),
+    /// The size is above [`MAX_TABLE_SIZE`].
+    #[error("Maglev table size {0} is above the maximum {MAX_TABLE_SIZE}")]
+    TooLarge(u32),
+    /// Two reals share an address and port.
+    #[error("real server {0} given twice")]
+    DuplicateReal(SocketAddr),
+}
+
+/// Is `n` prime (trial division; `n` ≤ 2^24 so at most ~2,000 divisions)?
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n.is_multiple_of(2) {
+        return n == 2;
+    }
+    let n = u64::from(n);
+    (3..)
+        .step_by(2)
+        .take_while(|d| d * d <= n)
+        .all(|d| !n.is_multiple_of(d))
+}
+
+/// A built Maglev lookup table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaglevTable {
+    /// Per slot: index of the real in the list given to [`MaglevTable::build`], or
+    /// [`MaglevTable::EMPTY`] if no real has weight.
+    slots: Vec<u32>,
+}
+
+/// One real's walk through its permutation.
+struct Walker {
+    index: u32,
+    weight: u64,
+    next: u32,
+    skip: u32,
+    credit: u64,
+}
+
+impl MaglevTable {
+    /// Slot value when no real has weight above 0.
+    pub const EMPTY: u32 = u32::MAX;
+
+    /// Build the table of size `size` for `reals` (address, effective weight), in the order
+    /// given (the slot values are indices into it). See the module docs for the algorithm.
+    pub fn build(reals: &[(SocketAddr, u32)], size: u32) -> Result<Self, MaglevError> {
+        if size > MAX_TABLE_SIZE {
+            return Err(MaglevError::TooLarge(size));
+        }
+        if !is_prime(size) {
+            return Err(MaglevError::NotPrime(size));
+        }
+        let mut ids: Vec<(Vec<u8>, u32, u32)> = reals
+            .iter()
+            .enumerate()
+            .map(|(i, &(addr, w))| (hash::real_identity(addr), i as u32, w))
+            .collect();
+        ids.sort();
+        if let Some(w) = ids.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(MaglevError::DuplicateReal(reals[w[1].1 as usize].0));
+        }
+        let mut walkers: Vec<Walker> = ids
+            .iter()
+            .filter(|(_, _, w)| *w > 0)
+            .map(|(id, index, w)| Walker {
+                index: *index,
+                weight: u64::from(*w),
+                next: hash::murmur3_32(hash::OFFSET_SEED, id) % size,
+                skip: hash::murmur3_32(hash::SKIP_SEED, id) % (size - 1) + 1,
+                credit: 0,
+            })
+            .collect();
+        let mut slots = vec![Self::EMPTY; size as usize];
+        if !walkers.is_empty() {
+            populate(&mut slots, &mut walkers, size);
+        }
+        Ok(MaglevTable { slots })
+    }
+
+    /// Table size `M`.
+    pub fn size(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// Every slot, in order (each an index into the build list, or [`Self::EMPTY`]).
+    pub fn slots(&self) -> &[u32] {
+        &self.slots
+    }
+
+    /// The slot a hash falls in: `hash % M`.
+    pub fn slot_of(&self, hash: u32) -> usize {
+        (hash % self.size()) as usize
+    }
+
+    /// The real (index into the build list) for a flow hash, `None` if no real has weight.
+    pub fn lookup(&self, hash: u32) -> Option<usize> {
+        let v = self.slots[self.slot_of(hash)];
+        (v != Self::EMPTY).then_some(v as usize)
+    }
+
+    /// How many slots each real owns (indexed like the build list, of length `n`).
+    pub fn shares(&self, n: usize) -> Vec<u32> {
+        let mut counts = vec![0u32; n];
+        for &s in &self.slots {
+            if let Some(c) = counts.get_mut(s as usize) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Fill every slot by weighted turns (see the module docs).
+fn populate(slots: &mut [u32], walkers: &mut [Walker], size: u32) {
+    let w_max = walkers.iter().map(|w| w.weight).max().unwrap_or(1);
+    let mut free = slots.len();
+    loop {
+        for w in walkers.iter_mut() {
+            w.credit += w.weight;
+            while w.credit >= w_max {
+                w.credit -= w_max;
+                // Walk the permutation to the next free slot (terminates: one is free).
+                while slots[w.next as usize] != MaglevTable::EMPTY {
+                    w.next = advance(w.next, w.skip, size);
+                }
+                slots[w.next as usize] = w.index;
+                w.next = advance(w.next, w.skip, size);
+                free -= 1;
+                if free == 0 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn advance(pos: u32, skip: u32, size: u32) -> u32 {
+    let n = u64::from(pos) + u64::from(skip);
+    (n % u64::from(size)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reals(n: usize, w: u32) -> Vec<(SocketAddr, u32)> {
+        (0..n)
+            .map(|i| {
+                (
+                    format!("10.0.{}.{}:80", i / 250, i % 250 + 1)
+                        .parse()
+                        .unwrap(),
+                    w,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn primality() {
+        let primes: Vec<u32> = (0..40).filter(|&n| is_prime(n)).collect();
+        assert_eq!(primes, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]);
+        assert!(is_prime(251) && is_prime(65537) && !is_prime(65536) && !is_prime(65535));
+        assert!(!is_prime(251 * 257));
+    }
+
+    #[test]
+    fn rejects_bad_sizes_and_duplicates() {
+        let r = reals(3, 1);
+        assert_eq!(
+            MaglevTable::build(&r, 65536),
+            Err(MaglevError::NotPrime(65536))
+        );
+        assert_eq!(MaglevTable::build(&r, 1), Err(MaglevError::NotPrime(1)));
+        assert_eq!(MaglevTable::build(&r, 0), Err(MaglevError::NotPrime(0)));
+        assert_eq!(
+            MaglevTable::build(&r, u32::MAX),
+            Err(MaglevError::TooLarge(u32::MAX))
+        );
+        let dup = vec![r[0], r[1], r[0]];
+        assert_eq!(
+            MaglevTable::build(&dup, 251),
+            Err(MaglevError::DuplicateReal(r[0].0))
+        );
+    }
+
+    #[test]
+    fn fills_every_slot_and_skips_weight_zero() {
+        let mut r = reals(4, 1);
+        r[2].1 = 0;
+        let t = MaglevTable::build(&r, 251).unwrap();
+        assert!(t.slots().iter().all(|&s| s != MaglevTable::EMPTY && s != 2));
+        let shares = t.shares(4);
+        assert_eq!(shares.iter().sum::<u32>(), 251);
+        assert!(
+            shares
+                .iter()
+                .enumerate()
+                .all(|(i, &c)| (i == 2) == (c == 0))
+        );
+    }
+
+    #[test]
+    fn empty_when_no_weight() {
+        let t = MaglevTable::build(&reals(3, 0), 7).unwrap();
+        assert_eq!(t.lookup(12345), None);
+        let t = MaglevTable::build(&[], 7).unwrap();
+        assert_eq!(t.slots(), [MaglevTable::EMPTY; 7]);
+    }
+
+    #[test]
+    fn independent_of_input_order() {
+        let r = reals(5, 3);
+        let mut rev = r.clone();
+        rev.reverse();
+        let a = MaglevTable::build(&r, 251).unwrap();
+        let b = MaglevTable::build(&rev, 251).unwrap();
+        for (sa, sb) in a.slots().iter().zip(b.slots()) {
+            assert_eq!(r[*sa as usize], rev[*sb as usize]);
+        }
+    }
+
+    #[test]
+    fn lookup_is_slot_of_hash() {
+        let t = MaglevTable::build(&reals(3, 1), 251).unwrap();
+        for h in [0u32, 250, 251, 100_000, u32::MAX] {
+            assert_eq!(t.lookup(h), Some(t.slots()[(h % 251) as usize] as usize));
+        }
+    }
+
+    #[test]
+    fn a_single_real_and_a_tiny_table() {
+        let t = MaglevTable::build(&reals(1, 9), 2).unwrap();
+        assert_eq!(t.slots(), [0, 0]);
+        // More reals than slots: only some get a slot, every slot is filled.
+        let t = MaglevTable::build(&reals(10, 1), 3).unwrap();
+        assert!(t.slots().iter().all(|&s| s < 10));
+    }
+}

@@ -1,0 +1,93 @@
+//! Property tests of Maglev: fair shares, minimal disruption, weighted shares.
+
+use proptest::prelude::*;
+use rvs_core::maglev::{MaglevTable, is_prime};
+use std::net::SocketAddr;
+
+/// The smallest prime at or above `n`.
+fn prime_at_least(n: u32) -> u32 {
+    (n..).find(|&p| is_prime(p)).unwrap()
+}
+
+/// `n` distinct reals derived from `seed` (addresses spread over 10.0.0.0/8, varied ports).
+fn reals(n: usize, seed: u32) -> Vec<SocketAddr> {
+    (0..n as u32)
+        .map(|i| {
+            let x = seed.wrapping_mul(2_654_435_761).wrapping_add(i * 7919) & 0x00ff_ffff;
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 | x);
+            SocketAddr::new(ip.into(), 80 + (i % 3) as u16)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// With M ≥ 100 × N, every equal-weight real gets within 1% of its fair share M/N.
+    #[test]
+    fn equal_weights_are_fair(n in 1usize..40, seed in any::<u32>(), big in any::<bool>()) {
+        let size = if big { 65537 } else { prime_at_least(100 * n as u32) };
+        let r: Vec<_> = reals(n, seed).into_iter().map(|a| (a, 7)).collect();
+        let t = MaglevTable::build(&r, size).unwrap();
+        let fair = f64::from(size) / n as f64;
+        for (i, &c) in t.shares(n).iter().enumerate() {
+            let dev = (f64::from(c) - fair).abs() / fair;
+            prop_assert!(dev <= 0.01, "real {i}: {c} slots, fair {fair:.1} (size {size}, n {n})");
+        }
+    }
+
+    /// Removing one of N reals: the slots that move from one remaining real to another are at
+    /// most M/N + 1% of M (the bound) with M ≥ 100 × N; with M ≥ 1000 × N (the default
+    /// 65537 for up to 65 reals) even all moved slots, the removed real's included, are.
+    #[test]
+    fn removal_moves_few_slots(
+        n in 2usize..40,
+        seed in any::<u32>(),
+        victim in any::<prop::sample::Index>(),
+        big in any::<bool>(),
+    ) {
+        let size = if big { 65537 } else { prime_at_least(100 * n as u32) };
+        let all = reals(n, seed);
+        let gone = victim.index(n);
+        let weighted = |v: &[SocketAddr]| v.iter().map(|&a| (a, 1)).collect::<Vec<_>>();
+        let rest: Vec<_> = all.iter().enumerate().filter(|&(i, _)| i != gone).map(|(_, &a)| a).collect();
+        let before = MaglevTable::build(&weighted(&all), size).unwrap();
+        let after = MaglevTable::build(&weighted(&rest), size).unwrap();
+        let pairs = before.slots().iter().zip(after.slots()).map(|(&b, &a)| (all[b as usize], rest[a as usize]));
+        let (mut moved, mut between) = (0usize, 0usize);
+        for (b, a) in pairs {
+            if b != a {
+                moved += 1;
+                if b != all[gone] {
+                    between += 1;
+                }
+            }
+        }
+        let limit = f64::from(size) * (1.0 / n as f64 + 0.01);
+        prop_assert!(between as f64 <= limit, "{between} of {size} slots moved between remaining reals (n {n})");
+        if size as usize >= 1000 * n {
+            prop_assert!(moved as f64 <= limit, "moved {moved} of {size} slots (limit {limit:.0}, n {n})");
+        }
+    }
+
+    /// Weighted shares track weights to within 1 percentage point.
+    #[test]
+    fn weighted_shares_track_weights(weights in prop::collection::vec(1u32..=100, 1..12), seed in any::<u32>()) {
+        let n = weights.len();
+        let r: Vec<_> = reals(n, seed).into_iter().zip(weights.iter().copied()).collect();
+        let t = MaglevTable::build(&r, 65537).unwrap();
+        let total: u32 = weights.iter().sum();
+        for (i, &c) in t.shares(n).iter().enumerate() {
+            let want = f64::from(weights[i]) / f64::from(total);
+            let got = f64::from(c) / 65537.0;
+            prop_assert!((got - want).abs() <= 0.01, "real {i}: share {got:.4}, weight share {want:.4}");
+        }
+    }
+
+    /// Building twice gives the same table (no hidden randomness).
+    #[test]
+    fn deterministic(n in 1usize..20, seed in any::<u32>()) {
+        let r: Vec<_> = reals(n, seed).into_iter().map(|a| (a, 1 + (a.port() as u32 % 4))).collect();
+        prop_assert_eq!(MaglevTable::build(&r, 251).unwrap(), MaglevTable::build(&r, 251).unwrap());
+    }
+}
