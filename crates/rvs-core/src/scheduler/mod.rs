@@ -10,8 +10,44 @@
 //! 2. [`Scheduler::counts_changed`] after the active/inactive counts of one real change (lets
 //!    the least-connection family keep an index instead of scanning all reals);
 //! 3. [`Scheduler::pick`] for each new connection.
+//!
+//! | kind | file | pick | per count change |
+//! | --- | --- | --- | --- |
+//! | rr, wrr, fo | `rr.rs`, `wrr.rs`, `fo.rs` | O(1) | — |
+//! | dh, sh, mh | `dh.rs`, `sh.rs`, `mh.rs` | O(1) (hash + table) | — |
+//! | lc, wlc, sed, nq, ovf | `lc.rs` … `ovf.rs` over `index.rs` | O(1) | O(log n) |
+//! | lblc, lblcr | `lblc.rs`, `lblcr.rs` over `locality.rs` | O(log d) for d destinations | O(log n) |
+//! | twos | `twos.rs` | O(log n) | — |
 
+mod dh;
+mod fo;
+mod hash;
+mod index;
+mod lblc;
+mod lblcr;
+mod lc;
+mod locality;
+mod mh;
+mod nq;
+mod ovf;
 mod rr;
+mod sed;
+mod sh;
+#[cfg(test)]
+mod testutil;
+mod twos;
+mod wlc;
+mod wrr;
+
+pub use dh::DestinationHash;
+pub use fo::Failover;
+pub use lblc::LocalityLeastConn;
+pub use lblcr::{LocalityReplicated, SET_SHRINK_AFTER};
+pub use mh::MaglevHash;
+pub use rr::RoundRobin;
+pub use sh::SourceHash;
+pub use twos::TwosChoice;
+pub use wrr::WeightedRoundRobin;
 
 use crate::model::{Protocol, SchedFlags, SchedulerKind};
 use crate::time::Timestamp;
@@ -36,7 +72,13 @@ pub struct RealState {
 impl RealState {
     /// A real with no connections.
     pub fn new(addr: SocketAddr, weight: u32) -> Self {
-        RealState { addr, weight, active: 0, inactive: 0, overloaded: false }
+        RealState {
+            addr,
+            weight,
+            active: 0,
+            inactive: 0,
+            overloaded: false,
+        }
     }
 
     /// May take a new connection: weight above 0 and not overloaded.
@@ -76,7 +118,11 @@ pub struct SchedulerParams {
 
 impl Default for SchedulerParams {
     fn default() -> Self {
-        SchedulerParams { flags: SchedFlags::default(), maglev_table_size: 65537, seed: 0x5eed }
+        SchedulerParams {
+            flags: SchedFlags::default(),
+            maglev_table_size: 65537,
+            seed: 0x5eed,
+        }
     }
 }
 
@@ -98,10 +144,42 @@ pub trait Scheduler: Send + Debug {
 
 /// Make a scheduler of the given kind.
 pub fn new_scheduler(kind: SchedulerKind, params: SchedulerParams) -> Box<dyn Scheduler> {
-    let _ = params;
+    let flags = params.flags;
     match kind {
-        SchedulerKind::Rr => Box::new(rr::RoundRobin::default()),
-        // Until every scheduler has its own file, the others fall back to round robin.
-        _ => Box::new(rr::RoundRobin::default()),
+        SchedulerKind::Rr => Box::new(RoundRobin::default()),
+        SchedulerKind::Wrr => Box::new(WeightedRoundRobin::default()),
+        SchedulerKind::Lc => Box::new(lc::scheduler()),
+        SchedulerKind::Wlc => Box::new(wlc::scheduler()),
+        SchedulerKind::Sed => Box::new(sed::scheduler()),
+        SchedulerKind::Nq => Box::new(nq::scheduler()),
+        SchedulerKind::Ovf => Box::new(ovf::scheduler()),
+        SchedulerKind::Lblc => Box::new(LocalityLeastConn::default()),
+        SchedulerKind::Lblcr => Box::new(LocalityReplicated::default()),
+        SchedulerKind::Dh => Box::new(DestinationHash::default()),
+        SchedulerKind::Sh => Box::new(SourceHash::new(flags.sh_port, flags.sh_fallback)),
+        SchedulerKind::Mh => Box::new(MaglevHash::new(
+            flags.mh_port,
+            flags.mh_fallback,
+            params.maglev_table_size,
+        )),
+        SchedulerKind::Fo => Box::new(Failover::default()),
+        SchedulerKind::Twos => Box::new(TwosChoice::new(params.seed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testutil::{reals, req};
+
+    #[test]
+    fn factory_makes_every_kind() {
+        let r = reals(&[1, 2, 3]);
+        for kind in SchedulerKind::ALL {
+            let mut s = new_scheduler(kind, SchedulerParams::default());
+            assert_eq!(s.kind(), kind);
+            s.rebuild(&r);
+            assert!(s.pick(&r, &req()).is_some(), "{kind}");
+        }
     }
 }

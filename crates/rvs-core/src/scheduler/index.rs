@@ -1,0 +1,235 @@
+//! A tournament tree over the reals of one service, keyed by a per-real [`Cost`].
+//!
+//! The least-connection family (lc, wlc, sed, nq), ovf, lblc and lblcr all pick "the available
+//! real with the lowest cost, the first one on ties". The kernel scans every real for each new
+//! connection; rvs keeps a tournament (segment) tree instead: each leaf holds one real's cost,
+//! each inner node the index of the winner below it. A pick reads the root (O(1)); a change of
+//! one real's counts replays the matches on its path to the root (O(log n)).
+//!
+//! Costs are fractions `num / den` compared by cross-multiplication in 128-bit integers (exact,
+//! no floating point), after a `class` that orders whole groups (e.g. nq's idle reals first).
+
+use super::{PickRequest, RealState, Scheduler};
+use crate::model::SchedulerKind;
+
+/// The cost of sending a new connection to one real; lower wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cost {
+    /// Coarse ordering: a lower class always wins. [`Cost::BLOCKED`] is never picked.
+    pub class: u8,
+    /// Numerator of the cost within the class.
+    pub num: u64,
+    /// Denominator (never 0 for a pickable real).
+    pub den: u64,
+}
+
+impl Cost {
+    /// A real that must not be picked (weight 0, overloaded, or excluded by the scheduler).
+    pub const BLOCKED: Cost = Cost {
+        class: u8::MAX,
+        num: 0,
+        den: 1,
+    };
+
+    /// A cost of `num / den` in class 0.
+    pub fn frac(num: u64, den: u64) -> Cost {
+        Cost { class: 0, num, den }
+    }
+
+    /// Strictly cheaper than `other`.
+    pub fn lt(&self, other: &Cost) -> bool {
+        if self.class != other.class {
+            return self.class < other.class;
+        }
+        (self.num as u128) * (other.den as u128) < (other.num as u128) * (self.den as u128)
+    }
+}
+
+/// How a scheduler prices one real.
+pub(crate) type CostFn = fn(&RealState) -> Cost;
+
+const NONE: u32 = u32::MAX;
+
+/// The tournament tree.
+#[derive(Debug, Clone)]
+pub(crate) struct CostIndex {
+    cost_fn: CostFn,
+    /// Number of leaves (a power of two ≥ the number of reals).
+    leaves: usize,
+    /// Cost of each real, by index.
+    costs: Vec<Cost>,
+    /// Winner (real index or NONE) of each node; node 1 is the root, leaves start at `leaves`.
+    winners: Vec<u32>,
+}
+
+impl CostIndex {
+    /// An empty index pricing reals with `cost_fn`.
+    pub fn new(cost_fn: CostFn) -> Self {
+        CostIndex {
+            cost_fn,
+            leaves: 0,
+            costs: Vec::new(),
+            winners: Vec::new(),
+        }
+    }
+
+    /// Number of reals indexed.
+    pub fn len(&self) -> usize {
+        self.costs.len()
+    }
+
+    /// Re-price every real and rebuild the tree (O(n)).
+    pub fn rebuild(&mut self, reals: &[RealState]) {
+        self.costs.clear();
+        self.costs.extend(reals.iter().map(self.cost_fn));
+        self.leaves = reals.len().next_power_of_two().max(1);
+        self.winners.clear();
+        self.winners.resize(2 * self.leaves, NONE);
+        for (i, _) in reals.iter().enumerate() {
+            self.winners[self.leaves + i] = i as u32;
+        }
+        for node in (1..self.leaves).rev() {
+            self.winners[node] = self.play(self.winners[2 * node], self.winners[2 * node + 1]);
+        }
+    }
+
+    /// Re-price `reals[idx]` and replay its path to the root (O(log n)).
+    pub fn update(&mut self, reals: &[RealState], idx: usize) {
+        if reals.len() != self.costs.len() {
+            self.rebuild(reals);
+            return;
+        }
+        let Some(real) = reals.get(idx) else { return };
+        let cost = (self.cost_fn)(real);
+        if self.costs[idx] == cost {
+            return;
+        }
+        self.costs[idx] = cost;
+        let mut node = (self.leaves + idx) / 2;
+        while node >= 1 {
+            let w = self.play(self.winners[2 * node], self.winners[2 * node + 1]);
+            let old = std::mem::replace(&mut self.winners[node], w);
+            // Same winner, and not the real whose cost changed: nothing above can change.
+            if w == old && w != idx as u32 {
+                break;
+            }
+            node /= 2;
+        }
+    }
+
+    /// The cheapest pickable real (first on ties), if any.
+    pub fn best(&self) -> Option<usize> {
+        let w = *self.winners.get(1)?;
+        if w == NONE || self.costs[w as usize].class == u8::MAX {
+            return None;
+        }
+        Some(w as usize)
+    }
+
+    /// The winner of a match between `a` (lower indices) and `b` (higher indices).
+    fn play(&self, a: u32, b: u32) -> u32 {
+        match (a, b) {
+            (NONE, x) | (x, NONE) => x,
+            (a, b) if self.costs[b as usize].lt(&self.costs[a as usize]) => b,
+            (a, _) => a,
+        }
+    }
+}
+
+/// A scheduler that picks the cheapest real by its [`CostFn`]: lc, wlc, sed, nq and ovf.
+#[derive(Debug, Clone)]
+pub(crate) struct LeastCost {
+    kind: SchedulerKind,
+    index: CostIndex,
+}
+
+impl LeastCost {
+    /// A scheduler of `kind` pricing reals with `cost_fn`.
+    pub fn new(kind: SchedulerKind, cost_fn: CostFn) -> Self {
+        LeastCost {
+            kind,
+            index: CostIndex::new(cost_fn),
+        }
+    }
+}
+
+impl Scheduler for LeastCost {
+    fn kind(&self) -> SchedulerKind {
+        self.kind
+    }
+
+    fn rebuild(&mut self, reals: &[RealState]) {
+        self.index.rebuild(reals);
+    }
+
+    fn counts_changed(&mut self, reals: &[RealState], idx: usize) {
+        self.index.update(reals, idx);
+    }
+
+    fn pick(&mut self, reals: &[RealState], _req: &PickRequest) -> Option<usize> {
+        if reals.len() != self.index.len() {
+            self.index.rebuild(reals);
+        }
+        self.index.best()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::testutil::reals;
+
+    fn by_overhead(r: &RealState) -> Cost {
+        if r.available() {
+            Cost::frac(r.overhead(), 1)
+        } else {
+            Cost::BLOCKED
+        }
+    }
+
+    /// The index agrees with a full scan after every single update.
+    #[test]
+    fn matches_a_scan_after_updates() {
+        let mut r = reals(&[1, 1, 1, 0, 1, 1, 1]);
+        let mut index = CostIndex::new(by_overhead);
+        index.rebuild(&r);
+        let mut x: u64 = 7;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (x >> 33) as usize % r.len();
+            if (x >> 20) & 1 == 0 {
+                r[i].active += 1;
+            } else {
+                r[i].active = r[i].active.saturating_sub(1);
+            }
+            index.update(&r, i);
+            let scan = (0..r.len())
+                .filter(|&i| r[i].available())
+                .min_by_key(|&i| (r[i].overhead(), i));
+            assert_eq!(index.best(), scan);
+        }
+    }
+
+    #[test]
+    fn cross_multiplication_is_exact() {
+        assert!(Cost::frac(1, 3).lt(&Cost::frac(1, 2)));
+        assert!(!Cost::frac(2, 4).lt(&Cost::frac(1, 2)));
+        assert!(Cost::frac(u64::MAX, u64::MAX).lt(&Cost::frac(u64::MAX, u64::MAX - 1)));
+        assert!(Cost::frac(1000, 1).lt(&Cost {
+            class: 1,
+            num: 0,
+            den: 1
+        }));
+    }
+
+    #[test]
+    fn empty_and_all_blocked_give_none() {
+        let mut index = CostIndex::new(by_overhead);
+        index.rebuild(&[]);
+        assert_eq!(index.best(), None);
+        index.rebuild(&reals(&[0, 0]));
+        assert_eq!(index.best(), None);
+    }
+}
