@@ -95,7 +95,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         }
     };
     let config = convert::convert(raw, &mut rep);
-    if rep.errors.is_empty() { Ok(config) } else { Err(rep.finish()) }
+    if rep.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(rep.finish())
+    }
 }
 
 /// Read and parse a configuration file.

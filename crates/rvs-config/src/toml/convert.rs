@@ -23,7 +23,11 @@ pub(super) struct Reporter<'a> {
 
 impl<'a> Reporter<'a> {
     pub fn new(path: &'a Path, text: &'a str) -> Self {
-        Reporter { path, text, errors: Vec::new() }
+        Reporter {
+            path,
+            text,
+            errors: Vec::new(),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -37,7 +41,8 @@ impl<'a> Reporter<'a> {
 
     pub fn error_at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = self.line_col(span.start);
-        self.errors.push(ConfigError::new(self.path, line, column, message));
+        self.errors
+            .push(ConfigError::new(self.path, line, column, message));
     }
 
     pub fn finish(self) -> ConfigErrors {
@@ -69,13 +74,19 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         match l.into_inner().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                rep.error_at(span, "bad listen address: expected ADDR:PORT such as 127.0.0.1:9901");
+                rep.error_at(
+                    span,
+                    "bad listen address: expected ADDR:PORT such as 127.0.0.1:9901",
+                );
                 None
             }
         }
     });
     if listen.is_some() && raw.token_file.is_none() {
-        rep.error_at(0..0, "[daemon] listen needs token_file: the TCP API always requires a bearer token");
+        rep.error_at(
+            0..0,
+            "[daemon] listen needs token_file: the TCP API always requires a bearer token",
+        );
     }
     let proxy_workers = raw.proxy_workers.and_then(|w| {
         if *w.get_ref() == 0 {
@@ -119,12 +130,18 @@ fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> 
             None
         }
         (None, None) => {
-            rep.error_at(span, "a service needs address = \"ADDR:PORT\" (with protocol) or fwmark = N");
+            rep.error_at(
+                span,
+                "a service needs address = \"ADDR:PORT\" (with protocol) or fwmark = N",
+            );
             None
         }
         (Some(a), None) => {
             if svc.family.is_some() {
-                rep.error_at(a.span(), "family is only for fwmark services (an address has its own)");
+                rep.error_at(
+                    a.span(),
+                    "family is only for fwmark services (an address has its own)",
+                );
             }
             let addr = parse_addr(a, "service address", rep)?;
             let protocol = svc.protocol.unwrap_or(rvs_core::model::Protocol::Tcp);
@@ -132,9 +149,15 @@ fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> 
         }
         (None, Some(mark)) => {
             if svc.protocol.is_some() {
-                rep.error_at(span, "protocol is not used with fwmark (the mark selects the packets)");
+                rep.error_at(
+                    span,
+                    "protocol is not used with fwmark (the mark selects the packets)",
+                );
             }
-            Some(ServiceKey::FwMark { mark, family: svc.family.unwrap_or(AddressFamily::V4) })
+            Some(ServiceKey::FwMark {
+                mark,
+                family: svc.family.unwrap_or(AddressFamily::V4),
+            })
         }
     }
 }
@@ -176,7 +199,9 @@ fn service_options(svc: &RawService, key: &ServiceKey) -> ServiceOptions {
 fn add_service(state: &mut DesiredState, svc: Spanned<RawService>, rep: &mut Reporter<'_>) {
     let span = svc.span();
     let svc = svc.into_inner();
-    let Some(key) = service_key(&svc, span.clone(), rep) else { return };
+    let Some(key) = service_key(&svc, span.clone(), rep) else {
+        return;
+    };
     let options = service_options(&svc, &key);
     if let Err(e) = state.add_service(key, options) {
         let at = match (&e, &svc.persistence) {
@@ -194,10 +219,17 @@ fn add_service(state: &mut DesiredState, svc: Spanned<RawService>, rep: &mut Rep
     }
 }
 
-fn add_real(state: &mut DesiredState, key: &ServiceKey, real: Spanned<RawReal>, rep: &mut Reporter<'_>) {
+fn add_real(
+    state: &mut DesiredState,
+    key: &ServiceKey,
+    real: Spanned<RawReal>,
+    rep: &mut Reporter<'_>,
+) {
     let span = real.span();
     let real = real.into_inner();
-    let Some(addr) = parse_addr(&real.address, "real address", rep) else { return };
+    let Some(addr) = parse_addr(&real.address, "real address", rep) else {
+        return;
+    };
     let weight_span = real.weight.as_ref().map(|w| w.span());
     let mut rs = RealServer::new(
         addr,

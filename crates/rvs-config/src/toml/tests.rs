@@ -9,7 +9,12 @@ fn p(text: &str) -> Result<Config, ConfigErrors> {
 }
 
 fn errs(text: &str) -> Vec<String> {
-    p(text).expect_err("should fail").0.iter().map(|e| e.to_string()).collect()
+    p(text)
+        .expect_err("should fail")
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
 }
 
 const FULL: &str = r#"
@@ -55,22 +60,45 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.engines, Some(vec![EngineKind::Proxy]));
     assert_eq!(c.daemon.proxy_workers, Some(2));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
-    assert_eq!(c.state.timeouts, Timeouts { tcp: 100, ..Timeouts::default() });
+    assert_eq!(
+        c.state.timeouts,
+        Timeouts {
+            tcp: 100,
+            ..Timeouts::default()
+        }
+    );
     let key = ServiceKey::tcp("10.0.0.3:80".parse().unwrap());
     let svc = &c.state.services[&key];
     assert_eq!(svc.options.scheduler, SchedulerKind::Sh);
-    assert!(svc.options.flags.sh_port && svc.options.flags.sh_fallback && !svc.options.flags.mh_port);
-    assert_eq!(svc.options.persistence, Some(Persistence { timeout: 60, prefix_len: 24 }));
+    assert!(
+        svc.options.flags.sh_port && svc.options.flags.sh_fallback && !svc.options.flags.mh_port
+    );
+    assert_eq!(
+        svc.options.persistence,
+        Some(Persistence {
+            timeout: 60,
+            prefix_len: 24
+        })
+    );
     assert_eq!(svc.options.engine, EnginePin::Proxy);
     assert_eq!(svc.options.proxy.connect_retries, 5);
-    assert_eq!(svc.options.proxy.connect_timeout_ms, ProxyOptions::default().connect_timeout_ms);
+    assert_eq!(
+        svc.options.proxy.connect_timeout_ms,
+        ProxyOptions::default().connect_timeout_ms
+    );
     assert_eq!(svc.options.proxy.proxy_protocol, ProxyProtocol::V2);
     let real = svc.reals.values().next().unwrap();
     assert_eq!(real.method, ForwardMethod::FullNat);
-    assert_eq!((real.weight, real.upper_threshold, real.lower_threshold), (3, 10, 5));
+    assert_eq!(
+        (real.weight, real.upper_threshold, real.lower_threshold),
+        (3, 10, 5)
+    );
     assert_eq!(real.admin, AdminState::Drain);
     assert_eq!(real.proxy_protocol, Some(ProxyProtocol::V1));
-    let fw = ServiceKey::FwMark { mark: 7, family: AddressFamily::V6 };
+    let fw = ServiceKey::FwMark {
+        mark: 7,
+        family: AddressFamily::V6,
+    };
     assert_eq!(c.state.services[&fw].options.scheduler, SchedulerKind::Wlc);
 }
 
@@ -99,10 +127,15 @@ fn unknown_key_is_an_error_with_location() {
 #[test]
 fn wrong_type_and_unknown_variant() {
     let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nscheduler = \"fastest\"\n");
-    assert!(e[0].starts_with("test.toml:3:13:") && e[0].contains("wrr"), "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:3:13:") && e[0].contains("wrr"),
+        "{e:?}"
+    );
     let e = errs("[timeouts]\ntcp = \"long\"\n");
     assert!(e[0].starts_with("test.toml:2:7:"), "{e:?}");
-    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\nweight = -1\n");
+    let e = errs(
+        "[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\nweight = -1\n",
+    );
     assert!(e[0].starts_with("test.toml:5:10:"), "{e:?}");
 }
 
@@ -139,12 +172,30 @@ lower_threshold = 8
 "#;
     let e = errs(text);
     assert_eq!(e.len(), 6, "{e:#?}");
-    assert!(e[0].starts_with("test.toml:7:10:") && e[0].contains("weight 70000 out of range"), "{e:?}");
-    assert!(e[1].starts_with("test.toml:10:11:") && e[1].contains("expected ADDR:PORT"), "{e:?}");
-    assert!(e[2].starts_with("test.toml:13:11:") && e[2].contains("address family"), "{e:?}");
-    assert!(e[3].starts_with("test.toml:16:1:") && e[3].contains("already exists"), "{e:?}");
-    assert!(e[4].starts_with("test.toml:21:15:") && e[4].contains("netmask /40"), "{e:?}");
-    assert!(e[5].starts_with("test.toml:25:1:") && e[5].contains("threshold"), "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:7:10:") && e[0].contains("weight 70000 out of range"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("test.toml:10:11:") && e[1].contains("expected ADDR:PORT"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("test.toml:13:11:") && e[2].contains("address family"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].starts_with("test.toml:16:1:") && e[3].contains("already exists"),
+        "{e:?}"
+    );
+    assert!(
+        e[4].starts_with("test.toml:21:15:") && e[4].contains("netmask /40"),
+        "{e:?}"
+    );
+    assert!(
+        e[5].starts_with("test.toml:25:1:") && e[5].contains("threshold"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -152,7 +203,10 @@ fn duplicate_real_and_bad_service_key() {
     let e = errs(
         "[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\n",
     );
-    assert!(e[0].starts_with("test.toml:5:1:") && e[0].contains("already exists"), "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:5:1:") && e[0].contains("already exists"),
+        "{e:?}"
+    );
     let e = errs("[[service]]\nscheduler = \"rr\"\n");
     assert!(e[0].contains("needs address"), "{e:?}");
     let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nfwmark = 1\n");

@@ -1,0 +1,125 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the per-service and per-real
+//! counters, connection gauges, placement and the engines' outcome counters.
+
+use super::{Shared, lock};
+use axum::http::header;
+use axum::response::IntoResponse;
+use rvs_api::{ServiceId, StatsView};
+use rvs_core::engine::Counters;
+use std::fmt::Write;
+
+pub async fn metrics(axum::extract::State(d): axum::extract::State<Shared>) -> impl IntoResponse {
+    let view = lock(&d).stats_view();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&view),
+    )
+}
+
+const COUNTERS: [(&str, &str); 5] = [
+    ("connections", "Connections scheduled"),
+    ("in_packets", "Packets client to real"),
+    ("out_packets", "Packets real to client"),
+    ("in_bytes", "Bytes client to real"),
+    ("out_bytes", "Bytes real to client"),
+];
+
+fn values(c: &Counters) -> [u64; 5] {
+    [c.conns, c.in_pkts, c.out_pkts, c.in_bytes, c.out_bytes]
+}
+
+/// Label values are escaped as the exposition format requires.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole exposition text.
+pub fn render(view: &StatsView) -> String {
+    let mut out = String::new();
+    for (i, (name, help)) in COUNTERS.iter().enumerate() {
+        for scope in ["service", "real"] {
+            let _ = writeln!(out, "# HELP rvs_{scope}_{name}_total {help}, per {scope}.");
+            let _ = writeln!(out, "# TYPE rvs_{scope}_{name}_total counter");
+            for s in &view.services {
+                let sid = esc(&ServiceId(s.key).to_string());
+                if scope == "service" {
+                    let _ = writeln!(
+                        out,
+                        "rvs_service_{name}_total{{service=\"{sid}\"}} {}",
+                        values(&s.counters)[i]
+                    );
+                    continue;
+                }
+                for r in &s.reals {
+                    let _ = writeln!(
+                        out,
+                        "rvs_real_{name}_total{{service=\"{sid}\",real=\"{}\"}} {}",
+                        esc(&r.real.addr.to_string()),
+                        values(&r.stats.counters)[i]
+                    );
+                }
+            }
+        }
+    }
+    type Gauge = fn(&rvs_api::RealView) -> u64;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        ("active_connections", "ActiveConn column", |r| {
+            r.stats.active_conns.into()
+        }),
+        ("inactive_connections", "InActConn column", |r| {
+            r.stats.inactive_conns.into()
+        }),
+        ("effective_weight", "Weight the schedulers use now", |r| {
+            r.effective_weight.into()
+        }),
+    ];
+    for (name, help, get) in gauges {
+        let _ = writeln!(out, "# HELP rvs_real_{name} {help}.");
+        let _ = writeln!(out, "# TYPE rvs_real_{name} gauge");
+        for s in &view.services {
+            let sid = esc(&ServiceId(s.key).to_string());
+            for r in &s.reals {
+                let _ = writeln!(
+                    out,
+                    "rvs_real_{name}{{service=\"{sid}\",real=\"{}\"}} {}",
+                    r.real.addr,
+                    get(r)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rvs_service_served 1 if an engine serves the service, 0 if no engine can."
+    );
+    let _ = writeln!(out, "# TYPE rvs_service_served gauge");
+    for s in &view.services {
+        let engine = s.engine.map(crate::engines::kind_name).unwrap_or("none");
+        let _ = writeln!(
+            out,
+            "rvs_service_served{{service=\"{}\",engine=\"{engine}\"}} {}",
+            esc(&ServiceId(s.key).to_string()),
+            u8::from(s.engine.is_some())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rvs_outcomes_total Named outcome counters of the engines."
+    );
+    let _ = writeln!(out, "# TYPE rvs_outcomes_total counter");
+    for (name, v) in &view.outcomes {
+        let (engine, outcome) = name.split_once('.').unwrap_or(("", name));
+        let _ = writeln!(
+            out,
+            "rvs_outcomes_total{{engine=\"{}\",outcome=\"{}\"}} {v}",
+            esc(engine),
+            esc(outcome)
+        );
+    }
+    out
+}

@@ -1,0 +1,187 @@
+//! The daemon's state: the desired state, the engines serving it, and the rate sampler. Every
+//! edit (API, reload) goes through [`Daemon::update`]: validate on a copy with `DesiredState`'s
+//! edit methods, hand the engines only the difference, and commit only if all that succeeded.
+
+use crate::engines::{ApplyError, EngineManager, kind_name};
+use rvs_api::{RealView, ServiceView, StatsView};
+use rvs_core::desired::{DesiredState, ServiceConfig, StateError};
+use rvs_core::engine::{Counters, EngineStats, Rates, ServiceStats};
+use rvs_core::model::ServiceKey;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Why an update was refused (the running state is unchanged).
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Engine(#[from] ApplyError),
+    /// Several validation errors (a whole-state replace).
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// Rates of one service and its reals.
+#[derive(Debug, Clone, Default)]
+struct ServiceRates {
+    service: Rates,
+    reals: BTreeMap<SocketAddr, Rates>,
+}
+
+/// Everything the API handlers and signal handlers share (behind one mutex).
+pub struct Daemon {
+    desired: DesiredState,
+    engines: EngineManager,
+    ready: bool,
+    last_sample: Option<(Instant, EngineStats)>,
+    rates: BTreeMap<ServiceKey, ServiceRates>,
+}
+
+impl Daemon {
+    pub fn new(engines: EngineManager) -> Self {
+        Daemon {
+            desired: DesiredState::default(),
+            engines,
+            ready: false,
+            last_sample: None,
+            rates: BTreeMap::new(),
+        }
+    }
+
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    pub fn engines(&self) -> &EngineManager {
+        &self.engines
+    }
+
+    pub fn engines_mut(&mut self) -> &mut EngineManager {
+        &mut self.engines
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Edit a copy of the desired state with `edit`, apply the difference to the engines, and
+    /// commit. On any error nothing changes.
+    pub fn update<T>(
+        &mut self,
+        edit: impl FnOnce(&mut DesiredState) -> Result<T, UpdateError>,
+    ) -> Result<T, UpdateError> {
+        let mut next = self.desired.clone();
+        let out = edit(&mut next)?;
+        self.engines.apply(&next)?;
+        self.desired = next;
+        self.ready = true;
+        Ok(out)
+    }
+
+    /// Replace the whole desired state (startup, reload, `PUT /v1/state`).
+    pub fn replace(&mut self, new: DesiredState) -> Result<(), UpdateError> {
+        self.update(|s| {
+            *s = new;
+            Ok(())
+        })
+    }
+
+    /// Take a counter sample and recompute rates (called every couple of seconds).
+    pub fn sample(&mut self, now: Instant) {
+        let (stats, _) = self.engines.stats();
+        if let Some((then, prev)) = &self.last_sample {
+            let dt = now.duration_since(*then);
+            self.rates = compute_rates(prev, &stats, dt);
+        }
+        self.last_sample = Some((now, stats));
+    }
+
+    /// Reset counters (`-Z`) and the rate baseline.
+    pub fn zero(&mut self, service: Option<&ServiceKey>) {
+        self.engines.zero(service);
+        self.last_sample = None;
+        match service {
+            Some(k) => {
+                self.rates.remove(k);
+            }
+            None => self.rates.clear(),
+        }
+    }
+
+    /// One service as listed.
+    pub fn service_view(&self, svc: &ServiceConfig, stats: &EngineStats) -> ServiceView {
+        let placement = self.engines.placement(&svc.key).cloned();
+        let empty = ServiceStats::default();
+        let sstats = stats.services.get(&svc.key).unwrap_or(&empty);
+        let rates = self.rates.get(&svc.key).cloned().unwrap_or_default();
+        let reals = svc
+            .reals
+            .values()
+            .map(|r| RealView {
+                real: *r,
+                effective_weight: r.effective_weight(),
+                stats: sstats.reals.get(&r.addr).copied().unwrap_or_default(),
+                rates: rates.reals.get(&r.addr).copied().unwrap_or_default(),
+            })
+            .collect();
+        ServiceView {
+            key: svc.key,
+            options: svc.options,
+            engine: placement.as_ref().and_then(|p| p.as_ref().ok().copied()),
+            unsupported: match placement {
+                Some(Err(why)) => Some(why),
+                Some(Ok(_)) => None,
+                None => Some("not applied yet".into()),
+            },
+            counters: sstats.counters,
+            rates: rates.service,
+            reals,
+        }
+    }
+
+    /// Every service as listed, and the outcome counters.
+    pub fn stats_view(&self) -> StatsView {
+        let (stats, outcomes) = self.engines.stats();
+        let services = self
+            .desired
+            .services
+            .values()
+            .map(|s| self.service_view(s, &stats))
+            .collect();
+        StatsView { services, outcomes }
+    }
+
+    /// The names of the running engines.
+    pub fn engine_names(&self) -> Vec<&'static str> {
+        self.engines.running().into_iter().map(kind_name).collect()
+    }
+}
+
+fn compute_rates(
+    prev: &EngineStats,
+    cur: &EngineStats,
+    dt: Duration,
+) -> BTreeMap<ServiceKey, ServiceRates> {
+    let zero = Counters::default();
+    cur.services
+        .iter()
+        .map(|(key, s)| {
+            let p = prev.services.get(key);
+            let service = Rates::between(p.map(|p| &p.counters).unwrap_or(&zero), &s.counters, dt);
+            let reals = s
+                .reals
+                .iter()
+                .map(|(addr, r)| {
+                    let pr = p
+                        .and_then(|p| p.reals.get(addr))
+                        .map(|r| &r.counters)
+                        .unwrap_or(&zero);
+                    (*addr, Rates::between(pr, &r.counters, dt))
+                })
+                .collect();
+            (*key, ServiceRates { service, reals })
+        })
+        .collect()
+}

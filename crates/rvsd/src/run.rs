@@ -1,0 +1,168 @@
+//! The daemon's life: parse and validate everything, start the engines, apply the state, bind
+//! the API, then serve until SIGTERM/SIGINT, reloading on SIGHUP and sampling rates.
+
+use crate::api;
+use crate::args::Args;
+use crate::daemon::Daemon;
+use crate::server::{SocketGuard, bind_tcp, bind_unix, check_socket_free};
+use crate::sources::{Sources, carry_observed, effective_daemon};
+use anyhow::Context;
+use rvs_config::toml::DaemonConfig;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// How often counters are sampled for rates (IPVS's estimator uses 2 s).
+const RATE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Run the daemon (or `--check`). Returns when it should exit.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let sources = Sources::from_args(&args);
+    let config = match sources.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("rvsd: {e}");
+            }
+            anyhow::bail!(
+                "the configuration has {} error(s); nothing was started",
+                errors.0.len()
+            );
+        }
+    };
+    let daemon_cfg = effective_daemon(&args, &config.daemon);
+    init_logging(args.log_level.as_deref(), &daemon_cfg)?;
+    if daemon_cfg.listen.is_some() && daemon_cfg.token_file.is_none() {
+        anyhow::bail!("--listen needs --token-file: the TCP API always requires a bearer token");
+    }
+    let socket = daemon_cfg
+        .socket
+        .clone()
+        .unwrap_or_else(rvs_api::default_socket_path);
+    if args.check {
+        return check(&config.state, &daemon_cfg);
+    }
+    check_socket_free(&socket)?;
+    let engines = crate::start::start_engines(&daemon_cfg)?;
+    let mut daemon = Daemon::new(engines);
+    if let Err(e) = daemon.replace(config.state) {
+        daemon.engines_mut().shutdown();
+        return Err(e).context("applying the initial configuration");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("rvsd-api")
+        .build()?;
+    let shared = Arc::new(Mutex::new(daemon));
+    let result = rt.block_on(serve(shared.clone(), sources, args, daemon_cfg, socket));
+    api::lock(&shared).engines_mut().shutdown();
+    tracing::info!("rvsd stopped");
+    result
+}
+
+fn init_logging(flag: Option<&str>, cfg: &DaemonConfig) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match (flag, cfg.log_level) {
+        (Some(l), _) => EnvFilter::try_new(l).with_context(|| format!("bad --log-level '{l}'"))?,
+        (None, Some(l)) => EnvFilter::new(l.as_str()),
+        (None, None) => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    Ok(())
+}
+
+/// `--check`: report what would be served, with the engines this host could run.
+fn check(state: &rvs_core::desired::DesiredState, cfg: &DaemonConfig) -> anyhow::Result<()> {
+    let engines = crate::start::start_engines(cfg)?;
+    for svc in state.services.values() {
+        match engines.place(svc) {
+            Ok(k) => println!(
+                "{}: {} engine, {} real(s)",
+                svc.key,
+                crate::engines::kind_name(k),
+                svc.reals.len()
+            ),
+            Err(why) => println!("{}: NOT SERVED: {why}", svc.key),
+        }
+    }
+    println!("configuration OK: {} service(s)", state.services.len());
+    Ok(())
+}
+
+async fn serve(
+    shared: api::Shared,
+    sources: Sources,
+    args: Args,
+    cfg: DaemonConfig,
+    socket: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let unix = bind_unix(&socket)?;
+    let _guard = SocketGuard(socket.clone());
+    tracing::info!(socket = %socket.display(), engines = ?api::lock(&shared).engine_names(), "rvsd ready");
+    let unix_app = api::router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(unix, unix_app).await {
+            tracing::error!(error = %e, "unix API server failed");
+        }
+    });
+    if let (Some(addr), Some(token_file)) = (cfg.listen, cfg.token_file.as_ref()) {
+        let (tcp, token) = bind_tcp(addr, token_file).await?;
+        tracing::info!(%addr, "TCP API listening (bearer token required)");
+        let app = api::tcp_router(shared.clone(), token);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(tcp, app).await {
+                tracing::error!(error = %e, "TCP API server failed");
+            }
+        });
+    }
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(RATE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&shared, &sources, &args),
+            _ = term.recv() => { tracing::info!("SIGTERM: exiting"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: exiting"); break; }
+            _ = tick.tick() => api::lock(&shared).sample(Instant::now()),
+        }
+    }
+    Ok(())
+}
+
+/// SIGHUP: re-read the sources; apply only the difference; on any error keep everything.
+fn reload(shared: &api::Shared, sources: &Sources, args: &Args) {
+    tracing::info!("SIGHUP: reloading");
+    let mut config = match sources.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("reload: {e}");
+            }
+            tracing::error!(
+                count = errors.0.len(),
+                "reload refused; the running state is unchanged"
+            );
+            return;
+        }
+    };
+    let new_cfg = effective_daemon(args, &config.daemon);
+    let mut d = api::lock(shared);
+    carry_observed(d.desired(), &mut config.state);
+    let changes = rvs_core::desired::diff(d.desired(), &config.state);
+    match d.replace(config.state) {
+        Ok(()) => tracing::info!(changes = changes.len(), "reload applied"),
+        Err(e) => tracing::error!(error = %e, "reload refused; the running state is unchanged"),
+    }
+    drop(d);
+    if new_cfg.socket != args.socket.clone().or(new_cfg.socket.clone()) {
+        tracing::warn!("[daemon] changes other than the services take effect on restart");
+    }
+}

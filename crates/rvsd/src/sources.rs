@@ -1,0 +1,114 @@
+//! Where the desired state comes from: the TOML file and/or an ipvsadm rule file. Everything is
+//! parsed and validated here, before anything is bound or applied; every error is collected.
+
+use crate::args::Args;
+use rvs_config::toml::{Config, DaemonConfig};
+use rvs_config::{ConfigError, ConfigErrors};
+use rvs_core::desired::DesiredState;
+use std::path::{Path, PathBuf};
+
+/// The inputs named on the command line (re-read on SIGHUP).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub config: Option<PathBuf>,
+    pub ipvsadm_rules: Option<PathBuf>,
+}
+
+impl Sources {
+    pub fn from_args(args: &Args) -> Self {
+        Sources {
+            config: args.config.clone(),
+            ipvsadm_rules: args.ipvsadm_rules.clone(),
+        }
+    }
+
+    /// Read every source and merge them into one validated configuration.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        let mut config = match &self.config {
+            Some(path) => rvs_config::toml::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(path) = &self.ipvsadm_rules {
+            let rules = load_ipvsadm_rules(path)?;
+            merge(&mut config.state, rules, path)?;
+        }
+        Ok(config)
+    }
+}
+
+/// ipvsadm rule files are parsed by `rvs_config::ipvsadm` (the rvsadm helper's parser).
+fn load_ipvsadm_rules(path: &Path) -> Result<DesiredState, ConfigErrors> {
+    Err(ConfigError::new(
+        path,
+        0,
+        0,
+        "ipvsadm rule files are not supported by this build yet (the rule parser has not landed)",
+    )
+    .into())
+}
+
+/// Add the services of `extra` to `state`; a service defined twice is an error.
+fn merge(state: &mut DesiredState, extra: DesiredState, path: &Path) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    if extra.timeouts != Default::default() {
+        state.timeouts = extra.timeouts;
+    }
+    for (key, svc) in extra.services {
+        if let Err(e) = state.add_service(key, svc.options) {
+            errors.push(ConfigError::new(
+                path,
+                0,
+                0,
+                format!("{e} (also defined in the config file)"),
+            ));
+            continue;
+        }
+        for real in svc.reals.into_values() {
+            if let Err(e) = state.add_real(&key, real) {
+                errors.push(ConfigError::new(path, 0, 0, e.to_string()));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The daemon settings after command-line flags override the file's `[daemon]` section.
+pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
+    DaemonConfig {
+        socket: args.socket.clone().or_else(|| file.socket.clone()),
+        listen: args.listen.or(file.listen),
+        token_file: args.token_file.clone().or_else(|| file.token_file.clone()),
+        engines: if args.engines.is_empty() {
+            file.engines.clone()
+        } else {
+            Some(args.engines.clone())
+        },
+        xdp_interfaces: if args.xdp_interfaces.is_empty() {
+            file.xdp_interfaces.clone()
+        } else {
+            args.xdp_interfaces.clone()
+        },
+        proxy_workers: args.proxy_workers.or(file.proxy_workers),
+        log_level: file.log_level,
+    }
+}
+
+/// Keep what the daemon observed (health, dynamic weights) on reals that a reload keeps, so a
+/// reload does not reset the checkers' verdicts.
+pub fn carry_observed(old: &DesiredState, new: &mut DesiredState) {
+    for (key, svc) in new.services.iter_mut() {
+        let Some(osvc) = old.services.get(key) else {
+            continue;
+        };
+        for (addr, real) in svc.reals.iter_mut() {
+            if let Some(oreal) = osvc.reals.get(addr) {
+                real.health = oreal.health;
+                real.dynamic_weight = oreal.dynamic_weight;
+            }
+        }
+    }
+}
