@@ -1,0 +1,75 @@
+//! `rvsadm`: ipvsadm's command set and output, driving rvsd over its control API.
+//!
+//! `rvsadm [--socket PATH] <ipvsadm arguments>`; with no arguments it lists (`-L`), as ipvsadm.
+//! `rvsadm realserver ...` prepares a real server (see docs/rvsadm.md).
+
+mod client;
+mod help;
+mod run;
+mod socket;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Take `--socket PATH` / `--socket=PATH` out of the arguments.
+fn take_socket_flag(args: &mut Vec<String>) -> Result<Option<PathBuf>, String> {
+    let Some(i) = args
+        .iter()
+        .position(|a| a == "--socket" || a.starts_with("--socket="))
+    else {
+        return Ok(None);
+    };
+    let a = args.remove(i);
+    if let Some(v) = a.strip_prefix("--socket=") {
+        return Ok(Some(PathBuf::from(v)));
+    }
+    if i < args.len() {
+        return Ok(Some(PathBuf::from(args.remove(i))));
+    }
+    Err("<command line>:1:".to_string() + &(i + 1).to_string() + ": option --socket needs a path")
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let socket = match take_socket_flag(&mut args) {
+        Ok(s) => s,
+        Err(m) => {
+            eprintln!("rvsadm: {m}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.first().map(String::as_str) == Some("realserver") {
+        eprintln!(
+            "rvsadm: realserver: not yet available in this build (real-server setup lives in \
+             rvs-net, which does not expose it yet); see docs/rvsadm.md for the manual steps"
+        );
+        return ExitCode::from(1);
+    }
+    if args.is_empty() {
+        args.push("-L".to_string());
+    }
+    let cmd = match rvs_config::ipvsadm::parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rvsadm: {e}");
+            eprintln!("Try 'rvsadm -h' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    let path = socket::socket_path(socket);
+    let result = client::Client::new(&path)
+        .map_err(run::RunError::from)
+        .and_then(|c| {
+            let stdout = std::io::stdout();
+            run::run(cmd, &c, &mut std::io::stdin(), &mut stdout.lock())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("rvsadm: {line}");
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
