@@ -1,17 +1,20 @@
-//! One virtual service as the workers share it: its options, its reals and its scheduler.
+//! One virtual service as the workers share it: the core's
+//! [`ServiceRuntime`](rvs_core::runtime::ServiceRuntime) (scheduler, persistence templates,
+//! active/inactive accounting, `-x`/`-y` overload, stable real ids) behind one mutex, plus the
+//! lock-free per-real counters the relay bumps.
 //!
-//! Scheduling takes the service's mutex for the length of one `pick` (no IO under it). Counts
-//! are kept lock-free on each [`RealShared`] by the connections themselves; before a pick the
-//! scheduler's view is refreshed from them and the `-x`/`-y` overload flags are recomputed with
-//! the core's [`next_overload`](rvs_core::model::real::next_overload) rule.
+//! The mutex is held for one call into the runtime (no IO under it): once to schedule, then
+//! once per accounting event of a connection (opened, established, half-closed, closed).
 
 use crate::real::RealShared;
 use crate::stats::AtomicCounters;
-use rvs_core::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
+use rvs_core::runtime::{ConnRef, RealInfo, ServiceRuntime};
+use rvs_core::scheduler::{PickRequest, SchedulerParams};
 use rvs_core::{Protocol, RealServer, ServiceKey, ServiceOptions, Timestamp};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// A service shared by the control thread and the workers.
 #[derive(Debug)]
@@ -25,29 +28,24 @@ pub struct ServiceShared {
     inner: Mutex<Balancer>,
 }
 
-/// The scheduling state of a service.
 #[derive(Debug)]
 struct Balancer {
-    options: ServiceOptions,
+    runtime: ServiceRuntime,
+    /// Live reals in configuration order (what `set_reals` was last given).
     configs: Vec<RealServer>,
-    reals: Vec<Arc<RealShared>>,
-    states: Vec<RealState>,
-    scheduler: Box<dyn Scheduler>,
+    /// Counters and reset signal of every live real.
+    shared: HashMap<SocketAddr, Arc<RealShared>>,
+    /// Removed reals whose connections may still run (found again if the real is re-added, so
+    /// its counters continue, as its runtime id does).
+    removed: Vec<Weak<RealShared>>,
 }
 
 /// A real picked for a new connection, with the service options in force at that moment.
 #[derive(Debug, Clone)]
 pub struct Picked {
     pub real: Arc<RealShared>,
+    pub conn: ConnRef,
     pub options: ServiceOptions,
-}
-
-fn make_scheduler(options: &ServiceOptions) -> Box<dyn Scheduler> {
-    let params = SchedulerParams {
-        flags: options.flags,
-        ..SchedulerParams::default()
-    };
-    new_scheduler(options.scheduler, params)
 }
 
 impl ServiceShared {
@@ -64,11 +62,10 @@ impl ServiceShared {
             counters: AtomicCounters::default(),
             one_packet: AtomicBool::new(options.one_packet),
             inner: Mutex::new(Balancer {
-                options,
+                runtime: ServiceRuntime::new(options, SchedulerParams::default()),
                 configs: Vec::new(),
-                reals: Vec::new(),
-                states: Vec::new(),
-                scheduler: make_scheduler(&options),
+                shared: HashMap::new(),
+                removed: Vec::new(),
             }),
         }
     }
@@ -77,143 +74,172 @@ impl ServiceShared {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Current options.
-    pub fn options(&self) -> ServiceOptions {
-        self.lock().options
-    }
-
     /// One-packet scheduling (`-o`).
     pub fn one_packet(&self) -> bool {
         self.one_packet.load(Relaxed)
     }
 
-    /// `-E`: new options (a new scheduler if it changed).
-    pub fn set_options(&self, options: ServiceOptions) {
-        let mut b = self.lock();
-        if b.options.scheduler != options.scheduler || b.options.flags != options.flags {
-            b.scheduler = make_scheduler(&options);
-        }
-        b.options = options;
-        self.one_packet.store(options.one_packet, Relaxed);
-        b.rebuild();
+    /// Current options.
+    pub fn options(&self) -> ServiceOptions {
+        *self.lock().runtime.options()
     }
 
-    /// `-a`, or `-e` for a real that exists. Returns false if `-e` found no such real.
+    /// `-E`: new options (the runtime builds a new scheduler if it changed).
+    pub fn set_options(&self, options: ServiceOptions) {
+        self.lock().runtime.set_options(options);
+        self.one_packet.store(options.one_packet, Relaxed);
+    }
+
+    /// `-a`, or `-e` (`must_exist`: returns false if there is no such real).
     pub fn upsert_real(&self, cfg: RealServer, must_exist: bool) -> bool {
         let mut b = self.lock();
         match b.configs.iter().position(|c| c.addr == cfg.addr) {
-            Some(i) => {
-                b.reals[i].set_proxy_protocol(cfg.proxy_protocol);
-                b.configs[i] = cfg;
-                b.states[i].weight = cfg.effective_weight();
-            }
+            Some(i) => b.configs[i] = cfg,
             None if must_exist => return false,
-            None => {
-                b.reals
-                    .push(Arc::new(RealShared::new(cfg.addr, cfg.proxy_protocol)));
-                b.states
-                    .push(RealState::new(cfg.addr, cfg.effective_weight()));
-                b.configs.push(cfg);
-            }
+            None => b.configs.push(cfg),
         }
-        b.rebuild();
+        let shared = match b.shared.get(&cfg.addr) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let revived = b
+                    .removed
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .find(|r| r.addr == cfg.addr);
+                let s = revived.unwrap_or_else(|| Arc::new(RealShared::new(cfg.addr, None)));
+                b.shared.insert(cfg.addr, Arc::clone(&s));
+                s
+            }
+        };
+        shared.set_proxy_protocol(cfg.proxy_protocol);
+        b.sync_reals();
         true
     }
 
-    /// `-d`: removes a real (its connections keep running) and returns it.
-    pub fn remove_real(&self, addr: SocketAddr) -> Option<Arc<RealShared>> {
+    /// `-d`: removes a real; its connections keep running (a tombstone in the runtime).
+    pub fn remove_real(&self, addr: SocketAddr) -> bool {
         let mut b = self.lock();
-        let i = b.configs.iter().position(|c| c.addr == addr)?;
+        let Some(i) = b.configs.iter().position(|c| c.addr == addr) else {
+            return false;
+        };
         b.configs.remove(i);
-        b.states.remove(i);
-        let real = b.reals.remove(i);
-        b.rebuild();
-        Some(real)
+        if let Some(r) = b.shared.remove(&addr) {
+            b.removed.retain(|w| w.strong_count() > 0);
+            b.removed.push(Arc::downgrade(&r));
+        }
+        b.sync_reals();
+        true
     }
 
-    /// The reals currently in the service.
-    pub fn reals(&self) -> Vec<Arc<RealShared>> {
-        self.lock().reals.clone()
+    /// The live reals with their runtime counts (ActiveConn, InActConn, persistent).
+    pub fn reals(&self) -> Vec<(Arc<RealShared>, RealInfo)> {
+        let b = self.lock();
+        b.runtime
+            .reals()
+            .filter(|info| !info.removed)
+            .filter_map(|info| {
+                b.shared
+                    .get(&info.server.addr)
+                    .map(|s| (Arc::clone(s), info))
+            })
+            .collect()
     }
 
-    /// Picks a real for a new connection from `client`, skipping the reals in `exclude` (those
-    /// that already failed to connect for this client).
-    pub fn pick(
+    /// Every real with this address, live or removed-but-still-connected.
+    pub fn reals_at(&self, addr: SocketAddr) -> Vec<Arc<RealShared>> {
+        let b = self.lock();
+        let live = b.shared.get(&addr).cloned();
+        let gone = b
+            .removed
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|r| r.addr == addr);
+        live.into_iter().chain(gone).collect()
+    }
+
+    /// Open connections (active + inactive) to the real at `addr`, live or removed.
+    pub fn conns_of(&self, addr: SocketAddr) -> u32 {
+        let b = self.lock();
+        b.runtime
+            .id_of(addr)
+            .and_then(|id| b.runtime.real_info(id))
+            .map_or(0, |i| i.active + i.inactive)
+    }
+
+    /// Picks a real for a new connection from `client` and counts it as opened (inactive, like
+    /// IPVS's SYN_RECV) — the caller must [`close`](Self::conn_closed) it, connected or not.
+    /// Reals in `exclude` (which already failed for this client) are skipped.
+    pub fn open(
         &self,
         client: SocketAddr,
         now: Timestamp,
         exclude: &[SocketAddr],
     ) -> Option<Picked> {
         let mut b = self.lock();
-        b.refresh_counts();
+        b.runtime.expire(now);
         let req = PickRequest {
             protocol: self.protocol,
             client,
             dest: self.vaddr,
             now,
         };
-        let idx = if exclude.is_empty() {
-            b.pick(&req)
+        let scheduled = if exclude.is_empty() {
+            b.runtime.schedule(&req).ok()
         } else {
-            b.pick_excluding(&req, exclude)
+            b.schedule_excluding(&req, exclude)
         }?;
+        let real = Arc::clone(b.shared.get(&scheduled.addr)?);
+        b.runtime.conn_opened(scheduled.conn, false, now);
         Some(Picked {
-            real: Arc::clone(&b.reals[idx]),
-            options: b.options,
+            real,
+            conn: scheduled.conn,
+            options: *b.runtime.options(),
         })
+    }
+
+    /// A connection moved between active (ESTABLISHED) and inactive.
+    pub fn conn_changed(&self, conn: ConnRef, was_active: bool, is_active: bool) {
+        if was_active != is_active {
+            self.lock()
+                .runtime
+                .conn_changed(conn.real, was_active, is_active);
+        }
+    }
+
+    /// A connection went away.
+    pub fn conn_closed(&self, conn: ConnRef, was_active: bool, now: Timestamp) {
+        self.lock().runtime.conn_closed(conn, was_active, now);
     }
 }
 
 impl Balancer {
-    fn rebuild(&mut self) {
-        let Balancer {
-            scheduler, states, ..
-        } = self;
-        scheduler.rebuild(states);
+    fn sync_reals(&mut self) {
+        // Addresses are unique in `configs`, so set_reals cannot fail.
+        let _ = self.runtime.set_reals(&self.configs);
     }
 
-    /// Copies the live counts into the scheduler's view; recomputes overload flags.
-    fn refresh_counts(&mut self) {
-        let mut overload_changed = false;
-        for i in 0..self.reals.len() {
-            let (active, inactive) = (self.reals[i].active(), self.reals[i].inactive());
-            let st = &mut self.states[i];
-            if st.active == active && st.inactive == inactive {
-                continue;
-            }
-            st.active = active;
-            st.inactive = inactive;
-            let over = self.configs[i].next_overload(st.overloaded, active + inactive);
-            if over != st.overloaded {
-                st.overloaded = over;
-                overload_changed = true;
-            } else if !overload_changed {
-                self.scheduler.counts_changed(&self.states, i);
-            }
-        }
-        if overload_changed {
-            self.rebuild();
-        }
-    }
-
-    fn pick(&mut self, req: &PickRequest) -> Option<usize> {
-        let idx = self.scheduler.pick(&self.states, req)?;
-        // Defence in depth: never hand out a real the scheduler should not have picked.
-        self.states.get(idx).filter(|s| s.available()).map(|_| idx)
-    }
-
-    /// A pick with some reals masked as overloaded (the retry path only: costs two rebuilds).
-    fn pick_excluding(&mut self, req: &PickRequest, exclude: &[SocketAddr]) -> Option<usize> {
-        let saved: Vec<bool> = self.states.iter().map(|s| s.overloaded).collect();
-        for s in self.states.iter_mut().filter(|s| exclude.contains(&s.addr)) {
-            s.overloaded = true;
-        }
-        self.rebuild();
-        let idx = self.pick(req);
-        for (s, o) in self.states.iter_mut().zip(saved) {
-            s.overloaded = o;
-        }
-        self.rebuild();
-        idx
+    /// The retry path only: schedules with the excluded reals at weight 0 (costs two scheduler
+    /// rebuilds; a persistence template pointing at an excluded real is rebound).
+    fn schedule_excluding(
+        &mut self,
+        req: &PickRequest,
+        exclude: &[SocketAddr],
+    ) -> Option<rvs_core::runtime::Scheduled> {
+        let masked: Vec<RealServer> = self
+            .configs
+            .iter()
+            .map(|c| match exclude.contains(&c.addr) {
+                true => RealServer {
+                    weight: 0,
+                    dynamic_weight: None,
+                    ..*c
+                },
+                false => *c,
+            })
+            .collect();
+        let _ = self.runtime.set_reals(&masked);
+        let picked = self.runtime.schedule(req).ok();
+        self.sync_reals();
+        picked
     }
 }

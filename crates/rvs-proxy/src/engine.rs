@@ -2,7 +2,6 @@
 //! services; `apply` binds and closes listeners and edits the shared scheduling state.
 
 use crate::balance::ServiceShared;
-use crate::real::RealShared;
 use crate::shared::EngineShared;
 use crate::tcp::{self, WorkerCtx};
 use crate::worker::Worker;
@@ -15,7 +14,7 @@ use rvs_core::engine::{
 use rvs_core::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use tokio::task::AbortHandle;
 
 /// How the proxy engine runs.
@@ -44,8 +43,6 @@ impl Default for ProxyEngineConfig {
 struct ServiceEntry {
     shared: Arc<ServiceShared>,
     listeners: Vec<AbortHandle>,
-    /// Reals removed while connections to them may still run (for `reset_real`).
-    removed: Vec<Weak<RealShared>>,
 }
 
 impl Drop for ServiceEntry {
@@ -105,27 +102,10 @@ impl ProxyEngine {
     ) -> Result<usize, EngineError> {
         let entry = self
             .services
-            .get_mut(service)
+            .get(service)
             .ok_or(EngineError::UnknownService(*service))?;
-        entry.removed.retain(|w| w.strong_count() > 0);
-        let mut targets: Vec<Arc<RealShared>> = entry
-            .shared
-            .reals()
-            .into_iter()
-            .filter(|r| r.addr == real)
-            .collect();
-        targets.extend(
-            entry
-                .removed
-                .iter()
-                .filter_map(Weak::upgrade)
-                .filter(|r| r.addr == real),
-        );
-        let count = targets
-            .iter()
-            .map(|r| (r.active() + r.inactive()) as usize)
-            .sum();
-        for r in targets {
+        let count = entry.shared.conns_of(real) as usize;
+        for r in entry.shared.reals_at(real) {
             r.reset_connections();
         }
         Ok(count)
@@ -183,14 +163,8 @@ impl ProxyEngine {
             };
             listeners.push(task.abort_handle());
         }
-        self.services.insert(
-            key,
-            ServiceEntry {
-                shared,
-                listeners,
-                removed: Vec::new(),
-            },
-        );
+        self.services
+            .insert(key, ServiceEntry { shared, listeners });
         Ok(())
     }
 
@@ -223,11 +197,8 @@ impl ProxyEngine {
                 }
             }
             Change::RemoveReal { service, addr } => {
-                let entry = self.entry(service)?;
-                if let Some(r) = entry.shared.remove_real(*addr) {
-                    entry.removed.retain(|w| w.strong_count() > 0);
-                    entry.removed.push(Arc::downgrade(&r));
-                }
+                // Its connections run to completion unless `reset_real` is called.
+                self.entry(service)?.shared.remove_real(*addr);
             }
         }
         Ok(())
@@ -296,13 +267,13 @@ impl Engine for ProxyEngine {
             let reals = entry
                 .shared
                 .reals()
-                .iter()
-                .map(|r| {
+                .into_iter()
+                .map(|(r, info)| {
                     let stats = RealStats {
                         counters: r.counters.load(),
-                        active_conns: r.active(),
-                        inactive_conns: r.inactive(),
-                        persistent_conns: 0,
+                        active_conns: info.active,
+                        inactive_conns: info.inactive,
+                        persistent_conns: info.persistent,
                     };
                     (r.addr, stats)
                 })
@@ -322,7 +293,7 @@ impl Engine for ProxyEngine {
                 continue;
             }
             entry.shared.counters.zero();
-            for r in entry.shared.reals() {
+            for (r, _) in entry.shared.reals() {
                 r.counters.zero();
             }
         }
@@ -335,6 +306,16 @@ impl Engine for ProxyEngine {
             t.snapshot(now, &mut out);
         }
         out
+    }
+
+    fn reset_connections(
+        &mut self,
+        service: &ServiceKey,
+        real: &SocketAddr,
+    ) -> Result<(), Unsupported> {
+        self.reset_real(service, *real)
+            .map(|_| ())
+            .map_err(|e| Unsupported(e.to_string()))
     }
 
     fn shutdown(&mut self) {

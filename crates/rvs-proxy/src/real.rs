@@ -1,14 +1,13 @@
-//! A real server as the workers see it: its address, its PROXY-protocol setting, its counters and
-//! connection counts, and the signal that resets its connections on the operator's request.
+//! A real server as the workers see it: its address, its PROXY-protocol setting, its traffic
+//! counters, and the signal that resets its connections on the operator's request.
 //!
 //! A `RealShared` outlives its removal from the service: existing connections hold an `Arc` to it
 //! and run to completion (IPVS's behaviour), unless the operator resets them.
 
 use crate::stats::AtomicCounters;
-use crate::track::ConnState;
 use rvs_core::ProxyProtocol;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use tokio::sync::Notify;
 
 /// Shared state of one real of one service.
@@ -18,8 +17,6 @@ pub struct RealShared {
     /// PROXY protocol for this real (`None` = the service's), as [`encode_pp`].
     proxy_protocol: AtomicU8,
     pub counters: AtomicCounters,
-    active: AtomicI64,
-    inactive: AtomicI64,
     /// Bumped when the operator resets the real's connections.
     reset_generation: AtomicU64,
     reset: Notify,
@@ -40,8 +37,6 @@ impl RealShared {
             addr,
             proxy_protocol: AtomicU8::new(encode_pp(proxy_protocol)),
             counters: AtomicCounters::default(),
-            active: AtomicI64::new(0),
-            inactive: AtomicI64::new(0),
             reset_generation: AtomicU64::new(0),
             reset: Notify::new(),
         }
@@ -59,25 +54,6 @@ impl RealShared {
 
     pub fn set_proxy_protocol(&self, p: Option<ProxyProtocol>) {
         self.proxy_protocol.store(encode_pp(p), Relaxed);
-    }
-
-    /// Adds `delta` connections in `state` to the active or inactive count.
-    pub fn count_state(&self, state: ConnState, delta: i64) {
-        if state.is_active() {
-            self.active.fetch_add(delta, Relaxed);
-        } else {
-            self.inactive.fetch_add(delta, Relaxed);
-        }
-    }
-
-    /// ActiveConn.
-    pub fn active(&self) -> u32 {
-        self.active.load(Relaxed).max(0) as u32
-    }
-
-    /// InActConn.
-    pub fn inactive(&self) -> u32 {
-        self.inactive.load(Relaxed).max(0) as u32
     }
 
     /// Current reset generation (a connection remembers it when it starts).

@@ -80,12 +80,17 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
     {
         return;
     }
-    guard.set_state(ConnState::Established);
-    guard.track.touch(&ctx.engine.clock);
     let engine = &ctx.engine;
+    let idle_override = picked.options.proxy.idle_timeout_ms;
+    guard
+        .track
+        .timeout_ms
+        .store(engine.tcp_timeout_ms(idle_override), Relaxed);
+    guard.set_state(ConnState::Established);
+    guard.track.touch(&engine.clock);
     let reset_gen = picked.real.reset_generation();
     tokio::select! {
-        _ = relay_both(&client, &server, &guard, &svc, engine, picked.options.proxy.idle_timeout_ms) => {}
+        _ = relay_both(&client, &server, &guard, &svc, engine) => {}
         _ = engine.idle_expired(&guard.track) => Outcomes::bump(&engine.outcomes.idle_timeout),
         _ = picked.real.reset_requested(reset_gen) => {
             Outcomes::bump(&engine.outcomes.reset_by_operator);
@@ -103,12 +108,7 @@ async fn relay_both(
     guard: &ConnGuard,
     svc: &ServiceShared,
     engine: &EngineShared,
-    idle_override: Option<u32>,
 ) -> io::Result<()> {
-    guard
-        .track
-        .timeout_ms
-        .store(engine.tcp_timeout_ms(idle_override), Relaxed);
     let splice = engine.use_splice;
     let half_closed = |state: ConnState| {
         if guard.track.state() == ConnState::Established {
@@ -149,27 +149,30 @@ async fn relay_both(
 async fn connect_with_retries(
     peer: SocketAddr,
     vaddr: SocketAddr,
-    svc: &ServiceShared,
+    svc: &Arc<ServiceShared>,
     ctx: &WorkerCtx,
 ) -> Option<(TcpStream, Picked, ConnGuard)> {
     let engine = &ctx.engine;
     let mut failed: Vec<SocketAddr> = Vec::new();
     loop {
         let now = Timestamp::from_millis(engine.clock.now_ms());
-        let Some(picked) = svc.pick(peer, now, &failed) else {
+        let Some(picked) = svc.open(peer, now, &failed) else {
             Outcomes::bump(&engine.outcomes.no_real);
             return None;
         };
         let opts = picked.options.proxy;
         let real = Arc::clone(&picked.real);
+        let conn = NewConn {
+            protocol: Protocol::Tcp,
+            client: peer,
+            vaddr,
+            real: Arc::clone(&real),
+            service: Arc::clone(svc),
+            conn: picked.conn,
+        };
         let guard = ConnGuard::new(
             &ctx.table,
-            NewConn {
-                protocol: Protocol::Tcp,
-                client: peer,
-                vaddr,
-                real: Arc::clone(&real),
-            },
+            conn,
             ConnState::SynRecv,
             opts.connect_timeout_ms as u64,
             &engine.clock,

@@ -2,13 +2,15 @@
 //! accounting the least-connection schedulers read.
 //!
 //! Each relayed connection owns a [`ConnGuard`]: it registers the connection in its worker's
-//! [`ConnTable`], keeps the real's active/inactive counts right on every state change, and undoes
-//! both when dropped — so a connection that ends by error, timeout or reset is never leaked in
+//! [`ConnTable`], reports every active/inactive change to the service's runtime, and closes the
+//! connection there when dropped — so a connection that ends by error, timeout or reset is never leaked in
 //! the counts.
 
+use crate::balance::ServiceShared;
 use crate::real::RealShared;
-use rvs_core::Protocol;
 use rvs_core::engine::ConnectionInfo;
+use rvs_core::runtime::ConnRef;
+use rvs_core::{Protocol, Timestamp};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -156,25 +158,31 @@ impl ConnTable {
     }
 }
 
-/// Who a new connection is between.
+/// Who a new connection is between; `real`/`conn` come from [`ServiceShared::open`], which
+/// already counted the connection as inactive.
 #[derive(Debug)]
 pub struct NewConn {
     pub protocol: Protocol,
     pub client: SocketAddr,
     pub vaddr: SocketAddr,
     pub real: Arc<RealShared>,
+    pub service: Arc<ServiceShared>,
+    pub conn: ConnRef,
 }
 
 /// Owner of one tracked connection (see the module docs).
 #[derive(Debug)]
 pub struct ConnGuard {
     pub track: Arc<ConnTrack>,
+    service: Arc<ServiceShared>,
+    conn: ConnRef,
     table: Arc<ConnTable>,
     slot: usize,
+    clock: Clock,
 }
 
 impl ConnGuard {
-    /// Registers a new connection in `state` and counts it on its real.
+    /// Registers a new connection in an inactive `state`.
     pub fn new(
         table: &Arc<ConnTable>,
         conn: NewConn,
@@ -187,8 +195,10 @@ impl ConnGuard {
             client,
             vaddr,
             real,
+            service,
+            conn,
         } = conn;
-        real.count_state(state, 1);
+        debug_assert!(!state.is_active());
         let track = Arc::new(ConnTrack {
             protocol,
             client,
@@ -201,24 +211,27 @@ impl ConnGuard {
         let slot = table.insert(Arc::clone(&track));
         ConnGuard {
             track,
+            service,
+            conn,
             table: Arc::clone(table),
             slot,
+            clock: *clock,
         }
     }
 
     /// Moves the connection to `state`, keeping the real's counts right.
     pub fn set_state(&self, state: ConnState) {
         let old = ConnState::from_u8(self.track.state.swap(state as u8, Relaxed));
-        if old != state {
-            self.track.real.count_state(old, -1);
-            self.track.real.count_state(state, 1);
-        }
+        self.service
+            .conn_changed(self.conn, old.is_active(), state.is_active());
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.track.real.count_state(self.track.state(), -1);
+        let now = Timestamp::from_millis(self.clock.now_ms());
+        self.service
+            .conn_closed(self.conn, self.track.state().is_active(), now);
         self.table.remove(self.slot);
     }
 }

@@ -71,7 +71,7 @@ async fn session_for(
     }
     let engine = &ctx.engine;
     let now = Timestamp::from_millis(engine.clock.now_ms());
-    let Some(picked) = svc.pick(client, now, &[]) else {
+    let Some(picked) = svc.open(client, now, &[]) else {
         Outcomes::bump(&engine.outcomes.no_real);
         return None;
     };
@@ -79,15 +79,18 @@ async fn session_for(
     real.counters.add_conn();
     svc.counters.add_conn();
     let key = (client, one_packet.then_some(real.addr));
-    if let Some(s) = lock(sessions).get(&key) {
-        // One-packet scheduling: this datagram is its own connection; the socket to the real
-        // that already exists for this client carries it.
+    let existing = lock(sessions).get(&key).cloned();
+    if let Some(s) = existing {
+        // One-packet scheduling: this datagram is its own connection (counted above), carried by
+        // the socket to the real that already exists for this client; it is over at once.
+        svc.conn_closed(picked.conn, false, now);
         s.guard.track.touch(&engine.clock);
-        return Some(Arc::clone(s));
+        return Some(s);
     }
     let upstream = match connect_upstream(real.addr).await {
         Ok(u) => u,
         Err(_) => {
+            svc.conn_closed(picked.conn, false, now);
             Outcomes::bump(&engine.outcomes.connect_error);
             return None;
         }
@@ -99,6 +102,8 @@ async fn session_for(
             client,
             vaddr: svc.vaddr,
             real,
+            service: Arc::clone(svc),
+            conn: picked.conn,
         },
         ConnState::Udp,
         engine.udp_timeout_ms(),

@@ -1,0 +1,133 @@
+//! Helpers shared by the proxy engine's loopback tests.
+#![allow(dead_code)]
+
+use rvs_core::desired::Change;
+use rvs_core::engine::{Engine, EngineStats};
+use rvs_core::{ForwardMethod, RealServer, SchedulerKind, ServiceKey, ServiceOptions};
+use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// An engine with two workers (so `SO_REUSEPORT` spreading is exercised).
+pub fn engine() -> ProxyEngine {
+    ProxyEngine::start(ProxyEngineConfig {
+        workers: 2,
+        ..Default::default()
+    })
+    .expect("engine")
+}
+
+/// A currently free port on `ip`.
+pub fn free_addr(ip: &str) -> SocketAddr {
+    let ip: IpAddr = ip.parse().unwrap();
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+}
+
+pub fn fullnat(addr: SocketAddr, weight: u32) -> RealServer {
+    RealServer::new(addr, ForwardMethod::FullNat, weight)
+}
+
+pub fn options(scheduler: SchedulerKind) -> ServiceOptions {
+    ServiceOptions {
+        scheduler,
+        ..ServiceOptions::default()
+    }
+}
+
+/// Adds a service with its reals.
+pub fn add_service(
+    e: &mut ProxyEngine,
+    key: ServiceKey,
+    opts: ServiceOptions,
+    reals: &[RealServer],
+) {
+    let mut changes = vec![Change::AddService { key, options: opts }];
+    changes.extend(reals.iter().map(|r| Change::AddReal {
+        service: key,
+        real: *r,
+    }));
+    e.apply(&changes).expect("apply");
+}
+
+/// One HTTP request on a new connection; returns the body.
+pub fn http_get(vip: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(vip)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    match resp.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad response {resp:?}"))),
+    }
+}
+
+/// A keep-alive HTTP client connection.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(vip: SocketAddr) -> std::io::Result<KeepAlive> {
+        let s = TcpStream::connect(vip)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(KeepAlive {
+            reader: BufReader::new(s),
+        })
+    }
+
+    /// One request; returns the body.
+    pub fn get(&mut self) -> std::io::Result<String> {
+        self.reader
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")?;
+        let mut len = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("Content-Length: ") {
+                len = v.parse::<usize>().ok();
+            }
+        }
+        let mut body = vec![0; len.ok_or_else(|| std::io::Error::other("no length"))?];
+        self.reader.read_exact(&mut body)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Polls `f` every 10 ms until it is true or `timeout` passes; returns its last value.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// (active, inactive) of one real in the stats.
+pub fn conn_counts(stats: &EngineStats, key: &ServiceKey, real: SocketAddr) -> (u32, u32) {
+    let r = &stats.services[key].reals[&real];
+    (r.active_conns, r.inactive_conns)
+}
+
+/// Total active + inactive connections of a service.
+pub fn open_conns(e: &ProxyEngine, key: &ServiceKey) -> u32 {
+    e.stats().services[key]
+        .reals
+        .values()
+        .map(|r| r.active_conns + r.inactive_conns)
+        .sum()
+}
