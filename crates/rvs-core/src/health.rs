@@ -79,7 +79,12 @@ impl CheckerMachine {
     /// A checker created at `now`; the first check is due after `warmup_offset` (the caller
     /// draws it from `0..=warmup`, keepalived's random warmup).
     pub fn new(thresholds: CheckThresholds, now: Timestamp, warmup_offset: Duration) -> Self {
-        CheckerMachine { thresholds, up: !thresholds.alpha, failures: 0, next_due: now + warmup_offset }
+        CheckerMachine {
+            thresholds,
+            up: !thresholds.alpha,
+            failures: 0,
+            next_due: now + warmup_offset,
+        }
     }
 
     /// Whether this checker currently says up.
@@ -151,11 +156,21 @@ pub enum NotifyEvent {
 pub enum HealthAction {
     /// Set a real's observed health. `inhibit` (from `inhibit_on_failure`) asks to keep a down
     /// real listed at weight 0 rather than removing it from the engines.
-    SetHealth { real: SocketAddr, health: Health, inhibit: bool },
+    SetHealth {
+        real: SocketAddr,
+        health: Health,
+        inhibit: bool,
+    },
     /// Set (or clear) a real's dynamic weight (`misc_dynamic`).
-    SetDynamicWeight { real: SocketAddr, weight: Option<u32> },
+    SetDynamicWeight {
+        real: SocketAddr,
+        weight: Option<u32>,
+    },
     /// Run the notify command for this event (`real` is `None` for quorum events).
-    Notify { real: Option<SocketAddr>, event: NotifyEvent },
+    Notify {
+        real: Option<SocketAddr>,
+        event: NotifyEvent,
+    },
     /// Switch the service's sorry server on or off.
     SorryServer { active: bool },
 }
@@ -173,9 +188,21 @@ pub struct RealHealth {
 
 impl RealHealth {
     /// A real of configured `weight` with the given checkers (none = always up).
-    pub fn new(addr: SocketAddr, weight: u32, inhibit_on_failure: bool, checkers: Vec<CheckerMachine>) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        weight: u32,
+        inhibit_on_failure: bool,
+        checkers: Vec<CheckerMachine>,
+    ) -> Self {
         let up = checkers.iter().all(CheckerMachine::is_up);
-        RealHealth { addr, weight, inhibit_on_failure, checkers, dynamic_weight: None, up }
+        RealHealth {
+            addr,
+            weight,
+            inhibit_on_failure,
+            checkers,
+            dynamic_weight: None,
+            up,
+        }
     }
 
     /// Whether every checker says up.
@@ -201,27 +228,48 @@ impl RealHealth {
     /// The actions that publish the current verdict (for a start or a reload).
     fn publish(&self) -> HealthAction {
         let health = if self.up { Health::Up } else { Health::Down };
-        HealthAction::SetHealth { real: self.addr, health, inhibit: self.inhibit_on_failure }
+        HealthAction::SetHealth {
+            real: self.addr,
+            health,
+            inhibit: self.inhibit_on_failure,
+        }
     }
 
     /// Feed a result of checker `index`; out-of-range indexes are ignored.
-    pub fn on_result(&mut self, now: Timestamp, index: usize, outcome: CheckOutcome) -> Vec<HealthAction> {
+    pub fn on_result(
+        &mut self,
+        now: Timestamp,
+        index: usize,
+        outcome: CheckOutcome,
+    ) -> Vec<HealthAction> {
         let mut out = Vec::new();
-        let Some(checker) = self.checkers.get_mut(index) else { return out };
+        let Some(checker) = self.checkers.get_mut(index) else {
+            return out;
+        };
         checker.on_result(now, outcome);
         if let CheckOutcome::Success { dynamic_weight } = outcome
             && dynamic_weight.is_some()
             && dynamic_weight != self.dynamic_weight
         {
             self.dynamic_weight = dynamic_weight;
-            out.push(HealthAction::SetDynamicWeight { real: self.addr, weight: dynamic_weight });
+            out.push(HealthAction::SetDynamicWeight {
+                real: self.addr,
+                weight: dynamic_weight,
+            });
         }
         let up = self.checkers.iter().all(CheckerMachine::is_up);
         if up != self.up {
             self.up = up;
             out.push(self.publish());
-            let event = if up { NotifyEvent::RealUp } else { NotifyEvent::RealDown };
-            out.push(HealthAction::Notify { real: Some(self.addr), event });
+            let event = if up {
+                NotifyEvent::RealUp
+            } else {
+                NotifyEvent::RealDown
+            };
+            out.push(HealthAction::Notify {
+                real: Some(self.addr),
+                event,
+            });
         }
         out
     }
@@ -252,7 +300,11 @@ impl ServiceHealth {
     /// A service with these reals. Call [`ServiceHealth::start`] for the initial actions.
     pub fn new(thresholds: ServiceThresholds, reals: Vec<RealHealth>) -> Self {
         let reals = reals.into_iter().map(|r| (r.addr, r)).collect();
-        let mut s = ServiceHealth { thresholds, reals, quorum_up: true };
+        let mut s = ServiceHealth {
+            thresholds,
+            reals,
+            quorum_up: true,
+        };
         let alive = s.alive_weight();
         s.quorum_up = alive > 0 && alive >= s.thresholds.quorum;
         s
@@ -260,7 +312,11 @@ impl ServiceHealth {
 
     /// Summed weight of the live reals.
     pub fn alive_weight(&self) -> u32 {
-        self.reals.values().filter(|r| r.up).map(RealHealth::weight).fold(0, u32::saturating_add)
+        self.reals
+            .values()
+            .filter(|r| r.up)
+            .map(RealHealth::weight)
+            .fold(0, u32::saturating_add)
     }
 
     /// Whether quorum is currently held.
@@ -283,7 +339,10 @@ impl ServiceHealth {
     pub fn start(&self) -> Vec<HealthAction> {
         let mut out: Vec<_> = self.reals.values().map(RealHealth::publish).collect();
         if !self.quorum_up {
-            out.push(HealthAction::Notify { real: None, event: NotifyEvent::QuorumDown });
+            out.push(HealthAction::Notify {
+                real: None,
+                event: NotifyEvent::QuorumDown,
+            });
             if self.thresholds.has_sorry_server {
                 out.push(HealthAction::SorryServer { active: true });
             }
@@ -299,7 +358,9 @@ impl ServiceHealth {
         index: usize,
         outcome: CheckOutcome,
     ) -> Vec<HealthAction> {
-        let Some(real) = self.reals.get_mut(&addr) else { return Vec::new() };
+        let Some(real) = self.reals.get_mut(&addr) else {
+            return Vec::new();
+        };
         let mut out = real.on_result(now, index, outcome);
         out.extend(self.update_quorum());
         out
@@ -330,7 +391,11 @@ impl ServiceHealth {
     }
 
     fn quorum_actions(&self, up: bool) -> Vec<HealthAction> {
-        let event = if up { NotifyEvent::QuorumUp } else { NotifyEvent::QuorumDown };
+        let event = if up {
+            NotifyEvent::QuorumUp
+        } else {
+            NotifyEvent::QuorumDown
+        };
         let mut out = vec![HealthAction::Notify { real: None, event }];
         if self.thresholds.has_sorry_server {
             out.push(HealthAction::SorryServer { active: !up });
@@ -348,10 +413,16 @@ impl ServiceHealth {
             .reals
             .values()
             .filter(|r| r.up)
-            .map(|r| HealthAction::Notify { real: Some(r.addr), event: NotifyEvent::RealDown })
+            .map(|r| HealthAction::Notify {
+                real: Some(r.addr),
+                event: NotifyEvent::RealDown,
+            })
             .collect();
         if self.quorum_up {
-            out.push(HealthAction::Notify { real: None, event: NotifyEvent::QuorumDown });
+            out.push(HealthAction::Notify {
+                real: None,
+                event: NotifyEvent::QuorumDown,
+            });
         }
         out
     }
@@ -361,7 +432,9 @@ impl ServiceHealth {
 mod tests {
     use super::*;
 
-    const OK: CheckOutcome = CheckOutcome::Success { dynamic_weight: None };
+    const OK: CheckOutcome = CheckOutcome::Success {
+        dynamic_weight: None,
+    };
     const FAIL: CheckOutcome = CheckOutcome::Failure;
 
     fn t(ms: u64) -> Timestamp {
@@ -398,7 +471,11 @@ mod tests {
         let mut c = CheckerMachine::new(th(3, false), t(0), Duration::ZERO);
         for i in 0..3u64 {
             assert_eq!(c.on_result(t(i * 3000), FAIL), Verdict::Same);
-            assert_eq!(c.next_due(), t(i * 3000 + 3000), "retry {i} is delay_before_retry later");
+            assert_eq!(
+                c.next_due(),
+                t(i * 3000 + 3000),
+                "retry {i} is delay_before_retry later"
+            );
             assert_eq!(c.failures(), i as u32 + 1);
         }
         assert_eq!(c.on_result(t(9000), FAIL), Verdict::Down);
@@ -435,57 +512,134 @@ mod tests {
         ];
         let mut r = RealHealth::new(addr(7), 1, false, cs);
         let a = r.on_result(t(0), 1, FAIL);
-        assert_eq!(a[0], HealthAction::SetHealth { real: addr(7), health: Health::Down, inhibit: false });
-        assert_eq!(a[1], HealthAction::Notify { real: Some(addr(7)), event: NotifyEvent::RealDown });
-        assert!(r.on_result(t(1), 0, FAIL).is_empty(), "already down: no second transition");
+        assert_eq!(
+            a[0],
+            HealthAction::SetHealth {
+                real: addr(7),
+                health: Health::Down,
+                inhibit: false
+            }
+        );
+        assert_eq!(
+            a[1],
+            HealthAction::Notify {
+                real: Some(addr(7)),
+                event: NotifyEvent::RealDown
+            }
+        );
+        assert!(
+            r.on_result(t(1), 0, FAIL).is_empty(),
+            "already down: no second transition"
+        );
         assert!(r.on_result(t(2), 1, OK).is_empty(), "checker 0 still down");
         let a = r.on_result(t(3), 0, OK);
-        assert_eq!(a[0], HealthAction::SetHealth { real: addr(7), health: Health::Up, inhibit: false });
-        assert_eq!(a[1], HealthAction::Notify { real: Some(addr(7)), event: NotifyEvent::RealUp });
-        assert!(r.on_result(t(4), 9, FAIL).is_empty(), "unknown checker index ignored");
+        assert_eq!(
+            a[0],
+            HealthAction::SetHealth {
+                real: addr(7),
+                health: Health::Up,
+                inhibit: false
+            }
+        );
+        assert_eq!(
+            a[1],
+            HealthAction::Notify {
+                real: Some(addr(7)),
+                event: NotifyEvent::RealUp
+            }
+        );
+        assert!(
+            r.on_result(t(4), 9, FAIL).is_empty(),
+            "unknown checker index ignored"
+        );
     }
 
     #[test]
     fn inhibit_on_failure_is_carried_on_the_action() {
         let mut r = real(7, 1, true, false);
         let a = r.on_result(t(0), 0, FAIL);
-        assert_eq!(a[0], HealthAction::SetHealth { real: addr(7), health: Health::Down, inhibit: true });
+        assert_eq!(
+            a[0],
+            HealthAction::SetHealth {
+                real: addr(7),
+                health: Health::Down,
+                inhibit: true
+            }
+        );
     }
 
     #[test]
     fn misc_dynamic_weight_is_reported_once_per_change() {
         let mut r = real(7, 5, false, false);
-        let dyn3 = CheckOutcome::Success { dynamic_weight: Some(3) };
-        assert_eq!(r.on_result(t(0), 0, dyn3), vec![HealthAction::SetDynamicWeight { real: addr(7), weight: Some(3) }]);
+        let dyn3 = CheckOutcome::Success {
+            dynamic_weight: Some(3),
+        };
+        assert_eq!(
+            r.on_result(t(0), 0, dyn3),
+            vec![HealthAction::SetDynamicWeight {
+                real: addr(7),
+                weight: Some(3)
+            }]
+        );
         assert_eq!(r.weight(), 3);
         assert!(r.on_result(t(1), 0, dyn3).is_empty());
-        assert!(r.on_result(t(2), 0, OK).is_empty(), "exit 0 leaves the weight as it is");
+        assert!(
+            r.on_result(t(2), 0, OK).is_empty(),
+            "exit 0 leaves the weight as it is"
+        );
         assert_eq!(r.weight(), 3);
     }
 
     #[test]
     fn sorry_server_when_every_real_is_down_and_back() {
-        let st = ServiceThresholds { quorum: 1, hysteresis: 0, has_sorry_server: true, omega: false };
-        let mut s = ServiceHealth::new(st, vec![real(7, 1, false, false), real(8, 1, false, false)]);
+        let st = ServiceThresholds {
+            quorum: 1,
+            hysteresis: 0,
+            has_sorry_server: true,
+            omega: false,
+        };
+        let mut s =
+            ServiceHealth::new(st, vec![real(7, 1, false, false), real(8, 1, false, false)]);
         assert!(s.quorum_up());
         assert_eq!(s.start().len(), 2);
         let a = s.on_result(t(0), addr(7), 0, FAIL);
-        assert!(!a.iter().any(|x| matches!(x, HealthAction::SorryServer { .. })));
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, HealthAction::SorryServer { .. }))
+        );
         let a = s.on_result(t(0), addr(8), 0, FAIL);
         assert!(a.contains(&HealthAction::SorryServer { active: true }));
-        assert!(a.contains(&HealthAction::Notify { real: None, event: NotifyEvent::QuorumDown }));
+        assert!(a.contains(&HealthAction::Notify {
+            real: None,
+            event: NotifyEvent::QuorumDown
+        }));
         assert!(!s.quorum_up());
         let a = s.on_result(t(6000), addr(8), 0, OK);
         assert!(a.contains(&HealthAction::SorryServer { active: false }));
-        assert!(a.contains(&HealthAction::Notify { real: None, event: NotifyEvent::QuorumUp }));
-        assert!(s.on_result(t(0), addr(99), 0, FAIL).is_empty(), "unknown real ignored");
+        assert!(a.contains(&HealthAction::Notify {
+            real: None,
+            event: NotifyEvent::QuorumUp
+        }));
+        assert!(
+            s.on_result(t(0), addr(99), 0, FAIL).is_empty(),
+            "unknown real ignored"
+        );
     }
 
     #[test]
     fn quorum_hysteresis_gains_high_and_loses_low() {
         // weights 1,2,3 = 6; quorum 4, hysteresis 1: lose below 3, gain at 5
-        let st = ServiceThresholds { quorum: 4, hysteresis: 1, has_sorry_server: false, omega: false };
-        let reals = vec![real(1, 1, false, false), real(2, 2, false, false), real(3, 3, false, false)];
+        let st = ServiceThresholds {
+            quorum: 4,
+            hysteresis: 1,
+            has_sorry_server: false,
+            omega: false,
+        };
+        let reals = vec![
+            real(1, 1, false, false),
+            real(2, 2, false, false),
+            real(3, 3, false, false),
+        ];
         let mut s = ServiceHealth::new(st, reals);
         assert!(s.quorum_up());
         s.on_result(t(0), addr(1), 0, FAIL); // 5
@@ -501,34 +655,72 @@ mod tests {
 
     #[test]
     fn quorum_counts_dynamic_weight() {
-        let st = ServiceThresholds { quorum: 4, hysteresis: 0, has_sorry_server: true, omega: false };
+        let st = ServiceThresholds {
+            quorum: 4,
+            hysteresis: 0,
+            has_sorry_server: true,
+            omega: false,
+        };
         let mut s = ServiceHealth::new(st, vec![real(1, 5, false, false)]);
-        let a = s.on_result(t(0), addr(1), 0, CheckOutcome::Success { dynamic_weight: Some(2) });
+        let a = s.on_result(
+            t(0),
+            addr(1),
+            0,
+            CheckOutcome::Success {
+                dynamic_weight: Some(2),
+            },
+        );
         assert!(a.contains(&HealthAction::SorryServer { active: true }));
         assert_eq!(s.alive_weight(), 2);
     }
 
     #[test]
     fn alpha_reals_start_without_quorum() {
-        let st = ServiceThresholds { quorum: 1, hysteresis: 0, has_sorry_server: true, omega: false };
+        let st = ServiceThresholds {
+            quorum: 1,
+            hysteresis: 0,
+            has_sorry_server: true,
+            omega: false,
+        };
         let s = ServiceHealth::new(st, vec![real(7, 1, false, true)]);
         assert!(!s.quorum_up());
         let a = s.start();
-        assert_eq!(a[0], HealthAction::SetHealth { real: addr(7), health: Health::Down, inhibit: false });
+        assert_eq!(
+            a[0],
+            HealthAction::SetHealth {
+                real: addr(7),
+                health: Health::Down,
+                inhibit: false
+            }
+        );
         assert!(a.contains(&HealthAction::SorryServer { active: true }));
     }
 
     #[test]
     fn omega_notifies_down_on_stop() {
-        let mut st = ServiceThresholds { quorum: 1, hysteresis: 0, has_sorry_server: false, omega: false };
+        let mut st = ServiceThresholds {
+            quorum: 1,
+            hysteresis: 0,
+            has_sorry_server: false,
+            omega: false,
+        };
         let s = ServiceHealth::new(st, vec![real(7, 1, false, false)]);
         assert!(s.stop().is_empty());
         st.omega = true;
         let s = ServiceHealth::new(st, vec![real(7, 1, false, false), real(8, 1, false, true)]);
         let a = s.stop();
-        assert_eq!(a, vec![
-            HealthAction::Notify { real: Some(addr(7)), event: NotifyEvent::RealDown },
-            HealthAction::Notify { real: None, event: NotifyEvent::QuorumDown },
-        ]);
+        assert_eq!(
+            a,
+            vec![
+                HealthAction::Notify {
+                    real: Some(addr(7)),
+                    event: NotifyEvent::RealDown
+                },
+                HealthAction::Notify {
+                    real: None,
+                    event: NotifyEvent::QuorumDown
+                },
+            ]
+        );
     }
 }

@@ -1,0 +1,412 @@
+//! The statement tree → [`KeepalivedConfig`]: `global_defs`, `virtual_server_group`,
+//! `virtual_server` (address port, `fwmark`, `group`) with its `real_server`s, and the VRRP blocks.
+
+use super::checker::{Inherited, is_checker, parse_checker};
+use super::lex::{Node, Word};
+use super::model::*;
+use super::values::Ctx;
+use super::{KeepalivedConfig, vrrp};
+use rvs_core::model::*;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Most addresses one `virtual_server_group` range may expand to.
+const MAX_RANGE: u32 = 256;
+
+/// Build the model from the top-level statements.
+pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
+    let mut cfg = KeepalivedConfig::default();
+    let mut groups: BTreeMap<String, Vec<GroupMember>> = BTreeMap::new();
+    for n in nodes
+        .iter()
+        .filter(|n| n.keyword.text == "virtual_server_group")
+    {
+        if let Some(name) = ctx.arg(n, 0, "a group name") {
+            let members = parse_group(ctx, n);
+            groups.insert(name.text.clone(), members);
+        }
+    }
+    for n in nodes {
+        match n.keyword.text.as_str() {
+            "global_defs" => {
+                for g in ctx.block(n) {
+                    match g.keyword.text.as_str() {
+                        "router_id" => cfg.global.router_id = ctx.rest(g, "a router id"),
+                        _ => ctx.unsupported(g, "global_defs"),
+                    }
+                }
+            }
+            "virtual_server_group" => {}
+            "virtual_server" => virtual_server(ctx, n, &groups, &mut cfg),
+            "vrrp_instance" => cfg.vrrp.instances.push(vrrp::parse_instance(ctx, n)),
+            "vrrp_sync_group" => cfg.vrrp.sync_groups.push(vrrp::parse_sync_group(ctx, n)),
+            "vrrp_script" => cfg.vrrp.scripts.push(vrrp::parse_script(ctx, n)),
+            _ => ctx.unsupported(n, "the top level"),
+        }
+    }
+    cfg
+}
+
+/// One member of a `virtual_server_group`.
+#[derive(Debug, Clone, Copy)]
+enum GroupMember {
+    Addr(SocketAddr),
+    FwMark(u32),
+}
+
+fn parse_group(ctx: &mut Ctx, node: &Node) -> Vec<GroupMember> {
+    let mut out = Vec::new();
+    for n in ctx.block(node) {
+        if n.keyword.text == "fwmark" {
+            if let Some(m) = ctx.num(n, "a firewall mark") {
+                out.push(GroupMember::FwMark(m));
+            }
+            continue;
+        }
+        let Some(port) = ctx.arg(n, 0, "a port").and_then(|w| ctx.port(w)) else {
+            continue;
+        };
+        for ip in address_range(ctx, &n.keyword) {
+            out.push(GroupMember::Addr(SocketAddr::new(ip, port)));
+        }
+    }
+    out
+}
+
+/// `10.0.0.1` or keepalived's range form `10.0.0.1-10` (last octet / last group varies).
+fn address_range(ctx: &mut Ctx, w: &Word) -> Vec<IpAddr> {
+    let Some((first, last)) = w.text.split_once('-') else {
+        return ctx.ip(w, "an address").into_iter().collect();
+    };
+    let Some(first) = ctx.ip(
+        &Word {
+            text: first.to_string(),
+            ..w.clone()
+        },
+        "an address",
+    ) else {
+        return Vec::new();
+    };
+    let radix = if first.is_ipv4() { 10 } else { 16 };
+    let Ok(last) = u32::from_str_radix(last, radix) else {
+        ctx.error(w, format!("expected ADDRESS-LAST in '{}'", w.text));
+        return Vec::new();
+    };
+    let (base, start, max) = match first {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), u32::from(a.octets()[3]), 255),
+        IpAddr::V6(a) => (u128::from(a), u32::from(a.segments()[7]), 0xffff),
+    };
+    if last < start || last > max || last - start >= MAX_RANGE {
+        ctx.error(
+            w,
+            format!(
+                "bad range '{}' (at most {MAX_RANGE} addresses, ascending)",
+                w.text
+            ),
+        );
+        return Vec::new();
+    }
+    (0..=last - start)
+        .map(|i| match first {
+            IpAddr::V4(_) => IpAddr::V4(((base as u32) + i).into()),
+            IpAddr::V6(_) => IpAddr::V6((base + u128::from(i)).into()),
+        })
+        .collect()
+}
+
+/// The service keys a `virtual_server` line names.
+fn service_keys(
+    ctx: &mut Ctx,
+    n: &Node,
+    protocol: Protocol,
+    family: AddressFamily,
+    groups: &BTreeMap<String, Vec<GroupMember>>,
+) -> Vec<ServiceKey> {
+    let Some(first) = ctx.arg(n, 0, "an address and port, 'fwmark N' or 'group NAME'") else {
+        return Vec::new();
+    };
+    let fwmark = |mark| ServiceKey::FwMark { mark, family };
+    match first.text.as_str() {
+        "fwmark" => ctx
+            .parse(n, 1, "a firewall mark")
+            .map(fwmark)
+            .into_iter()
+            .collect(),
+        "group" => {
+            let Some(name) = ctx.arg(n, 1, "a group name") else {
+                return Vec::new();
+            };
+            let Some(members) = groups.get(&name.text) else {
+                ctx.error(
+                    name,
+                    format!("no virtual_server_group named '{}'", name.text),
+                );
+                return Vec::new();
+            };
+            members
+                .iter()
+                .map(|m| match *m {
+                    GroupMember::Addr(addr) => ServiceKey::Addr { protocol, addr },
+                    GroupMember::FwMark(mark) => fwmark(mark),
+                })
+                .collect()
+        }
+        _ => {
+            let ip = ctx.ip(first, "a virtual address");
+            let port = ctx.arg(n, 1, "a port").and_then(|w| ctx.port(w));
+            match (ip, port) {
+                (Some(ip), Some(port)) => vec![ServiceKey::Addr {
+                    protocol,
+                    addr: SocketAddr::new(ip, port),
+                }],
+                _ => Vec::new(),
+            }
+        }
+    }
+}
+
+/// Settings read from a virtual_server block before its reals.
+struct VsSettings {
+    options: ServiceOptions,
+    method: ForwardMethod,
+    protocol: Protocol,
+    family: AddressFamily,
+    granularity: Option<Word>,
+    health: VirtualServerHealth,
+}
+
+fn virtual_server(
+    ctx: &mut Ctx,
+    n: &Node,
+    groups: &BTreeMap<String, Vec<GroupMember>>,
+    cfg: &mut KeepalivedConfig,
+) {
+    let body = ctx.block(n);
+    let mut s = vs_settings(ctx, body);
+    let inh = Inherited {
+        delay_loop: s.health.delay_loop,
+        alpha: s.health.alpha,
+    };
+    let mut reals = Vec::new();
+    for r in body.iter().filter(|r| r.keyword.text == "real_server") {
+        if let Some(real) = real_server(ctx, r, &s, inh) {
+            reals.push((r, real));
+        }
+    }
+    let keys = service_keys(ctx, n, s.protocol, s.family, groups);
+    for key in keys {
+        if let Some(g) = &s.granularity {
+            let prefix = granularity(ctx, g, key.family());
+            if let Some(p) = &mut s.options.persistence {
+                p.prefix_len = prefix;
+            }
+        } else if let Some(p) = &mut s.options.persistence {
+            p.prefix_len = key.family().max_prefix();
+        }
+        if let Err(e) = cfg.desired.add_service(key, s.options) {
+            ctx.error(&n.keyword, e.to_string());
+            continue;
+        }
+        let mut health = s.health.clone();
+        health.service = key;
+        for (node, (real, check)) in &reals {
+            match cfg.desired.add_real(&key, *real) {
+                Ok(()) => health.reals.push(check.clone()),
+                Err(e) => ctx.error(&node.keyword, e.to_string()),
+            }
+        }
+        cfg.virtual_servers.push(health);
+    }
+}
+
+fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
+    let mut s = VsSettings {
+        options: ServiceOptions {
+            scheduler: SchedulerKind::Wlc,
+            ..Default::default()
+        },
+        method: DEFAULT_LB_KIND,
+        protocol: Protocol::Tcp,
+        family: AddressFamily::V4,
+        granularity: None,
+        health: VirtualServerHealth {
+            service: ServiceKey::FwMark {
+                mark: 0,
+                family: AddressFamily::V4,
+            },
+            delay_loop: DEFAULT_DELAY_LOOP,
+            quorum: 1,
+            hysteresis: 0,
+            alpha: false,
+            omega: false,
+            inhibit_on_failure: false,
+            sorry_server: None,
+            sorry_server_inhibit: false,
+            virtualhost: None,
+            quorum_up: None,
+            quorum_down: None,
+            reals: Vec::new(),
+        },
+    };
+    let h = &mut s.health;
+    for n in body {
+        match n.keyword.text.as_str() {
+            "real_server" => {}
+            "lb_algo" | "lvs_sched" => {
+                if let Some(w) = ctx.arg(n, 0, "a scheduler name") {
+                    match w.text.parse() {
+                        Ok(k) => s.options.scheduler = k,
+                        Err(e) => ctx.error(w, format!("{e}")),
+                    }
+                }
+            }
+            "lb_kind" | "lvs_method" => {
+                if let Some(m) = ctx
+                    .arg(n, 0, "NAT, DR, TUN or FNAT")
+                    .and_then(|w| method(ctx, w))
+                {
+                    s.method = m;
+                }
+            }
+            "persistence_timeout" => {
+                let timeout = ctx
+                    .num(n, "a number of seconds")
+                    .unwrap_or(Persistence::DEFAULT_TIMEOUT);
+                s.options.persistence = Some(Persistence {
+                    timeout,
+                    prefix_len: 32,
+                });
+            }
+            "persistence_granularity" => s.granularity = ctx.arg(n, 0, "a netmask").cloned(),
+            "protocol" => {
+                if let Some(w) = ctx.arg(n, 0, "TCP, UDP or SCTP") {
+                    match w.text.to_ascii_uppercase().as_str() {
+                        "TCP" => s.protocol = Protocol::Tcp,
+                        "UDP" => s.protocol = Protocol::Udp,
+                        "SCTP" => s.protocol = Protocol::Sctp,
+                        _ => ctx.error(w, format!("expected TCP, UDP or SCTP, found '{}'", w.text)),
+                    }
+                }
+            }
+            "family" => match n.args.first().map(|w| w.text.as_str()) {
+                Some("inet") => s.family = AddressFamily::V4,
+                Some("inet6") => s.family = AddressFamily::V6,
+                _ => ctx.error(&n.keyword, "expected 'inet' or 'inet6' after 'family'"),
+            },
+            "ops" => s.options.one_packet = ctx.flag(n),
+            "delay_loop" => h.delay_loop = ctx.secs(n).unwrap_or(h.delay_loop),
+            "quorum" => h.quorum = ctx.num(n, "a weight sum").unwrap_or(h.quorum),
+            "hysteresis" => h.hysteresis = ctx.num(n, "a weight").unwrap_or(h.hysteresis),
+            "alpha" => h.alpha = ctx.flag(n),
+            "omega" => h.omega = ctx.flag(n),
+            "inhibit_on_failure" => h.inhibit_on_failure = ctx.flag(n),
+            "sorry_server" => {
+                let ip = ctx
+                    .arg(n, 0, "an address")
+                    .and_then(|w| ctx.ip(w, "sorry_server"));
+                let port = ctx.arg(n, 1, "a port").and_then(|w| ctx.port(w));
+                if let (Some(ip), Some(port)) = (ip, port) {
+                    h.sorry_server = Some(SocketAddr::new(ip, port));
+                }
+            }
+            "sorry_server_inhibit" => h.sorry_server_inhibit = ctx.flag(n),
+            "virtualhost" => h.virtualhost = ctx.rest(n, "a host name"),
+            "quorum_up" => h.quorum_up = ctx.rest(n, "a command"),
+            "quorum_down" => h.quorum_down = ctx.rest(n, "a command"),
+            _ => ctx.unsupported(n, "virtual_server"),
+        }
+    }
+    s
+}
+
+fn method(ctx: &mut Ctx, w: &Word) -> Option<ForwardMethod> {
+    Some(match w.text.to_ascii_uppercase().as_str() {
+        "NAT" => ForwardMethod::Nat,
+        "DR" => ForwardMethod::Dr,
+        "TUN" => ForwardMethod::Tun,
+        "FNAT" | "FULLNAT" => ForwardMethod::FullNat,
+        _ => {
+            ctx.error(
+                w,
+                format!("expected NAT, DR, TUN or FNAT, found '{}'", w.text),
+            );
+            return None;
+        }
+    })
+}
+
+/// `persistence_granularity`: a dotted IPv4 netmask, or a prefix length.
+fn granularity(ctx: &mut Ctx, w: &Word, family: AddressFamily) -> u8 {
+    let max = family.max_prefix();
+    if let Ok(IpAddr::V4(mask)) = w.text.parse::<IpAddr>() {
+        let bits = u32::from(mask);
+        if bits.leading_ones() + bits.trailing_zeros() == 32 {
+            return bits.leading_ones() as u8;
+        }
+    } else if let Ok(p) = w.text.trim_start_matches('/').parse::<u8>()
+        && p <= max
+    {
+        return p;
+    }
+    ctx.error(
+        w,
+        format!(
+            "expected a netmask (like 255.255.255.0) or prefix length, found '{}'",
+            w.text
+        ),
+    );
+    max
+}
+
+fn real_server(
+    ctx: &mut Ctx,
+    n: &Node,
+    s: &VsSettings,
+    inh: Inherited,
+) -> Option<(RealServer, RealCheck)> {
+    let ip = ctx
+        .arg(n, 0, "a real server address")
+        .and_then(|w| ctx.ip(w, "a real server address"));
+    let port = match n.args.get(1) {
+        Some(w) => ctx.port(w),
+        None => Some(0),
+    };
+    ctx.at_most(n, 2);
+    let addr = SocketAddr::new(ip?, port?);
+    let mut real = RealServer::new(addr, s.method, 1);
+    let mut check = RealCheck {
+        addr,
+        weight: 1,
+        inhibit_on_failure: s.health.inhibit_on_failure,
+        notify_up: None,
+        notify_down: None,
+        checkers: Vec::new(),
+    };
+    for r in ctx.block(n) {
+        let kw = r.keyword.text.as_str();
+        match kw {
+            "weight" => match ctx.num::<u32>(r, "a weight (0-65535)") {
+                Some(w) if w <= MAX_WEIGHT => real.weight = w,
+                Some(w) => ctx.error(&r.args[0], format!("weight {w} out of range (0-65535)")),
+                None => {}
+            },
+            "inhibit_on_failure" => check.inhibit_on_failure = ctx.flag(r),
+            "notify_up" => check.notify_up = ctx.rest(r, "a command"),
+            "notify_down" => check.notify_down = ctx.rest(r, "a command"),
+            "uthreshold" => real.upper_threshold = ctx.num(r, "a connection count").unwrap_or(0),
+            "lthreshold" => real.lower_threshold = ctx.num(r, "a connection count").unwrap_or(0),
+            "lb_kind" | "lvs_method" => {
+                if let Some(m) = ctx
+                    .arg(r, 0, "NAT, DR, TUN or FNAT")
+                    .and_then(|w| method(ctx, w))
+                {
+                    real.method = m;
+                }
+            }
+            _ if is_checker(kw) => check.checkers.push(parse_checker(ctx, r, inh)),
+            _ => ctx.unsupported(r, "real_server"),
+        }
+    }
+    check.weight = real.weight;
+    Some((real, check))
+}

@@ -1,0 +1,228 @@
+//! Checker blocks inside `real_server`: `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `UDP_CHECK`,
+//! `DNS_CHECK`, `MISC_CHECK`, `PING_CHECK`, with the parameters they share.
+
+use super::lex::Node;
+use super::model::*;
+use super::values::{Ctx, hex_bytes};
+use std::time::Duration;
+
+/// What a checker inherits from its virtual server.
+#[derive(Debug, Clone, Copy)]
+pub struct Inherited {
+    pub delay_loop: Duration,
+    pub alpha: bool,
+}
+
+/// Whether `keyword` names a checker block.
+pub fn is_checker(keyword: &str) -> bool {
+    matches!(
+        keyword,
+        "TCP_CHECK"
+            | "HTTP_GET"
+            | "SSL_GET"
+            | "UDP_CHECK"
+            | "DNS_CHECK"
+            | "MISC_CHECK"
+            | "PING_CHECK"
+    )
+}
+
+/// Parse one checker block.
+pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
+    let mut kind = match node.keyword.text.as_str() {
+        "HTTP_GET" => CheckKind::Http(HttpCheck::default()),
+        "SSL_GET" => CheckKind::Ssl(HttpCheck::default()),
+        "UDP_CHECK" => CheckKind::Udp(UdpCheck::default()),
+        "DNS_CHECK" => CheckKind::Dns(DnsCheck {
+            qtype: DnsType::Soa,
+            name: ".".into(),
+        }),
+        "MISC_CHECK" => CheckKind::Misc(MiscCheck {
+            path: String::new(),
+            timeout: None,
+            dynamic: false,
+            user: None,
+        }),
+        "PING_CHECK" => CheckKind::Ping,
+        _ => CheckKind::Tcp,
+    };
+    let mut c = Checker {
+        kind: CheckKind::Tcp,
+        connect_ip: None,
+        connect_port: None,
+        bindto: None,
+        bind_port: None,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        retry: DEFAULT_RETRY,
+        delay_before_retry: DEFAULT_DELAY_BEFORE_RETRY,
+        delay_loop: inh.delay_loop,
+        warmup: inh.delay_loop,
+        alpha: inh.alpha,
+    };
+    let mut warmup = None;
+    let within = node.keyword.text.clone();
+    for n in ctx.block(node).iter() {
+        let kw = n.keyword.text.as_str();
+        match kw {
+            "connect_ip" => {
+                c.connect_ip = ctx
+                    .arg(n, 0, "an address")
+                    .and_then(|w| ctx.ip(w, "connect_ip"))
+            }
+            "connect_port" => c.connect_port = ctx.arg(n, 0, "a port").and_then(|w| ctx.port(w)),
+            "bindto" => {
+                c.bindto = ctx
+                    .arg(n, 0, "an address")
+                    .and_then(|w| ctx.ip(w, "bindto"))
+            }
+            "bind_port" => c.bind_port = ctx.arg(n, 0, "a port").and_then(|w| ctx.port(w)),
+            "connect_timeout" => c.connect_timeout = ctx.secs(n).unwrap_or(c.connect_timeout),
+            "retry" | "nb_get_retry" => c.retry = ctx.num(n, "a retry count").unwrap_or(c.retry),
+            "delay_before_retry" => {
+                c.delay_before_retry = ctx.secs(n).unwrap_or(c.delay_before_retry)
+            }
+            "delay_loop" => c.delay_loop = ctx.secs(n).unwrap_or(c.delay_loop),
+            "warmup" => warmup = ctx.secs(n),
+            "alpha" => c.alpha = ctx.flag(n),
+            _ => {
+                if !kind_keyword(ctx, &mut kind, n) {
+                    ctx.unsupported(n, &within);
+                }
+            }
+        }
+    }
+    c.warmup = warmup.unwrap_or(c.delay_loop);
+    if let CheckKind::Misc(m) = &kind
+        && m.path.is_empty()
+    {
+        ctx.error(&node.keyword, "MISC_CHECK needs 'misc_path'");
+    }
+    c.kind = kind;
+    c
+}
+
+/// A keyword specific to the checker kind; false if the kind does not know it.
+fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
+    let kw = n.keyword.text.as_str();
+    match kind {
+        CheckKind::Http(h) | CheckKind::Ssl(h) => match kw {
+            "url" => h.urls.push(parse_url(ctx, n)),
+            "virtualhost" => h.virtualhost = ctx.rest(n, "a host name"),
+            "enable_sni" => h.enable_sni = ctx.flag(n),
+            "tls_verify" => h.tls_verify = ctx.flag(n),
+            _ => return false,
+        },
+        CheckKind::Udp(u) => match kw {
+            "payload" => u.payload = hex_arg(ctx, n).unwrap_or_default(),
+            "require_reply" => u.require_reply = hex_arg(ctx, n),
+            "min_reply_length" => u.min_reply_length = ctx.num(n, "a length"),
+            "max_reply_length" => u.max_reply_length = ctx.num(n, "a length"),
+            _ => return false,
+        },
+        CheckKind::Dns(d) => match kw {
+            "type" => {
+                if let Some(w) = ctx.arg(n, 0, "a query type") {
+                    match DnsType::parse(&w.text) {
+                        Some(t) => d.qtype = t,
+                        None => ctx.error(
+                            w,
+                            format!(
+                                "expected a DNS type (A NS CNAME SOA MX TXT AAAA), found '{}'",
+                                w.text
+                            ),
+                        ),
+                    }
+                }
+            }
+            "name" => {
+                d.name = ctx
+                    .rest(n, "a domain name")
+                    .unwrap_or_else(|| d.name.clone())
+            }
+            _ => return false,
+        },
+        CheckKind::Misc(m) => match kw {
+            "misc_path" => m.path = ctx.rest(n, "a command line").unwrap_or_default(),
+            "misc_timeout" => m.timeout = ctx.secs(n),
+            "misc_dynamic" => m.dynamic = ctx.flag(n),
+            "user" => m.user = ctx.rest(n, "a user name"),
+            _ => return false,
+        },
+        CheckKind::Tcp | CheckKind::Ping => return false,
+    }
+    true
+}
+
+fn hex_arg(ctx: &mut Ctx, n: &Node) -> Option<Vec<u8>> {
+    let w = ctx.arg(n, 0, "hex bytes")?;
+    let b = hex_bytes(&w.text);
+    if b.is_none() {
+        ctx.error(
+            w,
+            format!("expected hex bytes (like 0a1b2c), found '{}'", w.text),
+        );
+    }
+    b
+}
+
+/// `url { path ...; digest ...; status_code ...; virtualhost ... }`.
+fn parse_url(ctx: &mut Ctx, node: &Node) -> UrlCheck {
+    let mut u = UrlCheck {
+        path: String::new(),
+        digest: None,
+        status: Vec::new(),
+        virtualhost: None,
+    };
+    for n in ctx.block(node).iter() {
+        match n.keyword.text.as_str() {
+            "path" => u.path = ctx.rest(n, "a URL path").unwrap_or_default(),
+            "digest" => {
+                if let Some(w) = ctx.arg(n, 0, "an MD5 digest") {
+                    if w.text.len() == 32 && w.text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        u.digest = Some(w.text.to_ascii_lowercase());
+                    } else {
+                        ctx.error(
+                            w,
+                            format!("expected 32 hex digits (an MD5 digest), found '{}'", w.text),
+                        );
+                    }
+                }
+            }
+            "status_code" => {
+                for w in &n.args {
+                    match parse_status(&w.text) {
+                        Some(r) => u.status.push(r),
+                        None => ctx.error(
+                            w,
+                            format!(
+                                "expected a status code or range (100-599), found '{}'",
+                                w.text
+                            ),
+                        ),
+                    }
+                }
+                if n.args.is_empty() {
+                    ctx.arg(n, 0, "a status code");
+                }
+            }
+            "virtualhost" => u.virtualhost = ctx.rest(n, "a host name"),
+            _ => ctx.unsupported(n, "url"),
+        }
+    }
+    if u.path.is_empty() {
+        ctx.error(&node.keyword, "url block needs 'path'");
+    }
+    u
+}
+
+/// `200` or `200-299`.
+fn parse_status(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let v = s.parse().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
+}

@@ -1,0 +1,186 @@
+//! Reading keyword arguments: numbers, seconds, addresses, ports, flags, command lines — each
+//! with a located error naming what was expected.
+
+use super::lex::{Node, Word};
+use crate::error::ConfigError;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors and warnings collected while building the model.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Ctx {
+    /// A keyword rvs does not implement: warned about, with where it is, never silently dropped.
+    pub fn unsupported(&mut self, node: &Node, within: &str) {
+        let w = &node.keyword;
+        self.warnings.push(w.error(format!(
+            "keyword '{}' in {within} is not supported by rvs; ignored",
+            w.text
+        )));
+    }
+
+    /// A located error.
+    pub fn error(&mut self, at: &Word, message: impl Into<String>) {
+        self.errors.push(at.error(message));
+    }
+
+    /// Argument `i` of `node`, or an error naming what was expected.
+    pub fn arg<'a>(&mut self, node: &'a Node, i: usize, what: &str) -> Option<&'a Word> {
+        let got = node.args.get(i);
+        if got.is_none() {
+            let kw = &node.keyword;
+            let at = node.args.last().unwrap_or(kw);
+            let column = at.column + at.text.chars().count();
+            self.errors.push(ConfigError::new(
+                at.path.to_path_buf(),
+                at.line,
+                column,
+                format!("expected {what} after '{}'", kw.text),
+            ));
+        }
+        got
+    }
+
+    /// A value parsed from argument `i`.
+    pub fn parse<T: FromStr>(&mut self, node: &Node, i: usize, what: &str) -> Option<T> {
+        let w = self.arg(node, i, what)?;
+        match w.text.parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.error(
+                    w,
+                    format!(
+                        "expected {what} for '{}', found '{}'",
+                        node.keyword.text, w.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The first argument as a number.
+    pub fn num<T: FromStr>(&mut self, node: &Node, what: &str) -> Option<T> {
+        self.parse(node, 0, what)
+    }
+
+    /// The first argument as seconds (decimals allowed, as keepalived accepts `0.5`).
+    pub fn secs(&mut self, node: &Node) -> Option<Duration> {
+        let w = self.arg(node, 0, "a number of seconds")?;
+        match w.text.parse::<f64>() {
+            Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Some(Duration::from_secs_f64(s)),
+            _ => {
+                self.error(
+                    w,
+                    format!(
+                        "expected a number of seconds for '{}', found '{}'",
+                        node.keyword.text, w.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An IP address from a word.
+    pub fn ip(&mut self, w: &Word, what: &str) -> Option<IpAddr> {
+        match w.text.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(
+                    w,
+                    format!(
+                        "expected {what} (an IPv4 or IPv6 address), found '{}'",
+                        w.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A port from a word.
+    pub fn port(&mut self, w: &Word) -> Option<u16> {
+        match w.text.parse() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.error(w, format!("expected a port (0-65535), found '{}'", w.text));
+                None
+            }
+        }
+    }
+
+    /// A flag keyword: no argument means on; keepalived also accepts `on/off`, `yes/no`, `true/false`.
+    pub fn flag(&mut self, node: &Node) -> bool {
+        match node.args.first().map(|w| w.text.to_ascii_lowercase()) {
+            None => true,
+            Some(s) if matches!(s.as_str(), "on" | "yes" | "true" | "1") => true,
+            Some(s) if matches!(s.as_str(), "off" | "no" | "false" | "0") => false,
+            Some(_) => {
+                let w = &node.args[0];
+                self.error(
+                    w,
+                    format!(
+                        "expected nothing or on/off after '{}', found '{}'",
+                        node.keyword.text, w.text
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// The arguments joined by spaces (command lines, names); an error if there are none.
+    pub fn rest(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.arg(node, 0, what)?;
+        Some(
+            node.args
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+
+    /// Reject extra arguments after the first `n`.
+    pub fn at_most(&mut self, node: &Node, n: usize) {
+        if let Some(w) = node.args.get(n) {
+            self.error(
+                w,
+                format!(
+                    "unexpected '{}': '{}' takes {n} argument(s)",
+                    w.text, node.keyword.text
+                ),
+            );
+        }
+    }
+
+    /// The block of a node that must have one.
+    pub fn block<'a>(&mut self, node: &'a Node) -> &'a [Node] {
+        match &node.block {
+            Some(b) => b,
+            None => {
+                let w = &node.keyword;
+                self.error(w, format!("expected '{{' to open the '{}' block", w.text));
+                &[]
+            }
+        }
+    }
+}
+
+/// Hex bytes (`payload`, `require_reply`): pairs of hex digits, optional `0x`.
+pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
