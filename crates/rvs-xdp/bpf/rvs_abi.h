@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rvs_abi.h — the ONE definition of everything shared by the XDP programs and the Rust loader.
+ *
+ * Rust side: build.rs parses the `#define RVS_*` constants and `enum rvs_outcome` from this file
+ * and generates `abi_generated.rs`; the structs are mirrored by hand in src/abi.rs and the test
+ * `abi_layout` compiles a C checker against this header and compares every size and offset.
+ *
+ * Conventions: addresses are stored as 4 x u32 in network byte order (IPv4 in addr[0], the rest
+ * zero); ports are network byte order; everything else is host order.
+ */
+#ifndef RVS_ABI_H
+#define RVS_ABI_H
+
+#include <linux/types.h>
+
+/* ---- sizes ---------------------------------------------------------------------------- */
+#define RVS_MAX_SERVICES 64
+#define RVS_MAX_REALS 1024
+/* Slots of one service's Maglev lookup table (a prime). */
+#define RVS_MAGLEV_SIZE 65537
+#define RVS_MAX_CONNS 262144
+#define RVS_MAX_PERSIST 65536
+#define RVS_MAX_IFACES 64
+/* Counter slots: services first, then reals. */
+#define RVS_STATS_SLOTS 1088
+/* A value of rvs_maglev meaning "no real available". */
+#define RVS_NO_REAL 4294967295
+
+/* ---- enum values ---------------------------------------------------------------------- */
+#define RVS_FAMILY_V4 4
+#define RVS_FAMILY_V6 6
+
+/* Forwarding methods of a real (NAT and FULLNAT are issue 6). */
+#define RVS_METHOD_DR 1
+#define RVS_METHOD_TUN 2
+#define RVS_METHOD_NAT 3
+#define RVS_METHOD_FULLNAT 4
+
+/* rvs_service.flags */
+#define RVS_SVC_F_PERSIST 1
+/* rvs_real.flags */
+#define RVS_REAL_F_PRESENT 1
+
+/* rvs_flow_key.proto / rvs_vip_key.proto: IPPROTO_TCP / IPPROTO_UDP */
+#define RVS_PROTO_TCP 6
+#define RVS_PROTO_UDP 17
+
+/* Fixed payload carried in an ICMP "fragmentation needed" / ICMPv6 "packet too big" reply:
+ * that many bytes of the offending packet, starting at its IP header. */
+#define RVS_ICMP4_QUOTE 64
+#define RVS_ICMP6_QUOTE 128
+
+/* ---- outcomes (per-CPU counters, indexed by this enum; names exported to Rust) -------- */
+enum rvs_outcome {
+	RVS_OUTCOME_FORWARDED = 0,      /* sent to a real (DR or TUN) */
+	RVS_OUTCOME_NOT_IP = 1,         /* not IPv4/IPv6: passed to the kernel */
+	RVS_OUTCOME_NOT_VIP = 2,        /* no service for destination/port/protocol: passed */
+	RVS_OUTCOME_NO_REAL = 3,        /* service has no usable real: dropped */
+	RVS_OUTCOME_MALFORMED = 4,      /* truncated or inconsistent headers: dropped or passed */
+	RVS_OUTCOME_TOO_BIG = 5,        /* exceeds the MTU after encapsulation: ICMP sent back */
+	RVS_OUTCOME_FRAGMENT = 6,       /* IP fragment to a VIP: passed to the kernel */
+	RVS_OUTCOME_ICMP_FORWARDED = 7, /* ICMP error about a tracked flow, sent to its real */
+	RVS_OUTCOME_ICMP_UNTRACKED = 8, /* ICMP error about no tracked flow: passed */
+	RVS_OUTCOME_NO_NEIGH = 9,       /* real's MAC not (yet) known: dropped */
+	RVS_OUTCOME_UNSUPPORTED = 10,   /* method or header not handled here: passed */
+	RVS_OUTCOME_HEADROOM = 11,      /* bpf_xdp_adjust_head/tail failed: dropped */
+	RVS_OUTCOME_DECAP = 12,         /* (decap program) tunnelled packet decapsulated */
+	RVS_OUTCOME_MAX = 13,
+};
+
+/* ---- map values and keys -------------------------------------------------------------- */
+
+/* rvs_services key: a virtual service. */
+struct rvs_vip_key {
+	__u32 addr[4];
+	__u16 port;   /* network order */
+	__u8 proto;   /* RVS_PROTO_* */
+	__u8 family;  /* RVS_FAMILY_* */
+};
+
+/* rvs_services value. */
+struct rvs_service {
+	__u32 index;           /* 0..RVS_MAX_SERVICES: Maglev table block and counter slot */
+	__u32 flags;           /* RVS_SVC_F_* */
+	__u32 persist_timeout; /* seconds, when RVS_SVC_F_PERSIST */
+	__u8 persist_prefix;   /* client netmask length for persistence (32 / 128 = host) */
+	__u8 pad[3];
+};
+
+/* rvs_reals value (array indexed by real index). */
+struct rvs_real {
+	__u32 addr[4];
+	__u8 family;  /* RVS_FAMILY_* */
+	__u8 method;  /* RVS_METHOD_* */
+	__u8 flags;   /* RVS_REAL_F_* */
+	__u8 has_mac; /* 1 when mac is resolved */
+	__u8 mac[6];  /* next-hop MAC: the real's (DR) or the gateway's (TUN) */
+	__u8 pad[2];
+};
+
+/* rvs_conns key: a flow as the client sends it. */
+struct rvs_flow_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 sport; /* network order */
+	__u16 dport; /* network order */
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* rvs_conns value. */
+struct rvs_conn {
+	__u32 real;    /* real index */
+	__u32 svc;     /* service index */
+	__u64 last_ns; /* bpf_ktime_get_ns of the last packet */
+	__u32 state;   /* 0 = active, 1 = closing (FIN/RST seen) */
+	__u32 pad;
+};
+
+/* rvs_persist key: (service, masked client address). */
+struct rvs_persist_key {
+	__u32 svc;
+	__u32 addr[4];
+};
+
+/* rvs_persist value. */
+struct rvs_persist {
+	__u32 real;
+	__u32 pad;
+	__u64 last_ns;
+};
+
+/* rvs_ifaces value, keyed by ifindex (key 0 = default for any interface). */
+struct rvs_iface {
+	__u8 mac[6];   /* the interface's own MAC (source of rewritten frames) */
+	__u16 mtu;     /* IP MTU used to decide "too big" after encapsulation */
+	__u32 src4;    /* outer IPv4 source for TUN (network order) */
+	__u32 src6[4]; /* outer IPv6 source for TUN */
+};
+
+/* rvs_config value (array, one entry). */
+struct rvs_config {
+	__u64 tcp_timeout_ns;
+	__u64 tcp_fin_timeout_ns;
+	__u64 udp_timeout_ns;
+};
+
+/* rvs_stats value (per-CPU array, RVS_STATS_SLOTS entries: services then reals). */
+struct rvs_counters {
+	__u64 conns;
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* rvs_decap_vips key (decap program on a real server): a VIP it accepts tunnelled. */
+struct rvs_decap_key {
+	__u32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* Benchmark wrapper: the frame restored before every run. */
+#define RVS_BENCH_FRAME_MAX 256
+struct rvs_bench_frame {
+	__u32 len;
+	__u8 data[RVS_BENCH_FRAME_MAX];
+};
+
+#endif /* RVS_ABI_H */

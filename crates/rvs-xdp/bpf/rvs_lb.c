@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → find the service (rvs_services) →
+ * pick the real (sched.h) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
+ * with icmp_too_big.h for packets that would not fit after encapsulation). NAT and FULLNAT
+ * (issue 6) slot in as further methods beside these. Every exit counts one rvs_outcome.
+ *
+ * Packets that are not ours — not IP, no service, fragments, other protocols, headers we cannot
+ * validate — go to the kernel (XDP_PASS) untouched.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "rvs_abi.h"
+#include "parse.h"
+#include "maps.h"
+#include "sched.h"
+#include "dr.h"
+#include "tun.h"
+#include "icmp_too_big.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline int rvs_parse_verdict(int parsed, __u32 *outcome)
+{
+	switch (parsed) {
+	case RVS_PARSE_NOT_IP:
+		*outcome = RVS_OUTCOME_NOT_IP;
+		break;
+	case RVS_PARSE_FRAGMENT:
+		*outcome = RVS_OUTCOME_FRAGMENT;
+		break;
+	case RVS_PARSE_OTHER_L4:
+		*outcome = RVS_OUTCOME_NOT_VIP;
+		break;
+	case RVS_PARSE_MALFORMED:
+		*outcome = RVS_OUTCOME_MALFORMED;
+		break;
+	default:
+		*outcome = RVS_OUTCOME_UNSUPPORTED;
+	}
+	return XDP_PASS;
+}
+
+static __always_inline const struct rvs_iface *rvs_iface_get(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	const struct rvs_iface *i = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	if (i)
+		return i;
+	ifindex = 0;
+	return bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+}
+
+/* Send the packet to `real` by its method. */
+static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+				       const struct rvs_real *real, __u32 *outcome)
+{
+	const struct rvs_iface *iface = rvs_iface_get(ctx);
+	if (!iface) {
+		*outcome = RVS_OUTCOME_UNSUPPORTED;
+		return XDP_PASS;
+	}
+	if (!real->has_mac) {
+		*outcome = RVS_OUTCOME_NO_NEIGH;
+		return XDP_DROP;
+	}
+	switch (real->method) {
+	case RVS_METHOD_DR:
+		return rvs_forward_dr(ctx, real, iface);
+	case RVS_METHOD_TUN: {
+		__u32 overhead = rvs_tun_overhead(real->family);
+		if (pkt->l3_len + overhead > iface->mtu) {
+			*outcome = RVS_OUTCOME_TOO_BIG;
+			if (pkt->is_icmp_err || !pkt->df)
+				return XDP_DROP;
+			if (pkt->flow.family == RVS_FAMILY_V6)
+				return rvs_too_big6(ctx, iface, overhead);
+			return rvs_too_big4(ctx, iface, overhead);
+		}
+		return rvs_forward_tun(ctx, pkt, real, iface, outcome);
+	}
+	default:
+		*outcome = RVS_OUTCOME_UNSUPPORTED;
+		return XDP_PASS;
+	}
+}
+
+static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct rvs_pkt pkt = {};
+	int parsed = rvs_parse(data, end, &pkt);
+	if (parsed != RVS_PARSE_OK)
+		return rvs_parse_verdict(parsed, outcome);
+
+	struct rvs_vip_key vk = { .port = pkt.flow.dport, .proto = pkt.flow.proto,
+				  .family = pkt.flow.family };
+	__builtin_memcpy(vk.addr, pkt.flow.dst, 16);
+	const struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &vk);
+	if (!svc) {
+		*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_UNTRACKED : RVS_OUTCOME_NOT_VIP;
+		return XDP_PASS;
+	}
+	int new_conn = 0;
+	__u32 idx = rvs_schedule(svc, &pkt, &new_conn);
+	if (idx == RVS_NO_REAL) {
+		if (pkt.is_icmp_err) {
+			*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
+			return XDP_PASS;
+		}
+		*outcome = RVS_OUTCOME_NO_REAL;
+		return XDP_DROP;
+	}
+	const struct rvs_real *real = rvs_real_get(idx);
+	if (!real) {
+		*outcome = RVS_OUTCOME_NO_REAL;
+		return XDP_DROP;
+	}
+	*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED;
+	int action = rvs_forward(ctx, &pkt, real, outcome);
+	if (action == XDP_TX && (*outcome == RVS_OUTCOME_FORWARDED ||
+				 *outcome == RVS_OUTCOME_ICMP_FORWARDED)) {
+		rvs_count(svc->index, pkt.l3_len, new_conn);
+		rvs_count(RVS_MAX_SERVICES + idx, pkt.l3_len, new_conn);
+	}
+	return action;
+}
+
+SEC("xdp")
+int rvs_lb(struct xdp_md *ctx)
+{
+	__u32 outcome = RVS_OUTCOME_UNSUPPORTED;
+	int action = rvs_process(ctx, &outcome);
+	rvs_count_outcome(outcome);
+	return action;
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sched.h — which real a packet goes to: the flow's connection entry if it is live and its real
+ * still exists; else the persistence template (-p) of the client's network; else the service's
+ * Maglev table slot of the flow hash. New choices are recorded in the connection table (and the
+ * persistence table), so a flow stays on its real when the Maglev table changes. Reals that are
+ * drained (weight 0) or overloaded are absent from the Maglev table: no new flows, existing
+ * flows continue.
+ */
+#ifndef RVS_SCHED_H
+#define RVS_SCHED_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "rvs_abi.h"
+#include "maps.h"
+#include "flow_hash.h"
+#include "parse.h"
+
+#define RVS_TCP_FIN 0x01
+#define RVS_TCP_RST 0x04
+#define RVS_NS_PER_SEC 1000000000ULL
+
+static __always_inline const struct rvs_real *rvs_real_get(__u32 idx)
+{
+	if (idx >= RVS_MAX_REALS)
+		return 0;
+	const struct rvs_real *r = bpf_map_lookup_elem(&rvs_reals, &idx);
+	if (!r || !(r->flags & RVS_REAL_F_PRESENT))
+		return 0;
+	return r;
+}
+
+static __always_inline __u64 rvs_conn_timeout(const struct rvs_config *cfg, __u8 proto,
+					      __u32 state)
+{
+	if (proto == RVS_PROTO_UDP)
+		return cfg->udp_timeout_ns;
+	return state ? cfg->tcp_fin_timeout_ns : cfg->tcp_timeout_ns;
+}
+
+/* Client network of `flow` under /prefix, for the persistence key. */
+static __always_inline void rvs_mask_client(struct rvs_persist_key *k,
+					    const struct rvs_flow_key *flow, __u8 prefix)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		int bits = (int)prefix - 32 * i;
+		__u32 mask = bits >= 32 ? 0xffffffff : bits <= 0 ? 0 : bpf_htonl(~0U << (32 - bits));
+		k->addr[i] = flow->src[i] & mask;
+	}
+}
+
+static __always_inline __u32 rvs_maglev_pick(const struct rvs_service *svc,
+					     const struct rvs_flow_key *flow)
+{
+	if (svc->index >= RVS_MAX_SERVICES)
+		return RVS_NO_REAL;
+	__u32 slot = svc->index * RVS_MAGLEV_SIZE + rvs_flow_hash(flow) % RVS_MAGLEV_SIZE;
+	__u32 *r = bpf_map_lookup_elem(&rvs_maglev, &slot);
+	return r ? *r : RVS_NO_REAL;
+}
+
+/* Persistence template lookup/refresh; RVS_NO_REAL when none applies. */
+static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
+					      const struct rvs_flow_key *flow, __u64 now)
+{
+	struct rvs_persist_key k = { .svc = svc->index };
+	rvs_mask_client(&k, flow, svc->persist_prefix);
+	struct rvs_persist *p = bpf_map_lookup_elem(&rvs_persist, &k);
+	if (p && now - p->last_ns <= (__u64)svc->persist_timeout * RVS_NS_PER_SEC &&
+	    rvs_real_get(p->real)) {
+		p->last_ns = now;
+		return p->real;
+	}
+	__u32 real = rvs_maglev_pick(svc, flow);
+	if (real != RVS_NO_REAL) {
+		struct rvs_persist v = { .real = real, .last_ns = now };
+		bpf_map_update_elem(&rvs_persist, &k, &v, BPF_ANY);
+	}
+	return real;
+}
+
+/*
+ * The real for this packet. `*new_conn` is set when a connection entry was created. ICMP errors
+ * only follow existing entries (RVS_NO_REAL otherwise).
+ */
+static __always_inline __u32 rvs_schedule(const struct rvs_service *svc,
+					  const struct rvs_pkt *pkt, int *new_conn)
+{
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	if (!cfg)
+		return RVS_NO_REAL;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 closing = (pkt->tcp_flags & (RVS_TCP_FIN | RVS_TCP_RST)) != 0;
+	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
+	if (c && now - c->last_ns <= rvs_conn_timeout(cfg, pkt->flow.proto, c->state) &&
+	    rvs_real_get(c->real)) {
+		c->last_ns = now;
+		if (closing && !pkt->is_icmp_err)
+			c->state = 1;
+		return c->real;
+	}
+	if (pkt->is_icmp_err)
+		return RVS_NO_REAL;
+	__u32 real = (svc->flags & RVS_SVC_F_PERSIST) ? rvs_persist_pick(svc, &pkt->flow, now)
+						      : rvs_maglev_pick(svc, &pkt->flow);
+	if (real == RVS_NO_REAL)
+		return real;
+	struct rvs_conn v = { .real = real, .svc = svc->index, .last_ns = now, .state = closing };
+	bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
+	*new_conn = 1;
+	return real;
+}
+
+#endif

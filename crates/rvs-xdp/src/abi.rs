@@ -1,0 +1,165 @@
+//! The Rust side of `bpf/rvs_abi.h`: the constants and outcome names generated from it by
+//! build.rs, and `#[repr(C)]` mirrors of its structs. `tests/abi_layout.rs` compiles a C checker
+//! against the header and fails when a size or offset here diverges from it.
+
+#![allow(missing_docs)]
+
+include!(concat!(env!("OUT_DIR"), "/abi_generated.rs"));
+
+/// Address as 4 x u32 in network byte order (IPv4 in word 0).
+pub type Addr = [u32; 4];
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: Addr,
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Service {
+    pub index: u32,
+    pub flags: u32,
+    pub persist_timeout: u32,
+    pub persist_prefix: u8,
+    pub pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Real {
+    pub addr: Addr,
+    pub family: u8,
+    pub method: u8,
+    pub flags: u8,
+    pub has_mac: u8,
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub real: u32,
+    pub svc: u32,
+    pub last_ns: u64,
+    pub state: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersistKey {
+    pub svc: u32,
+    pub addr: Addr,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Persist {
+    pub real: u32,
+    pub pad: u32,
+    pub last_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Iface {
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub src4: u32,
+    pub src6: Addr,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Config {
+    pub tcp_timeout_ns: u64,
+    pub tcp_fin_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub conns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct DecapKey {
+    pub addr: Addr,
+    pub family: u8,
+    pub pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BenchFrame {
+    pub len: u32,
+    pub data: [u8; RVS_BENCH_FRAME_MAX as usize],
+}
+
+// SAFETY: all are repr(C) plain data with no padding-dependent invariants; every bit pattern
+// is valid.
+unsafe impl aya::Pod for VipKey {}
+unsafe impl aya::Pod for Service {}
+unsafe impl aya::Pod for Real {}
+unsafe impl aya::Pod for FlowKey {}
+unsafe impl aya::Pod for Conn {}
+unsafe impl aya::Pod for PersistKey {}
+unsafe impl aya::Pod for Persist {}
+unsafe impl aya::Pod for Iface {}
+unsafe impl aya::Pod for Config {}
+unsafe impl aya::Pod for Counters {}
+unsafe impl aya::Pod for DecapKey {}
+unsafe impl aya::Pod for BenchFrame {}
+
+/// Address in ABI form.
+pub fn addr_of(ip: std::net::IpAddr) -> (Addr, u8) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], RVS_FAMILY_V4 as u8)
+        }
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], RVS_FAMILY_V6 as u8)
+        }
+    }
+}
+
+/// The IP address of an ABI address of `family`.
+pub fn ip_of(addr: &Addr, family: u8) -> std::net::IpAddr {
+    if family == RVS_FAMILY_V6 as u8 {
+        let mut o = [0u8; 16];
+        for (i, w) in addr.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        std::net::IpAddr::from(o)
+    } else {
+        std::net::IpAddr::from(addr[0].to_ne_bytes())
+    }
+}
+
+/// Name of an outcome index, as reported in `EngineStats.outcomes`.
+pub fn outcome_name(index: u32) -> Option<&'static str> {
+    OUTCOME_NAMES.iter().find(|(i, _)| *i == index).map(|(_, n)| *n)
+}

@@ -1,0 +1,185 @@
+//! The loaded balancer program (`rvs_lb`) and typed access to its maps: the only code that
+//! touches them. The [`crate::engine::XdpEngine`] decides what goes in; this module only puts
+//! it there, reads counters back, runs frames through `BPF_PROG_TEST_RUN`, and attaches.
+
+use crate::abi::{self, Config, Conn, Counters, FlowKey, Iface, Real, Service, VipKey};
+use crate::error::{XdpError, map_err, prog_err};
+use aya::Ebpf;
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+
+const PROG: &str = "rvs_lb";
+
+/// How the program ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver (native) mode.
+    Native,
+    /// Generic (SKB) mode: native was refused.
+    Generic,
+}
+
+/// The balancer program loaded into the kernel, with its maps.
+pub struct Balancer {
+    ebpf: Ebpf,
+}
+
+impl Balancer {
+    /// Load and verify the embedded program (not attached anywhere yet). Needs CAP_BPF /
+    /// root; Linux ≥ 5.18 (bpf_xdp_store_bytes is only used by the bench object).
+    pub fn load() -> Result<Balancer, XdpError> {
+        let mut ebpf = Ebpf::load(crate::programs::RVS_LB)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))?;
+        prog.load().map_err(prog_err(PROG))?;
+        Ok(Balancer { ebpf })
+    }
+
+    fn prog(&self) -> Result<&Xdp, XdpError> {
+        self.ebpf.program(PROG).ok_or(XdpError::Missing(PROG))?.try_into().map_err(prog_err(PROG))
+    }
+
+    /// The program itself (e.g. to put its fd in a benchmark's program array).
+    pub fn program(&self) -> Result<&Xdp, XdpError> {
+        self.prog()
+    }
+
+    fn hash<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, XdpError> {
+        HashMap::try_from(self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?)
+            .map_err(map_err(name))
+    }
+
+    fn array<V: aya::Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, V>, XdpError> {
+        Array::try_from(self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?)
+            .map_err(map_err(name))
+    }
+
+    /// Connection timeouts.
+    pub fn set_config(&mut self, cfg: &Config) -> Result<(), XdpError> {
+        self.array::<Config>("rvs_config")?.set(0, cfg, 0).map_err(map_err("rvs_config"))
+    }
+
+    /// Our MAC, MTU and tunnel source addresses on `ifindex` (0 = any interface).
+    pub fn set_iface(&mut self, ifindex: u32, iface: &Iface) -> Result<(), XdpError> {
+        self.hash::<u32, Iface>("rvs_ifaces")?.insert(ifindex, iface, 0).map_err(map_err("rvs_ifaces"))
+    }
+
+    /// Add or replace a service.
+    pub fn set_service(&mut self, key: &VipKey, svc: &Service) -> Result<(), XdpError> {
+        self.hash::<VipKey, Service>("rvs_services")?.insert(key, svc, 0).map_err(map_err("rvs_services"))
+    }
+
+    /// Remove a service (missing is fine).
+    pub fn remove_service(&mut self, key: &VipKey) -> Result<(), XdpError> {
+        match self.hash::<VipKey, Service>("rvs_services")?.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("rvs_services")(e)),
+        }
+    }
+
+    /// Write real slot `index`.
+    pub fn set_real(&mut self, index: u32, real: &Real) -> Result<(), XdpError> {
+        self.array::<Real>("rvs_reals")?.set(index, real, 0).map_err(map_err("rvs_reals"))
+    }
+
+    /// Write the Maglev table of service `index` (`RVS_MAGLEV_SIZE` real indexes).
+    pub fn set_maglev(&mut self, index: u32, table: &[u32]) -> Result<(), XdpError> {
+        let size = abi::RVS_MAGLEV_SIZE as u32;
+        if table.len() != size as usize || u64::from(index) >= abi::RVS_MAX_SERVICES {
+            return Err(XdpError::Invalid(format!("bad Maglev table for service {index}")));
+        }
+        let mut map = self.array::<u32>("rvs_maglev")?;
+        for (slot, real) in table.iter().enumerate() {
+            map.set(index * size + slot as u32, real, 0).map_err(map_err("rvs_maglev"))?;
+        }
+        Ok(())
+    }
+
+    /// Tracked connections.
+    pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
+        let map: HashMap<&MapData, FlowKey, Conn> = HashMap::try_from(
+            self.ebpf.map("rvs_conns").ok_or(XdpError::Missing("rvs_conns"))?,
+        )
+        .map_err(map_err("rvs_conns"))?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Insert a connection entry (tests; connection sync).
+    pub fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> Result<(), XdpError> {
+        self.hash::<FlowKey, Conn>("rvs_conns")?.insert(key, conn, 0).map_err(map_err("rvs_conns"))
+    }
+
+    /// Counters of slot `slot` (services first, then `RVS_MAX_SERVICES + real`), all CPUs.
+    pub fn counters(&self, slot: u32) -> Result<Counters, XdpError> {
+        let map: PerCpuArray<&MapData, Counters> =
+            PerCpuArray::try_from(self.ebpf.map("rvs_stats").ok_or(XdpError::Missing("rvs_stats"))?)
+                .map_err(map_err("rvs_stats"))?;
+        let per_cpu = map.get(&slot, 0).map_err(map_err("rvs_stats"))?;
+        Ok(per_cpu.iter().fold(Counters::default(), |a, c| Counters {
+            conns: a.conns + c.conns,
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+        }))
+    }
+
+    /// Reset counter slot `slot`.
+    pub fn zero_counters(&mut self, slot: u32) -> Result<(), XdpError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
+        let zeros = PerCpuValues::try_from(vec![Counters::default(); cpus])
+            .map_err(|e| XdpError::Invalid(e.to_string()))?;
+        let mut map: PerCpuArray<&mut MapData, Counters> = PerCpuArray::try_from(
+            self.ebpf.map_mut("rvs_stats").ok_or(XdpError::Missing("rvs_stats"))?,
+        )
+        .map_err(map_err("rvs_stats"))?;
+        map.set(slot, zeros, 0).map_err(map_err("rvs_stats"))
+    }
+
+    /// Outcome counters summed over CPUs, indexed by `rvs_outcome`.
+    pub fn outcomes(&self) -> Result<Vec<u64>, XdpError> {
+        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf.map("rvs_outcomes").ok_or(XdpError::Missing("rvs_outcomes"))?,
+        )
+        .map_err(map_err("rvs_outcomes"))?;
+        (0..abi::RVS_OUTCOME_MAX)
+            .map(|i| Ok(map.get(&i, 0).map_err(map_err("rvs_outcomes"))?.iter().sum()))
+            .collect()
+    }
+
+    /// Run one frame through the program (`BPF_PROG_TEST_RUN`): the XDP action and the frame
+    /// as the program left it.
+    pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
+        let mut out = vec![0u8; frame.len() + 512];
+        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+        let r = self.prog()?.test_run(opts).map_err(prog_err(PROG))?;
+        out.truncate(r.data_size_out as usize);
+        Ok((r.return_value, out))
+    }
+
+    /// Attach to `interface` in native mode, falling back to generic mode.
+    pub fn attach(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))?;
+        let native = match prog.attach(interface, XdpMode::Driver) {
+            Ok(_) => return Ok(AttachMode::Native),
+            Err(e) => e.to_string(),
+        };
+        match prog.attach(interface, XdpMode::Skb) {
+            Ok(_) => Ok(AttachMode::Generic),
+            Err(e) => Err(XdpError::Attach {
+                interface: interface.to_string(),
+                native,
+                generic: e.to_string(),
+            }),
+        }
+    }
+}

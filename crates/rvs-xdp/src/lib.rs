@@ -1,0 +1,16 @@
+//! rvs's XDP data plane: the C packet program in `bpf/` (compiled by build.rs and embedded), its
+//! one ABI (`bpf/rvs_abi.h`, mirrored in [`abi`]), the aya loader ([`balancer`]) and the
+//! [`Engine`](rvs_core::engine::Engine) implementation.
+//!
+//! Minimum kernel: 5.18 (bpf_xdp_store_bytes in the benchmark wrapper; the balancer itself needs
+//! 4.18+ for bpf_xdp_adjust_tail). Needs root (CAP_BPF + CAP_NET_ADMIN).
+
+pub mod abi;
+pub mod balancer;
+pub mod error;
+pub mod flow_hash;
+pub mod maglev;
+pub mod programs;
+
+pub use balancer::{AttachMode, Balancer};
+pub use error::XdpError;

@@ -1,0 +1,3 @@
+//! Shared test support: frame builders and the fixture lab.
+pub mod frames;
+pub mod lab;
