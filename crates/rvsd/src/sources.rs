@@ -36,15 +36,9 @@ impl Sources {
     }
 }
 
-/// ipvsadm rule files are parsed by `rvs_config::ipvsadm` (the rvsadm helper's parser).
+/// ipvsadm rule files are parsed by the rvsadm grammar in `rvs_config::ipvsadm`.
 fn load_ipvsadm_rules(path: &Path) -> Result<DesiredState, ConfigErrors> {
-    Err(ConfigError::new(
-        path,
-        0,
-        0,
-        "ipvsadm rule files are not supported by this build yet (the rule parser has not landed)",
-    )
-    .into())
+    rvs_config::ipvsadm::load_rules_file(path, DesiredState::default())
 }
 
 /// Add the services of `extra` to `state`; a service defined twice is an error.

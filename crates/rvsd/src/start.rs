@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 pub fn start_engines(cfg: &DaemonConfig) -> anyhow::Result<EngineManager> {
     let wanted = |k: EngineKind| cfg.engines.as_ref().is_none_or(|list| list.contains(&k));
     let explicitly = |k: EngineKind| cfg.engines.as_ref().is_some_and(|list| list.contains(&k));
-    #[allow(unused_mut)] // engines are pushed below as they are built in
     let mut engines: Vec<Box<dyn Engine>> = Vec::new();
     let mut not_running = BTreeMap::new();
 
@@ -32,7 +31,17 @@ pub fn start_engines(cfg: &DaemonConfig) -> anyhow::Result<EngineManager> {
     let proxy_missing = if !wanted(EngineKind::Proxy) {
         "not enabled in [daemon] engines / --engine".to_string()
     } else {
-        "the proxy engine is not built into this rvsd yet".to_string()
+        let config = rvs_proxy::ProxyEngineConfig {
+            workers: cfg.proxy_workers.unwrap_or(0) as usize,
+            ..Default::default()
+        };
+        match rvs_proxy::ProxyEngine::start(config) {
+            Ok(e) => {
+                engines.push(Box::new(e));
+                String::new()
+            }
+            Err(e) => format!("the proxy engine failed to start: {e}"),
+        }
     };
     if explicitly(EngineKind::Proxy) && engines.iter().all(|e| e.kind() != EngineKind::Proxy) {
         anyhow::bail!("the proxy engine was asked for but cannot run: {proxy_missing}");
