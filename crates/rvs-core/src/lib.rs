@@ -11,6 +11,7 @@
 //! Callers pass `now` and events in; the core returns decisions and changes out.
 #![forbid(unsafe_code)]
 
+pub mod conn;
 pub mod desired;
 pub mod engine;
 pub mod health;
