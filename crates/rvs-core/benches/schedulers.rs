@@ -1,2 +1,138 @@
-//! Placeholder: being built.
-fn main() {}
+//! Cost of one pick per scheduler at 10, 1,000 and 10,000 reals.
+//!
+//! Run: `cargo bench -p rvs-core --bench schedulers` (about two minutes; results in
+//! `bench/README.md`, section "Scheduler benchmarks").
+//!
+//! Reals have weights 1..=10 (cycling). Requests cycle through 4,096 pre-made ones with random
+//! clients and 1,024 distinct destinations. For the schedulers that count connections (lc, wlc,
+//! sed, nq, ovf, lblc, lblcr, twos) one iteration is a realistic open/close: the oldest of `n`
+//! open connections closes (active − 1, `counts_changed`), then the pick, then the new
+//! connection opens (active + 1, `counts_changed`). The others time the pick alone.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use rvs_core::model::{Protocol, SchedFlags, SchedulerKind};
+use rvs_core::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
+use rvs_core::time::Timestamp;
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+const SIZES: [usize; 3] = [10, 1_000, 10_000];
+
+fn reals(n: usize) -> Vec<RealState> {
+    (0..n)
+        .map(|i| {
+            let addr = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i as u32 + 1), 80));
+            RealState::new(addr, 1 + (i % 10) as u32)
+        })
+        .collect()
+}
+
+fn requests() -> Vec<PickRequest> {
+    let mut x: u64 = 0x1234_5678;
+    (0..4096)
+        .map(|k| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let client = SocketAddr::from((Ipv4Addr::from((x >> 32) as u32), (x >> 16) as u16));
+            let dest = SocketAddr::from((Ipv4Addr::from(0xc633_6400 + (x as u32 % 1024)), 80));
+            let now = Timestamp::from_millis(k);
+            PickRequest {
+                protocol: Protocol::Tcp,
+                client,
+                dest,
+                now,
+            }
+        })
+        .collect()
+}
+
+fn counts_connections(kind: SchedulerKind) -> bool {
+    use SchedulerKind::*;
+    matches!(kind, Lc | Wlc | Sed | Nq | Ovf | Lblc | Lblcr | Twos)
+}
+
+/// One scheduler over `n` reals, with its open connections.
+struct Bench {
+    sched: Box<dyn Scheduler>,
+    reals: Vec<RealState>,
+    open: VecDeque<usize>,
+    reqs: Vec<PickRequest>,
+    next: usize,
+}
+
+impl Bench {
+    fn new(kind: SchedulerKind, n: usize) -> Self {
+        let params = SchedulerParams {
+            flags: SchedFlags::default(),
+            ..SchedulerParams::default()
+        };
+        let mut sched = new_scheduler(kind, params);
+        let reals = reals(n);
+        sched.rebuild(&reals);
+        Bench {
+            sched,
+            reals,
+            open: VecDeque::with_capacity(n + 1),
+            reqs: requests(),
+            next: 0,
+        }
+    }
+
+    fn request(&mut self) -> PickRequest {
+        self.next = (self.next + 1) % self.reqs.len();
+        self.reqs[self.next]
+    }
+
+    fn pick_only(&mut self) -> Option<usize> {
+        let req = self.request();
+        self.sched.pick(&self.reals, &req)
+    }
+
+    fn close_pick_open(&mut self) -> Option<usize> {
+        if self.open.len() >= self.reals.len()
+            && let Some(done) = self.open.pop_front()
+        {
+            self.reals[done].active -= 1;
+            self.sched.counts_changed(&self.reals, done);
+        }
+        let picked = self.pick_only();
+        if let Some(i) = picked {
+            self.reals[i].active += 1;
+            self.sched.counts_changed(&self.reals, i);
+            self.open.push_back(i);
+        }
+        picked
+    }
+}
+
+fn schedulers(c: &mut Criterion) {
+    for kind in SchedulerKind::ALL {
+        let mut group = c.benchmark_group(kind.name());
+        group.warm_up_time(Duration::from_millis(300));
+        group.measurement_time(Duration::from_millis(800));
+        group.sample_size(20);
+        for n in SIZES {
+            let mut b = Bench::new(kind, n);
+            if counts_connections(kind) {
+                // Reach the steady state (n open connections) before timing.
+                for _ in 0..2 * n {
+                    b.close_pick_open();
+                }
+                group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
+                    bench.iter(|| black_box(b.close_pick_open()))
+                });
+            } else {
+                group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
+                    bench.iter(|| black_box(b.pick_only()))
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, schedulers);
+criterion_main!(benches);

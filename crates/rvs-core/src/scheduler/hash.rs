@@ -16,7 +16,7 @@
 //! lookup decides what to do with an unavailable real.
 
 use super::RealState;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// SplitMix64's finaliser: a fixed, well-mixing bijection on 64 bits.
 pub(crate) fn mix64(mut x: u64) -> u64 {
@@ -56,9 +56,25 @@ pub(crate) struct BucketTable {
     buckets: Vec<u32>,
     /// Indices of the reals available at the last rebuild (last-resort fallback).
     available: Vec<u32>,
+    /// The (address, weight) list the buckets were built from.
+    built_from: Vec<(SocketAddr, u32)>,
 }
 
 impl BucketTable {
+    /// Bring the table up to date with `reals`: the buckets are rebuilt only when addresses or
+    /// weights changed (not for overload flags alone, which the lookup checks).
+    pub fn update(&mut self, reals: &[RealState]) {
+        let same = self.built_from.len() == reals.len()
+            && (self.built_from.iter().zip(reals)).all(|(&(a, w), r)| a == r.addr && w == r.weight);
+        if same {
+            self.available.clear();
+            let available = (0..reals.len()).filter(|&i| reals[i].available());
+            self.available.extend(available.map(|i| i as u32));
+        } else {
+            *self = Self::build(reals);
+        }
+    }
+
     /// Build the table for `reals`.
     pub fn build(reals: &[RealState]) -> Self {
         let weighted: Vec<usize> = (0..reals.len()).filter(|&i| reals[i].weight > 0).collect();
@@ -66,10 +82,12 @@ impl BucketTable {
             .filter(|&i| reals[i].available())
             .map(|i| i as u32);
         let available = available.collect();
+        let built_from = reals.iter().map(|r| (r.addr, r.weight)).collect();
         if weighted.is_empty() {
             return BucketTable {
                 buckets: Vec::new(),
                 available,
+                built_from,
             };
         }
         let size = (weighted.len() * 32)
@@ -85,7 +103,11 @@ impl BucketTable {
                 k += 1;
             }
         }
-        BucketTable { buckets, available }
+        BucketTable {
+            buckets,
+            available,
+            built_from,
+        }
     }
 
     /// Number of buckets (0 when no real has weight).

@@ -37,7 +37,7 @@ impl Scheduler for SourceHash {
     }
 
     fn rebuild(&mut self, reals: &[RealState]) {
-        self.table = BucketTable::build(reals);
+        self.table.update(reals);
     }
 
     fn pick(&mut self, reals: &[RealState], req: &PickRequest) -> Option<usize> {
