@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * flow_hash.h — the flow hash that picks a Maglev slot: MurmurHash3 (x86, 32-bit, seed 0) of
- * the 36 bytes src addr (16) | dst addr (16) | sport (2, network order) | dport (2, network
- * order), each 4-byte block read little-endian, then the protocol number XORed in before the
- * final mix. Slot = hash % RVS_MAGLEV_SIZE. Mirrored bit for bit by src/flow_hash.rs; the
- * fixtures prove the two agree.
+ * flow_hash.h — the flow hash that picks a Maglev slot, exactly as rvs_core::maglev::hash
+ * documents it: MurmurHash3_x86_32 with seed RVS_FLOW_SEED over
+ *   src addr | dst addr | sport | dport | proto, 0, 0, 0
+ * (addresses and ports as on the wire): 16 bytes for IPv4, 40 for IPv6, whole 4-byte blocks
+ * read little-endian, so each block is a plain __u32 load on this (little-endian) BPF target.
+ * Slot = hash % RVS_MAGLEV_SIZE. The fixtures prove equality with the Rust implementation.
  */
 #ifndef RVS_FLOW_HASH_H
 #define RVS_FLOW_HASH_H
@@ -28,16 +29,24 @@ static __always_inline __u32 rvs_mix(__u32 h, __u32 k)
 
 static __always_inline __u32 rvs_flow_hash(const struct rvs_flow_key *f)
 {
-	__u32 h = 0;
+	__u32 h = RVS_FLOW_SEED;
+	__u32 len;
+	if (f->family == RVS_FAMILY_V6) {
 #pragma unroll
-	for (int i = 0; i < 4; i++)
-		h = rvs_mix(h, f->src[i]);
+		for (int i = 0; i < 4; i++)
+			h = rvs_mix(h, f->src[i]);
 #pragma unroll
-	for (int i = 0; i < 4; i++)
-		h = rvs_mix(h, f->dst[i]);
+		for (int i = 0; i < 4; i++)
+			h = rvs_mix(h, f->dst[i]);
+		len = 40;
+	} else {
+		h = rvs_mix(h, f->src[0]);
+		h = rvs_mix(h, f->dst[0]);
+		len = 16;
+	}
 	h = rvs_mix(h, (__u32)f->sport | ((__u32)f->dport << 16));
-	h ^= 36;
-	h ^= (__u32)f->proto;
+	h = rvs_mix(h, (__u32)f->proto);
+	h ^= len;
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
 	h ^= h >> 13;

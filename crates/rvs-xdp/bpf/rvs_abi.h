@@ -24,6 +24,8 @@
 #define RVS_MAX_IFACES 64
 /* Counter slots: services first, then reals. */
 #define RVS_STATS_SLOTS 1088
+/* Seed of the flow hash (rvs_core::maglev::hash::FLOW_SEED, "rvs1" = 0x72767331). */
+#define RVS_FLOW_SEED 1920365361
 /* A value of rvs_maglev meaning "no real available". */
 #define RVS_NO_REAL 4294967295
 

@@ -9,7 +9,6 @@ pub mod abi;
 pub mod balancer;
 pub mod error;
 pub mod flow_hash;
-pub mod maglev;
 pub mod programs;
 
 pub use balancer::{AttachMode, Balancer};

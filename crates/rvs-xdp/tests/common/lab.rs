@@ -8,7 +8,7 @@ use super::frames::{self, Ip4, Mac};
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, FlowKey, Iface, Real, Service, VipKey, addr_of};
 use rvs_xdp::flow_hash::maglev_slot;
-use rvs_xdp::maglev::{MaglevEntry, build};
+use rvs_core::maglev::MaglevTable;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const XDP_DROP: u32 = 1;
@@ -108,11 +108,14 @@ impl Lab {
 
     /// Rebuild a service's Maglev table from (real index, weight).
     pub fn set_weights(&mut self, index: u32, reals: &[(u32, u32)]) {
-        let entries: Vec<MaglevEntry> = reals
+        let entries: Vec<(SocketAddr, u32)> =
+            reals.iter().map(|(r, w)| (SocketAddr::new(self.real(*r).ip, 0), *w)).collect();
+        let built = MaglevTable::build(&entries, abi::RVS_MAGLEV_SIZE as u32).unwrap();
+        let table: Vec<u32> = built
+            .slots()
             .iter()
-            .map(|(r, w)| MaglevEntry { addr: SocketAddr::new(self.real(*r).ip, 0), value: *r, weight: *w })
+            .map(|s| if *s == MaglevTable::EMPTY { NO_REAL } else { reals[*s as usize].0 })
             .collect();
-        let table = build(&entries, abi::RVS_MAGLEV_SIZE as usize, NO_REAL);
         self.b.set_maglev(index, &table).unwrap();
         self.svc_mut(index).table = table;
     }
