@@ -1,0 +1,299 @@
+//! rvsadm against a running rvsd (started here on a private socket): the seed's commands
+//! (steps 04–08), the `-S` → `-C` → `-R` → `-S` round trip, every edit command, and bad input
+//! that must leave the daemon's state unchanged. Without root the DR services are served by no
+//! engine and carry a `# not served` line; the tests expect and tolerate exactly that.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A private rvsd, killed on drop.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Output of one rvsadm run.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn start() -> Daemon {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rvsadm-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("rvsd.sock");
+    let child = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rvsd");
+    let d = Daemon { child, dir, socket };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if d.socket.exists() && rvsadm(&d, &["-L", "--timeout"]).code == 0 {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("rvsd did not answer on {} within 20 s", d.socket.display());
+}
+
+fn rvsadm_with_input(d: &Daemon, args: &[&str], input: &str) -> Out {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rvsadm");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn rvsadm(d: &Daemon, args: &[&str]) -> Out {
+    rvsadm_with_input(d, args, "")
+}
+
+/// Run a command line that must succeed; returns its stdout.
+fn ok(d: &Daemon, line: &str) -> String {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let o = rvsadm(d, &args);
+    assert_eq!(o.code, 0, "rvsadm {line} failed: {}", o.stderr);
+    o.stdout
+}
+
+/// The daemon's whole state as rvsadm shows it.
+fn snapshot(d: &Daemon) -> String {
+    ok(d, "-S -n") + &ok(d, "-L --timeout") + &ok(d, "-Ln")
+}
+
+const SEED_RULES: &str = "-A -t 10.0.0.3:80 -s wrr -p 20\n\
+-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 1\n\
+-a -t 10.0.0.3:80 -r 10.0.0.8:80 -g -w 1\n";
+
+fn seed_setup(d: &Daemon) {
+    ok(d, "-C");
+    ok(d, "--set 30 5 60");
+    ok(d, "-A -t 10.0.0.3:80 -s wrr -p 20");
+    ok(d, "-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 1");
+    ok(d, "-a -t 10.0.0.3:80 -r 10.0.0.8:80 -g -w 1");
+}
+
+/// Lines of a listing without rvs's `# not served` comment lines.
+fn ipvsadm_lines(listing: &str) -> String {
+    listing
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn seed_steps_04_to_08() {
+    let d = start();
+    seed_setup(&d);
+    assert_eq!(
+        ok(&d, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 30 5 60\n"
+    );
+    // step 07: the seed's table
+    let table = ok(&d, "-ln --stats");
+    let seed_table = include_str!("../../rvs-config/tests/golden/seed_stats.txt");
+    assert_eq!(ipvsadm_lines(&table), seed_table, "{table}");
+    if !rvs_testbed::is_root() {
+        assert!(
+            table.contains("# not served:"),
+            "DR without root must be flagged:\n{table}"
+        );
+    }
+    // step 08: ipvsadm-save -n / ipvsadm-restore
+    let saved = ok(&d, "-S -n");
+    assert_eq!(saved, SEED_RULES);
+    let o = rvsadm_with_input(&d, &["-R"], &saved);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(ok(&d, "-S -n"), SEED_RULES);
+    assert_eq!(ipvsadm_lines(&ok(&d, "-ln --stats")), seed_table);
+    assert_eq!(
+        ok(&d, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 30 5 60\n"
+    );
+}
+
+#[test]
+fn save_clear_restore_save_is_identical() {
+    let d = start();
+    for line in [
+        "-A -t 10.0.0.3:80 -s wrr -p 20",
+        "-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 1",
+        "-a -t 10.0.0.3:80 -r 10.0.0.8:8080 -m -w 3 -x 100 -y 50",
+        "-a -t 10.0.0.3:80 -r 10.0.0.9:80 -i -w 0",
+        "-A -t 127.0.0.1:18080 -s rr",
+        "-a -t 127.0.0.1:18080 -r 127.0.0.1:18081 -b -w 2",
+        "-A -u 10.0.0.3:53 -s sh -b sh-fallback,sh-port -o",
+        "-a -u 10.0.0.3:53 -r 10.0.0.10:53 -m",
+        "-A -f 7 -s lc -p 60 -M 255.255.255.0",
+        "-a -f 7 -r 10.0.0.11 -g -w 5",
+        "-A -t [2001:db8::3]:443 -s mh -b mh-port",
+        "-a -t [2001:db8::3]:443 -r [2001:db8::7]:443 -g",
+    ] {
+        ok(&d, line);
+    }
+    let first = ok(&d, "-S");
+    assert_eq!(first.lines().count(), 12, "{first}");
+    ok(&d, "-C");
+    assert_eq!(ok(&d, "-S"), "");
+    let o = rvsadm_with_input(&d, &["-R"], &first);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(ok(&d, "-S"), first);
+}
+
+#[test]
+fn edit_delete_zero_and_listings() {
+    let d = start();
+    seed_setup(&d);
+    ok(&d, "-E -t 10.0.0.3:80 -s rr");
+    ok(&d, "-e -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 9");
+    ok(&d, "-d -t 10.0.0.3:80 -r 10.0.0.8:80");
+    assert_eq!(
+        ok(&d, "-S"),
+        "-A -t 10.0.0.3:80 -s rr\n-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 9\n"
+    );
+    let listing = ok(&d, "-Ln -t 10.0.0.3:80");
+    assert!(listing.contains("TCP  10.0.0.3:80 rr\n"), "{listing}");
+    assert!(
+        listing.contains("  -> 10.0.0.7:80                  Route   9      0          0"),
+        "{listing}"
+    );
+    ok(&d, "-Z");
+    ok(&d, "-Z -t 10.0.0.3:80");
+    let json: serde_json::Value = serde_json::from_str(&ok(&d, "-L --json")).unwrap();
+    assert_eq!(json[0]["options"]["scheduler"], "rr", "{json}");
+    assert_eq!(json[0]["reals"][0]["real"]["weight"], 9, "{json}");
+    assert!(ok(&d, "-Lnc").starts_with("IPVS connection entries\npro expire state"));
+    ok(&d, "--set 0 7 0");
+    assert_eq!(
+        ok(&d, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 30 7 60\n"
+    );
+    ok(&d, "-D -t 10.0.0.3:80");
+    assert_eq!(ok(&d, "-S"), "");
+}
+
+#[test]
+fn bad_input_leaves_state_unchanged() {
+    let d = start();
+    seed_setup(&d);
+    let before = snapshot(&d);
+    let cases: &[(&str, i32, &str)] = &[
+        ("-A -t 10.0.0.3:80 --bogus", 2, "unknown option '--bogus'"),
+        ("-a -t 10.0.0.3:80 -r", 2, "option -r needs a value"),
+        (
+            "-A -t 10.0.0.300:80 -s rr",
+            2,
+            "bad address '10.0.0.300:80'",
+        ),
+        ("-A -t 10.0.0.3:80 -s wrr", 1, "already exists"),
+        ("-a -t 10.0.0.9:80 -r 10.0.0.7:80 -g", 1, "no such service"),
+        (
+            "-a -t 10.0.0.3:80 -r 10.0.0.9:80 -w 70000",
+            2,
+            "weight 70000 out of range",
+        ),
+        (
+            "-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 1",
+            1,
+            "already exists",
+        ),
+        (
+            "-d -t 10.0.0.3:80 -r 10.0.0.99:80",
+            1,
+            "no such real server",
+        ),
+        ("-E -t 10.0.0.4:80 -s rr", 1, "no such service"),
+        ("-L -t 10.0.0.4:80", 1, "no such service"),
+        (
+            "-A -t 10.0.0.4:80 -s nosuch",
+            2,
+            "unknown scheduler 'nosuch'",
+        ),
+    ];
+    for (line, code, msg) in cases {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let o = rvsadm(&d, &args);
+        assert_eq!(o.code, *code, "rvsadm {line}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(msg),
+            "rvsadm {line}: stderr '{}' lacks '{msg}'",
+            o.stderr
+        );
+        assert_eq!(snapshot(&d), before, "rvsadm {line} changed the state");
+    }
+    // -R with errors: every error reported with line:column, nothing applied
+    let bad_rules = "-C\n-A -t 10.0.0.5:80 -s wrr\n-a -t 10.0.0.5:80 -r 10.0.0.7:80 -w 99999\n-a -t 10.0.0.6:80 -r 10.0.0.7:80\n";
+    let o = rvsadm_with_input(&d, &["-R"], bad_rules);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("-:3:37: weight 99999 out of range"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("-:4:1: no such service: tcp 10.0.0.6:80"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(snapshot(&d), before, "a bad -R changed the state");
+}
+
+#[test]
+fn daemon_not_running_is_a_clear_error() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .args(["--socket", "/nonexistent/rvsd.sock", "-Ln"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot reach rvsd at /nonexistent/rvsd.sock"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .args(["realserver", "setup"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not yet available"));
+}
