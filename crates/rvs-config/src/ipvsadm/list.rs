@@ -58,10 +58,10 @@ fn title(layout: ListLayout) -> &'static str {
             "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\n"
         }
         ListLayout::Thresholds => {
-            "Prot LocalAddress:Port\n  -> RemoteAddress:Port           Uthreshold Lthreshold ActiveConn InActConn\n"
+            "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n  -> RemoteAddress:Port\n"
         }
         ListLayout::PersistentConn => {
-            "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n  -> RemoteAddress:Port\n"
+            "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn\n  -> RemoteAddress:Port\n"
         }
         ListLayout::Plain => {
             "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
