@@ -2,7 +2,7 @@
 //! touches them. The [`crate::engine::XdpEngine`] decides what goes in; this module only puts
 //! it there, reads counters back, runs frames through `BPF_PROG_TEST_RUN`, and attaches.
 
-use crate::abi::{self, Config, Conn, Counters, FlowKey, Iface, Real, Service, VipKey};
+use crate::abi::{self, Config, Conn, Counters, FlowKey, Iface, Persist, PersistKey, Real, Service, VipKey};
 use crate::error::{XdpError, map_err, prog_err};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
@@ -101,6 +101,42 @@ impl Balancer {
         Ok(())
     }
 
+    /// Write some slots `(slot, real index)` of service `index`'s Maglev table.
+    pub fn set_maglev_slots(&mut self, index: u32, slots: &[(u32, u32)]) -> Result<(), XdpError> {
+        let size = abi::RVS_MAGLEV_SIZE as u32;
+        let mut map = self.array::<u32>("rvs_maglev")?;
+        for (slot, real) in slots {
+            if *slot >= size {
+                return Err(XdpError::Invalid(format!("Maglev slot {slot} out of range")));
+            }
+            map.set(index * size + slot, real, 0).map_err(map_err("rvs_maglev"))?;
+        }
+        Ok(())
+    }
+
+    /// Persistence templates.
+    pub fn persist_templates(&self) -> Result<Vec<(PersistKey, Persist)>, XdpError> {
+        let map: HashMap<&MapData, PersistKey, Persist> = HashMap::try_from(
+            self.ebpf.map("rvs_persist").ok_or(XdpError::Missing("rvs_persist"))?,
+        )
+        .map_err(map_err("rvs_persist"))?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Zero all outcome counters.
+    pub fn zero_outcomes(&mut self) -> Result<(), XdpError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
+        let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(
+            self.ebpf.map_mut("rvs_outcomes").ok_or(XdpError::Missing("rvs_outcomes"))?,
+        )
+        .map_err(map_err("rvs_outcomes"))?;
+        for i in 0..abi::RVS_OUTCOME_MAX {
+            let zeros = PerCpuValues::try_from(vec![0u64; cpus]).map_err(|e| XdpError::Invalid(e.to_string()))?;
+            map.set(i, zeros, 0).map_err(map_err("rvs_outcomes"))?;
+        }
+        Ok(())
+    }
+
     /// Tracked connections.
     pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
         let map: HashMap<&MapData, FlowKey, Conn> = HashMap::try_from(
@@ -159,6 +195,22 @@ impl Balancer {
         let r = self.prog()?.test_run(opts).map_err(prog_err(PROG))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
+    }
+
+    /// Attach to `interface` in generic (SKB) mode only.
+    pub fn attach_generic(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))?;
+        prog.attach(interface, XdpMode::Skb).map_err(|e| XdpError::Attach {
+            interface: interface.to_string(),
+            native: "not tried".into(),
+            generic: e.to_string(),
+        })?;
+        Ok(AttachMode::Generic)
     }
 
     /// Attach to `interface` in native mode, falling back to generic mode.

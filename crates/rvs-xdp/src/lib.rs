@@ -7,9 +7,13 @@
 
 pub mod abi;
 pub mod balancer;
+pub mod engine;
 pub mod error;
 pub mod flow_hash;
 pub mod programs;
+mod state;
+mod upkeep;
 
 pub use balancer::{AttachMode, Balancer};
+pub use engine::{XdpConfig, XdpEngine};
 pub use error::XdpError;

@@ -1,0 +1,363 @@
+//! [`XdpEngine`]: the [`Engine`] that serves DR and TUN services with the XDP program.
+//!
+//! `apply` turns each [`Change`] into map writes (services, reals, Maglev tables as diffs,
+//! timeouts); reals' MACs come from the kernel's neighbour table through rvs-net and are kept
+//! current by a background thread ([`crate::upkeep`]) that also applies the overload thresholds.
+//! Counters are read back from the per-CPU maps: a DR/TUN director never sees replies, so the
+//! out-direction counters stay 0 — which is exactly what shows replies bypass it.
+
+use crate::abi::{self, Iface, addr_of, ip_of};
+use crate::balancer::{AttachMode, Balancer};
+use crate::error::XdpError;
+use crate::state::{RealSlot, Slots, SvcSlot, config_abi, service_abi, sync_table, vip_key};
+use rvs_core::desired::{Change, ServiceConfig, Timeouts};
+use rvs_core::engine::{
+    ConnectionInfo, Counters, Engine, EngineError, EngineKind, EngineStats, RealStats, ServiceStats, Unsupported,
+};
+use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+use rvs_net::Netlink;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How to start the engine.
+#[derive(Debug, Clone)]
+pub struct XdpConfig {
+    /// Interfaces to attach the balancer to (where client traffic for the VIPs arrives; DR and
+    /// TUN send it back out the same interface).
+    pub interfaces: Vec<String>,
+    /// Attach in generic (SKB) mode without trying native first.
+    pub force_generic: bool,
+    /// How long adding a real waits for its next hop's MAC before carrying on without it (the
+    /// upkeep thread fills it in when the kernel learns it).
+    pub resolve_timeout: Duration,
+    /// How often the upkeep thread re-checks MACs and overload thresholds.
+    pub upkeep_interval: Duration,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        XdpConfig {
+            interfaces: Vec::new(),
+            force_generic: false,
+            resolve_timeout: Duration::from_millis(500),
+            upkeep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything behind the engine's lock.
+pub(crate) struct Inner {
+    pub balancer: Option<Balancer>,
+    pub services: BTreeMap<ServiceKey, SvcSlot>,
+    pub slots: Slots,
+    pub timeouts: Timeouts,
+    pub netlink: Netlink,
+    pub resolve_timeout: Duration,
+}
+
+/// The XDP data plane.
+pub struct XdpEngine {
+    inner: Arc<Mutex<Inner>>,
+    attached: Vec<(String, AttachMode)>,
+    upkeep: Option<crate::upkeep::Upkeep>,
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(XdpError) -> EngineError {
+    let context = context.into();
+    move |e| EngineError::Io { context, source: std::io::Error::other(e.to_string()) }
+}
+
+impl XdpEngine {
+    /// Load the program, describe our interfaces to it, attach it to every interface (native,
+    /// falling back to generic — see [`XdpEngine::attachments`]), and start the upkeep thread.
+    /// Needs root. Kernel ≥ 5.18.
+    pub fn start(cfg: XdpConfig) -> Result<XdpEngine, EngineError> {
+        let mut balancer = Balancer::load().map_err(io_err("loading the XDP program"))?;
+        let netlink = Netlink::new().map_err(|e| EngineError::Io {
+            context: "netlink".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let timeouts = Timeouts::default();
+        balancer.set_config(&config_abi(&timeouts)).map_err(io_err("configuring timeouts"))?;
+        let mut attached = Vec::new();
+        for (i, name) in cfg.interfaces.iter().enumerate() {
+            let iface = describe_interface(&netlink, name)?;
+            balancer.set_iface(iface.0, &iface.1).map_err(io_err(format!("describing {name}")))?;
+            if i == 0 {
+                balancer.set_iface(0, &iface.1).map_err(io_err(format!("describing {name}")))?;
+            }
+            let mode = if cfg.force_generic {
+                balancer.attach_generic(name)
+            } else {
+                balancer.attach(name)
+            }
+            .map_err(io_err(format!("attaching to {name}")))?;
+            log::info!("xdp: attached to {name} in {mode:?} mode");
+            attached.push((name.clone(), mode));
+        }
+        let inner = Arc::new(Mutex::new(Inner {
+            balancer: Some(balancer),
+            services: BTreeMap::new(),
+            slots: Slots::new(),
+            timeouts,
+            netlink,
+            resolve_timeout: cfg.resolve_timeout,
+        }));
+        let upkeep = crate::upkeep::Upkeep::start(inner.clone(), cfg.upkeep_interval);
+        Ok(XdpEngine { inner, attached, upkeep: Some(upkeep) })
+    }
+
+    /// Where the program is attached and in which mode (generic means native was refused).
+    pub fn attachments(&self) -> &[(String, AttachMode)] {
+        &self.attached
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// (ifindex, our MAC / MTU / first IPv4 and global IPv6 addresses) of an interface.
+fn describe_interface(nl: &Netlink, name: &str) -> Result<(u32, Iface), EngineError> {
+    let err = |e: rvs_net::NetError| EngineError::Io { context: format!("interface {name}"), source: std::io::Error::other(e.to_string()) };
+    let link = nl.link(name).map_err(err)?;
+    let addrs = nl.addresses(link.index).map_err(err)?;
+    let mut iface = Iface { mac: link.mac, mtu: link.mtu.min(u32::from(u16::MAX)) as u16, ..Default::default() };
+    if let Some((ip, _)) = addrs.iter().find(|(ip, _)| ip.is_ipv4()) {
+        iface.src4 = addr_of(*ip).0[0];
+    }
+    if let Some((ip, _)) = addrs.iter().find(|(ip, _)| matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80)) {
+        iface.src6 = addr_of(*ip).0;
+    }
+    Ok((link.index, iface))
+}
+
+impl Inner {
+    fn balancer(&mut self) -> Result<&mut Balancer, EngineError> {
+        self.balancer.as_mut().ok_or_else(|| EngineError::Io {
+            context: "xdp engine".into(),
+            source: std::io::Error::other("engine was shut down"),
+        })
+    }
+
+    fn svc(&mut self, key: &ServiceKey) -> Result<&mut SvcSlot, EngineError> {
+        self.services.get_mut(key).ok_or(EngineError::UnknownService(*key))
+    }
+
+    /// Resolve a real's next hop and MAC (unresolved is not an error: upkeep retries).
+    pub(crate) fn resolve(&self, slot: &mut RealSlot) {
+        match self.netlink.resolve(slot.real.addr.ip(), self.resolve_timeout) {
+            Ok((mac, oif)) => {
+                let hop = self.netlink.route_get(slot.real.addr.ip()).map(|r| r.next_hop(slot.real.addr.ip()));
+                slot.next_hop = Some((hop.unwrap_or(slot.real.addr.ip()), oif));
+                slot.mac = Some(mac);
+            }
+            Err(e) => log::warn!("xdp: real {}: {e}; retrying in the background", slot.real.addr),
+        }
+    }
+
+    fn write_service(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
+        let vk = vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
+        let svc = self.svc(key)?;
+        let value = service_abi(svc.index, &svc.options);
+        let mut svc = svc.clone();
+        let b = self.balancer()?;
+        b.set_service(&vk, &value).map_err(io_err(format!("service {key}")))?;
+        sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
+        self.services.insert(*key, svc);
+        Ok(())
+    }
+
+    fn add_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), EngineError> {
+        if self.services.contains_key(&key) {
+            return self.edit_service(key, options);
+        }
+        let index = self.slots.service().map_err(io_err(format!("service {key}")))?;
+        self.services.insert(key, SvcSlot { index, options, reals: BTreeMap::new(), table: Vec::new() });
+        self.write_service(&key)
+    }
+
+    fn edit_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), EngineError> {
+        self.svc(&key)?.options = options;
+        self.write_service(&key)
+    }
+
+    fn remove_service(&mut self, key: ServiceKey) -> Result<(), EngineError> {
+        let svc = self.services.remove(&key).ok_or(EngineError::UnknownService(key))?;
+        let b = self.balancer()?;
+        if let Some(vk) = vip_key(&key) {
+            b.remove_service(&vk).map_err(io_err(format!("service {key}")))?;
+        }
+        let empty = vec![abi::RVS_NO_REAL as u32; abi::RVS_MAGLEV_SIZE as usize];
+        b.set_maglev(svc.index, &empty).map_err(io_err(format!("service {key}")))?;
+        for r in svc.reals.values() {
+            b.set_real(r.index, &abi::Real::default()).map_err(io_err(format!("real {}", r.real.addr)))?;
+        }
+        for r in svc.reals.values() {
+            self.slots.free_real(r.index);
+        }
+        self.slots.free_service(svc.index);
+        Ok(())
+    }
+
+    fn put_real(&mut self, key: ServiceKey, real: RealServer) -> Result<(), EngineError> {
+        check_method(&key, real.method)?;
+        let existing = self.svc(&key)?.reals.get(&real.addr).cloned();
+        let mut slot = match existing {
+            Some(mut s) => {
+                s.real = real;
+                s
+            }
+            None => {
+                let index = self.slots.real().map_err(io_err(format!("real {}", real.addr)))?;
+                RealSlot { index, real, next_hop: None, mac: None, overloaded: false }
+            }
+        };
+        if slot.mac.is_none() {
+            self.resolve(&mut slot);
+        }
+        let value = slot.abi();
+        self.balancer()?.set_real(slot.index, &value).map_err(io_err(format!("real {}", real.addr)))?;
+        self.svc(&key)?.reals.insert(real.addr, slot);
+        self.write_service(&key)
+    }
+
+    fn remove_real(&mut self, key: ServiceKey, addr: SocketAddr) -> Result<(), EngineError> {
+        let slot = self.svc(&key)?.reals.remove(&addr).ok_or(EngineError::UnknownService(key))?;
+        self.write_service(&key)?;
+        self.balancer()?.set_real(slot.index, &abi::Real::default()).map_err(io_err(format!("real {addr}")))?;
+        self.slots.free_real(slot.index);
+        Ok(())
+    }
+
+    fn apply_one(&mut self, change: &Change) -> Result<(), EngineError> {
+        match change {
+            Change::SetTimeouts(t) => {
+                self.timeouts = *t;
+                self.balancer()?.set_config(&config_abi(t)).map_err(io_err("timeouts"))
+            }
+            Change::AddService { key, options } => self.add_service(*key, *options),
+            Change::EditService { key, options } => self.edit_service(*key, *options),
+            Change::RemoveService(key) => self.remove_service(*key),
+            Change::AddReal { service, real } | Change::EditReal { service, real } => self.put_real(*service, *real),
+            Change::RemoveReal { service, addr } => self.remove_real(*service, *addr),
+        }
+    }
+}
+
+fn unsupported(key: &ServiceKey, why: &str) -> EngineError {
+    EngineError::Unsupported { service: *key, reason: Unsupported(why.to_string()) }
+}
+
+fn check_method(key: &ServiceKey, m: ForwardMethod) -> Result<(), EngineError> {
+    match m {
+        ForwardMethod::Dr | ForwardMethod::Tun => Ok(()),
+        other => Err(unsupported(key, &format!("the xdp engine does not do {} yet", other.ipvs_name()))),
+    }
+}
+
+fn to_counters(c: &abi::Counters) -> Counters {
+    Counters { conns: c.conns, in_pkts: c.packets, in_bytes: c.bytes, out_pkts: 0, out_bytes: 0 }
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Engine for XdpEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Xdp
+    }
+
+    fn supports(&self, service: &ServiceConfig) -> Result<(), Unsupported> {
+        match service.key {
+            ServiceKey::Addr { protocol: Protocol::Tcp | Protocol::Udp, .. } => {}
+            _ => return Err(Unsupported("the xdp engine serves TCP and UDP address services only".into())),
+        }
+        for r in service.reals.values() {
+            check_method(&service.key, r.method).map_err(|e| Unsupported(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), EngineError> {
+        let mut inner = self.lock();
+        changes.iter().try_for_each(|c| inner.apply_one(c))
+    }
+
+    fn stats(&self) -> EngineStats {
+        let inner = self.lock();
+        let mut out = EngineStats::default();
+        let Some(b) = inner.balancer.as_ref() else { return out };
+        let live = crate::upkeep::live_counts(&inner);
+        for (key, svc) in &inner.services {
+            let mut s = ServiceStats { counters: to_counters(&b.counters(svc.index).unwrap_or_default()), ..Default::default() };
+            for (addr, r) in &svc.reals {
+                let c = b.counters(abi::RVS_MAX_SERVICES as u32 + r.index).unwrap_or_default();
+                let (active, inactive) = live.get(&r.index).copied().unwrap_or((0, 0));
+                s.reals.insert(*addr, RealStats { counters: to_counters(&c), active_conns: active, inactive_conns: inactive, persistent_conns: 0 });
+            }
+            out.services.insert(*key, s);
+        }
+        if let Ok(v) = b.outcomes() {
+            for (i, n) in v.iter().enumerate() {
+                if let Some(name) = abi::outcome_name(i as u32) {
+                    out.outcomes.insert(name.to_string(), *n);
+                }
+            }
+        }
+        out
+    }
+
+    fn zero(&mut self, service: Option<&ServiceKey>) {
+        let mut inner = self.lock();
+        let slots: Vec<u32> = inner
+            .services
+            .iter()
+            .filter(|(k, _)| service.is_none_or(|s| s == *k))
+            .flat_map(|(_, s)| std::iter::once(s.index).chain(s.reals.values().map(|r| abi::RVS_MAX_SERVICES as u32 + r.index)))
+            .collect();
+        let Some(b) = inner.balancer.as_mut() else { return };
+        for slot in slots {
+            if let Err(e) = b.zero_counters(slot) {
+                log::warn!("xdp: zeroing counters: {e}");
+            }
+        }
+        if service.is_none()
+            && let Err(e) = b.zero_outcomes()
+        {
+            log::warn!("xdp: zeroing outcomes: {e}");
+        }
+    }
+
+    fn connections(&self) -> Vec<ConnectionInfo> {
+        let inner = self.lock();
+        crate::upkeep::connection_list(&inner, monotonic_ns())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(u) = self.upkeep.take() {
+            u.stop();
+        }
+        // Dropping the program detaches it from every interface (bpf_link / netlink detach).
+        self.lock().balancer = None;
+        self.attached.clear();
+    }
+}
+
+impl Drop for XdpEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The address of a flow-key endpoint.
+pub(crate) fn sock(addr: &abi::Addr, family: u8, port_be: u16) -> SocketAddr {
+    SocketAddr::new(ip_of(addr, family), u16::from_be(port_be))
+}

@@ -1,0 +1,147 @@
+//! The engine's bookkeeping: which service and real slots are in use, each service's Maglev
+//! table (written to the map as a diff of the previous one), and the ABI values derived from
+//! the core model. Pure except for the writes through [`Balancer`].
+
+use crate::abi::{self, Real, Service, VipKey, addr_of};
+use crate::balancer::Balancer;
+use crate::error::XdpError;
+use rvs_core::desired::Timeouts;
+use rvs_core::maglev::MaglevTable;
+use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// A real as the engine holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct RealSlot {
+    pub index: u32,
+    pub real: RealServer,
+    /// Next hop (address, interface) whose MAC frames to this real carry.
+    pub next_hop: Option<(IpAddr, u32)>,
+    pub mac: Option<[u8; 6]>,
+    pub overloaded: bool,
+}
+
+impl RealSlot {
+    /// The weight that goes into the Maglev table.
+    pub fn table_weight(&self) -> u32 {
+        if self.overloaded { 0 } else { self.real.effective_weight() }
+    }
+
+    pub fn abi(&self) -> Real {
+        let (addr, family) = addr_of(self.real.addr.ip());
+        let method = match self.real.method {
+            ForwardMethod::Dr => abi::RVS_METHOD_DR,
+            ForwardMethod::Tun => abi::RVS_METHOD_TUN,
+            ForwardMethod::Nat => abi::RVS_METHOD_NAT,
+            ForwardMethod::FullNat => abi::RVS_METHOD_FULLNAT,
+        } as u8;
+        Real {
+            addr,
+            family,
+            method,
+            flags: abi::RVS_REAL_F_PRESENT as u8,
+            has_mac: u8::from(self.mac.is_some()),
+            mac: self.mac.unwrap_or_default(),
+            pad: [0; 2],
+        }
+    }
+}
+
+/// A service as the engine holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct SvcSlot {
+    pub index: u32,
+    pub options: ServiceOptions,
+    pub reals: BTreeMap<SocketAddr, RealSlot>,
+    /// The table last written to the map (real slot indexes).
+    pub table: Vec<u32>,
+}
+
+/// The map key of a service (only address services reach the engine).
+pub(crate) fn vip_key(key: &ServiceKey) -> Option<VipKey> {
+    let ServiceKey::Addr { protocol, addr } = key else { return None };
+    let proto = match protocol {
+        Protocol::Tcp => abi::RVS_PROTO_TCP,
+        Protocol::Udp => abi::RVS_PROTO_UDP,
+        Protocol::Sctp => return None,
+    } as u8;
+    let (a, family) = addr_of(addr.ip());
+    Some(VipKey { addr: a, port: addr.port().to_be(), proto, family })
+}
+
+pub(crate) fn service_abi(index: u32, options: &ServiceOptions) -> Service {
+    let mut s = Service { index, ..Default::default() };
+    if let Some(p) = options.persistence {
+        s.flags = abi::RVS_SVC_F_PERSIST as u32;
+        s.persist_timeout = p.timeout;
+        s.persist_prefix = p.prefix_len;
+    }
+    s
+}
+
+pub(crate) fn config_abi(t: &Timeouts) -> abi::Config {
+    let ns = |s: u32| u64::from(s) * 1_000_000_000;
+    abi::Config { tcp_timeout_ns: ns(t.tcp), tcp_fin_timeout_ns: ns(t.tcp_fin), udp_timeout_ns: ns(t.udp) }
+}
+
+/// Slot allocator: lowest free index for services; reals are reused oldest-freed first, so a
+/// connection entry still naming a removed real's slot rarely meets a new real there.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    free_services: Vec<u32>,
+    free_reals: VecDeque<u32>,
+}
+
+impl Slots {
+    pub fn new() -> Slots {
+        Slots {
+            free_services: (0..abi::RVS_MAX_SERVICES as u32).rev().collect(),
+            free_reals: (0..abi::RVS_MAX_REALS as u32).collect(),
+        }
+    }
+
+    pub fn service(&mut self) -> Result<u32, XdpError> {
+        self.free_services.pop().ok_or(XdpError::Full { what: "service table", limit: abi::RVS_MAX_SERVICES })
+    }
+
+    pub fn free_service(&mut self, i: u32) {
+        self.free_services.push(i);
+        self.free_services.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
+    pub fn real(&mut self) -> Result<u32, XdpError> {
+        self.free_reals.pop_front().ok_or(XdpError::Full { what: "real table", limit: abi::RVS_MAX_REALS })
+    }
+
+    pub fn free_real(&mut self, i: u32) {
+        self.free_reals.push_back(i);
+    }
+}
+
+/// Rebuild `svc`'s Maglev table from its reals and write the slots that changed.
+pub(crate) fn sync_table(b: &mut Balancer, svc: &mut SvcSlot) -> Result<(), XdpError> {
+    let reals: Vec<&RealSlot> = svc.reals.values().collect();
+    let input: Vec<(SocketAddr, u32)> = reals.iter().map(|r| (r.real.addr, r.table_weight())).collect();
+    let built = MaglevTable::build(&input, abi::RVS_MAGLEV_SIZE as u32)
+        .map_err(|e| XdpError::Invalid(e.to_string()))?;
+    let table: Vec<u32> = built
+        .slots()
+        .iter()
+        .map(|s| if *s == MaglevTable::EMPTY { abi::RVS_NO_REAL as u32 } else { reals[*s as usize].index })
+        .collect();
+    if svc.table.len() != table.len() {
+        b.set_maglev(svc.index, &table)?;
+    } else {
+        let changed: Vec<(u32, u32)> = table
+            .iter()
+            .zip(&svc.table)
+            .enumerate()
+            .filter(|(_, (new, old))| new != old)
+            .map(|(i, (new, _))| (i as u32, *new))
+            .collect();
+        b.set_maglev_slots(svc.index, &changed)?;
+    }
+    svc.table = table;
+    Ok(())
+}

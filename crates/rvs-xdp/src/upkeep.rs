@@ -1,0 +1,198 @@
+//! Background upkeep of the XDP engine: keeps reals' MACs current from neighbour-table change
+//! notifications (plus a periodic re-check), and applies the overload thresholds (`-x`/`-y`)
+//! from the live connection counts in the connection table. Also the read-side helpers that
+//! turn the connection table into counts and `ipvsadm -Lnc` rows.
+
+use crate::abi;
+use crate::engine::{Inner, monotonic_ns, sock};
+use crate::state::sync_table;
+use rvs_core::engine::ConnectionInfo;
+use rvs_core::model::Protocol;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The running upkeep thread.
+pub(crate) struct Upkeep {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Upkeep {
+    pub fn start(inner: Arc<Mutex<Inner>>, interval: Duration) -> Upkeep {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let events = match rvs_net::neigh_watch::watch() {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                log::warn!("xdp: no neighbour notifications ({e}); polling only");
+                None
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("rvs-xdp-upkeep".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let changed = match &events {
+                        Some(rx) => rx.recv_timeout(interval).is_ok(),
+                        None => {
+                            std::thread::sleep(interval);
+                            false
+                        }
+                    };
+                    if let Some(rx) = &events {
+                        while rx.try_recv().is_ok() {}
+                    }
+                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    refresh_macs(&mut guard, changed);
+                    apply_overload(&mut guard);
+                }
+            })
+            .ok();
+        Upkeep { stop, thread }
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Re-read every real's next-hop MAC; write the reals whose MAC changed or appeared.
+fn refresh_macs(inner: &mut Inner, _event: bool) {
+    let mut updates = Vec::new();
+    for svc in inner.services.values() {
+        for r in svc.reals.values() {
+            let mut slot = r.clone();
+            let current = match slot.next_hop {
+                Some((hop, oif)) => inner.netlink.neighbour(oif, hop).ok().flatten(),
+                None => {
+                    inner.resolve(&mut slot);
+                    slot.mac
+                }
+            };
+            if current.is_some() && current != r.mac {
+                slot.mac = current;
+                updates.push(slot);
+            }
+        }
+    }
+    for slot in updates {
+        log::info!("xdp: real {} next-hop MAC now {:02x?}", slot.real.addr, slot.mac);
+        let value = slot.abi();
+        if let Some(b) = inner.balancer.as_mut()
+            && let Err(e) = b.set_real(slot.index, &value)
+        {
+            log::warn!("xdp: updating real {}: {e}", slot.real.addr);
+        }
+        for svc in inner.services.values_mut() {
+            if let Some(r) = svc.reals.get_mut(&slot.real.addr)
+                && r.index == slot.index
+            {
+                *r = slot.clone();
+            }
+        }
+    }
+}
+
+/// Overload hysteresis from live connection counts; rebuild tables that changed.
+fn apply_overload(inner: &mut Inner) {
+    if !inner.services.values().flat_map(|s| s.reals.values()).any(|r| r.real.upper_threshold > 0) {
+        return;
+    }
+    let live = live_counts(inner);
+    let Some(b) = inner.balancer.as_mut() else { return };
+    for svc in inner.services.values_mut() {
+        let mut changed = false;
+        for r in svc.reals.values_mut() {
+            let (a, i) = live.get(&r.index).copied().unwrap_or((0, 0));
+            let next = r.real.next_overload(r.overloaded, a + i);
+            changed |= next != r.overloaded;
+            r.overloaded = next;
+        }
+        if changed && let Err(e) = sync_table(b, svc) {
+            log::warn!("xdp: rebuilding a Maglev table after an overload change: {e}");
+        }
+    }
+}
+
+fn timeout_ns(inner: &Inner, proto: u8, state: u32) -> u64 {
+    let t = &inner.timeouts;
+    let s = if proto == abi::RVS_PROTO_UDP as u8 { t.udp } else if state != 0 { t.tcp_fin } else { t.tcp };
+    u64::from(s) * 1_000_000_000
+}
+
+/// Live (not expired) connections per real slot: (active, inactive) as IPVS counts them.
+pub(crate) fn live_counts(inner: &Inner) -> HashMap<u32, (u32, u32)> {
+    let mut out: HashMap<u32, (u32, u32)> = HashMap::new();
+    let Some(b) = inner.balancer.as_ref() else { return out };
+    let now = monotonic_ns();
+    for (k, c) in b.conns().unwrap_or_default() {
+        if now.saturating_sub(c.last_ns) > timeout_ns(inner, k.proto, c.state) {
+            continue;
+        }
+        let e = out.entry(c.real).or_default();
+        if k.proto == abi::RVS_PROTO_TCP as u8 && c.state == 0 {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    out
+}
+
+/// The connection table and persistence templates as `ipvsadm -Lnc` rows.
+pub(crate) fn connection_list(inner: &Inner, now: u64) -> Vec<ConnectionInfo> {
+    let Some(b) = inner.balancer.as_ref() else { return Vec::new() };
+    let reals: HashMap<u32, std::net::SocketAddr> =
+        inner.services.values().flat_map(|s| s.reals.values().map(|r| (r.index, r.real.addr))).collect();
+    let mut out = Vec::new();
+    for (k, c) in b.conns().unwrap_or_default() {
+        let t = timeout_ns(inner, k.proto, c.state);
+        let age = now.saturating_sub(c.last_ns);
+        let Some(real) = reals.get(&c.real) else { continue };
+        if age > t {
+            continue;
+        }
+        let (protocol, state) = if k.proto == abi::RVS_PROTO_UDP as u8 {
+            (Protocol::Udp, "UDP")
+        } else {
+            (Protocol::Tcp, if c.state == 0 { "ESTABLISHED" } else { "FIN_WAIT" })
+        };
+        out.push(ConnectionInfo {
+            protocol,
+            client: sock(&k.src, k.family, k.sport),
+            virtual_addr: sock(&k.dst, k.family, k.dport),
+            real: *real,
+            state: state.into(),
+            expires_ms: (t - age) / 1_000_000,
+        });
+    }
+    let by_index: HashMap<u32, (&rvs_core::model::ServiceKey, u32)> = inner
+        .services
+        .iter()
+        .map(|(key, s)| (s.index, (key, s.options.persistence.map_or(0, |p| p.timeout))))
+        .collect();
+    for (k, p) in b.persist_templates().unwrap_or_default() {
+        let (Some((key, timeout)), Some(real)) = (by_index.get(&k.svc), reals.get(&p.real)) else { continue };
+        let rvs_core::model::ServiceKey::Addr { protocol, addr } = key else { continue };
+        let t = u64::from(*timeout) * 1_000_000_000;
+        let age = now.saturating_sub(p.last_ns);
+        if age > t {
+            continue;
+        }
+        out.push(ConnectionInfo {
+            protocol: *protocol,
+            client: sock(&k.addr, if addr.is_ipv4() { 4 } else { 6 }, 0),
+            virtual_addr: *addr,
+            real: *real,
+            state: "NONE".into(),
+            expires_ms: (t - age) / 1_000_000,
+        });
+    }
+    out
+}
