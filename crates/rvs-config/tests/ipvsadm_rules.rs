@@ -104,3 +104,26 @@ fn set_zero_keeps_timeouts_and_clear_empties() {
     );
     assert!(s.services.is_empty());
 }
+
+#[test]
+fn restore_keeps_what_ipvsadm_cannot_express() {
+    use rvs_core::model::{AdminState, EnginePin};
+    let mut old = apply_rules(SEED_SAVE, Path::new("a"), DesiredState::default()).unwrap();
+    let svc = old.services.values_mut().next().unwrap();
+    svc.options.engine = EnginePin::Proxy;
+    svc.reals.values_mut().next().unwrap().admin = AdminState::Drain;
+    let text = format!("{}-A -u 10.0.0.3:53\n", save(&old));
+    let mut new = apply_rules(&text, Path::new("b"), DesiredState::default()).unwrap();
+    rvs_config::ipvsadm::carry_unexpressed(&old, &mut new);
+    let svc = new.services.values().next().unwrap();
+    assert_eq!(svc.options.engine, EnginePin::Proxy);
+    assert_eq!(svc.reals.values().next().unwrap().admin, AdminState::Drain);
+    assert_eq!(
+        svc.reals.values().nth(1).unwrap().admin,
+        AdminState::Enabled
+    );
+    assert_eq!(
+        new.services.values().nth(1).unwrap().options.engine,
+        EnginePin::Auto
+    );
+}

@@ -9,6 +9,11 @@ use rvs_api::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long one request may take (rvsd answers in milliseconds; this only guards against a hung
+/// daemon).
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,7 @@ impl Client {
     pub fn new(path: &Path) -> Result<Client, ClientError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
+            .enable_time()
             .build()
             .map_err(|e| ClientError::Http(format!("cannot start runtime: {e}")))?;
         Ok(Client {
@@ -61,7 +67,15 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ClientError> {
-        self.rt.block_on(self.exchange(method, path, body))
+        self.rt.block_on(async {
+            match tokio::time::timeout(TIMEOUT, self.exchange(method, path, body)).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Http(format!(
+                    "rvsd did not answer within {} s",
+                    TIMEOUT.as_secs()
+                ))),
+            }
+        })
     }
 
     async fn exchange(

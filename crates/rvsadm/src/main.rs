@@ -73,3 +73,30 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::take_socket_flag;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn socket_flag_is_taken_anywhere() {
+        let mut a = args("-Ln --socket /x.sock --stats");
+        assert_eq!(take_socket_flag(&mut a), Ok(Some("/x.sock".into())));
+        assert_eq!(a, args("-Ln --stats"));
+        let mut a = args("--socket=/y.sock -C");
+        assert_eq!(take_socket_flag(&mut a), Ok(Some("/y.sock".into())));
+        assert_eq!(a, args("-C"));
+        let mut a = args("-C");
+        assert_eq!(take_socket_flag(&mut a), Ok(None));
+        let mut a = args("-C --socket");
+        assert!(
+            take_socket_flag(&mut a)
+                .unwrap_err()
+                .contains("--socket needs a path")
+        );
+    }
+}

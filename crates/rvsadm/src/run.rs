@@ -143,7 +143,7 @@ pub fn run(
 }
 
 /// `-R`: read rules from `input`, build the whole new state (keeping the daemon's timeouts unless
-/// the rules `--set` them), and replace the daemon's state in one `PUT /v1/state`.
+/// the rules `--set` them, and the rvs-only settings of services and reals that stay), and replace the daemon's state in one `PUT /v1/state`.
 fn restore(client: &Client, input: &mut dyn Read) -> Result<(), RunError> {
     let mut text = String::new();
     input.read_to_string(&mut text)?;
@@ -152,7 +152,8 @@ fn restore(client: &Client, input: &mut dyn Read) -> Result<(), RunError> {
         timeouts: current.timeouts,
         ..Default::default()
     };
-    let state = ipvsadm::apply_rules(&text, Path::new("-"), base)?;
+    let mut state = ipvsadm::apply_rules(&text, Path::new("-"), base)?;
+    ipvsadm::carry_unexpressed(&current, &mut state);
     client.send(Method::PUT, "/v1/state", &state)?;
     Ok(())
 }

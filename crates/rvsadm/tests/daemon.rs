@@ -208,6 +208,10 @@ fn edit_delete_zero_and_listings() {
         ok(&d, "-L --timeout"),
         "Timeout (tcp tcpfin udp): 30 7 60\n"
     );
+    // no arguments lists, as ipvsadm does
+    let o = rvsadm(&d, &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, ok(&d, "-Ln"));
     ok(&d, "-D -t 10.0.0.3:80");
     assert_eq!(ok(&d, "-S"), "");
 }

@@ -225,9 +225,9 @@ mod tests {
         assert_eq!(f(0, false), "        0");
         assert_eq!(f(99_999_999, false), " 99999999");
         assert_eq!(f(123_456_789, false), "  123456K");
-        assert_eq!(f(12_345_678_901, false), "    12345M");
-        assert_eq!(f(123_456_789_012, false), "      123G");
-        assert_eq!(f(123_456_789_012_345, false), "      123T");
+        assert_eq!(f(12_345_678_901, false), "   12345M");
+        assert_eq!(f(123_456_789_012, false), "     123G");
+        assert_eq!(f(123_456_789_012_345, false), "     123T");
         assert_eq!(f(123_456_789, true), " 123456789");
         assert_eq!(f(5, true), "        5");
     }

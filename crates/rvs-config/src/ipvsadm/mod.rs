@@ -22,5 +22,8 @@ mod save;
 pub use addr::{dotted_mask, format_sched_flags, parse_addr};
 pub use command::{Command, ListLayout, ListOptions, TimeoutUpdate};
 pub use list::{VERSION_LINE, list_connections, list_services, list_timeouts, service_name};
-pub use rules::{apply_command, apply_rules, load_rules_file, parse_args, parse_line, parse_rules};
+pub use rules::{
+    apply_command, apply_rules, carry_unexpressed, load_rules_file, parse_args, parse_line,
+    parse_rules,
+};
 pub use save::{add_real_rule, add_service_rule, save, service_rule};

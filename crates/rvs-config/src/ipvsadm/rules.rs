@@ -168,6 +168,25 @@ pub fn apply_rules(
     }
 }
 
+/// Copy what the ipvsadm format cannot express — a service's engine pin and proxy options, a
+/// real's drain/disable intent and PROXY-protocol setting — from `old` into `new`, for services
+/// and reals present in both. `-R` uses it so restoring `-S` output keeps those settings.
+pub fn carry_unexpressed(old: &DesiredState, new: &mut DesiredState) {
+    for (key, svc) in new.services.iter_mut() {
+        let Some(prev) = old.services.get(key) else {
+            continue;
+        };
+        svc.options.engine = prev.options.engine;
+        svc.options.proxy = prev.options.proxy;
+        for (addr, real) in svc.reals.iter_mut() {
+            if let Some(p) = prev.reals.get(addr) {
+                real.admin = p.admin;
+                real.proxy_protocol = p.proxy_protocol;
+            }
+        }
+    }
+}
+
 /// Read and apply a rules file from disk (see [`apply_rules`]).
 pub fn load_rules_file(path: &Path, base: DesiredState) -> Result<DesiredState, ConfigErrors> {
     let text = std::fs::read_to_string(path)
