@@ -32,7 +32,7 @@ pub struct WrkOptions {
     pub connections: u32,
     /// Threads (`-t`).
     pub threads: u32,
-    /// Duration (`-d`).
+    /// Duration (`-d`), whole seconds (at least 1).
     pub duration: Duration,
     /// New connection per request (`-H 'Connection: close'`) instead of keep-alive.
     pub new_connection_per_request: bool,
@@ -65,7 +65,8 @@ pub fn wrk(ns: Option<&Netns>, o: &WrkOptions) -> Result<WrkResult> {
         "-c",
         &o.connections.to_string(),
     ]);
-    c.args(["-d", &format!("{}ms", o.duration.as_millis())]);
+    // wrk takes whole seconds (no "ms" unit).
+    c.args(["-d", &format!("{}s", o.duration.as_secs().max(1))]);
     if o.new_connection_per_request {
         c.args(["-H", "Connection: close"]);
     }

@@ -28,10 +28,22 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
         return Err(TestbedError::Failed {
             cmd: describe(cmd),
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            stderr: failure_text(&out),
         });
     }
     Ok(out)
+}
+
+/// What a failed command said: its stderr, or (when that is empty) the end of its stdout.
+fn failure_text(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !err.is_empty() {
+        return err;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = text.trim();
+    let start = text.char_indices().rev().nth(1999).map_or(0, |(i, _)| i);
+    text[start..].to_string()
 }
 
 /// Runs a program with arguments; returns its stdout as text.

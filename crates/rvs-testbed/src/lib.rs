@@ -47,7 +47,7 @@ use std::path::PathBuf;
 pub use clients::{WrkOptions, WrkResult, curl, iperf3, ping, wrk};
 pub use error::{Result, TestbedError};
 pub use netns::{Netns, Process};
-pub use servers::{Haproxy, Iperf3Server, Nginx, NginxOptions, Tcpdump};
+pub use servers::{ConfiguredServer, Haproxy, Iperf3Server, Nginx, NginxOptions, Tcpdump};
 pub use topology::{Director, Host, Kind, Topology};
 
 /// Path of a binary of this workspace (`rvsd`, `rvsadm`, ...), built by `cargo build` into the

@@ -157,31 +157,22 @@ impl Netns {
     }
 
     /// Prepares `dev` for the director-cost method of DESIGN.md: GRO on, TSO off, threaded NAPI
-    /// on. Returns nothing; the NAPI kthreads are then `napi/<dev>-*` (see [`Netns::napi_pids`]).
-    pub fn threaded_napi(&self, dev: &str) -> Result<()> {
+    /// on. Returns the pids of the NAPI kthreads this created (`napi/<dev>-<napi id>`), found as
+    /// the `napi/<dev>-*` kthreads that appeared meanwhile — the kernel exposes no napi id in
+    /// sysfs. (Calls are serialised within a process; another process enabling threaded NAPI on a
+    /// device of the same name at the same instant could be mistaken for ours.)
+    pub fn threaded_napi(&self, dev: &str) -> Result<Vec<u32>> {
+        static NAPI_LOCK: Mutex<()> = Mutex::new(());
+        let _guard = NAPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("napi/{dev}-");
+        let before = crate::procstat::pids_by_comm(|c| c.starts_with(&prefix))?;
         self.run("ethtool", &["-K", dev, "gro", "on", "tso", "off"])?;
         self.run(
             "sh",
             &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")],
-        )
-        .map(drop)
-    }
-
-    /// Pids of the threaded-NAPI kthreads of `dev` (found by name `napi/<dev>-<id>`; the id is
-    /// the device's NAPI id, read from sysfs). Empty when threaded NAPI is off.
-    pub fn napi_pids(&self, dev: &str) -> Result<Vec<u32>> {
-        let ids = self.run(
-            "sh",
-            &[
-                "-c",
-                &format!("cat /sys/class/net/{dev}/queues/rx-*/napi_id 2>/dev/null || true"),
-            ],
         )?;
-        let wanted: Vec<String> = ids
-            .split_whitespace()
-            .map(|id| format!("napi/{dev}-{id}"))
-            .collect();
-        crate::procstat::pids_by_comm(|comm| wanted.iter().any(|w| w == comm))
+        let after = crate::procstat::pids_by_comm(|c| c.starts_with(&prefix))?;
+        Ok(after.into_iter().filter(|p| !before.contains(p)).collect())
     }
 
     /// Pids of the processes inside this namespace.

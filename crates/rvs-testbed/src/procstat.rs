@@ -90,6 +90,63 @@ pub fn pids_by_comm(pred: impl Fn(&str) -> bool) -> Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// `pid` and all its descendants (children, grandchildren, ...), e.g. nginx's master and workers.
+pub fn process_tree(pid: u32) -> Result<Vec<u32>> {
+    let dir = fs::read_dir("/proc").map_err(|e| TestbedError::io("reading /proc", e))?;
+    let mut parent_of = Vec::new();
+    for entry in dir.flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // Field 4 (ppid) is the second field after the command name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    Ok(tree)
+}
+
+/// User + system CPU time of `pid` and its descendants, in milliseconds. Processes that exit
+/// in between are skipped.
+pub fn tree_cpu_time_ms(pid: u32) -> Result<f64> {
+    let mut total = cpu_time_ms(pid)?;
+    for p in process_tree(pid)?.into_iter().skip(1) {
+        total += cpu_time_ms(p).unwrap_or(0.0);
+    }
+    Ok(total)
+}
+
+/// Resident memory of `pid` and its descendants, in KiB.
+pub fn tree_rss_kib(pid: u32) -> Result<u64> {
+    let mut total = rss_kib(pid)?;
+    for p in process_tree(pid)?.into_iter().skip(1) {
+        total += rss_kib(p).unwrap_or(0);
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +163,20 @@ mod tests {
         assert!(cpu_time_ms(pid).unwrap() >= 0.0);
         assert!(sched_runtime_ns(pid).unwrap() > 0);
         assert!(rss_kib(pid).unwrap() > 100);
+    }
+
+    #[test]
+    fn process_tree_finds_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let tree = process_tree(std::process::id()).unwrap();
+        assert_eq!(tree[0], std::process::id());
+        assert!(tree.contains(&child.id()));
+        assert!(tree_rss_kib(std::process::id()).unwrap() > rss_kib(std::process::id()).unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

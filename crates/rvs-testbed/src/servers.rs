@@ -87,6 +87,50 @@ pub fn wait_tcp_listening(
     }
 }
 
+/// A server started from a config text the caller wrote (nginx `stream`, a custom HAProxy, ...).
+#[derive(Debug)]
+pub struct ConfiguredServer {
+    process: Process,
+    dir: TempDir,
+}
+
+impl ConfiguredServer {
+    /// Writes `config(dir)` to `dir/<file>`, runs `program args... <that path>` (in `ns`, pinned
+    /// to `cpus`) and waits until TCP `ready_port` listens. `config` gets the server's private
+    /// directory, for pid files, logs and temp paths.
+    pub fn start(
+        ns: Option<&Netns>,
+        cpus: Option<&str>,
+        program: &str,
+        args: &[&str],
+        file: &str,
+        config: impl FnOnce(&Path) -> String,
+        ready_port: u16,
+    ) -> Result<ConfiguredServer> {
+        let name = Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let dir = temp_dir(name.as_deref().unwrap_or("server"))?;
+        let path = dir.path().join(file);
+        write(&path, &config(dir.path()))?;
+        let mut cmd = command_in(ns, cpus, program);
+        cmd.args(args).arg(&path);
+        let mut process = spawn_logged(&mut cmd, dir.path())?;
+        wait_tcp_listening(ns, ready_port, &mut process, dir.path())?;
+        Ok(ConfiguredServer { process, dir })
+    }
+
+    /// Pid of the process started (e.g. nginx's master).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The server's private directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// How to run an nginx HTTP real.
 #[derive(Debug, Clone)]
 pub struct NginxOptions {
@@ -190,6 +234,10 @@ impl Nginx {
     }
 }
 
+/// HAProxy's `maxconn`: each connection needs two descriptors and the open-files limit here is
+/// 20,000 (see DESIGN.md), so a little under 10,000.
+pub const HAPROXY_MAXCONN: u32 = 9_960;
+
 /// A running HAProxy in `mode tcp`, round robin over `backends`.
 #[derive(Debug)]
 pub struct Haproxy {
@@ -209,8 +257,8 @@ impl Haproxy {
     ) -> Result<Haproxy> {
         let dir = temp_dir("haproxy")?;
         let mut conf = format!(
-            "global\n  nbthread {threads}\n  maxconn 20000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
-             timeout client 300s\n  timeout server 300s\n  maxconn 20000\n\nlisten vip\n  bind {listen}\n  balance roundrobin\n"
+            "global\n  nbthread {threads}\n  maxconn {HAPROXY_MAXCONN}\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+             timeout client 300s\n  timeout server 300s\n  maxconn {HAPROXY_MAXCONN}\n\nlisten vip\n  bind {listen}\n  balance roundrobin\n"
         );
         for (i, b) in backends.iter().enumerate() {
             conf.push_str(&format!("  server real{i} {b}\n"));
@@ -240,8 +288,17 @@ pub struct Iperf3Server {
 impl Iperf3Server {
     /// Starts an iperf3 server bound to `listen`.
     pub fn start(ns: Option<&Netns>, listen: SocketAddr) -> Result<Iperf3Server> {
+        Iperf3Server::start_pinned(ns, listen, None)
+    }
+
+    /// Starts an iperf3 server bound to `listen`, pinned to `cpus` when given.
+    pub fn start_pinned(
+        ns: Option<&Netns>,
+        listen: SocketAddr,
+        cpus: Option<&str>,
+    ) -> Result<Iperf3Server> {
         let dir = temp_dir("iperf3")?;
-        let mut cmd = command_in(ns, None, "iperf3");
+        let mut cmd = command_in(ns, cpus, "iperf3");
         cmd.args([
             "-s",
             "-B",

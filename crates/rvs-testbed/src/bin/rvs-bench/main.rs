@@ -1,0 +1,178 @@
+//! `rvs-bench` — the comparisons of the benchmark suite (driven by `bench/*.sh`, documented in
+//! `bench/README.md`). Each comparison writes one JSON result file that `bench/report.py` turns
+//! into tables and charts.
+//!
+//! ```text
+//! rvs-bench proxy --mode smoke|quick|full --out FILE.json [--rvsd PATH]
+//! rvs-bench nft   --mode smoke|quick|full --out FILE.json
+//! rvs-bench hold ADDR N      # internal: hold N idle TCP connections until stdin closes
+//! ```
+
+mod nft;
+mod proxy;
+mod record;
+
+use std::io::{BufRead, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use record::Recorder;
+
+/// Errors at the binary's edge.
+pub type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// CPU of the balancer (or the director's NAPI kthreads).
+pub const BALANCER_CPU: &str = "1";
+/// CPU of everything else (clients, reals).
+pub const CLIENT_CPU: &str = "0";
+
+/// How long and how often to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `smoke`, `quick` or `full`.
+    pub mode: String,
+    /// Length of one measured wrk run.
+    pub duration: Duration,
+    /// Warm-up run before the rounds (none in smoke mode).
+    pub warmup: Option<Duration>,
+    /// Measured rounds; the report gives the median.
+    pub rounds: usize,
+    /// wrk connections.
+    pub connections: u32,
+    /// Seconds of one iperf3 run.
+    pub bulk_secs: u32,
+    /// Connections held for the memory figure.
+    pub idle_connections: usize,
+}
+
+impl Plan {
+    fn for_mode(mode: &str) -> BoxResult<Plan> {
+        let (secs, warm, rounds, bulk, idle) = match mode {
+            "smoke" => (1.0, None, 1, 1, 200),
+            "quick" => (3.0, Some(1.0), 3, 2, 9_900),
+            "full" => (10.0, Some(3.0), 5, 10, 9_900),
+            _ => return Err(format!("unknown mode {mode:?} (smoke, quick, full)").into()),
+        };
+        Ok(Plan {
+            mode: mode.into(),
+            duration: Duration::from_secs_f64(secs),
+            warmup: warm.map(Duration::from_secs_f64),
+            rounds,
+            connections: 50,
+            bulk_secs: bulk,
+            idle_connections: idle,
+        })
+    }
+}
+
+fn usage() -> String {
+    "usage: rvs-bench <proxy|nft> --mode smoke|quick|full --out FILE.json [--rvsd PATH]\n       rvs-bench hold ADDR N".into()
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("rvs-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> BoxResult<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        return Err(usage().into());
+    };
+    if cmd == "hold" {
+        let addr = args.get(1).ok_or_else(usage)?;
+        let n: usize = args.get(2).ok_or_else(usage)?.parse()?;
+        return hold(addr, n);
+    }
+    let (mut mode, mut out, mut rvsd) = (None, None, None);
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--mode" => mode = Some(value()?),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--rvsd" => rvsd = Some(PathBuf::from(value()?)),
+            _ => return Err(format!("unknown argument {a:?}\n{}", usage()).into()),
+        }
+    }
+    let plan = Plan::for_mode(mode.as_deref().unwrap_or("quick"))?;
+    let out = out.ok_or("--out FILE.json is required")?;
+    if !rvs_testbed::is_root() {
+        return Err("needs root (network namespaces, CPU pinning of kernel threads)".into());
+    }
+    // `bench/run.sh` sets RVS_BENCH_NO_RVSD when rvsd failed to build, so that a stale binary
+    // is not measured in its place.
+    let rvsd = match std::env::var("RVS_BENCH_NO_RVSD") {
+        Ok(reason) => Err(reason),
+        Err(_) => rvsd
+            .or_else(default_rvsd)
+            .ok_or_else(|| "rvsd binary not found (cargo build -p rvsd)".to_string()),
+    };
+    let mut rec = Recorder::default();
+    match cmd.as_str() {
+        "proxy" => {
+            proxy::run(&plan, rvsd, &mut rec)?;
+            let title = "Proxy path: rvs proxy vs HAProxy (mode tcp) vs nginx stream vs direct";
+            rec.write(
+                &out,
+                "proxy",
+                title,
+                &["haproxy", "nginx-stream", "direct"],
+                &plan.mode,
+            )?;
+        }
+        "nft" => {
+            nft::run(&plan, &mut rec)?;
+            let title = "Packet path end to end: nftables DNAT (numgen) vs plain kernel forwarding";
+            rec.write(
+                &out,
+                "nft",
+                title,
+                &["nftables-dnat", "forward-conntrack", "forward"],
+                &plan.mode,
+            )?;
+        }
+        _ => return Err(usage().into()),
+    }
+    eprintln!("rvs-bench: wrote {}", out.display());
+    Ok(())
+}
+
+/// `rvsd` beside this binary (same target directory), or `$RVSD`.
+fn default_rvsd() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RVSD") {
+        return Some(PathBuf::from(p));
+    }
+    let p = std::env::current_exe().ok()?.parent()?.join("rvsd");
+    p.exists().then_some(p)
+}
+
+/// Opens `n` connections to `addr`, prints `READY <opened>`, and holds them until stdin closes
+/// or a line arrives.
+fn hold(addr: &str, n: usize) -> BoxResult<()> {
+    let mut conns = Vec::with_capacity(n);
+    let mut failures = 0;
+    while conns.len() < n && failures < 50 {
+        match TcpStream::connect(addr) {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                failures += 1;
+                eprintln!("hold: connect {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    println!("READY {}", conns.len());
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    drop(conns);
+    Ok(())
+}
