@@ -46,10 +46,40 @@ impl ServiceConfig {
 /// Everything the director should be doing.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DesiredState {
-    /// Virtual services by key.
+    /// Virtual services by key (a JSON list of services: JSON map keys must be strings).
+    #[serde(with = "services_as_list")]
     pub services: BTreeMap<ServiceKey, ServiceConfig>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+}
+
+/// Serializes the services map as a list (each service carries its key); a list with a key
+/// twice does not deserialize.
+mod services_as_list {
+    use super::{ServiceConfig, ServiceKey};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<ServiceKey, ServiceConfig>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<ServiceKey, ServiceConfig>, D::Error> {
+        let list = Vec::<ServiceConfig>::deserialize(d)?;
+        let mut map = BTreeMap::new();
+        for svc in list {
+            let key = svc.key;
+            if map.insert(key, svc).is_some() {
+                return Err(D::Error::custom(format!("service {key} is listed twice")));
+            }
+        }
+        Ok(map)
+    }
 }
 
 /// Why an edit of the desired state was refused. The state is unchanged when this is returned.
