@@ -2,7 +2,7 @@
 //! edit (API, reload) goes through [`Daemon::update`]: validate on a copy with `DesiredState`'s
 //! edit methods, hand the engines only the difference, and commit only if all that succeeded.
 
-use crate::engines::{ApplyError, EngineManager, kind_name};
+use crate::engines::{EngineManager, kind_name};
 use rvs_api::{RealView, ServiceView, StatsView};
 use rvs_core::desired::{DesiredState, ServiceConfig, StateError};
 use rvs_core::engine::{Counters, EngineStats, Rates, ServiceStats};
@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 pub enum UpdateError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(transparent)]
-    Engine(#[from] ApplyError),
     /// Several validation errors (a whole-state replace).
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -66,15 +64,16 @@ impl Daemon {
         self.ready
     }
 
-    /// Edit a copy of the desired state with `edit`, apply the difference to the engines, and
-    /// commit. On any error nothing changes.
+    /// Edit a copy of the desired state with `edit`; if that succeeds, commit it and apply the
+    /// difference to the engines (what an engine cannot serve is flagged, see
+    /// [`EngineManager::apply`]). On an error nothing changes.
     pub fn update<T>(
         &mut self,
         edit: impl FnOnce(&mut DesiredState) -> Result<T, UpdateError>,
     ) -> Result<T, UpdateError> {
         let mut next = self.desired.clone();
         let out = edit(&mut next)?;
-        self.engines.apply(&next)?;
+        self.engines.apply(&next);
         self.desired = next;
         self.ready = true;
         Ok(out)
@@ -86,6 +85,18 @@ impl Daemon {
             *s = new;
             Ok(())
         })
+    }
+
+    /// Services no engine serves, with the reason.
+    pub fn unserved(&self) -> Vec<(ServiceKey, String)> {
+        self.desired
+            .services
+            .keys()
+            .filter_map(|k| match self.engines.placement(k) {
+                Some(Err(why)) => Some((*k, why.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Take a counter sample and recompute rates (called every couple of seconds).

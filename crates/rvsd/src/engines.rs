@@ -6,23 +6,14 @@
 //! `diff(old view, new view)`, so a service that moves (or becomes unservable) is removed from
 //! one engine and added to the other, and nothing else is touched.
 
-use rvs_core::desired::{DesiredState, ServiceConfig, diff};
-use rvs_core::engine::{ConnectionInfo, Engine, EngineError, EngineKind, EngineStats, Unsupported};
+use rvs_core::desired::{Change, DesiredState, ServiceConfig, diff};
+use rvs_core::engine::{ConnectionInfo, Engine, EngineKind, EngineStats, Unsupported};
 use rvs_core::model::{EnginePin, ForwardMethod, ServiceKey};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// Where a service is served, or why it is not.
 pub type Placement = Result<EngineKind, String>;
-
-/// An engine failed to apply its part of a new state (the old state was restored).
-#[derive(Debug, thiserror::Error)]
-#[error("{engine:?} engine: {source}")]
-pub struct ApplyError {
-    pub engine: EngineKind,
-    #[source]
-    pub source: EngineError,
-}
 
 /// The running engines, and why the others are not running.
 pub struct EngineManager {
@@ -121,52 +112,30 @@ impl EngineManager {
         self.placement.get(key)
     }
 
-    /// Make the engines serve `desired`, applying only the difference. On an engine error the
-    /// previous views are restored (best effort) and the error returned.
-    pub fn apply(&mut self, desired: &DesiredState) -> Result<(), ApplyError> {
-        let placement: BTreeMap<ServiceKey, Placement> = desired
+    /// Make the engines serve `desired`, applying only the difference. A service an engine
+    /// fails to take (say its VIP is not a local address, or the port is taken) is taken out of
+    /// that engine and flagged with the engine's error: kept and listed, never dropped, and
+    /// tried again on the next change.
+    pub fn apply(&mut self, desired: &DesiredState) {
+        let mut placement: BTreeMap<ServiceKey, Placement> = desired
             .services
             .values()
             .map(|s| (s.key, self.place(s)))
             .collect();
-        let mut new_views: BTreeMap<EngineKind, DesiredState> = self
-            .running()
-            .into_iter()
-            .map(|k| {
-                (
-                    k,
-                    DesiredState {
-                        timeouts: desired.timeouts,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
-        for (key, p) in &placement {
-            if let Some(view) = p.as_ref().ok().and_then(|k| new_views.get_mut(k)) {
-                view.services.insert(*key, desired.services[key].clone());
-            }
-        }
-        let mut done: Vec<EngineKind> = Vec::new();
         for kind in self.running() {
-            let changes = diff(&self.views[&kind], &new_views[&kind]);
-            if changes.is_empty() {
-                continue;
-            }
-            tracing::debug!(engine = ?kind, ?changes, "applying");
-            let engine = self.engine_mut(kind).expect("running engine");
-            if let Err(source) = engine.apply(&changes) {
-                tracing::error!(engine = ?kind, error = %source, "engine refused the change; restoring");
-                self.restore(kind, &new_views[&kind]);
-                for k in done {
-                    self.restore(k, &new_views[&k]);
+            let mut view = DesiredState {
+                timeouts: desired.timeouts,
+                ..Default::default()
+            };
+            for (key, p) in &placement {
+                if p.as_ref() == Ok(&kind) {
+                    view.services.insert(*key, desired.services[key].clone());
                 }
-                return Err(ApplyError {
-                    engine: kind,
-                    source,
-                });
             }
-            done.push(kind);
+            for (key, why) in self.apply_engine(kind, &mut view) {
+                placement.insert(key, Err(why));
+            }
+            self.views.insert(kind, view);
         }
         for (key, p) in &placement {
             if let Err(why) = p
@@ -175,20 +144,43 @@ impl EngineManager {
                 tracing::warn!(service = %key, reason = %why, "service kept but not served");
             }
         }
-        self.views = new_views;
         self.placement = placement;
-        Ok(())
     }
 
-    /// Bring engine `kind` from `attempted` back to its recorded view (errors are logged).
-    fn restore(&mut self, kind: EngineKind, attempted: &DesiredState) {
-        let changes = diff(attempted, &self.views[&kind]);
+    /// Hand engine `kind` the changes from its current view to `view`, one by one; services
+    /// whose changes fail are removed from the engine and from `view`, and returned with why.
+    fn apply_engine(
+        &mut self,
+        kind: EngineKind,
+        view: &mut DesiredState,
+    ) -> Vec<(ServiceKey, String)> {
+        let changes = diff(&self.views[&kind], view);
         let engine = self.engine_mut(kind).expect("running engine");
-        for c in changes {
-            if let Err(e) = engine.apply(std::slice::from_ref(&c)) {
-                tracing::debug!(engine = ?kind, error = %e, "while restoring");
+        let mut failed: Vec<(ServiceKey, String)> = Vec::new();
+        for change in changes {
+            let key = changed_service(&change);
+            if key.is_some_and(|k| failed.iter().any(|(f, _)| *f == k)) {
+                continue;
+            }
+            tracing::debug!(engine = ?kind, ?change, "applying");
+            if let Err(e) = engine.apply(std::slice::from_ref(&change)) {
+                match key {
+                    Some(k) => failed.push((
+                        k,
+                        format!("the {} engine could not serve it: {e}", kind_name(kind)),
+                    )),
+                    None => {
+                        tracing::error!(engine = ?kind, error = %e, "engine refused {change:?}")
+                    }
+                }
             }
         }
+        for (key, _) in &failed {
+            // Take out whatever part was added; an engine that never had it just says so.
+            let _ = engine.apply(&[Change::RemoveService(*key)]);
+            view.services.remove(key);
+        }
+        failed
     }
 
     /// Counters of every engine, and outcome counters prefixed with the engine's name.
@@ -257,5 +249,18 @@ fn method_name(m: ForwardMethod) -> &'static str {
         ForwardMethod::Tun => "TUN",
         ForwardMethod::Nat => "NAT",
         ForwardMethod::FullNat => "FULLNAT",
+    }
+}
+
+/// The service a change is about (`None` for timeouts).
+fn changed_service(c: &Change) -> Option<ServiceKey> {
+    match c {
+        Change::SetTimeouts(_) => None,
+        Change::RemoveReal { service, .. }
+        | Change::AddReal { service, .. }
+        | Change::EditReal { service, .. } => Some(*service),
+        Change::RemoveService(key)
+        | Change::AddService { key, .. }
+        | Change::EditService { key, .. } => Some(*key),
     }
 }

@@ -60,9 +60,6 @@ impl From<UpdateError> for ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             UpdateError::State(s) => s.into(),
-            UpdateError::Engine(e) => {
-                ApiError::new(StatusCode::CONFLICT, "engine_error", e.to_string())
-            }
             UpdateError::Invalid(v) => ApiError::bad_request("invalid_state", v.join("; ")),
         }
     }
