@@ -7,10 +7,12 @@
 
 pub mod abi;
 pub mod balancer;
+pub mod decap;
 pub mod engine;
 pub mod error;
 pub mod flow_hash;
 pub mod programs;
+pub mod realserver;
 mod state;
 mod upkeep;
 

@@ -1,0 +1,52 @@
+//! `rvsadm realserver setup|teardown`: prepare a host as a real server for DR or TUN —
+//! rvs-net's addresses and sysctls, plus, for TUN on a kernel without the ipip module, rvs's
+//! own decapsulation program ([`crate::decap`]) on the receiving interface.
+
+use crate::decap;
+use rvs_net::realserver::{self as net, Method, RealServerSetup, SetupReport};
+use rvs_net::{NetError, Netlink};
+
+/// Why a real-server preparation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RealServerError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("decapsulation program: {0}")]
+    Decap(#[from] crate::error::XdpError),
+}
+
+/// Whether this kernel can decapsulate IPIP by itself (the ipip module is loaded or loadable).
+pub fn kernel_has_ipip() -> bool {
+    std::path::Path::new("/sys/module/ipip").exists()
+}
+
+/// Prepare this host (idempotent). For TUN the decapsulation program is attached unless the
+/// kernel has ipip.
+pub fn setup(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
+    let mut report = net::setup(cfg)?;
+    if cfg.method == Method::Tun && !kernel_has_ipip() {
+        let iface = interface(cfg)?;
+        match decap::install(&iface, &cfg.vips)? {
+            Some(mode) => report.lines.push(format!("decapsulation program attached to {iface} ({mode:?} mode)")),
+            None => report.lines.push(format!("decapsulation program on {iface} now also accepts the VIPs")),
+        }
+    }
+    Ok(report)
+}
+
+/// Undo [`setup`].
+pub fn teardown(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
+    let mut report = net::teardown(cfg)?;
+    if cfg.method == Method::Tun {
+        let iface = interface(cfg)?;
+        if decap::uninstall(&iface, &cfg.vips)? {
+            report.lines.push(format!("decapsulation program detached from {iface}"));
+        }
+    }
+    Ok(report)
+}
+
+fn interface(cfg: &RealServerSetup) -> Result<String, RealServerError> {
+    let first = *cfg.vips.first().ok_or_else(|| NetError::Invalid("no VIP given".into()))?;
+    Ok(net::interface_of(&Netlink::new()?, &cfg.interface, first)?)
+}
