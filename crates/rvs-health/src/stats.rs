@@ -1,0 +1,111 @@
+//! Counters and the lateness histogram of the supervisor (how far behind schedule checks
+//! start), lock-free so every checker task can record.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Width of one lateness bucket.
+const BUCKET_US: u64 = 50;
+/// Buckets (50 µs each: 0..=204.8 ms; later goes in the last).
+const BUCKETS: usize = 4096;
+
+/// Supervisor-wide statistics.
+#[derive(Debug)]
+pub struct Stats {
+    checks: AtomicU64,
+    failures: AtomicU64,
+    transitions: AtomicU64,
+    max_late_us: AtomicU64,
+    late: Vec<AtomicU64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            checks: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
+            max_late_us: AtomicU64::new(0),
+            late: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// A copy of the statistics at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Checks run.
+    pub checks: u64,
+    /// Checks that failed.
+    pub failures: u64,
+    /// Health transitions (up↔down).
+    pub transitions: u64,
+    /// Lateness percentiles (resolution 50 µs) and maximum.
+    pub late_p50: Duration,
+    pub late_p99: Duration,
+    pub late_max: Duration,
+}
+
+impl Stats {
+    /// A check started `late` after it was due.
+    pub fn record_start(&self, late: Duration) {
+        let us = late.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = ((us / BUCKET_US) as usize).min(BUCKETS - 1);
+        self.late[i].fetch_add(1, Relaxed);
+        self.max_late_us.fetch_max(us, Relaxed);
+    }
+
+    /// A check finished.
+    pub fn record_result(&self, ok: bool) {
+        self.checks.fetch_add(1, Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A real changed health.
+    pub fn record_transition(&self) {
+        self.transitions.fetch_add(1, Relaxed);
+    }
+
+    /// Forget the lateness seen so far (e.g. after a warm-up period).
+    pub fn reset_lateness(&self) {
+        for b in &self.late {
+            b.store(0, Relaxed);
+        }
+        self.max_late_us.store(0, Relaxed);
+    }
+
+    /// Read everything.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let counts: Vec<u64> = self.late.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let pct = |p: f64| {
+            let rank = ((total as f64) * p).ceil() as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank.max(1) {
+                    return Duration::from_micros((i as u64 + 1) * BUCKET_US);
+                }
+            }
+            Duration::ZERO
+        };
+        StatsSnapshot {
+            checks: self.checks.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            transitions: self.transitions.load(Relaxed),
+            late_p50: if total == 0 {
+                Duration::ZERO
+            } else {
+                pct(0.50)
+            },
+            late_p99: if total == 0 {
+                Duration::ZERO
+            } else {
+                pct(0.99)
+            },
+            late_max: Duration::from_micros(self.max_late_us.load(Relaxed)),
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The [`HealthSupervisor`]: one tokio task per checker runs it on the schedule the core state
+//! machine ([`rvs_core::health`]) sets, feeds the results back with `now`, carries out the
+//! actions it returns (events on a channel, notify commands) and keeps a status per real for
+//! listings.
+
+use crate::error::CheckError;
+use crate::run::run_check;
+use crate::stats::{Stats, StatsSnapshot};
+use rvs_config::keepalived::{Checker, VirtualServerHealth};
+use rvs_core::health::*;
+use rvs_core::model::{Health, ServiceKey};
+use rvs_core::time::Timestamp;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// A real's observed health changed (or its dynamic weight did).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub service: ServiceKey,
+    pub real: SocketAddr,
+    pub health: Health,
+    /// `misc_dynamic` weight, if a script set one.
+    pub dynamic_weight: Option<u32>,
+    /// `inhibit_on_failure`: keep the real listed at weight 0 while down instead of removing it.
+    pub inhibit: bool,
+    /// When `health` took its current value.
+    pub since: SystemTime,
+    /// Why the last check failed (`None` after a success).
+    pub last_error: Option<String>,
+}
+
+/// Everything the supervisor reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SupervisorEvent {
+    /// A real's health or dynamic weight changed; apply it to the desired state.
+    Real(HealthEvent),
+    /// Quorum of a service was gained (`up`) or lost.
+    Quorum { service: ServiceKey, up: bool },
+    /// The service's sorry server should be (`active`) or no longer be in service.
+    SorryServer {
+        service: ServiceKey,
+        addr: SocketAddr,
+        active: bool,
+    },
+}
+
+/// What listings show about a real.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealStatus {
+    pub service: ServiceKey,
+    pub real: SocketAddr,
+    pub health: Health,
+    pub dynamic_weight: Option<u32>,
+    pub since: SystemTime,
+    pub last_error: Option<String>,
+}
+
+/// Longest a notify command may run before it is killed.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct ServiceEntry {
+    cfg: VirtualServerHealth,
+    state: Mutex<ServiceState>,
+}
+
+struct ServiceState {
+    machine: ServiceHealth,
+    status: BTreeMap<SocketAddr, RealStatus>,
+}
+
+struct Shared {
+    epoch: Instant,
+    tx: mpsc::UnboundedSender<SupervisorEvent>,
+    stats: Stats,
+}
+
+impl Shared {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+}
+
+/// Runs every configured check. Dropping it stops the checks (without `omega` notifications;
+/// use [`HealthSupervisor::shutdown`] for those).
+pub struct HealthSupervisor {
+    shared: Arc<Shared>,
+    services: Vec<Arc<ServiceEntry>>,
+    tasks: JoinSet<()>,
+}
+
+fn lock(entry: &ServiceEntry) -> MutexGuard<'_, ServiceState> {
+    // a panicking checker task must not take the others down with it
+    entry.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A cheap pseudo-random number (warmup offsets need spread, not quality).
+fn jitter(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn thresholds(c: &Checker) -> CheckThresholds {
+    CheckThresholds {
+        delay_loop: c.delay_loop,
+        retry: c.retry,
+        delay_before_retry: c.delay_before_retry,
+        alpha: c.alpha,
+    }
+}
+
+impl HealthSupervisor {
+    /// Start checking. Must be called inside a tokio runtime. The initial state of every real
+    /// (up, or down with `alpha`) is sent on the channel at once.
+    pub fn start(
+        services: &[VirtualServerHealth],
+    ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            epoch: Instant::now(),
+            tx,
+            stats: Stats::default(),
+        });
+        let mut sup = HealthSupervisor {
+            shared: shared.clone(),
+            services: Vec::new(),
+            tasks: JoinSet::new(),
+        };
+        let now = shared.now();
+        let wall = SystemTime::now();
+        let seed = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        for (si, cfg) in services.iter().enumerate() {
+            let reals = cfg
+                .reals
+                .iter()
+                .enumerate()
+                .map(|(ri, r)| {
+                    let checkers = r
+                        .checkers
+                        .iter()
+                        .enumerate()
+                        .map(|(ci, c)| {
+                            let max = c.warmup.as_millis() as u64;
+                            let r =
+                                jitter(seed ^ ((si as u64) << 40) ^ ((ri as u64) << 8) ^ ci as u64);
+                            let offset = if max == 0 { 0 } else { r % (max + 1) };
+                            CheckerMachine::new(thresholds(c), now, Duration::from_millis(offset))
+                        })
+                        .collect();
+                    RealHealth::new(r.addr, r.weight, r.inhibit_on_failure, checkers)
+                })
+                .collect();
+            let thresholds = ServiceThresholds {
+                quorum: cfg.quorum,
+                hysteresis: cfg.hysteresis,
+                has_sorry_server: cfg.sorry_server.is_some(),
+                omega: cfg.omega,
+            };
+            let machine = ServiceHealth::new(thresholds, reals);
+            let status = cfg
+                .reals
+                .iter()
+                .map(|r| {
+                    let health = machine.real(&r.addr).map_or(Health::Unknown, |m| {
+                        if m.is_up() { Health::Up } else { Health::Down }
+                    });
+                    let st = RealStatus {
+                        service: cfg.service,
+                        real: r.addr,
+                        health,
+                        dynamic_weight: None,
+                        since: wall,
+                        last_error: None,
+                    };
+                    (r.addr, st)
+                })
+                .collect();
+            let start = machine.start();
+            let entry = Arc::new(ServiceEntry {
+                cfg: cfg.clone(),
+                state: Mutex::new(ServiceState { machine, status }),
+            });
+            apply(&shared, &entry, start, true);
+            for r in &cfg.reals {
+                for (ci, c) in r.checkers.iter().enumerate() {
+                    let task = CheckerTask {
+                        shared: shared.clone(),
+                        entry: entry.clone(),
+                        real: r.addr,
+                        index: ci,
+                        checker: c.clone(),
+                    };
+                    sup.tasks.spawn(task.run());
+                }
+            }
+            sup.services.push(entry);
+        }
+        (sup, rx)
+    }
+
+    /// The status of every real, for listings and the API.
+    pub fn status(&self) -> Vec<RealStatus> {
+        self.services
+            .iter()
+            .flat_map(|e| lock(e).status.values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Counters and lateness so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Forget the lateness recorded so far.
+    pub fn reset_lateness(&self) {
+        self.shared.stats.reset_lateness();
+    }
+
+    /// Stop every check, then run the `omega` notifications and wait for them.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+        let mut notifies = JoinSet::new();
+        for e in &self.services {
+            let actions = lock(e).machine.stop();
+            for a in actions {
+                if let HealthAction::Notify { real, event } = a
+                    && let Some(cmd) = notify_command(&e.cfg, real, event)
+                {
+                    notifies.spawn(run_notify(cmd));
+                }
+            }
+        }
+        while notifies.join_next().await.is_some() {}
+    }
+}
+
+/// One checker of one real, looping forever.
+struct CheckerTask {
+    shared: Arc<Shared>,
+    entry: Arc<ServiceEntry>,
+    real: SocketAddr,
+    index: usize,
+    checker: Checker,
+}
+
+impl CheckerTask {
+    fn next_due(&self) -> Option<Timestamp> {
+        let st = lock(&self.entry);
+        st.machine
+            .real(&self.real)?
+            .checkers()
+            .get(self.index)
+            .map(CheckerMachine::next_due)
+    }
+
+    async fn run(self) {
+        let vhost = self.entry.cfg.virtualhost.clone();
+        let Some(first) = self.next_due() else { return };
+        let mut due = self.shared.epoch + Duration::from_millis(first.as_millis());
+        let mut seq: u16 = jitter(self.real.port() as u64 ^ self.index as u64) as u16;
+        loop {
+            tokio::time::sleep_until(due.into()).await;
+            self.shared
+                .stats
+                .record_start(Instant::now().saturating_duration_since(due));
+            seq = seq.wrapping_add(1);
+            let result = run_check(&self.checker, self.real, vhost.as_deref(), seq).await;
+            let finished = Instant::now();
+            self.shared.stats.record_result(result.is_ok());
+            let delay = self.feed(result);
+            due = finished + delay;
+        }
+    }
+
+    /// Feed a result to the state machine, carry out the actions; returns the time until the
+    /// next check.
+    fn feed(&self, result: Result<Option<u32>, CheckError>) -> Duration {
+        let now = self.shared.now();
+        let (outcome, error) = match result {
+            Ok(dynamic_weight) => (CheckOutcome::Success { dynamic_weight }, None),
+            Err(e) => (CheckOutcome::Failure, Some(e.to_string())),
+        };
+        let (actions, next) = {
+            let mut st = lock(&self.entry);
+            let actions = st.machine.on_result(now, self.real, self.index, outcome);
+            if let Some(s) = st.status.get_mut(&self.real) {
+                s.last_error = error;
+            }
+            let next = st
+                .machine
+                .real(&self.real)
+                .and_then(|r| r.checkers().get(self.index))
+                .map_or(self.checker.delay_loop, |c| {
+                    c.next_due().saturating_since(now)
+                });
+            (actions, next)
+        };
+        apply(&self.shared, &self.entry, actions, false);
+        next
+    }
+}
+
+/// Carry out the state machine's actions for one service.
+fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, initial: bool) {
+    let service = entry.cfg.service;
+    let mut changed: Vec<SocketAddr> = Vec::new();
+    let mut st = lock(entry);
+    for action in actions {
+        match action {
+            HealthAction::SetHealth {
+                real,
+                health,
+                inhibit: _,
+            } => {
+                if let Some(s) = st.status.get_mut(&real) {
+                    if s.health != health {
+                        s.since = SystemTime::now();
+                    }
+                    s.health = health;
+                }
+                if !initial {
+                    shared.stats.record_transition();
+                }
+                changed.push(real);
+            }
+            HealthAction::SetDynamicWeight { real, weight } => {
+                if let Some(s) = st.status.get_mut(&real) {
+                    s.dynamic_weight = weight;
+                }
+                changed.push(real);
+            }
+            HealthAction::Notify { real, event } => {
+                if real.is_none() {
+                    let up = event == NotifyEvent::QuorumUp;
+                    let _ = shared.tx.send(SupervisorEvent::Quorum { service, up });
+                }
+                if let Some(cmd) = notify_command(&entry.cfg, real, event) {
+                    tokio::spawn(run_notify(cmd));
+                }
+            }
+            HealthAction::SorryServer { active } => {
+                if let Some(addr) = entry.cfg.sorry_server {
+                    let _ = shared.tx.send(SupervisorEvent::SorryServer {
+                        service,
+                        addr,
+                        active,
+                    });
+                }
+            }
+        }
+    }
+    changed.sort();
+    changed.dedup();
+    for real in changed {
+        let Some(s) = st.status.get(&real) else {
+            continue;
+        };
+        let inhibit = entry
+            .cfg
+            .reals
+            .iter()
+            .find(|r| r.addr == real)
+            .is_some_and(|r| r.inhibit_on_failure);
+        let ev = HealthEvent {
+            service,
+            real,
+            health: s.health,
+            dynamic_weight: s.dynamic_weight,
+            inhibit,
+            since: s.since,
+            last_error: s.last_error.clone(),
+        };
+        let _ = shared.tx.send(SupervisorEvent::Real(ev));
+    }
+    drop(st);
+}
+
+/// The command configured for an event, if any.
+fn notify_command(
+    cfg: &VirtualServerHealth,
+    real: Option<SocketAddr>,
+    event: NotifyEvent,
+) -> Option<String> {
+    let r = real.and_then(|a| cfg.reals.iter().find(|r| r.addr == a));
+    match event {
+        NotifyEvent::RealUp => r?.notify_up.clone(),
+        NotifyEvent::RealDown => r?.notify_down.clone(),
+        NotifyEvent::QuorumUp => cfg.quorum_up.clone(),
+        NotifyEvent::QuorumDown => cfg.quorum_down.clone(),
+    }
+}
+
+/// Run a notify command through `/bin/sh -c`, killed after [`NOTIFY_TIMEOUT`].
+async fn run_notify(cmd: String) {
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    if let Ok(mut child) = child {
+        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await;
+    }
+}
