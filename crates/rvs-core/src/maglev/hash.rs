@@ -78,37 +78,51 @@ pub fn murmur3_32(seed: u32, data: &[u8]) -> u32 {
     fmix32(h ^ data.len() as u32)
 }
 
-fn push_ip(buf: &mut Vec<u8>, ip: IpAddr) {
+fn ip_octets(ip: IpAddr, out: &mut [u8; 40], at: usize) -> usize {
     match ip {
-        IpAddr::V4(a) => buf.extend_from_slice(&a.octets()),
-        IpAddr::V6(a) => buf.extend_from_slice(&a.octets()),
+        IpAddr::V4(a) => {
+            out[at..at + 4].copy_from_slice(&a.octets());
+            at + 4
+        }
+        IpAddr::V6(a) => {
+            out[at..at + 16].copy_from_slice(&a.octets());
+            at + 16
+        }
     }
+}
+
+/// Write the flow bytes into `out`; returns their length (16 or 40; 28 for mixed families).
+fn fill_flow(src: SocketAddr, dst: SocketAddr, protocol: u8, out: &mut [u8; 40]) -> usize {
+    let mut n = ip_octets(src.ip(), out, 0);
+    n = ip_octets(dst.ip(), out, n);
+    out[n..n + 2].copy_from_slice(&src.port().to_be_bytes());
+    out[n + 2..n + 4].copy_from_slice(&dst.port().to_be_bytes());
+    out[n + 4..n + 8].copy_from_slice(&[protocol, 0, 0, 0]);
+    n + 8
 }
 
 /// The bytes [`flow_hash`] hashes (see the module docs).
 pub fn flow_bytes(src: SocketAddr, dst: SocketAddr, protocol: u8) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(40);
-    push_ip(&mut buf, src.ip());
-    push_ip(&mut buf, dst.ip());
-    buf.extend_from_slice(&src.port().to_be_bytes());
-    buf.extend_from_slice(&dst.port().to_be_bytes());
-    buf.extend_from_slice(&[protocol, 0, 0, 0]);
-    buf
+    let mut buf = [0u8; 40];
+    let n = fill_flow(src, dst, protocol, &mut buf);
+    buf[..n].to_vec()
 }
 
 /// The flow hash of a packet from `src` to `dst` with IP protocol number `protocol`, as the
 /// XDP program computes it (see the module docs). Look it up with
-/// [`super::MaglevTable::lookup`].
+/// [`super::MaglevTable::lookup`]. Allocation-free.
 pub fn flow_hash(src: SocketAddr, dst: SocketAddr, protocol: u8) -> u32 {
-    murmur3_32(FLOW_SEED, &flow_bytes(src, dst, protocol))
+    let mut buf = [0u8; 40];
+    let n = fill_flow(src, dst, protocol, &mut buf);
+    murmur3_32(FLOW_SEED, &buf[..n])
 }
 
 /// A real's identity bytes: address then big-endian port.
 pub fn real_identity(addr: SocketAddr) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(18);
-    push_ip(&mut buf, addr.ip());
-    buf.extend_from_slice(&addr.port().to_be_bytes());
-    buf
+    let mut buf = [0u8; 40];
+    let n = ip_octets(addr.ip(), &mut buf, 0);
+    buf[n..n + 2].copy_from_slice(&addr.port().to_be_bytes());
+    buf[..n + 2].to_vec()
 }
 
 #[cfg(test)]
