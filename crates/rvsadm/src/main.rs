@@ -5,6 +5,7 @@
 
 mod client;
 mod help;
+mod realserver;
 mod run;
 mod socket;
 
@@ -29,6 +30,34 @@ fn take_socket_flag(args: &mut Vec<String>) -> Result<Option<PathBuf>, String> {
     Err("<command line>:1:".to_string() + &(i + 1).to_string() + ": option --socket needs a path")
 }
 
+/// `rvsadm realserver ...`.
+fn realserver_main(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", realserver::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let cmd = match realserver::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rvsadm: realserver: {e}");
+            eprint!("{}", realserver::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match realserver::run(&cmd) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rvsadm: realserver: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let socket = match take_socket_flag(&mut args) {
@@ -39,11 +68,7 @@ fn main() -> ExitCode {
         }
     };
     if args.first().map(String::as_str) == Some("realserver") {
-        eprintln!(
-            "rvsadm: realserver: not yet available in this build (real-server setup lives in \
-             rvs-net, which does not expose it yet); see docs/rvsadm.md for the manual steps"
-        );
-        return ExitCode::from(1);
+        return realserver_main(&args[1..]);
     }
     if args.is_empty() {
         args.push("-L".to_string());
