@@ -264,3 +264,6 @@ fn changed_service(c: &Change) -> Option<ServiceKey> {
         | Change::EditService { key, .. } => Some(*key),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -128,7 +128,7 @@ async fn serve(
     let mut tick = tokio::time::interval(RATE_INTERVAL);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&shared, &sources, &args),
+            _ = hup.recv() => reload(&shared, &sources, &args, &cfg),
             _ = term.recv() => { tracing::info!("SIGTERM: exiting"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: exiting"); break; }
             _ = tick.tick() => api::lock(&shared).sample(Instant::now()),
@@ -138,7 +138,7 @@ async fn serve(
 }
 
 /// SIGHUP: re-read the sources; apply only the difference; on any error keep everything.
-fn reload(shared: &api::Shared, sources: &Sources, args: &Args) {
+fn reload(shared: &api::Shared, sources: &Sources, args: &Args, running: &DaemonConfig) {
     tracing::info!("SIGHUP: reloading");
     let mut config = match sources.load() {
         Ok(c) => c,
@@ -162,7 +162,7 @@ fn reload(shared: &api::Shared, sources: &Sources, args: &Args) {
         Err(e) => tracing::error!(error = %e, "reload refused; the running state is unchanged"),
     }
     drop(d);
-    if new_cfg.socket != args.socket.clone().or(new_cfg.socket.clone()) {
-        tracing::warn!("[daemon] changes other than the services take effect on restart");
+    if new_cfg != *running {
+        tracing::warn!("[daemon] settings changed; they take effect when rvsd restarts");
     }
 }

@@ -1,0 +1,200 @@
+//! Placement rules and per-engine diffs, with a recording stand-in engine.
+
+use super::*;
+use rvs_core::engine::EngineError;
+use rvs_core::model::{RealServer, ServiceOptions};
+use std::sync::{Arc, Mutex};
+
+type Log = Arc<Mutex<Vec<Change>>>;
+
+/// Records every change; refuses services on `refuse_port`; serves FULLNAT only if `fullnat_only`.
+struct Recorder {
+    kind: EngineKind,
+    fullnat_only: bool,
+    refuse_port: Option<u16>,
+    log: Log,
+}
+
+impl Engine for Recorder {
+    fn kind(&self) -> EngineKind {
+        self.kind
+    }
+    fn supports(&self, s: &ServiceConfig) -> Result<(), Unsupported> {
+        match s
+            .reals
+            .values()
+            .find(|r| self.fullnat_only && r.method != ForwardMethod::FullNat)
+        {
+            Some(r) => Err(Unsupported(format!("{} is not fullnat", r.addr))),
+            None => Ok(()),
+        }
+    }
+    fn apply(&mut self, changes: &[Change]) -> Result<(), EngineError> {
+        for c in changes {
+            if let Change::AddService {
+                key: key @ ServiceKey::Addr { addr, .. },
+                ..
+            } = c
+                && Some(addr.port()) == self.refuse_port
+            {
+                let source = std::io::ErrorKind::AddrInUse.into();
+                return Err(EngineError::Io {
+                    context: format!("binding {key}"),
+                    source,
+                });
+            }
+            self.log.lock().unwrap().push(c.clone());
+        }
+        Ok(())
+    }
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
+    fn zero(&mut self, _: Option<&ServiceKey>) {}
+    fn connections(&self) -> Vec<ConnectionInfo> {
+        Vec::new()
+    }
+    fn shutdown(&mut self) {}
+}
+
+fn recorder(
+    kind: EngineKind,
+    fullnat_only: bool,
+    refuse_port: Option<u16>,
+) -> (Box<dyn Engine>, Log) {
+    let log = Log::default();
+    (
+        Box::new(Recorder {
+            kind,
+            fullnat_only,
+            refuse_port,
+            log: log.clone(),
+        }),
+        log,
+    )
+}
+
+fn key(port: u16) -> ServiceKey {
+    ServiceKey::tcp(format!("10.0.0.3:{port}").parse().unwrap())
+}
+
+fn real(last: u8, m: ForwardMethod, w: u32) -> RealServer {
+    RealServer::new(format!("10.0.0.{last}:80").parse().unwrap(), m, w)
+}
+
+fn state(services: &[(u16, ForwardMethod)]) -> DesiredState {
+    let mut s = DesiredState::default();
+    for (port, m) in services {
+        s.add_service(key(*port), ServiceOptions::default())
+            .unwrap();
+        s.add_real(&key(*port), real(7, *m, 1)).unwrap();
+    }
+    s
+}
+
+fn proxy_only() -> (EngineManager, Log) {
+    let (p, log) = recorder(EngineKind::Proxy, true, Some(99));
+    let why = BTreeMap::from([(
+        EngineKind::Xdp,
+        "needs root and --xdp-interface".to_string(),
+    )]);
+    (EngineManager::new(vec![p], why), log)
+}
+
+fn touched(log: &Log, k: ServiceKey) -> bool {
+    log.lock()
+        .unwrap()
+        .iter()
+        .any(|c| changed_service(c) == Some(k))
+}
+
+#[test]
+fn dr_without_xdp_is_flagged_and_never_handed_to_the_proxy() {
+    let (mut m, log) = proxy_only();
+    m.apply(&state(&[
+        (80, ForwardMethod::Dr),
+        (81, ForwardMethod::FullNat),
+    ]));
+    let why = "forwarding method DR needs the xdp engine, which is not running (needs root and --xdp-interface)";
+    assert_eq!(m.placement(&key(80)), Some(&Err(why.into())));
+    assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Proxy)));
+    assert!(!touched(&log, key(80)));
+}
+
+#[test]
+fn only_the_difference_reaches_the_engine_and_services_move_out() {
+    let (mut m, log) = proxy_only();
+    let s1 = state(&[(80, ForwardMethod::FullNat), (81, ForwardMethod::FullNat)]);
+    m.apply(&s1);
+    log.lock().unwrap().clear();
+    // 80: a weight edit; 81: a DR real is added, so it leaves the proxy engine.
+    let mut s2 = s1.clone();
+    s2.edit_real(&key(80), real(7, ForwardMethod::FullNat, 5))
+        .unwrap();
+    s2.add_real(&key(81), real(8, ForwardMethod::Dr, 1))
+        .unwrap();
+    m.apply(&s2);
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], Change::RemoveService(key(81)));
+    assert!(
+        matches!(&got[1], Change::EditReal { service, real } if *service == key(80) && real.weight == 5)
+    );
+    let why = m.placement(&key(81)).unwrap().clone().unwrap_err();
+    assert!(why.contains("DR needs the xdp engine"), "{why}");
+    log.lock().unwrap().clear();
+    m.apply(&s2);
+    assert!(log.lock().unwrap().is_empty(), "same state, no changes");
+}
+
+#[test]
+fn a_service_the_engine_refuses_is_flagged_and_retried() {
+    let (mut m, log) = proxy_only();
+    let s = state(&[(99, ForwardMethod::FullNat), (80, ForwardMethod::FullNat)]);
+    m.apply(&s);
+    let why = m.placement(&key(99)).unwrap().clone().unwrap_err();
+    assert!(
+        why.starts_with("the proxy engine could not serve it: binding tcp 10.0.0.3:99"),
+        "{why}"
+    );
+    assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Proxy)));
+    assert!(
+        !log.lock()
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, Change::AddReal { service, .. } if *service == key(99)))
+    );
+    m.apply(&s);
+    assert!(
+        m.placement(&key(99)).unwrap().is_err(),
+        "tried again, still refused"
+    );
+}
+
+#[test]
+fn fullnat_prefers_xdp_and_pins_are_respected() {
+    let (x, xlog) = recorder(EngineKind::Xdp, false, None);
+    let (p, plog) = recorder(EngineKind::Proxy, true, None);
+    let mut m = EngineManager::new(vec![x, p], BTreeMap::new());
+    let mut s = state(&[
+        (80, ForwardMethod::FullNat),
+        (81, ForwardMethod::FullNat),
+        (82, ForwardMethod::Tun),
+    ]);
+    let mut o = s.services[&key(81)].options;
+    o.engine = EnginePin::Proxy;
+    s.edit_service(key(81), o).unwrap();
+    m.apply(&s);
+    assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Xdp)));
+    assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Proxy)));
+    assert_eq!(m.placement(&key(82)), Some(&Ok(EngineKind::Xdp)));
+    assert!(touched(&plog, key(81)) && !touched(&plog, key(80)) && !touched(&plog, key(82)));
+    assert!(!touched(&xlog, key(81)));
+    // pinned to the proxy with a DR real: the proxy's own reason is shown
+    s.add_real(&key(81), real(9, ForwardMethod::Dr, 1)).unwrap();
+    m.apply(&s);
+    assert_eq!(
+        m.placement(&key(81)),
+        Some(&Err("10.0.0.9:80 is not fullnat".into()))
+    );
+}
