@@ -10,6 +10,7 @@ use crate::track::{ConnGuard, ConnState, ConnTable, NewConn};
 use rvs_core::{Protocol, Timestamp};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -90,8 +91,11 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
     guard.track.touch(&engine.clock);
     let reset_gen = picked.real.reset_generation();
     tokio::select! {
-        _ = relay_both(&client, &server, &guard, &svc, engine) => {}
-        _ = engine.idle_expired(&guard.track) => Outcomes::bump(&engine.outcomes.idle_timeout),
+        r = relay_both(&client, &server, &guard, &svc, engine) => {
+            if let Err(RelayEnd::Idle) = r {
+                Outcomes::bump(&engine.outcomes.idle_timeout);
+            }
+        }
         _ = picked.real.reset_requested(reset_gen) => {
             Outcomes::bump(&engine.outcomes.reset_by_operator);
             // Linger 0: close with RST on both sides, as an operator reset should.
@@ -101,14 +105,23 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
     }
 }
 
-/// Relays both directions; tracks FIN_WAIT / CLOSE_WAIT as each side finishes.
+/// Why a relay ended early.
+enum RelayEnd {
+    /// A socket error (reset by a peer, ...).
+    Io,
+    /// No traffic for the state's timeout (established, or FIN after a half-close).
+    Idle,
+}
+
+/// Relays both directions; tracks FIN_WAIT / CLOSE_WAIT as each side finishes, and ends the
+/// connection after the current state's idle timeout.
 async fn relay_both(
     client: &TcpStream,
     server: &TcpStream,
     guard: &ConnGuard,
     svc: &ServiceShared,
     engine: &EngineShared,
-) -> io::Result<()> {
+) -> Result<(), RelayEnd> {
     let splice = engine.use_splice;
     let half_closed = |state: ConnState| {
         if guard.track.state() == ConnState::Established {
@@ -141,7 +154,17 @@ async fn relay_both(
         half_closed(ConnState::CloseWait);
         io::Result::Ok(())
     };
-    tokio::try_join!(up, down).map(|_| ())
+    let (mut up, mut down) = (pin!(up), pin!(down));
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        // A fresh idle watcher each round: it picks up the FIN timeout after a half-close.
+        tokio::select! {
+            r = &mut up, if !up_done => { r.map_err(|_| RelayEnd::Io)?; up_done = true; }
+            r = &mut down, if !down_done => { r.map_err(|_| RelayEnd::Io)?; down_done = true; }
+            _ = engine.idle_expired(&guard.track) => return Err(RelayEnd::Idle),
+        }
+    }
+    Ok(())
 }
 
 /// Schedules and connects; a refused or timed-out connect is retried on another real, at most

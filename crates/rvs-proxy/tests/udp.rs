@@ -1,0 +1,167 @@
+//! UDP through the proxy engine on loopback: 100 concurrent clients each get their own reply
+//! from the VIP, and one-packet scheduling spreads one client's datagrams.
+
+mod common;
+
+use common::*;
+use rvs_core::engine::Engine;
+use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+/// UDP echo backends that tag replies with their name; returns their addresses.
+fn echo_backends(names: &[&'static str]) -> Vec<SocketAddr> {
+    names
+        .iter()
+        .map(|&name| {
+            let addr = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            std::thread::spawn(move || rvs_demo::serve_udp_echo(addr, name, true));
+            addr
+        })
+        .collect()
+}
+
+fn udp_vip() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn hundred_concurrent_clients_get_their_own_replies_from_the_vip() {
+    let mut e = engine();
+    let reals = echo_backends(&["u1", "u2"]);
+    std::thread::sleep(Duration::from_millis(50)); // let the echo servers bind
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    add_service(
+        &mut e,
+        key,
+        options(SchedulerKind::Rr),
+        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
+    );
+
+    let n = 100;
+    let barrier = Arc::new(Barrier::new(n));
+    let clients: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                barrier.wait();
+                let msg = format!("client-{i}");
+                let mut buf = [0u8; 256];
+                // A first datagram may race the session's creation; UDP may retry.
+                for _ in 0..3 {
+                    s.send_to(msg.as_bytes(), vip).unwrap();
+                    if let Ok((len, from)) = s.recv_from(&mut buf) {
+                        let reply = String::from_utf8_lossy(&buf[..len]).into_owned();
+                        return Some((reply, from, msg));
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    let mut per_real = [0; 2];
+    for c in clients {
+        let (reply, from, msg) = c.join().unwrap().expect("a reply");
+        assert_eq!(from, vip, "replies come from the VIP");
+        let (tag, body) = reply.split_once(": ").unwrap();
+        assert_eq!(body, msg, "each client gets its own reply");
+        per_real[if tag == "u1" { 0 } else { 1 }] += 1;
+    }
+    assert_eq!(per_real, [50, 50], "rr over two reals");
+    let stats = e.stats();
+    let svc = &stats.services[&key];
+    assert_eq!(svc.counters.conns, 100, "one session per client");
+    assert_eq!(svc.counters.in_pkts, svc.counters.out_pkts);
+    assert!(svc.counters.in_pkts >= 100);
+    let conns = e.connections();
+    assert_eq!(conns.iter().filter(|c| c.state == "UDP").count(), 100);
+    assert_eq!(
+        svc.reals.values().map(|r| r.inactive_conns).sum::<u32>(),
+        100
+    );
+    assert!(
+        conns.iter().all(|c| c.expires_ms > 200_000),
+        "UDP timeout 300 s by default"
+    );
+}
+
+#[test]
+fn sessions_expire_with_the_udp_timeout() {
+    let mut e = engine();
+    let reals = echo_backends(&["t1"]);
+    std::thread::sleep(Duration::from_millis(50));
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    e.apply(&[rvs_core::desired::Change::SetTimeouts(
+        rvs_core::desired::Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 1,
+        },
+    )])
+    .unwrap();
+    add_service(
+        &mut e,
+        key,
+        options(SchedulerKind::Rr),
+        &[fullnat(reals[0], 1)],
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send_to(b"x", vip).unwrap();
+    let mut buf = [0u8; 64];
+    s.recv_from(&mut buf).unwrap();
+    assert_eq!(open_conns(&e, &key), 1);
+    assert!(wait_until(Duration::from_secs(4), || open_conns(&e, &key) == 0));
+    assert!(e.connections().is_empty());
+}
+
+#[test]
+fn one_packet_scheduling_schedules_every_datagram() {
+    let mut e = engine();
+    let reals = echo_backends(&["o1", "o2"]);
+    std::thread::sleep(Duration::from_millis(50));
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    let opts = ServiceOptions {
+        one_packet: true,
+        ..options(SchedulerKind::Rr)
+    };
+    add_service(
+        &mut e,
+        key,
+        opts,
+        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut tags = Vec::new();
+    for i in 0..10 {
+        s.send_to(format!("q{i}").as_bytes(), vip).unwrap();
+        let mut buf = [0u8; 64];
+        let (len, from) = s.recv_from(&mut buf).unwrap();
+        assert_eq!(from, vip);
+        let reply = String::from_utf8_lossy(&buf[..len]).into_owned();
+        assert!(reply.ends_with(&format!("q{i}")), "{reply}");
+        tags.push(reply.split(':').next().unwrap().to_string());
+    }
+    assert_eq!(tags.iter().filter(|t| *t == "o1").count(), 5, "{tags:?}");
+    let stats = e.stats();
+    assert_eq!(
+        stats.services[&key].counters.conns, 10,
+        "each datagram is a connection"
+    );
+    for r in &reals {
+        assert_eq!(stats.services[&key].reals[r].counters.conns, 5);
+    }
+}
