@@ -29,24 +29,80 @@ fn services_crud_and_errors() {
     let before = state(&d);
 
     let r = d.req("POST", "/v1/services", Some(&dr_service()));
-    assert_eq!((r.status, r.kind().as_str()), (409, "service_exists"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (409, "service_exists"),
+        "{}",
+        r.body
+    );
     let r = d.req("POST", "/v1/services", Some("{\"key\": "));
-    assert_eq!((r.status, r.kind().as_str()), (400, "bad_json"), "{}", r.body);
-    assert!(r.json()["error"].as_str().unwrap().contains("line 1"), "{}", r.body);
-    let r = d.req("POST", "/v1/services", Some(r#"{"key": {"kind": "addr", "protocol": "icmp", "addr": "1.2.3.4:1"}}"#));
-    assert_eq!((r.status, r.kind().as_str()), (400, "bad_json"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "bad_json"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("line 1"),
+        "{}",
+        r.body
+    );
+    let r = d.req(
+        "POST",
+        "/v1/services",
+        Some(r#"{"key": {"kind": "addr", "protocol": "icmp", "addr": "1.2.3.4:1"}}"#),
+    );
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "bad_json"),
+        "{}",
+        r.body
+    );
     let r = d.get("/v1/services/tcp:10.0.0.3");
-    assert_eq!((r.status, r.kind().as_str()), (400, "bad_service_id"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "bad_service_id"),
+        "{}",
+        r.body
+    );
     let r = d.get("/v1/services/tcp:10.0.0.9:80");
-    assert_eq!((r.status, r.kind().as_str()), (404, "no_such_service"), "{}", r.body);
-    let r = d.req("PUT", "/v1/services/tcp:10.0.0.3:80", Some(r#"{"scheduler": "rr", "persistence": {"timeout": 5, "prefix_len": 40}}"#));
-    assert_eq!((r.status, r.kind().as_str()), (400, "bad_netmask"), "{}", r.body);
-    assert_eq!(state(&d), before, "refused requests leave the state unchanged");
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (404, "no_such_service"),
+        "{}",
+        r.body
+    );
+    let r = d.req(
+        "PUT",
+        "/v1/services/tcp:10.0.0.3:80",
+        Some(r#"{"scheduler": "rr", "persistence": {"timeout": 5, "prefix_len": 40}}"#),
+    );
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "bad_netmask"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        state(&d),
+        before,
+        "refused requests leave the state unchanged"
+    );
 
-    let r = d.req("PUT", &format!("/v1/services/{SVC}"), Some(r#"{"scheduler": "sh", "one_packet": true}"#));
+    let r = d.req(
+        "PUT",
+        &format!("/v1/services/{SVC}"),
+        Some(r#"{"scheduler": "sh", "one_packet": true}"#),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let r = d.get(&format!("/v1/services/{SVC}"));
-    assert_eq!((r.json()["options"]["scheduler"].as_str(), r.json()["options"]["one_packet"].as_bool()), (Some("sh"), Some(true)));
+    assert_eq!(
+        (
+            r.json()["options"]["scheduler"].as_str(),
+            r.json()["options"]["one_packet"].as_bool()
+        ),
+        (Some("sh"), Some(true))
+    );
     let list = d.get("/v1/services").json();
     assert_eq!(list.as_array().unwrap().len(), 1);
 
@@ -69,13 +125,37 @@ fn reals_crud_and_errors() {
     let real = |w: u32| json!({"addr": "10.0.0.7:80", "method": "dr", "weight": w}).to_string();
 
     let r = d.req("POST", "/v1/services/tcp:10.0.0.9:80/reals", Some(&real(1)));
-    assert_eq!((r.status, r.kind().as_str()), (404, "no_such_service"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (404, "no_such_service"),
+        "{}",
+        r.body
+    );
     let r = d.req("POST", &reals, Some(&real(70000)));
-    assert_eq!((r.status, r.kind().as_str()), (400, "weight_out_of_range"), "{}", r.body);
-    let r = d.req("POST", &reals, Some(r#"{"addr": "[2001:db8::1]:80", "method": "nat", "weight": 1}"#));
-    assert_eq!((r.status, r.kind().as_str()), (400, "family_mismatch"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "weight_out_of_range"),
+        "{}",
+        r.body
+    );
+    let r = d.req(
+        "POST",
+        &reals,
+        Some(r#"{"addr": "[2001:db8::1]:80", "method": "nat", "weight": 1}"#),
+    );
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "family_mismatch"),
+        "{}",
+        r.body
+    );
     let r = d.req("POST", &reals, Some(r#"{"addr": "10.0.0.7:80", "method": "dr", "weight": 1, "upper_threshold": 5, "lower_threshold": 9}"#));
-    assert_eq!((r.status, r.kind().as_str()), (400, "threshold_order"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "threshold_order"),
+        "{}",
+        r.body
+    );
     assert_eq!(d.get(&reals).json(), json!([]), "nothing was added");
 
     let r = d.req("POST", &reals, Some(&real(3)));
@@ -90,16 +170,30 @@ fn reals_crud_and_errors() {
     assert_eq!((r.status, r.kind().as_str()), (400, "weight_out_of_range"));
     let r = d.req("PUT", &format!("{reals}/10.0.0.8:80"), Some(&real(2)));
     assert_eq!((r.status, r.kind().as_str()), (400, "addr_mismatch"));
-    let r = d.req("PUT", &format!("{reals}/10.0.0.8:80"), Some(r#"{"addr": "10.0.0.8:80", "method": "dr", "weight": 2}"#));
+    let r = d.req(
+        "PUT",
+        &format!("{reals}/10.0.0.8:80"),
+        Some(r#"{"addr": "10.0.0.8:80", "method": "dr", "weight": 2}"#),
+    );
     assert_eq!((r.status, r.kind().as_str()), (404, "no_such_real"));
     let r = d.get(&format!("{reals}/10.0.0.7"));
     assert_eq!((r.status, r.kind().as_str()), (400, "bad_real_addr"));
     assert_eq!(state(&d), before);
 
-    let r = d.req("PUT", &one, Some(r#"{"addr": "10.0.0.7:80", "method": "dr", "weight": 0, "admin": "drain"}"#));
+    let r = d.req(
+        "PUT",
+        &one,
+        Some(r#"{"addr": "10.0.0.7:80", "method": "dr", "weight": 0, "admin": "drain"}"#),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let r = d.get(&one);
-    assert_eq!((r.json()["real"]["weight"].as_u64(), r.json()["effective_weight"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            r.json()["real"]["weight"].as_u64(),
+            r.json()["effective_weight"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
 
     let r = d.req("DELETE", &format!("{one}?reset=maybe"), None);
     assert_eq!((r.status, r.kind().as_str()), (400, "bad_query"));
@@ -118,17 +212,34 @@ fn dr_service_without_xdp_is_kept_and_listed_with_reason() {
     let svc = d.get(&format!("/v1/services/{SVC}")).json();
     assert_eq!(svc["engine"], Value::Null);
     let why = svc["unsupported"].as_str().unwrap();
-    assert!(why.contains("forwarding method DR needs the xdp engine, which is not running"), "{why}");
-    assert_eq!(svc["reals"].as_array().unwrap().len(), 1, "the real is kept");
+    assert!(
+        why.contains("forwarding method DR needs the xdp engine, which is not running"),
+        "{why}"
+    );
+    assert_eq!(
+        svc["reals"].as_array().unwrap().len(),
+        1,
+        "the real is kept"
+    );
     let m = d.get("/metrics").body;
-    assert!(m.contains("rvs_service_served{service=\"tcp:10.0.0.3:80\",engine=\"none\"} 0"), "{m}");
+    assert!(
+        m.contains("rvs_service_served{service=\"tcp:10.0.0.3:80\",engine=\"none\"} 0"),
+        "{m}"
+    );
 }
 
 #[test]
 fn timeouts_state_health_and_unknown_paths() {
     let d = Rvsd::start("[timeouts]\ntcp = 100\n", &[]);
-    assert_eq!(d.get("/v1/timeouts").json(), json!({"tcp": 100, "tcp_fin": 120, "udp": 300}));
-    let r = d.req("PUT", "/v1/timeouts", Some(r#"{"tcp": 50, "tcp_fin": 10, "udp": 20}"#));
+    assert_eq!(
+        d.get("/v1/timeouts").json(),
+        json!({"tcp": 100, "tcp_fin": 120, "udp": 300})
+    );
+    let r = d.req(
+        "PUT",
+        "/v1/timeouts",
+        Some(r#"{"tcp": 50, "tcp_fin": 10, "udp": 20}"#),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(d.get("/v1/timeouts").json()["tcp"], 50);
     let r = d.req("PUT", "/v1/timeouts", Some(r#"{"tcp": -1}"#));
@@ -140,26 +251,48 @@ fn timeouts_state_health_and_unknown_paths() {
     s["timeouts"]["udp"] = json!(77);
     let r = d.req("PUT", "/v1/state", Some(&s.to_string()));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(state(&d), s, "replaced atomically: the API-added service is gone");
+    assert_eq!(
+        state(&d),
+        s,
+        "replaced atomically: the API-added service is gone"
+    );
     let bad = json!({"timeouts": {"tcp": 1, "tcp_fin": 1, "udp": 1}, "services": [
         {"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.3:80"},
          "options": {"scheduler": "rr"},
          "reals": {"10.0.0.7:80": {"addr": "10.0.0.7:80", "method": "dr", "weight": 70000},
                    "10.0.0.8:80": {"addr": "10.0.0.8:80", "method": "dr", "weight": 1, "upper_threshold": 1, "lower_threshold": 2}}}]});
     let r = d.req("PUT", "/v1/state", Some(&bad.to_string()));
-    assert_eq!((r.status, r.kind().as_str()), (400, "invalid_state"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "invalid_state"),
+        "{}",
+        r.body
+    );
     let e = r.json()["error"].as_str().unwrap().to_string();
-    assert!(e.contains("weight 70000") && e.contains("threshold"), "every error reported: {e}");
+    assert!(
+        e.contains("weight 70000") && e.contains("threshold"),
+        "every error reported: {e}"
+    );
     let mut twice = s.clone();
     let one = json!({"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.4:80"}, "options": {"scheduler": "rr"}, "reals": {}});
     twice["services"] = json!([one.clone(), one]);
     let r = d.req("PUT", "/v1/state", Some(&twice.to_string()));
-    assert_eq!((r.status, r.kind().as_str()), (400, "bad_json"), "{}", r.body);
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "bad_json"),
+        "{}",
+        r.body
+    );
     assert_eq!(state(&d), s, "invalid replace changed nothing");
 
     let h = d.get("/v1/health");
     assert_eq!((h.status, h.json()["status"].as_str()), (200, Some("ok")));
-    assert!(h.json()["engines"].as_array().unwrap().contains(&json!("proxy")));
+    assert!(
+        h.json()["engines"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("proxy"))
+    );
     assert_eq!(d.get("/v1/ready").status, 200);
     let r = d.get("/v1/nothing");
     assert_eq!((r.status, r.kind().as_str()), (404, "not_found"));
@@ -184,8 +317,20 @@ fn traffic_stats_connections_zero_metrics_and_reset() {
     assert!(stats["outcomes"].is_object());
     let m = d.get("/metrics");
     assert_eq!(m.status, 200);
-    assert!(m.body.contains(&format!("rvs_service_connections_total{{service=\"{id}\"}} 4")), "{}", m.body);
-    assert!(m.body.contains(&format!("rvs_real_connections_total{{service=\"{id}\",real=\"{a}\"}} 2")), "{}", m.body);
+    assert!(
+        m.body.contains(&format!(
+            "rvs_service_connections_total{{service=\"{id}\"}} 4"
+        )),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains(&format!(
+            "rvs_real_connections_total{{service=\"{id}\",real=\"{a}\"}} 2"
+        )),
+        "{}",
+        m.body
+    );
     let c = d.get("/v1/connections");
     assert_eq!(c.status, 200);
     assert!(c.json().is_array());
@@ -194,12 +339,23 @@ fn traffic_stats_connections_zero_metrics_and_reset() {
     assert_eq!((r.status, r.kind().as_str()), (404, "no_such_service"));
     let r = d.req("POST", "/v1/stats/zero?service=nonsense", None);
     assert_eq!((r.status, r.kind().as_str()), (400, "bad_service_id"));
-    assert_eq!(d.req("POST", &format!("/v1/stats/zero?service={id}"), None).status, 204);
-    assert_eq!(d.get("/v1/stats").json()["services"][0]["counters"]["conns"], 0);
+    assert_eq!(
+        d.req("POST", &format!("/v1/stats/zero?service={id}"), None)
+            .status,
+        204
+    );
+    assert_eq!(
+        d.get("/v1/stats").json()["services"][0]["counters"]["conns"],
+        0
+    );
     assert_eq!(d.req("POST", "/v1/stats/zero", None).status, 204);
 
     // removing a real with ?reset=true asks the proxy engine to cut its connections
-    let r = d.req("DELETE", &format!("/v1/services/{id}/reals/{a}?reset=true"), None);
+    let r = d.req(
+        "DELETE",
+        &format!("/v1/services/{id}/reals/{a}?reset=true"),
+        None,
+    );
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(fetch(vip), "b");
 }
@@ -210,15 +366,39 @@ fn tcp_listener_requires_the_bearer_token() {
     let token = dir.0.join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let port = free_port();
-    let d = Rvsd::start("", &["--listen", &format!("127.0.0.1:{port}"), "--token-file", token.to_str().unwrap()]);
+    let d = Rvsd::start(
+        "",
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
     let tcp = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let r = http(tcp(), "GET", "/v1/services", None, "");
     assert_eq!((r.status, r.kind().as_str()), (401, "unauthorized"));
-    let r = http(tcp(), "GET", "/v1/services", None, "Authorization: Bearer wrong\r\n");
+    let r = http(
+        tcp(),
+        "GET",
+        "/v1/services",
+        None,
+        "Authorization: Bearer wrong\r\n",
+    );
     assert_eq!(r.status, 401);
-    let r = http(tcp(), "GET", "/v1/services", None, "Authorization: Bearer s3cret\r\n");
+    let r = http(
+        tcp(),
+        "GET",
+        "/v1/services",
+        None,
+        "Authorization: Bearer s3cret\r\n",
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(d.get("/v1/services").status, 200, "the unix socket needs no token");
+    assert_eq!(
+        d.get("/v1/services").status,
+        200,
+        "the unix socket needs no token"
+    );
 }
 
 #[test]

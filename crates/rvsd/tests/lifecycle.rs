@@ -23,14 +23,23 @@ fn sighup_applies_only_the_difference() {
 
     // v1 unchanged; v2's real gets weight 5; a DR service appears.
     let new = fullnat_config(v1, &[a, b])
-        + &format!("[[service]]\naddress = \"{v2}\"\nscheduler = \"rr\"\n[[service.real]]\naddress = \"{c}\"\nmethod = \"fullnat\"\nweight = 5\n")
+        + &format!(
+            "[[service]]\naddress = \"{v2}\"\nscheduler = \"rr\"\n[[service.real]]\naddress = \"{c}\"\nmethod = \"fullnat\"\nweight = 5\n"
+        )
         + "[[service]]\naddress = \"10.0.0.3:80\"\n";
     std::fs::write(d.config_path(), new).unwrap();
     d.signal("HUP");
     d.wait_log("reload applied", 1);
-    assert!(d.log().contains("changes=2"), "an edit and an add, nothing else:\n{}", d.log());
+    assert!(
+        d.log().contains("changes=2"),
+        "an edit and an add, nothing else:\n{}",
+        d.log()
+    );
     let svc = d.get(&format!("/v1/services/tcp:{v1}")).json();
-    assert_eq!(svc["counters"]["conns"], 2, "the unchanged service kept its counters: {svc}");
+    assert_eq!(
+        svc["counters"]["conns"], 2,
+        "the unchanged service kept its counters: {svc}"
+    );
     let svc2 = d.get(&format!("/v1/services/tcp:{v2}")).json();
     assert_eq!(svc2["reals"][0]["real"]["weight"], 5);
     assert_eq!(d.get("/v1/services").json().as_array().unwrap().len(), 3);
@@ -51,8 +60,14 @@ fn bad_reload_keeps_the_running_state_and_logs_every_error() {
     d.wait_log("reload refused", 1);
     let log = d.log();
     let path = d.config_path().display().to_string();
-    assert!(log.contains(&format!("{path}:5:10: weight 70000 out of range")), "{log}");
-    assert!(log.contains(&format!("{path}:7:11: bad real address 'nowhere'")), "{log}");
+    assert!(
+        log.contains(&format!("{path}:5:10: weight 70000 out of range")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{path}:7:11: bad real address 'nowhere'")),
+        "{log}"
+    );
     assert_eq!(d.get("/v1/state").json(), before);
     assert_eq!(fetch(v), "a", "still serving");
 }
@@ -66,14 +81,20 @@ fn sigterm_exits_cleanly_and_removes_the_socket() {
     let st = d.wait_exit();
     assert!(st.success(), "{st}: {}", d.log());
     assert!(!d.socket.exists(), "socket removed");
-    assert!(std::net::TcpStream::connect(v).is_err(), "the VIP listener is closed");
+    assert!(
+        std::net::TcpStream::connect(v).is_err(),
+        "the VIP listener is closed"
+    );
 }
 
 #[test]
 fn bad_config_starts_nothing_and_says_where() {
     let text = "[[service]]\naddress = \"10.0.0.3:80\"\nschedular = \"rr\"\n";
     let err = Rvsd::try_start(text, &[]).err().expect("must not start");
-    assert!(err.contains("rvsd.toml:3:1: unknown field `schedular`"), "{err}");
+    assert!(
+        err.contains("rvsd.toml:3:1: unknown field `schedular`"),
+        "{err}"
+    );
     assert!(err.contains("nothing was started"), "{err}");
 }
 
@@ -82,31 +103,65 @@ fn check_validates_and_reports_placement() {
     let dir = TempDir::new();
     let good = dir.0.join("good.toml");
     std::fs::write(&good, "[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\nmethod = \"tun\"\n").unwrap();
-    let out = Command::new(rvs_testbed::bin_path("rvsd")).arg("--check").arg("--config").arg(&good).output().unwrap();
+    let out = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("NOT SERVED: forwarding method TUN needs the xdp engine"), "{stdout}");
+    assert!(
+        stdout.contains("NOT SERVED: forwarding method TUN needs the xdp engine"),
+        "{stdout}"
+    );
     let bad = dir.0.join("bad.toml");
     std::fs::write(&bad, "[timeouts]\ntcp = \"x\"\n").unwrap();
-    let out = Command::new(rvs_testbed::bin_path("rvsd")).arg("--check").arg("--config").arg(&bad).output().unwrap();
+    let out = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:2:7:"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:2:7:"),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn ipvsadm_rules_file_is_loaded() {
     let dir = TempDir::new();
     let rules = dir.0.join("rules");
-    std::fs::write(&rules, "-A -t 10.0.0.3:80 -s wrr\n-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 2\n").unwrap();
+    std::fs::write(
+        &rules,
+        "-A -t 10.0.0.3:80 -s wrr\n-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 2\n",
+    )
+    .unwrap();
     let d = Rvsd::start("", &["--ipvsadm-rules", rules.to_str().unwrap()]);
     let svc = d.get("/v1/services/tcp:10.0.0.3:80").json();
     assert_eq!(svc["options"]["scheduler"], "wrr");
-    assert_eq!(svc["reals"][0]["real"], json!({"addr": "10.0.0.7:80", "method": "dr", "weight": 2,
+    assert_eq!(
+        svc["reals"][0]["real"],
+        json!({"addr": "10.0.0.7:80", "method": "dr", "weight": 2,
         "upper_threshold": 0, "lower_threshold": 0, "admin": "enabled", "health": "unknown",
-        "dynamic_weight": null, "proxy_protocol": null}));
-    assert!(svc["unsupported"].as_str().unwrap().contains("DR needs the xdp engine"));
+        "dynamic_weight": null, "proxy_protocol": null})
+    );
+    assert!(
+        svc["unsupported"]
+            .as_str()
+            .unwrap()
+            .contains("DR needs the xdp engine")
+    );
 
-    std::fs::write(&rules, "-A -t 10.0.0.3:80 -s wrr\n-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 99999\n").unwrap();
-    let err = Rvsd::try_start("", &["--ipvsadm-rules", rules.to_str().unwrap()]).err().expect("must fail");
+    std::fs::write(
+        &rules,
+        "-A -t 10.0.0.3:80 -s wrr\n-a -t 10.0.0.3:80 -r 10.0.0.7:80 -g -w 99999\n",
+    )
+    .unwrap();
+    let err = Rvsd::try_start("", &["--ipvsadm-rules", rules.to_str().unwrap()])
+        .err()
+        .expect("must fail");
     assert!(err.contains(&format!("{}:2:", rules.display())), "{err}");
 }

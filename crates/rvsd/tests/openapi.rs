@@ -38,7 +38,11 @@ fn template(spec: &Value, path: &str) -> String {
         .keys()
         .find(|t| {
             let ts: Vec<&str> = t.split('/').collect();
-            ts.len() == segs.len() && ts.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s)
+            ts.len() == segs.len()
+                && ts
+                    .iter()
+                    .zip(&segs)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
         })
         .unwrap_or_else(|| panic!("{path} matches no documented path"))
         .clone()
@@ -74,29 +78,89 @@ fn every_answer_has_a_documented_status() {
         ("GET", s.clone(), None),
         ("GET", "/v1/services/bogus".into(), None),
         ("GET", "/v1/services/tcp:10.9.9.9:1".into(), None),
-        ("PUT", "/v1/services/tcp:10.0.0.3:80".into(), Some(r#"{"scheduler": "rr"}"#)),
-        ("PUT", "/v1/services/tcp:10.9.9.9:1".into(), Some(r#"{"scheduler": "rr"}"#)),
+        (
+            "PUT",
+            "/v1/services/tcp:10.0.0.3:80".into(),
+            Some(r#"{"scheduler": "rr"}"#),
+        ),
+        (
+            "PUT",
+            "/v1/services/tcp:10.9.9.9:1".into(),
+            Some(r#"{"scheduler": "rr"}"#),
+        ),
         ("PUT", "/v1/services/tcp:10.0.0.3:80".into(), Some("[]")),
         ("GET", format!("{s}/reals"), None),
         ("GET", "/v1/services/tcp:10.9.9.9:1/reals".into(), None),
-        ("POST", "/v1/services/tcp:10.0.0.3:80/reals".into(), Some(real)),
-        ("POST", "/v1/services/tcp:10.0.0.3:80/reals".into(), Some(real)),
-        ("POST", "/v1/services/tcp:10.9.9.9:1/reals".into(), Some(real)),
-        ("POST", "/v1/services/tcp:10.0.0.3:80/reals".into(), Some(r#"{"addr": "10.0.0.8:80", "method": "dr", "weight": 65536}"#)),
-        ("GET", "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(), None),
-        ("GET", "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.9:80".into(), None),
-        ("GET", "/v1/services/tcp:10.0.0.3:80/reals/nope".into(), None),
-        ("PUT", "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(), Some(r#"{"addr": "10.0.0.7:80", "method": "dr", "weight": 4}"#)),
-        ("PUT", "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(), Some(real.replace("10.0.0.7", "10.0.0.6").leak())),
-        ("DELETE", "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80?reset=true".into(), None),
-        ("DELETE", "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(), None),
+        (
+            "POST",
+            "/v1/services/tcp:10.0.0.3:80/reals".into(),
+            Some(real),
+        ),
+        (
+            "POST",
+            "/v1/services/tcp:10.0.0.3:80/reals".into(),
+            Some(real),
+        ),
+        (
+            "POST",
+            "/v1/services/tcp:10.9.9.9:1/reals".into(),
+            Some(real),
+        ),
+        (
+            "POST",
+            "/v1/services/tcp:10.0.0.3:80/reals".into(),
+            Some(r#"{"addr": "10.0.0.8:80", "method": "dr", "weight": 65536}"#),
+        ),
+        (
+            "GET",
+            "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.9:80".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/services/tcp:10.0.0.3:80/reals/nope".into(),
+            None,
+        ),
+        (
+            "PUT",
+            "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(),
+            Some(r#"{"addr": "10.0.0.7:80", "method": "dr", "weight": 4}"#),
+        ),
+        (
+            "PUT",
+            "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(),
+            Some(real.replace("10.0.0.7", "10.0.0.6").leak()),
+        ),
+        (
+            "DELETE",
+            "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80?reset=true".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/v1/services/tcp:10.0.0.3:80/reals/10.0.0.7:80".into(),
+            None,
+        ),
         ("DELETE", "/v1/services/tcp:10.0.0.3:80".into(), None),
         ("DELETE", "/v1/services/tcp:10.0.0.3:80".into(), None),
         ("GET", "/v1/timeouts".into(), None),
-        ("PUT", "/v1/timeouts".into(), Some(r#"{"tcp": 10, "tcp_fin": 10, "udp": 10}"#)),
+        (
+            "PUT",
+            "/v1/timeouts".into(),
+            Some(r#"{"tcp": 10, "tcp_fin": 10, "udp": 10}"#),
+        ),
         ("PUT", "/v1/timeouts".into(), Some(r#"{"tcp": "x"}"#)),
         ("GET", "/v1/state".into(), None),
-        ("PUT", "/v1/state".into(), Some(state.as_str().to_owned().leak())),
+        (
+            "PUT",
+            "/v1/state".into(),
+            Some(state.as_str().to_owned().leak()),
+        ),
         ("PUT", "/v1/state".into(), Some("null")),
         ("GET", "/v1/connections".into(), None),
         ("GET", "/v1/stats".into(), None),
@@ -122,11 +186,17 @@ fn every_answer_has_a_documented_status() {
         );
         exercised.insert((t, method.to_string()));
     }
-    assert_eq!(exercised, documented(&spec), "every documented operation is exercised");
+    assert_eq!(
+        exercised,
+        documented(&spec),
+        "every documented operation is exercised"
+    );
 
     // Undocumented methods on documented paths do not exist.
     for (path, item) in spec["paths"].as_object().unwrap() {
-        let concrete = path.replace("{id}", "tcp:10.0.0.3:80").replace("{addr}", "10.0.0.7:80");
+        let concrete = path
+            .replace("{id}", "tcp:10.0.0.3:80")
+            .replace("{addr}", "10.0.0.7:80");
         for m in METHODS.iter().filter(|m| item.get(**m).is_none()) {
             let r = d.req(&m.to_uppercase(), &concrete, None);
             assert_eq!(r.status, 405, "{m} {path}: {}", r.body);

@@ -51,7 +51,13 @@ impl Resp {
 }
 
 /// One HTTP request over any stream; `extra` headers are raw lines.
-pub fn http(mut s: impl Read + Write, method: &str, path: &str, body: Option<&str>, extra: &str) -> Resp {
+pub fn http(
+    mut s: impl Read + Write,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra: &str,
+) -> Resp {
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
@@ -61,9 +67,18 @@ pub fn http(mut s: impl Read + Write, method: &str, path: &str, body: Option<&st
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("bad response: {text}"));
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("bad response: {text}"));
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     Resp { status, body }
 }
 
@@ -115,14 +130,23 @@ impl Rvsd {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if UnixStream::connect(&socket).is_ok() {
-                return Ok(Rvsd { child, dir, socket, log });
+                return Ok(Rvsd {
+                    child,
+                    dir,
+                    socket,
+                    log,
+                });
             }
             if let Some(st) = child.try_wait().unwrap() {
-                return Err(format!("exit {st}: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+                return Err(format!(
+                    "exit {st}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         Err(std::fs::read_to_string(&log).unwrap_or_default())
     }
 
@@ -131,7 +155,13 @@ impl Rvsd {
     }
 
     pub fn req(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
-        http(UnixStream::connect(&self.socket).unwrap(), method, path, body, "")
+        http(
+            UnixStream::connect(&self.socket).unwrap(),
+            method,
+            path,
+            body,
+            "",
+        )
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -143,7 +173,11 @@ impl Rvsd {
     }
 
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 
@@ -180,7 +214,11 @@ impl Drop for Rvsd {
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A TCP backend that answers every connection with `name\n` and closes (runs until the test
