@@ -1,13 +1,11 @@
 //! From lexed options to a [`Command`]: exactly one command, only the options that command
 //! takes (ipvsadm's option/command table), every value parsed and range-checked.
 
-use super::addr::{parse_addr, parse_netmask, parse_sched_flags, parse_u32};
+use super::addr::{parse_addr, parse_u32};
 use super::command::{Command, ListOptions, TimeoutUpdate};
 use super::lex::{Opt, OptUse, spelling};
-use rvs_core::model::{
-    AddressFamily, ForwardMethod, MAX_WEIGHT, Persistence, Protocol, RealServer, SchedulerKind,
-    ServiceKey, ServiceOptions,
-};
+use super::spec::{real_addr, real_spec, service_spec};
+use rvs_core::model::{AddressFamily, Protocol, ServiceKey};
 use std::collections::BTreeMap;
 
 /// A build error: column and message.
@@ -95,16 +93,16 @@ fn command_name(cmd: Opt) -> &'static str {
 }
 
 /// The options of one command line, by option.
-struct Uses {
-    by_opt: BTreeMap<Opt, OptUse>,
-    cmd: OptUse,
+pub(super) struct Uses {
+    pub(super) by_opt: BTreeMap<Opt, OptUse>,
+    pub(super) cmd: OptUse,
 }
 
 impl Uses {
-    fn has(&self, o: Opt) -> bool {
+    pub(super) fn has(&self, o: Opt) -> bool {
         self.by_opt.contains_key(&o)
     }
-    fn value(&self, o: Opt) -> Option<(&str, usize)> {
+    pub(super) fn value(&self, o: Opt) -> Option<(&str, usize)> {
         self.by_opt
             .get(&o)
             .and_then(|u| u.values.first())
@@ -252,7 +250,7 @@ fn service_key(u: &Uses) -> Result<Option<ServiceKey>, BuildError> {
     Ok(Some(ServiceKey::Addr { protocol, addr }))
 }
 
-fn required_key(u: &Uses) -> Result<ServiceKey, BuildError> {
+pub(super) fn required_key(u: &Uses) -> Result<ServiceKey, BuildError> {
     service_key(u)?.ok_or((
         u.cmd.column,
         format!(
@@ -260,136 +258,6 @@ fn required_key(u: &Uses) -> Result<ServiceKey, BuildError> {
             spelling(u.cmd.opt)
         ),
     ))
-}
-
-fn service_spec(u: &Uses) -> Result<(ServiceKey, ServiceOptions), BuildError> {
-    let key = required_key(u)?;
-    let mut options = ServiceOptions::default();
-    if let Some((s, c)) = u.value(Opt::Scheduler) {
-        options.scheduler = s.parse::<SchedulerKind>().map_err(|e| (c, e.to_string()))?;
-    }
-    if let Some(p) = u.by_opt.get(&Opt::Persistent) {
-        let timeout = match p.values.first() {
-            Some(w) => {
-                parse_u32(&w.text, "persistence timeout", 1, u32::MAX).map_err(|m| (w.column, m))?
-            }
-            None => Persistence::DEFAULT_TIMEOUT,
-        };
-        let family = key.family();
-        let prefix_len = match u.value(Opt::Netmask) {
-            Some((m, c)) => parse_netmask(m, family).map_err(|e| (c, e))?,
-            None => family.max_prefix(),
-        };
-        options.persistence = Some(Persistence {
-            timeout,
-            prefix_len,
-        });
-    } else if let Some(m) = u.by_opt.get(&Opt::Netmask) {
-        return Err((m.column, "-M (netmask) needs -p (persistent)".into()));
-    }
-    if let ServiceKey::Addr { addr, .. } = key
-        && addr.port() == 0
-        && options.persistence.is_none()
-    {
-        return Err((
-            u.cmd.column,
-            "zero port specified for non-persistent service".into(),
-        ));
-    }
-    options.one_packet = u.has(Opt::Ops);
-    let flags = match (
-        u.by_opt.get(&Opt::FullNatOrFlags),
-        u.by_opt.get(&Opt::SchedFlags),
-    ) {
-        (Some(_), Some(s)) => {
-            return Err((
-                s.column,
-                "scheduler flags given twice (-b and --sched-flags)".into(),
-            ));
-        }
-        (Some(b), None) | (None, Some(b)) => Some(b),
-        (None, None) => None,
-    };
-    if let Some(f) = flags {
-        let w = f.values.first().ok_or((
-            f.column,
-            "-b on a service needs scheduler flags: sh-fallback,sh-port,mh-fallback,mh-port (FULLNAT is \
-             chosen per real server: -a ... -b)"
-                .to_string(),
-        ))?;
-        options.flags = parse_sched_flags(&w.text, options.scheduler).map_err(|m| (w.column, m))?;
-    }
-    Ok((key, options))
-}
-
-fn real_addr(u: &Uses, service: &ServiceKey) -> Result<std::net::SocketAddr, BuildError> {
-    let (text, c) = u.value(Opt::Real).ok_or((
-        u.cmd.column,
-        format!(
-            "{} needs a real server: -r ADDR[:PORT]",
-            spelling(u.cmd.opt)
-        ),
-    ))?;
-    let mut addr = parse_addr(text).map_err(|m| (c, m))?;
-    if addr.port() == 0
-        && let ServiceKey::Addr { addr: vip, .. } = service
-    {
-        addr.set_port(vip.port());
-    }
-    Ok(addr)
-}
-
-fn real_spec(u: &Uses) -> Result<(ServiceKey, RealServer), BuildError> {
-    let service = required_key(u)?;
-    let addr = real_addr(u, &service)?;
-    let methods: Vec<(&OptUse, ForwardMethod)> = [
-        (Opt::Gatewaying, ForwardMethod::Dr),
-        (Opt::Ipip, ForwardMethod::Tun),
-        (Opt::Masquerading, ForwardMethod::Nat),
-        (Opt::FullNatOrFlags, ForwardMethod::FullNat),
-    ]
-    .into_iter()
-    .filter_map(|(o, m)| u.by_opt.get(&o).map(|x| (x, m)))
-    .collect();
-    if methods.len() > 1 {
-        return Err((
-            methods[1].0.column,
-            "only one forwarding method: -g, -i, -m or -b".into(),
-        ));
-    }
-    if let Some((b, ForwardMethod::FullNat)) = methods.first()
-        && let Some(w) = b.values.first()
-    {
-        return Err((
-            w.column,
-            format!(
-                "-b on a real server means FULLNAT and takes no value, got '{}'",
-                w.text
-            ),
-        ));
-    }
-    let method = methods.first().map(|m| m.1).unwrap_or_default();
-    let weight = match u.value(Opt::Weight) {
-        Some((w, c)) => parse_u32(w, "weight", 0, MAX_WEIGHT).map_err(|m| (c, m))?,
-        None => 1,
-    };
-    let mut real = RealServer::new(addr, method, weight);
-    if let Some((x, c)) = u.value(Opt::UpperThreshold) {
-        real.upper_threshold = parse_u32(x, "upper threshold", 0, u32::MAX).map_err(|m| (c, m))?;
-    }
-    if let Some((y, c)) = u.value(Opt::LowerThreshold) {
-        real.lower_threshold = parse_u32(y, "lower threshold", 0, u32::MAX).map_err(|m| (c, m))?;
-        if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
-            return Err((
-                c,
-                format!(
-                    "lower threshold {} is above upper threshold {}",
-                    real.lower_threshold, real.upper_threshold
-                ),
-            ));
-        }
-    }
-    Ok((service, real))
 }
 
 fn list_options(u: &Uses) -> Result<ListOptions, BuildError> {

@@ -18,6 +18,7 @@ mod lex;
 mod list;
 mod rules;
 mod save;
+mod spec;
 
 pub use addr::{dotted_mask, format_sched_flags, parse_addr};
 pub use command::{Command, ListLayout, ListOptions, TimeoutUpdate};
