@@ -165,3 +165,35 @@ fn ipvsadm_rules_file_is_loaded() {
         .expect("must fail");
     assert!(err.contains(&format!("{}:2:", rules.display())), "{err}");
 }
+
+#[test]
+fn examples_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let out = Command::new(rvs_testbed::bin_path("rvsd"))
+            .args(["--check", "--engine", "proxy", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout} {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if path.ends_with("quickstart.toml") {
+            assert!(
+                stdout.contains("tcp 127.0.0.1:8080: proxy engine, 3 real(s)"),
+                "{stdout}"
+            );
+        }
+    }
+    assert!(seen >= 1, "no examples found in {dir}");
+}
