@@ -30,7 +30,11 @@ TARGET=${CARGO_TARGET_DIR:-target}/release
 RUN_DIR=${TMPDIR:-/tmp}/rvs-quickstart-$(id -u)
 PIDS=()
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+    say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+else
+    say() { printf '==> %s\n' "$*"; }
+fi
 die() { echo "quickstart: $*" >&2; exit 1; }
 
 cleanup() {
