@@ -90,6 +90,10 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // the reader went away (`rvsadm -Ln | head -1`): as quiet as ipvsadm killed by SIGPIPE
+        Err(run::RunError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             for line in e.to_string().lines() {
                 eprintln!("rvsadm: {line}");
