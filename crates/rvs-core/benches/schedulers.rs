@@ -8,9 +8,14 @@
 //! sed, nq, ovf, lblc, lblcr, twos) one iteration is a realistic open/close: the oldest of `n`
 //! open connections closes (active − 1, `counts_changed`), then the pick, then the new
 //! connection opens (active + 1, `counts_changed`). The others time the pick alone.
+//!
+//! The group `wlc-kernel-scan` is a reference: wlc as the kernel does it (a scan of every real
+//! per pick, nothing kept between picks), timed with the same open/close, so the index's gain
+//! is measured under the same conditions.
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use rvs_core::model::{Protocol, SchedFlags, SchedulerKind};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
+use rvs_core::model::{Protocol, SchedulerKind};
 use rvs_core::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
 use rvs_core::time::Timestamp;
 use std::collections::VecDeque;
@@ -49,6 +54,29 @@ fn requests() -> Vec<PickRequest> {
         .collect()
 }
 
+/// wlc the kernel's way: scan all reals for the lowest overhead / weight (first on ties).
+#[derive(Debug)]
+struct KernelScanWlc;
+
+impl Scheduler for KernelScanWlc {
+    fn kind(&self) -> SchedulerKind {
+        SchedulerKind::Wlc
+    }
+
+    fn rebuild(&mut self, _reals: &[RealState]) {}
+
+    fn pick(&mut self, reals: &[RealState], _req: &PickRequest) -> Option<usize> {
+        let mut best: Option<(usize, u64, u64)> = None;
+        for (i, r) in reals.iter().enumerate().filter(|(_, r)| r.available()) {
+            let (oh, w) = (r.overhead(), r.weight as u64);
+            if best.is_none_or(|(_, boh, bw)| oh * bw < boh * w) {
+                best = Some((i, oh, w));
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+}
+
 fn counts_connections(kind: SchedulerKind) -> bool {
     use SchedulerKind::*;
     matches!(kind, Lc | Wlc | Sed | Nq | Ovf | Lblc | Lblcr | Twos)
@@ -65,17 +93,17 @@ struct Bench {
 
 impl Bench {
     fn new(kind: SchedulerKind, n: usize) -> Self {
-        let params = SchedulerParams {
-            flags: SchedFlags::default(),
-            ..SchedulerParams::default()
-        };
-        let mut sched = new_scheduler(kind, params);
+        Bench::with(new_scheduler(kind, SchedulerParams::default()), n)
+    }
+
+    fn with(mut sched: Box<dyn Scheduler>, n: usize) -> Self {
         let reals = reals(n);
         sched.rebuild(&reals);
+        let open = VecDeque::with_capacity(n + 1);
         Bench {
             sched,
             reals,
-            open: VecDeque::with_capacity(n + 1),
+            open,
             reqs: requests(),
             next: 0,
         }
@@ -108,30 +136,58 @@ impl Bench {
     }
 }
 
-fn schedulers(c: &mut Criterion) {
-    for kind in SchedulerKind::ALL {
-        let mut group = c.benchmark_group(kind.name());
-        group.warm_up_time(Duration::from_millis(300));
-        group.measurement_time(Duration::from_millis(800));
-        group.sample_size(20);
-        for n in SIZES {
-            let mut b = Bench::new(kind, n);
-            if counts_connections(kind) {
-                // Reach the steady state (n open connections) before timing.
+/// Time one configuration; the set-up runs only if the benchmark is selected (filters).
+fn time(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    n: usize,
+    lifecycle: bool,
+    make: impl Fn() -> Bench,
+) {
+    let mut state: Option<Bench> = None;
+    group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
+        let b = state.get_or_insert_with(|| {
+            let mut b = make();
+            // Reach the steady state (n open connections) before timing.
+            if lifecycle {
                 for _ in 0..2 * n {
                     b.close_pick_open();
                 }
-                group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
-                    bench.iter(|| black_box(b.close_pick_open()))
-                });
-            } else {
-                group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
-                    bench.iter(|| black_box(b.pick_only()))
-                });
             }
+            b
+        });
+        if lifecycle {
+            bench.iter(|| black_box(b.close_pick_open()))
+        } else {
+            bench.iter(|| black_box(b.pick_only()))
+        }
+    });
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_millis(800));
+    group.sample_size(20);
+}
+
+fn schedulers(c: &mut Criterion) {
+    for kind in SchedulerKind::ALL {
+        let mut group = c.benchmark_group(kind.name());
+        configure(&mut group);
+        for n in SIZES {
+            time(&mut group, n, counts_connections(kind), || {
+                Bench::new(kind, n)
+            });
         }
         group.finish();
     }
+    let mut group = c.benchmark_group("wlc-kernel-scan");
+    configure(&mut group);
+    for n in SIZES {
+        time(&mut group, n, true, || {
+            Bench::with(Box::new(KernelScanWlc), n)
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, schedulers);

@@ -6,6 +6,10 @@
 //! each inner node the index of the winner below it. A pick reads the root (O(1)); a change of
 //! one real's counts replays the matches on its path to the root (O(log n)).
 //!
+//! Up to [`SCAN_LIMIT`] reals — most services — no tree is kept: a count change only re-prices
+//! the real and a pick scans the few costs, which is cheaper than two tree updates per
+//! connection (measured in `benches/schedulers.rs`).
+//!
 //! Costs are fractions `num / den` compared by cross-multiplication in 128-bit integers (exact,
 //! no floating point), after a `class` that orders whole groups (e.g. nq's idle reals first).
 
@@ -50,6 +54,9 @@ pub(crate) type CostFn = fn(&RealState) -> Cost;
 
 const NONE: u32 = u32::MAX;
 
+/// Up to this many reals, picks scan the costs instead of keeping a tree.
+pub(crate) const SCAN_LIMIT: usize = 16;
+
 /// The tournament tree.
 #[derive(Debug, Clone)]
 pub(crate) struct CostIndex {
@@ -59,6 +66,7 @@ pub(crate) struct CostIndex {
     /// Cost of each real, by index.
     costs: Vec<Cost>,
     /// Winner (real index or NONE) of each node; node 1 is the root, leaves start at `leaves`.
+    /// Empty in scan mode (at most [`SCAN_LIMIT`] reals).
     winners: Vec<u32>,
 }
 
@@ -82,8 +90,11 @@ impl CostIndex {
     pub fn rebuild(&mut self, reals: &[RealState]) {
         self.costs.clear();
         self.costs.extend(reals.iter().map(self.cost_fn));
-        self.leaves = reals.len().next_power_of_two().max(1);
         self.winners.clear();
+        if reals.len() <= SCAN_LIMIT {
+            return;
+        }
+        self.leaves = reals.len().next_power_of_two();
         self.winners.resize(2 * self.leaves, NONE);
         for (i, _) in reals.iter().enumerate() {
             self.winners[self.leaves + i] = i as u32;
@@ -105,6 +116,9 @@ impl CostIndex {
             return;
         }
         self.costs[idx] = cost;
+        if self.winners.is_empty() {
+            return;
+        }
         let mut node = (self.leaves + idx) / 2;
         while node >= 1 {
             let w = self.play(self.winners[2 * node], self.winners[2 * node + 1]);
@@ -119,7 +133,18 @@ impl CostIndex {
 
     /// The cheapest pickable real (first on ties), if any.
     pub fn best(&self) -> Option<usize> {
-        let w = *self.winners.get(1)?;
+        let w = if self.winners.is_empty() {
+            let cheaper = |b: u32, i: u32| {
+                if self.costs[i as usize].lt(&self.costs[b as usize]) {
+                    i
+                } else {
+                    b
+                }
+            };
+            (0..self.costs.len() as u32).reduce(cheaper).unwrap_or(NONE)
+        } else {
+            self.winners[1]
+        };
         if w == NONE || self.costs[w as usize].class == u8::MAX {
             return None;
         }
@@ -190,7 +215,15 @@ mod tests {
     /// The index agrees with a full scan after every single update.
     #[test]
     fn matches_a_scan_after_updates() {
-        let mut r = reals(&[1, 1, 1, 0, 1, 1, 1]);
+        matches_a_scan(7);
+        matches_a_scan(SCAN_LIMIT + 1);
+        matches_a_scan(100);
+    }
+
+    fn matches_a_scan(n: usize) {
+        let mut weights = vec![1; n];
+        weights[3] = 0;
+        let mut r = reals(&weights);
         let mut index = CostIndex::new(by_overhead);
         index.rebuild(&r);
         let mut x: u64 = 7;
