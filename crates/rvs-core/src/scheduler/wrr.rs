@@ -84,7 +84,7 @@ impl WeightedRoundRobin {
             }
             let idx = self.pos;
             self.pos += 1;
-            if reals[idx].available() && reals[idx].weight >= self.cw {
+            if reals.get(idx).is_some_and(|r| r.available() && r.weight >= self.cw) {
                 return Some(idx);
             }
         }
