@@ -89,16 +89,50 @@ install_packages() {
     done
 }
 
+workspace_crates() {
+    cargo metadata --no-deps --format-version 1 --locked |
+        /usr/bin/python3 -c 'import json, sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))'
+}
+
+# When the workspace-wide test build fails (one crate does not compile), test crate by crate so
+# every other crate's results still show, and list each crate's outcome in the summary.
+declare -a CRATE_LINES=()
+run_tests_per_crate() {
+    local rc=0 c start crc
+    echo "==== workspace test build failed: testing crate by crate"
+    for c in $(workspace_crates); do
+        echo "---- crate $c"
+        start=$SECONDS crc=0
+        cargo test -p "$c" --locked --no-fail-fast || crc=$?
+        if [ "$crc" -eq 0 ]; then
+            CRATE_LINES+=("$(printf '    %-16s ok %5ss' "$c" $((SECONDS - start)))")
+        else
+            CRATE_LINES+=("$(printf '    %-16s FAILED (exit %s) %5ss' "$c" "$crc" $((SECONDS - start)))")
+            rc=1
+        fi
+    done
+    return $rc
+}
+
 run_tests() {
+    local rc=0
     if cargo nextest --version >/dev/null 2>&1; then
-        local rc=0
+        # nextest exits 101 when the build fails, 100 when tests fail.
         cargo nextest run --workspace --locked --no-fail-fast || rc=$?
+        if [ "$rc" -eq 101 ]; then
+            run_tests_per_crate # includes doctests
+            return $?
+        fi
         # nextest does not run doctests.
         cargo test --workspace --locked --doc || rc=$?
         return $rc
-    else
-        cargo test --workspace --locked --no-fail-fast
     fi
+    cargo test --workspace --locked --no-fail-fast || rc=$?
+    if [ "$rc" -ne 0 ] && ! cargo test --workspace --locked --no-run >/dev/null 2>&1; then
+        run_tests_per_crate
+        return $?
+    fi
+    return $rc
 }
 
 bench_smoke() {
@@ -127,6 +161,9 @@ echo
 echo "==== summary ($ROOT_DIR)"
 for i in "${!STEP_NAMES[@]}"; do
     printf '  %-12s %-20s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECS[$i]}"
+    if [ "${STEP_NAMES[$i]}" = test ] && [ ${#CRATE_LINES[@]} -gt 0 ]; then
+        printf '%s\n' "${CRATE_LINES[@]}"
+    fi
 done
 printf '  %-12s %-20s %5ss\n' total "$([ $FAILED = 0 ] && echo ok || echo FAILED)" "$SECONDS"
 exit $FAILED
