@@ -10,7 +10,9 @@
 
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
-use rvs_core::{ForwardMethod, ProxyProtocol, RealServer, SchedulerKind, ServiceKey, ServiceOptions};
+use rvs_core::{
+    ForwardMethod, ProxyProtocol, RealServer, SchedulerKind, ServiceKey, ServiceOptions,
+};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,7 +32,10 @@ fn parse() -> Result<Args, String> {
         reals: Vec::new(),
         udp: false,
         config: ProxyEngineConfig::default(),
-        options: ServiceOptions { scheduler: SchedulerKind::Rr, ..Default::default() },
+        options: ServiceOptions {
+            scheduler: SchedulerKind::Rr,
+            ..Default::default()
+        },
         stats_every: 0,
     };
     let mut it = std::env::args().skip(1);
@@ -38,8 +43,12 @@ fn parse() -> Result<Args, String> {
         let mut val = || it.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--listen" => a.listen = val()?.parse().map_err(|e| format!("--listen: {e}"))?,
-            "--real" => a.reals.push(val()?.parse().map_err(|e| format!("--real: {e}"))?),
-            "--workers" => a.config.workers = val()?.parse().map_err(|e| format!("--workers: {e}"))?,
+            "--real" => a
+                .reals
+                .push(val()?.parse().map_err(|e| format!("--real: {e}"))?),
+            "--workers" => {
+                a.config.workers = val()?.parse().map_err(|e| format!("--workers: {e}"))?
+            }
             "--scheduler" => {
                 a.options.scheduler = val()?.parse().map_err(|e| format!("--scheduler: {e}"))?
             }
@@ -74,8 +83,15 @@ fn main() {
         eprintln!("standalone: {e}");
         std::process::exit(1);
     });
-    let key = if args.udp { ServiceKey::udp(args.listen) } else { ServiceKey::tcp(args.listen) };
-    let mut changes = vec![Change::AddService { key, options: args.options }];
+    let key = if args.udp {
+        ServiceKey::udp(args.listen)
+    } else {
+        ServiceKey::tcp(args.listen)
+    };
+    let mut changes = vec![Change::AddService {
+        key,
+        options: args.options,
+    }];
     for r in &args.reals {
         let real = RealServer::new(*r, ForwardMethod::FullNat, 1);
         changes.push(Change::AddReal { service: key, real });
@@ -84,11 +100,18 @@ fn main() {
         eprintln!("standalone: {e}");
         std::process::exit(1);
     }
-    eprintln!("proxying {key} to {:?} with {} workers", args.reals, engine.workers());
+    eprintln!(
+        "proxying {key} to {:?} with {} workers",
+        args.reals,
+        engine.workers()
+    );
     loop {
         std::thread::sleep(Duration::from_secs(args.stats_every.max(1)));
         if args.stats_every > 0 {
-            eprintln!("{:?}", engine.stats().services.get(&key).map(|s| s.counters));
+            eprintln!(
+                "{:?}",
+                engine.stats().services.get(&key).map(|s| s.counters)
+            );
         }
     }
 }

@@ -153,7 +153,7 @@ impl ProxyEngine {
             let svc = Arc::clone(&shared);
             let task = match sock {
                 Bound::Tcp(l) => {
-                    let l = tokio::net::TcpListener::from_std(l).map_err(io_err)?;
+                    let l = crate::relay::register(l).map_err(io_err)?;
                     worker.handle.spawn(tcp::accept_loop(l, svc, ctx))
                 }
                 Bound::Udp(s) => {

@@ -1,20 +1,30 @@
-//! Moving bytes between a client and a real: `splice(2)` through a pipe borrowed from a
-//! per-worker pool (only while data is in flight, so idle connections hold no pipe and no
-//! buffer), or a plain read/write copy with a small buffer where splice is unavailable.
+//! Moving bytes between a client and a real, with no per-connection buffer:
+//!
+//! * small reads (requests, responses) are copied through one buffer per worker thread and
+//!   written straight on (a heap buffer is only taken if the destination cannot take it all);
+//! * once a read fills that buffer the direction is bulk and switches to `splice(2)` through a
+//!   pipe borrowed from a per-worker pool while data is in flight (HAProxy's "splice-auto");
+//!   it switches back when reads get small again. `splice = false` disables splicing.
+//!
+//! A read shorter than asked for means the socket is drained: its readiness is cleared then
+//! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up), saving the `EAGAIN` read
+//! that would otherwise follow every message.
 //!
 //! A direction ends at EOF by shutting down the write side of the other socket, so a client's
 //! FIN reaches the real while the real's reply still flows back (half-close).
 
 use std::cell::RefCell;
-use std::io;
-use std::net::Shutdown;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::io::unix::AsyncFd;
+
+/// A non-blocking TCP socket registered with the worker's reactor.
+pub type Sock = AsyncFd<TcpStream>;
 
 /// Bytes moved per splice call (the default pipe capacity).
 const SPLICE_CHUNK: usize = 64 * 1024;
-/// Buffer of the copy fallback (allocated when data first arrives).
+/// The per-worker copy buffer; a read that fills it makes the direction bulk (spliced).
 const COPY_BUF: usize = 16 * 1024;
 /// Pipes kept in each worker's pool.
 const POOL_MAX: usize = 64;
@@ -46,6 +56,8 @@ impl Pipe {
 thread_local! {
     /// Each worker is one thread with a current-thread runtime: its pool needs no lock.
     static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    /// The worker's copy buffer (never borrowed across an await).
+    static COPY: RefCell<Box<[u8]>> = RefCell::new(vec![0; COPY_BUF].into_boxed_slice());
 }
 
 fn take_pipe() -> io::Result<Pipe> {
@@ -90,84 +102,142 @@ pub trait OnChunk {
 }
 
 /// Relays `src` → `dst` until EOF on `src` (then shuts down `dst`'s write side) or an error.
-pub async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    use_splice: bool,
-    on: &impl OnChunk,
-) -> io::Result<()> {
-    if use_splice {
-        pump_splice(src, dst, on).await?;
-    } else {
-        pump_copy(src, dst, on).await?;
+pub async fn pump(src: &Sock, dst: &Sock, use_splice: bool, on: &impl OnChunk) -> io::Result<()> {
+    let mut bulk = false;
+    loop {
+        let moved = if bulk {
+            splice_once(src, dst).await?
+        } else {
+            copy_once(src, dst).await?
+        };
+        match moved {
+            Moved::Eof => break,
+            Moved::Bytes { n, full } => {
+                on.chunk(n);
+                bulk = use_splice && full;
+            }
+            Moved::Nothing => {}
+        }
     }
     // Half-close: pass the FIN on; ENOTCONN means the peer is already gone.
-    match socket2::SockRef::from(dst).shutdown(Shutdown::Write) {
+    match socket2::SockRef::from(dst.get_ref()).shutdown(Shutdown::Write) {
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
         _ => Ok(()),
     }
 }
 
-async fn pump_splice(src: &TcpStream, dst: &TcpStream, on: &impl OnChunk) -> io::Result<()> {
-    let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
-    loop {
-        src.readable().await?;
-        let pipe = take_pipe()?;
-        let wfd = pipe.write.as_raw_fd();
-        let n = match src.try_io(Interest::READABLE, || splice(src_fd, wfd, SPLICE_CHUNK)) {
-            Ok(0) => {
-                put_pipe(pipe);
-                return Ok(());
-            }
-            Ok(n) => n,
+/// What one read moved.
+enum Moved {
+    /// The source reached EOF.
+    Eof,
+    /// `n` bytes went through; `full` if the read filled the copy buffer (bulk data).
+    Bytes { n: usize, full: bool },
+    /// A spurious wake-up.
+    Nothing,
+}
+
+/// One read through the worker's buffer, written straight on.
+async fn copy_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
+    let mut ready = src.readable().await?;
+    // Read and try to write in one synchronous step: the thread's buffer is free again after.
+    let step = COPY.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let n = match ready.try_io(|s| s.get_ref().read(&mut buf)) {
+            Ok(Ok(0)) => return Ok((Moved::Eof, Vec::new())),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => return Ok((Moved::Nothing, Vec::new())),
+        };
+        if n < buf.len() {
+            ready.clear_ready(); // drained: skip the EAGAIN read
+        }
+        let written = match dst.get_ref().write(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        let rest = buf[written..n].to_vec(); // empty (no allocation) in the common case
+        Ok((
+            Moved::Bytes {
+                n,
+                full: n == buf.len(),
+            },
+            rest,
+        ))
+    });
+    let (moved, rest) = step?;
+    if !rest.is_empty() {
+        write_all(dst, &rest).await?;
+    }
+    Ok(moved)
+}
+
+/// One `splice` from the source into a pooled pipe, then out of it into the destination.
+async fn splice_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
+    let mut ready = src.readable().await?;
+    let pipe = take_pipe()?;
+    let wfd = pipe.write.as_raw_fd();
+    let n = match ready.try_io(|s| splice(s.as_raw_fd(), wfd, SPLICE_CHUNK)) {
+        Ok(Ok(0)) => {
+            put_pipe(pipe);
+            return Ok(Moved::Eof);
+        }
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(e),
+        Err(_would_block) => {
+            put_pipe(pipe);
+            return Ok(Moved::Nothing);
+        }
+    };
+    if n < SPLICE_CHUNK {
+        ready.clear_ready();
+    }
+    drop(ready);
+    let rfd = pipe.read.as_raw_fd();
+    let mut left = n;
+    while left > 0 {
+        // Optimistic first: the destination is usually writable.
+        match splice(rfd, dst.as_raw_fd(), left) {
+            Ok(m) => left -= m,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                put_pipe(pipe);
-                continue;
+                let mut w = dst.writable().await?;
+                match w.try_io(|s| splice(rfd, s.as_raw_fd(), left)) {
+                    Ok(Ok(m)) => left -= m,
+                    Ok(Err(e)) => return Err(e), // the pipe still holds data: dropped, not pooled
+                    Err(_would_block) => {}
+                }
             }
             Err(e) => return Err(e),
-        };
-        on.chunk(n);
-        let rfd = pipe.read.as_raw_fd();
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || splice(rfd, dst_fd, left)) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e), // the pipe still holds data: dropped, not pooled
-            }
         }
-        put_pipe(pipe);
     }
+    put_pipe(pipe);
+    Ok(Moved::Bytes {
+        n,
+        full: n >= COPY_BUF,
+    })
 }
 
-async fn pump_copy(src: &TcpStream, dst: &TcpStream, on: &impl OnChunk) -> io::Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        src.readable().await?;
-        if buf.is_empty() {
-            buf.resize(COPY_BUF, 0);
-        }
-        let n = match src.try_read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        on.chunk(n);
-        write_all(dst, &buf[..n]).await?;
-    }
-}
-
-/// Writes all of `data` to a shared `&TcpStream`.
-pub async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+/// Writes all of `data` to `dst`.
+pub async fn write_all(dst: &Sock, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        dst.writable().await?;
-        match dst.try_write(data) {
-            Ok(m) => data = &data[m..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        let mut w = dst.writable().await?;
+        match w.try_io(|s| s.get_ref().write(data)) {
+            Ok(Ok(m)) => data = &data[m..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
         }
     }
     Ok(())
 }
+
+/// Registers an owned socket with the current worker's reactor.
+pub fn register<T: AsRawFd + OwnsFd>(inner: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `T` owns its descriptor (std sockets): it stays open and the same for as long as
+    // the `AsyncFd` holds it, which is what `register` requires.
+    unsafe { Ok(AsyncFd::register(inner)?) }
+}
+
+/// Types that own the descriptor they return from `as_raw_fd` (never swap or close it).
+pub trait OwnsFd {}
+impl OwnsFd for TcpStream {}
+impl OwnsFd for std::net::TcpListener {}

@@ -3,18 +3,21 @@
 
 use crate::balance::{Picked, ServiceShared};
 use crate::pp;
+use crate::relay::Sock;
 use crate::relay::{self, OnChunk};
 use crate::shared::EngineShared;
 use crate::stats::Outcomes;
 use crate::track::{ConnGuard, ConnState, ConnTable, NewConn};
 use rvs_core::{Protocol, Timestamp};
+use socket2::{Domain, SockRef, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFd;
 
 /// Everything a worker's connection tasks need.
 #[derive(Debug, Clone)]
@@ -23,18 +26,38 @@ pub struct WorkerCtx {
     pub table: Arc<ConnTable>,
 }
 
-/// Accepts connections for `svc` on this worker's `SO_REUSEPORT` listener, forever.
-pub async fn accept_loop(listener: TcpListener, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
+/// A listening socket registered with the worker's reactor.
+pub type Listener = AsyncFd<std::net::TcpListener>;
+
+/// Accepts connections for `svc` on this worker's `SO_REUSEPORT` listener, forever: every
+/// pending connection per wake-up, each accepted non-blocking in one `accept4`.
+pub async fn accept_loop(listener: Listener, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
     loop {
-        match listener.accept().await {
-            Ok((client, peer)) => {
-                let (svc, ctx) = (Arc::clone(&svc), ctx.clone());
-                tokio::spawn(async move { handle(client, peer, svc, ctx).await });
-            }
-            Err(_) => {
-                // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
-                Outcomes::bump(&ctx.engine.outcomes.accept_error);
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let Ok(mut ready) = listener.readable().await else {
+            return;
+        };
+        loop {
+            let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+            match SockRef::from(listener.get_ref()).accept4(flags) {
+                Ok((sock, peer)) => {
+                    let Some(peer) = peer.as_socket() else {
+                        continue;
+                    };
+                    let (svc, ctx) = (Arc::clone(&svc), ctx.clone());
+                    tokio::spawn(handle(sock.into(), peer, svc, ctx));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(_) => {
+                    // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
+                    Outcomes::bump(&ctx.engine.outcomes.accept_error);
+                    drop(ready);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    break;
+                }
             }
         }
     }
@@ -63,15 +86,17 @@ impl OnChunk for Dir<'_> {
 }
 
 async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
+    let _ = client.set_nodelay(true);
+    let Ok(client) = relay::register(client) else {
+        return;
+    };
     let vaddr = match svc.vaddr.ip().is_unspecified() {
-        true => client.local_addr().unwrap_or(svc.vaddr),
+        true => client.get_ref().local_addr().unwrap_or(svc.vaddr),
         false => svc.vaddr,
     };
     let Some((server, picked, guard)) = connect_with_retries(peer, vaddr, &svc, &ctx).await else {
         return; // dropping `client` closes it
     };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
     let kind = picked
         .real
         .proxy_protocol()
@@ -99,8 +124,8 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
         _ = picked.real.reset_requested(reset_gen) => {
             Outcomes::bump(&engine.outcomes.reset_by_operator);
             // Linger 0: close with RST on both sides, as an operator reset should.
-            let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
-            let _ = socket2::SockRef::from(&server).set_linger(Some(Duration::ZERO));
+            let _ = SockRef::from(client.get_ref()).set_linger(Some(Duration::ZERO));
+            let _ = SockRef::from(server.get_ref()).set_linger(Some(Duration::ZERO));
         }
     }
 }
@@ -116,8 +141,8 @@ enum RelayEnd {
 /// Relays both directions; tracks FIN_WAIT / CLOSE_WAIT as each side finishes, and ends the
 /// connection after the current state's idle timeout.
 async fn relay_both(
-    client: &TcpStream,
-    server: &TcpStream,
+    client: &Sock,
+    server: &Sock,
     guard: &ConnGuard,
     svc: &ServiceShared,
     engine: &EngineShared,
@@ -174,7 +199,7 @@ async fn connect_with_retries(
     vaddr: SocketAddr,
     svc: &Arc<ServiceShared>,
     ctx: &WorkerCtx,
-) -> Option<(TcpStream, Picked, ConnGuard)> {
+) -> Option<(Sock, Picked, ConnGuard)> {
     let engine = &ctx.engine;
     let mut failed: Vec<SocketAddr> = Vec::new();
     loop {
@@ -201,7 +226,7 @@ async fn connect_with_retries(
             &engine.clock,
         );
         let timeout = Duration::from_millis(opts.connect_timeout_ms.max(1) as u64);
-        match tokio::time::timeout(timeout, TcpStream::connect(real.addr)).await {
+        match tokio::time::timeout(timeout, connect(real.addr)).await {
             Ok(Ok(server)) => {
                 real.counters.add_conn();
                 svc.counters.add_conn();
@@ -219,5 +244,26 @@ async fn connect_with_retries(
             return None;
         }
         Outcomes::bump(&engine.outcomes.connect_retry);
+    }
+}
+
+/// A non-blocking connect to `addr`, registered with the reactor, with `TCP_NODELAY`.
+async fn connect(addr: SocketAddr) -> io::Result<Sock> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
+    sock.set_tcp_nodelay(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let sock = relay::register(TcpStream::from(sock))?;
+    let _ready = sock.writable().await?;
+    match sock.get_ref().take_error()? {
+        Some(e) => Err(e),
+        None => Ok(sock),
     }
 }
