@@ -63,7 +63,12 @@ fn generate(header: &str) -> String {
                 in_enum = false;
                 continue;
             }
-            let item = t.split("/*").next().unwrap_or("").trim().trim_end_matches(',');
+            let item = t
+                .split("/*")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_end_matches(',');
             if let Some((name, value)) = item.split_once('=') {
                 let (name, value) = (name.trim(), value.trim());
                 s += &format!("pub const {name}: u32 = {value};\n");

@@ -62,7 +62,10 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 impl Netlink {
     /// Open a netlink route socket.
     pub fn new() -> Result<Netlink, NetError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NetError::Socket)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(NetError::Socket)?;
         let handle = rt.block_on(async {
             let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
             tokio::spawn(conn);
@@ -75,13 +78,23 @@ impl Netlink {
     pub fn link(&self, name: &str) -> Result<LinkInfo, NetError> {
         let h = self.handle.clone();
         let msg = self.rt.block_on(async move {
-            h.link().get().match_name(name.to_string()).execute().try_next().await
+            h.link()
+                .get()
+                .match_name(name.to_string())
+                .execute()
+                .try_next()
+                .await
         });
         let msg = match msg {
             Ok(Some(m)) => m,
             Ok(None) | Err(_) => return Err(NetError::NoSuchLink(name.to_string())),
         };
-        let mut info = LinkInfo { index: msg.header.index, name: name.to_string(), mac: [0; 6], mtu: 0 };
+        let mut info = LinkInfo {
+            index: msg.header.index,
+            name: name.to_string(),
+            mac: [0; 6],
+            mtu: 0,
+        };
         for a in &msg.attributes {
             match a {
                 LinkAttribute::Address(b) => info.mac = mac_of(b).unwrap_or_default(),
@@ -97,7 +110,14 @@ impl Netlink {
         let h = self.handle.clone();
         let msgs: Vec<_> = self
             .rt
-            .block_on(async move { h.address().get().set_link_index_filter(index).execute().try_collect().await })
+            .block_on(async move {
+                h.address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .execute()
+                    .try_collect()
+                    .await
+            })
             .map_err(nl("address dump"))?;
         Ok(msgs
             .iter()
@@ -127,8 +147,14 @@ impl Netlink {
         let h = self.handle.clone();
         self.rt
             .block_on(async move {
-                let msgs: Vec<_> =
-                    h.address().get().set_link_index_filter(index).set_address_filter(ip).execute().try_collect().await?;
+                let msgs: Vec<_> = h
+                    .address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .set_address_filter(ip)
+                    .execute()
+                    .try_collect()
+                    .await?;
                 for m in msgs {
                     h.address().del(m).execute().await?;
                 }
@@ -150,7 +176,11 @@ impl Netlink {
             .block_on(async move { h.route().get(msg).execute().try_next().await })
             .map_err(|_| NetError::NoRoute(dst))?
             .ok_or(NetError::NoRoute(dst))?;
-        let mut info = RouteInfo { oif: 0, gateway: None, pref_src: None };
+        let mut info = RouteInfo {
+            oif: 0,
+            gateway: None,
+            pref_src: None,
+        };
         for a in &route.attributes {
             match a {
                 RouteAttribute::Oif(i) => info.oif = *i,
@@ -165,8 +195,10 @@ impl Netlink {
     /// The neighbour table's usable MAC for `ip` on interface `index`, if any.
     pub fn neighbour(&self, index: u32, ip: IpAddr) -> Result<Option<Mac>, NetError> {
         let h = self.handle.clone();
-        let msgs: Vec<_> =
-            self.rt.block_on(async move { h.neighbours().get().execute().try_collect().await }).map_err(nl("neighbour dump"))?;
+        let msgs: Vec<_> = self
+            .rt
+            .block_on(async move { h.neighbours().get().execute().try_collect().await })
+            .map_err(nl("neighbour dump"))?;
         for m in msgs {
             if m.header.ifindex != index || !usable(m.header.state) {
                 continue;
@@ -175,8 +207,12 @@ impl Netlink {
             let mut mac = None;
             for a in &m.attributes {
                 match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => dst = Some(IpAddr::V4(*v4)),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => dst = Some(IpAddr::V6(*v6)),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                        dst = Some(IpAddr::V4(*v4))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                        dst = Some(IpAddr::V6(*v6))
+                    }
                     NeighbourAttribute::LinkLocalAddress(b) => mac = mac_of(b),
                     _ => {}
                 }
@@ -213,13 +249,22 @@ impl Netlink {
 fn usable(s: NeighbourState) -> bool {
     matches!(
         s,
-        NeighbourState::Reachable | NeighbourState::Stale | NeighbourState::Delay | NeighbourState::Probe | NeighbourState::Permanent | NeighbourState::Noarp
+        NeighbourState::Reachable
+            | NeighbourState::Stale
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
     )
 }
 
 /// Make the kernel resolve `ip` (ARP / neighbour solicitation) by sending it one empty datagram.
 fn poke(ip: IpAddr) {
-    let bind: std::net::SocketAddr = if ip.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let bind: std::net::SocketAddr = if ip.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
     if let Ok(s) = std::net::UdpSocket::bind(bind) {
         let _ = s.send_to(&[], (ip, 9));
     }

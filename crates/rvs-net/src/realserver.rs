@@ -42,7 +42,9 @@ pub struct SetupReport {
 }
 
 fn state_dir() -> PathBuf {
-    std::env::var_os("RVS_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/rvs"))
+    std::env::var_os("RVS_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/rvs"))
 }
 
 fn saved_path() -> PathBuf {
@@ -66,13 +68,22 @@ pub fn sysctls(method: Method, interface: &str) -> Vec<(String, &'static str)> {
 }
 
 /// The interface to use: the given one, or the default route's.
-pub fn interface_of(nl: &Netlink, given: &Option<String>, family_probe: IpAddr) -> Result<String, NetError> {
+pub fn interface_of(
+    nl: &Netlink,
+    given: &Option<String>,
+    family_probe: IpAddr,
+) -> Result<String, NetError> {
     if let Some(i) = given {
         return Ok(i.clone());
     }
-    let probe = if family_probe.is_ipv4() { IpAddr::from([8, 8, 8, 8]) } else { "2001:db8::1".parse().unwrap() };
+    let probe = if family_probe.is_ipv4() {
+        IpAddr::from([8, 8, 8, 8])
+    } else {
+        "2001:db8::1".parse().unwrap()
+    };
     let route = nl.route_get(probe)?;
-    let links = std::fs::read_dir("/sys/class/net").map_err(|e| NetError::Invalid(e.to_string()))?;
+    let links =
+        std::fs::read_dir("/sys/class/net").map_err(|e| NetError::Invalid(e.to_string()))?;
     for l in links.flatten() {
         let name = l.file_name().to_string_lossy().to_string();
         if nl.link(&name).ok().map(|i| i.index) == Some(route.oif) {
@@ -86,17 +97,24 @@ fn save_originals(keys: &[(String, &str)]) -> Result<(), NetError> {
     let path = saved_path();
     let mut saved = std::fs::read_to_string(&path).unwrap_or_default();
     for (k, _) in keys {
-        if !saved.lines().any(|l| l.split_once('=').map(|(a, _)| a) == Some(k)) {
+        if !saved
+            .lines()
+            .any(|l| l.split_once('=').map(|(a, _)| a) == Some(k))
+        {
             saved += &format!("{k}={}\n", sysctl::get(k)?);
         }
     }
-    std::fs::create_dir_all(state_dir()).map_err(|e| NetError::Invalid(format!("{}: {e}", state_dir().display())))?;
+    std::fs::create_dir_all(state_dir())
+        .map_err(|e| NetError::Invalid(format!("{}: {e}", state_dir().display())))?;
     std::fs::write(&path, saved).map_err(|e| NetError::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Prepare this host. Idempotent.
 pub fn setup(cfg: &RealServerSetup) -> Result<SetupReport, NetError> {
-    let first = *cfg.vips.first().ok_or_else(|| NetError::Invalid("no VIP given".into()))?;
+    let first = *cfg
+        .vips
+        .first()
+        .ok_or_else(|| NetError::Invalid("no VIP given".into()))?;
     let nl = Netlink::new()?;
     let iface = interface_of(&nl, &cfg.interface, first)?;
     let lo = nl.link("lo")?;
@@ -125,7 +143,11 @@ pub fn teardown(cfg: &RealServerSetup) -> Result<SetupReport, NetError> {
         nl.del_address(lo.index, *vip)?;
         report.lines.push(format!("removed {vip} from lo"));
     }
-    let remaining = nl.addresses(lo.index)?.into_iter().filter(|(ip, _)| !ip.is_loopback()).count();
+    let remaining = nl
+        .addresses(lo.index)?
+        .into_iter()
+        .filter(|(ip, _)| !ip.is_loopback())
+        .count();
     if remaining == 0
         && let Ok(saved) = std::fs::read_to_string(saved_path())
     {

@@ -135,9 +135,10 @@ unsafe impl aya::Pod for BenchFrame {}
 /// Address in ABI form.
 pub fn addr_of(ip: std::net::IpAddr) -> (Addr, u8) {
     match ip {
-        std::net::IpAddr::V4(v4) => {
-            ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], RVS_FAMILY_V4 as u8)
-        }
+        std::net::IpAddr::V4(v4) => (
+            [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+            RVS_FAMILY_V4 as u8,
+        ),
         std::net::IpAddr::V6(v6) => {
             let o = v6.octets();
             let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
@@ -161,5 +162,8 @@ pub fn ip_of(addr: &Addr, family: u8) -> std::net::IpAddr {
 
 /// Name of an outcome index, as reported in `EngineStats.outcomes`.
 pub fn outcome_name(index: u32) -> Option<&'static str> {
-    OUTCOME_NAMES.iter().find(|(i, _)| *i == index).map(|(_, n)| *n)
+    OUTCOME_NAMES
+        .iter()
+        .find(|(i, _)| *i == index)
+        .map(|(_, n)| *n)
 }

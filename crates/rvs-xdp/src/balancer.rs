@@ -2,7 +2,9 @@
 //! touches them. The [`crate::engine::XdpEngine`] decides what goes in; this module only puts
 //! it there, reads counters back, runs frames through `BPF_PROG_TEST_RUN`, and attaches.
 
-use crate::abi::{self, Config, Conn, Counters, FlowKey, Iface, Persist, PersistKey, Real, Service, VipKey};
+use crate::abi::{
+    self, Config, Conn, Counters, FlowKey, Iface, Persist, PersistKey, Real, Service, VipKey,
+};
 use crate::error::{XdpError, map_err, prog_err};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
@@ -39,7 +41,11 @@ impl Balancer {
     }
 
     fn prog(&self) -> Result<&Xdp, XdpError> {
-        self.ebpf.program(PROG).ok_or(XdpError::Missing(PROG))?.try_into().map_err(prog_err(PROG))
+        self.ebpf
+            .program(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))
     }
 
     /// The program itself (e.g. to put its fd in a benchmark's program array).
@@ -55,24 +61,33 @@ impl Balancer {
             .map_err(map_err(name))
     }
 
-    fn array<V: aya::Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, V>, XdpError> {
+    fn array<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Array<&mut MapData, V>, XdpError> {
         Array::try_from(self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?)
             .map_err(map_err(name))
     }
 
     /// Connection timeouts.
     pub fn set_config(&mut self, cfg: &Config) -> Result<(), XdpError> {
-        self.array::<Config>("rvs_config")?.set(0, cfg, 0).map_err(map_err("rvs_config"))
+        self.array::<Config>("rvs_config")?
+            .set(0, cfg, 0)
+            .map_err(map_err("rvs_config"))
     }
 
     /// Our MAC, MTU and tunnel source addresses on `ifindex` (0 = any interface).
     pub fn set_iface(&mut self, ifindex: u32, iface: &Iface) -> Result<(), XdpError> {
-        self.hash::<u32, Iface>("rvs_ifaces")?.insert(ifindex, iface, 0).map_err(map_err("rvs_ifaces"))
+        self.hash::<u32, Iface>("rvs_ifaces")?
+            .insert(ifindex, iface, 0)
+            .map_err(map_err("rvs_ifaces"))
     }
 
     /// Add or replace a service.
     pub fn set_service(&mut self, key: &VipKey, svc: &Service) -> Result<(), XdpError> {
-        self.hash::<VipKey, Service>("rvs_services")?.insert(key, svc, 0).map_err(map_err("rvs_services"))
+        self.hash::<VipKey, Service>("rvs_services")?
+            .insert(key, svc, 0)
+            .map_err(map_err("rvs_services"))
     }
 
     /// Remove a service (missing is fine).
@@ -85,18 +100,23 @@ impl Balancer {
 
     /// Write real slot `index`.
     pub fn set_real(&mut self, index: u32, real: &Real) -> Result<(), XdpError> {
-        self.array::<Real>("rvs_reals")?.set(index, real, 0).map_err(map_err("rvs_reals"))
+        self.array::<Real>("rvs_reals")?
+            .set(index, real, 0)
+            .map_err(map_err("rvs_reals"))
     }
 
     /// Write the Maglev table of service `index` (`RVS_MAGLEV_SIZE` real indexes).
     pub fn set_maglev(&mut self, index: u32, table: &[u32]) -> Result<(), XdpError> {
         let size = abi::RVS_MAGLEV_SIZE as u32;
         if table.len() != size as usize || u64::from(index) >= abi::RVS_MAX_SERVICES {
-            return Err(XdpError::Invalid(format!("bad Maglev table for service {index}")));
+            return Err(XdpError::Invalid(format!(
+                "bad Maglev table for service {index}"
+            )));
         }
         let mut map = self.array::<u32>("rvs_maglev")?;
         for (slot, real) in table.iter().enumerate() {
-            map.set(index * size + slot as u32, real, 0).map_err(map_err("rvs_maglev"))?;
+            map.set(index * size + slot as u32, real, 0)
+                .map_err(map_err("rvs_maglev"))?;
         }
         Ok(())
     }
@@ -107,9 +127,12 @@ impl Balancer {
         let mut map = self.array::<u32>("rvs_maglev")?;
         for (slot, real) in slots {
             if *slot >= size {
-                return Err(XdpError::Invalid(format!("Maglev slot {slot} out of range")));
+                return Err(XdpError::Invalid(format!(
+                    "Maglev slot {slot} out of range"
+                )));
             }
-            map.set(index * size + slot, real, 0).map_err(map_err("rvs_maglev"))?;
+            map.set(index * size + slot, real, 0)
+                .map_err(map_err("rvs_maglev"))?;
         }
         Ok(())
     }
@@ -117,7 +140,9 @@ impl Balancer {
     /// Persistence templates.
     pub fn persist_templates(&self) -> Result<Vec<(PersistKey, Persist)>, XdpError> {
         let map: HashMap<&MapData, PersistKey, Persist> = HashMap::try_from(
-            self.ebpf.map("rvs_persist").ok_or(XdpError::Missing("rvs_persist"))?,
+            self.ebpf
+                .map("rvs_persist")
+                .ok_or(XdpError::Missing("rvs_persist"))?,
         )
         .map_err(map_err("rvs_persist"))?;
         Ok(map.iter().filter_map(Result::ok).collect())
@@ -127,11 +152,14 @@ impl Balancer {
     pub fn zero_outcomes(&mut self) -> Result<(), XdpError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
         let mut map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(
-            self.ebpf.map_mut("rvs_outcomes").ok_or(XdpError::Missing("rvs_outcomes"))?,
+            self.ebpf
+                .map_mut("rvs_outcomes")
+                .ok_or(XdpError::Missing("rvs_outcomes"))?,
         )
         .map_err(map_err("rvs_outcomes"))?;
         for i in 0..abi::RVS_OUTCOME_MAX {
-            let zeros = PerCpuValues::try_from(vec![0u64; cpus]).map_err(|e| XdpError::Invalid(e.to_string()))?;
+            let zeros = PerCpuValues::try_from(vec![0u64; cpus])
+                .map_err(|e| XdpError::Invalid(e.to_string()))?;
             map.set(i, zeros, 0).map_err(map_err("rvs_outcomes"))?;
         }
         Ok(())
@@ -140,7 +168,9 @@ impl Balancer {
     /// Tracked connections.
     pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
         let map: HashMap<&MapData, FlowKey, Conn> = HashMap::try_from(
-            self.ebpf.map("rvs_conns").ok_or(XdpError::Missing("rvs_conns"))?,
+            self.ebpf
+                .map("rvs_conns")
+                .ok_or(XdpError::Missing("rvs_conns"))?,
         )
         .map_err(map_err("rvs_conns"))?;
         Ok(map.iter().filter_map(Result::ok).collect())
@@ -148,14 +178,19 @@ impl Balancer {
 
     /// Insert a connection entry (tests; connection sync).
     pub fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> Result<(), XdpError> {
-        self.hash::<FlowKey, Conn>("rvs_conns")?.insert(key, conn, 0).map_err(map_err("rvs_conns"))
+        self.hash::<FlowKey, Conn>("rvs_conns")?
+            .insert(key, conn, 0)
+            .map_err(map_err("rvs_conns"))
     }
 
     /// Counters of slot `slot` (services first, then `RVS_MAX_SERVICES + real`), all CPUs.
     pub fn counters(&self, slot: u32) -> Result<Counters, XdpError> {
-        let map: PerCpuArray<&MapData, Counters> =
-            PerCpuArray::try_from(self.ebpf.map("rvs_stats").ok_or(XdpError::Missing("rvs_stats"))?)
-                .map_err(map_err("rvs_stats"))?;
+        let map: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(
+            self.ebpf
+                .map("rvs_stats")
+                .ok_or(XdpError::Missing("rvs_stats"))?,
+        )
+        .map_err(map_err("rvs_stats"))?;
         let per_cpu = map.get(&slot, 0).map_err(map_err("rvs_stats"))?;
         Ok(per_cpu.iter().fold(Counters::default(), |a, c| Counters {
             conns: a.conns + c.conns,
@@ -170,7 +205,9 @@ impl Balancer {
         let zeros = PerCpuValues::try_from(vec![Counters::default(); cpus])
             .map_err(|e| XdpError::Invalid(e.to_string()))?;
         let mut map: PerCpuArray<&mut MapData, Counters> = PerCpuArray::try_from(
-            self.ebpf.map_mut("rvs_stats").ok_or(XdpError::Missing("rvs_stats"))?,
+            self.ebpf
+                .map_mut("rvs_stats")
+                .ok_or(XdpError::Missing("rvs_stats"))?,
         )
         .map_err(map_err("rvs_stats"))?;
         map.set(slot, zeros, 0).map_err(map_err("rvs_stats"))
@@ -179,11 +216,19 @@ impl Balancer {
     /// Outcome counters summed over CPUs, indexed by `rvs_outcome`.
     pub fn outcomes(&self) -> Result<Vec<u64>, XdpError> {
         let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.ebpf.map("rvs_outcomes").ok_or(XdpError::Missing("rvs_outcomes"))?,
+            self.ebpf
+                .map("rvs_outcomes")
+                .ok_or(XdpError::Missing("rvs_outcomes"))?,
         )
         .map_err(map_err("rvs_outcomes"))?;
         (0..abi::RVS_OUTCOME_MAX)
-            .map(|i| Ok(map.get(&i, 0).map_err(map_err("rvs_outcomes"))?.iter().sum()))
+            .map(|i| {
+                Ok(map
+                    .get(&i, 0)
+                    .map_err(map_err("rvs_outcomes"))?
+                    .iter()
+                    .sum())
+            })
             .collect()
     }
 
@@ -191,7 +236,11 @@ impl Balancer {
     /// as the program left it.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
         let mut out = vec![0u8; frame.len() + 512];
-        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
         let r = self.prog()?.test_run(opts).map_err(prog_err(PROG))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
@@ -205,11 +254,12 @@ impl Balancer {
             .ok_or(XdpError::Missing(PROG))?
             .try_into()
             .map_err(prog_err(PROG))?;
-        prog.attach(interface, XdpMode::Skb).map_err(|e| XdpError::Attach {
-            interface: interface.to_string(),
-            native: "not tried".into(),
-            generic: e.to_string(),
-        })?;
+        prog.attach(interface, XdpMode::Skb)
+            .map_err(|e| XdpError::Attach {
+                interface: interface.to_string(),
+                native: "not tried".into(),
+                generic: e.to_string(),
+            })?;
         Ok(AttachMode::Generic)
     }
 

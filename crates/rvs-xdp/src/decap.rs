@@ -24,35 +24,57 @@ pub struct Decap {
 
 fn key(ip: IpAddr) -> DecapKey {
     let (addr, family) = addr_of(ip);
-    DecapKey { addr, family, pad: [0; 3] }
+    DecapKey {
+        addr,
+        family,
+        pad: [0; 3],
+    }
 }
 
 impl Decap {
     /// Load and verify the embedded program.
     pub fn load() -> Result<Decap, XdpError> {
         let mut ebpf = Ebpf::load(crate::programs::RVS_DECAP)?;
-        let prog: &mut Xdp = ebpf.program_mut(PROG).ok_or(XdpError::Missing(PROG))?.try_into().map_err(prog_err(PROG))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))?;
         prog.load().map_err(prog_err(PROG))?;
         Ok(Decap { ebpf })
     }
 
     fn prog_mut(&mut self) -> Result<&mut Xdp, XdpError> {
-        self.ebpf.program_mut(PROG).ok_or(XdpError::Missing(PROG))?.try_into().map_err(prog_err(PROG))
+        self.ebpf
+            .program_mut(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))
     }
 
     /// Accept tunnelled packets whose inner destination is `vip`.
     pub fn add_vip(&mut self, vip: IpAddr) -> Result<(), XdpError> {
         let mut m: HashMap<&mut MapData, DecapKey, u32> =
-            HashMap::try_from(self.ebpf.map_mut(VIPS).ok_or(XdpError::Missing(VIPS))?).map_err(map_err(VIPS))?;
+            HashMap::try_from(self.ebpf.map_mut(VIPS).ok_or(XdpError::Missing(VIPS))?)
+                .map_err(map_err(VIPS))?;
         m.insert(key(vip), 1, 0).map_err(map_err(VIPS))
     }
 
     /// Run one frame through the program: (action, frame after).
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let prog: &Xdp = self.ebpf.program(PROG).ok_or(XdpError::Missing(PROG))?.try_into().map_err(prog_err(PROG))?;
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG)
+            .ok_or(XdpError::Missing(PROG))?
+            .try_into()
+            .map_err(prog_err(PROG))?;
         let mut out = vec![0u8; frame.len() + 256];
         let r = prog
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
             .map_err(prog_err(PROG))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
@@ -60,15 +82,24 @@ impl Decap {
 
     /// Packets decapsulated so far (all CPUs).
     pub fn decapsulated(&self) -> Result<u64, XdpError> {
-        let m: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.ebpf.map("rvs_outcomes").ok_or(XdpError::Missing("rvs_outcomes"))?)
-                .map_err(map_err("rvs_outcomes"))?;
-        Ok(m.get(&abi::RVS_OUTCOME_DECAP, 0).map_err(map_err("rvs_outcomes"))?.iter().sum())
+        let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map("rvs_outcomes")
+                .ok_or(XdpError::Missing("rvs_outcomes"))?,
+        )
+        .map_err(map_err("rvs_outcomes"))?;
+        Ok(m.get(&abi::RVS_OUTCOME_DECAP, 0)
+            .map_err(map_err("rvs_outcomes"))?
+            .iter()
+            .sum())
     }
 
     /// Attach to `interface`, native first, generic as fallback. Detached when dropped unless
     /// made permanent by [`install`].
-    pub fn attach(&mut self, interface: &str) -> Result<(AttachMode, aya::programs::xdp::XdpLinkId), XdpError> {
+    pub fn attach(
+        &mut self,
+        interface: &str,
+    ) -> Result<(AttachMode, aya::programs::xdp::XdpLinkId), XdpError> {
         let prog = self.prog_mut()?;
         let native = match prog.attach(interface, XdpMode::Driver) {
             Ok(id) => return Ok((AttachMode::Native, id)),
@@ -76,15 +107,22 @@ impl Decap {
         };
         match prog.attach(interface, XdpMode::Skb) {
             Ok(id) => Ok((AttachMode::Generic, id)),
-            Err(e) => Err(XdpError::Attach { interface: interface.into(), native, generic: e.to_string() }),
+            Err(e) => Err(XdpError::Attach {
+                interface: interface.into(),
+                native,
+                generic: e.to_string(),
+            }),
         }
     }
 }
 
 /// Where the pinned link and map for `interface` (in this thread's network namespace) live.
 pub fn pin_dir(interface: &str) -> Result<PathBuf, XdpError> {
-    let ns = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).map_err(|e| XdpError::Invalid(format!("netns: {e}")))?;
-    let c = std::ffi::CString::new(interface).map_err(|_| XdpError::Invalid(format!("bad interface name {interface:?}")))?;
+    let ns = std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| XdpError::Invalid(format!("netns: {e}")))?;
+    let c = std::ffi::CString::new(interface)
+        .map_err(|_| XdpError::Invalid(format!("bad interface name {interface:?}")))?;
     // SAFETY: c is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
@@ -101,7 +139,8 @@ pub fn install(interface: &str, vips: &[IpAddr]) -> Result<Option<AttachMode>, X
     let map_path = dir.join("vips");
     if map_path.exists() {
         let data = MapData::from_pin(&map_path).map_err(map_err(VIPS))?;
-        let mut m: HashMap<MapData, DecapKey, u32> = HashMap::try_from(Map::HashMap(data)).map_err(map_err(VIPS))?;
+        let mut m: HashMap<MapData, DecapKey, u32> =
+            HashMap::try_from(Map::HashMap(data)).map_err(map_err(VIPS))?;
         for v in vips {
             m.insert(key(*v), 1, 0).map_err(map_err(VIPS))?;
         }
@@ -112,11 +151,21 @@ pub fn install(interface: &str, vips: &[IpAddr]) -> Result<Option<AttachMode>, X
         d.add_vip(*v)?;
     }
     let (mode, id) = d.attach(interface)?;
-    std::fs::create_dir_all(&dir).map_err(|e| XdpError::Invalid(format!("{}: {e}", dir.display())))?;
-    d.ebpf.map(VIPS).ok_or(XdpError::Missing(VIPS))?.pin(&map_path).map_err(|e| XdpError::Invalid(format!("pinning map: {e}")))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| XdpError::Invalid(format!("{}: {e}", dir.display())))?;
+    d.ebpf
+        .map(VIPS)
+        .ok_or(XdpError::Missing(VIPS))?
+        .pin(&map_path)
+        .map_err(|e| XdpError::Invalid(format!("pinning map: {e}")))?;
     let link = d.prog_mut()?.take_link(id).map_err(prog_err(PROG))?;
-    let fd: FdLink = link.try_into().map_err(|e| XdpError::Invalid(format!("XDP link is not a bpf_link ({e}); kernel too old to keep it attached")))?;
-    fd.pin(dir.join("link")).map_err(|e| XdpError::Invalid(format!("pinning link: {e}")))?;
+    let fd: FdLink = link.try_into().map_err(|e| {
+        XdpError::Invalid(format!(
+            "XDP link is not a bpf_link ({e}); kernel too old to keep it attached"
+        ))
+    })?;
+    fd.pin(dir.join("link"))
+        .map_err(|e| XdpError::Invalid(format!("pinning link: {e}")))?;
     Ok(Some(mode))
 }
 
@@ -129,14 +178,16 @@ pub fn uninstall(interface: &str, vips: &[IpAddr]) -> Result<bool, XdpError> {
         return Ok(false);
     }
     let data = MapData::from_pin(&map_path).map_err(map_err(VIPS))?;
-    let mut m: HashMap<MapData, DecapKey, u32> = HashMap::try_from(Map::HashMap(data)).map_err(map_err(VIPS))?;
+    let mut m: HashMap<MapData, DecapKey, u32> =
+        HashMap::try_from(Map::HashMap(data)).map_err(map_err(VIPS))?;
     for v in vips {
         let _ = m.remove(&key(*v));
     }
     if m.keys().next().is_some() {
         return Ok(false);
     }
-    let link = PinnedLink::from_pin(dir.join("link")).map_err(|e| XdpError::Invalid(format!("pinned link: {e}")))?;
+    let link = PinnedLink::from_pin(dir.join("link"))
+        .map_err(|e| XdpError::Invalid(format!("pinned link: {e}")))?;
     let _ = link.unpin();
     let _ = std::fs::remove_file(&map_path);
     let _ = std::fs::remove_dir(&dir);

@@ -12,7 +12,8 @@ use crate::error::XdpError;
 use crate::state::{RealSlot, Slots, SvcSlot, config_abi, service_abi, sync_table, vip_key};
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
-    ConnectionInfo, Counters, Engine, EngineError, EngineKind, EngineStats, RealStats, ServiceStats, Unsupported,
+    ConnectionInfo, Counters, Engine, EngineError, EngineKind, EngineStats, RealStats,
+    ServiceStats, Unsupported,
 };
 use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
 use rvs_net::Netlink;
@@ -66,7 +67,10 @@ pub struct XdpEngine {
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(XdpError) -> EngineError {
     let context = context.into();
-    move |e| EngineError::Io { context, source: std::io::Error::other(e.to_string()) }
+    move |e| EngineError::Io {
+        context,
+        source: std::io::Error::other(e.to_string()),
+    }
 }
 
 impl XdpEngine {
@@ -80,13 +84,19 @@ impl XdpEngine {
             source: std::io::Error::other(e.to_string()),
         })?;
         let timeouts = Timeouts::default();
-        balancer.set_config(&config_abi(&timeouts)).map_err(io_err("configuring timeouts"))?;
+        balancer
+            .set_config(&config_abi(&timeouts))
+            .map_err(io_err("configuring timeouts"))?;
         let mut attached = Vec::new();
         for (i, name) in cfg.interfaces.iter().enumerate() {
             let iface = describe_interface(&netlink, name)?;
-            balancer.set_iface(iface.0, &iface.1).map_err(io_err(format!("describing {name}")))?;
+            balancer
+                .set_iface(iface.0, &iface.1)
+                .map_err(io_err(format!("describing {name}")))?;
             if i == 0 {
-                balancer.set_iface(0, &iface.1).map_err(io_err(format!("describing {name}")))?;
+                balancer
+                    .set_iface(0, &iface.1)
+                    .map_err(io_err(format!("describing {name}")))?;
             }
             let mode = if cfg.force_generic {
                 balancer.attach_generic(name)
@@ -106,7 +116,11 @@ impl XdpEngine {
             resolve_timeout: cfg.resolve_timeout,
         }));
         let upkeep = crate::upkeep::Upkeep::start(inner.clone(), cfg.upkeep_interval);
-        Ok(XdpEngine { inner, attached, upkeep: Some(upkeep) })
+        Ok(XdpEngine {
+            inner,
+            attached,
+            upkeep: Some(upkeep),
+        })
     }
 
     /// Where the program is attached and in which mode (generic means native was refused).
@@ -121,14 +135,24 @@ impl XdpEngine {
 
 /// (ifindex, our MAC / MTU / first IPv4 and global IPv6 addresses) of an interface.
 fn describe_interface(nl: &Netlink, name: &str) -> Result<(u32, Iface), EngineError> {
-    let err = |e: rvs_net::NetError| EngineError::Io { context: format!("interface {name}"), source: std::io::Error::other(e.to_string()) };
+    let err = |e: rvs_net::NetError| EngineError::Io {
+        context: format!("interface {name}"),
+        source: std::io::Error::other(e.to_string()),
+    };
     let link = nl.link(name).map_err(err)?;
     let addrs = nl.addresses(link.index).map_err(err)?;
-    let mut iface = Iface { mac: link.mac, mtu: link.mtu.min(u32::from(u16::MAX)) as u16, ..Default::default() };
+    let mut iface = Iface {
+        mac: link.mac,
+        mtu: link.mtu.min(u32::from(u16::MAX)) as u16,
+        ..Default::default()
+    };
     if let Some((ip, _)) = addrs.iter().find(|(ip, _)| ip.is_ipv4()) {
         iface.src4 = addr_of(*ip).0[0];
     }
-    if let Some((ip, _)) = addrs.iter().find(|(ip, _)| matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80)) {
+    if let Some((ip, _)) = addrs
+        .iter()
+        .find(|(ip, _)| matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80))
+    {
         iface.src6 = addr_of(*ip).0;
     }
     Ok((link.index, iface))
@@ -143,28 +167,41 @@ impl Inner {
     }
 
     fn svc(&mut self, key: &ServiceKey) -> Result<&mut SvcSlot, EngineError> {
-        self.services.get_mut(key).ok_or(EngineError::UnknownService(*key))
+        self.services
+            .get_mut(key)
+            .ok_or(EngineError::UnknownService(*key))
     }
 
     /// Resolve a real's next hop and MAC (unresolved is not an error: upkeep retries).
     pub(crate) fn resolve(&self, slot: &mut RealSlot) {
-        match self.netlink.resolve(slot.real.addr.ip(), self.resolve_timeout) {
+        match self
+            .netlink
+            .resolve(slot.real.addr.ip(), self.resolve_timeout)
+        {
             Ok((mac, oif)) => {
-                let hop = self.netlink.route_get(slot.real.addr.ip()).map(|r| r.next_hop(slot.real.addr.ip()));
+                let hop = self
+                    .netlink
+                    .route_get(slot.real.addr.ip())
+                    .map(|r| r.next_hop(slot.real.addr.ip()));
                 slot.next_hop = Some((hop.unwrap_or(slot.real.addr.ip()), oif));
                 slot.mac = Some(mac);
             }
-            Err(e) => log::warn!("xdp: real {}: {e}; retrying in the background", slot.real.addr),
+            Err(e) => log::warn!(
+                "xdp: real {}: {e}; retrying in the background",
+                slot.real.addr
+            ),
         }
     }
 
     fn write_service(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
-        let vk = vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
+        let vk =
+            vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
         let svc = self.svc(key)?;
         let value = service_abi(svc.index, &svc.options);
         let mut svc = svc.clone();
         let b = self.balancer()?;
-        b.set_service(&vk, &value).map_err(io_err(format!("service {key}")))?;
+        b.set_service(&vk, &value)
+            .map_err(io_err(format!("service {key}")))?;
         sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
         self.services.insert(*key, svc);
         Ok(())
@@ -174,26 +211,47 @@ impl Inner {
         if self.services.contains_key(&key) {
             return self.edit_service(key, options);
         }
-        let index = self.slots.service().map_err(io_err(format!("service {key}")))?;
-        self.services.insert(key, SvcSlot { index, options, reals: BTreeMap::new(), table: Vec::new() });
+        let index = self
+            .slots
+            .service()
+            .map_err(io_err(format!("service {key}")))?;
+        self.services.insert(
+            key,
+            SvcSlot {
+                index,
+                options,
+                reals: BTreeMap::new(),
+                table: Vec::new(),
+            },
+        );
         self.write_service(&key)
     }
 
-    fn edit_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), EngineError> {
+    fn edit_service(
+        &mut self,
+        key: ServiceKey,
+        options: ServiceOptions,
+    ) -> Result<(), EngineError> {
         self.svc(&key)?.options = options;
         self.write_service(&key)
     }
 
     fn remove_service(&mut self, key: ServiceKey) -> Result<(), EngineError> {
-        let svc = self.services.remove(&key).ok_or(EngineError::UnknownService(key))?;
+        let svc = self
+            .services
+            .remove(&key)
+            .ok_or(EngineError::UnknownService(key))?;
         let b = self.balancer()?;
         if let Some(vk) = vip_key(&key) {
-            b.remove_service(&vk).map_err(io_err(format!("service {key}")))?;
+            b.remove_service(&vk)
+                .map_err(io_err(format!("service {key}")))?;
         }
         let empty = vec![abi::RVS_NO_REAL as u32; abi::RVS_MAGLEV_SIZE as usize];
-        b.set_maglev(svc.index, &empty).map_err(io_err(format!("service {key}")))?;
+        b.set_maglev(svc.index, &empty)
+            .map_err(io_err(format!("service {key}")))?;
         for r in svc.reals.values() {
-            b.set_real(r.index, &abi::Real::default()).map_err(io_err(format!("real {}", r.real.addr)))?;
+            b.set_real(r.index, &abi::Real::default())
+                .map_err(io_err(format!("real {}", r.real.addr)))?;
         }
         for r in svc.reals.values() {
             self.slots.free_real(r.index);
@@ -211,23 +269,40 @@ impl Inner {
                 s
             }
             None => {
-                let index = self.slots.real().map_err(io_err(format!("real {}", real.addr)))?;
-                RealSlot { index, real, next_hop: None, mac: None, overloaded: false }
+                let index = self
+                    .slots
+                    .real()
+                    .map_err(io_err(format!("real {}", real.addr)))?;
+                RealSlot {
+                    index,
+                    real,
+                    next_hop: None,
+                    mac: None,
+                    overloaded: false,
+                }
             }
         };
         if slot.mac.is_none() {
             self.resolve(&mut slot);
         }
         let value = slot.abi();
-        self.balancer()?.set_real(slot.index, &value).map_err(io_err(format!("real {}", real.addr)))?;
+        self.balancer()?
+            .set_real(slot.index, &value)
+            .map_err(io_err(format!("real {}", real.addr)))?;
         self.svc(&key)?.reals.insert(real.addr, slot);
         self.write_service(&key)
     }
 
     fn remove_real(&mut self, key: ServiceKey, addr: SocketAddr) -> Result<(), EngineError> {
-        let slot = self.svc(&key)?.reals.remove(&addr).ok_or(EngineError::UnknownService(key))?;
+        let slot = self
+            .svc(&key)?
+            .reals
+            .remove(&addr)
+            .ok_or(EngineError::UnknownService(key))?;
         self.write_service(&key)?;
-        self.balancer()?.set_real(slot.index, &abi::Real::default()).map_err(io_err(format!("real {addr}")))?;
+        self.balancer()?
+            .set_real(slot.index, &abi::Real::default())
+            .map_err(io_err(format!("real {addr}")))?;
         self.slots.free_real(slot.index);
         Ok(())
     }
@@ -236,35 +311,54 @@ impl Inner {
         match change {
             Change::SetTimeouts(t) => {
                 self.timeouts = *t;
-                self.balancer()?.set_config(&config_abi(t)).map_err(io_err("timeouts"))
+                self.balancer()?
+                    .set_config(&config_abi(t))
+                    .map_err(io_err("timeouts"))
             }
             Change::AddService { key, options } => self.add_service(*key, *options),
             Change::EditService { key, options } => self.edit_service(*key, *options),
             Change::RemoveService(key) => self.remove_service(*key),
-            Change::AddReal { service, real } | Change::EditReal { service, real } => self.put_real(*service, *real),
+            Change::AddReal { service, real } | Change::EditReal { service, real } => {
+                self.put_real(*service, *real)
+            }
             Change::RemoveReal { service, addr } => self.remove_real(*service, *addr),
         }
     }
 }
 
 fn unsupported(key: &ServiceKey, why: &str) -> EngineError {
-    EngineError::Unsupported { service: *key, reason: Unsupported(why.to_string()) }
+    EngineError::Unsupported {
+        service: *key,
+        reason: Unsupported(why.to_string()),
+    }
 }
 
 fn check_method(key: &ServiceKey, m: ForwardMethod) -> Result<(), EngineError> {
     match m {
         ForwardMethod::Dr | ForwardMethod::Tun => Ok(()),
-        other => Err(unsupported(key, &format!("the xdp engine does not do {} yet", other.ipvs_name()))),
+        other => Err(unsupported(
+            key,
+            &format!("the xdp engine does not do {} yet", other.ipvs_name()),
+        )),
     }
 }
 
 fn to_counters(c: &abi::Counters) -> Counters {
-    Counters { conns: c.conns, in_pkts: c.packets, in_bytes: c.bytes, out_pkts: 0, out_bytes: 0 }
+    Counters {
+        conns: c.conns,
+        in_pkts: c.packets,
+        in_bytes: c.bytes,
+        out_pkts: 0,
+        out_bytes: 0,
+    }
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -277,8 +371,15 @@ impl Engine for XdpEngine {
 
     fn supports(&self, service: &ServiceConfig) -> Result<(), Unsupported> {
         match service.key {
-            ServiceKey::Addr { protocol: Protocol::Tcp | Protocol::Udp, .. } => {}
-            _ => return Err(Unsupported("the xdp engine serves TCP and UDP address services only".into())),
+            ServiceKey::Addr {
+                protocol: Protocol::Tcp | Protocol::Udp,
+                ..
+            } => {}
+            _ => {
+                return Err(Unsupported(
+                    "the xdp engine serves TCP and UDP address services only".into(),
+                ));
+            }
         }
         for r in service.reals.values() {
             check_method(&service.key, r.method).map_err(|e| Unsupported(e.to_string()))?;
@@ -294,14 +395,29 @@ impl Engine for XdpEngine {
     fn stats(&self) -> EngineStats {
         let inner = self.lock();
         let mut out = EngineStats::default();
-        let Some(b) = inner.balancer.as_ref() else { return out };
+        let Some(b) = inner.balancer.as_ref() else {
+            return out;
+        };
         let live = crate::upkeep::live_counts(&inner);
         for (key, svc) in &inner.services {
-            let mut s = ServiceStats { counters: to_counters(&b.counters(svc.index).unwrap_or_default()), ..Default::default() };
+            let mut s = ServiceStats {
+                counters: to_counters(&b.counters(svc.index).unwrap_or_default()),
+                ..Default::default()
+            };
             for (addr, r) in &svc.reals {
-                let c = b.counters(abi::RVS_MAX_SERVICES as u32 + r.index).unwrap_or_default();
+                let c = b
+                    .counters(abi::RVS_MAX_SERVICES as u32 + r.index)
+                    .unwrap_or_default();
                 let (active, inactive) = live.get(&r.index).copied().unwrap_or((0, 0));
-                s.reals.insert(*addr, RealStats { counters: to_counters(&c), active_conns: active, inactive_conns: inactive, persistent_conns: 0 });
+                s.reals.insert(
+                    *addr,
+                    RealStats {
+                        counters: to_counters(&c),
+                        active_conns: active,
+                        inactive_conns: inactive,
+                        persistent_conns: 0,
+                    },
+                );
             }
             out.services.insert(*key, s);
         }
@@ -321,9 +437,17 @@ impl Engine for XdpEngine {
             .services
             .iter()
             .filter(|(k, _)| service.is_none_or(|s| s == *k))
-            .flat_map(|(_, s)| std::iter::once(s.index).chain(s.reals.values().map(|r| abi::RVS_MAX_SERVICES as u32 + r.index)))
+            .flat_map(|(_, s)| {
+                std::iter::once(s.index).chain(
+                    s.reals
+                        .values()
+                        .map(|r| abi::RVS_MAX_SERVICES as u32 + r.index),
+                )
+            })
             .collect();
-        let Some(b) = inner.balancer.as_mut() else { return };
+        let Some(b) = inner.balancer.as_mut() else {
+            return;
+        };
         for slot in slots {
             if let Err(e) = b.zero_counters(slot) {
                 log::warn!("xdp: zeroing counters: {e}");

@@ -28,7 +28,11 @@ pub enum XdpError {
     Full { what: &'static str, limit: u64 },
     /// Attaching failed in native and in generic mode.
     #[error("attaching XDP to {interface}: native: {native}; generic: {generic}")]
-    Attach { interface: String, native: String, generic: String },
+    Attach {
+        interface: String,
+        native: String,
+        generic: String,
+    },
     /// Bad input (e.g. a frame too large for the benchmark wrapper).
     #[error("{0}")]
     Invalid(String),

@@ -22,7 +22,13 @@ mod tests {
 
     #[test]
     fn abi_matches_core_constants() {
-        assert_eq!(crate::abi::RVS_FLOW_SEED, u64::from(rvs_core::maglev::hash::FLOW_SEED));
-        assert_eq!(RVS_MAGLEV_SIZE, u64::from(rvs_core::maglev::DEFAULT_TABLE_SIZE));
+        assert_eq!(
+            crate::abi::RVS_FLOW_SEED,
+            u64::from(rvs_core::maglev::hash::FLOW_SEED)
+        );
+        assert_eq!(
+            RVS_MAGLEV_SIZE,
+            u64::from(rvs_core::maglev::DEFAULT_TABLE_SIZE)
+        );
     }
 }

@@ -27,8 +27,12 @@ pub fn setup(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
     if cfg.method == Method::Tun && !kernel_has_ipip() {
         let iface = interface(cfg)?;
         match decap::install(&iface, &cfg.vips)? {
-            Some(mode) => report.lines.push(format!("decapsulation program attached to {iface} ({mode:?} mode)")),
-            None => report.lines.push(format!("decapsulation program on {iface} now also accepts the VIPs")),
+            Some(mode) => report.lines.push(format!(
+                "decapsulation program attached to {iface} ({mode:?} mode)"
+            )),
+            None => report.lines.push(format!(
+                "decapsulation program on {iface} now also accepts the VIPs"
+            )),
         }
     }
     Ok(report)
@@ -40,13 +44,18 @@ pub fn teardown(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
     if cfg.method == Method::Tun {
         let iface = interface(cfg)?;
         if decap::uninstall(&iface, &cfg.vips)? {
-            report.lines.push(format!("decapsulation program detached from {iface}"));
+            report
+                .lines
+                .push(format!("decapsulation program detached from {iface}"));
         }
     }
     Ok(report)
 }
 
 fn interface(cfg: &RealServerSetup) -> Result<String, RealServerError> {
-    let first = *cfg.vips.first().ok_or_else(|| NetError::Invalid("no VIP given".into()))?;
+    let first = *cfg
+        .vips
+        .first()
+        .ok_or_else(|| NetError::Invalid("no VIP given".into()))?;
     Ok(net::interface_of(&Netlink::new()?, &cfg.interface, first)?)
 }

@@ -25,7 +25,11 @@ pub(crate) struct RealSlot {
 impl RealSlot {
     /// The weight that goes into the Maglev table.
     pub fn table_weight(&self) -> u32 {
-        if self.overloaded { 0 } else { self.real.effective_weight() }
+        if self.overloaded {
+            0
+        } else {
+            self.real.effective_weight()
+        }
     }
 
     pub fn abi(&self) -> Real {
@@ -60,18 +64,28 @@ pub(crate) struct SvcSlot {
 
 /// The map key of a service (only address services reach the engine).
 pub(crate) fn vip_key(key: &ServiceKey) -> Option<VipKey> {
-    let ServiceKey::Addr { protocol, addr } = key else { return None };
+    let ServiceKey::Addr { protocol, addr } = key else {
+        return None;
+    };
     let proto = match protocol {
         Protocol::Tcp => abi::RVS_PROTO_TCP,
         Protocol::Udp => abi::RVS_PROTO_UDP,
         Protocol::Sctp => return None,
     } as u8;
     let (a, family) = addr_of(addr.ip());
-    Some(VipKey { addr: a, port: addr.port().to_be(), proto, family })
+    Some(VipKey {
+        addr: a,
+        port: addr.port().to_be(),
+        proto,
+        family,
+    })
 }
 
 pub(crate) fn service_abi(index: u32, options: &ServiceOptions) -> Service {
-    let mut s = Service { index, ..Default::default() };
+    let mut s = Service {
+        index,
+        ..Default::default()
+    };
     if let Some(p) = options.persistence {
         s.flags = abi::RVS_SVC_F_PERSIST as u32;
         s.persist_timeout = p.timeout;
@@ -82,7 +96,11 @@ pub(crate) fn service_abi(index: u32, options: &ServiceOptions) -> Service {
 
 pub(crate) fn config_abi(t: &Timeouts) -> abi::Config {
     let ns = |s: u32| u64::from(s) * 1_000_000_000;
-    abi::Config { tcp_timeout_ns: ns(t.tcp), tcp_fin_timeout_ns: ns(t.tcp_fin), udp_timeout_ns: ns(t.udp) }
+    abi::Config {
+        tcp_timeout_ns: ns(t.tcp),
+        tcp_fin_timeout_ns: ns(t.tcp_fin),
+        udp_timeout_ns: ns(t.udp),
+    }
 }
 
 /// Slot allocator: lowest free index for services; reals are reused oldest-freed first, so a
@@ -102,7 +120,10 @@ impl Slots {
     }
 
     pub fn service(&mut self) -> Result<u32, XdpError> {
-        self.free_services.pop().ok_or(XdpError::Full { what: "service table", limit: abi::RVS_MAX_SERVICES })
+        self.free_services.pop().ok_or(XdpError::Full {
+            what: "service table",
+            limit: abi::RVS_MAX_SERVICES,
+        })
     }
 
     pub fn free_service(&mut self, i: u32) {
@@ -111,7 +132,10 @@ impl Slots {
     }
 
     pub fn real(&mut self) -> Result<u32, XdpError> {
-        self.free_reals.pop_front().ok_or(XdpError::Full { what: "real table", limit: abi::RVS_MAX_REALS })
+        self.free_reals.pop_front().ok_or(XdpError::Full {
+            what: "real table",
+            limit: abi::RVS_MAX_REALS,
+        })
     }
 
     pub fn free_real(&mut self, i: u32) {
@@ -122,13 +146,22 @@ impl Slots {
 /// Rebuild `svc`'s Maglev table from its reals and write the slots that changed.
 pub(crate) fn sync_table(b: &mut Balancer, svc: &mut SvcSlot) -> Result<(), XdpError> {
     let reals: Vec<&RealSlot> = svc.reals.values().collect();
-    let input: Vec<(SocketAddr, u32)> = reals.iter().map(|r| (r.real.addr, r.table_weight())).collect();
+    let input: Vec<(SocketAddr, u32)> = reals
+        .iter()
+        .map(|r| (r.real.addr, r.table_weight()))
+        .collect();
     let built = MaglevTable::build(&input, abi::RVS_MAGLEV_SIZE as u32)
         .map_err(|e| XdpError::Invalid(e.to_string()))?;
     let table: Vec<u32> = built
         .slots()
         .iter()
-        .map(|s| if *s == MaglevTable::EMPTY { abi::RVS_NO_REAL as u32 } else { reals[*s as usize].index })
+        .map(|s| {
+            if *s == MaglevTable::EMPTY {
+                abi::RVS_NO_REAL as u32
+            } else {
+                reals[*s as usize].index
+            }
+        })
         .collect();
     if svc.table.len() != table.len() {
         b.set_maglev(svc.index, &table)?;

@@ -82,7 +82,11 @@ fn refresh_macs(inner: &mut Inner, _event: bool) {
         }
     }
     for slot in updates {
-        log::info!("xdp: real {} next-hop MAC now {:02x?}", slot.real.addr, slot.mac);
+        log::info!(
+            "xdp: real {} next-hop MAC now {:02x?}",
+            slot.real.addr,
+            slot.mac
+        );
         let value = slot.abi();
         if let Some(b) = inner.balancer.as_mut()
             && let Err(e) = b.set_real(slot.index, &value)
@@ -101,11 +105,18 @@ fn refresh_macs(inner: &mut Inner, _event: bool) {
 
 /// Overload hysteresis from live connection counts; rebuild tables that changed.
 fn apply_overload(inner: &mut Inner) {
-    if !inner.services.values().flat_map(|s| s.reals.values()).any(|r| r.real.upper_threshold > 0) {
+    if !inner
+        .services
+        .values()
+        .flat_map(|s| s.reals.values())
+        .any(|r| r.real.upper_threshold > 0)
+    {
         return;
     }
     let live = live_counts(inner);
-    let Some(b) = inner.balancer.as_mut() else { return };
+    let Some(b) = inner.balancer.as_mut() else {
+        return;
+    };
     for svc in inner.services.values_mut() {
         let mut changed = false;
         for r in svc.reals.values_mut() {
@@ -122,14 +133,22 @@ fn apply_overload(inner: &mut Inner) {
 
 fn timeout_ns(inner: &Inner, proto: u8, state: u32) -> u64 {
     let t = &inner.timeouts;
-    let s = if proto == abi::RVS_PROTO_UDP as u8 { t.udp } else if state != 0 { t.tcp_fin } else { t.tcp };
+    let s = if proto == abi::RVS_PROTO_UDP as u8 {
+        t.udp
+    } else if state != 0 {
+        t.tcp_fin
+    } else {
+        t.tcp
+    };
     u64::from(s) * 1_000_000_000
 }
 
 /// Live (not expired) connections per real slot: (active, inactive) as IPVS counts them.
 pub(crate) fn live_counts(inner: &Inner) -> HashMap<u32, (u32, u32)> {
     let mut out: HashMap<u32, (u32, u32)> = HashMap::new();
-    let Some(b) = inner.balancer.as_ref() else { return out };
+    let Some(b) = inner.balancer.as_ref() else {
+        return out;
+    };
     let now = monotonic_ns();
     for (k, c) in b.conns().unwrap_or_default() {
         if now.saturating_sub(c.last_ns) > timeout_ns(inner, k.proto, c.state) {
@@ -147,21 +166,35 @@ pub(crate) fn live_counts(inner: &Inner) -> HashMap<u32, (u32, u32)> {
 
 /// The connection table and persistence templates as `ipvsadm -Lnc` rows.
 pub(crate) fn connection_list(inner: &Inner, now: u64) -> Vec<ConnectionInfo> {
-    let Some(b) = inner.balancer.as_ref() else { return Vec::new() };
-    let reals: HashMap<u32, std::net::SocketAddr> =
-        inner.services.values().flat_map(|s| s.reals.values().map(|r| (r.index, r.real.addr))).collect();
+    let Some(b) = inner.balancer.as_ref() else {
+        return Vec::new();
+    };
+    let reals: HashMap<u32, std::net::SocketAddr> = inner
+        .services
+        .values()
+        .flat_map(|s| s.reals.values().map(|r| (r.index, r.real.addr)))
+        .collect();
     let mut out = Vec::new();
     for (k, c) in b.conns().unwrap_or_default() {
         let t = timeout_ns(inner, k.proto, c.state);
         let age = now.saturating_sub(c.last_ns);
-        let Some(real) = reals.get(&c.real) else { continue };
+        let Some(real) = reals.get(&c.real) else {
+            continue;
+        };
         if age > t {
             continue;
         }
         let (protocol, state) = if k.proto == abi::RVS_PROTO_UDP as u8 {
             (Protocol::Udp, "UDP")
         } else {
-            (Protocol::Tcp, if c.state == 0 { "ESTABLISHED" } else { "FIN_WAIT" })
+            (
+                Protocol::Tcp,
+                if c.state == 0 {
+                    "ESTABLISHED"
+                } else {
+                    "FIN_WAIT"
+                },
+            )
         };
         out.push(ConnectionInfo {
             protocol,
@@ -175,11 +208,20 @@ pub(crate) fn connection_list(inner: &Inner, now: u64) -> Vec<ConnectionInfo> {
     let by_index: HashMap<u32, (&rvs_core::model::ServiceKey, u32)> = inner
         .services
         .iter()
-        .map(|(key, s)| (s.index, (key, s.options.persistence.map_or(0, |p| p.timeout))))
+        .map(|(key, s)| {
+            (
+                s.index,
+                (key, s.options.persistence.map_or(0, |p| p.timeout)),
+            )
+        })
         .collect();
     for (k, p) in b.persist_templates().unwrap_or_default() {
-        let (Some((key, timeout)), Some(real)) = (by_index.get(&k.svc), reals.get(&p.real)) else { continue };
-        let rvs_core::model::ServiceKey::Addr { protocol, addr } = key else { continue };
+        let (Some((key, timeout)), Some(real)) = (by_index.get(&k.svc), reals.get(&p.real)) else {
+            continue;
+        };
+        let rvs_core::model::ServiceKey::Addr { protocol, addr } = key else {
+            continue;
+        };
         let t = u64::from(*timeout) * 1_000_000_000;
         let age = now.saturating_sub(p.last_ns);
         if age > t {

@@ -33,7 +33,9 @@ fn rust_layout() -> Vec<(String, usize)> {
 }
 
 fn c_program(items: &[(String, usize)]) -> String {
-    let mut s = String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"rvs_abi.h\"\nint main(void) {\n");
+    let mut s = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"rvs_abi.h\"\nint main(void) {\n",
+    );
     for (name, _) in items {
         match name.split_once('.') {
             Some((st, field)) => {
@@ -55,7 +57,13 @@ fn rust_mirror_matches_c_header() {
     std::fs::write(&src, c_program(&items)).unwrap();
     let bpf = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf");
     let cc = std::env::var("CC").unwrap_or_else(|_| "clang".into());
-    let status = Command::new(&cc).arg("-I").arg(bpf).arg(&src).arg("-o").arg(&bin).status();
+    let status = Command::new(&cc)
+        .arg("-I")
+        .arg(bpf)
+        .arg(&src)
+        .arg("-o")
+        .arg(&bin)
+        .status();
     match status {
         Ok(s) if s.success() => {}
         other => panic!("compiling the ABI checker with {cc} failed: {other:?}"),
@@ -64,7 +72,10 @@ fn rust_mirror_matches_c_header() {
     let c: BTreeMap<String, usize> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.parse().unwrap())))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        })
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
     let mut diffs = Vec::new();

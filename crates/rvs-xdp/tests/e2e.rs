@@ -19,7 +19,8 @@ fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
         s.spawn(|| {
             let file = std::fs::File::open(&path).expect("open netns");
             // SAFETY: setns on a valid namespace fd changes only this thread's namespace.
-            let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
             f()
         })
@@ -50,23 +51,50 @@ fn lab(method: Method) -> Lab {
     // veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL); once XDP turns the skb
     // into a frame that state is lost and the real drops the segment. A real NIC computes it:
     // make the client's veth do so too.
-    topo.client.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).expect("tx checksum off");
+    topo.client
+        .ns
+        .run("ethtool", &["-K", "eth0", "tx", "off"])
+        .expect("tx checksum off");
     let vip = IpAddr::V4(topo.vip4);
-    topo.director.ns.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"]).unwrap();
+    topo.director
+        .ns
+        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
+        .unwrap();
     let mut nginx = Vec::new();
     for (i, r) in topo.reals.iter().enumerate() {
-        let cfg = RealServerSetup { vips: vec![vip], method, interface: Some(r.dev.clone()) };
+        let cfg = RealServerSetup {
+            vips: vec![vip],
+            method,
+            interface: Some(r.dev.clone()),
+        };
         let report = in_ns(&r.ns, || rvs_xdp::realserver::setup(&cfg)).expect("realserver setup");
         println!("real{i}: {}", report.lines.join("; "));
-        nginx.push(Nginx::start(Some(&r.ns), SocketAddr::from(([0, 0, 0, 0], 80)), &format!("real{i}")).unwrap());
+        nginx.push(
+            Nginx::start(
+                Some(&r.ns),
+                SocketAddr::from(([0, 0, 0, 0], 80)),
+                &format!("real{i}"),
+            )
+            .unwrap(),
+        );
     }
-    Lab { topo, _nginx: nginx, _peer_prog: peer_prog, vip, method }
+    Lab {
+        topo,
+        _nginx: nginx,
+        _peer_prog: peer_prog,
+        vip,
+        method,
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         for r in &self.topo.reals {
-            let cfg = RealServerSetup { vips: vec![self.vip], method: self.method, interface: Some(r.dev.clone()) };
+            let cfg = RealServerSetup {
+                vips: vec![self.vip],
+                method: self.method,
+                interface: Some(r.dev.clone()),
+            };
             let _ = in_ns(&r.ns, || rvs_xdp::realserver::teardown(&cfg));
         }
     }
@@ -74,8 +102,16 @@ impl Drop for Lab {
 
 /// `n` sequential curls from the client; body → count ("FAIL" for failures).
 fn curls(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
-    let script = format!("for i in $(seq 1 {n}); do curl -s --max-time 2 http://{}/ || echo FAIL; done", lab.vip);
-    let out = lab.topo.client.ns.run("sh", &["-c", &script]).expect("curl loop");
+    let script = format!(
+        "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{}/ || echo FAIL; done",
+        lab.vip
+    );
+    let out = lab
+        .topo
+        .client
+        .ns
+        .run("sh", &["-c", &script])
+        .expect("curl loop");
     let mut counts = BTreeMap::new();
     for line in out.lines() {
         *counts.entry(line.trim().to_string()).or_insert(0) += 1;
@@ -92,31 +128,96 @@ fn run_method(method: Method, fwd: ForwardMethod) {
     let weights = [1u32, 2, 3];
     let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
     in_ns(&lab.topo.director.ns, || {
-        let mut engine = XdpEngine::start(XdpConfig { interfaces: vec!["eth0".into()], ..Default::default() }).expect("engine");
+        let mut engine = XdpEngine::start(XdpConfig {
+            interfaces: vec!["eth0".into()],
+            ..Default::default()
+        })
+        .expect("engine");
         println!("attached: {:?}", engine.attachments());
-        let mut changes = vec![Change::AddService { key, options: ServiceOptions::default() }];
+        let mut changes = vec![Change::AddService {
+            key,
+            options: ServiceOptions::default(),
+        }];
         for (r, w) in lab.topo.reals.iter().zip(weights) {
             let addr = SocketAddr::new(IpAddr::V4(r.ip4), 80);
-            changes.push(Change::AddReal { service: key, real: RealServer::new(addr, fwd, w) });
+            changes.push(Change::AddReal {
+                service: key,
+                real: RealServer::new(addr, fwd, w),
+            });
         }
         engine.apply(&changes).expect("apply");
         let before = engine.stats();
-        let n: usize = std::env::var("RVS_E2E_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let n: usize = std::env::var("RVS_E2E_REQUESTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
         let dumps: Vec<_> = if std::env::var("RVS_E2E_DEBUG").is_ok() {
-            lab.topo.reals.iter().map(|r| rvs_testbed::Tcpdump::start(Some(&r.ns), "eth0", "").unwrap()).chain(std::iter::once(rvs_testbed::Tcpdump::start(Some(&lab.topo.client.ns), "eth0", "").unwrap())).collect()
+            lab.topo
+                .reals
+                .iter()
+                .map(|r| rvs_testbed::Tcpdump::start(Some(&r.ns), "eth0", "").unwrap())
+                .chain(std::iter::once(
+                    rvs_testbed::Tcpdump::start(Some(&lab.topo.client.ns), "eth0", "").unwrap(),
+                ))
+                .collect()
         } else {
             Vec::new()
         };
         let counts = curls(&lab, n);
         if std::env::var("RVS_E2E_DEBUG").is_ok() {
-            println!("{}", lab.topo.director.ns.run("ethtool", &["-S", "eth0"]).unwrap_or_default());
-            println!("{}", lab.topo.switch.run("ethtool", &["-k", "dir"]).unwrap_or_default().lines().filter(|l| l.contains("receive-offload")).collect::<Vec<_>>().join("\n"));
-            println!("{}", lab.topo.director.ns.run("ip", &["neigh"]).unwrap_or_default());
-            println!("{}", lab.topo.switch.run("ethtool", &["-S", "dir"]).unwrap_or_default());
-            println!("{}", lab.topo.switch.run("ip", &["-s", "link", "show", "dir"]).unwrap_or_default());
-            println!("{}", lab.topo.switch.run("bridge", &["fdb", "show", "br", "br0"]).unwrap_or_default());
+            println!(
+                "{}",
+                lab.topo
+                    .director
+                    .ns
+                    .run("ethtool", &["-S", "eth0"])
+                    .unwrap_or_default()
+            );
+            println!(
+                "{}",
+                lab.topo
+                    .switch
+                    .run("ethtool", &["-k", "dir"])
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("receive-offload"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            println!(
+                "{}",
+                lab.topo
+                    .director
+                    .ns
+                    .run("ip", &["neigh"])
+                    .unwrap_or_default()
+            );
+            println!(
+                "{}",
+                lab.topo
+                    .switch
+                    .run("ethtool", &["-S", "dir"])
+                    .unwrap_or_default()
+            );
+            println!(
+                "{}",
+                lab.topo
+                    .switch
+                    .run("ip", &["-s", "link", "show", "dir"])
+                    .unwrap_or_default()
+            );
+            println!(
+                "{}",
+                lab.topo
+                    .switch
+                    .run("bridge", &["fdb", "show", "br", "br0"])
+                    .unwrap_or_default()
+            );
             let r0 = &lab.topo.reals[0].ns;
-            println!("{}", r0.run("ip", &["addr", "show", "lo"]).unwrap_or_default());
+            println!(
+                "{}",
+                r0.run("ip", &["addr", "show", "lo"]).unwrap_or_default()
+            );
             println!("{}", r0.run("ss", &["-ltn"]).unwrap_or_default());
             println!("{}", r0.run("sh", &["-c", "nstat -az | grep -v ' 0 ' ; sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.eth0.rp_filter net.ipv4.conf.all.arp_ignore"]).unwrap_or_default());
         }
@@ -133,19 +234,38 @@ fn run_method(method: Method, fwd: ForwardMethod) {
         for (i, w) in weights.iter().enumerate() {
             let got = *counts.get(&format!("real{i}")).unwrap_or(&0) as f64 / n as f64;
             let want = f64::from(*w) / f64::from(wsum);
-            assert!((got - want).abs() <= 0.05, "real{i}: {got:.3} of requests, weight share {want:.3}");
+            assert!(
+                (got - want).abs() <= 0.05,
+                "real{i}: {got:.3} of requests, weight share {want:.3}"
+            );
         }
         let d = |name: &str| after.outcomes[name] - before.outcomes.get(name).copied().unwrap_or(0);
         let svc = &after.services[&key];
-        println!("service counters: {:?}; forwarded +{}, not_vip +{}", svc.counters, d("forwarded"), d("not_vip"));
+        println!(
+            "service counters: {:?}; forwarded +{}, not_vip +{}",
+            svc.counters,
+            d("forwarded"),
+            d("not_vip")
+        );
         assert!(svc.counters.conns >= n as u64, "{:?}", svc.counters);
-        assert!(d("forwarded") >= 5 * n as u64, "each request is at least SYN, ACK, data, FIN, ACK");
+        assert!(
+            d("forwarded") >= 5 * n as u64,
+            "each request is at least SYN, ACK, data, FIN, ACK"
+        );
         // Replies (to the client, not a VIP: at least 4 segments per request) would show up as
         // not_vip if they reached us; only IPv6 router solicitations and MLD reports do.
-        assert!(d("not_vip") < (n / 20) as u64, "replies passed through the director: not_vip +{}", d("not_vip"));
+        assert!(
+            d("not_vip") < (n / 20) as u64,
+            "replies passed through the director: not_vip +{}",
+            d("not_vip")
+        );
         assert_eq!(svc.counters.out_pkts, 0);
         let conns = engine.connections();
-        assert!(conns.len() >= n / 2, "connection table has {} entries", conns.len());
+        assert!(
+            conns.len() >= n / 2,
+            "connection table has {} entries",
+            conns.len()
+        );
         engine.shutdown();
     });
     // Detached: the director's interface carries no XDP program any more.

@@ -28,7 +28,11 @@ pub fn eth(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
 /// One's-complement sum folded, not inverted.
 pub fn sum16(data: &[u8], mut acc: u32) -> u32 {
     for c in data.chunks(2) {
-        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        };
         acc += u32::from(w);
     }
     while acc > 0xffff {
@@ -55,12 +59,21 @@ pub struct Ip4 {
 
 impl Ip4 {
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> Ip4 {
-        Ip4 { src, dst, proto, tos: 0, frag: 0x4000, ttl: 64, id: 0x1234, options: vec![] }
+        Ip4 {
+            src,
+            dst,
+            proto,
+            tos: 0,
+            frag: 0x4000,
+            ttl: 64,
+            id: 0x1234,
+            options: vec![],
+        }
     }
 
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
         let hl = 20 + self.options.len();
-        assert!(hl % 4 == 0 && hl <= 60);
+        assert!(hl.is_multiple_of(4) && hl <= 60);
         let mut h = vec![0u8; hl];
         h[0] = 0x40 | (hl / 4) as u8;
         h[1] = self.tos;
@@ -125,7 +138,14 @@ pub fn icmp4(ty: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
 }
 
 /// ICMPv6 message with its pseudo-header checksum.
-pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, ty: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
+pub fn icmp6(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    ty: u8,
+    code: u8,
+    rest: [u8; 4],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut m = vec![ty, code, 0, 0];
     m.extend_from_slice(&rest);
     m.extend_from_slice(payload);
@@ -141,7 +161,11 @@ pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, ty: u8, code: u8, rest: [u8; 4], payl
 
 /// L4 segment for `proto`.
 pub fn l4(proto: u8, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    if proto == TCP { tcp(sport, dport, flags, payload) } else { udp(sport, dport, payload) }
+    if proto == TCP {
+        tcp(sport, dport, flags, payload)
+    } else {
+        udp(sport, dport, payload)
+    }
 }
 
 /// A client packet: Ethernet + IP (v4 with DF, or v6) + TCP/UDP.
@@ -159,7 +183,9 @@ pub fn packet(
 ) -> Vec<u8> {
     let seg = l4(proto, sport, dport, flags, payload);
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth(dmac, smac, ETH_IP4, &Ip4::new(s, d, proto).build(&seg)),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            eth(dmac, smac, ETH_IP4, &Ip4::new(s, d, proto).build(&seg))
+        }
         (IpAddr::V6(s), IpAddr::V6(d)) => eth(dmac, smac, ETH_IP6, &ip6(s, d, proto, 0, 64, &seg)),
         _ => panic!("mixed families"),
     }

@@ -5,10 +5,10 @@
 #![allow(dead_code)]
 
 use super::frames::{self, Ip4, Mac};
+use rvs_core::maglev::MaglevTable;
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, FlowKey, Iface, Real, Service, VipKey, addr_of};
 use rvs_xdp::flow_hash::maglev_slot;
-use rvs_core::maglev::MaglevTable;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const XDP_DROP: u32 = 1;
@@ -65,14 +65,31 @@ impl Lab {
         };
         b.set_iface(0, &iface).unwrap();
         let s = 1_000_000_000u64;
-        b.set_config(&Config { tcp_timeout_ns: 900 * s, tcp_fin_timeout_ns: 120 * s, udp_timeout_ns: 300 * s })
-            .unwrap();
-        Lab { b, reals: vec![], services: vec![], ran: vec![] }
+        b.set_config(&Config {
+            tcp_timeout_ns: 900 * s,
+            tcp_fin_timeout_ns: 120 * s,
+            udp_timeout_ns: 300 * s,
+        })
+        .unwrap();
+        Lab {
+            b,
+            reals: vec![],
+            services: vec![],
+            ran: vec![],
+        }
     }
 
     pub fn add_real(&mut self, index: u32, ip: IpAddr, mac: Mac, method: u8) {
         let (addr, family) = addr_of(ip);
-        let r = Real { addr, family, method, flags: abi::RVS_REAL_F_PRESENT as u8, has_mac: 1, mac, pad: [0; 2] };
+        let r = Real {
+            addr,
+            family,
+            method,
+            flags: abi::RVS_REAL_F_PRESENT as u8,
+            has_mac: 1,
+            mac,
+            pad: [0; 2],
+        };
         self.b.set_real(index, &r).unwrap();
         let i = index as usize;
         if self.reals.len() <= i {
@@ -92,40 +109,74 @@ impl Lab {
     }
 
     /// Add a service with reals (index, weight); `persist` = (timeout s, prefix).
-    pub fn add_service(&mut self, index: u32, vip: SocketAddr, proto: u8, reals: &[(u32, u32)], persist: Option<(u32, u8)>) {
+    pub fn add_service(
+        &mut self,
+        index: u32,
+        vip: SocketAddr,
+        proto: u8,
+        reals: &[(u32, u32)],
+        persist: Option<(u32, u8)>,
+    ) {
         let (addr, family) = addr_of(vip.ip());
-        let key = VipKey { addr, port: vip.port().to_be(), proto, family };
-        let mut svc = Service { index, ..Default::default() };
+        let key = VipKey {
+            addr,
+            port: vip.port().to_be(),
+            proto,
+            family,
+        };
+        let mut svc = Service {
+            index,
+            ..Default::default()
+        };
         if let Some((t, p)) = persist {
             svc.flags = abi::RVS_SVC_F_PERSIST as u32;
             svc.persist_timeout = t;
             svc.persist_prefix = p;
         }
         self.b.set_service(&key, &svc).unwrap();
-        self.services.push(LabService { index, vip, proto, table: vec![] });
+        self.services.push(LabService {
+            index,
+            vip,
+            proto,
+            table: vec![],
+        });
         self.set_weights(index, reals);
     }
 
     /// Rebuild a service's Maglev table from (real index, weight).
     pub fn set_weights(&mut self, index: u32, reals: &[(u32, u32)]) {
-        let entries: Vec<(SocketAddr, u32)> =
-            reals.iter().map(|(r, w)| (SocketAddr::new(self.real(*r).ip, 0), *w)).collect();
+        let entries: Vec<(SocketAddr, u32)> = reals
+            .iter()
+            .map(|(r, w)| (SocketAddr::new(self.real(*r).ip, 0), *w))
+            .collect();
         let built = MaglevTable::build(&entries, abi::RVS_MAGLEV_SIZE as u32).unwrap();
         let table: Vec<u32> = built
             .slots()
             .iter()
-            .map(|s| if *s == MaglevTable::EMPTY { NO_REAL } else { reals[*s as usize].0 })
+            .map(|s| {
+                if *s == MaglevTable::EMPTY {
+                    NO_REAL
+                } else {
+                    reals[*s as usize].0
+                }
+            })
             .collect();
         self.b.set_maglev(index, &table).unwrap();
         self.svc_mut(index).table = table;
     }
 
     fn svc_mut(&mut self, index: u32) -> &mut LabService {
-        self.services.iter_mut().find(|s| s.index == index).expect("service")
+        self.services
+            .iter_mut()
+            .find(|s| s.index == index)
+            .expect("service")
     }
 
     pub fn svc(&self, index: u32) -> &LabService {
-        self.services.iter().find(|s| s.index == index).expect("service")
+        self.services
+            .iter()
+            .find(|s| s.index == index)
+            .expect("service")
     }
 
     /// The real the Maglev table (through the Rust flow hash) gives a new flow.
@@ -133,14 +184,38 @@ impl Lab {
         let s = self.svc(svc);
         let (src, family) = addr_of(client.ip());
         let (dst, _) = addr_of(s.vip.ip());
-        let key = FlowKey { src, dst, sport: client.port().to_be(), dport: s.vip.port().to_be(), proto: s.proto, family, pad: [0; 2] };
+        let key = FlowKey {
+            src,
+            dst,
+            sport: client.port().to_be(),
+            dport: s.vip.port().to_be(),
+            proto: s.proto,
+            family,
+            pad: [0; 2],
+        };
         s.table[maglev_slot(&key)]
     }
 
     /// A client packet to service `svc`.
-    pub fn client_packet(&self, svc: u32, client: SocketAddr, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn client_packet(
+        &self,
+        svc: u32,
+        client: SocketAddr,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let s = self.svc(svc);
-        frames::packet(DIR_MAC, CLIENT_MAC, client.ip(), s.vip.ip(), s.proto, client.port(), s.vip.port(), flags, payload)
+        frames::packet(
+            DIR_MAC,
+            CLIENT_MAC,
+            client.ip(),
+            s.vip.ip(),
+            s.proto,
+            client.port(),
+            s.vip.port(),
+            flags,
+            payload,
+        )
     }
 
     /// What the director must send for `input` forwarded to real `idx`.
@@ -164,7 +239,12 @@ impl Lab {
         let after = self.b.outcomes().unwrap();
         assert_eq!(action, f.action, "{}: action", f.desc);
         if out != f.output {
-            panic!("{}: output differs\n got  {}\n want {}", f.desc, hex(&out), hex(&f.output));
+            panic!(
+                "{}: output differs\n got  {}\n want {}",
+                f.desc,
+                hex(&out),
+                hex(&f.output)
+            );
         }
         let moved: Vec<&str> = (0..after.len())
             .filter(|i| after[*i] != before[*i])
@@ -180,7 +260,11 @@ impl Lab {
 pub fn encapsulated(input: &[u8], r: LabReal) -> Vec<u8> {
     let inner = &input[14..];
     let inner_v6 = inner[0] >> 4 == 6;
-    let tos = if inner_v6 { (inner[0] << 4) | (inner[1] >> 4) } else { inner[1] };
+    let tos = if inner_v6 {
+        (inner[0] << 4) | (inner[1] >> 4)
+    } else {
+        inner[1]
+    };
     let df = !inner_v6 && (u16::from_be_bytes([inner[6], inner[7]]) & 0x4000) != 0;
     let proto = if inner_v6 { 41 } else { 4 };
     match r.ip {
@@ -191,7 +275,12 @@ pub fn encapsulated(input: &[u8], r: LabReal) -> Vec<u8> {
             o.id = 0;
             frames::eth(r.mac, DIR_MAC, frames::ETH_IP4, &o.build(inner))
         }
-        IpAddr::V6(rip) => frames::eth(r.mac, DIR_MAC, frames::ETH_IP6, &frames::ip6(DIR6, rip, proto, tos, 64, inner)),
+        IpAddr::V6(rip) => frames::eth(
+            r.mac,
+            DIR_MAC,
+            frames::ETH_IP6,
+            &frames::ip6(DIR6, rip, proto, tos, 64, inner),
+        ),
     }
 }
 
