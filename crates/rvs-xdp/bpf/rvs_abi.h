@@ -163,10 +163,14 @@ struct rvs_decap_key {
 	__u8 pad[3];
 };
 
-/* Benchmark wrapper: the frame restored before every run. */
+/* Benchmark wrapper: the frame restored before every run. When vary_offset is not 0, the four
+ * bytes there (e.g. the low bits of the source address) are overwritten with a per-run counter,
+ * so every run is a new flow. */
 #define RVS_BENCH_FRAME_MAX 256
 struct rvs_bench_frame {
 	__u32 len;
+	__u32 vary_offset;
+	__u32 counter;
 	__u8 data[RVS_BENCH_FRAME_MAX];
 };
 

@@ -3,7 +3,8 @@
  * rvs_bench.c — benchmark helpers for BPF_PROG_TEST_RUN, which does not restore the frame
  * between repetitions:
  *  - rvs_bench_wrap: resizes the frame back to the original length, copies the original frame
- *    (rvs_bench_frames[0]) over it, and tail-calls the program under test (rvs_bench_progs[0]);
+ *    (rvs_bench_frames[0]) over it (optionally with 4 bytes replaced by a per-run counter, so
+ *    every run is a new flow), and tail-calls the program under test (rvs_bench_progs[0]);
  *  - rvs_bench_restore_only: the same restore, returning XDP_TX (the wrapper's own cost);
  *  - rvs_mac_swap: the ceiling — swap the MACs and return XDP_TX.
  */
@@ -39,8 +40,6 @@ static __always_inline int rvs_restore(struct xdp_md *ctx)
 		return -1;
 	/* Undo whatever the previous run did to the head, then to the tail. */
 	int have = (long)ctx->data_end - (long)ctx->data;
-	int meta = (long)ctx->data - (long)ctx->data_meta;
-	(void)meta;
 	if (have != (int)len) {
 		if (bpf_xdp_adjust_head(ctx, have - (int)len) == 0)
 			have = len;
@@ -49,7 +48,13 @@ static __always_inline int rvs_restore(struct xdp_md *ctx)
 		else
 			return -1;
 	}
-	return bpf_xdp_store_bytes(ctx, 0, f->data, len);
+	if (bpf_xdp_store_bytes(ctx, 0, f->data, len))
+		return -1;
+	if (f->vary_offset && f->vary_offset + 4 <= len) {
+		__u32 v = ++f->counter;
+		return bpf_xdp_store_bytes(ctx, f->vary_offset, &v, 4);
+	}
+	return 0;
 }
 
 SEC("xdp")

@@ -114,6 +114,8 @@ pub struct DecapKey {
 #[derive(Debug, Clone, Copy)]
 pub struct BenchFrame {
     pub len: u32,
+    pub vary_offset: u32,
+    pub counter: u32,
     pub data: [u8; RVS_BENCH_FRAME_MAX as usize],
 }
 

@@ -7,6 +7,7 @@
 
 pub mod abi;
 pub mod balancer;
+pub mod bench;
 pub mod decap;
 pub mod engine;
 pub mod error;

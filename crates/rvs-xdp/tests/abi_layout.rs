@@ -28,7 +28,7 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_config", Config, ["tcp_timeout_ns" => tcp_timeout_ns, "tcp_fin_timeout_ns" => tcp_fin_timeout_ns, "udp_timeout_ns" => udp_timeout_ns]);
     layout!(v, "rvs_counters", Counters, ["conns" => conns, "packets" => packets, "bytes" => bytes]);
     layout!(v, "rvs_decap_key", DecapKey, ["addr" => addr, "family" => family]);
-    layout!(v, "rvs_bench_frame", BenchFrame, ["len" => len, "data" => data]);
+    layout!(v, "rvs_bench_frame", BenchFrame, ["len" => len, "vary_offset" => vary_offset, "counter" => counter, "data" => data]);
     v
 }
 
