@@ -59,7 +59,28 @@ fn filled(keys: &[ConnKey]) -> ConnTable {
     t
 }
 
-fn report_memory() {
+/// CPU time of this thread in ns (`/proc/thread-self/schedstat`, first field), if available.
+/// Wall-clock figures on a shared, oversubscribed machine include time spent descheduled; the
+/// CPU time does not.
+fn cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Per-operation CPU time of `ops` operations done by `f`.
+fn cpu_per_op(name: &str, ops: usize, f: impl FnOnce()) {
+    let (Some(a), wall) = (cpu_ns(), std::time::Instant::now()) else {
+        return f();
+    };
+    f();
+    let (b, wall) = (cpu_ns().unwrap_or(a), wall.elapsed());
+    let per = (b - a) as f64 / ops as f64;
+    let wall = wall.as_nanos() as f64 / ops as f64;
+    println!("cpu-time {name}: {per:.0} ns/op CPU ({wall:.0} ns/op wall)");
+}
+
+/// Memory per entry and CPU time per operation at 1M entries (printed, not criterion).
+fn report() {
     for v6 in [false, true] {
         let t = filled(&keys(N, v6));
         let per = t.memory_bytes() as f64 / t.len() as f64;
@@ -70,10 +91,71 @@ fn report_memory() {
             t.memory_bytes()
         );
     }
+    let ks = keys(N, false);
+    let mut t = None;
+    cpu_per_op("insert (1M into an empty table)", N, || {
+        t = Some(filled(&ks))
+    });
+    let mut t = t.expect("filled");
+    let sample: Vec<ConnKey> = (0..65_536).map(|j| ks[(j * 7919) % N]).collect();
+    let missing = keys(N + 65_536, false).split_off(N);
+    cpu_per_op("lookup hit at 1M", 10 * sample.len(), || {
+        for _ in 0..10 {
+            sample
+                .iter()
+                .for_each(|k| assert!(black_box(t.get(k)).is_some()));
+        }
+    });
+    cpu_per_op("lookup miss at 1M", 10 * missing.len(), || {
+        for _ in 0..10 {
+            missing
+                .iter()
+                .for_each(|k| assert!(black_box(t.get(k)).is_none()));
+        }
+    });
+    let ack = PacketEvent::Tcp(TcpFlags::from_bits(0x10));
+    cpu_per_op(
+        "packet (state + deadline update) at 1M",
+        10 * sample.len(),
+        || {
+            for r in 0..10u64 {
+                for k in &sample {
+                    black_box(t.packet(k, Direction::Input, ack, Timestamp::from_secs(r)));
+                }
+            }
+        },
+    );
+    let mut out = Vec::with_capacity(N);
+    cpu_per_op("expire (all 1M due)", N, || {
+        t.expire(Timestamp::from_secs(100_000), &mut out)
+    });
+    assert_eq!(out.len(), N);
+    let reals: Vec<(SocketAddr, u32)> = (0..100u32)
+        .map(|i| {
+            (
+                SocketAddr::new(Ipv4Addr::from(0x0a00_0000 | i).into(), 80),
+                1,
+            )
+        })
+        .collect();
+    let mut table = None;
+    cpu_per_op("maglev build 65537 slots, 100 reals", 20, || {
+        for _ in 0..20 {
+            table = MaglevTable::build(black_box(&reals), 65537).ok();
+        }
+    });
+    let table = table.expect("built");
+    let vip: SocketAddr = "10.0.0.100:80".parse().unwrap();
+    cpu_per_op("maglev flow_hash + lookup", 1_000_000, || {
+        for p in 0..1_000_000u32 {
+            let src = SocketAddr::new(Ipv4Addr::from(0xc000_0200 | (p >> 16)).into(), p as u16);
+            black_box(table.lookup(flow_hash(src, vip, 6)));
+        }
+    });
 }
 
 fn conntable(c: &mut Criterion) {
-    report_memory();
+    report();
     let ks = keys(N, false);
     let mut g = c.benchmark_group("conntable");
     g.sample_size(10)
@@ -108,7 +190,7 @@ fn conntable(c: &mut Criterion) {
             black_box(table.get(&sample[i]))
         })
     });
-    let missing = keys(N + 1000, false).split_off(N);
+    let missing = keys(N + 65_536, false).split_off(N);
     g.bench_function("lookup_miss_at_1M", |b| {
         b.iter(|| {
             i = (i + 1) % missing.len();

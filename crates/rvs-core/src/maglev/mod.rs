@@ -18,6 +18,11 @@
 //! average, so each real's share of slots is `w_i / Σw` to within a few slots. Population stops
 //! when every slot is taken.
 //!
+//! **Disruption.** Removing one of N equal-weight reals moves its own slots plus a few others
+//! between the remaining reals: measured (20 sets each) about 2–4% of the table at
+//! `M ≈ 100 N`, and 0.1–0.6% at `M = 65537` for N = 5…100 — one reason rvs defaults to 65537
+//! rather than IPVS's 251.
+//!
 //! Two directors given the same reals, weights and `M` build byte-identical tables; the golden
 //! test in `tests/maglev_golden.rs` pins it.
 
