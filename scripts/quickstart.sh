@@ -67,7 +67,14 @@ for addr in "$VIP" "${BACKENDS[@]}"; do
 done
 
 say "building rvs (release; the first build takes a few minutes)"
-cargo build --release --bin rvsd --bin rvsadm --bin rvs-demo-backend
+if command -v "${CLANG:-clang}" >/dev/null; then
+    cargo build --release -p rvsd
+else
+    # The xdp engine's BPF programs need clang; the quickstart only needs the proxy engine.
+    echo "(clang not found: building rvsd without the xdp engine, which the quickstart does not use)"
+    cargo build --release -p rvsd --no-default-features
+fi
+cargo build --release --bin rvsadm --bin rvs-demo-backend
 
 mkdir -p "$RUN_DIR"
 SOCKET="$RUN_DIR/rvsd.sock"

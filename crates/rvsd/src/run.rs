@@ -4,6 +4,7 @@
 use crate::api;
 use crate::args::Args;
 use crate::daemon::Daemon;
+use crate::engines::EngineManager;
 use crate::server::{SocketGuard, bind_tcp, bind_unix, check_socket_free};
 use crate::sources::{Sources, carry_observed, effective_daemon};
 use anyhow::Context;
@@ -43,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return check(&config.state, &daemon_cfg);
     }
     check_socket_free(&socket)?;
-    let engines = crate::start::start_engines(&daemon_cfg)?;
+    let engines = crate::start::start_engines(&daemon_cfg, false)?;
     let mut daemon = Daemon::new(engines);
     if let Err(e) = daemon.replace(config.state) {
         daemon.engines_mut().shutdown();
@@ -56,7 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     let shared = Arc::new(Mutex::new(daemon));
     let result = rt.block_on(serve(shared.clone(), sources, args, daemon_cfg, socket));
-    api::lock(&shared).engines_mut().shutdown();
+    // Take the engines out before the runtime goes: its tasks still hold the daemon, and an
+    // engine with its own runtime must not be dropped inside ours.
+    let empty = EngineManager::new(Vec::new(), Default::default());
+    let mut engines = std::mem::replace(api::lock(&shared).engines_mut(), empty);
+    engines.shutdown();
+    drop(rt);
+    drop(engines);
     tracing::info!("rvsd stopped");
     result
 }
@@ -80,7 +87,7 @@ fn init_logging(flag: Option<&str>, cfg: &DaemonConfig) -> anyhow::Result<()> {
 
 /// `--check`: report what would be served, with the engines this host could run.
 fn check(state: &rvs_core::desired::DesiredState, cfg: &DaemonConfig) -> anyhow::Result<()> {
-    let engines = crate::start::start_engines(cfg)?;
+    let engines = crate::start::start_engines(cfg, true)?;
     for svc in state.services.values() {
         match engines.place(svc) {
             Ok(k) => println!(
