@@ -335,6 +335,18 @@ fn traffic_stats_connections_zero_metrics_and_reset() {
     assert_eq!(c.status, 200);
     assert!(c.json().is_array());
 
+    // rates come from the 2-second sampler: keep traffic going until one shows up
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let cps = loop {
+        fetch(vip);
+        let cps = d.get("/v1/stats").json()["services"][0]["rates"]["cps"].as_u64().unwrap();
+        if cps > 0 || std::time::Instant::now() > deadline {
+            break cps;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(cps > 0, "a rate was sampled");
+
     let r = d.req("POST", "/v1/stats/zero?service=tcp:10.9.9.9:1", None);
     assert_eq!((r.status, r.kind().as_str()), (404, "no_such_service"));
     let r = d.req("POST", "/v1/stats/zero?service=nonsense", None);
