@@ -101,8 +101,16 @@ pub trait OnChunk {
     fn chunk(&self, bytes: usize);
 }
 
-/// Relays `src` → `dst` until EOF on `src` (then shuts down `dst`'s write side) or an error.
-pub async fn pump(src: &Sock, dst: &Sock, use_splice: bool, on: &impl OnChunk) -> io::Result<()> {
+/// Relays `src` → `dst` until EOF on `src` or an error. At EOF the FIN is passed on with
+/// `shutdown(SHUT_WR)` on `dst` — unless `other_done` says the opposite direction has already
+/// ended, in which case the caller closes both sockets at once and `close` sends the FIN.
+pub async fn pump(
+    src: &Sock,
+    dst: &Sock,
+    use_splice: bool,
+    on: &impl OnChunk,
+    other_done: impl FnOnce() -> bool,
+) -> io::Result<()> {
     let mut bulk = false;
     loop {
         let moved = if bulk {
@@ -118,6 +126,9 @@ pub async fn pump(src: &Sock, dst: &Sock, use_splice: bool, on: &impl OnChunk) -
             }
             Moved::Nothing => {}
         }
+    }
+    if other_done() {
+        return Ok(());
     }
     // Half-close: pass the FIN on; ENOTCONN means the peer is already gone.
     match socket2::SockRef::from(dst.get_ref()).shutdown(Shutdown::Write) {

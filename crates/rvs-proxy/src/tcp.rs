@@ -148,6 +148,7 @@ async fn relay_both(
     engine: &EngineShared,
 ) -> Result<(), RelayEnd> {
     let splice = engine.use_splice;
+    let other_done = || guard.track.state() != ConnState::Established;
     let half_closed = |state: ConnState| {
         if guard.track.state() == ConnState::Established {
             guard.set_state(state);
@@ -164,7 +165,7 @@ async fn relay_both(
             engine,
             inbound: true,
         };
-        relay::pump(client, server, splice, &on).await?;
+        relay::pump(client, server, splice, &on, other_done).await?;
         half_closed(ConnState::FinWait);
         io::Result::Ok(())
     };
@@ -175,7 +176,7 @@ async fn relay_both(
             engine,
             inbound: false,
         };
-        relay::pump(server, client, splice, &on).await?;
+        relay::pump(server, client, splice, &on, other_done).await?;
         half_closed(ConnState::CloseWait);
         io::Result::Ok(())
     };
@@ -261,9 +262,14 @@ async fn connect(addr: SocketAddr) -> io::Result<Sock> {
         Err(e) => return Err(e),
     }
     let sock = relay::register(TcpStream::from(sock))?;
-    let _ready = sock.writable().await?;
-    match sock.get_ref().take_error()? {
-        Some(e) => Err(e),
-        None => Ok(sock),
+    let ready = sock.writable().await?;
+    // A failed connect (refused, unreachable) shows as a hang-up of the write side; a
+    // successful one needs no SO_ERROR query (a real that answered and already closed its
+    // side shows only as read-closed, and is connected).
+    if ready.ready().is_write_closed() {
+        let err = sock.get_ref().take_error()?;
+        return Err(err.unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
     }
+    drop(ready);
+    Ok(sock)
 }

@@ -300,3 +300,123 @@ fn supports_only_fullnat_tcp_and_udp() {
         .is_err()
     );
 }
+
+#[test]
+fn bulk_transfer_is_exact_both_ways() {
+    // Large transfers go through the splice path; every byte must arrive, in order.
+    let mut e = engine();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = server.local_addr().unwrap();
+    const N: usize = 8 * 1024 * 1024;
+    let pattern = |i: usize| (i % 251) as u8;
+    let srv = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        let mut got = Vec::with_capacity(N);
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), N);
+        assert!(
+            got.iter().enumerate().all(|(i, b)| *b == pattern(i)),
+            "upload corrupted"
+        );
+        let reply: Vec<u8> = (0..N).map(|i| pattern(i + 7)).collect();
+        s.write_all(&reply).unwrap();
+    });
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    let mut c = TcpStream::connect(vip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let data: Vec<u8> = (0..N).map(pattern).collect();
+    let mut writer = c.try_clone().unwrap();
+    let up = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(N);
+    c.read_to_end(&mut back).unwrap();
+    up.join().unwrap();
+    srv.join().unwrap();
+    assert_eq!(back.len(), N);
+    assert!(
+        back.iter().enumerate().all(|(i, b)| *b == pattern(i + 7)),
+        "download corrupted"
+    );
+    assert!(wait_until(Duration::from_secs(3), || open_conns(&e, &key) == 0));
+    let c = e.stats().services[&key].counters;
+    assert_eq!((c.in_bytes, c.out_bytes), (N as u64, N as u64));
+    // Bulk reads are spliced 64 KiB at a time: far fewer reads than 16 KiB copies would take.
+    assert!(
+        c.in_pkts > 0 && c.in_pkts < (N / 16384) as u64,
+        "reads counted as packets: {c:?}"
+    );
+}
+
+#[test]
+fn connect_timeout_is_retried_on_another_real() {
+    let mut e = engine();
+    // A real whose accept queue is full: its SYNs are dropped, so a connect hangs.
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    stuck.listen(0).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        match TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break, // the queue is full
+        }
+    }
+    let live = backends(&["t1"], "127.0.0.1");
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    let mut opts = options(SchedulerKind::Rr);
+    opts.proxy.connect_timeout_ms = 200;
+    add_service(
+        &mut e,
+        key,
+        opts,
+        &[fullnat(stuck_addr, 1), fullnat(live[0], 1)],
+    );
+    for _ in 0..4 {
+        assert!(http_get(vip).unwrap().starts_with("t1"));
+    }
+    let stats = e.stats();
+    assert!(
+        stats.outcomes["connect_timeout"] >= 1,
+        "{:?}",
+        stats.outcomes
+    );
+    assert_eq!(stats.services[&key].reals[&stuck_addr].counters.conns, 0);
+    drop(fillers);
+}
+
+#[test]
+fn least_connection_sees_open_connections() {
+    // wlc must see the proxy's active counts: 6 held connections over 2 equal reals split 3/3,
+    // and a real weighted 2 gets twice the share.
+    let mut e = engine();
+    let reals = backends(&["l1", "l2"], "127.0.0.1");
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    add_service(
+        &mut e,
+        key,
+        options(SchedulerKind::Wlc),
+        &[fullnat(reals[0], 1), fullnat(reals[1], 2)],
+    );
+    let mut held = Vec::new();
+    let mut on_l1 = 0;
+    for _ in 0..6 {
+        let mut c = KeepAlive::connect(vip).unwrap();
+        if c.get().unwrap().starts_with("l1") {
+            on_l1 += 1;
+        }
+        held.push(c);
+    }
+    assert_eq!(on_l1, 2, "wlc with weights 1:2 over 6 held connections");
+    let stats = e.stats();
+    assert_eq!(conn_counts(&stats, &key, reals[0]), (2, 0));
+    assert_eq!(conn_counts(&stats, &key, reals[1]), (4, 0));
+}
