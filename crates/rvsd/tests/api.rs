@@ -339,7 +339,9 @@ fn traffic_stats_connections_zero_metrics_and_reset() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
     let cps = loop {
         fetch(vip);
-        let cps = d.get("/v1/stats").json()["services"][0]["rates"]["cps"].as_u64().unwrap();
+        let cps = d.get("/v1/stats").json()["services"][0]["rates"]["cps"]
+            .as_u64()
+            .unwrap();
         if cps > 0 || std::time::Instant::now() > deadline {
             break cps;
         }

@@ -111,12 +111,31 @@ impl Rvsd {
 
     /// Like [`Rvsd::start`], but returns rvsd's log if it exits or never listens.
     pub fn try_start(config: &str, extra: &[&str]) -> Result<Rvsd, String> {
+        Self::try_start_in(None, config, extra)
+    }
+
+    /// Start rvsd inside a network namespace (its socket is still a file here).
+    pub fn start_in(ns: &rvs_testbed::Netns, config: &str, extra: &[&str]) -> Rvsd {
+        Self::try_start_in(Some(ns), config, extra)
+            .unwrap_or_else(|log| panic!("rvsd did not start:\n{log}"))
+    }
+
+    fn try_start_in(
+        ns: Option<&rvs_testbed::Netns>,
+        config: &str,
+        extra: &[&str],
+    ) -> Result<Rvsd, String> {
         let dir = TempDir::new();
         let socket = dir.0.join("rvsd.sock");
         let cfg = dir.0.join("rvsd.toml");
         let log = dir.0.join("rvsd.log");
         std::fs::write(&cfg, config).unwrap();
-        let mut child = Command::new(rvs_testbed::bin_path("rvsd"))
+        let bin = rvs_testbed::bin_path("rvsd");
+        let mut cmd = match ns {
+            Some(ns) => ns.command(bin.to_str().unwrap()),
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(&cfg)
             .arg("--socket")
