@@ -363,6 +363,19 @@ impl ServiceRuntime {
         self.slot(real).map_or(0, |s| s.persistent)
     }
 
+    /// Persistence templates, for listings (`ipvsadm -Lnc` shows them as `NONE`): the client
+    /// group (client address masked with the persistence prefix), the real it is bound to
+    /// (`None` once that real was removed), the connections open through it, and when it
+    /// expires if it has none by then.
+    pub fn templates(
+        &self,
+    ) -> impl Iterator<Item = (std::net::IpAddr, Option<SocketAddr>, u32, Timestamp)> + '_ {
+        self.templates.iter().flat_map(|t| t.iter()).map(|(key, t)| {
+            let real = t.real.and_then(|s| self.slot(RealId(s))).map(|s| s.server.addr);
+            (key.0, real, t.conns, t.expires)
+        })
+    }
+
     /// Number of persistence templates (expired-but-not-yet-swept ones included).
     pub fn template_count(&self) -> usize {
         self.templates.as_ref().map_or(0, |t| t.len())
