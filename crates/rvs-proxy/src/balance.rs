@@ -8,6 +8,7 @@
 
 use crate::real::RealShared;
 use crate::stats::AtomicCounters;
+use rvs_core::engine::ConnectionInfo;
 use rvs_core::runtime::{ConnRef, RealInfo, ServiceRuntime};
 use rvs_core::scheduler::{PickRequest, SchedulerParams};
 use rvs_core::{Protocol, RealServer, ServiceKey, ServiceOptions, Timestamp};
@@ -155,6 +156,24 @@ impl ServiceShared {
             .filter_map(Weak::upgrade)
             .filter(|r| r.addr == addr);
         live.into_iter().chain(gone).collect()
+    }
+
+    /// Persistence templates as `ipvsadm -Lnc` lists them: state `NONE`, client port 0.
+    pub fn templates(&self, now: Timestamp) -> Vec<ConnectionInfo> {
+        let b = self.lock();
+        b.runtime
+            .templates()
+            .filter_map(|(group, real, _conns, expires)| {
+                Some(ConnectionInfo {
+                    protocol: self.protocol,
+                    client: SocketAddr::new(group, 0),
+                    virtual_addr: self.vaddr,
+                    real: real?,
+                    state: "NONE".to_string(),
+                    expires_ms: expires.as_millis().saturating_sub(now.as_millis()),
+                })
+            })
+            .collect()
     }
 
     /// Open connections (active + inactive) to the real at `addr`, live or removed.

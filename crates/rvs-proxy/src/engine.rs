@@ -305,6 +305,13 @@ impl Engine for ProxyEngine {
         for t in &self.shared.tables {
             t.snapshot(now, &mut out);
         }
+        for entry in self.services.values() {
+            out.extend(
+                entry
+                    .shared
+                    .templates(rvs_core::Timestamp::from_millis(now)),
+            );
+        }
         out
     }
 

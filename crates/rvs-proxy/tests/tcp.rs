@@ -420,3 +420,34 @@ fn least_connection_sees_open_connections() {
     assert_eq!(conn_counts(&stats, &key, reals[0]), (2, 0));
     assert_eq!(conn_counts(&stats, &key, reals[1]), (4, 0));
 }
+
+#[test]
+fn persistence_keeps_a_client_on_its_real_and_lists_the_template() {
+    let mut e = engine();
+    let reals = backends(&["p1", "p2", "p3"], "127.0.0.1");
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    let mut opts = options(SchedulerKind::Rr);
+    opts.persistence = Some(rvs_core::Persistence {
+        timeout: 300,
+        prefix_len: 32,
+    });
+    let rs: Vec<_> = reals.iter().map(|a| fullnat(*a, 1)).collect();
+    add_service(&mut e, key, opts, &rs);
+    let first = http_get(vip).unwrap();
+    for _ in 0..10 {
+        assert_eq!(http_get(vip).unwrap(), first, "same client, same real");
+    }
+    let templates: Vec<_> = e
+        .connections()
+        .into_iter()
+        .filter(|c| c.state == "NONE")
+        .collect();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    let t = &templates[0];
+    assert_eq!(t.client, "127.0.0.1:0".parse().unwrap());
+    assert!(first.contains(&t.real.to_string()));
+    assert!(t.expires_ms > 290_000 && t.expires_ms <= 300_000, "{t:?}");
+    let stats = e.stats();
+    assert_eq!(stats.services[&key].reals[&t.real].persistent_conns, 1);
+}
