@@ -35,6 +35,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RVS_MAX_CONNS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct rvs_flow_key);
 	__type(value, struct rvs_conn);
 } rvs_conns SEC(".maps");
@@ -42,12 +43,13 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RVS_MAX_PERSIST);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct rvs_persist_key);
 	__type(value, struct rvs_persist);
 } rvs_persist SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RVS_MAX_IFACES);
 	__type(key, __u32);
 	__type(value, struct rvs_iface);

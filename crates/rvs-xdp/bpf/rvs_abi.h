@@ -21,7 +21,8 @@
 #define RVS_MAGLEV_SIZE 65537
 #define RVS_MAX_CONNS 262144
 #define RVS_MAX_PERSIST 65536
-#define RVS_MAX_IFACES 64
+/* rvs_ifaces is an array indexed by ifindex below this (slot 0: any other interface). */
+#define RVS_MAX_IFACES 4096
 /* Counter slots: services first, then reals. */
 #define RVS_STATS_SLOTS 1088
 /* Seed of the flow hash (rvs_core::maglev::hash::FLOW_SEED, "rvs1" = 0x72767331). */
@@ -134,7 +135,7 @@ struct rvs_persist {
 	__u64 last_ns;
 };
 
-/* rvs_ifaces value, keyed by ifindex (key 0 = default for any interface). */
+/* rvs_ifaces value, indexed by ifindex (slot 0 = default for any interface; mtu 0 = unset). */
 struct rvs_iface {
 	__u8 mac[6];   /* the interface's own MAC (source of rewritten frames) */
 	__u16 mtu;     /* IP MTU used to decide "too big" after encapsulation */

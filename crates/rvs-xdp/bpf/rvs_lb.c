@@ -45,10 +45,11 @@ static __always_inline const struct rvs_iface *rvs_iface_get(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	const struct rvs_iface *i = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
-	if (i)
+	if (i && i->mtu)
 		return i;
 	ifindex = 0;
-	return bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	i = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	return i && i->mtu ? i : 0;
 }
 
 /* Send the packet to `real` by its method. */

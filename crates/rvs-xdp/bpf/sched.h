@@ -20,6 +20,7 @@
 #define RVS_TCP_FIN 0x01
 #define RVS_TCP_RST 0x04
 #define RVS_NS_PER_SEC 1000000000ULL
+#define RVS_REFRESH_NS 100000000ULL /* 100 ms */
 
 static __always_inline const struct rvs_real *rvs_real_get(__u32 idx)
 {
@@ -92,13 +93,18 @@ static __always_inline __u32 rvs_schedule(const struct rvs_service *svc,
 	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
 	if (!cfg)
 		return RVS_NO_REAL;
-	__u64 now = bpf_ktime_get_ns();
+	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) is plenty for timeouts of
+	 * seconds and much cheaper than bpf_ktime_get_ns. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	__u32 closing = (pkt->tcp_flags & (RVS_TCP_FIN | RVS_TCP_RST)) != 0;
 	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
 	if (c && now - c->last_ns <= rvs_conn_timeout(cfg, pkt->flow.proto, c->state) &&
 	    rvs_real_get(c->real)) {
-		c->last_ns = now;
-		if (closing && !pkt->is_icmp_err)
+		/* Refresh at most every RVS_REFRESH_NS: saves a store (and its cache line bouncing
+		 * between CPUs) on almost every packet of a busy flow. */
+		if (now - c->last_ns > RVS_REFRESH_NS)
+			c->last_ns = now;
+		if (closing && !pkt->is_icmp_err && !c->state)
 			c->state = 1;
 		return c->real;
 	}

@@ -77,9 +77,16 @@ impl Balancer {
     }
 
     /// Our MAC, MTU and tunnel source addresses on `ifindex` (0 = any interface).
+    /// An ifindex at or above `RVS_MAX_IFACES` is refused (the default slot 0 covers it).
     pub fn set_iface(&mut self, ifindex: u32, iface: &Iface) -> Result<(), XdpError> {
-        self.hash::<u32, Iface>("rvs_ifaces")?
-            .insert(ifindex, iface, 0)
+        if u64::from(ifindex) >= abi::RVS_MAX_IFACES {
+            return Err(XdpError::Invalid(format!(
+                "ifindex {ifindex} at or above {}",
+                abi::RVS_MAX_IFACES
+            )));
+        }
+        self.array::<Iface>("rvs_ifaces")?
+            .set(ifindex, iface, 0)
             .map_err(map_err("rvs_ifaces"))
     }
 

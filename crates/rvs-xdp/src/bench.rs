@@ -35,7 +35,11 @@ impl Bench {
     pub fn load() -> Result<Bench, XdpError> {
         let mut ebpf = Ebpf::load(crate::programs::RVS_BENCH)?;
         for name in [WRAP, RESTORE_ONLY, MAC_SWAP] {
-            let p: &mut Xdp = ebpf.program_mut(name).ok_or(XdpError::Missing(name))?.try_into().map_err(prog_err(name))?;
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(XdpError::Missing(name))?
+                .try_into()
+                .map_err(prog_err(name))?;
             p.load().map_err(prog_err(name))?;
         }
         Ok(Bench { ebpf })
@@ -44,9 +48,12 @@ impl Bench {
     /// The program the wrapper tail-calls.
     pub fn set_target(&mut self, target: &Xdp) -> Result<(), XdpError> {
         let fd = target.fd().map_err(prog_err("target"))?;
-        let mut arr: ProgramArray<&mut MapData> =
-            ProgramArray::try_from(self.ebpf.map_mut("rvs_bench_progs").ok_or(XdpError::Missing("rvs_bench_progs"))?)
-                .map_err(map_err("rvs_bench_progs"))?;
+        let mut arr: ProgramArray<&mut MapData> = ProgramArray::try_from(
+            self.ebpf
+                .map_mut("rvs_bench_progs")
+                .ok_or(XdpError::Missing("rvs_bench_progs"))?,
+        )
+        .map_err(map_err("rvs_bench_progs"))?;
         arr.set(0, fd, 0).map_err(map_err("rvs_bench_progs"))
     }
 
@@ -54,19 +61,40 @@ impl Bench {
     /// per-run counter.
     pub fn set_frame(&mut self, frame: &[u8], vary_offset: u32) -> Result<(), XdpError> {
         if frame.len() > RVS_BENCH_FRAME_MAX as usize {
-            return Err(XdpError::Invalid(format!("frame of {} bytes is above {RVS_BENCH_FRAME_MAX}", frame.len())));
+            return Err(XdpError::Invalid(format!(
+                "frame of {} bytes is above {RVS_BENCH_FRAME_MAX}",
+                frame.len()
+            )));
         }
-        let mut f = BenchFrame { len: frame.len() as u32, vary_offset, counter: 0, data: [0; RVS_BENCH_FRAME_MAX as usize] };
+        let mut f = BenchFrame {
+            len: frame.len() as u32,
+            vary_offset,
+            counter: 0,
+            data: [0; RVS_BENCH_FRAME_MAX as usize],
+        };
         f.data[..frame.len()].copy_from_slice(frame);
-        let mut arr: Array<&mut MapData, BenchFrame> =
-            Array::try_from(self.ebpf.map_mut("rvs_bench_frames").ok_or(XdpError::Missing("rvs_bench_frames"))?)
-                .map_err(map_err("rvs_bench_frames"))?;
+        let mut arr: Array<&mut MapData, BenchFrame> = Array::try_from(
+            self.ebpf
+                .map_mut("rvs_bench_frames")
+                .ok_or(XdpError::Missing("rvs_bench_frames"))?,
+        )
+        .map_err(map_err("rvs_bench_frames"))?;
         arr.set(0, f, 0).map_err(map_err("rvs_bench_frames"))
     }
 
     /// Run `program` (one of [`WRAP`], [`RESTORE_ONLY`], [`MAC_SWAP`]) `repeat` times on `frame`.
-    pub fn run(&self, program: &'static str, frame: &[u8], repeat: u32) -> Result<Timing, XdpError> {
-        let p: &Xdp = self.ebpf.program(program).ok_or(XdpError::Missing(program))?.try_into().map_err(prog_err(program))?;
+    pub fn run(
+        &self,
+        program: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<Timing, XdpError> {
+        let p: &Xdp = self
+            .ebpf
+            .program(program)
+            .ok_or(XdpError::Missing(program))?
+            .try_into()
+            .map_err(prog_err(program))?;
         time(p, program, frame, repeat)
     }
 }
@@ -75,7 +103,15 @@ impl Bench {
 pub fn time(p: &Xdp, name: &'static str, frame: &[u8], repeat: u32) -> Result<Timing, XdpError> {
     let mut out = vec![0u8; frame.len() + 512];
     let r = p
-        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat, ..Default::default() })
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        })
         .map_err(prog_err(name))?;
-    Ok(Timing { action: r.return_value, ns: r.duration.as_nanos() as f64 })
+    Ok(Timing {
+        action: r.return_value,
+        ns: r.duration.as_nanos() as f64,
+    })
 }

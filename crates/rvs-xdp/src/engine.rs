@@ -90,9 +90,11 @@ impl XdpEngine {
         let mut attached = Vec::new();
         for (i, name) in cfg.interfaces.iter().enumerate() {
             let iface = describe_interface(&netlink, name)?;
-            balancer
-                .set_iface(iface.0, &iface.1)
-                .map_err(io_err(format!("describing {name}")))?;
+            if u64::from(iface.0) < abi::RVS_MAX_IFACES {
+                balancer
+                    .set_iface(iface.0, &iface.1)
+                    .map_err(io_err(format!("describing {name}")))?;
+            }
             if i == 0 {
                 balancer
                     .set_iface(0, &iface.1)
