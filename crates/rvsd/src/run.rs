@@ -146,6 +146,10 @@ async fn serve(
 
 /// SIGHUP: re-read the sources; apply only the difference; on any error keep everything.
 fn reload(shared: &api::Shared, sources: &Sources, args: &Args, running: &DaemonConfig) {
+    if sources.is_empty() {
+        tracing::info!("SIGHUP: no --config or --ipvsadm-rules to reload; the state is unchanged");
+        return;
+    }
     tracing::info!("SIGHUP: reloading");
     let mut config = match sources.load() {
         Ok(c) => c,

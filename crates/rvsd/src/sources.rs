@@ -22,6 +22,11 @@ impl Sources {
         }
     }
 
+    /// Whether there is anything to (re)load: without files the API alone shapes the state.
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none() && self.ipvsadm_rules.is_none()
+    }
+
     /// Read every source and merge them into one validated configuration.
     pub fn load(&self) -> Result<Config, ConfigErrors> {
         let mut config = match &self.config {

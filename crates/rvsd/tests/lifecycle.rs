@@ -197,3 +197,75 @@ fn examples_are_valid() {
     }
     assert!(seen >= 1, "no examples found in {dir}");
 }
+
+#[test]
+fn socket_path_is_guarded() {
+    let d = Rvsd::start("", &[]);
+    // a second daemon on the same socket is refused, and the first keeps answering
+    let out = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already listening"),
+        "{out:?}"
+    );
+    assert_eq!(d.get("/v1/health").status, 200);
+    // a path that is not a socket is never removed
+    let dir = TempDir::new();
+    let file = dir.0.join("precious");
+    std::fs::write(&file, "keep me").unwrap();
+    let out = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--socket")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a socket"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+#[test]
+fn sighup_without_files_keeps_api_state() {
+    let dir = TempDir::new();
+    let socket = dir.0.join("s.sock");
+    let mut child = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(std::time::Instant::now() < deadline, "rvsd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let req = |m: &str, p: &str, b: Option<&str>| {
+        http(
+            std::os::unix::net::UnixStream::connect(&socket).unwrap(),
+            m,
+            p,
+            b,
+            "",
+        )
+    };
+    let svc = r#"{"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.3:80"}}"#;
+    assert_eq!(req("POST", "/v1/services", Some(svc)).status, 201);
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        req("GET", "/v1/services/tcp:10.0.0.3:80", None).status,
+        200,
+        "still there"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
