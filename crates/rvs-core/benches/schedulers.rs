@@ -1,6 +1,6 @@
 //! Cost of one pick per scheduler at 10, 1,000 and 10,000 reals.
 //!
-//! Run: `cargo bench -p rvs-core --bench schedulers` (about two minutes; results in
+//! Run: `cargo bench -p rvs-core --bench schedulers` (about three minutes on an idle machine; results in
 //! `bench/README.md`, section "Scheduler benchmarks").
 //!
 //! Reals have weights 1..=10 (cycling). Requests cycle through 4,096 pre-made ones with random
@@ -12,9 +12,14 @@
 //! The group `wlc-kernel-scan` is a reference: wlc as the kernel does it (a scan of every real
 //! per pick, nothing kept between picks), timed with the same open/close, so the index's gain
 //! is measured under the same conditions.
+//!
+//! Times are the benchmark thread's **CPU time** (`CLOCK_THREAD_CPUTIME_ID`), not wall time:
+//! the development machine is shared, and wall time would count the time spent preempted.
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use rvs_core::model::{Protocol, SchedulerKind};
 use rvs_core::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
 use rvs_core::time::Timestamp;
@@ -24,6 +29,74 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
+
+/// Criterion measurement of the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so
+/// that time spent preempted by other processes on a shared machine is not counted.
+struct ThreadCpuTime;
+
+/// Nanoseconds of CPU time this thread has used.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuNanos
+    }
+}
+
+/// Prints CPU nanoseconds as ns / µs / ms.
+struct CpuNanos;
+
+impl ValueFormatter for CpuNanos {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (div, unit) = match typical {
+            t if t < 1e3 => (1.0, "ns (cpu)"),
+            t if t < 1e6 => (1e3, "µs (cpu)"),
+            _ => (1e6, "ms (cpu)"),
+        };
+        values.iter_mut().for_each(|v| *v /= div);
+        unit
+    }
+
+    fn scale_throughputs(&self, _: f64, _: &Throughput, _: &mut [f64]) -> &'static str {
+        "ns (cpu)"
+    }
+
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
 
 fn reals(n: usize) -> Vec<RealState> {
     (0..n)
@@ -138,7 +211,7 @@ impl Bench {
 
 /// Time one configuration; the set-up runs only if the benchmark is selected (filters).
 fn time(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+    group: &mut BenchmarkGroup<'_, ThreadCpuTime>,
     n: usize,
     lifecycle: bool,
     make: impl Fn() -> Bench,
@@ -163,13 +236,13 @@ fn time(
     });
 }
 
-fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+fn configure(group: &mut BenchmarkGroup<'_, ThreadCpuTime>) {
     group.warm_up_time(Duration::from_millis(300));
     group.measurement_time(Duration::from_millis(800));
     group.sample_size(20);
 }
 
-fn schedulers(c: &mut Criterion) {
+fn schedulers(c: &mut Criterion<ThreadCpuTime>) {
     for kind in SchedulerKind::ALL {
         let mut group = c.benchmark_group(kind.name());
         configure(&mut group);
@@ -190,5 +263,9 @@ fn schedulers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, schedulers);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = schedulers
+}
 criterion_main!(benches);
