@@ -6,7 +6,7 @@ use crate::engines::{EngineManager, kind_name};
 use rvs_api::{RealView, ServiceView, StatsView};
 use rvs_core::desired::{DesiredState, ServiceConfig, StateError};
 use rvs_core::engine::{Counters, EngineStats, Rates, ServiceStats};
-use rvs_core::model::ServiceKey;
+use rvs_core::model::{Health, ServiceKey};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -84,6 +84,33 @@ impl Daemon {
         self.update(|s| {
             *s = new;
             Ok(())
+        })
+    }
+
+    /// Record what a health checker observed about a real (its verdict and, for dynamic
+    /// checkers, a weight). Only the effective weight reaches the engines, as an `EditReal`.
+    /// Returns whether anything changed.
+    pub fn observe(
+        &mut self,
+        service: &ServiceKey,
+        real: &SocketAddr,
+        health: Health,
+        dynamic_weight: Option<u32>,
+    ) -> Result<bool, UpdateError> {
+        self.update(|s| {
+            let svc = s
+                .services
+                .get(service)
+                .ok_or(StateError::NoSuchService(*service))?;
+            let mut r = *svc.reals.get(real).ok_or(StateError::NoSuchReal {
+                service: *service,
+                real: *real,
+            })?;
+            let changed = (r.health, r.dynamic_weight) != (health, dynamic_weight);
+            r.health = health;
+            r.dynamic_weight = dynamic_weight;
+            s.edit_real(service, r)?;
+            Ok(changed)
         })
     }
 
@@ -195,4 +222,39 @@ fn compute_rates(
             (*key, ServiceRates { service, reals })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_core::model::{ForwardMethod, RealServer, ServiceOptions};
+
+    #[test]
+    fn observed_health_changes_the_effective_weight_only() {
+        let mut d = Daemon::new(EngineManager::new(Vec::new(), BTreeMap::new()));
+        let key = ServiceKey::tcp("10.0.0.3:80".parse().unwrap());
+        let addr: SocketAddr = "10.0.0.7:80".parse().unwrap();
+        d.update(|s| {
+            s.add_service(key, ServiceOptions::default())?;
+            Ok(s.add_real(&key, RealServer::new(addr, ForwardMethod::Dr, 4))?)
+        })
+        .unwrap();
+        assert!(d.observe(&key, &addr, Health::Down, None).unwrap());
+        assert!(
+            !d.observe(&key, &addr, Health::Down, None).unwrap(),
+            "no change the second time"
+        );
+        let real = d.desired().services[&key].reals[&addr];
+        assert_eq!((real.weight, real.effective_weight()), (4, 0));
+        d.observe(&key, &addr, Health::Up, Some(2)).unwrap();
+        assert_eq!(
+            d.desired().services[&key].reals[&addr].effective_weight(),
+            2
+        );
+        let other: SocketAddr = "10.0.0.8:80".parse().unwrap();
+        assert!(matches!(
+            d.observe(&key, &other, Health::Up, None),
+            Err(UpdateError::State(StateError::NoSuchReal { .. }))
+        ));
+    }
 }

@@ -422,3 +422,38 @@ fn unix_socket_is_private() {
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn metrics_is_well_formed_exposition_text() {
+    let d = Rvsd::start(
+        "[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\n",
+        &[],
+    );
+    let m = d.get("/metrics");
+    assert_eq!(m.status, 200);
+    let mut typed = std::collections::BTreeSet::new();
+    for line in m.body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            typed.insert(it.next().unwrap().to_string());
+            assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let name = series.split('{').next().unwrap();
+        assert!(typed.contains(name), "{name} has a TYPE line before it");
+        assert!(series.ends_with('}'), "{line}");
+        if name.starts_with("rvs_service_") || name.starts_with("rvs_real_") {
+            assert!(series.contains("service=\"tcp:10.0.0.3:80\""), "{line}");
+        }
+    }
+    assert!(
+        m.body.contains(
+            "rvs_real_effective_weight{service=\"tcp:10.0.0.3:80\",real=\"10.0.0.7:80\"} 1"
+        )
+    );
+}
