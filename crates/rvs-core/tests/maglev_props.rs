@@ -36,38 +36,32 @@ proptest! {
         }
     }
 
-    /// Removing one of N reals: the slots that move from one remaining real to another are at
-    /// most M/N + 1% of M (the bound) with M ≥ 100 × N; with M ≥ 1000 × N (the default
-    /// 65537 for up to 65 reals) even all moved slots, the removed real's included, are.
+    /// Removing one of N reals from a table of M ≥ 1000 × N slots (the default 65537 for up
+    /// to 65 reals) changes the owner of at most M/N + 1% of M slots in all — the removed
+    /// real's own slots included. (At M ≈ 100 × N Maglev moves 2–4% of the slots between the
+    /// remaining reals, with a tail to ~9%, so this is not asserted there; see the module docs
+    /// of `rvs_core::maglev`.)
     #[test]
     fn removal_moves_few_slots(
-        n in 2usize..40,
+        n in 2usize..66,
         seed in any::<u32>(),
         victim in any::<prop::sample::Index>(),
-        big in any::<bool>(),
     ) {
-        let size = if big { 65537 } else { prime_at_least(100 * n as u32) };
+        let size = 65537;
         let all = reals(n, seed);
         let gone = victim.index(n);
         let weighted = |v: &[SocketAddr]| v.iter().map(|&a| (a, 1)).collect::<Vec<_>>();
         let rest: Vec<_> = all.iter().enumerate().filter(|&(i, _)| i != gone).map(|(_, &a)| a).collect();
         let before = MaglevTable::build(&weighted(&all), size).unwrap();
         let after = MaglevTable::build(&weighted(&rest), size).unwrap();
-        let pairs = before.slots().iter().zip(after.slots()).map(|(&b, &a)| (all[b as usize], rest[a as usize]));
-        let (mut moved, mut between) = (0usize, 0usize);
-        for (b, a) in pairs {
-            if b != a {
-                moved += 1;
-                if b != all[gone] {
-                    between += 1;
-                }
-            }
-        }
+        let moved = before
+            .slots()
+            .iter()
+            .zip(after.slots())
+            .filter(|&(&b, &a)| all[b as usize] != rest[a as usize])
+            .count();
         let limit = f64::from(size) * (1.0 / n as f64 + 0.01);
-        prop_assert!(between as f64 <= limit, "{between} of {size} slots moved between remaining reals (n {n})");
-        if size as usize >= 1000 * n {
-            prop_assert!(moved as f64 <= limit, "moved {moved} of {size} slots (limit {limit:.0}, n {n})");
-        }
+        prop_assert!(moved as f64 <= limit, "moved {moved} of {size} slots (limit {limit:.0}, n {n})");
     }
 
     /// Weighted shares track weights to within 1 percentage point.
