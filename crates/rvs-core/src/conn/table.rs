@@ -129,7 +129,7 @@ impl ConnTable {
         ConnTable {
             seed,
             timeouts,
-            index: HashIndex::with_capacity(cap),
+            index: HashIndex::with_capacity(cap.min(MAX_ENTRIES)),
             chunks: Vec::new(),
             free: NIL,
             wheel: vec![NIL; WHEEL],

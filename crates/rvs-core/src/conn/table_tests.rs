@@ -387,14 +387,20 @@ fn sctp_association_states_and_timeouts() {
     let (v, ch) = t.packet(&k, Direction::Input, chunk(1), secs(0)).unwrap(); // INIT
     assert_eq!((v.state, ch), (ConnState::Sctp(SctpState::Init1), None));
     assert!(expire(&mut t, secs(9)).is_empty());
-    for (dir, c) in [(Direction::Output, 2), (Direction::Input, 10), (Direction::Output, 11)] {
+    for (dir, c) in [
+        (Direction::Output, 2),
+        (Direction::Input, 10),
+        (Direction::Output, 11),
+    ] {
         t.packet(&k, dir, chunk(c), secs(9));
     }
     let (v, ch) = t.packet(&k, Direction::Input, chunk(0), secs(9)).unwrap(); // DATA
     assert_eq!(v.state, ConnState::Sctp(SctpState::Established));
     assert!(ch.unwrap().is_active);
     assert!(expire(&mut t, secs(908)).is_empty());
-    let (_, ch) = t.packet(&k, Direction::Output, chunk(6), secs(908)).unwrap(); // ABORT
+    let (_, ch) = t
+        .packet(&k, Direction::Output, chunk(6), secs(908))
+        .unwrap(); // ABORT
     assert!(ch.unwrap().was_active);
     assert!(expire(&mut t, secs(917)).is_empty(), "CLOSED lives 10 s");
     assert_eq!(expire(&mut t, secs(918)).len(), 1);

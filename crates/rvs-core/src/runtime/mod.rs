@@ -4,7 +4,8 @@
 //! Protocol for an engine:
 //! 1. [`ServiceRuntime::schedule`] picks a real for a new connection (persistence first, then the
 //!    scheduler). It does not count a connection: the engine may still fail to connect and try
-//!    again.
+//!    again. Count it with `conn_opened` before the next `set_reals`: a real removed with no
+//!    counted connections is freed at once and its id may be reused.
 //! 2. [`ServiceRuntime::conn_opened`] once the connection exists, [`ServiceRuntime::conn_changed`]
 //!    when it moves between active (TCP ESTABLISHED) and inactive, and
 //!    [`ServiceRuntime::conn_closed`] when it goes away — each with the [`ConnRef`] that
@@ -370,10 +371,16 @@ impl ServiceRuntime {
     pub fn templates(
         &self,
     ) -> impl Iterator<Item = (std::net::IpAddr, Option<SocketAddr>, u32, Timestamp)> + '_ {
-        self.templates.iter().flat_map(|t| t.iter()).map(|(key, t)| {
-            let real = t.real.and_then(|s| self.slot(RealId(s))).map(|s| s.server.addr);
-            (key.0, real, t.conns, t.expires)
-        })
+        self.templates
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(|(key, t)| {
+                let real = t
+                    .real
+                    .and_then(|s| self.slot(RealId(s)))
+                    .map(|s| s.server.addr);
+                (key.0, real, t.conns, t.expires)
+            })
     }
 
     /// Number of persistence templates (expired-but-not-yet-swept ones included).
