@@ -17,6 +17,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub ipvsadm_rules: Option<PathBuf>,
 
+    /// keepalived.conf: its virtual_server / real_server blocks are loaded after the rule file
+    /// (health checkers and VRRP from it are not started by rvsd yet; unsupported keywords are
+    /// logged as warnings).
+    #[arg(long, value_name = "FILE")]
+    pub keepalived_conf: Option<PathBuf>,
+
     /// Control socket path (default: $RVS_SOCKET, /run/rvs/rvsd.sock as root, else per user).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,

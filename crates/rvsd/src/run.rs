@@ -19,7 +19,7 @@ const RATE_INTERVAL: Duration = Duration::from_secs(2);
 /// Run the daemon (or `--check`). Returns when it should exit.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let sources = Sources::from_args(&args);
-    let config = match sources.load() {
+    let (config, warnings) = match sources.load() {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -33,6 +33,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let daemon_cfg = effective_daemon(&args, &config.daemon);
     init_logging(args.log_level.as_deref(), &daemon_cfg)?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     if daemon_cfg.listen.is_some() && daemon_cfg.token_file.is_none() {
         anyhow::bail!("--listen needs --token-file: the TCP API always requires a bearer token");
     }
@@ -152,7 +155,12 @@ fn reload(shared: &api::Shared, sources: &Sources, args: &Args, running: &Daemon
     }
     tracing::info!("SIGHUP: reloading");
     let mut config = match sources.load() {
-        Ok(c) => c,
+        Ok((c, warnings)) => {
+            for w in &warnings {
+                tracing::warn!("reload: {w}");
+            }
+            c
+        }
         Err(errors) => {
             for e in &errors.0 {
                 tracing::error!("reload: {e}");

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct Sources {
     pub config: Option<PathBuf>,
     pub ipvsadm_rules: Option<PathBuf>,
+    pub keepalived_conf: Option<PathBuf>,
 }
 
 impl Sources {
@@ -19,16 +20,18 @@ impl Sources {
         Sources {
             config: args.config.clone(),
             ipvsadm_rules: args.ipvsadm_rules.clone(),
+            keepalived_conf: args.keepalived_conf.clone(),
         }
     }
 
     /// Whether there is anything to (re)load: without files the API alone shapes the state.
     pub fn is_empty(&self) -> bool {
-        self.config.is_none() && self.ipvsadm_rules.is_none()
+        self.config.is_none() && self.ipvsadm_rules.is_none() && self.keepalived_conf.is_none()
     }
 
-    /// Read every source and merge them into one validated configuration.
-    pub fn load(&self) -> Result<Config, ConfigErrors> {
+    /// Read every source and merge them into one validated configuration, with the warnings
+    /// (keywords of keepalived.conf that rvs does not implement, located).
+    pub fn load(&self) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
         let mut config = match &self.config {
             Some(path) => rvs_config::toml::load(path)?,
             None => Config::default(),
@@ -37,7 +40,13 @@ impl Sources {
             let rules = load_ipvsadm_rules(path)?;
             merge(&mut config.state, rules, path)?;
         }
-        Ok(config)
+        let mut warnings = Vec::new();
+        if let Some(path) = &self.keepalived_conf {
+            let k = rvs_config::keepalived::load(path)?;
+            merge(&mut config.state, k.desired, path)?;
+            warnings = k.warnings;
+        }
+        Ok((config, warnings))
     }
 }
 

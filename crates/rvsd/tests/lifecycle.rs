@@ -269,3 +269,30 @@ fn sighup_without_files_keeps_api_state() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn keepalived_conf_services_are_loaded() {
+    let dir = TempDir::new();
+    let conf = dir.0.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 10.0.0.3 80 {\n    delay_loop 6\n    lb_algo wrr\n    lb_kind DR\n    protocol TCP\n    \
+         real_server 10.0.0.7 80 {\n        weight 2\n        TCP_CHECK {\n            connect_timeout 3\n        }\n    }\n}\n",
+    )
+    .unwrap();
+    let d = Rvsd::start("", &["--keepalived-conf", conf.to_str().unwrap()]);
+    let svc = d.get("/v1/services/tcp:10.0.0.3:80").json();
+    assert_eq!(svc["options"]["scheduler"], "wrr", "{svc}");
+    assert_eq!(svc["reals"][0]["real"]["weight"], 2, "{svc}");
+    assert_eq!(svc["reals"][0]["real"]["method"], "dr", "{svc}");
+
+    std::fs::write(
+        &conf,
+        "virtual_server 10.0.0.3 80 {\n    lb_algo fastest\n}\n",
+    )
+    .unwrap();
+    let err = Rvsd::try_start("", &["--keepalived-conf", conf.to_str().unwrap()])
+        .err()
+        .expect("must fail");
+    assert!(err.contains(&format!("{}:2:", conf.display())), "{err}");
+}
