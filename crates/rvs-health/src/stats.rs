@@ -4,10 +4,29 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Width of one lateness bucket.
-const BUCKET_US: u64 = 50;
-/// Buckets (50 µs each: 0..=204.8 ms; later goes in the last).
-const BUCKETS: usize = 4096;
+/// Fine lateness buckets: 50 µs wide up to 100 ms.
+const FINE_US: u64 = 50;
+const FINE_BUCKETS: u64 = 2000;
+/// Coarse buckets: 1 ms wide from 100 ms to 2 s; later goes in the last one.
+const COARSE_US: u64 = 1000;
+const COARSE_BUCKETS: u64 = 1900;
+const BUCKETS: usize = (FINE_BUCKETS + COARSE_BUCKETS + 1) as usize;
+
+/// The bucket of a lateness in microseconds.
+fn bucket(us: u64) -> usize {
+    let fine_end = FINE_US * FINE_BUCKETS;
+    if us < fine_end {
+        (us / FINE_US) as usize
+    } else {
+        (FINE_BUCKETS + ((us - fine_end) / COARSE_US).min(COARSE_BUCKETS)) as usize
+    }
+}
+
+/// The upper edge of bucket `i` in microseconds.
+fn upper_edge(i: usize) -> u64 {
+    let i = i as u64;
+    if i < FINE_BUCKETS { (i + 1) * FINE_US } else { FINE_US * FINE_BUCKETS + (i - FINE_BUCKETS + 1) * COARSE_US }
+}
 
 /// Supervisor-wide statistics.
 #[derive(Debug)]
@@ -40,7 +59,8 @@ pub struct StatsSnapshot {
     pub failures: u64,
     /// Health transitions (up↔down).
     pub transitions: u64,
-    /// Lateness percentiles (resolution 50 µs) and maximum.
+    /// Lateness percentiles (upper bucket edge: 50 µs resolution below 100 ms, 1 ms above)
+    /// and maximum.
     pub late_p50: Duration,
     pub late_p99: Duration,
     pub late_max: Duration,
@@ -50,8 +70,7 @@ impl Stats {
     /// A check started `late` after it was due.
     pub fn record_start(&self, late: Duration) {
         let us = late.as_micros().min(u128::from(u64::MAX)) as u64;
-        let i = ((us / BUCKET_US) as usize).min(BUCKETS - 1);
-        self.late[i].fetch_add(1, Relaxed);
+        self.late[bucket(us)].fetch_add(1, Relaxed);
         self.max_late_us.fetch_max(us, Relaxed);
     }
 
@@ -86,7 +105,7 @@ impl Stats {
             for (i, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank.max(1) {
-                    return Duration::from_micros((i as u64 + 1) * BUCKET_US);
+                    return Duration::from_micros(upper_edge(i));
                 }
             }
             Duration::ZERO
@@ -107,5 +126,26 @@ impl Stats {
             },
             late_max: Duration::from_micros(self.max_late_us.load(Relaxed)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_from_the_histogram() {
+        let s = Stats::default();
+        for ms in 1..=100u64 {
+            s.record_start(Duration::from_micros(ms * 1000 - 10));
+        }
+        s.record_start(Duration::from_millis(1500));
+        let snap = s.snapshot();
+        assert_eq!(snap.late_p50, Duration::from_millis(51));
+        assert_eq!(snap.late_p99, Duration::from_millis(100));
+        assert_eq!(snap.late_max, Duration::from_millis(1500));
+        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+        s.reset_lateness();
+        assert_eq!(s.snapshot().late_max, Duration::ZERO);
     }
 }

@@ -328,6 +328,8 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
                 }
                 if !initial {
                     shared.stats.record_transition();
+                    let why = st.status.get(&real).and_then(|s| s.last_error.clone()).unwrap_or_default();
+                    tracing::info!(%service, %real, ?health, error = %why, "real server health changed");
                 }
                 changed.push(real);
             }
@@ -340,6 +342,7 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
             HealthAction::Notify { real, event } => {
                 if real.is_none() {
                     let up = event == NotifyEvent::QuorumUp;
+                    tracing::warn!(%service, quorum_up = up, "quorum changed");
                     let _ = shared.tx.send(SupervisorEvent::Quorum { service, up });
                 }
                 if let Some(cmd) = notify_command(&entry.cfg, real, event) {
