@@ -60,24 +60,49 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 }
 
 impl Netlink {
+    /// Drive `f` on our runtime. From inside another tokio runtime (where `block_on` would
+    /// panic) the work is done on a short-lived helper thread instead.
+    fn run<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| {
+                s.spawn(|| self.rt.block_on(f))
+                    .join()
+                    .expect("netlink helper thread")
+            })
+        } else {
+            self.rt.block_on(f)
+        }
+    }
+
     /// Open a netlink route socket.
     pub fn new() -> Result<Netlink, NetError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(NetError::Socket)?;
-        let handle = rt.block_on(async {
-            let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
-            tokio::spawn(conn);
-            Ok::<_, NetError>(handle)
-        })?;
+        let connect = || {
+            rt.block_on(async {
+                let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
+                tokio::spawn(conn);
+                Ok::<_, NetError>(handle)
+            })
+        };
+        let handle = if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| s.spawn(connect).join().expect("netlink helper thread"))?
+        } else {
+            connect()?
+        };
         Ok(Netlink { rt, handle })
     }
 
     /// An interface by name.
     pub fn link(&self, name: &str) -> Result<LinkInfo, NetError> {
         let h = self.handle.clone();
-        let msg = self.rt.block_on(async move {
+        let msg = self.run(async move {
             h.link()
                 .get()
                 .match_name(name.to_string())
@@ -109,8 +134,7 @@ impl Netlink {
     pub fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetError> {
         let h = self.handle.clone();
         let msgs: Vec<_> = self
-            .rt
-            .block_on(async move {
+            .run(async move {
                 h.address()
                     .get()
                     .set_link_index_filter(index)
@@ -137,30 +161,28 @@ impl Netlink {
             return Ok(());
         }
         let h = self.handle.clone();
-        self.rt
-            .block_on(async move { h.address().add(index, ip, prefix).execute().await })
+        self.run(async move { h.address().add(index, ip, prefix).execute().await })
             .map_err(nl(format!("add address {ip}/{prefix}")))
     }
 
     /// Remove `ip` from interface `index` (absent is fine).
     pub fn del_address(&self, index: u32, ip: IpAddr) -> Result<(), NetError> {
         let h = self.handle.clone();
-        self.rt
-            .block_on(async move {
-                let msgs: Vec<_> = h
-                    .address()
-                    .get()
-                    .set_link_index_filter(index)
-                    .set_address_filter(ip)
-                    .execute()
-                    .try_collect()
-                    .await?;
-                for m in msgs {
-                    h.address().del(m).execute().await?;
-                }
-                Ok(())
-            })
-            .map_err(nl(format!("delete address {ip}")))
+        self.run(async move {
+            let msgs: Vec<_> = h
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .set_address_filter(ip)
+                .execute()
+                .try_collect()
+                .await?;
+            for m in msgs {
+                h.address().del(m).execute().await?;
+            }
+            Ok(())
+        })
+        .map_err(nl(format!("delete address {ip}")))
     }
 
     /// The route to `dst` (as `ip route get`).
@@ -172,8 +194,7 @@ impl Netlink {
             .build();
         let h = self.handle.clone();
         let route = self
-            .rt
-            .block_on(async move { h.route().get(msg).execute().try_next().await })
+            .run(async move { h.route().get(msg).execute().try_next().await })
             .map_err(|_| NetError::NoRoute(dst))?
             .ok_or(NetError::NoRoute(dst))?;
         let mut info = RouteInfo {
@@ -196,8 +217,7 @@ impl Netlink {
     pub fn neighbour(&self, index: u32, ip: IpAddr) -> Result<Option<Mac>, NetError> {
         let h = self.handle.clone();
         let msgs: Vec<_> = self
-            .rt
-            .block_on(async move { h.neighbours().get().execute().try_collect().await })
+            .run(async move { h.neighbours().get().execute().try_collect().await })
             .map_err(nl("neighbour dump"))?;
         for m in msgs {
             if m.header.ifindex != index || !usable(m.header.state) {
