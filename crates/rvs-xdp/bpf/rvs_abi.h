@@ -29,6 +29,17 @@
 #define RVS_FLOW_SEED 1920365361
 /* A value of rvs_maglev meaning "no real available". */
 #define RVS_NO_REAL 4294967295
+/* NAT / FULLNAT (nat.h): entries of the reverse table rvs_nat_rev (and of rvs_fnat), i.e. how
+ * many NAT/FULLNAT flows can be live at once; the loader may set another size. */
+#define RVS_MAX_NAT_CONNS 262144
+/* FULLNAT: local addresses per service, first local port, ports tried per new flow. */
+#define RVS_MAX_LADDRS 8
+#define RVS_FNAT_PORT_MIN 1024
+#define RVS_FNAT_PORT_TRIES 16
+/* TOA TCP option (FULLNAT SYN): kind, length with an IPv4 / an IPv6 client address. */
+#define RVS_TOA_KIND 254
+#define RVS_TOA_LEN4 8
+#define RVS_TOA_LEN6 20
 
 /* ---- enum values ---------------------------------------------------------------------- */
 #define RVS_FAMILY_V4 4
@@ -69,7 +80,11 @@ enum rvs_outcome {
 	RVS_OUTCOME_UNSUPPORTED = 10,   /* method or header not handled here: passed */
 	RVS_OUTCOME_HEADROOM = 11,      /* bpf_xdp_adjust_head/tail failed: dropped */
 	RVS_OUTCOME_DECAP = 12,         /* (decap program) tunnelled packet decapsulated */
-	RVS_OUTCOME_MAX = 13,
+	RVS_OUTCOME_NAT_FORWARDED = 13, /* NAT/FULLNAT: rewritten and sent to the real */
+	RVS_OUTCOME_NAT_REPLY = 14,     /* NAT/FULLNAT: real's reply rewritten back to the client */
+	RVS_OUTCOME_TABLE_FULL = 15,    /* NAT/FULLNAT: connection (reverse) table full: dropped */
+	RVS_OUTCOME_NO_LPORT = 16,      /* FULLNAT: no local address or free local port: dropped */
+	RVS_OUTCOME_MAX = 17,
 };
 
 /* ---- map values and keys -------------------------------------------------------------- */
@@ -155,6 +170,20 @@ struct rvs_counters {
 	__u64 conns;
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* rvs_fnat value (key: the client's flow): the local address and port of a FULLNAT flow. */
+struct rvs_fnat {
+	__u32 laddr[4];
+	__u16 lport; /* network order */
+	__u16 pad;
+};
+
+/* rvs_fnat_pools value (array indexed by service index): a service's local addresses. */
+struct rvs_fnat_pool {
+	__u32 count; /* addresses used, <= RVS_MAX_LADDRS */
+	__u32 pad;
+	__u32 addrs[RVS_MAX_LADDRS][4];
 };
 
 /* rvs_decap_vips key (decap program on a real server): a VIP it accepts tunnelled. */

@@ -260,6 +260,41 @@ fn run_method(method: Method, fwd: ForwardMethod) {
             d("not_vip")
         );
         assert_eq!(svc.counters.out_pkts, 0);
+        // A real's MAC changes: the kernel's neighbour entry changes (here set by hand, as a
+        // gratuitous ARP would), the engine hears it over netlink and rewrites the real; new
+        // requests to that real keep working.
+        let r0 = &lab.topo.reals[0];
+        r0.ns
+            .ip(&[
+                "link",
+                "set",
+                "dev",
+                &r0.dev,
+                "address",
+                "02:00:00:00:aa:01",
+            ])
+            .unwrap();
+        lab.topo
+            .director
+            .ns
+            .ip(&[
+                "neigh",
+                "replace",
+                &r0.ip4.to_string(),
+                "lladdr",
+                "02:00:00:00:aa:01",
+                "dev",
+                "eth0",
+            ])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let after_change = curls(&lab, 60);
+        println!("after real0's MAC changed: {after_change:?}");
+        assert_eq!(after_change.get("FAIL"), None, "{after_change:?}");
+        assert!(
+            after_change.get("real0").copied().unwrap_or(0) > 0,
+            "{after_change:?}"
+        );
         let conns = engine.connections();
         assert!(
             conns.len() >= n / 2,
