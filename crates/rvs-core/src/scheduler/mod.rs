@@ -15,9 +15,11 @@
 //! | --- | --- | --- | --- |
 //! | rr, wrr, fo | `rr.rs`, `wrr.rs`, `fo.rs` | O(1) | — |
 //! | dh, sh, mh | `dh.rs`, `sh.rs`, `mh.rs` | O(1) (hash + table) | — |
-//! | lc, wlc, sed, nq, ovf | `lc.rs` … `ovf.rs` over `index.rs` | O(1) | O(log n) |
+//! | lc, wlc, sed, nq, ovf | `lc.rs` … `ovf.rs` over `index.rs` | O(1) (≤ 16 reals: a scan) | O(log n) |
 //! | lblc, lblcr | `lblc.rs`, `lblcr.rs` over `locality.rs` | O(log d) for d destinations | O(log n) |
 //! | twos | `twos.rs` | O(log n) | — |
+//!
+//! Figures: `cargo bench -p rvs-core --bench schedulers`, recorded in `bench/README.md`.
 
 mod dh;
 mod fo;

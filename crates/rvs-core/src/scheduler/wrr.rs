@@ -84,7 +84,10 @@ impl WeightedRoundRobin {
             }
             let idx = self.pos;
             self.pos += 1;
-            if reals.get(idx).is_some_and(|r| r.available() && r.weight >= self.cw) {
+            if reals
+                .get(idx)
+                .is_some_and(|r| r.available() && r.weight >= self.cw)
+            {
                 return Some(idx);
             }
         }
