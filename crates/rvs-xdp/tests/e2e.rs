@@ -37,7 +37,7 @@ struct Lab {
     method: Method,
 }
 
-fn lab(method: Method) -> Lab {
+fn lab(method: Method, v6: bool) -> Lab {
     let topo = Topology::build(Kind::L2Segment, 3).expect("topology");
     // XDP_TX out of the director's veth is dropped unless its peer has NAPI. `gro on` at the
     // peer did not enable it on this kernel (6.18; measured: frames never arrive), an XDP
@@ -55,11 +55,15 @@ fn lab(method: Method) -> Lab {
         .ns
         .run("ethtool", &["-K", "eth0", "tx", "off"])
         .expect("tx checksum off");
-    let vip = IpAddr::V4(topo.vip4);
-    topo.director
-        .ns
-        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
-        .unwrap();
+    // The director answers ARP for a VIP on lo, but IPv6 neighbour discovery only for
+    // addresses on the receiving interface.
+    let (vip, vip_cidr, vip_dev) = if v6 {
+        (IpAddr::V6(topo.vip6), format!("{}/128", topo.vip6), "eth0")
+    } else {
+        (IpAddr::V4(topo.vip4), format!("{}/32", topo.vip4), "lo")
+    };
+    topo.director.ns.ip(&["addr", "add", &vip_cidr, "dev", vip_dev]).unwrap();
+    let listen: SocketAddr = if v6 { "[::]:80".parse().unwrap() } else { "0.0.0.0:80".parse().unwrap() };
     let mut nginx = Vec::new();
     for (i, r) in topo.reals.iter().enumerate() {
         let cfg = RealServerSetup {
@@ -72,7 +76,7 @@ fn lab(method: Method) -> Lab {
         nginx.push(
             Nginx::start(
                 Some(&r.ns),
-                SocketAddr::from(([0, 0, 0, 0], 80)),
+                listen,
                 &format!("real{i}"),
             )
             .unwrap(),
@@ -104,7 +108,7 @@ impl Drop for Lab {
 fn curls(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
     let script = format!(
         "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{}/ || echo FAIL; done",
-        lab.vip
+        SocketAddr::new(lab.vip, 80)
     );
     let out = lab
         .topo
@@ -119,12 +123,12 @@ fn curls(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
     counts
 }
 
-fn run_method(method: Method, fwd: ForwardMethod) {
+fn run_method(method: Method, fwd: ForwardMethod, v6: bool, default_requests: usize) {
     if !rvs_testbed::is_root() {
         eprintln!("skipping: needs root for namespaces and XDP");
         return;
     }
-    let lab = lab(method);
+    let lab = lab(method, v6);
     let weights = [1u32, 2, 3];
     let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
     in_ns(&lab.topo.director.ns, || {
@@ -139,7 +143,8 @@ fn run_method(method: Method, fwd: ForwardMethod) {
             options: ServiceOptions::default(),
         }];
         for (r, w) in lab.topo.reals.iter().zip(weights) {
-            let addr = SocketAddr::new(IpAddr::V4(r.ip4), 80);
+            let ip = if v6 { IpAddr::V6(r.ip6) } else { IpAddr::V4(r.ip4) };
+            let addr = SocketAddr::new(ip, 80);
             changes.push(Change::AddReal {
                 service: key,
                 real: RealServer::new(addr, fwd, w),
@@ -150,7 +155,7 @@ fn run_method(method: Method, fwd: ForwardMethod) {
         let n: usize = std::env::var("RVS_E2E_REQUESTS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
+            .unwrap_or(default_requests);
         let dumps: Vec<_> = if std::env::var("RVS_E2E_DEBUG").is_ok() {
             lab.topo
                 .reals
@@ -264,6 +269,10 @@ fn run_method(method: Method, fwd: ForwardMethod) {
         // gratuitous ARP would), the engine hears it over netlink and rewrites the real; new
         // requests to that real keep working.
         let r0 = &lab.topo.reals[0];
+        if v6 {
+            engine.shutdown();
+            return;
+        }
         r0.ns
             .ip(&[
                 "link",
@@ -310,10 +319,20 @@ fn run_method(method: Method, fwd: ForwardMethod) {
 
 #[test]
 fn dr_1000_requests_by_weight() {
-    run_method(Method::Dr, ForwardMethod::Dr);
+    run_method(Method::Dr, ForwardMethod::Dr, false, 1000);
 }
 
 #[test]
 fn tun_1000_requests_by_weight() {
-    run_method(Method::Tun, ForwardMethod::Tun);
+    run_method(Method::Tun, ForwardMethod::Tun, false, 1000);
+}
+
+#[test]
+fn dr_ipv6_600_requests_by_weight() {
+    run_method(Method::Dr, ForwardMethod::Dr, true, 600);
+}
+
+#[test]
+fn tun_ipv6_600_requests_by_weight() {
+    run_method(Method::Tun, ForwardMethod::Tun, true, 600);
 }
