@@ -62,8 +62,15 @@ fn lab(method: Method, v6: bool) -> Lab {
     } else {
         (IpAddr::V4(topo.vip4), format!("{}/32", topo.vip4), "lo")
     };
-    topo.director.ns.ip(&["addr", "add", &vip_cidr, "dev", vip_dev]).unwrap();
-    let listen: SocketAddr = if v6 { "[::]:80".parse().unwrap() } else { "0.0.0.0:80".parse().unwrap() };
+    topo.director
+        .ns
+        .ip(&["addr", "add", &vip_cidr, "dev", vip_dev])
+        .unwrap();
+    let listen: SocketAddr = if v6 {
+        "[::]:80".parse().unwrap()
+    } else {
+        "0.0.0.0:80".parse().unwrap()
+    };
     let mut nginx = Vec::new();
     for (i, r) in topo.reals.iter().enumerate() {
         let cfg = RealServerSetup {
@@ -73,14 +80,7 @@ fn lab(method: Method, v6: bool) -> Lab {
         };
         let report = in_ns(&r.ns, || rvs_xdp::realserver::setup(&cfg)).expect("realserver setup");
         println!("real{i}: {}", report.lines.join("; "));
-        nginx.push(
-            Nginx::start(
-                Some(&r.ns),
-                listen,
-                &format!("real{i}"),
-            )
-            .unwrap(),
-        );
+        nginx.push(Nginx::start(Some(&r.ns), listen, &format!("real{i}")).unwrap());
     }
     Lab {
         topo,
@@ -143,7 +143,11 @@ fn run_method(method: Method, fwd: ForwardMethod, v6: bool, default_requests: us
             options: ServiceOptions::default(),
         }];
         for (r, w) in lab.topo.reals.iter().zip(weights) {
-            let ip = if v6 { IpAddr::V6(r.ip6) } else { IpAddr::V4(r.ip4) };
+            let ip = if v6 {
+                IpAddr::V6(r.ip6)
+            } else {
+                IpAddr::V4(r.ip4)
+            };
             let addr = SocketAddr::new(ip, 80);
             changes.push(Change::AddReal {
                 service: key,
