@@ -2,8 +2,9 @@
 /*
  * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → find the service (rvs_services) →
  * pick the real (sched.h) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
- * with icmp_too_big.h for packets that would not fit after encapsulation). NAT and FULLNAT
- * (issue 6) slot in as further methods beside these. Every exit counts one rvs_outcome.
+ * with icmp_too_big.h for packets that would not fit after encapsulation), NAT or FULLNAT
+ * (nat.h); packets matching no service may be NAT/FULLNAT replies (nat.h). Every exit counts
+ * one rvs_outcome.
  *
  * Packets that are not ours — not IP, no service, fragments, other protocols, headers we cannot
  * validate — go to the kernel (XDP_PASS) untouched.
@@ -17,6 +18,7 @@
 #include "dr.h"
 #include "tun.h"
 #include "icmp_too_big.h"
+#include "nat.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -100,6 +102,9 @@ static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
 	__builtin_memcpy(vk.addr, pkt.flow.dst, 16);
 	const struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &vk);
 	if (!svc) {
+		int action;
+		if (rvs_nat_reply(ctx, &pkt, outcome, &action))
+			return action;
 		*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_UNTRACKED : RVS_OUTCOME_NOT_VIP;
 		return XDP_PASS;
 	}
@@ -118,6 +123,8 @@ static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
 		*outcome = RVS_OUTCOME_NO_REAL;
 		return XDP_DROP;
 	}
+	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT)
+		return rvs_nat_forward(ctx, &pkt, svc, idx, real, new_conn, outcome);
 	*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED;
 	int action = rvs_forward(ctx, &pkt, real, outcome);
 	if (action == XDP_TX && (*outcome == RVS_OUTCOME_FORWARDED ||

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fullnat.h — FULLNAT's local address and port for a new flow, and the TOA option.
+ *
+ * Allocation: a random start (bpf_get_prandom_u32) picks one of the service's local addresses
+ * and a port in [RVS_FNAT_PORT_MIN, 65535]; the reverse entry real:rport → laddr:lport is
+ * inserted with BPF_NOEXIST, which the hash map makes atomic across CPUs, so two live flows
+ * never share a local address and port towards the same real; on EEXIST the next address and
+ * another port are tried, RVS_FNAT_PORT_TRIES times (then RVS_OUTCOME_NO_LPORT); any other
+ * failure is a full table (RVS_OUTCOME_TABLE_FULL).
+ *
+ * TOA: on a SYN (without ACK) the client's address and port go to the real in a TCP option as
+ * Ali-LVS and DPVS send it — kind 254, length 8, port (2 bytes), IPv4 address (4 bytes); for
+ * IPv6 length 20 with the 16-byte address — inserted first among the options. Skipped (the SYN
+ * is still forwarded) when the IPv4 header has options or the TCP options would exceed 40 bytes.
+ */
+#ifndef RVS_FULLNAT_H
+#define RVS_FULLNAT_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "rvs_abi.h"
+#include "maps.h"
+#include "conntrack.h"
+#include "nat_rw.h"
+#include "parse.h"
+
+#define RVS_EEXIST 17
+
+static __always_inline int rvs_fnat_alloc(const struct rvs_service *svc,
+					  const struct rvs_pkt *pkt, const struct rvs_real *real,
+					  __u16 rport, struct rvs_fnat *out, __u32 *outcome)
+{
+	__u32 si = svc->index;
+	const struct rvs_fnat_pool *pool = bpf_map_lookup_elem(&rvs_fnat_pools, &si);
+	if (!pool || !pool->count || pool->count > RVS_MAX_LADDRS) {
+		*outcome = RVS_OUTCOME_NO_LPORT;
+		return -1;
+	}
+	__u32 count = pool->count;
+	__u32 r = bpf_get_prandom_u32();
+	struct rvs_flow_key rk = { .sport = rport, .proto = pkt->flow.proto,
+				   .family = pkt->flow.family };
+	__builtin_memcpy(rk.src, real->addr, 16);
+	for (__u32 i = 0; i < RVS_FNAT_PORT_TRIES; i++) {
+		__u32 li = ((r & 0xff) + i) % count;
+		__u32 port = RVS_FNAT_PORT_MIN +
+			     ((r >> 8) + i * 4099) % (65536 - RVS_FNAT_PORT_MIN);
+		__builtin_memcpy(rk.dst, pool->addrs[li & (RVS_MAX_LADDRS - 1)], 16);
+		rk.dport = bpf_htons(port);
+		long rc = bpf_map_update_elem(&rvs_nat_rev, &rk, &pkt->flow, BPF_NOEXIST);
+		if (rc == -RVS_EEXIST)
+			continue;
+		if (rc) {
+			*outcome = RVS_OUTCOME_TABLE_FULL;
+			return -1;
+		}
+		__builtin_memcpy(out->laddr, rk.dst, 16);
+		out->lport = rk.dport;
+		out->pad = 0;
+		if (bpf_map_update_elem(&rvs_fnat, &pkt->flow, out, BPF_ANY)) {
+			bpf_map_delete_elem(&rvs_nat_rev, &rk);
+			*outcome = RVS_OUTCOME_TABLE_FULL;
+			return -1;
+		}
+		return 0;
+	}
+	*outcome = RVS_OUTCOME_NO_LPORT;
+	return -1;
+}
+
+/*
+ * Insert the TOA option into a TCP SYN whose IP header is `iplen` bytes (20 or 40) and whose
+ * option is `optlen` bytes (8 or 20): the headers move `optlen` bytes towards the front, the
+ * option goes right after the fixed TCP header. Returns -1 (packet unchanged) when skipped.
+ */
+static __always_inline int rvs_toa_insert(struct xdp_md *ctx, const __u32 iplen,
+					  const __u32 optlen, const __u32 *caddr, __u16 cport)
+{
+	const __u32 hl = RVS_ETH_LEN + iplen + 20;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	if (data + hl > end)
+		return -1;
+	__u8 *th = data + RVS_ETH_LEN + iplen;
+	__u32 doff = th[12] >> 4;
+	if (iplen == 20 && (((__u8 *)data)[RVS_ETH_LEN] & 0xf) != 5)
+		return -1;
+	if (doff < 5 || doff * 4 + optlen > 60)
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -(int)optlen))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + optlen + hl > end)
+		return -1;
+	__u16 *w = data;
+#pragma unroll
+	for (__u32 i = 0; i < hl / 2; i++)
+		w[i] = w[i + optlen / 2];
+	th = data + RVS_ETH_LEN + iplen;
+	__u16 *opt = (__u16 *)(th + 20);
+	__u64 d = 0;
+	__u16 words[10] = {};
+	((__u8 *)words)[0] = RVS_TOA_KIND;
+	((__u8 *)words)[1] = optlen;
+	words[1] = cport;
+	__builtin_memcpy(&words[2], caddr, optlen - 4);
+#pragma unroll
+	for (__u32 i = 0; i < optlen / 2; i++) {
+		opt[i] = words[i];
+		rvs_acc16(&d, 0, words[i]);
+	}
+	__u16 *flagw = (__u16 *)(th + 12);
+	__u16 old_flagw = *flagw;
+	th[12] = ((doff + optlen / 4) << 4) | (th[12] & 0xf);
+	rvs_acc16(&d, old_flagw, *flagw);
+	if (iplen == 20) {
+		struct iphdr *ip = data + RVS_ETH_LEN;
+		__u16 old_tot = ip->tot_len;
+		__u16 tot = bpf_htons(bpf_ntohs(old_tot) + optlen);
+		__u64 di = 0;
+		rvs_acc16(&di, old_tot, tot);
+		ip->tot_len = tot;
+		ip->check = rvs_csum_add(ip->check, di);
+		rvs_acc16(&d, bpf_htons(bpf_ntohs(old_tot) - 20), bpf_htons(bpf_ntohs(tot) - 20));
+	} else {
+		struct ipv6hdr *ip6 = data + RVS_ETH_LEN;
+		__u16 old_pl = ip6->payload_len;
+		__u16 pl = bpf_htons(bpf_ntohs(old_pl) + optlen);
+		ip6->payload_len = pl;
+		rvs_acc16(&d, old_pl, pl);
+	}
+	__u16 *check = (__u16 *)(th + 16);
+	*check = rvs_csum_add(*check, d);
+	return 0;
+}
+
+static __always_inline int rvs_toa_add(struct xdp_md *ctx, __u8 family, const __u32 *caddr,
+				       __u16 cport)
+{
+	if (family == RVS_FAMILY_V4)
+		return rvs_toa_insert(ctx, 20, RVS_TOA_LEN4, caddr, cport);
+	return rvs_toa_insert(ctx, 40, RVS_TOA_LEN6, caddr, cport);
+}
+
+#endif

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nat.h — NAT (-m) and FULLNAT (-b), both directions.
+ *
+ * Towards the real (rvs_nat_forward, after sched.h chose the real and keeps rvs_conns):
+ * NAT rewrites the destination VIP:vport → RIP:rport; FULLNAT also the source client:cport →
+ * laddr:lport (fullnat.h) and adds the TOA option to SYNs. A new NAT flow inserts its reverse
+ * entry (real:rport → client:cport), a new FULLNAT flow allocates its local port, which
+ * inserts the reverse entry (real:rport → laddr:lport).
+ *
+ * Back from the real (rvs_nat_reply, for packets that match no service but a reverse entry):
+ * the source becomes VIP:vport again (and for FULLNAT the destination client:cport); FIN and
+ * RST move the flow to its short timeout as they do from the client side.
+ *
+ * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
+ *
+ * Out: bpf_fib_lookup finds the next hop. Same interface → XDP_TX; another one →
+ * bpf_redirect_map through rvs_tx_ports (XDP_PASS when the interface is not in it). When the
+ * lookup does not succeed (e.g. no neighbour entry yet) a packet to a real whose MAC the engine
+ * resolved goes out again (XDP_TX) to that MAC, anything else goes to the kernel already
+ * rewritten (XDP_PASS), which forwards it.
+ */
+#ifndef RVS_NAT_H
+#define RVS_NAT_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "rvs_abi.h"
+#include "maps.h"
+#include "sched.h"
+#include "conntrack.h"
+#include "nat_rw.h"
+#include "fullnat.h"
+
+#define RVS_AF_INET 2
+#define RVS_AF_INET6 10
+#define RVS_TCP_SYN 0x02
+#define RVS_TCP_ACK 0x10
+
+static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat_tuple *t,
+					__u8 family, __u8 proto, const __u8 *fallback_mac)
+{
+	struct bpf_fib_lookup fib = {};
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.l4_protocol = proto;
+	fib.sport = t->sport;
+	fib.dport = t->dport;
+	if (family == RVS_FAMILY_V4) {
+		fib.family = RVS_AF_INET;
+		fib.ipv4_src = t->src[0];
+		fib.ipv4_dst = t->dst[0];
+	} else {
+		fib.family = RVS_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, t->src, 16);
+		__builtin_memcpy(fib.ipv6_dst, t->dst, 16);
+	}
+	long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_ABORTED;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+		if (fib.ifindex == ctx->ingress_ifindex)
+			return XDP_TX;
+		return bpf_redirect_map(&rvs_tx_ports, fib.ifindex, XDP_PASS);
+	}
+	if (fallback_mac) {
+		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, fallback_mac, ETH_ALEN);
+		return XDP_TX;
+	}
+	return XDP_PASS;
+}
+
+/* Refresh a tracked flow from a reply and apply FIN/RST. */
+static __always_inline void rvs_nat_touch(const struct rvs_flow_key *orig,
+					  const struct rvs_pkt *pkt)
+{
+	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, orig);
+	if (!c)
+		return;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (now - c->last_ns > RVS_REFRESH_NS)
+		c->last_ns = now;
+	if (!pkt->is_icmp_err && (pkt->tcp_flags & (RVS_TCP_FIN | RVS_TCP_RST)) && !c->state)
+		c->state = 1;
+}
+
+/* Forget a flow whose reverse entry could not be made (so it is scheduled afresh). */
+static __always_inline int rvs_nat_fail(const struct rvs_pkt *pkt)
+{
+	bpf_map_delete_elem(&rvs_conns, &pkt->flow);
+	return XDP_DROP;
+}
+
+static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					   const struct rvs_service *svc, __u32 idx,
+					   const struct rvs_real *real, int new_conn,
+					   __u32 *outcome)
+{
+	if (real->family != pkt->flow.family) {
+		*outcome = RVS_OUTCOME_UNSUPPORTED;
+		return XDP_DROP;
+	}
+	struct rvs_nat_tuple t = { .sport = pkt->flow.sport,
+				   .dport = rvs_real_port(idx, pkt->flow.dport) };
+	__builtin_memcpy(t.src, pkt->flow.src, 16);
+	__builtin_memcpy(t.dst, real->addr, 16);
+	int fullnat = real->method == RVS_METHOD_FULLNAT;
+	if (fullnat) {
+		struct rvs_fnat nf = {};
+		const struct rvs_fnat *f = bpf_map_lookup_elem(&rvs_fnat, &pkt->flow);
+		if (f) {
+			nf = *f;
+		} else {
+			if (pkt->is_icmp_err) {
+				*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
+				return XDP_PASS;
+			}
+			if (rvs_fnat_alloc(svc, pkt, real, t.dport, &nf, outcome))
+				return rvs_nat_fail(pkt);
+		}
+		__builtin_memcpy(t.src, nf.laddr, 16);
+		t.sport = nf.lport;
+	} else if (new_conn) {
+		struct rvs_flow_key rk = { .sport = t.dport, .dport = pkt->flow.sport,
+					   .proto = pkt->flow.proto, .family = pkt->flow.family };
+		__builtin_memcpy(rk.src, real->addr, 16);
+		__builtin_memcpy(rk.dst, pkt->flow.src, 16);
+		if (bpf_map_update_elem(&rvs_nat_rev, &rk, &pkt->flow, BPF_ANY)) {
+			*outcome = RVS_OUTCOME_TABLE_FULL;
+			return rvs_nat_fail(pkt);
+		}
+	}
+	if (pkt->is_icmp_err) {
+		if (rvs_rw_icmp(ctx, pkt->flow.family, &t, fullnat)) {
+			*outcome = RVS_OUTCOME_MALFORMED;
+			return XDP_DROP;
+		}
+		*outcome = RVS_OUTCOME_ICMP_FORWARDED;
+	} else {
+		if (rvs_rw_pkt(ctx, pkt->flow.family, &t)) {
+			*outcome = RVS_OUTCOME_MALFORMED;
+			return XDP_DROP;
+		}
+		if (fullnat && pkt->flow.proto == RVS_PROTO_TCP &&
+		    (pkt->tcp_flags & (RVS_TCP_SYN | RVS_TCP_ACK)) == RVS_TCP_SYN)
+			rvs_toa_add(ctx, pkt->flow.family, pkt->flow.src, pkt->flow.sport);
+		*outcome = RVS_OUTCOME_NAT_FORWARDED;
+	}
+	rvs_count(svc->index, pkt->l3_len, new_conn);
+	rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
+	return rvs_nat_xmit(ctx, &t, pkt->flow.family, pkt->flow.proto,
+			    real->has_mac ? real->mac : 0);
+}
+
+/* A packet that matched no service: if it is a reply of a NAT/FULLNAT flow (or an ICMP error
+ * about one), rewrite it back towards the client, set *action and return 1; else return 0. */
+static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					 __u32 *outcome, int *action)
+{
+	const struct rvs_flow_key *orig = bpf_map_lookup_elem(&rvs_nat_rev, &pkt->flow);
+	if (!orig)
+		return 0;
+	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport };
+	__builtin_memcpy(t.src, orig->dst, 16);
+	__builtin_memcpy(t.dst, orig->src, 16);
+	rvs_nat_touch(orig, pkt);
+	int rc = pkt->is_icmp_err ? rvs_rw_icmp(ctx, pkt->flow.family, &t, 1)
+				  : rvs_rw_pkt(ctx, pkt->flow.family, &t);
+	if (rc) {
+		*outcome = RVS_OUTCOME_MALFORMED;
+		*action = XDP_DROP;
+		return 1;
+	}
+	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_NAT_REPLY;
+	*action = rvs_nat_xmit(ctx, &t, pkt->flow.family, pkt->flow.proto, 0);
+	return 1;
+}
+
+#endif
