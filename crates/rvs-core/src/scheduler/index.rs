@@ -15,6 +15,7 @@
 
 use super::{PickRequest, RealState, Scheduler};
 use crate::model::SchedulerKind;
+use std::marker::PhantomData;
 
 /// The cost of sending a new connection to one real; lower wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +50,13 @@ impl Cost {
     }
 }
 
-/// How a scheduler prices one real.
-pub(crate) type CostFn = fn(&RealState) -> Cost;
+/// How a scheduler prices one real (a type, so the pricing is inlined into the index).
+pub(crate) trait Pricing: std::fmt::Debug + Send + 'static {
+    /// The scheduler this pricing belongs to.
+    const KIND: SchedulerKind;
+    /// The cost of sending a new connection to `r`.
+    fn cost(r: &RealState) -> Cost;
+}
 
 const NONE: u32 = u32::MAX;
 
@@ -59,8 +65,8 @@ pub(crate) const SCAN_LIMIT: usize = 16;
 
 /// The tournament tree.
 #[derive(Debug, Clone)]
-pub(crate) struct CostIndex {
-    cost_fn: CostFn,
+pub(crate) struct CostIndex<P> {
+    pricing: PhantomData<P>,
     /// Number of leaves (a power of two ≥ the number of reals).
     leaves: usize,
     /// Cost of each real, by index.
@@ -70,11 +76,11 @@ pub(crate) struct CostIndex {
     winners: Vec<u32>,
 }
 
-impl CostIndex {
-    /// An empty index pricing reals with `cost_fn`.
-    pub fn new(cost_fn: CostFn) -> Self {
+impl<P: Pricing> CostIndex<P> {
+    /// An empty index.
+    pub fn new() -> Self {
         CostIndex {
-            cost_fn,
+            pricing: PhantomData,
             leaves: 0,
             costs: Vec::new(),
             winners: Vec::new(),
@@ -89,7 +95,7 @@ impl CostIndex {
     /// Re-price every real and rebuild the tree (O(n)).
     pub fn rebuild(&mut self, reals: &[RealState]) {
         self.costs.clear();
-        self.costs.extend(reals.iter().map(self.cost_fn));
+        self.costs.extend(reals.iter().map(P::cost));
         self.winners.clear();
         if reals.len() <= SCAN_LIMIT {
             return;
@@ -111,7 +117,7 @@ impl CostIndex {
             return;
         }
         let Some(real) = reals.get(idx) else { return };
-        let cost = (self.cost_fn)(real);
+        let cost = P::cost(real);
         if self.costs[idx] == cost {
             return;
         }
@@ -163,24 +169,22 @@ impl CostIndex {
 
 /// A scheduler that picks the cheapest real by its [`CostFn`]: lc, wlc, sed, nq and ovf.
 #[derive(Debug, Clone)]
-pub(crate) struct LeastCost {
-    kind: SchedulerKind,
-    index: CostIndex,
+pub(crate) struct LeastCost<P> {
+    index: CostIndex<P>,
 }
 
-impl LeastCost {
-    /// A scheduler of `kind` pricing reals with `cost_fn`.
-    pub fn new(kind: SchedulerKind, cost_fn: CostFn) -> Self {
+impl<P: Pricing> LeastCost<P> {
+    /// A scheduler pricing reals with `P`.
+    pub fn new() -> Self {
         LeastCost {
-            kind,
-            index: CostIndex::new(cost_fn),
+            index: CostIndex::new(),
         }
     }
 }
 
-impl Scheduler for LeastCost {
+impl<P: Pricing> Scheduler for LeastCost<P> {
     fn kind(&self) -> SchedulerKind {
-        self.kind
+        P::KIND
     }
 
     fn rebuild(&mut self, reals: &[RealState]) {
@@ -204,6 +208,16 @@ mod tests {
     use super::*;
     use crate::scheduler::testutil::reals;
 
+    #[derive(Debug, Clone)]
+    struct ByOverhead;
+
+    impl Pricing for ByOverhead {
+        const KIND: SchedulerKind = SchedulerKind::Lc;
+        fn cost(r: &RealState) -> Cost {
+            by_overhead(r)
+        }
+    }
+
     fn by_overhead(r: &RealState) -> Cost {
         if r.available() {
             Cost::frac(r.overhead(), 1)
@@ -224,7 +238,7 @@ mod tests {
         let mut weights = vec![1; n];
         weights[3] = 0;
         let mut r = reals(&weights);
-        let mut index = CostIndex::new(by_overhead);
+        let mut index = CostIndex::<ByOverhead>::new();
         index.rebuild(&r);
         let mut x: u64 = 7;
         for _ in 0..2000 {
@@ -259,7 +273,7 @@ mod tests {
 
     #[test]
     fn empty_and_all_blocked_give_none() {
-        let mut index = CostIndex::new(by_overhead);
+        let mut index = CostIndex::<ByOverhead>::new();
         index.rebuild(&[]);
         assert_eq!(index.best(), None);
         index.rebuild(&reals(&[0, 0]));

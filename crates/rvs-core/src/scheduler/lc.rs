@@ -4,7 +4,7 @@
 //! Indexed by a [`CostIndex`](super::index::CostIndex): O(1) pick, O(log n) per count change.
 
 use super::RealState;
-use super::index::{Cost, LeastCost};
+use super::index::{Cost, LeastCost, Pricing};
 use crate::model::SchedulerKind;
 
 /// lc's cost: the overhead itself.
@@ -16,9 +16,20 @@ pub(crate) fn cost(r: &RealState) -> Cost {
     }
 }
 
-/// A least-connection scheduler.
-pub(crate) fn scheduler() -> LeastCost {
-    LeastCost::new(SchedulerKind::Lc, cost)
+/// Least connection pricing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lc;
+
+impl Pricing for Lc {
+    const KIND: SchedulerKind = SchedulerKind::Lc;
+    fn cost(r: &RealState) -> Cost {
+        cost(r)
+    }
+}
+
+/// A least connection scheduler.
+pub(crate) fn scheduler() -> LeastCost<Lc> {
+    LeastCost::new()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub(crate) const FULL_TABLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
     /// wlc index.
-    pub index: CostIndex,
+    pub index: CostIndex<super::wlc::Wlc>,
     /// Per real: available with `active * 2 < weight`.
     light: Vec<bool>,
     /// How many reals are light.
@@ -49,7 +49,7 @@ fn is_light(r: &RealState) -> bool {
 
 impl Load {
     pub fn new() -> Self {
-        let index = CostIndex::new(super::wlc::cost);
+        let index = CostIndex::new();
         Load {
             index,
             light: Vec::new(),

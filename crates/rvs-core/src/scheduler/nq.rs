@@ -7,7 +7,7 @@
 //! count change.
 
 use super::RealState;
-use super::index::{Cost, LeastCost};
+use super::index::{Cost, LeastCost, Pricing};
 use crate::model::SchedulerKind;
 
 /// nq's cost: idle reals in class 0 (all equal, so the first wins), busy ones priced as sed.
@@ -23,9 +23,20 @@ pub(crate) fn cost(r: &RealState) -> Cost {
     }
 }
 
-/// A never-queue scheduler.
-pub(crate) fn scheduler() -> LeastCost {
-    LeastCost::new(SchedulerKind::Nq, cost)
+/// Never queue pricing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Nq;
+
+impl Pricing for Nq {
+    const KIND: SchedulerKind = SchedulerKind::Nq;
+    fn cost(r: &RealState) -> Cost {
+        cost(r)
+    }
+}
+
+/// A never queue scheduler.
+pub(crate) fn scheduler() -> LeastCost<Nq> {
+    LeastCost::new()
 }
 
 #[cfg(test)]

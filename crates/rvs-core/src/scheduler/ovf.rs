@@ -6,7 +6,7 @@
 //! blocked: O(1) pick, O(log n) per count change.
 
 use super::RealState;
-use super::index::{Cost, LeastCost};
+use super::index::{Cost, LeastCost, Pricing};
 use crate::model::SchedulerKind;
 
 /// ovf's cost: `u32::MAX - weight` (heavier is cheaper) while `active < weight`.
@@ -18,9 +18,20 @@ pub(crate) fn cost(r: &RealState) -> Cost {
     }
 }
 
-/// A weighted-overflow scheduler.
-pub(crate) fn scheduler() -> LeastCost {
-    LeastCost::new(SchedulerKind::Ovf, cost)
+/// Weighted overflow pricing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ovf;
+
+impl Pricing for Ovf {
+    const KIND: SchedulerKind = SchedulerKind::Ovf;
+    fn cost(r: &RealState) -> Cost {
+        cost(r)
+    }
+}
+
+/// A weighted overflow scheduler.
+pub(crate) fn scheduler() -> LeastCost<Ovf> {
+    LeastCost::new()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Indexed by a [`CostIndex`](super::index::CostIndex): O(1) pick, O(log n) per count change.
 
 use super::RealState;
-use super::index::{Cost, LeastCost};
+use super::index::{Cost, LeastCost, Pricing};
 use crate::model::SchedulerKind;
 
 /// sed's cost: expected delay `(active + 1) / weight`.
@@ -17,9 +17,20 @@ pub(crate) fn cost(r: &RealState) -> Cost {
     }
 }
 
-/// A shortest-expected-delay scheduler.
-pub(crate) fn scheduler() -> LeastCost {
-    LeastCost::new(SchedulerKind::Sed, cost)
+/// Shortest expected delay pricing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sed;
+
+impl Pricing for Sed {
+    const KIND: SchedulerKind = SchedulerKind::Sed;
+    fn cost(r: &RealState) -> Cost {
+        cost(r)
+    }
+}
+
+/// A shortest expected delay scheduler.
+pub(crate) fn scheduler() -> LeastCost<Sed> {
+    LeastCost::new()
 }
 
 #[cfg(test)]

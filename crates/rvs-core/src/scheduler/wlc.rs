@@ -5,7 +5,7 @@
 //! Indexed by a [`CostIndex`](super::index::CostIndex): O(1) pick, O(log n) per count change.
 
 use super::RealState;
-use super::index::{Cost, LeastCost};
+use super::index::{Cost, LeastCost, Pricing};
 use crate::model::SchedulerKind;
 
 /// wlc's cost: overhead over weight.
@@ -17,9 +17,20 @@ pub(crate) fn cost(r: &RealState) -> Cost {
     }
 }
 
-/// A weighted least-connection scheduler.
-pub(crate) fn scheduler() -> LeastCost {
-    LeastCost::new(SchedulerKind::Wlc, cost)
+/// Weighted least connection pricing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wlc;
+
+impl Pricing for Wlc {
+    const KIND: SchedulerKind = SchedulerKind::Wlc;
+    fn cost(r: &RealState) -> Cost {
+        cost(r)
+    }
+}
+
+/// A weighted least connection scheduler.
+pub(crate) fn scheduler() -> LeastCost<Wlc> {
+    LeastCost::new()
 }
 
 #[cfg(test)]
