@@ -362,7 +362,10 @@ impl ServiceHealth {
             return Vec::new();
         };
         let mut out = real.on_result(now, index, outcome);
-        out.extend(self.update_quorum());
+        // the live weight changes only with a real's health or weight: skip the sum otherwise
+        if !out.is_empty() {
+            out.extend(self.update_quorum());
+        }
         out
     }
 

@@ -9,7 +9,8 @@
 //! failures, and how late checks start against their schedule (p50 / p99 / max).
 //!
 //! Run: `cargo bench -p rvs-health --bench tcp_check_10k` (env `REALS`, `SECS` override the
-//! defaults 10000 and 20; `BASELINE=1` measures bare paced connects instead, the kernel floor).
+//! defaults 10000 and 20; `BASELINE=1` measures bare paced connects instead, the kernel floor; `NETNS=1` puts the
+//! listeners in a network namespace behind veth with threaded NAPI, root only).
 
 use rvs_health::HealthSupervisor;
 use std::io::{BufRead, BufReader};
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 const LISTENERS: usize = 20;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// CPU time (user, system) of this process.
@@ -33,7 +37,10 @@ fn cpu_time() -> (Duration, Duration) {
 
 /// Child mode: listen on `LISTENERS` ports of 0.0.0.0, print them, accept and drop forever.
 fn serve() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut ports = Vec::new();
         for _ in 0..LISTENERS {
@@ -45,21 +52,76 @@ fn serve() {
                 }
             });
         }
-        println!("{}", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" "));
+        println!(
+            "{}",
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         std::future::pending::<()>().await;
     });
 }
 
-fn config_text(reals: usize, ports: &[u16]) -> String {
+/// Network namespace for `NETNS=1`.
+const NS: &str = "rvsh-bench";
+
+fn sh(cmd: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "command failed: {cmd}");
+}
+
+/// `NETNS=1`: the listeners live in a namespace behind a veth pair with threaded NAPI on both
+/// ends, so the listener side's TCP work and the receive path run in NAPI kthreads rather than
+/// in this process (as on a real network, where the real server does its own half). Reals are
+/// 10.98.x.y, all local inside the namespace.
+fn netns_up() {
+    netns_down();
+    sh(&format!("ip netns add {NS}"));
+    sh(&format!(
+        "ip link add rvsh0 type veth peer name rvsh1 netns {NS}"
+    ));
+    sh("ip addr add 10.99.0.1/30 dev rvsh0 && ip link set rvsh0 up");
+    sh(&format!(
+        "ip -n {NS} addr add 10.99.0.2/30 dev rvsh1 && ip -n {NS} link set rvsh1 up && ip -n {NS} link set lo up"
+    ));
+    sh(&format!("ip -n {NS} route add local 10.98.0.0/16 dev lo"));
+    sh("ip route add 10.98.0.0/16 via 10.99.0.2");
+    sh("ethtool -K rvsh0 gro on >/dev/null && echo 1 > /sys/class/net/rvsh0/threaded");
+    sh(&format!(
+        "ip netns exec {NS} sh -c 'ethtool -K rvsh1 gro on >/dev/null && echo 1 > /sys/class/net/rvsh1/threaded'"
+    ));
+}
+
+fn netns_down() {
+    let _ = Command::new("sh").arg("-c").arg(format!("ip route del 10.98.0.0/16 2>/dev/null; ip link del rvsh0 2>/dev/null; ip netns del {NS} 2>/dev/null")).status();
+}
+
+/// The address of real `i`.
+fn real_ip(i: usize, netns: bool) -> std::net::Ipv4Addr {
+    let first = if netns { [10, 98] } else { [127, 1] };
+    std::net::Ipv4Addr::new(first[0], first[1], (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+fn config_text(reals: usize, ports: &[u16], netns: bool) -> String {
     let mut t = String::with_capacity(reals * 150);
     for (vs, chunk) in (0..reals).collect::<Vec<_>>().chunks(100).enumerate() {
-        t.push_str(&format!("virtual_server 10.200.{}.{} 80 {{\n  delay_loop 1\n  lb_kind DR\n", vs / 250, vs % 250 + 1));
+        t.push_str(&format!(
+            "virtual_server 10.200.{}.{} 80 {{\n  delay_loop 1\n  lb_kind DR\n",
+            vs / 250,
+            vs % 250 + 1
+        ));
         for &i in chunk {
             let port = ports[i % ports.len()];
             t.push_str(&format!(
-                "  real_server 127.1.{}.{} 80 {{\n    TCP_CHECK {{\n      connect_port {port}\n      connect_timeout 3\n    }}\n  }}\n",
-                i / 250,
-                i % 250 + 1
+                "  real_server {} 80 {{\n    TCP_CHECK {{\n      connect_port {port}\n      connect_timeout 3\n    }}\n  }}\n",
+                real_ip(i, netns)
             ));
         }
         t.push_str("}\n");
@@ -69,12 +131,14 @@ fn config_text(reals: usize, ports: &[u16]) -> String {
 
 /// Floor: the same connects (socket, connect, RST close) from a plain paced loop with no
 /// scheduler at all — the kernel's share of a TCP check on loopback, client and listener side.
-fn baseline(reals: usize, ports: &[u16], secs: u64) {
+fn baseline(reals: usize, ports: &[u16], secs: u64, netns: bool) {
     use socket2::{Domain, SockAddr, Socket, Type};
     let addrs: Vec<SockAddr> = (0..reals)
         .map(|i| {
-            let ip = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
-            SockAddr::from(std::net::SocketAddr::from((ip, ports[i % ports.len()])))
+            SockAddr::from(std::net::SocketAddr::from((
+                real_ip(i, netns),
+                ports[i % ports.len()],
+            )))
         })
         .collect();
     let (cpu0, t0) = (cpu_time(), Instant::now());
@@ -110,25 +174,57 @@ fn main() {
     }
     let reals = env_or("REALS", 10_000) as usize;
     let secs = env_or("SECS", 20);
+    let netns = std::env::var("NETNS").is_ok_and(|v| v == "1");
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe).arg("--serve").stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = if netns {
+        netns_up();
+        Command::new("ip")
+            .args(["netns", "exec", NS])
+            .arg(exe)
+            .arg("--serve")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    } else {
+        Command::new(exe)
+            .arg("--serve")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let ports: Vec<u16> = line.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ports: Vec<u16> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
 
     if std::env::var("BASELINE").is_ok_and(|v| v == "1") {
-        baseline(reals, &ports, secs);
+        baseline(reals, &ports, secs, netns);
         let _ = child.kill();
         let _ = child.wait();
+        if netns {
+            netns_down();
+        }
         return;
     }
-    let text = config_text(reals, &ports);
+    let text = config_text(reals, &ports, netns);
     let t = Instant::now();
     let cfg = rvs_config::keepalived::parse_str(&text, std::path::Path::new("bench.conf")).unwrap();
     let parse = t.elapsed();
-    println!("config: {} bytes, {} reals in {} services, parsed in {parse:?}", text.len(), reals, cfg.virtual_servers.len());
+    println!(
+        "config: {} bytes, {} reals in {} services, parsed in {parse:?}",
+        text.len(),
+        reals,
+        cfg.virtual_servers.len()
+    );
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (sup, mut rx) = HealthSupervisor::start(&cfg.virtual_servers);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -160,4 +256,7 @@ fn main() {
     });
     let _ = child.kill();
     let _ = child.wait();
+    if netns {
+        netns_down();
+    }
 }

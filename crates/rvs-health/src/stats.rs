@@ -25,7 +25,11 @@ fn bucket(us: u64) -> usize {
 /// The upper edge of bucket `i` in microseconds.
 fn upper_edge(i: usize) -> u64 {
     let i = i as u64;
-    if i < FINE_BUCKETS { (i + 1) * FINE_US } else { FINE_US * FINE_BUCKETS + (i - FINE_BUCKETS + 1) * COARSE_US }
+    if i < FINE_BUCKETS {
+        (i + 1) * FINE_US
+    } else {
+        FINE_US * FINE_BUCKETS + (i - FINE_BUCKETS + 1) * COARSE_US
+    }
 }
 
 /// Supervisor-wide statistics.

@@ -303,7 +303,9 @@ impl CheckerTask {
                 });
             (actions, next)
         };
-        apply(&self.shared, &self.entry, actions, false);
+        if !actions.is_empty() {
+            apply(&self.shared, &self.entry, actions, false);
+        }
         next
     }
 }
@@ -328,7 +330,11 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
                 }
                 if !initial {
                     shared.stats.record_transition();
-                    let why = st.status.get(&real).and_then(|s| s.last_error.clone()).unwrap_or_default();
+                    let why = st
+                        .status
+                        .get(&real)
+                        .and_then(|s| s.last_error.clone())
+                        .unwrap_or_default();
                     tracing::info!(%service, %real, ?health, error = %why, "real server health changed");
                 }
                 changed.push(real);
