@@ -119,6 +119,24 @@ pub struct BenchFrame {
     pub data: [u8; RVS_BENCH_FRAME_MAX as usize],
 }
 
+/// FULLNAT: a flow's local address and port (`struct rvs_fnat`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fnat {
+    pub laddr: Addr,
+    pub lport: u16,
+    pub pad: u16,
+}
+
+/// FULLNAT: a service's local addresses (`struct rvs_fnat_pool`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FnatPool {
+    pub count: u32,
+    pub pad: u32,
+    pub addrs: [Addr; RVS_MAX_LADDRS as usize],
+}
+
 // SAFETY: all are repr(C) plain data with no padding-dependent invariants; every bit pattern
 // is valid.
 unsafe impl aya::Pod for VipKey {}
@@ -133,6 +151,8 @@ unsafe impl aya::Pod for Config {}
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for DecapKey {}
 unsafe impl aya::Pod for BenchFrame {}
+unsafe impl aya::Pod for Fnat {}
+unsafe impl aya::Pod for FnatPool {}
 
 /// Address in ABI form.
 pub fn addr_of(ip: std::net::IpAddr) -> (Addr, u8) {

@@ -30,7 +30,17 @@ impl Balancer {
     /// Load and verify the embedded program (not attached anywhere yet). Needs CAP_BPF /
     /// root; Linux ≥ 5.18 (bpf_xdp_store_bytes is only used by the bench object).
     pub fn load() -> Result<Balancer, XdpError> {
-        let mut ebpf = Ebpf::load(crate::programs::RVS_LB)?;
+        Balancer::load_sized(abi::RVS_MAX_NAT_CONNS as u32)
+    }
+
+    /// [`Balancer::load`] with room for `nat_conns` NAT/FULLNAT flows (the size of the
+    /// reverse table `rvs_nat_rev` and of `rvs_fnat`; a full table is the outcome
+    /// `table_full`).
+    pub fn load_sized(nat_conns: u32) -> Result<Balancer, XdpError> {
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries("rvs_nat_rev", nat_conns.max(1))
+            .map_max_entries("rvs_fnat", nat_conns.max(1))
+            .load(crate::programs::RVS_LB)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG)
             .ok_or(XdpError::Missing(PROG))?
@@ -38,6 +48,14 @@ impl Balancer {
             .map_err(prog_err(PROG))?;
         prog.load().map_err(prog_err(PROG))?;
         Ok(Balancer { ebpf })
+    }
+
+    pub(crate) fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     fn prog(&self) -> Result<&Xdp, XdpError> {

@@ -33,8 +33,16 @@ pub struct XdpConfig {
     /// How long adding a real waits for its next hop's MAC before carrying on without it (the
     /// upkeep thread fills it in when the kernel learns it).
     pub resolve_timeout: Duration,
-    /// How often the upkeep thread re-checks MACs and overload thresholds.
+    /// How often the upkeep thread re-checks MACs and overload thresholds (and sweeps expired
+    /// NAT/FULLNAT flows).
     pub upkeep_interval: Duration,
+    /// FULLNAT local addresses used by every FULLNAT service (those of the service's family;
+    /// at most `RVS_MAX_LADDRS` per family) unless [`XdpEngine::set_fullnat_pool`] gave the
+    /// service its own.
+    pub fullnat_local: Vec<IpAddr>,
+    /// How many NAT/FULLNAT flows can be live at once (a full table is the outcome
+    /// `table_full`).
+    pub nat_conns: u32,
 }
 
 impl Default for XdpConfig {
@@ -44,6 +52,8 @@ impl Default for XdpConfig {
             force_generic: false,
             resolve_timeout: Duration::from_millis(500),
             upkeep_interval: Duration::from_secs(1),
+            fullnat_local: Vec::new(),
+            nat_conns: abi::RVS_MAX_NAT_CONNS as u32,
         }
     }
 }
@@ -56,6 +66,8 @@ pub(crate) struct Inner {
     pub timeouts: Timeouts,
     pub netlink: Netlink,
     pub resolve_timeout: Duration,
+    /// FULLNAT local addresses: the default pool and per-service pools.
+    pub fullnat: crate::nat_engine::Pools,
 }
 
 /// The XDP data plane.
@@ -78,7 +90,8 @@ impl XdpEngine {
     /// falling back to generic — see [`XdpEngine::attachments`]), and start the upkeep thread.
     /// Needs root. Kernel ≥ 5.18.
     pub fn start(cfg: XdpConfig) -> Result<XdpEngine, EngineError> {
-        let mut balancer = Balancer::load().map_err(io_err("loading the XDP program"))?;
+        let mut balancer =
+            Balancer::load_sized(cfg.nat_conns).map_err(io_err("loading the XDP program"))?;
         let netlink = Netlink::new().map_err(|e| EngineError::Io {
             context: "netlink".into(),
             source: std::io::Error::other(e.to_string()),
@@ -95,6 +108,9 @@ impl XdpEngine {
                     .set_iface(iface.0, &iface.1)
                     .map_err(io_err(format!("describing {name}")))?;
             }
+            balancer
+                .set_tx_port(iface.0)
+                .map_err(io_err(format!("adding {name} to the device map")))?;
             if i == 0 {
                 balancer
                     .set_iface(0, &iface.1)
@@ -116,6 +132,7 @@ impl XdpEngine {
             timeouts,
             netlink,
             resolve_timeout: cfg.resolve_timeout,
+            fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
         }));
         let upkeep = crate::upkeep::Upkeep::start(inner.clone(), cfg.upkeep_interval);
         Ok(XdpEngine {
@@ -123,6 +140,17 @@ impl XdpEngine {
             attached,
             upkeep: Some(upkeep),
         })
+    }
+
+    /// Give FULLNAT service `key` its own local addresses (empty: back to the default pool).
+    /// Takes effect for new flows when the service is next written (now, if it exists).
+    pub fn set_fullnat_pool(&self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), EngineError> {
+        let mut inner = self.lock();
+        inner.fullnat.set(key, addrs);
+        if inner.services.contains_key(&key) {
+            inner.write_service(&key)?;
+        }
+        Ok(())
     }
 
     /// Where the program is attached and in which mode (generic means native was refused).
@@ -205,6 +233,10 @@ impl Inner {
         b.set_service(&vk, &value)
             .map_err(io_err(format!("service {key}")))?;
         sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
+        let pool = self.fullnat.for_service(key);
+        self.balancer()?
+            .set_fnat_pool(svc.index, &pool)
+            .map_err(io_err(format!("FULLNAT pool of {key}")))?;
         self.services.insert(*key, svc);
         Ok(())
     }
@@ -288,8 +320,11 @@ impl Inner {
             self.resolve(&mut slot);
         }
         let value = slot.abi();
-        self.balancer()?
-            .set_real(slot.index, &value)
+        let port = crate::nat_engine::real_port(&real);
+        let b = self.balancer()?;
+        b.set_real_port(slot.index, port)
+            .map_err(io_err(format!("real {}", real.addr)))?;
+        b.set_real(slot.index, &value)
             .map_err(io_err(format!("real {}", real.addr)))?;
         self.svc(&key)?.reals.insert(real.addr, slot);
         self.write_service(&key)
@@ -335,13 +370,11 @@ fn unsupported(key: &ServiceKey, why: &str) -> EngineError {
     }
 }
 
-fn check_method(key: &ServiceKey, m: ForwardMethod) -> Result<(), EngineError> {
+fn check_method(_key: &ServiceKey, m: ForwardMethod) -> Result<(), EngineError> {
     match m {
-        ForwardMethod::Dr | ForwardMethod::Tun => Ok(()),
-        other => Err(unsupported(
-            key,
-            &format!("the xdp engine does not do {} yet", other.ipvs_name()),
-        )),
+        ForwardMethod::Dr | ForwardMethod::Tun | ForwardMethod::Nat | ForwardMethod::FullNat => {
+            Ok(())
+        }
     }
 }
 
@@ -385,6 +418,7 @@ impl Engine for XdpEngine {
         }
         for r in service.reals.values() {
             check_method(&service.key, r.method).map_err(|e| Unsupported(e.to_string()))?;
+            crate::nat_engine::check(&self.lock().fullnat, &service.key, r)?;
         }
         Ok(())
     }

@@ -12,6 +12,8 @@ pub mod decap;
 pub mod engine;
 pub mod error;
 pub mod flow_hash;
+pub mod nat;
+mod nat_engine;
 pub mod programs;
 pub mod realserver;
 mod state;

@@ -48,6 +48,7 @@ impl Upkeep {
                     let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
                     refresh_macs(&mut guard, changed);
                     apply_overload(&mut guard);
+                    crate::nat_engine::sweep(&mut guard);
                 }
             })
             .ok();

@@ -1,0 +1,93 @@
+//! The engine's side of NAT and FULLNAT: FULLNAT local address pools (a default from
+//! [`crate::XdpConfig::fullnat_local`], per-service overrides from
+//! [`crate::XdpEngine::set_fullnat_pool`]), reals' ports, the support check, and the periodic
+//! sweep of expired NAT/FULLNAT flows run by the upkeep thread.
+
+use crate::abi;
+use crate::engine::{Inner, monotonic_ns};
+use crate::state::config_abi;
+use rvs_core::engine::Unsupported;
+use rvs_core::model::{ForwardMethod, RealServer, ServiceKey};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// FULLNAT local addresses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pools {
+    default: Vec<IpAddr>,
+    per_service: BTreeMap<ServiceKey, Vec<IpAddr>>,
+}
+
+impl Pools {
+    pub fn new(default: Vec<IpAddr>) -> Pools {
+        Pools {
+            default,
+            per_service: BTreeMap::new(),
+        }
+    }
+
+    pub fn set(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) {
+        if addrs.is_empty() {
+            self.per_service.remove(&key);
+        } else {
+            self.per_service.insert(key, addrs);
+        }
+    }
+
+    /// The local addresses of `key`'s family it uses (at most `RVS_MAX_LADDRS`).
+    pub fn for_service(&self, key: &ServiceKey) -> Vec<IpAddr> {
+        let v6 = matches!(key, ServiceKey::Addr { addr, .. } if addr.is_ipv6());
+        self.per_service
+            .get(key)
+            .unwrap_or(&self.default)
+            .iter()
+            .filter(|a| a.is_ipv6() == v6)
+            .take(abi::RVS_MAX_LADDRS as usize)
+            .copied()
+            .collect()
+    }
+}
+
+/// The port to write for a real: NAT and FULLNAT map ports, DR and TUN cannot.
+pub(crate) fn real_port(real: &RealServer) -> u16 {
+    match real.method {
+        ForwardMethod::Nat | ForwardMethod::FullNat => real.addr.port(),
+        _ => 0,
+    }
+}
+
+/// A FULLNAT real needs a local address of the service's family; NAT and FULLNAT need the
+/// real in the service's family.
+pub(crate) fn check(pools: &Pools, key: &ServiceKey, real: &RealServer) -> Result<(), Unsupported> {
+    let ServiceKey::Addr { addr, .. } = key else {
+        return Ok(());
+    };
+    let nat = matches!(real.method, ForwardMethod::Nat | ForwardMethod::FullNat);
+    if nat && addr.is_ipv6() != real.addr.is_ipv6() {
+        return Err(Unsupported(format!(
+            "{key}: the xdp engine's NAT/FULLNAT needs the real {} in the VIP's family",
+            real.addr
+        )));
+    }
+    if real.method == ForwardMethod::FullNat && pools.for_service(key).is_empty() {
+        return Err(Unsupported(format!(
+            "{key}: FULLNAT needs a local address of the VIP's family (xdp fullnat_local)"
+        )));
+    }
+    Ok(())
+}
+
+/// Reclaim expired NAT/FULLNAT flows (reverse entries, local ports, connection entries).
+pub(crate) fn sweep(inner: &mut Inner) {
+    let cfg = config_abi(&inner.timeouts);
+    let Some(b) = inner.balancer.as_mut() else {
+        return;
+    };
+    match b.sweep_nat(&cfg, monotonic_ns()) {
+        Ok(r) if r.reclaimed > 0 => {
+            log::debug!("xdp: reclaimed {} of {} NAT flows", r.reclaimed, r.seen)
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("xdp: sweeping NAT flows: {e}"),
+    }
+}
