@@ -247,3 +247,16 @@ async fn ping_check_loopback() {
         Err(e) => panic!("ping 127.0.0.1 failed: {e}"),
     }
 }
+
+#[tokio::test]
+async fn ipv6_tcp_check() {
+    let Ok(l) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    };
+    let addr = l.local_addr().unwrap();
+    let c = checker(addr, "TCP_CHECK {\n connect_timeout 1\n}");
+    run_check(&c, addr, None, 1).await.unwrap();
+    drop(l);
+    assert!(run_check(&c, addr, None, 2).await.is_err());
+}

@@ -187,3 +187,26 @@ async fn alpha_starts_down_and_quorum_gates() {
     drop(l);
     sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn omega_runs_down_notifications_on_shutdown() {
+    let dir = std::env::temp_dir().join(format!("rvs-health-omega-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (down, qdown) = (dir.join("down"), dir.join("qdown"));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 5\n omega\n quorum_down \"touch {}\"\n real_server {} {} {{\n notify_down \"touch {}\"\n TCP_CHECK {{\n }}\n }}\n}}",
+        qdown.display(),
+        a.ip(),
+        a.port(),
+        down.display()
+    );
+    let (sup, _rx) = HealthSupervisor::start(&config(&text).virtual_servers);
+    sup.shutdown().await;
+    assert!(
+        down.exists() && qdown.exists(),
+        "omega: notify_down and quorum_down run at shutdown"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,8 +16,13 @@ pub fn config(text: &str) -> KeepalivedConfig {
 /// The single checker of a one-real config whose real is `real` and whose checker block is
 /// `block` (keepalived syntax).
 pub fn checker(real: SocketAddr, block: &str) -> Checker {
+    let vip = if real.is_ipv6() {
+        "fd00::1"
+    } else {
+        "10.255.0.1"
+    };
     let text = format!(
-        "virtual_server 10.255.0.1 80 {{\n real_server {} {} {{\n{block}\n }}\n}}\n",
+        "virtual_server {vip} 80 {{\n real_server {} {} {{\n{block}\n }}\n}}\n",
         real.ip(),
         real.port()
     );
