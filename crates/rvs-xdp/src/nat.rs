@@ -3,7 +3,7 @@
 //! NAT may send out of, reading the reverse table, and the sweep that reclaims the reverse
 //! entries (and FULLNAT local ports) of flows whose `rvs_conns` entry expired or vanished.
 
-use crate::abi::{self, Config, Conn, Fnat, FnatPool, FlowKey, addr_of};
+use crate::abi::{self, Config, Conn, FlowKey, Fnat, FnatPool, addr_of};
 use crate::balancer::Balancer;
 use crate::error::{XdpError, map_err};
 use aya::maps::{Array, DevMap, HashMap, MapData};
@@ -112,6 +112,11 @@ impl Balancer {
             HashMap::try_from(m).map_err(map_err(map))?;
         match h.remove(key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
             Err(e) => Err(map_err(map)(e)),
         }
     }

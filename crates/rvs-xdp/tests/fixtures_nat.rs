@@ -1,0 +1,609 @@
+//! NAT and FULLNAT packet fixtures through BPF_PROG_TEST_RUN: both directions, v4 and v6, TCP
+//! and UDP, port mapping, FIN/RST transitions, TOA, ICMP errors about a flow in both
+//! directions, a full table, the sweep that reclaims expired flows, and malformed packets.
+//! Expected frames are rebuilt from scratch with complete checksums (nat_support), so every
+//! incremental checksum update of the program is checked against an independent sum.
+//!
+//! The test runs in a network namespace of its own (unshare), where bpf_fib_lookup finds no
+//! route: packets to a real go out again to the real's resolved MAC (XDP_TX), replies go to the
+//! kernel rewritten (XDP_PASS). Needs root; skips with a message otherwise.
+
+mod common;
+mod nat_support;
+
+use common::frames::{ACK, FIN, RST, SYN, TCP, UDP};
+use common::lab::*;
+use nat_support::*;
+use rvs_xdp::Balancer;
+use rvs_xdp::abi::{self, Config};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+const NAT: u8 = abi::RVS_METHOD_NAT as u8;
+const FNAT: u8 = abi::RVS_METHOD_FULLNAT as u8;
+
+fn v4(d: u8, c: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, c, d))
+}
+fn v6(last: u16, net: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0xfd00, net, 0, 0, 0, 0, 0, last))
+}
+fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+fn mac(x: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, x]
+}
+fn client(v6c: bool, port: u16) -> SocketAddr {
+    if v6c {
+        sa(v6(0x10, 0xc), port)
+    } else {
+        sa(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), port)
+    }
+}
+
+/// Services: 0-3 NAT (v4 TCP, v4 UDP, v6 TCP, v6 UDP), 4-7 FULLNAT (same order), 8 FULLNAT
+/// without local addresses. Real ports differ from the VIP's where noted (port mapping).
+fn setup(lab: &mut Lab) {
+    let reals: [(u32, IpAddr, u8, u8, u16); 10] = [
+        (0, v4(7, 2), 0x07, NAT, 8080),
+        (1, v4(8, 2), 0x08, NAT, 8080),
+        (2, v4(9, 2), 0x09, NAT, 5353),
+        (3, v6(7, 2), 0x37, NAT, 8080),
+        (4, v6(9, 2), 0x39, NAT, 0),
+        (5, v4(7, 3), 0x17, FNAT, 0),
+        (6, v4(8, 3), 0x18, FNAT, 5353),
+        (7, v6(7, 3), 0x27, FNAT, 8080),
+        (8, v6(8, 3), 0x28, FNAT, 0),
+        (9, v4(9, 3), 0x19, FNAT, 0),
+    ];
+    for (i, ip, m, method, port) in reals {
+        lab.add_real(i, ip, mac(m), method);
+        lab.b.set_real_port(i, port).unwrap();
+    }
+    let (vip4, vip6, fvip4, fvip6) = (v4(3, 0), v6(3, 0), v4(4, 0), v6(4, 0));
+    lab.add_service(0, sa(vip4, 80), TCP, &[(0, 1), (1, 1)], None);
+    lab.add_service(1, sa(vip4, 53), UDP, &[(2, 1)], None);
+    lab.add_service(2, sa(vip6, 80), TCP, &[(3, 1)], None);
+    lab.add_service(3, sa(vip6, 53), UDP, &[(4, 1)], None);
+    lab.add_service(4, sa(fvip4, 80), TCP, &[(5, 1)], None);
+    lab.add_service(5, sa(fvip4, 53), UDP, &[(6, 1)], None);
+    lab.add_service(6, sa(fvip6, 80), TCP, &[(7, 1)], None);
+    lab.add_service(7, sa(fvip6, 53), UDP, &[(8, 1)], None);
+    lab.add_service(8, sa(v4(5, 0), 80), TCP, &[(9, 1)], None);
+    lab.b.set_fnat_pool(4, &[v4(1, 3)]).unwrap();
+    lab.b.set_fnat_pool(5, &[v4(1, 3), v4(2, 3)]).unwrap();
+    lab.b.set_fnat_pool(6, &[v6(1, 3)]).unwrap();
+    lab.b.set_fnat_pool(7, &[v6(1, 3)]).unwrap();
+}
+
+/// The real a new flow of `svc` goes to (single-real services: that one).
+fn real_for(lab: &Lab, svc: u32, c: SocketAddr) -> u32 {
+    lab.maglev_real(svc, c)
+}
+
+/// The real's address and port as the program writes them.
+fn real_sa(lab: &Lab, idx: u32, vport: u16) -> SocketAddr {
+    let port = [8080, 8080, 5353, 8080, 0, 0, 5353, 8080, 0, 0][idx as usize];
+    sa(lab.real(idx).ip, if port == 0 { vport } else { port })
+}
+
+/// A client packet to NAT service `svc` and, when `reply`, the real's answer; checks both.
+fn nat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, reply_flags: u8, what: &str) {
+    let s = lab.svc(svc);
+    let (vip, proto) = (s.vip, s.proto);
+    let idx = real_for(lab, svc, c);
+    let r = real_sa(lab, idx, vip.port());
+    let rmac = lab.real(idx).mac;
+    let payload: &[u8] = if flags == SYN { b"" } else { b"hello" };
+    let input = from_client(c, vip, proto, &seg(proto, flags, payload));
+    let want = frame(rmac, DIR_MAC, c, r, proto, &seg(proto, flags, payload));
+    check(
+        lab,
+        &format!("NAT {what}: client {c} -> {vip} rewritten to real {r}"),
+        &input,
+        XDP_TX,
+        "nat_forwarded",
+        |_| want,
+    );
+    let input = frame(
+        DIR_MAC,
+        rmac,
+        r,
+        c,
+        proto,
+        &seg(proto, reply_flags, b"world"),
+    );
+    let want = frame(
+        DIR_MAC,
+        rmac,
+        vip,
+        c,
+        proto,
+        &seg(proto, reply_flags, b"world"),
+    );
+    check(
+        lab,
+        &format!("NAT {what}: reply {r} -> {c} rewritten from {vip}, to the kernel"),
+        &input,
+        XDP_PASS,
+        "nat_reply",
+        |_| want,
+    );
+}
+
+fn nat_basic(lab: &mut Lab) {
+    for (i, port) in [40000u16, 40001, 40002].into_iter().enumerate() {
+        let c = client(false, port);
+        nat_round(lab, 0, c, SYN, SYN | ACK, &format!("v4 TCP flow {i} SYN"));
+        nat_round(lab, 0, c, ACK, ACK, &format!("v4 TCP flow {i} data"));
+    }
+    nat_round(lab, 1, client(false, 41000), 0, 0, "v4 UDP 53->5353");
+    nat_round(
+        lab,
+        2,
+        client(true, 42000),
+        SYN,
+        SYN | ACK,
+        "v6 TCP 80->8080",
+    );
+    nat_round(lab, 2, client(true, 42000), ACK, ACK, "v6 TCP data");
+    nat_round(lab, 3, client(true, 43000), 0, 0, "v6 UDP same port");
+    // A zero IPv4 UDP checksum ("none") stays zero.
+    let c = client(false, 41001);
+    let vip = lab.svc(1).vip;
+    let r = real_sa(lab, 2, 53);
+    let mut input = from_client(c, vip, UDP, &seg(UDP, 0, b"q"));
+    input[14 + 20 + 6] = 0;
+    input[14 + 20 + 7] = 0;
+    let mut want = frame(mac(0x09), DIR_MAC, c, r, UDP, &seg(UDP, 0, b"q"));
+    want[14 + 20 + 6] = 0;
+    want[14 + 20 + 7] = 0;
+    check(
+        lab,
+        "NAT v4 UDP with zero checksum: stays zero",
+        &input,
+        XDP_TX,
+        "nat_forwarded",
+        |_| want,
+    );
+}
+
+fn nat_states(lab: &mut Lab) {
+    let vip = lab.svc(0).vip;
+    // FIN from the client.
+    let c = client(false, 40000);
+    nat_round(lab, 0, c, FIN | ACK, ACK, "v4 TCP client FIN");
+    assert_eq!(
+        conn_state(lab, &flow(c, vip, TCP)),
+        Some(1),
+        "client FIN: closing"
+    );
+    // RST from the real.
+    let c = client(false, 40001);
+    nat_round(lab, 0, c, ACK, RST, "v4 TCP real RST");
+    assert_eq!(
+        conn_state(lab, &flow(c, vip, TCP)),
+        Some(1),
+        "real RST: closing"
+    );
+    // FIN from the real, v6.
+    let c = client(true, 42000);
+    let vip6 = lab.svc(2).vip;
+    nat_round(lab, 2, c, ACK, FIN | ACK, "v6 TCP real FIN");
+    assert_eq!(
+        conn_state(lab, &flow(c, vip6, TCP)),
+        Some(1),
+        "real FIN v6: closing"
+    );
+    let c = client(false, 40002);
+    assert_eq!(
+        conn_state(lab, &flow(c, vip, TCP)),
+        Some(0),
+        "untouched flow stays active"
+    );
+}
+
+/// A FULLNAT round: the client packet (TOA on a SYN), the real's reply.
+fn fnat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], what: &str) {
+    let s = lab.svc(svc);
+    let (vip, proto) = (s.vip, s.proto);
+    let idx = real_for(lab, svc, c);
+    let r = real_sa(lab, idx, vip.port());
+    let rmac = lab.real(idx).mac;
+    let key = flow(c, vip, proto);
+    let payload: &[u8] = if flags & SYN != 0 { b"" } else { b"hello" };
+    let mk = |f: u8, o: &[u8]| {
+        if proto == TCP {
+            tcp_opts(0, 0, f, o, payload)
+        } else {
+            seg(proto, f, payload)
+        }
+    };
+    let input = from_client(c, vip, proto, &mk(flags, opts));
+    let with_toa = proto == TCP && flags & (SYN | ACK) == SYN && opts.len() + toa(c).len() <= 40;
+    let out_opts = if with_toa {
+        [toa(c), opts.to_vec()].concat()
+    } else {
+        opts.to_vec()
+    };
+    let out_seg = mk(flags, &out_opts);
+    check(
+        lab,
+        &format!("FULLNAT {what}: {c} -> {vip} becomes local -> {r}"),
+        &input,
+        XDP_TX,
+        "nat_forwarded",
+        |lab| {
+            let l = local_of(lab, &key).expect("local port allocated");
+            frame(rmac, DIR_MAC, l, r, proto, &out_seg)
+        },
+    );
+    let l = local_of(lab, &key).unwrap();
+    assert!(u16::from(l.port()) >= abi::RVS_FNAT_PORT_MIN as u16);
+    let input = frame(DIR_MAC, rmac, r, l, proto, &seg(proto, ACK, b"world"));
+    let want = frame(DIR_MAC, rmac, vip, c, proto, &seg(proto, ACK, b"world"));
+    check(
+        lab,
+        &format!("FULLNAT {what}: reply {r} -> {l} back to {vip} -> {c}"),
+        &input,
+        XDP_PASS,
+        "nat_reply",
+        |_| want,
+    );
+}
+
+fn fullnat(lab: &mut Lab) {
+    let c = client(false, 45000);
+    fnat_round(lab, 4, c, SYN, b"", "v4 TCP SYN with TOA");
+    let first = local_of(lab, &flow(c, lab.svc(4).vip, TCP)).unwrap();
+    fnat_round(lab, 4, c, ACK, b"", "v4 TCP data keeps its local port");
+    assert_eq!(local_of(lab, &flow(c, lab.svc(4).vip, TCP)), Some(first));
+    // MSS, SACK-permitted, timestamps, NOP, window scale: 20 bytes, TOA goes first.
+    let opts = [
+        2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    fnat_round(
+        lab,
+        4,
+        client(false, 45001),
+        SYN,
+        &opts,
+        "v4 SYN with 20 option bytes",
+    );
+    let long = [1u8; 36];
+    fnat_round(
+        lab,
+        4,
+        client(false, 45002),
+        SYN,
+        &long,
+        "v4 SYN, options full: no TOA",
+    );
+    let mut locals = std::collections::HashSet::new();
+    for p in 0..4u16 {
+        let c = client(false, 46000 + p);
+        fnat_round(lab, 5, c, 0, b"", &format!("v4 UDP flow {p}"));
+        assert!(locals.insert(local_of(lab, &flow(c, lab.svc(5).vip, UDP)).unwrap()));
+    }
+    fnat_round(
+        lab,
+        6,
+        client(true, 47000),
+        SYN,
+        b"",
+        "v6 TCP SYN with TOA v6",
+    );
+    fnat_round(lab, 6, client(true, 47000), FIN | ACK, b"", "v6 TCP FIN");
+    assert_eq!(
+        conn_state(lab, &flow(client(true, 47000), lab.svc(6).vip, TCP)),
+        Some(1)
+    );
+    fnat_round(lab, 7, client(true, 48000), 0, b"", "v6 UDP");
+    let c = client(false, 45003);
+    let input = from_client(c, lab.svc(8).vip, TCP, &seg(TCP, SYN, b""));
+    check(
+        lab,
+        "FULLNAT service without local addresses: dropped",
+        &input,
+        XDP_DROP,
+        "no_lport",
+        |_| input.clone(),
+    );
+    assert!(
+        conn_state(lab, &flow(c, lab.svc(8).vip, TCP)).is_none(),
+        "no entry left behind"
+    );
+}
+
+fn icmp(lab: &mut Lab) {
+    // Client side, about a reply VIP -> client (NAT v4): goes to the real, quoted source
+    // becomes the real.
+    for (svc, v6c, port) in [(0u32, false, 40002u16), (2, true, 42000)] {
+        let c = client(v6c, port);
+        let vip = lab.svc(svc).vip;
+        let idx = real_for(lab, svc, c);
+        let r = real_sa(lab, idx, vip.port());
+        let router = if v6c {
+            v6(0xfe, 0xc)
+        } else {
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))
+        };
+        let quoted = ip_packet(vip, c, TCP, &seg(TCP, ACK, b"data"));
+        let input = icmp_frame(DIR_MAC, CLIENT_MAC, router, vip.ip(), &quoted, 1000);
+        let q2 = ip_packet(r, c, TCP, &seg(TCP, ACK, b"data"));
+        let want = icmp_frame(lab.real(idx).mac, DIR_MAC, router, r.ip(), &q2, 1000);
+        check(
+            lab,
+            &format!("NAT ICMP from the client side about {vip} -> {c}: to real {r}"),
+            &input,
+            XDP_TX,
+            "icmp_forwarded",
+            |_| want,
+        );
+    }
+    // Real side, port unreachable about client -> real (NAT UDP): back to the client from
+    // the VIP.
+    for (svc, v6c, port) in [(1u32, false, 41000u16), (3, true, 43000)] {
+        let c = client(v6c, port);
+        let vip = lab.svc(svc).vip;
+        let idx = real_for(lab, svc, c);
+        let r = real_sa(lab, idx, vip.port());
+        let quoted = ip_packet(c, r, UDP, &seg(UDP, 0, b"query"));
+        let rmac = lab.real(idx).mac;
+        let input = icmp_frame(DIR_MAC, rmac, r.ip(), c.ip(), &quoted, 1000);
+        let q2 = ip_packet(c, vip, UDP, &seg(UDP, 0, b"query"));
+        let want = icmp_frame(DIR_MAC, rmac, vip.ip(), c.ip(), &q2, 1000);
+        check(
+            lab,
+            &format!("NAT ICMP from real {r} about {c} -> {r}: from {vip}"),
+            &input,
+            XDP_PASS,
+            "icmp_forwarded",
+            |_| want,
+        );
+    }
+    // FULLNAT both ways, v4 UDP and v6 TCP; the v4 one quotes only 8 bytes of UDP... of IP+8.
+    for (svc, v6c, port, proto) in [(5u32, false, 46000u16, UDP), (6, true, 47000, TCP)] {
+        let c = client(v6c, port);
+        let vip = lab.svc(svc).vip;
+        let idx = real_for(lab, svc, c);
+        let r = real_sa(lab, idx, vip.port());
+        let l = local_of(lab, &flow(c, vip, proto)).unwrap();
+        let rmac = lab.real(idx).mac;
+        let hl = if v6c { 40 } else { 20 };
+        let quoted = ip_packet(l, r, proto, &seg(proto, ACK, b"abc"));
+        let input = icmp_frame(DIR_MAC, rmac, r.ip(), l.ip(), &quoted, hl + 8);
+        let q2 = ip_packet(c, vip, proto, &seg(proto, ACK, b"abc"));
+        let want = icmp_frame(DIR_MAC, rmac, vip.ip(), c.ip(), &q2, hl + 8);
+        check(
+            lab,
+            &format!("FULLNAT ICMP from real about {l} -> {r}: to {c} from {vip}"),
+            &input,
+            XDP_PASS,
+            "icmp_forwarded",
+            |_| want,
+        );
+        let router = if v6c {
+            v6(0xfe, 0xc)
+        } else {
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))
+        };
+        let quoted = ip_packet(vip, c, proto, &seg(proto, ACK, b"abc"));
+        let input = icmp_frame(DIR_MAC, CLIENT_MAC, router, vip.ip(), &quoted, 1000);
+        let q2 = ip_packet(r, l, proto, &seg(proto, ACK, b"abc"));
+        let want = icmp_frame(rmac, DIR_MAC, l.ip(), r.ip(), &q2, 1000);
+        check(
+            lab,
+            &format!("FULLNAT ICMP from the client side about {vip} -> {c}: to {r} from {l}"),
+            &input,
+            XDP_TX,
+            "icmp_forwarded",
+            |_| want,
+        );
+    }
+    // About no tracked flow: untouched.
+    let c = client(false, 49999);
+    let vip = lab.svc(4).vip;
+    let quoted = ip_packet(vip, c, TCP, &seg(TCP, ACK, b""));
+    let input = icmp_frame(DIR_MAC, CLIENT_MAC, v4(1, 1), vip.ip(), &quoted, 1000);
+    check(
+        lab,
+        "ICMP about an untracked FULLNAT flow: passed",
+        &input,
+        XDP_PASS,
+        "icmp_untracked",
+        |_| input.clone(),
+    );
+}
+
+fn malformed(lab: &mut Lab) {
+    let c = client(false, 40000);
+    let r = real_sa(lab, real_for(lab, 0, c), 80);
+    let input = frame(
+        DIR_MAC,
+        mac(7),
+        r,
+        client(false, 1),
+        TCP,
+        &seg(TCP, ACK, b"x"),
+    );
+    check(
+        lab,
+        "packet from a real for no tracked flow: not ours",
+        &input,
+        XDP_PASS,
+        "not_vip",
+        |_| input.clone(),
+    );
+    let mut input = frame(DIR_MAC, mac(7), r, c, TCP, &seg(TCP, ACK, b""));
+    input.truncate(14 + 20 + 10);
+    input[16..18].copy_from_slice(&30u16.to_be_bytes());
+    check(
+        lab,
+        "reply with a truncated TCP header: malformed",
+        &input,
+        XDP_PASS,
+        "malformed",
+        |_| input.clone(),
+    );
+    let mut input = from_client(c, lab.svc(0).vip, TCP, &seg(TCP, ACK, b""));
+    input[16..18].copy_from_slice(&200u16.to_be_bytes());
+    check(
+        lab,
+        "client packet with IP length beyond the frame: malformed",
+        &input,
+        XDP_PASS,
+        "malformed",
+        |_| input.clone(),
+    );
+    // ICMP quoting too little of the flow.
+    let vip = lab.svc(0).vip;
+    let quoted = ip_packet(vip, c, TCP, &seg(TCP, ACK, b""));
+    let input = icmp_frame(DIR_MAC, CLIENT_MAC, v4(1, 1), vip.ip(), &quoted, 22);
+    check(
+        lab,
+        "ICMP quoting no ports: malformed",
+        &input,
+        XDP_PASS,
+        "malformed",
+        |_| input.clone(),
+    );
+}
+
+fn new_lab(nat_conns: u32) -> Lab {
+    let mut lab = Lab::new();
+    lab.b = Balancer::load_sized(nat_conns).unwrap();
+    let s = 1_000_000_000u64;
+    lab.b
+        .set_iface(
+            0,
+            &abi::Iface {
+                mac: DIR_MAC,
+                mtu: MTU,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    lab.b
+        .set_config(&Config {
+            tcp_timeout_ns: 900 * s,
+            tcp_fin_timeout_ns: 120 * s,
+            udp_timeout_ns: 300 * s,
+        })
+        .unwrap();
+    setup(&mut lab);
+    lab
+}
+
+fn table_full_and_sweep() {
+    let mut lab = new_lab(3);
+    // NAT: three flows fit, the fourth does not.
+    for p in 0..3u16 {
+        nat_round(
+            &mut lab,
+            1,
+            client(false, 50000 + p),
+            0,
+            0,
+            &format!("small table, flow {p}"),
+        );
+    }
+    let c = client(false, 50003);
+    let vip = lab.svc(1).vip;
+    let input = from_client(c, vip, UDP, &seg(UDP, 0, b"q"));
+    check(
+        &mut lab,
+        "NAT table full: new flow dropped and counted",
+        &input,
+        XDP_DROP,
+        "table_full",
+        |_| input.clone(),
+    );
+    assert!(
+        conn_state(&lab, &flow(c, vip, UDP)).is_none(),
+        "no half-made flow"
+    );
+    let fvip = lab.svc(4).vip;
+    let input = from_client(client(false, 50004), fvip, TCP, &seg(TCP, SYN, b""));
+    check(
+        &mut lab,
+        "FULLNAT table full: new flow dropped and counted",
+        &input,
+        XDP_DROP,
+        "table_full",
+        |_| input.clone(),
+    );
+    // Nothing expired yet: the sweep keeps everything.
+    let cfg = Config {
+        tcp_timeout_ns: 900_000_000_000,
+        tcp_fin_timeout_ns: 1,
+        udp_timeout_ns: 300_000_000_000,
+    };
+    let now = monotonic();
+    let r = lab.b.sweep_nat(&cfg, now).unwrap();
+    assert_eq!((r.seen, r.reclaimed), (3, 0), "{r:?}");
+    // Later than every timeout: all reclaimed, and a new flow fits again.
+    let r = lab.b.sweep_nat(&cfg, now + 400_000_000_000).unwrap();
+    assert_eq!((r.seen, r.reclaimed), (3, 3), "{r:?}");
+    assert!(lab.b.nat_rev().unwrap().is_empty() && lab.b.conns().unwrap().is_empty());
+    fnat_round(
+        &mut lab,
+        4,
+        client(false, 50004),
+        SYN,
+        b"",
+        "after the sweep, FULLNAT fits",
+    );
+    let r = lab
+        .b
+        .sweep_nat(&cfg, monotonic() + 1_000_000_000_000)
+        .unwrap();
+    assert_eq!(r.reclaimed, 1);
+    assert!(
+        lab.b.fnat_flows().unwrap().is_empty(),
+        "local port released"
+    );
+    println!("{} small-table fixtures passed", lab.ran.len());
+    assert!(lab.ran.len() >= 10);
+}
+
+fn monotonic() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn own_netns() {
+    // SAFETY: unshare only changes this thread's network namespace.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn nat_fixtures() {
+    if skip_unless_root() {
+        return;
+    }
+    own_netns();
+    let mut lab = new_lab(abi::RVS_MAX_NAT_CONNS as u32);
+    nat_basic(&mut lab);
+    nat_states(&mut lab);
+    fullnat(&mut lab);
+    icmp(&mut lab);
+    malformed(&mut lab);
+    let n = lab.ran.len();
+    println!("{n} NAT/FULLNAT fixtures passed");
+    assert!(n >= 40, "only {n} fixtures");
+    let svc0 = lab.b.counters(0).unwrap();
+    assert!(svc0.conns >= 3 && svc0.packets > svc0.conns, "{svc0:?}");
+    table_full_and_sweep();
+}
