@@ -63,7 +63,8 @@ pub struct ProxyEngine {
 }
 
 impl ProxyEngine {
-    /// Starts the worker threads. Services come with [`Engine::apply`].
+    /// Starts the worker threads (and raises the soft open-files limit to the hard one).
+    /// Services come with [`Engine::apply`].
     pub fn start(config: ProxyEngineConfig) -> Result<ProxyEngine, EngineError> {
         let n = match config.workers {
             0 => std::thread::available_parallelism()
@@ -78,6 +79,7 @@ impl ProxyEngine {
                 context: "starting proxy workers".into(),
                 source,
             })?;
+        raise_nofile_limit();
         let shared = Arc::new(EngineShared::new(n, config.splice));
         Ok(ProxyEngine {
             shared,
@@ -202,6 +204,22 @@ impl ProxyEngine {
             }
         }
         Ok(())
+    }
+}
+
+/// A proxied connection holds two descriptors: raise the soft open-files limit to the hard one
+/// (as HAProxy does), best effort.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit value.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 

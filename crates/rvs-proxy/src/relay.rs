@@ -7,7 +7,8 @@
 //!   it switches back when reads get small again. `splice = false` disables splicing.
 //!
 //! A read shorter than asked for means the socket is drained: its readiness is cleared then
-//! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up), saving the `EAGAIN` read
+//! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up, and never clears the
+//! read-closed state, so a FIN that came with the data is still seen), saving the `EAGAIN` read
 //! that would otherwise follow every message.
 //!
 //! A direction ends at EOF by shutting down the write side of the other socket, so a client's

@@ -242,6 +242,7 @@ async fn connect_with_retries(
         drop(guard);
         failed.push(real.addr);
         if failed.len() > opts.connect_retries as usize {
+            Outcomes::bump(&engine.outcomes.no_real); // every attempt failed: client closed
             return None;
         }
         Outcomes::bump(&engine.outcomes.connect_retry);

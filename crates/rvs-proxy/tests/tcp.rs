@@ -202,6 +202,10 @@ fn refused_real_gets_nothing_and_clients_still_succeed() {
         &[fullnat(dead, 1)],
     );
     assert!(http_get(vip2).is_err());
+    assert!(wait_until(
+        Duration::from_secs(3),
+        || e.stats().outcomes["no_real"] == 1
+    ));
 }
 
 #[test]
