@@ -239,7 +239,7 @@ fn fnat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], wh
         },
     );
     let l = local_of(lab, &key).unwrap();
-    assert!(u16::from(l.port()) >= abi::RVS_FNAT_PORT_MIN as u16);
+    assert!(l.port() >= abi::RVS_FNAT_PORT_MIN as u16);
     let input = frame(DIR_MAC, rmac, r, l, proto, &seg(proto, ACK, b"world"));
     let want = frame(DIR_MAC, rmac, vip, c, proto, &seg(proto, ACK, b"world"));
     check(

@@ -41,7 +41,7 @@ pub fn fix_l4(ip: &mut [u8]) {
 /// TCP segment with options (a multiple of 4 bytes) after the fixed header.
 pub fn tcp_opts(sport: u16, dport: u16, flags: u8, opts: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut t = frames::tcp(sport, dport, flags, b"");
-    t[12] = ((20 + opts.len()) / 4 << 4) as u8;
+    t[12] = (((20 + opts.len()) / 4) << 4) as u8;
     t.extend_from_slice(opts);
     t.extend_from_slice(payload);
     t
