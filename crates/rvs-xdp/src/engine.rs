@@ -153,6 +153,17 @@ impl XdpEngine {
         Ok(())
     }
 
+    /// Live NAT/FULLNAT flows in the program's reverse table (expired ones stay until the
+    /// upkeep sweep reclaims them).
+    pub fn nat_table_len(&self) -> usize {
+        let inner = self.lock();
+        inner
+            .balancer
+            .as_ref()
+            .and_then(|b| b.nat_rev().ok())
+            .map_or(0, |v| v.len())
+    }
+
     /// Where the program is attached and in which mode (generic means native was refused).
     pub fn attachments(&self) -> &[(String, AttachMode)] {
         &self.attached
