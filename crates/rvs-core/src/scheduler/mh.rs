@@ -13,7 +13,7 @@
 
 use super::{PickRequest, RealState, Scheduler};
 use crate::maglev::hash::{FLOW_SEED, murmur3_32};
-use crate::maglev::{DEFAULT_TABLE_SIZE, MaglevTable};
+use crate::maglev::{DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE, MaglevTable, is_prime};
 use crate::model::SchedulerKind;
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,9 +38,11 @@ impl MaglevHash {
     /// An mh scheduler with the `mh-port` / `mh-fallback` flags and a table of `table_size`
     /// slots (a prime; an invalid size falls back to [`DEFAULT_TABLE_SIZE`]).
     pub fn new(port: bool, fallback: bool, table_size: u32) -> Self {
-        let table_size = match MaglevTable::build(&[], table_size) {
-            Ok(_) => table_size,
-            Err(_) => DEFAULT_TABLE_SIZE,
+        let valid = is_prime(table_size) && table_size <= MAX_TABLE_SIZE;
+        let table_size = if valid {
+            table_size
+        } else {
+            DEFAULT_TABLE_SIZE
         };
         MaglevHash {
             port,
