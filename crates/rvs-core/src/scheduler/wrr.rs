@@ -124,7 +124,9 @@ impl Scheduler for WeightedRoundRobin {
             levels.iter().map(|&w| list(w).collect()).collect()
         };
         self.levels = levels;
-        // Resume like the kernel: keep cw (clamped to the new maximum), continue after `last`.
+        // Resume rather than restart: keep cw (clamped to the new maximum) and continue after the
+        // last real picked. (The kernel restarts its walk at the first real; with rebuilds on
+        // every overload flip that would favour the first reals.)
         self.cw = if self.cw == 0 {
             self.mw
         } else {
