@@ -67,14 +67,14 @@ for addr in "$VIP" "${BACKENDS[@]}"; do
 done
 
 say "building rvs (release; the first build takes a few minutes)"
-if command -v "${CLANG:-clang}" >/dev/null; then
-    cargo build --release -p rvsd
-else
+FEATURES=()
+if ! command -v "${CLANG:-clang}" >/dev/null; then
     # The xdp engine's BPF programs need clang; the quickstart only needs the proxy engine.
     echo "(clang not found: building rvsd without the xdp engine, which the quickstart does not use)"
-    cargo build --release -p rvsd --no-default-features
+    FEATURES=(--no-default-features)
 fi
-cargo build --release --bin rvsadm --bin rvs-demo-backend
+# One cargo invocation, so shared dependencies are built once.
+cargo build --release -p rvsd -p rvsadm -p rvs-demo "${FEATURES[@]}"
 
 mkdir -p "$RUN_DIR"
 SOCKET="$RUN_DIR/rvsd.sock"
