@@ -34,6 +34,33 @@ pub struct RealView {
     pub stats: RealStats,
     /// Per-second rates.
     pub rates: Rates,
+    /// What the health checkers (keepalived.conf checkers) report; `None` when the real has no
+    /// checker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RealHealthView>,
+}
+
+/// The health-checking side of a real: observed state, since when, why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealHealthView {
+    /// Observed state (also in `real.health`).
+    pub state: rvs_core::model::Health,
+    /// When the state took its current value, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub since_unix_ms: u64,
+    /// Why the last check failed (`None` after a success).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// `inhibit_on_failure`: while down the real stays listed at weight 0 (otherwise listings
+    /// omit it, as ipvsadm does under keepalived).
+    #[serde(default)]
+    pub inhibit: bool,
+    /// This real is the service's `sorry_server`, in service because no real is up.
+    #[serde(default)]
+    pub sorry_server: bool,
+    /// The service lost quorum and its sorry server serves: this real is held at weight 0.
+    #[serde(default)]
+    pub quorum_gated: bool,
 }
 
 /// One service as listed.

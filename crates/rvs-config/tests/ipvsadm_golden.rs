@@ -55,6 +55,7 @@ fn real(addr: &str, method: ForwardMethod, weight: u32, base: u64) -> RealView {
             in_bps: base * 4000,
             out_bps: base * 150_000,
         },
+        health: None,
     }
 }
 
@@ -175,6 +176,7 @@ fn seed_table_is_printed_exactly() {
                     effective_weight: r.weight,
                     stats: RealStats::default(),
                     rates: Rates::default(),
+                    health: None,
                 })
                 .collect(),
         })

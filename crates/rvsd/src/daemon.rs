@@ -35,6 +35,8 @@ pub struct Daemon {
     ready: bool,
     last_sample: Option<(Instant, EngineStats)>,
     rates: BTreeMap<ServiceKey, ServiceRates>,
+    /// What the health checkers observed, for listings and counters (see [`crate::health`]).
+    pub health: crate::health::HealthBook,
 }
 
 impl Daemon {
@@ -45,6 +47,7 @@ impl Daemon {
             ready: false,
             last_sample: None,
             rates: BTreeMap::new(),
+            health: Default::default(),
         }
     }
 
@@ -162,6 +165,7 @@ impl Daemon {
                 effective_weight: r.effective_weight(),
                 stats: sstats.reals.get(&r.addr).copied().unwrap_or_default(),
                 rates: rates.reals.get(&r.addr).copied().unwrap_or_default(),
+                health: self.health.view(&svc.key, &r.addr),
             })
             .collect();
         ServiceView {
@@ -181,7 +185,8 @@ impl Daemon {
 
     /// Every service as listed, and the outcome counters.
     pub fn stats_view(&self) -> StatsView {
-        let (stats, outcomes) = self.engines.stats();
+        let (stats, mut outcomes) = self.engines.stats();
+        outcomes.extend(self.health.outcomes());
         let services = self
             .desired
             .services

@@ -9,6 +9,7 @@ pub mod api;
 pub mod args;
 pub mod daemon;
 pub mod engines;
+pub mod health;
 pub mod run;
 pub mod server;
 pub mod sources;

@@ -5,9 +5,11 @@ use crate::api;
 use crate::args::Args;
 use crate::daemon::Daemon;
 use crate::engines::EngineManager;
+use crate::health::HealthManager;
 use crate::server::{SocketGuard, bind_tcp, bind_unix, check_socket_free};
 use crate::sources::{Sources, carry_observed, effective_daemon};
 use anyhow::Context;
+use rvs_config::keepalived::VirtualServerHealth;
 use rvs_config::toml::DaemonConfig;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,8 +21,8 @@ const RATE_INTERVAL: Duration = Duration::from_secs(2);
 /// Run the daemon (or `--check`). Returns when it should exit.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let sources = Sources::from_args(&args);
-    let (config, warnings) = match sources.load() {
-        Ok(c) => c,
+    let (config, warnings, health) = match sources.load_all() {
+        Ok(l) => (l.config, l.warnings, l.health),
         Err(errors) => {
             for e in &errors.0 {
                 eprintln!("rvsd: {e}");
@@ -44,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(rvs_api::default_socket_path);
     if args.check {
-        return check(&config.state, &daemon_cfg);
+        return check(&config.state, &daemon_cfg, &health);
     }
     check_socket_free(&socket)?;
     let engines = crate::start::start_engines(&daemon_cfg, false)?;
@@ -59,7 +61,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("rvsd-api")
         .build()?;
     let shared = Arc::new(Mutex::new(daemon));
-    let result = rt.block_on(serve(shared.clone(), sources, args, daemon_cfg, socket));
+    let result = rt.block_on(serve(
+        shared.clone(),
+        sources,
+        args,
+        daemon_cfg,
+        socket,
+        health,
+    ));
     // Take the engines out before the runtime goes: its tasks still hold the daemon, and an
     // engine with its own runtime must not be dropped inside ours.
     let empty = EngineManager::new(Vec::new(), Default::default());
@@ -89,7 +98,11 @@ fn init_logging(flag: Option<&str>, cfg: &DaemonConfig) -> anyhow::Result<()> {
 }
 
 /// `--check`: report what would be served, with the engines this host could run.
-fn check(state: &rvs_core::desired::DesiredState, cfg: &DaemonConfig) -> anyhow::Result<()> {
+fn check(
+    state: &rvs_core::desired::DesiredState,
+    cfg: &DaemonConfig,
+    health: &[VirtualServerHealth],
+) -> anyhow::Result<()> {
     let engines = crate::start::start_engines(cfg, true)?;
     for svc in state.services.values() {
         match engines.place(svc) {
@@ -100,6 +113,11 @@ fn check(state: &rvs_core::desired::DesiredState, cfg: &DaemonConfig) -> anyhow:
                 svc.reals.len()
             ),
             Err(why) => println!("{}: NOT SERVED: {why}", svc.key),
+        }
+        for h in health.iter().filter(|h| h.service == svc.key) {
+            for line in crate::health::describe(h) {
+                println!("{line}");
+            }
         }
     }
     println!("configuration OK: {} service(s)", state.services.len());
@@ -112,6 +130,7 @@ async fn serve(
     args: Args,
     cfg: DaemonConfig,
     socket: std::path::PathBuf,
+    health_cfg: Vec<VirtualServerHealth>,
 ) -> anyhow::Result<()> {
     let unix = bind_unix(&socket)?;
     let _guard = SocketGuard(socket.clone());
@@ -132,34 +151,45 @@ async fn serve(
             }
         });
     }
+    let mut health = HealthManager::default();
+    health.sync(&shared, &health_cfg);
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(RATE_INTERVAL);
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&shared, &sources, &args, &cfg),
+            _ = hup.recv() => reload(&shared, &sources, &args, &cfg, &mut health),
             _ = term.recv() => { tracing::info!("SIGTERM: exiting"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: exiting"); break; }
             _ = tick.tick() => api::lock(&shared).sample(Instant::now()),
         }
     }
+    health.shutdown().await;
     Ok(())
 }
 
 /// SIGHUP: re-read the sources; apply only the difference; on any error keep everything.
-fn reload(shared: &api::Shared, sources: &Sources, args: &Args, running: &DaemonConfig) {
+fn reload(
+    shared: &api::Shared,
+    sources: &Sources,
+    args: &Args,
+    running: &DaemonConfig,
+    health: &mut HealthManager,
+) {
     if sources.is_empty() {
-        tracing::info!("SIGHUP: no --config or --ipvsadm-rules to reload; the state is unchanged");
+        tracing::info!(
+            "SIGHUP: no --config, --ipvsadm-rules or --keepalived-conf to reload; the state is unchanged"
+        );
         return;
     }
     tracing::info!("SIGHUP: reloading");
-    let mut config = match sources.load() {
-        Ok((c, warnings)) => {
-            for w in &warnings {
+    let (mut config, health_cfg) = match sources.load_all() {
+        Ok(l) => {
+            for w in &l.warnings {
                 tracing::warn!("reload: {w}");
             }
-            c
+            (l.config, l.health)
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -175,12 +205,18 @@ fn reload(shared: &api::Shared, sources: &Sources, args: &Args, running: &Daemon
     let new_cfg = effective_daemon(args, &config.daemon);
     let mut d = api::lock(shared);
     carry_observed(d.desired(), &mut config.state);
+    crate::health::reset_unchecked(&mut config.state, &health_cfg);
+    d.health.reapply(&mut config.state);
     let changes = rvs_core::desired::diff(d.desired(), &config.state);
-    match d.replace(config.state) {
-        Ok(()) => tracing::info!(changes = changes.len(), "reload applied"),
+    let applied = d.replace(config.state);
+    drop(d);
+    match applied {
+        Ok(()) => {
+            tracing::info!(changes = changes.len(), "reload applied");
+            health.sync(shared, &health_cfg);
+        }
         Err(e) => tracing::error!(error = %e, "reload refused; the running state is unchanged"),
     }
-    drop(d);
     if new_cfg != *running {
         tracing::warn!("[daemon] settings changed; they take effect when rvsd restarts");
     }

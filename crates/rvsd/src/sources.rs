@@ -32,6 +32,11 @@ impl Sources {
     /// Read every source and merge them into one validated configuration, with the warnings
     /// (keywords of keepalived.conf that rvs does not implement, located).
     pub fn load(&self) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        self.load_all().map(|l| (l.config, l.warnings))
+    }
+
+    /// [`Sources::load`], with the health-checking settings of keepalived.conf.
+    pub fn load_all(&self) -> Result<Loaded, ConfigErrors> {
         let mut config = match &self.config {
             Some(path) => rvs_config::toml::load(path)?,
             None => Config::default(),
@@ -41,13 +46,29 @@ impl Sources {
             merge(&mut config.state, rules, path)?;
         }
         let mut warnings = Vec::new();
+        let mut health = Vec::new();
         if let Some(path) = &self.keepalived_conf {
             let k = rvs_config::keepalived::load(path)?;
             merge(&mut config.state, k.desired, path)?;
             warnings = k.warnings;
+            health = k.virtual_servers;
         }
-        Ok((config, warnings))
+        Ok(Loaded {
+            config,
+            warnings,
+            health,
+        })
     }
+}
+
+/// Everything the sources say.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub config: Config,
+    /// Located warnings (keepalived.conf keywords rvs does not implement).
+    pub warnings: Vec<ConfigError>,
+    /// keepalived.conf's checkers, sorry servers and quorum settings, one per service.
+    pub health: Vec<rvs_config::keepalived::VirtualServerHealth>,
 }
 
 /// ipvsadm rule files are parsed by the rvsadm grammar in `rvs_config::ipvsadm`.

@@ -1,0 +1,369 @@
+//! Health checking in the daemon: keepalived.conf's checkers run by [`rvs_health`]'s
+//! supervisor, their verdicts applied to the desired state as diffs.
+//!
+//! * [`HealthManager`] runs one [`HealthSupervisor`] per virtual server that has checkers. On a
+//!   reload ([`HealthManager::sync`]) only services whose health settings changed are restarted;
+//!   the others keep checking (and keep their verdicts).
+//! * [`apply_event`] carries out one supervisor event on the [`Daemon`]: a real's observed
+//!   health and `misc_dynamic` weight go through [`Daemon::observe`] (operator intent —
+//!   `weight`, admin state — is never touched; the engines see only the effective weight, so a
+//!   down real gets no new connections), the sorry server is added as a real of the service
+//!   while no real is up / quorum is lost, and while it serves the remaining live reals are held
+//!   at weight 0 (keepalived's quorum gating: it removes them).
+//! * [`HealthBook`] (a field of the daemon) remembers what listings show about each real (state,
+//!   since when, last error, `inhibit_on_failure`) and counts transitions for `/metrics` and
+//!   the stats outcomes (`health.*`).
+
+use crate::api;
+use crate::daemon::Daemon;
+use rvs_api::RealHealthView;
+use rvs_config::keepalived::VirtualServerHealth;
+use rvs_core::desired::DesiredState;
+use rvs_core::model::{Health, RealServer, ServiceKey};
+use rvs_health::{HealthEvent, HealthSupervisor, SupervisorEvent};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+
+/// What the checkers reported about one real.
+#[derive(Debug, Clone)]
+struct Observed {
+    view: RealHealthView,
+    /// The checker's `misc_dynamic` weight (before quorum gating).
+    dynamic_weight: Option<u32>,
+}
+
+/// A sorry server in service.
+#[derive(Debug, Clone, Copy)]
+struct Sorry {
+    addr: SocketAddr,
+    /// Whether the daemon added it (it was not a configured real), so removes it again.
+    added: bool,
+    since: SystemTime,
+}
+
+/// The daemon's record of observed health, for listings and counters.
+#[derive(Debug, Default)]
+pub struct HealthBook {
+    reals: BTreeMap<(ServiceKey, SocketAddr), Observed>,
+    sorry: BTreeMap<ServiceKey, Sorry>,
+    counts: BTreeMap<&'static str, u64>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl HealthBook {
+    /// What listings show about a real (`None`: no checker and not a sorry server).
+    pub fn view(&self, service: &ServiceKey, real: &SocketAddr) -> Option<RealHealthView> {
+        let sorry = self.sorry.get(service);
+        if let Some(o) = self.reals.get(&(*service, *real)) {
+            let mut v = o.view.clone();
+            v.quorum_gated = v.state != Health::Down && sorry.is_some_and(|s| s.addr != *real);
+            return Some(v);
+        }
+        let s = sorry.filter(|s| s.addr == *real)?;
+        Some(RealHealthView {
+            state: Health::Unknown,
+            since_unix_ms: unix_ms(s.since),
+            last_error: None,
+            inhibit: false,
+            sorry_server: true,
+            quorum_gated: false,
+        })
+    }
+
+    /// Counters for the stats outcomes and `/metrics` (`health.<name>`).
+    pub fn outcomes(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        self.counts.iter().map(|(k, v)| (format!("health.{k}"), *v))
+    }
+
+    fn count(&mut self, name: &'static str) {
+        *self.counts.entry(name).or_default() += 1;
+    }
+
+    /// Forget a service whose checking stopped.
+    fn forget(&mut self, service: &ServiceKey) {
+        self.reals.retain(|(s, _), _| s != service);
+        self.sorry.remove(service);
+    }
+
+    /// After a reload built a fresh state: put back the sorry servers the daemon added and the
+    /// quorum gating, so that reloading does not flap them (the supervisors keep running).
+    pub fn reapply(&self, state: &mut DesiredState) {
+        for (key, sorry) in &self.sorry {
+            let Some(svc) = state.services.get_mut(key) else {
+                continue;
+            };
+            if sorry.added && !svc.reals.contains_key(&sorry.addr) {
+                let method = svc
+                    .reals
+                    .values()
+                    .next()
+                    .map(|r| r.method)
+                    .unwrap_or_default();
+                svc.reals
+                    .insert(sorry.addr, RealServer::new(sorry.addr, method, 1));
+            }
+            for (addr, r) in svc.reals.iter_mut() {
+                if *addr != sorry.addr && self.reals.contains_key(&(*key, *addr)) {
+                    r.dynamic_weight = Some(0);
+                }
+            }
+        }
+    }
+}
+
+/// Push what the book says about `real` to the desired state (and so to the engines).
+fn push(d: &mut Daemon, service: ServiceKey, real: SocketAddr) {
+    let book = &d.health;
+    let Some(o) = book.reals.get(&(service, real)) else {
+        return;
+    };
+    let gated = book.sorry.get(&service).is_some_and(|s| s.addr != real);
+    let health = o.view.state;
+    let dynamic = if gated { Some(0) } else { o.dynamic_weight };
+    match d.observe(&service, &real, health, dynamic) {
+        Ok(true) => {
+            let w = d.desired().services[&service].reals[&real].effective_weight();
+            tracing::info!(%service, %real, ?health, gated, effective_weight = w, "health applied");
+        }
+        Ok(false) => {}
+        // the operator may have deleted the real through the API meanwhile
+        Err(e) => {
+            tracing::debug!(%service, %real, error = %e, "health event for a real not in the state")
+        }
+    }
+}
+
+fn on_real(d: &mut Daemon, h: HealthEvent) {
+    let key = (h.service, h.real);
+    let prev = d
+        .health
+        .reals
+        .get(&key)
+        .map(|o| (o.view.state, o.dynamic_weight));
+    if let Some((state, dynamic)) = prev {
+        if state != h.health {
+            d.health.count(if h.health == Health::Down {
+                "real_down"
+            } else {
+                "real_up"
+            });
+        }
+        if dynamic != h.dynamic_weight {
+            d.health.count("dynamic_weight_changed");
+        }
+    }
+    let view = RealHealthView {
+        state: h.health,
+        since_unix_ms: unix_ms(h.since),
+        last_error: h.last_error,
+        inhibit: h.inhibit,
+        sorry_server: false,
+        quorum_gated: false,
+    };
+    let dynamic_weight = h.dynamic_weight;
+    d.health.reals.insert(
+        key,
+        Observed {
+            view,
+            dynamic_weight,
+        },
+    );
+    push(d, h.service, h.real);
+}
+
+fn on_sorry(d: &mut Daemon, service: ServiceKey, addr: SocketAddr, active: bool) {
+    if active == d.health.sorry.contains_key(&service) {
+        return;
+    }
+    let Some(svc) = d.desired().services.get(&service) else {
+        return;
+    };
+    if active {
+        let added = !svc.reals.contains_key(&addr);
+        if added {
+            let method = svc
+                .reals
+                .values()
+                .next()
+                .map(|r| r.method)
+                .unwrap_or_default();
+            if let Err(e) =
+                d.update(|s| Ok(s.add_real(&service, RealServer::new(addr, method, 1))?))
+            {
+                tracing::error!(%service, sorry_server = %addr, error = %e, "cannot add the sorry server");
+                return;
+            }
+        }
+        let since = SystemTime::now();
+        d.health.sorry.insert(service, Sorry { addr, added, since });
+        d.health.count("sorry_server_on");
+        tracing::warn!(%service, sorry_server = %addr, "no quorum: the sorry server serves");
+    } else {
+        let Some(sorry) = d.health.sorry.remove(&service) else {
+            return;
+        };
+        if sorry.added
+            && let Err(e) = d.update(|s| Ok(s.remove_real(&service, &addr).map(|_| ())?))
+        {
+            tracing::error!(%service, sorry_server = %addr, error = %e, "cannot remove the sorry server");
+        }
+        d.health.count("sorry_server_off");
+        tracing::info!(%service, sorry_server = %addr, "quorum back: the sorry server is out of service");
+    }
+    let reals: Vec<SocketAddr> = d
+        .health
+        .reals
+        .keys()
+        .filter(|(s, _)| *s == service)
+        .map(|(_, r)| *r)
+        .collect();
+    for r in reals {
+        push(d, service, r);
+    }
+}
+
+/// Carry out one supervisor event.
+pub fn apply_event(d: &mut Daemon, ev: SupervisorEvent) {
+    match ev {
+        SupervisorEvent::Real(h) => on_real(d, h),
+        SupervisorEvent::SorryServer {
+            service,
+            addr,
+            active,
+        } => on_sorry(d, service, addr, active),
+        SupervisorEvent::Quorum { up, .. } => {
+            d.health
+                .count(if up { "quorum_gained" } else { "quorum_lost" });
+        }
+    }
+}
+
+/// One service being checked.
+struct Running {
+    cfg: VirtualServerHealth,
+    supervisor: HealthSupervisor,
+    forward: JoinHandle<()>,
+}
+
+/// The running supervisors, one per checked service.
+#[derive(Default)]
+pub struct HealthManager {
+    running: BTreeMap<ServiceKey, Running>,
+}
+
+/// Whether a service has anything to check.
+fn has_checkers(cfg: &VirtualServerHealth) -> bool {
+    cfg.reals.iter().any(|r| !r.checkers.is_empty())
+}
+
+impl HealthManager {
+    /// Make the running checks match `configs`: stop those gone or changed, start new or
+    /// changed ones, leave the rest running. Must be called inside the tokio runtime.
+    pub fn sync(&mut self, shared: &api::Shared, configs: &[VirtualServerHealth]) {
+        let wanted: BTreeMap<ServiceKey, &VirtualServerHealth> = configs
+            .iter()
+            .filter(|c| has_checkers(c))
+            .map(|c| (c.service, c))
+            .collect();
+        let stale: Vec<ServiceKey> = self
+            .running
+            .iter()
+            .filter(|(k, r)| wanted.get(k).is_none_or(|c| **c != r.cfg))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(r) = self.running.remove(&key) {
+                r.forward.abort();
+                tokio::spawn(r.supervisor.shutdown());
+                api::lock(shared).health.forget(&key);
+                tracing::info!(service = %key, "health checks stopped");
+            }
+        }
+        for (key, cfg) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let (supervisor, mut events) = HealthSupervisor::start(std::slice::from_ref(cfg));
+            let sh = shared.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(ev) = events.recv().await {
+                    apply_event(&mut api::lock(&sh), ev);
+                }
+            });
+            let checkers: usize = cfg.reals.iter().map(|r| r.checkers.len()).sum();
+            tracing::info!(service = %key, checkers, "health checks started");
+            self.running.insert(
+                key,
+                Running {
+                    cfg: cfg.clone(),
+                    supervisor,
+                    forward,
+                },
+            );
+        }
+    }
+
+    /// Services being checked.
+    pub fn services(&self) -> Vec<ServiceKey> {
+        self.running.keys().copied().collect()
+    }
+
+    /// Stop everything, running the `omega` notifications.
+    pub async fn shutdown(self) {
+        for (_, r) in self.running {
+            r.forward.abort();
+            r.supervisor.shutdown().await;
+        }
+    }
+}
+
+/// After a reload: services that no longer have checkers lose their observed health (it would
+/// never change again); the others keep it until their checkers say otherwise.
+pub fn reset_unchecked(state: &mut DesiredState, configs: &[VirtualServerHealth]) {
+    for (key, svc) in state.services.iter_mut() {
+        if configs.iter().any(|c| c.service == *key && has_checkers(c)) {
+            continue;
+        }
+        for r in svc.reals.values_mut() {
+            r.health = Health::Unknown;
+            r.dynamic_weight = None;
+        }
+    }
+}
+
+/// `--check` lines for a service's checkers: one per checker, with its timing.
+pub fn describe(cfg: &VirtualServerHealth) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &cfg.reals {
+        for c in &r.checkers {
+            out.push(format!(
+                "  -> {} weight {}: {} {}, delay_loop {:?}, connect_timeout {:?}, retry {}, delay_before_retry {:?}{}",
+                r.addr,
+                r.weight,
+                c.kind.name(),
+                c.target(r.addr),
+                c.delay_loop,
+                c.connect_timeout,
+                c.retry,
+                c.delay_before_retry,
+                if r.inhibit_on_failure { ", inhibit_on_failure" } else { "" },
+            ));
+        }
+    }
+    if let Some(s) = cfg.sorry_server {
+        out.push(format!("  sorry_server {s}"));
+    }
+    if cfg.quorum != 1 || cfg.hysteresis != 0 {
+        out.push(format!(
+            "  quorum {} hysteresis {}",
+            cfg.quorum, cfg.hysteresis
+        ));
+    }
+    out
+}
