@@ -164,6 +164,16 @@ impl XdpEngine {
             .map_or(0, |v| v.len())
     }
 
+    /// The NAT/FULLNAT reverse table: (flow as the real sends it, flow as the client sent it).
+    pub fn nat_flows(&self) -> Vec<(abi::FlowKey, abi::FlowKey)> {
+        let inner = self.lock();
+        inner
+            .balancer
+            .as_ref()
+            .and_then(|b| b.nat_rev().ok())
+            .unwrap_or_default()
+    }
+
     /// Where the program is attached and in which mode (generic means native was refused).
     pub fn attachments(&self) -> &[(String, AttachMode)] {
         &self.attached

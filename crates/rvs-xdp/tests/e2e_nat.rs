@@ -227,3 +227,131 @@ fn e2e_nat_v4() {
 fn e2e_fullnat_v4() {
     run(Kind::FullNat, ForwardMethod::FullNat);
 }
+
+/// Hold `n` TCP connections to vip:80 until stdin closes (one process; fds ≤ n + a few).
+const HOLDER: &str = r#"
+import socket, sys
+n, vip = int(sys.argv[1]), sys.argv[2]
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect((vip, 80))
+    socks.append(s)
+print("connected", len(socks), flush=True)
+sys.stdin.read()
+"#;
+
+/// 20,000 concurrent connections through FULLNAT (one client address, one local address):
+/// every connect succeeds, the reals see as many distinct established connections from the
+/// local address, the program's table holds one reverse entry per flow with distinct local
+/// ports per real; after the clients close and the FIN timeout passes, the table is empty.
+#[test]
+fn e2e_fullnat_concurrent() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let total: usize = std::env::var("RVS_E2E_CONCURRENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let procs = 4;
+    let lab = lab(Kind::FullNat);
+    let key = ServiceKey::tcp(SocketAddr::new(IpAddr::V4(lab.topo.vip4), 80));
+    in_ns(&lab.topo.director.ns, || {
+        let mut engine = XdpEngine::start(XdpConfig {
+            interfaces: vec!["eth0".into(), "eth1".into()],
+            fullnat_local: vec![IpAddr::V4(LOCAL)],
+            upkeep_interval: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .expect("engine");
+        let mut changes = vec![
+            Change::SetTimeouts(Timeouts {
+                tcp: 300,
+                tcp_fin: 3,
+                udp: 3,
+            }),
+            Change::AddService {
+                key,
+                options: ServiceOptions::default(),
+            },
+        ];
+        for r in &lab.topo.reals {
+            let addr = SocketAddr::new(IpAddr::V4(r.ip4), 8080);
+            changes.push(Change::AddReal {
+                service: key,
+                real: RealServer::new(addr, ForwardMethod::FullNat, 1),
+            });
+        }
+        engine.apply(&changes).expect("apply");
+        let started = Instant::now();
+        let mut holders = Vec::new();
+        for _ in 0..procs {
+            let mut cmd = lab.topo.client.ns.command("sh");
+            cmd.args([
+                "-c",
+                &format!(
+                    "ulimit -n {}; exec python3 -c '{HOLDER}' {} {}",
+                    total / procs + 100,
+                    total / procs,
+                    lab.topo.vip4
+                ),
+            ]);
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+            holders.push(cmd.spawn().expect("spawn holder"));
+        }
+        for h in &mut holders {
+            let mut line = String::new();
+            BufReader::new(h.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert!(line.starts_with("connected"), "holder: {line:?}");
+        }
+        println!("{total} connections up in {:?}", started.elapsed());
+        let mut seen = 0;
+        for r in &lab.topo.reals {
+            let out =
+                r.ns.run("ss", &["-Htn", "state", "established", "( sport = :8080 )"])
+                    .unwrap();
+            let from_local = out
+                .lines()
+                .filter(|l| l.contains(&format!("{LOCAL}:")))
+                .count();
+            println!("{}: {from_local} established from {LOCAL}", r.ns.name());
+            seen += from_local;
+        }
+        assert_eq!(seen, total, "reals see every connection, none merged");
+        let flows = engine.nat_flows();
+        let clients: std::collections::HashSet<_> = flows.iter().map(|(_, o)| *o).collect();
+        let locals: std::collections::HashSet<_> =
+            flows.iter().map(|(r, _)| (r.src, r.dst, r.dport)).collect();
+        assert_eq!(flows.len(), total);
+        assert_eq!(clients.len(), total, "one reverse entry per client flow");
+        assert_eq!(
+            locals.len(),
+            total,
+            "distinct local address and port per real"
+        );
+        let stats = engine.stats();
+        assert_eq!(stats.outcomes["table_full"], 0);
+        assert_eq!(stats.outcomes["no_lport"], 0);
+        for h in &mut holders {
+            drop(h.stdin.take());
+        }
+        for mut h in holders {
+            h.wait().unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while engine.nat_table_len() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        println!("table empty after close: {}", engine.nat_table_len() == 0);
+        assert_eq!(engine.nat_table_len(), 0, "NAT table not reclaimed");
+        assert!(engine.connections().is_empty());
+        engine.shutdown();
+    });
+}
