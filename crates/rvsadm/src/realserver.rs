@@ -4,7 +4,9 @@
 //! restored by the last teardown). Needs root.
 
 use rvs_config::ConfigError;
-use rvs_net::realserver::{Method, RealServerSetup, setup, teardown};
+use rvs_net::realserver::{Method, RealServerSetup};
+#[cfg(not(feature = "xdp"))]
+use rvs_net::realserver::{setup, teardown};
 use std::net::IpAddr;
 
 /// What to do.
@@ -103,22 +105,37 @@ pub fn parse(args: &[String]) -> Result<RealServerCommand, ConfigError> {
     })
 }
 
-/// Carry it out, returning what was done, one line per step.
-pub fn run(cmd: &RealServerCommand) -> Result<Vec<String>, rvs_net::NetError> {
-    let report = if cmd.teardown {
-        teardown(&cmd.setup)?
-    } else {
-        setup(&cmd.setup)?
-    };
-    let mut lines = report.lines;
-    if cmd.setup.method == Method::Tun && !cmd.teardown {
-        lines.push(
-            "note: this build does not load rvs's decapsulation program; the kernel's ipip \
-             module (or another decapsulator) must receive the tunnelled packets"
-                .to_string(),
-        );
+/// Carry it out, returning what was done, one line per step. With the `xdp` feature (default)
+/// a TUN real on a kernel without the ipip module also gets rvs's decapsulation program
+/// ([`rvs_xdp::realserver`]); without it, only addresses and sysctls are set and a note says so.
+pub fn run(cmd: &RealServerCommand) -> Result<Vec<String>, String> {
+    #[cfg(feature = "xdp")]
+    {
+        let report = if cmd.teardown {
+            rvs_xdp::realserver::teardown(&cmd.setup)
+        } else {
+            rvs_xdp::realserver::setup(&cmd.setup)
+        };
+        report.map(|r| r.lines).map_err(|e| e.to_string())
     }
-    Ok(lines)
+    #[cfg(not(feature = "xdp"))]
+    {
+        let report = if cmd.teardown {
+            teardown(&cmd.setup)
+        } else {
+            setup(&cmd.setup)
+        };
+        let mut lines = report.map_err(|e| e.to_string())?.lines;
+        if cmd.setup.method == Method::Tun && !cmd.teardown {
+            lines.push(
+                "note: this build has no xdp feature, so rvs's decapsulation program is not \
+                 loaded; the kernel's ipip module (or another decapsulator) must receive the \
+                 tunnelled packets"
+                    .to_string(),
+            );
+        }
+        Ok(lines)
+    }
 }
 
 #[cfg(test)]
