@@ -162,11 +162,21 @@ pub fn parse_iperf3(json: &str) -> Result<f64> {
         tool: "iperf3",
         detail: e.to_string(),
     })?;
+    if let Some(err) = v["error"].as_str() {
+        return Err(TestbedError::Parse {
+            tool: "iperf3",
+            detail: format!("iperf3 reported: {err}"),
+        });
+    }
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .ok_or_else(|| TestbedError::Parse {
-            tool: "iperf3",
-            detail: "no end.sum_received.bits_per_second".into(),
+        .ok_or_else(|| {
+            let mut end = v["end"].to_string();
+            end.truncate(300);
+            TestbedError::Parse {
+                tool: "iperf3",
+                detail: format!("no end.sum_received.bits_per_second; end = {end}"),
+            }
         })
 }
 

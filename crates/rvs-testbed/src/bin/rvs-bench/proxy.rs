@@ -172,13 +172,17 @@ pub fn run(plan: &Plan, rvsd: Result<PathBuf, String>, rec: &mut Recorder) -> Bo
     for _round in 0..plan.rounds {
         for s in &subjects {
             // A subject whose bulk run fails keeps its other figures; the report notes why.
-            match iperf3(
-                Some(&ns),
-                Some(CLIENT_CPU),
-                "127.0.0.1",
-                s.bulk_port,
-                plan.bulk_secs,
-            ) {
+            // One retry: an iperf3 run through a proxy occasionally ends without its summary.
+            let run = || {
+                iperf3(
+                    Some(&ns),
+                    Some(CLIENT_CPU),
+                    "127.0.0.1",
+                    s.bulk_port,
+                    plan.bulk_secs,
+                )
+            };
+            match run().or_else(|_| run()) {
                 Ok(bps) => rec.push(
                     s.name,
                     "bulk (iperf3, 1 stream)",
