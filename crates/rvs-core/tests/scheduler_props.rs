@@ -7,7 +7,8 @@
 //! * a weight-0 or overloaded real is never picked, also across rebuilds that flip flags;
 //! * dh, sh and mh are deterministic: two instances give the same picks for the same input;
 //! * the indexed least-connection family picks exactly what the kernel's linear scan picks
-//!   (up to 48 reals: both the small-set scan and the tree).
+//!   (up to 48 reals: both the small-set scan and the tree);
+//! * a caller that skips `rebuild` cannot make a scheduler panic or return a bad index.
 
 use proptest::prelude::*;
 use rvs_core::model::{Protocol, SchedFlags, SchedulerKind};
@@ -239,6 +240,34 @@ proptest! {
                 r[k].inactive = inactive;
                 s.counts_changed(&r, k);
                 prop_assert_eq!(s.pick(&r, &rng.request(0)), kernel_scan(kind, &r), "{}", kind);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A caller that skips `rebuild` (passes another slice than the one rebuilt) must not make
+    /// any scheduler panic or return an index that is out of range or unavailable.
+    #[test]
+    fn stale_slices_never_panic(
+        rebuilt in prop::collection::vec(0u32..=3, 0..=20),
+        passed in prop::collection::vec(0u32..=3, 0..=20),
+        seed in any::<u64>(),
+    ) {
+        for kind in SchedulerKind::ALL {
+            let mut s = new_scheduler(kind, params(SchedFlags::default(), seed));
+            s.rebuild(&reals(&rebuilt));
+            let mut r = reals(&passed);
+            let mut rng = Lcg(seed);
+            for n in 0..40 {
+                if let Some(i) = s.pick(&r, &rng.request(n * 1000)) {
+                    prop_assert!(i < r.len() && r[i].available(), "{} gave {}", kind, i);
+                    r[i].active += 1;
+                    s.counts_changed(&r, i);
+                }
+                s.counts_changed(&r, n as usize);
             }
         }
     }

@@ -157,6 +157,12 @@ impl<P: Pricing> CostIndex<P> {
         Some(w as usize)
     }
 
+    /// Whether the indexed cost of `reals[idx]` is up to date (the caller kept the protocol).
+    pub fn is_current(&self, reals: &[RealState], idx: usize) -> bool {
+        reals.len() == self.costs.len()
+            && reals.get(idx).map(P::cost) == self.costs.get(idx).copied()
+    }
+
     /// The winner of a match between `a` (lower indices) and `b` (higher indices).
     fn play(&self, a: u32, b: u32) -> u32 {
         match (a, b) {
@@ -196,9 +202,15 @@ impl<P: Pricing> Scheduler for LeastCost<P> {
     }
 
     fn pick(&mut self, reals: &[RealState], _req: &PickRequest) -> Option<usize> {
-        if reals.len() != self.index.len() {
-            self.index.rebuild(reals);
+        if reals.len() == self.index.len() {
+            match self.index.best() {
+                None => return None,
+                Some(i) if self.index.is_current(reals, i) => return Some(i),
+                Some(_) => {}
+            }
         }
+        // The caller skipped a rebuild or a count change: re-index rather than trust it.
+        self.index.rebuild(reals);
         self.index.best()
     }
 }

@@ -97,9 +97,15 @@ impl Load {
 
     /// The wlc pick, if any.
     pub fn least_loaded(&mut self, reals: &[RealState]) -> Option<usize> {
-        if reals.len() != self.index.len() {
-            self.rebuild(reals);
+        if reals.len() == self.index.len() {
+            match self.index.best() {
+                None => return None,
+                Some(i) if self.index.is_current(reals, i) => return Some(i),
+                Some(_) => {}
+            }
         }
+        // The caller skipped a rebuild or a count change: re-index rather than trust it.
+        self.rebuild(reals);
         self.index.best()
     }
 }
