@@ -4,7 +4,9 @@
 //!
 //! rvs addition: a service that no engine serves gets one extra line after its reals,
 //! `  # not served: <reason>` — a comment line that ipvsadm-parsing scripts (which match lines
-//! starting with a protocol name or `  ->`) skip.
+//! starting with a protocol name or `  ->`) skip. Health (keepalived.conf checkers): a down real
+//! without `inhibit_on_failure` is not listed, as under keepalived; comment lines say which are
+//! down and why (see `health_lines`).
 
 use super::addr::{dotted_mask, format_sched_flags};
 use super::command::{ListLayout, ListOptions};
@@ -172,9 +174,10 @@ pub fn list_services(services: &[ServiceView], opts: &ListOptions) -> String {
         if opts.sort {
             reals.sort_by_key(|r| r.real.addr);
         }
-        for r in reals {
+        for r in reals.iter().filter(|r| super::health_lines::listed(r)) {
             real_line(&mut out, r, layout, opts.exact);
         }
+        super::health_lines::comments(&mut out, &reals);
         if let Some(reason) = &s.unsupported {
             let _ = writeln!(out, "  # not served: {reason}");
         }

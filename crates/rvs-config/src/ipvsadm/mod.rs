@@ -14,6 +14,7 @@
 mod addr;
 mod build;
 mod command;
+mod health_lines;
 mod lex;
 mod list;
 mod rules;
