@@ -8,7 +8,9 @@
  *   real:rport → laddr:lport for FULLNAT) → the client's flow. A plain hash, not an LRU: a live
  *   flow is never evicted, a full table is the counted outcome RVS_OUTCOME_TABLE_FULL, and
  *   userspace (upkeep) reclaims entries whose rvs_conns entry expired.
- * - rvs_fnat: FULLNAT, the client's flow → its local address and port.
+ *   Preallocated: with BPF_F_NO_PREALLOC the kernel's allocator may fail inserts in a burst
+ *   of new flows (its per-CPU cache refills asynchronously), which would read as a full table.
+ * - rvs_fnat: FULLNAT, the client's flow → its local address and port (preallocated too).
  * - rvs_fnat_pools: FULLNAT local addresses of each service (by service index).
  * - rvs_real_ports: a real's port (network order) by real index; 0 = the service's port.
  * - rvs_tx_ports: device map of the interfaces NAT may send out of (key = value = ifindex).
@@ -23,7 +25,6 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RVS_MAX_NAT_CONNS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rvs_flow_key);
 	__type(value, struct rvs_flow_key);
 } rvs_nat_rev SEC(".maps");
@@ -31,7 +32,6 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RVS_MAX_NAT_CONNS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct rvs_flow_key);
 	__type(value, struct rvs_fnat);
 } rvs_fnat SEC(".maps");

@@ -267,12 +267,21 @@ fn round(
         if w.action != XDP_TX {
             return Err(format!("restore only returned {}", w.action).into());
         }
-        let before = b.outcomes()?[outcome as usize];
+        let before = b.outcomes()?;
         let t = bench.run(WRAP, f, n)?;
-        let moved = b.outcomes()?[outcome as usize] - before;
+        let after = b.outcomes()?;
+        let moved = after[outcome as usize] - before[outcome as usize];
         if t.action != XDP_REDIRECT || moved != u64::from(n) {
+            let other: Vec<String> = (0..after.len())
+                .filter(|i| after[*i] != before[*i])
+                .map(|i| {
+                    let name = abi::outcome_name(i as u32).unwrap_or("?");
+                    format!("{name} +{}", after[i] - before[i])
+                })
+                .collect();
             return Err(format!(
-                "{subject} {scenario}: action {} (want XDP_REDIRECT), {moved} of {n} runs counted",
+                "{subject} {scenario}: action {} (want XDP_REDIRECT), {moved} of {n} runs \
+                 counted; outcomes {other:?}",
                 t.action
             )
             .into());
