@@ -35,7 +35,7 @@
 /* FULLNAT: local addresses per service, first local port, ports tried per new flow. */
 #define RVS_MAX_LADDRS 8
 #define RVS_FNAT_PORT_MIN 1024
-#define RVS_FNAT_PORT_TRIES 64
+#define RVS_FNAT_PORT_TRIES 16
 /* TOA TCP option (FULLNAT SYN): kind, length with an IPv4 / an IPv6 client address. */
 #define RVS_TOA_KIND 254
 #define RVS_TOA_LEN4 8
