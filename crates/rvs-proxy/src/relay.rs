@@ -6,7 +6,7 @@
 //!   pipe borrowed from a per-worker pool while data is in flight (HAProxy's "splice-auto");
 //!   it switches back when reads get small again. `splice = false` disables splicing.
 //!
-//! A read shorter than asked for means the socket is drained: its readiness is cleared then
+//! A copy read shorter than the buffer means the socket is drained: its readiness is cleared then
 //! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up, and never clears the
 //! read-closed state, so a FIN that came with the data is still seen), saving the `EAGAIN` read
 //! that would otherwise follow every message.
@@ -201,9 +201,8 @@ async fn splice_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
             return Ok(Moved::Nothing);
         }
     };
-    if n < SPLICE_CHUNK {
-        ready.clear_ready();
-    }
+    // No "short read means drained" here: splice stops when the pipe's slots are full, which
+    // can be well under SPLICE_CHUNK with data still queued; only EAGAIN says it is drained.
     drop(ready);
     let rfd = pipe.read.as_raw_fd();
     let mut left = n;
