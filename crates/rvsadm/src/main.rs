@@ -2,7 +2,9 @@
 //!
 //! `rvsadm [--socket PATH] <ipvsadm arguments>`; with no arguments it lists (`-L`), as ipvsadm.
 //! `rvsadm realserver ...` prepares a real server (see docs/rvsadm.md).
+//! `rvsadm --check-config FILE` checks a keepalived.conf like `keepalived -t` (docs/keepalived.md).
 
+mod check_config;
 mod client;
 mod help;
 mod realserver;
@@ -67,6 +69,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(file) = check_config::requested(&args) {
+        return match file {
+            Ok(f) => check_config::run(std::path::Path::new(f)),
+            Err(m) => {
+                eprintln!("rvsadm: {m}\n{}", check_config::USAGE);
+                ExitCode::from(2)
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("realserver") {
         return realserver_main(&args[1..]);
     }
