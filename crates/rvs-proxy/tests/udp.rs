@@ -78,6 +78,11 @@ fn hundred_concurrent_clients_get_their_own_replies_from_the_vip() {
         per_real[if tag == "u1" { 0 } else { 1 }] += 1;
     }
     assert_eq!(per_real, [50, 50], "rr over two reals");
+    // A reply is counted just after it is sent: let the last counts land.
+    assert!(wait_until(Duration::from_secs(2), || {
+        let c = e.stats().services[&key].counters;
+        c.in_pkts == c.out_pkts
+    }));
     let stats = e.stats();
     let svc = &stats.services[&key];
     assert_eq!(svc.counters.conns, 100, "one session per client");
@@ -164,4 +169,22 @@ fn one_packet_scheduling_schedules_every_datagram() {
     for r in &reals {
         assert_eq!(stats.services[&key].reals[r].counters.conns, 5);
     }
+}
+
+#[test]
+fn udp_over_ipv6() {
+    let mut e = engine();
+    let real = UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+    std::thread::spawn(move || rvs_demo::serve_udp_echo(real, "v6", true));
+    std::thread::sleep(Duration::from_millis(50));
+    let vip = UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+    let key = ServiceKey::udp(vip);
+    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    let s = UdpSocket::bind("[::1]:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.send_to(b"hello6", vip).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = s.recv_from(&mut buf).unwrap();
+    assert_eq!((from, &buf[..n]), (vip, &b"v6: hello6"[..]));
+    assert_eq!(e.stats().services[&key].counters.conns, 1);
 }
