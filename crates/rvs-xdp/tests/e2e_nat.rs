@@ -12,7 +12,7 @@ use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_testbed::{Kind, Netns, Nginx, Topology};
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Run `f` on a thread inside namespace `ns`.
@@ -33,9 +33,11 @@ fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
 }
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
+const LOCAL6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x20, 2, 0, 0, 0, 0, 0x100);
 
 struct Lab {
     topo: Topology,
+    vip: IpAddr,
     nginx: Vec<Nginx>,
     _peers: Vec<rvs_xdp::decap::Decap>,
 }
@@ -50,7 +52,7 @@ fn peer_prog(ns: &Netns, dev: &str) -> rvs_xdp::decap::Decap {
     })
 }
 
-fn lab(kind: Kind) -> Lab {
+fn lab(kind: Kind, v6: bool) -> Lab {
     let topo = Topology::build(kind, 3).expect("topology");
     let peers = vec![
         peer_prog(&topo.switch, "dir"),
@@ -65,18 +67,39 @@ fn lab(kind: Kind) -> Lab {
         r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
     }
     let d = &topo.director.ns;
-    d.ip(&["addr", "add", &format!("{}/32", topo.vip4), "dev", "lo"])
-        .unwrap();
+    // IPv6 neighbour discovery answers only for addresses on the receiving interface.
+    let vip = if v6 {
+        let cidr = format!("{}/128", topo.vip6);
+        d.ip(&["addr", "add", &cidr, "dev", "eth0", "nodad"])
+            .unwrap();
+        IpAddr::V6(topo.vip6)
+    } else {
+        d.ip(&["addr", "add", &format!("{}/32", topo.vip4), "dev", "lo"])
+            .unwrap();
+        IpAddr::V4(topo.vip4)
+    };
     if kind == Kind::FullNat {
         d.ip(&["addr", "add", &format!("{LOCAL}/24"), "dev", "eth1"])
             .unwrap();
+        d.ip(&[
+            "addr",
+            "add",
+            &format!("{LOCAL6}/64"),
+            "dev",
+            "eth1",
+            "nodad",
+        ])
+        .unwrap();
     }
-    let listen: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    let listen: SocketAddr = if v6 { "[::]:8080" } else { "0.0.0.0:8080" }
+        .parse()
+        .unwrap();
     let nginx = (0..topo.reals.len())
         .map(|i| Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap())
         .collect();
     Lab {
         topo,
+        vip,
         nginx,
         _peers: peers,
     }
@@ -84,8 +107,8 @@ fn lab(kind: Kind) -> Lab {
 
 fn curls(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
     let script = format!(
-        "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{}:80/ || echo FAIL; done",
-        lab.topo.vip4
+        "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{}/ || echo FAIL; done",
+        SocketAddr::new(lab.vip, 80)
     );
     let out = lab
         .topo
@@ -113,21 +136,21 @@ fn logged_sources(lab: &Lab) -> BTreeMap<String, usize> {
     out
 }
 
-fn run(kind: Kind, fwd: ForwardMethod) {
+fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
     if !rvs_testbed::is_root() {
         eprintln!("skipping: needs root for namespaces and XDP");
         return;
     }
-    let lab = lab(kind);
+    let lab = lab(kind, v6);
     let n: usize = std::env::var("RVS_E2E_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let key = ServiceKey::tcp(SocketAddr::new(IpAddr::V4(lab.topo.vip4), 80));
+    let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
     in_ns(&lab.topo.director.ns, || {
         let mut engine = XdpEngine::start(XdpConfig {
             interfaces: vec!["eth0".into(), "eth1".into()],
-            fullnat_local: vec![IpAddr::V4(LOCAL)],
+            fullnat_local: vec![IpAddr::V4(LOCAL), IpAddr::V6(LOCAL6)],
             upkeep_interval: Duration::from_millis(300),
             ..Default::default()
         })
@@ -145,7 +168,12 @@ fn run(kind: Kind, fwd: ForwardMethod) {
             },
         ];
         for r in &lab.topo.reals {
-            let addr = SocketAddr::new(IpAddr::V4(r.ip4), 8080);
+            let ip = if v6 {
+                IpAddr::V6(r.ip6)
+            } else {
+                IpAddr::V4(r.ip4)
+            };
+            let addr = SocketAddr::new(ip, 8080);
             changes.push(Change::AddReal {
                 service: key,
                 real: RealServer::new(addr, fwd, 1),
@@ -195,10 +223,11 @@ fn run(kind: Kind, fwd: ForwardMethod) {
         );
         let sources = logged_sources(&lab);
         println!("nginx saw: {sources:?}");
-        let want = if fwd == ForwardMethod::Nat {
-            lab.topo.client.ip4.to_string()
-        } else {
-            LOCAL.to_string()
+        let want = match (fwd == ForwardMethod::Nat, v6) {
+            (true, false) => lab.topo.client.ip4.to_string(),
+            (true, true) => lab.topo.client.ip6.to_string(),
+            (false, false) => LOCAL.to_string(),
+            (false, true) => LOCAL6.to_string(),
         };
         assert_eq!(sources.get(&want).copied(), Some(n), "sources: {sources:?}");
         assert_eq!(sources.len(), 1, "sources: {sources:?}");
@@ -220,12 +249,22 @@ fn run(kind: Kind, fwd: ForwardMethod) {
 
 #[test]
 fn e2e_nat_v4() {
-    run(Kind::TwoArm, ForwardMethod::Nat);
+    run(Kind::TwoArm, ForwardMethod::Nat, false);
+}
+
+#[test]
+fn e2e_nat_v6() {
+    run(Kind::TwoArm, ForwardMethod::Nat, true);
+}
+
+#[test]
+fn e2e_fullnat_v6() {
+    run(Kind::FullNat, ForwardMethod::FullNat, true);
 }
 
 #[test]
 fn e2e_fullnat_v4() {
-    run(Kind::FullNat, ForwardMethod::FullNat);
+    run(Kind::FullNat, ForwardMethod::FullNat, false);
 }
 
 /// Hold `n` TCP connections to vip:80 until stdin closes (one process; fds ≤ n + a few).
@@ -259,8 +298,8 @@ fn e2e_fullnat_concurrent() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let procs = 4;
-    let lab = lab(Kind::FullNat);
-    let key = ServiceKey::tcp(SocketAddr::new(IpAddr::V4(lab.topo.vip4), 80));
+    let lab = lab(Kind::FullNat, false);
+    let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
     in_ns(&lab.topo.director.ns, || {
         let mut engine = XdpEngine::start(XdpConfig {
             interfaces: vec!["eth0".into(), "eth1".into()],
