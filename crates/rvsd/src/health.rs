@@ -257,6 +257,26 @@ pub struct HealthManager {
     running: BTreeMap<ServiceKey, Running>,
 }
 
+/// Whether a reload may keep a service's running checks (and their verdicts): nothing but real
+/// weights changed, and those only in ways that cannot change quorum (`quorum 1`, no
+/// `hysteresis`, no weight going to or from 0).
+fn same_checks(old: &VirtualServerHealth, new: &VirtualServerHealth) -> bool {
+    if old == new {
+        return true;
+    }
+    if old.reals.len() != new.reals.len() || (new.quorum, new.hysteresis) != (1, 0) {
+        return false;
+    }
+    let mut unweighted = new.clone();
+    for (n, o) in unweighted.reals.iter_mut().zip(&old.reals) {
+        if (n.weight == 0) != (o.weight == 0) {
+            return false;
+        }
+        n.weight = o.weight;
+    }
+    unweighted == *old
+}
+
 /// Whether a service has anything to check.
 fn has_checkers(cfg: &VirtualServerHealth) -> bool {
     cfg.reals.iter().any(|r| !r.checkers.is_empty())
@@ -274,7 +294,7 @@ impl HealthManager {
         let stale: Vec<ServiceKey> = self
             .running
             .iter()
-            .filter(|(k, r)| wanted.get(k).is_none_or(|c| **c != r.cfg))
+            .filter(|(k, r)| wanted.get(k).is_none_or(|c| !same_checks(&r.cfg, c)))
             .map(|(k, _)| *k)
             .collect();
         for key in stale {

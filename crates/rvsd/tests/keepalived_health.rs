@@ -1,0 +1,290 @@
+//! rvsd run from a keepalived.conf with its health checkers, end to end on loopback: the proxy
+//! engine serves a FULLNAT virtual service on 127.0.0.1 in front of in-process HTTP backends
+//! that the tests stop and restart. Needs no privileges. (The same scenarios with nginx in
+//! network namespaces are in `keepalived_netns.rs`, root only.)
+
+mod common;
+mod keepalived_common;
+
+use common::*;
+use keepalived_common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// keepalived.conf with one FNAT virtual server; `reals` are `(addr, weight, extra lines)`.
+fn conf(vip: SocketAddr, vs_extra: &str, reals: &[(SocketAddr, u32, &str)]) -> String {
+    let mut s = format!(
+        "! test\nvirtual_server {} {} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind FNAT\n    protocol TCP\n{vs_extra}\n",
+        vip.ip(),
+        vip.port()
+    );
+    for (addr, weight, extra) in reals {
+        s += &format!(
+            "    real_server {} {} {{\n        weight {weight}\n{extra}\n    }}\n",
+            addr.ip(),
+            addr.port()
+        );
+    }
+    s + "}\n"
+}
+
+/// `delay_loop 1`, `retry 1`, `connect_timeout 1`: removal within 1 × (1 + 1) + 1 = 3 s.
+const TCP_CHECK: &str = "        TCP_CHECK {\n            connect_timeout 1\n            retry 1\n            delay_before_retry 1\n        }";
+const BOUND: Duration = Duration::from_secs(3);
+/// API polling and event application on a shared 2-core machine.
+const SLACK: Duration = Duration::from_millis(300);
+
+fn start(text: &str) -> (Rvsd, std::path::PathBuf) {
+    let dir = TempDir::new();
+    let path = write_conf(&dir, text);
+    let d = Rvsd::start(
+        "",
+        &[
+            "--keepalived-conf",
+            path.to_str().unwrap(),
+            "--engine",
+            "proxy",
+        ],
+    );
+    // keep the file alive as long as the daemon
+    std::mem::forget(dir);
+    (d, path)
+}
+
+fn wait_health(
+    d: &Rvsd,
+    vip: SocketAddr,
+    real: SocketAddr,
+    want: &str,
+    limit: Duration,
+) -> Duration {
+    wait_for(&format!("{real} {want}"), limit, || {
+        health(d, vip, real).as_deref() == Some(want)
+    })
+}
+
+#[test]
+fn stopped_real_is_removed_in_time_gets_no_new_connections_and_comes_back() {
+    let (mut a, b) = (Web::start("a"), Web::start("b"));
+    let vip = vip();
+    let (d, _) = start(&conf(
+        vip,
+        "",
+        &[(a.addr, 1, TCP_CHECK), (b.addr, 1, TCP_CHECK)],
+    ));
+    wait_health(&d, vip, a.addr, "up", Duration::from_secs(5));
+    let names = fetch_many(vip, 6);
+    assert!(
+        names.contains(&"a".into()) && names.contains(&"b".into()),
+        "{names:?}"
+    );
+
+    a.stop();
+    let took = wait_health(&d, vip, a.addr, "down", BOUND + Duration::from_secs(5));
+    println!("real removed {took:?} after its server stopped (bound {BOUND:?})");
+    assert!(
+        took <= BOUND + SLACK,
+        "removal took {took:?}, bound {BOUND:?}"
+    );
+    let v = real_view(&d, vip, a.addr).unwrap();
+    assert_eq!(v["effective_weight"], 0, "{v}");
+    assert_eq!(v["real"]["weight"], 1, "operator weight untouched: {v}");
+    assert!(
+        v["health"]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{v}"
+    );
+    let names = fetch_many(vip, 10);
+    assert!(
+        names.iter().all(|n| n == "b"),
+        "every new connection goes to b: {names:?}"
+    );
+    let ls = listing(&d);
+    assert!(
+        listed_line(&ls, a.addr).is_none(),
+        "a down real is not listed:\n{ls}"
+    );
+    assert!(ls.contains(&format!("  # down: {}", a.addr)), "{ls}");
+
+    let before = a.hits();
+    a.restart();
+    let took = wait_health(&d, vip, a.addr, "up", BOUND + Duration::from_secs(5));
+    println!("real back {took:?} after its server restarted");
+    assert_eq!(
+        a.hits(),
+        before,
+        "no client request reached a while it was down"
+    );
+    let names = fetch_many(vip, 6);
+    assert!(names.contains(&"a".into()), "a serves again: {names:?}");
+    let metrics = d.get("/metrics").body;
+    assert!(
+        metrics.contains("rvs_outcomes_total{engine=\"health\",outcome=\"real_down\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rvs_outcomes_total{engine=\"health\",outcome=\"real_up\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        d.log().contains("real server health changed"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn http_get_digest_mismatch_marks_the_real_down() {
+    let (a, b) = (Web::start("a"), Web::start("b"));
+    let vip = vip();
+    let check = |digest: &str| {
+        format!(
+            "        HTTP_GET {{\n            url {{\n                path /health\n                digest {digest}\n            }}\n            connect_timeout 1\n            retry 0\n        }}"
+        )
+    };
+    // md5("b\n") — the body b answers
+    let good: String = {
+        use md5::Digest;
+        md5::Md5::digest(b"b\n")
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let bad = "00000000000000000000000000000000";
+    let (ca, cb) = (check(bad), check(&good));
+    let (d, _) = start(&conf(vip, "", &[(a.addr, 1, &ca), (b.addr, 1, &cb)]));
+    wait_health(&d, vip, a.addr, "down", Duration::from_secs(5));
+    let v = real_view(&d, vip, a.addr).unwrap();
+    assert!(
+        v["health"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("digest"),
+        "{v}"
+    );
+    wait_for("b stays up", Duration::from_secs(1), || true);
+    assert_eq!(health(&d, vip, b.addr).as_deref(), Some("up"));
+    let before = a.hits();
+    let names = fetch_many(vip, 8);
+    assert!(names.iter().all(|n| n == "b"), "{names:?}");
+    assert_eq!(a.hits(), before, "no client request reached a");
+}
+
+#[test]
+fn misc_dynamic_sets_the_weight_and_inhibit_keeps_a_down_real_listed_at_zero() {
+    let (a, mut b) = (Web::start("a"), Web::start("b"));
+    let vip = vip();
+    let dir = TempDir::new();
+    let code = dir.0.join("code");
+    std::fs::write(&code, "5").unwrap();
+    let misc = format!(
+        "        MISC_CHECK {{\n            misc_path \"/bin/sh -c 'exit $(cat {})'\"\n            misc_timeout 2\n            misc_dynamic\n        }}",
+        code.display()
+    );
+    let inhibit = format!("        inhibit_on_failure\n{TCP_CHECK}");
+    let (d, _) = start(&conf(
+        vip,
+        "",
+        &[(a.addr, 10, &misc), (b.addr, 4, &inhibit)],
+    ));
+    // exit 5 → weight 5 - 2 = 3 (keepalived's misc_dynamic rule)
+    wait_for("dynamic weight 3", Duration::from_secs(5), || {
+        real_view(&d, vip, a.addr).is_some_and(|v| v["effective_weight"] == 3)
+    });
+    let line = listed_line(&listing(&d), a.addr).unwrap();
+    assert_eq!(line.split_whitespace().nth(3), Some("3"), "{line}");
+    std::fs::write(&code, "9").unwrap();
+    wait_for("dynamic weight 7", Duration::from_secs(5), || {
+        real_view(&d, vip, a.addr).is_some_and(|v| v["effective_weight"] == 7)
+    });
+    assert_eq!(real_view(&d, vip, a.addr).unwrap()["real"]["weight"], 10);
+    std::fs::write(&code, "1").unwrap();
+    wait_health(&d, vip, a.addr, "down", Duration::from_secs(5));
+
+    b.stop();
+    wait_health(&d, vip, b.addr, "down", BOUND + Duration::from_secs(5));
+    let ls = listing(&d);
+    let line = listed_line(&ls, b.addr).unwrap_or_else(|| panic!("b stays listed:\n{ls}"));
+    assert_eq!(line.split_whitespace().nth(3), Some("0"), "{line}");
+    assert!(ls.contains("inhibit_on_failure"), "{ls}");
+    assert!(
+        listed_line(&ls, a.addr).is_none(),
+        "a (no inhibit) is not listed:\n{ls}"
+    );
+}
+
+#[test]
+fn sorry_server_answers_when_quorum_is_lost_and_every_real_is_down() {
+    let (mut a, mut b, sorry) = (Web::start("a"), Web::start("b"), Web::start("sorry"));
+    let vip = vip();
+    let vs = format!(
+        "    quorum 2\n    sorry_server {} {}",
+        sorry.addr.ip(),
+        sorry.addr.port()
+    );
+    let (d, _) = start(&conf(
+        vip,
+        &vs,
+        &[(a.addr, 1, TCP_CHECK), (b.addr, 1, TCP_CHECK)],
+    ));
+    wait_health(&d, vip, a.addr, "up", Duration::from_secs(5));
+    let names = fetch_many(vip, 6);
+    assert!(!names.contains(&"sorry".into()), "{names:?}");
+
+    // quorum 2 needs both: with a down, b is gated and the sorry server answers
+    a.stop();
+    wait_health(&d, vip, a.addr, "down", BOUND + Duration::from_secs(5));
+    wait_for("sorry server added", Duration::from_secs(2), || {
+        real_view(&d, vip, sorry.addr).is_some()
+    });
+    assert_eq!(health(&d, vip, b.addr).as_deref(), Some("up"));
+    let names = fetch_many(vip, 6);
+    assert!(
+        names.iter().all(|n| n == "sorry"),
+        "quorum gating: {names:?}"
+    );
+    let v = real_view(&d, vip, b.addr).unwrap();
+    assert_eq!(
+        (
+            v["effective_weight"].clone(),
+            v["health"]["quorum_gated"].clone()
+        ),
+        (0.into(), true.into()),
+        "{v}"
+    );
+    assert!(listing(&d).contains(&format!("  # sorry_server: {}", sorry.addr)));
+
+    b.stop();
+    wait_health(&d, vip, b.addr, "down", BOUND + Duration::from_secs(5));
+    let names = fetch_many(vip, 4);
+    assert!(
+        names.iter().all(|n| n == "sorry"),
+        "every real down: {names:?}"
+    );
+
+    a.restart();
+    b.restart();
+    wait_for(
+        "sorry server removed",
+        BOUND + Duration::from_secs(5),
+        || real_view(&d, vip, sorry.addr).is_none(),
+    );
+    let names = fetch_many(vip, 6);
+    assert!(
+        names.contains(&"a".into()) && names.contains(&"b".into()),
+        "{names:?}"
+    );
+    let metrics = d.get("/metrics").body;
+    for o in [
+        "quorum_lost",
+        "quorum_gained",
+        "sorry_server_on",
+        "sorry_server_off",
+    ] {
+        assert!(
+            metrics.contains(&format!("outcome=\"{o}\"}} 1")),
+            "{o}: {metrics}"
+        );
+    }
+}
