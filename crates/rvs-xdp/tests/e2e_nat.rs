@@ -192,6 +192,9 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
                 .sum::<u64>()
         };
+        let dump =
+            rvs_testbed::Tcpdump::start(Some(&lab.topo.reals[0].ns), "eth0", "tcp dst port 8080")
+                .expect("tcpdump");
         let kernel_before = forwarded_by_kernel();
         let started = Instant::now();
         let counts = curls(&lab, n);
@@ -206,6 +209,9 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
         assert_eq!(counts.get("FAIL"), None, "failed requests: {counts:?}");
         assert_eq!(counts.values().sum::<usize>(), n);
         for i in 0..3 {
+            if n < 100 {
+                break;
+            }
             assert!(
                 counts.get(&format!("real{i}")).copied().unwrap_or(0) > n / 10,
                 "{counts:?}"
@@ -221,6 +227,25 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
             "{:?}",
             after.outcomes
         );
+        let dump = dump.finish().expect("tcpdump");
+        let syns: Vec<&str> = dump.lines().filter(|l| l.contains("Flags [S]")).collect();
+        println!(
+            "SYNs at real0: {}; first: {}",
+            syns.len(),
+            syns.first().unwrap_or(&"")
+        );
+        assert!(!syns.is_empty(), "no SYN captured at real0");
+        // tcpdump prints option 254 as an RFC 6994 experimental option named by its first two
+        // bytes (here the client's port): TOA first, before the client's own options.
+        if fwd == ForwardMethod::FullNat {
+            let without: Vec<&&str> = syns
+                .iter()
+                .filter(|l| !l.contains("options [exp-"))
+                .collect();
+            assert!(without.is_empty(), "SYNs without TOA: {without:?}");
+        } else {
+            assert!(!syns.iter().any(|l| l.contains("exp-")), "TOA on a NAT SYN");
+        }
         let sources = logged_sources(&lab);
         println!("nginx saw: {sources:?}");
         let want = match (fwd == ForwardMethod::Nat, v6) {
