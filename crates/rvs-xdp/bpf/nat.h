@@ -63,11 +63,15 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
 	if ((void *)(eth + 1) > end)
 		return XDP_ABORTED;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (fib.ifindex != ctx->ingress_ifindex) {
+			/* Not in the device map: to the kernel with the MACs it expects. */
+			long a = bpf_redirect_map(&rvs_tx_ports, fib.ifindex, XDP_PASS);
+			if (a != XDP_REDIRECT)
+				return a;
+		}
 		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-		if (fib.ifindex == ctx->ingress_ifindex)
-			return XDP_TX;
-		return bpf_redirect_map(&rvs_tx_ports, fib.ifindex, XDP_PASS);
+		return fib.ifindex == ctx->ingress_ifindex ? XDP_TX : XDP_REDIRECT;
 	}
 	if (fallback_mac) {
 		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);

@@ -6,7 +6,8 @@
 //!
 //! The test runs in a network namespace of its own (unshare), where bpf_fib_lookup finds no
 //! route: packets to a real go out again to the real's resolved MAC (XDP_TX), replies go to the
-//! kernel rewritten (XDP_PASS). Needs root; skips with a message otherwise.
+//! kernel rewritten (XDP_PASS). The last fixtures add routes and neighbours there to check the
+//! FIB path (MACs from bpf_fib_lookup, bpf_redirect_map). Needs root; skips otherwise.
 
 mod common;
 mod nat_support;
@@ -20,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const NAT: u8 = abi::RVS_METHOD_NAT as u8;
 const FNAT: u8 = abi::RVS_METHOD_FULLNAT as u8;
+const XDP_REDIRECT: u32 = 4;
 
 fn v4(d: u8, c: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, c, d))
@@ -577,6 +579,125 @@ fn monotonic() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+fn sh(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A veth `dev` (peer `peer`) with `cidr` and permanent neighbours; its ifindex and MAC.
+fn link(dev: &str, peer: &str, cidr: &str, neighs: &[(&str, &str)]) -> (u32, [u8; 6]) {
+    sh(&[
+        "ip", "link", "add", dev, "type", "veth", "peer", "name", peer,
+    ]);
+    sh(&["ip", "link", "set", dev, "up"]);
+    sh(&["ip", "link", "set", peer, "up"]);
+    sh(&["ip", "addr", "add", cidr, "dev", dev]);
+    for (ip, mac) in neighs {
+        sh(&[
+            "ip",
+            "neigh",
+            "add",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+    let name = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: if_nametoindex reads the NUL-terminated name we pass.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    let out = sh(&["ip", "-o", "link", "show", dev]);
+    let ether = out
+        .split("link/ether ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let mut m = [0u8; 6];
+    for (b, h) in m.iter_mut().zip(ether.split(':')) {
+        *b = u8::from_str_radix(h, 16).unwrap();
+    }
+    (idx, m)
+}
+
+/// With routes and neighbours for the reals' and the client's networks, bpf_fib_lookup
+/// succeeds: the MACs come from it and the packet leaves by bpf_redirect_map (XDP_REDIRECT;
+/// BPF_PROG_TEST_RUN does not transmit). Runs last: it changes routing for every later packet.
+fn fib_path(lab: &mut Lab) {
+    sh(&["ip", "link", "set", "lo", "up"]);
+    let (rx, rmac) = link(
+        "nat0",
+        "nat1",
+        "10.0.2.1/24",
+        &[
+            ("10.0.2.7", "02:00:00:00:aa:07"),
+            ("10.0.2.8", "02:00:00:00:aa:08"),
+        ],
+    );
+    let (cx, cmac) = link(
+        "natc0",
+        "natc1",
+        "192.168.1.1/24",
+        &[("192.168.1.10", "02:00:00:00:aa:c1")],
+    );
+    std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1").unwrap();
+    lab.b.set_tx_port(rx).unwrap();
+    let c = client(false, 40002);
+    let vip = lab.svc(0).vip;
+    let idx = real_for(lab, 0, c);
+    let r = real_sa(lab, idx, 80);
+    let neigh = [0x02, 0, 0, 0, 0xaa, if idx == 0 { 0x07 } else { 0x08 }];
+    let input = from_client(c, vip, TCP, &seg(TCP, ACK, b"fib"));
+    let want = frame(neigh, rmac, c, r, TCP, &seg(TCP, ACK, b"fib"));
+    check(
+        lab,
+        "NAT with a route and neighbour: MACs from the FIB, redirected",
+        &input,
+        XDP_REDIRECT,
+        "nat_forwarded",
+        |_| want,
+    );
+    let input = frame(DIR_MAC, neigh, r, c, TCP, &seg(TCP, ACK, b"back"));
+    let want = frame(DIR_MAC, neigh, vip, c, TCP, &seg(TCP, ACK, b"back"));
+    check(
+        lab,
+        "reply towards an interface not in the device map: to the kernel, MACs untouched",
+        &input,
+        XDP_PASS,
+        "nat_reply",
+        |_| want,
+    );
+    lab.b.set_tx_port(cx).unwrap();
+    let want = frame(
+        [0x02, 0, 0, 0, 0xaa, 0xc1],
+        cmac,
+        vip,
+        c,
+        TCP,
+        &seg(TCP, ACK, b"back"),
+    );
+    check(
+        lab,
+        "reply with a route to the client: MACs from the FIB, redirected",
+        &input,
+        XDP_REDIRECT,
+        "nat_reply",
+        |_| want,
+    );
+}
+
 fn own_netns() {
     // SAFETY: unshare only changes this thread's network namespace.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
@@ -600,10 +721,11 @@ fn nat_fixtures() {
     fullnat(&mut lab);
     icmp(&mut lab);
     malformed(&mut lab);
+    table_full_and_sweep();
+    fib_path(&mut lab);
     let n = lab.ran.len();
     println!("{n} NAT/FULLNAT fixtures passed");
     assert!(n >= 40, "only {n} fixtures");
     let svc0 = lab.b.counters(0).unwrap();
     assert!(svc0.conns >= 3 && svc0.packets > svc0.conns, "{svc0:?}");
-    table_full_and_sweep();
 }
