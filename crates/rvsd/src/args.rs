@@ -18,8 +18,8 @@ pub struct Args {
     pub ipvsadm_rules: Option<PathBuf>,
 
     /// keepalived.conf: its virtual_server / real_server blocks are loaded after the rule file
-    /// (health checkers and VRRP from it are not started by rvsd yet; unsupported keywords are
-    /// logged as warnings).
+    /// and its health checkers run (VRRP is not run yet; unsupported keywords are logged as
+    /// warnings with file:line). See docs/keepalived.md.
     #[arg(long, value_name = "FILE")]
     pub keepalived_conf: Option<PathBuf>,
 
