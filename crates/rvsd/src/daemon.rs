@@ -76,6 +76,8 @@ impl Daemon {
     ) -> Result<T, UpdateError> {
         let mut next = self.desired.clone();
         let out = edit(&mut next)?;
+        // observed health is the checkers' to say, whatever the edit (e.g. `PUT /v1/state`) carried
+        self.health.overlay(&mut next);
         self.engines.apply(&next);
         self.desired = next;
         self.ready = true;

@@ -91,9 +91,30 @@ impl HealthBook {
         self.sorry.remove(service);
     }
 
-    /// After a reload built a fresh state: put back the sorry servers the daemon added and the
-    /// quorum gating, so that reloading does not flap them (the supervisors keep running).
-    pub fn reapply(&self, state: &mut DesiredState) {
+    /// Forget the services that will not be checked any more (before a reload is applied).
+    pub fn retain_checked(&mut self, configs: &[VirtualServerHealth]) {
+        let checked = |k: &ServiceKey| configs.iter().any(|c| c.service == *k && has_checkers(c));
+        self.reals.retain(|(s, _), _| checked(s));
+        self.sorry.retain(|s, _| checked(s));
+    }
+
+    /// Put what the checkers observed onto a state about to be applied (every update: API
+    /// edits, `PUT /v1/state`, reloads): each checked real's health and dynamic weight, the
+    /// quorum gating, and an active sorry server the daemon added — so no edit resets them
+    /// and a reload does not flap them.
+    pub fn overlay(&self, state: &mut DesiredState) {
+        for ((key, addr), o) in &self.reals {
+            let Some(r) = state
+                .services
+                .get_mut(key)
+                .and_then(|s| s.reals.get_mut(addr))
+            else {
+                continue;
+            };
+            let gated = self.sorry.get(key).is_some_and(|s| s.addr != *addr);
+            r.health = o.view.state;
+            r.dynamic_weight = if gated { Some(0) } else { o.dynamic_weight };
+        }
         for (key, sorry) in &self.sorry {
             let Some(svc) = state.services.get_mut(key) else {
                 continue;
@@ -107,11 +128,6 @@ impl HealthBook {
                     .unwrap_or_default();
                 svc.reals
                     .insert(sorry.addr, RealServer::new(sorry.addr, method, 1));
-            }
-            for (addr, r) in svc.reals.iter_mut() {
-                if *addr != sorry.addr && self.reals.contains_key(&(*key, *addr)) {
-                    r.dynamic_weight = Some(0);
-                }
             }
         }
     }

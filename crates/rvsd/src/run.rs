@@ -206,7 +206,7 @@ fn reload(
     let mut d = api::lock(shared);
     carry_observed(d.desired(), &mut config.state);
     crate::health::reset_unchecked(&mut config.state, &health_cfg);
-    d.health.reapply(&mut config.state);
+    d.health.retain_checked(&health_cfg);
     let changes = rvs_core::desired::diff(d.desired(), &config.state);
     let applied = d.replace(config.state);
     drop(d);

@@ -63,6 +63,23 @@ fn wait_health(
     })
 }
 
+/// Set every `"health"` string in a JSON document to `"unknown"`.
+fn forget_health(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "health" && x.is_string() {
+                    *x = "unknown".into();
+                } else {
+                    forget_health(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(forget_health),
+        _ => {}
+    }
+}
+
 #[test]
 fn stopped_real_is_removed_in_time_gets_no_new_connections_and_comes_back() {
     let (mut a, b) = (Web::start("a"), Web::start("b"));
@@ -95,6 +112,16 @@ fn stopped_real_is_removed_in_time_gets_no_new_connections_and_comes_back() {
             .is_some_and(|e| !e.is_empty()),
         "{v}"
     );
+    // a whole-state replace (rvsadm -R) that says "unknown" does not resurrect it
+    let mut state = d.get("/v1/state").json();
+    forget_health(&mut state);
+    assert!(
+        state.to_string().contains("\"health\":\"unknown\""),
+        "{state}"
+    );
+    let put = d.req("PUT", "/v1/state", Some(&state.to_string()));
+    assert!(put.status < 300, "{put:?}");
+    assert_eq!(real_view(&d, vip, a.addr).unwrap()["effective_weight"], 0);
     let names = fetch_many(vip, 10);
     assert!(
         names.iter().all(|n| n == "b"),
