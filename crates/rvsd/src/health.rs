@@ -49,6 +49,8 @@ pub struct HealthBook {
     reals: BTreeMap<(ServiceKey, SocketAddr), Observed>,
     sorry: BTreeMap<ServiceKey, Sorry>,
     counts: BTreeMap<&'static str, u64>,
+    /// Checks run and failed, from the supervisors (see [`HealthManager::publish`]).
+    checks: (u64, u64),
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -78,7 +80,14 @@ impl HealthBook {
 
     /// Counters for the stats outcomes and `/metrics` (`health.<name>`).
     pub fn outcomes(&self) -> impl Iterator<Item = (String, u64)> + '_ {
-        self.counts.iter().map(|(k, v)| (format!("health.{k}"), *v))
+        let (checks, failures) = self.checks;
+        self.counts
+            .iter()
+            .map(|(k, v)| (format!("health.{k}"), *v))
+            .chain([
+                ("health.checks".to_string(), checks),
+                ("health.check_failures".to_string(), failures),
+            ])
     }
 
     fn count(&mut self, name: &'static str) {
@@ -271,6 +280,8 @@ struct Running {
 #[derive(Default)]
 pub struct HealthManager {
     running: BTreeMap<ServiceKey, Running>,
+    /// Checks run and failed by supervisors already stopped (counters stay monotonic).
+    retired: (u64, u64),
 }
 
 /// Whether a reload may keep a service's running checks (and their verdicts): nothing but real
@@ -315,6 +326,9 @@ impl HealthManager {
             .collect();
         for key in stale {
             if let Some(r) = self.running.remove(&key) {
+                let s = r.supervisor.stats();
+                self.retired.0 += s.checks;
+                self.retired.1 += s.failures;
                 r.forward.abort();
                 tokio::spawn(r.supervisor.shutdown());
                 api::lock(shared).health.forget(&key);
@@ -343,6 +357,17 @@ impl HealthManager {
                 },
             );
         }
+    }
+
+    /// Copy the checks-run and failure counters into the daemon's book (every rate tick).
+    pub fn publish(&self, shared: &api::Shared) {
+        let (mut checks, mut failures) = self.retired;
+        for r in self.running.values() {
+            let s = r.supervisor.stats();
+            checks += s.checks;
+            failures += s.failures;
+        }
+        api::lock(shared).health.checks = (checks, failures);
     }
 
     /// Services being checked.

@@ -162,7 +162,10 @@ async fn serve(
             _ = hup.recv() => reload(&shared, &sources, &args, &cfg, &mut health),
             _ = term.recv() => { tracing::info!("SIGTERM: exiting"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: exiting"); break; }
-            _ = tick.tick() => api::lock(&shared).sample(Instant::now()),
+            _ = tick.tick() => {
+                api::lock(&shared).sample(Instant::now());
+                health.publish(&shared);
+            }
         }
     }
     health.shutdown().await;

@@ -303,6 +303,10 @@ fn sorry_server_answers_when_quorum_is_lost_and_every_real_is_down() {
         "{names:?}"
     );
     let metrics = d.get("/metrics").body;
+    assert!(
+        metrics.contains("outcome=\"checks\"}") && !metrics.contains("outcome=\"checks\"} 0"),
+        "{metrics}"
+    );
     for o in [
         "quorum_lost",
         "quorum_gained",
