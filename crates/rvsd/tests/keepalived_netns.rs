@@ -162,3 +162,95 @@ fn nginx_reals_in_namespaces_fail_recover_digest_and_sorry_server() {
     assert_eq!(fetch(4), vec!["sorry"; 4]);
     drop(n1);
 }
+
+#[test]
+fn nginx_reals_in_namespaces_misc_dynamic_inhibit_and_quorum() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipped: needs root (network namespaces)");
+        return;
+    }
+    let topo = Topology::build(Kind::FullNat, 3).unwrap();
+    let dir_ns = &topo.director.ns;
+    dir_ns.add_addr("lo", &format!("{}/32", topo.vip4)).unwrap();
+    let vip = SocketAddr::new(IpAddr::V4(topo.vip4), 80);
+    let addr = |i: usize| SocketAddr::new(IpAddr::V4(topo.reals[i].ip4), 80);
+    let (r0, r1, sorry) = (addr(0), addr(1), addr(2));
+    let start =
+        |i: usize, body: &str| Nginx::start(Some(&topo.reals[i].ns), addr(i), body).unwrap();
+    let n0 = start(0, "r0");
+    let _n1 = start(1, "r1");
+    let _ns = start(2, "sorry");
+    let url = format!("http://{vip}/client");
+    let fetch = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| curl(Some(&topo.client.ns), &url).map_or("-".into(), |b| b.trim().to_string()))
+            .collect()
+    };
+
+    // r0: TCP_CHECK with inhibit_on_failure; r1: MISC_CHECK whose exit code is in a file
+    let tmp = TempDir::new();
+    let code = tmp.0.join("code");
+    std::fs::write(&code, "4").unwrap();
+    let misc = format!(
+        "        MISC_CHECK {{\n            misc_path \"/bin/sh -c 'exit $(cat {})'\"\n            misc_dynamic\n        }}",
+        code.display()
+    );
+    let tcp = "        inhibit_on_failure\n        TCP_CHECK {\n            connect_timeout 1\n            retry 1\n            delay_before_retry 1\n        }";
+    let text = format!(
+        "virtual_server {} 80 {{\n    delay_loop 1\n    lb_algo wrr\n    lb_kind FNAT\n    quorum 2\n    sorry_server {} 80\n    \
+         real_server {} 80 {{\n        weight 1\n{tcp}\n    }}\n    real_server {} 80 {{\n        weight 5\n{misc}\n    }}\n}}\n",
+        vip.ip(),
+        sorry.ip(),
+        r0.ip(),
+        r1.ip()
+    );
+    let path = tmp.0.join("keepalived.conf");
+    std::fs::write(&path, text).unwrap();
+    let d = Rvsd::start_in(
+        dir_ns,
+        "",
+        &[
+            "--keepalived-conf",
+            path.to_str().unwrap(),
+            "--engine",
+            "proxy",
+        ],
+    );
+    // exit 4 → misc_dynamic weight 2
+    wait_for("r1 weight 2", Duration::from_secs(5), || {
+        keepalived_common::real_view(&d, vip, r1).is_some_and(|v| v["effective_weight"] == 2)
+    });
+    let line = keepalived_common::listed_line(&keepalived_common::listing(&d), r1).unwrap();
+    assert_eq!(line.split_whitespace().nth(3), Some("2"), "{line}");
+    let names = fetch(6);
+    assert!(
+        names.contains(&"r0".into()) && names.contains(&"r1".into()),
+        "{names:?}"
+    );
+
+    // r0 down: listed at weight 0 (inhibit); live weight 2 still meets quorum 2
+    stop_nginx(n0);
+    wait_for("r0 down", BOUND + Duration::from_secs(5), || {
+        health_of(&d, vip, r0).as_deref() == Some("down")
+    });
+    let ls = keepalived_common::listing(&d);
+    let line =
+        keepalived_common::listed_line(&ls, r0).unwrap_or_else(|| panic!("r0 listed:\n{ls}"));
+    assert_eq!(line.split_whitespace().nth(3), Some("0"), "{line}");
+    assert_eq!(fetch(6), vec!["r1"; 6]);
+
+    // the script now says weight 1: below quorum 2 → the sorry server serves, r1 is gated
+    std::fs::write(&code, "3").unwrap();
+    wait_for("sorry server in", Duration::from_secs(5), || {
+        keepalived_common::real_view(&d, vip, sorry).is_some()
+    });
+    assert_eq!(health_of(&d, vip, r1).as_deref(), Some("up"));
+    assert_eq!(fetch(6), vec!["sorry"; 6]);
+
+    // weight 3 again: quorum back, the sorry server leaves
+    std::fs::write(&code, "5").unwrap();
+    wait_for("sorry server out", Duration::from_secs(5), || {
+        keepalived_common::real_view(&d, vip, sorry).is_none()
+    });
+    assert_eq!(fetch(6), vec!["r1"; 6]);
+}
