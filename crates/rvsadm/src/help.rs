@@ -17,6 +17,7 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm -h | -v
   rvsadm realserver setup|teardown --vip ADDR --method dr|tun
+  rvsadm --check-config FILE     (check a keepalived.conf, like keepalived -t)
 
 virtual-service:
   --tcp-service|-t addr:port | --udp-service|-u addr:port | --sctp-service addr:port
