@@ -14,6 +14,8 @@
  * - rvs_fnat_pools: FULLNAT local addresses of each service (by service index).
  * - rvs_real_ports: a real's port (network order) by real index; 0 = the service's port.
  * - rvs_tx_ports: device map of the interfaces NAT may send out of (key = value = ifindex).
+ * - rvs_nh_cache / rvs_nh_clients: per CPU, the FIB's answer for the way to each real / to
+ *   client addresses (LRU), kept 1 s, so route and neighbour changes apply within a second.
  */
 #ifndef RVS_CONNTRACK_H
 #define RVS_CONNTRACK_H
@@ -56,6 +58,50 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } rvs_tx_ports SEC(".maps");
+
+/* Next hop towards a real, cached per CPU for RVS_NH_CACHE_NS (not part of the ABI). */
+#define RVS_NH_CACHE_NS 1000000000ULL
+struct rvs_nh {
+	__u64 expires_ns;
+	__u32 addr[4];  /* the real's address (a real index may be reused) */
+	__u32 ingress;  /* the interface the packet came in on when this was looked up */
+	__u32 ifindex;  /* out */
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_REALS);
+	__type(key, __u32);
+	__type(value, struct rvs_nh);
+} rvs_nh_cache SEC(".maps");
+
+/* Next hop towards a client (replies), per CPU, by (address, ingress interface). */
+struct rvs_nh_key {
+	__u32 addr[4];
+	__u32 ingress;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct rvs_nh_key);
+	__type(value, struct rvs_nh);
+} rvs_nh_clients SEC(".maps");
+
+/* Per-CPU scratch for building a rvs_nh_clients entry off the (full) stack. */
+struct rvs_nh_scratch {
+	struct rvs_nh_key key;
+	struct rvs_nh val;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rvs_nh_scratch);
+} rvs_nh_scratch SEC(".maps");
 
 /* The port a real listens on for a service on `vport` (both network order). */
 static __always_inline __u16 rvs_real_port(__u32 idx, __u16 vport)

@@ -14,8 +14,9 @@
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
- * Out: bpf_fib_lookup finds the next hop. Same interface → XDP_TX; another one →
- * bpf_redirect_map through rvs_tx_ports (XDP_PASS when the interface is not in it). When the
+ * Out: bpf_fib_lookup finds the next hop (cached per CPU for a second: rvs_nh_cache towards
+ * reals, rvs_nh_clients towards clients). Same interface → XDP_TX; another one → bpf_redirect_map through rvs_tx_ports
+ * (XDP_PASS, MACs untouched, when the interface is not in it). When the
  * lookup does not succeed (e.g. no neighbour entry yet) a packet to a real whose MAC the engine
  * resolved goes out again (XDP_TX) to that MAC, anything else goes to the kernel already
  * rewritten (XDP_PASS), which forwards it.
@@ -39,15 +40,54 @@
 #define RVS_TCP_SYN 0x02
 #define RVS_TCP_ACK 0x10
 
-static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat_tuple *t,
-					__u8 family, __u8 proto, const __u8 *fallback_mac)
+/* Send out by a next hop the FIB found: XDP_TX on the same interface, else bpf_redirect_map
+ * (XDP_PASS with the MACs untouched when the interface is not in the device map: the kernel
+ * would drop a frame not addressed to it). */
+static __always_inline int rvs_nh_send(struct xdp_md *ctx, __u32 ifindex, const __u8 *dmac,
+				       const __u8 *smac)
 {
+	if (ifindex != ctx->ingress_ifindex) {
+		long a = bpf_redirect_map(&rvs_tx_ports, ifindex, XDP_PASS);
+		if (a != XDP_REDIRECT)
+			return a;
+	}
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_ABORTED;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	return ifindex == ctx->ingress_ifindex ? XDP_TX : XDP_REDIRECT;
+}
+
+/* `real` (a real index) or RVS_NO_REAL (a client): the next hop is cached in rvs_nh_cache /
+ * rvs_nh_clients (keys and values built in rvs_nh_scratch: the stack is nearly full). */
+static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat_tuple *t,
+				   const __u8 *fallback_mac, __u32 real)
+{
+	__u32 zero = 0;
+	struct rvs_nh_scratch *sc = bpf_map_lookup_elem(&rvs_nh_scratch, &zero);
+	if (!sc)
+		return XDP_ABORTED;
+	struct rvs_nh *nh;
+	sc->key.ingress = ctx->ingress_ifindex;
+	__builtin_memcpy(sc->key.addr, t->dst, 16);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (real != RVS_NO_REAL)
+		nh = bpf_map_lookup_elem(&rvs_nh_cache, &real);
+	else
+		nh = bpf_map_lookup_elem(&rvs_nh_clients, &sc->key);
+	if (nh && now < nh->expires_ns && nh->ingress == ctx->ingress_ifindex &&
+	    nh->addr[0] == t->dst[0] && nh->addr[1] == t->dst[1] && nh->addr[2] == t->dst[2] &&
+	    nh->addr[3] == t->dst[3])
+		return rvs_nh_send(ctx, nh->ifindex, nh->dmac, nh->smac);
 	struct bpf_fib_lookup fib = {};
 	fib.ifindex = ctx->ingress_ifindex;
-	fib.l4_protocol = proto;
+	fib.l4_protocol = t->proto;
 	fib.sport = t->sport;
 	fib.dport = t->dport;
-	if (family == RVS_FAMILY_V4) {
+	if (t->family == RVS_FAMILY_V4) {
 		fib.family = RVS_AF_INET;
 		fib.ipv4_src = t->src[0];
 		fib.ipv4_dst = t->dst[0];
@@ -63,15 +103,20 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
 	if ((void *)(eth + 1) > end)
 		return XDP_ABORTED;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (fib.ifindex != ctx->ingress_ifindex) {
-			/* Not in the device map: to the kernel with the MACs it expects. */
-			long a = bpf_redirect_map(&rvs_tx_ports, fib.ifindex, XDP_PASS);
-			if (a != XDP_REDIRECT)
-				return a;
+		struct rvs_nh *v = &sc->val;
+		v->expires_ns = now + RVS_NH_CACHE_NS;
+		v->ingress = ctx->ingress_ifindex;
+		v->ifindex = fib.ifindex;
+		__builtin_memcpy(v->addr, t->dst, 16);
+		__builtin_memcpy(v->dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(v->smac, fib.smac, ETH_ALEN);
+		if (real != RVS_NO_REAL) {
+			if (nh)
+				*nh = *v;
+		} else {
+			bpf_map_update_elem(&rvs_nh_clients, &sc->key, v, BPF_ANY);
 		}
-		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-		return fib.ifindex == ctx->ingress_ifindex ? XDP_TX : XDP_REDIRECT;
+		return rvs_nh_send(ctx, fib.ifindex, fib.dmac, fib.smac);
 	}
 	if (fallback_mac) {
 		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
@@ -112,7 +157,8 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 		return XDP_DROP;
 	}
 	struct rvs_nat_tuple t = { .sport = pkt->flow.sport,
-				   .dport = rvs_real_port(idx, pkt->flow.dport) };
+				   .dport = rvs_real_port(idx, pkt->flow.dport),
+				   .family = pkt->flow.family, .proto = pkt->flow.proto };
 	__builtin_memcpy(t.src, pkt->flow.src, 16);
 	__builtin_memcpy(t.dst, real->addr, 16);
 	int fullnat = real->method == RVS_METHOD_FULLNAT;
@@ -159,8 +205,7 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 	}
 	rvs_count(svc->index, pkt->l3_len, new_conn);
 	rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
-	return rvs_nat_xmit(ctx, &t, pkt->flow.family, pkt->flow.proto,
-			    real->has_mac ? real->mac : 0);
+	return rvs_nat_xmit(ctx, &t, real->has_mac ? real->mac : 0, idx);
 }
 
 /* A packet that matched no service: if it is a reply of a NAT/FULLNAT flow (or an ICMP error
@@ -171,7 +216,8 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 	const struct rvs_flow_key *orig = bpf_map_lookup_elem(&rvs_nat_rev, &pkt->flow);
 	if (!orig)
 		return 0;
-	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport };
+	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport,
+				   .family = pkt->flow.family, .proto = pkt->flow.proto };
 	__builtin_memcpy(t.src, orig->dst, 16);
 	__builtin_memcpy(t.dst, orig->src, 16);
 	rvs_nat_touch(orig, pkt);
@@ -183,7 +229,7 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 		return 1;
 	}
 	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_NAT_REPLY;
-	*action = rvs_nat_xmit(ctx, &t, pkt->flow.family, pkt->flow.proto, 0);
+	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL);
 	return 1;
 }
 

@@ -22,6 +22,9 @@ struct rvs_nat_tuple {
 	__u32 dst[4];
 	__u16 sport;
 	__u16 dport;
+	__u8 family; /* for the next-hop lookup (nat.h) */
+	__u8 proto;
+	__u8 pad[2];
 };
 
 static __always_inline void rvs_acc16(__u64 *d, __u16 old, __u16 new)

@@ -636,6 +636,15 @@ fn link(dev: &str, peer: &str, cidr: &str, neighs: &[(&str, &str)]) -> (u32, [u8
 /// succeeds: the MACs come from it and the packet leaves by bpf_redirect_map (XDP_REDIRECT;
 /// BPF_PROG_TEST_RUN does not transmit). Runs last: it changes routing for every later packet.
 fn fib_path(lab: &mut Lab) {
+    // SAFETY: a zeroed cpu_set_t with CPU 0 set; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0
+        );
+    }
     sh(&["ip", "link", "set", "lo", "up"]);
     let (rx, rmac) = link(
         "nat0",
@@ -667,7 +676,18 @@ fn fib_path(lab: &mut Lab) {
         &input,
         XDP_REDIRECT,
         "nat_forwarded",
-        |_| want,
+        |_| want.clone(),
+    );
+    // The neighbour goes away: the FIB alone would now fail (and the real's own MAC be used);
+    // the per-CPU cache (this thread is pinned to one CPU) still has the next hop.
+    sh(&["ip", "neigh", "del", &r.ip().to_string(), "dev", "nat0"]);
+    check(
+        lab,
+        "NAT again, neighbour gone: next hop from the per-CPU cache",
+        &input,
+        XDP_REDIRECT,
+        "nat_forwarded",
+        |_| want.clone(),
     );
     let input = frame(DIR_MAC, neigh, r, c, TCP, &seg(TCP, ACK, b"back"));
     let want = frame(DIR_MAC, neigh, vip, c, TCP, &seg(TCP, ACK, b"back"));
