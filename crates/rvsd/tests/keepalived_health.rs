@@ -84,10 +84,16 @@ fn forget_health(v: &mut serde_json::Value) {
 fn stopped_real_is_removed_in_time_gets_no_new_connections_and_comes_back() {
     let (mut a, b) = (Web::start("a"), Web::start("b"));
     let vip = vip();
+    let notes = TempDir::new();
+    let log = notes.0.join("notify.log");
+    let with_notify = format!(
+        "        notify_down \"echo down >> {0}\"\n        notify_up \"echo up >> {0}\"\n{TCP_CHECK}",
+        log.display()
+    );
     let (d, _) = start(&conf(
         vip,
         "",
-        &[(a.addr, 1, TCP_CHECK), (b.addr, 1, TCP_CHECK)],
+        &[(a.addr, 1, &with_notify), (b.addr, 1, TCP_CHECK)],
     ));
     wait_health(&d, vip, a.addr, "up", Duration::from_secs(5));
     let names = fetch_many(vip, 6);
@@ -145,6 +151,9 @@ fn stopped_real_is_removed_in_time_gets_no_new_connections_and_comes_back() {
     );
     let names = fetch_many(vip, 6);
     assert!(names.contains(&"a".into()), "a serves again: {names:?}");
+    wait_for("notify commands ran", Duration::from_secs(3), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t == "down\nup\n")
+    });
     let metrics = d.get("/metrics").body;
     assert!(
         metrics.contains("rvs_outcomes_total{engine=\"health\",outcome=\"real_down\"} 1"),
