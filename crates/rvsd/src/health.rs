@@ -428,3 +428,7 @@ pub fn describe(cfg: &VirtualServerHealth) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "health_tests.rs"]
+mod tests;

@@ -1,0 +1,165 @@
+//! Unit tests of [`super`]: events applied to a daemon without engines.
+
+use super::*;
+use crate::engines::EngineManager;
+use rvs_health::HealthEvent;
+
+const CONF: &str = "virtual_server 10.0.0.3 80 {\n    lb_kind NAT\n    sorry_server 10.0.0.9 80\n    \
+    real_server 10.0.0.7 80 {\n        weight 4\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n    \
+    real_server 10.0.0.8 80 {\n        weight 2\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n}\n";
+
+fn parse(text: &str) -> rvs_config::keepalived::KeepalivedConfig {
+    rvs_config::keepalived::parse_str(text, std::path::Path::new("k.conf")).unwrap()
+}
+
+fn daemon() -> (Daemon, ServiceKey) {
+    let cfg = parse(CONF);
+    let mut d = Daemon::new(EngineManager::new(Vec::new(), Default::default()));
+    d.replace(cfg.desired).unwrap();
+    (d, cfg.virtual_servers[0].service)
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn real_event(
+    service: ServiceKey,
+    real: &str,
+    health: Health,
+    dynamic: Option<u32>,
+) -> SupervisorEvent {
+    SupervisorEvent::Real(HealthEvent {
+        service,
+        real: addr(real),
+        health,
+        dynamic_weight: dynamic,
+        inhibit: false,
+        since: SystemTime::now(),
+        last_error: (health == Health::Down).then(|| "refused".to_string()),
+    })
+}
+
+fn weight(d: &Daemon, key: &ServiceKey, real: &str) -> Option<u32> {
+    d.desired().services[key]
+        .reals
+        .get(&addr(real))
+        .map(|r| r.effective_weight())
+}
+
+fn outcome(d: &Daemon, name: &str) -> u64 {
+    d.health
+        .outcomes()
+        .find(|(k, _)| k == name)
+        .map_or(0, |(_, v)| v)
+}
+
+#[test]
+fn transitions_change_effective_weights_and_are_counted_after_the_initial_state() {
+    let (mut d, key) = daemon();
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Up, None));
+    assert_eq!(
+        outcome(&d, "health.real_up"),
+        0,
+        "the initial state is not a transition"
+    );
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Down, None));
+    assert_eq!(weight(&d, &key, "10.0.0.7:80"), Some(0));
+    assert_eq!(
+        d.desired().services[&key].reals[&addr("10.0.0.7:80")].weight,
+        4
+    );
+    let v = d.health.view(&key, &addr("10.0.0.7:80")).unwrap();
+    assert_eq!(
+        (v.state, v.last_error.as_deref()),
+        (Health::Down, Some("refused"))
+    );
+    assert_eq!(outcome(&d, "health.real_down"), 1);
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Up, Some(9)));
+    assert_eq!(weight(&d, &key, "10.0.0.7:80"), Some(9));
+    assert_eq!(outcome(&d, "health.real_up"), 1);
+    assert_eq!(outcome(&d, "health.dynamic_weight_changed"), 1);
+    assert!(d.health.view(&key, &addr("10.0.0.1:80")).is_none());
+}
+
+#[test]
+fn sorry_server_gates_the_live_reals_and_survives_a_whole_state_replace() {
+    let (mut d, key) = daemon();
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Down, None));
+    apply_event(&mut d, real_event(key, "10.0.0.8:80", Health::Up, None));
+    let sorry = |active| SupervisorEvent::SorryServer {
+        service: key,
+        addr: addr("10.0.0.9:80"),
+        active,
+    };
+    apply_event(&mut d, sorry(true));
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(1));
+    assert_eq!(
+        weight(&d, &key, "10.0.0.8:80"),
+        Some(0),
+        "gated while the sorry server serves"
+    );
+    assert!(
+        d.health
+            .view(&key, &addr("10.0.0.8:80"))
+            .unwrap()
+            .quorum_gated
+    );
+    assert!(
+        d.health
+            .view(&key, &addr("10.0.0.9:80"))
+            .unwrap()
+            .sorry_server
+    );
+    let sorry_method = d.desired().services[&key].reals[&addr("10.0.0.9:80")].method;
+    assert_eq!(sorry_method, rvs_core::model::ForwardMethod::Nat);
+
+    // a replace from the original file (no sorry server, health unknown) changes none of it
+    d.replace(parse(CONF).desired).unwrap();
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(1));
+    assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(0));
+    assert_eq!(weight(&d, &key, "10.0.0.7:80"), Some(0));
+
+    apply_event(&mut d, sorry(false));
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), None, "removed again");
+    assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(2));
+    assert_eq!(
+        (
+            outcome(&d, "health.sorry_server_on"),
+            outcome(&d, "health.sorry_server_off")
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn reload_keeps_checks_only_when_weights_cannot_matter() {
+    let base = parse(CONF).virtual_servers.remove(0);
+    let with = |from: &str, to: &str| parse(&CONF.replace(from, to)).virtual_servers.remove(0);
+    assert!(same_checks(&base, &base.clone()));
+    assert!(same_checks(&base, &with("weight 4", "weight 7")));
+    assert!(!same_checks(&base, &with("weight 4", "weight 0")));
+    assert!(!same_checks(
+        &base,
+        &with("lb_kind NAT", "lb_kind NAT\n    quorum 3")
+    ));
+    assert!(!same_checks(
+        &base,
+        &with(
+            "connect_timeout 1\n        }\n    }\n    real_server 10.0.0.8",
+            "connect_timeout 2\n        }\n    }\n    real_server 10.0.0.8"
+        )
+    ));
+}
+
+#[test]
+fn services_no_longer_checked_lose_their_verdicts() {
+    let (mut d, key) = daemon();
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Down, None));
+    d.health.retain_checked(&[]);
+    let mut state = d.desired().clone();
+    reset_unchecked(&mut state, &[]);
+    d.replace(state).unwrap();
+    assert_eq!(weight(&d, &key, "10.0.0.7:80"), Some(4));
+    assert!(d.health.view(&key, &addr("10.0.0.7:80")).is_none());
+}
