@@ -14,17 +14,15 @@
 //!   since when, last error, `inhibit_on_failure`) and counts transitions for `/metrics` and
 //!   the stats outcomes (`health.*`).
 
-use crate::api;
 use crate::daemon::Daemon;
 use rvs_api::RealHealthView;
 use rvs_config::keepalived::VirtualServerHealth;
 use rvs_core::desired::DesiredState;
 use rvs_core::model::{Health, RealServer, ServiceKey};
-use rvs_health::{HealthEvent, HealthSupervisor, SupervisorEvent};
+use rvs_health::{HealthEvent, SupervisorEvent};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::task::JoinHandle;
 
 /// What the checkers reported about one real.
 #[derive(Debug, Clone)]
@@ -253,6 +251,30 @@ fn on_sorry(d: &mut Daemon, service: ServiceKey, addr: SocketAddr, active: bool)
     }
 }
 
+/// A service's checks stopped (reload): forget its verdicts, take out the sorry server the
+/// daemon added and lift the gating. Restarted checks report every real again at once.
+fn release(d: &mut Daemon, key: &ServiceKey) {
+    let sorry = d.health.sorry.get(key).copied();
+    d.health.forget(key);
+    let Some(sorry) = sorry else { return };
+    let lifted = d.update(|st| {
+        if let Some(svc) = st.services.get_mut(key) {
+            if sorry.added {
+                svc.reals.remove(&sorry.addr);
+            }
+            for r in svc.reals.values_mut() {
+                if r.dynamic_weight == Some(0) {
+                    r.dynamic_weight = None;
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = lifted {
+        tracing::error!(service = %key, error = %e, "cannot take out the sorry server");
+    }
+}
+
 /// Carry out one supervisor event.
 pub fn apply_event(d: &mut Daemon, ev: SupervisorEvent) {
     match ev {
@@ -269,166 +291,11 @@ pub fn apply_event(d: &mut Daemon, ev: SupervisorEvent) {
     }
 }
 
-/// One service being checked.
-struct Running {
-    cfg: VirtualServerHealth,
-    supervisor: HealthSupervisor,
-    forward: JoinHandle<()>,
-}
+mod manager;
 
-/// The running supervisors, one per checked service.
-#[derive(Default)]
-pub struct HealthManager {
-    running: BTreeMap<ServiceKey, Running>,
-    /// Checks run and failed by supervisors already stopped (counters stay monotonic).
-    retired: (u64, u64),
-}
+use manager::has_checkers;
 
-/// Whether a reload may keep a service's running checks (and their verdicts): nothing but real
-/// weights changed, and those only in ways that cannot change quorum (`quorum 1`, no
-/// `hysteresis`, no weight going to or from 0).
-fn same_checks(old: &VirtualServerHealth, new: &VirtualServerHealth) -> bool {
-    if old == new {
-        return true;
-    }
-    if old.reals.len() != new.reals.len() || (new.quorum, new.hysteresis) != (1, 0) {
-        return false;
-    }
-    let mut unweighted = new.clone();
-    for (n, o) in unweighted.reals.iter_mut().zip(&old.reals) {
-        if (n.weight == 0) != (o.weight == 0) {
-            return false;
-        }
-        n.weight = o.weight;
-    }
-    unweighted == *old
-}
-
-/// Whether a service has anything to check.
-fn has_checkers(cfg: &VirtualServerHealth) -> bool {
-    cfg.reals.iter().any(|r| !r.checkers.is_empty())
-}
-
-impl HealthManager {
-    /// Make the running checks match `configs`: stop those gone or changed, start new or
-    /// changed ones, leave the rest running. Must be called inside the tokio runtime.
-    pub fn sync(&mut self, shared: &api::Shared, configs: &[VirtualServerHealth]) {
-        let wanted: BTreeMap<ServiceKey, &VirtualServerHealth> = configs
-            .iter()
-            .filter(|c| has_checkers(c))
-            .map(|c| (c.service, c))
-            .collect();
-        let stale: Vec<ServiceKey> = self
-            .running
-            .iter()
-            .filter(|(k, r)| wanted.get(k).is_none_or(|c| !same_checks(&r.cfg, c)))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in stale {
-            if let Some(r) = self.running.remove(&key) {
-                let s = r.supervisor.stats();
-                self.retired.0 += s.checks;
-                self.retired.1 += s.failures;
-                r.forward.abort();
-                tokio::spawn(r.supervisor.shutdown());
-                api::lock(shared).health.forget(&key);
-                tracing::info!(service = %key, "health checks stopped");
-            }
-        }
-        for (key, cfg) in wanted {
-            if self.running.contains_key(&key) {
-                continue;
-            }
-            let (supervisor, mut events) = HealthSupervisor::start(std::slice::from_ref(cfg));
-            let sh = shared.clone();
-            let forward = tokio::spawn(async move {
-                while let Some(ev) = events.recv().await {
-                    apply_event(&mut api::lock(&sh), ev);
-                }
-            });
-            let checkers: usize = cfg.reals.iter().map(|r| r.checkers.len()).sum();
-            tracing::info!(service = %key, checkers, "health checks started");
-            self.running.insert(
-                key,
-                Running {
-                    cfg: cfg.clone(),
-                    supervisor,
-                    forward,
-                },
-            );
-        }
-    }
-
-    /// Copy the checks-run and failure counters into the daemon's book (every rate tick).
-    pub fn publish(&self, shared: &api::Shared) {
-        let (mut checks, mut failures) = self.retired;
-        for r in self.running.values() {
-            let s = r.supervisor.stats();
-            checks += s.checks;
-            failures += s.failures;
-        }
-        api::lock(shared).health.checks = (checks, failures);
-    }
-
-    /// Services being checked.
-    pub fn services(&self) -> Vec<ServiceKey> {
-        self.running.keys().copied().collect()
-    }
-
-    /// Stop everything, running the `omega` notifications.
-    pub async fn shutdown(self) {
-        for (_, r) in self.running {
-            r.forward.abort();
-            r.supervisor.shutdown().await;
-        }
-    }
-}
-
-/// After a reload: services that no longer have checkers lose their observed health (it would
-/// never change again); the others keep it until their checkers say otherwise.
-pub fn reset_unchecked(state: &mut DesiredState, configs: &[VirtualServerHealth]) {
-    for (key, svc) in state.services.iter_mut() {
-        if configs.iter().any(|c| c.service == *key && has_checkers(c)) {
-            continue;
-        }
-        for r in svc.reals.values_mut() {
-            r.health = Health::Unknown;
-            r.dynamic_weight = None;
-        }
-    }
-}
-
-/// `--check` lines for a service's checkers: one per checker, with its timing.
-pub fn describe(cfg: &VirtualServerHealth) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in &cfg.reals {
-        for c in &r.checkers {
-            out.push(format!(
-                "  -> {} weight {}: {} {}, delay_loop {:?}, connect_timeout {:?}, retry {}, delay_before_retry {:?}{}",
-                r.addr,
-                r.weight,
-                c.kind.name(),
-                c.target(r.addr),
-                c.delay_loop,
-                c.connect_timeout,
-                c.retry,
-                c.delay_before_retry,
-                if r.inhibit_on_failure { ", inhibit_on_failure" } else { "" },
-            ));
-        }
-    }
-    if let Some(s) = cfg.sorry_server {
-        out.push(format!("  sorry_server {s}"));
-    }
-    if cfg.quorum != 1 || cfg.hysteresis != 0 {
-        out.push(format!(
-            "  quorum {} hysteresis {}",
-            cfg.quorum, cfg.hysteresis
-        ));
-    }
-    out
-}
+pub use manager::{HealthManager, describe, reset_unchecked};
 
 #[cfg(test)]
-#[path = "health_tests.rs"]
 mod tests;

@@ -1,6 +1,8 @@
-//! Unit tests of [`super`]: events applied to a daemon without engines.
+//! Unit tests of [`super`] and its manager: events applied to a daemon without engines.
 
+use super::manager::same_checks;
 use super::*;
+use crate::api;
 use crate::engines::EngineManager;
 use rvs_health::HealthEvent;
 
@@ -162,4 +164,41 @@ fn services_no_longer_checked_lose_their_verdicts() {
     d.replace(state).unwrap();
     assert_eq!(weight(&d, &key, "10.0.0.7:80"), Some(4));
     assert!(d.health.view(&key, &addr("10.0.0.7:80")).is_none());
+}
+
+#[tokio::test]
+async fn restarting_a_services_checks_takes_out_the_sorry_server_it_added() {
+    // closed loopback ports: the checks fail, nothing leaves the host
+    let conf = CONF.replace("10.0.0.", "127.0.0.").replace(" 80", " 9");
+    let cfg = parse(&conf);
+    let key = cfg.virtual_servers[0].service;
+    let mut d = Daemon::new(EngineManager::new(Vec::new(), Default::default()));
+    d.replace(cfg.desired.clone()).unwrap();
+    let shared: api::Shared = std::sync::Arc::new(std::sync::Mutex::new(d));
+    let mut m = HealthManager::default();
+    m.sync(&shared, &cfg.virtual_servers);
+    assert_eq!(m.services(), vec![key]);
+    let sorry = addr("127.0.0.9:9");
+    let on = SupervisorEvent::SorryServer {
+        service: key,
+        addr: sorry,
+        active: true,
+    };
+    apply_event(&mut api::lock(&shared), on);
+    assert!(
+        api::lock(&shared).desired().services[&key]
+            .reals
+            .contains_key(&sorry)
+    );
+
+    let changed = parse(&conf.replace("connect_timeout 1", "connect_timeout 2"));
+    m.sync(&shared, &changed.virtual_servers);
+    assert!(
+        !api::lock(&shared).desired().services[&key]
+            .reals
+            .contains_key(&sorry)
+    );
+    m.sync(&shared, &[]);
+    assert!(m.services().is_empty());
+    m.shutdown().await;
 }
