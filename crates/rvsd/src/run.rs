@@ -51,7 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     check_socket_free(&socket)?;
     let engines = crate::start::start_engines(&daemon_cfg, false)?;
     let mut daemon = Daemon::new(engines);
-    if let Err(e) = daemon.replace(config.state) {
+    let mut state = config.state;
+    daemon.health.preset_alpha(&mut state, &health);
+    if let Err(e) = daemon.replace(state) {
         daemon.engines_mut().shutdown();
         return Err(e).context("applying the initial configuration");
     }
@@ -210,6 +212,7 @@ fn reload(
     carry_observed(d.desired(), &mut config.state);
     crate::health::reset_unchecked(&mut config.state, &health_cfg);
     d.health.retain_checked(&health_cfg);
+    d.health.preset_alpha(&mut config.state, &health_cfg);
     let changes = rvs_core::desired::diff(d.desired(), &config.state);
     let applied = d.replace(config.state);
     drop(d);

@@ -105,6 +105,28 @@ impl HealthBook {
         self.sorry.retain(|s, _| checked(s));
     }
 
+    /// Before a state is first applied: reals that have an `alpha` checker and no verdict yet
+    /// start down (keepalived's `alpha`), so they get no connection before a check succeeds.
+    pub fn preset_alpha(&self, state: &mut DesiredState, configs: &[VirtualServerHealth]) {
+        for cfg in configs {
+            let Some(svc) = state.services.get_mut(&cfg.service) else {
+                continue;
+            };
+            for rc in cfg
+                .reals
+                .iter()
+                .filter(|r| r.checkers.iter().any(|c| c.alpha))
+            {
+                if self.reals.contains_key(&(cfg.service, rc.addr)) {
+                    continue;
+                }
+                if let Some(r) = svc.reals.get_mut(&rc.addr) {
+                    r.health = Health::Down;
+                }
+            }
+        }
+    }
+
     /// Put what the checkers observed onto a state about to be applied (every update: API
     /// edits, `PUT /v1/state`, reloads): each checked real's health and dynamic weight, the
     /// quorum gating, and an active sorry server the daemon added — so no edit resets them

@@ -202,3 +202,31 @@ async fn restarting_a_services_checks_takes_out_the_sorry_server_it_added() {
     assert!(m.services().is_empty());
     m.shutdown().await;
 }
+
+#[test]
+fn alpha_reals_start_down_until_checked() {
+    let cfg = parse(&CONF.replace(
+        "connect_timeout 1\n        }\n    }\n    real_server 10.0.0.8",
+        "connect_timeout 1\n            alpha\n        }\n    }\n    real_server 10.0.0.8",
+    ));
+    let key = cfg.virtual_servers[0].service;
+    let mut state = cfg.desired.clone();
+    let mut d = Daemon::new(EngineManager::new(Vec::new(), Default::default()));
+    d.health.preset_alpha(&mut state, &cfg.virtual_servers);
+    d.replace(state).unwrap();
+    assert_eq!(
+        weight(&d, &key, "10.0.0.7:80"),
+        Some(0),
+        "alpha: down first"
+    );
+    assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(2));
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Up, None));
+    let mut again = cfg.desired.clone();
+    d.health.preset_alpha(&mut again, &cfg.virtual_servers);
+    d.replace(again).unwrap();
+    assert_eq!(
+        weight(&d, &key, "10.0.0.7:80"),
+        Some(4),
+        "a verdict wins over alpha"
+    );
+}
