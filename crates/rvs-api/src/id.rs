@@ -11,7 +11,9 @@ pub struct ServiceId(pub ServiceKey);
 
 /// A service id that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad service id '{0}': expected tcp:ADDR:PORT, udp:ADDR:PORT, sctp:ADDR:PORT, fwmark:N or fwmark6:N")]
+#[error(
+    "bad service id '{0}': expected tcp:ADDR:PORT, udp:ADDR:PORT, sctp:ADDR:PORT, fwmark:N or fwmark6:N"
+)]
 pub struct BadServiceId(pub String);
 
 impl fmt::Display for ServiceId {
@@ -25,8 +27,14 @@ impl fmt::Display for ServiceId {
                 };
                 write!(f, "{p}:{addr}")
             }
-            ServiceKey::FwMark { mark, family: AddressFamily::V4 } => write!(f, "fwmark:{mark}"),
-            ServiceKey::FwMark { mark, family: AddressFamily::V6 } => write!(f, "fwmark6:{mark}"),
+            ServiceKey::FwMark {
+                mark,
+                family: AddressFamily::V4,
+            } => write!(f, "fwmark:{mark}"),
+            ServiceKey::FwMark {
+                mark,
+                family: AddressFamily::V6,
+            } => write!(f, "fwmark6:{mark}"),
         }
     }
 }
@@ -38,9 +46,18 @@ impl FromStr for ServiceId {
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         let addr = || rest.parse::<SocketAddr>().map_err(|_| bad());
         let key = match kind {
-            "tcp" => ServiceKey::Addr { protocol: Protocol::Tcp, addr: addr()? },
-            "udp" => ServiceKey::Addr { protocol: Protocol::Udp, addr: addr()? },
-            "sctp" => ServiceKey::Addr { protocol: Protocol::Sctp, addr: addr()? },
+            "tcp" => ServiceKey::Addr {
+                protocol: Protocol::Tcp,
+                addr: addr()?,
+            },
+            "udp" => ServiceKey::Addr {
+                protocol: Protocol::Udp,
+                addr: addr()?,
+            },
+            "sctp" => ServiceKey::Addr {
+                protocol: Protocol::Sctp,
+                addr: addr()?,
+            },
             "fwmark" => ServiceKey::FwMark {
                 mark: rest.parse().map_err(|_| bad())?,
                 family: AddressFamily::V4,
@@ -61,7 +78,13 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for s in ["tcp:10.0.0.3:80", "udp:[2001:db8::1]:53", "sctp:10.0.0.3:9", "fwmark:1", "fwmark6:7"] {
+        for s in [
+            "tcp:10.0.0.3:80",
+            "udp:[2001:db8::1]:53",
+            "sctp:10.0.0.3:9",
+            "fwmark:1",
+            "fwmark6:7",
+        ] {
             let id: ServiceId = s.parse().unwrap();
             assert_eq!(id.to_string(), s);
         }

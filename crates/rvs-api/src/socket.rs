@@ -10,7 +10,9 @@ pub const SOCKET_ENV: &str = "RVS_SOCKET";
 
 /// The effective user id of this process (from `/proc/self`; 0 if that cannot be read).
 pub fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 /// The default control socket path for this user (see the module docs).

@@ -29,9 +29,18 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at `path:line:column`.
-    pub fn new(path: impl Into<PathBuf>, line: usize, column: usize, message: impl Into<String>) -> Self {
+    pub fn new(
+        path: impl Into<PathBuf>,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError {
-            location: Location { path: path.into(), line, column },
+            location: Location {
+                path: path.into(),
+                line,
+                column,
+            },
             message: message.into(),
         }
     }

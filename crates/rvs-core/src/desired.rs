@@ -21,7 +21,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp: 900, tcp_fin: 120, udp: 300 }
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
     }
 }
 
@@ -39,7 +43,11 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// A service with no reals.
     pub fn new(key: ServiceKey, options: ServiceOptions) -> Self {
-        ServiceConfig { key, options, reals: BTreeMap::new() }
+        ServiceConfig {
+            key,
+            options,
+            reals: BTreeMap::new(),
+        }
     }
 }
 
@@ -90,9 +98,15 @@ pub enum StateError {
     #[error("no such service: {0}")]
     NoSuchService(ServiceKey),
     #[error("real server {real} already exists in service {service}")]
-    RealExists { service: ServiceKey, real: SocketAddr },
+    RealExists {
+        service: ServiceKey,
+        real: SocketAddr,
+    },
     #[error("no such real server {real} in service {service}")]
-    NoSuchReal { service: ServiceKey, real: SocketAddr },
+    NoSuchReal {
+        service: ServiceKey,
+        real: SocketAddr,
+    },
     #[error("weight {0} out of range (0..=65535)")]
     WeightOutOfRange(u32),
     #[error("lower threshold {lower} is above upper threshold {upper}")]
@@ -100,7 +114,10 @@ pub enum StateError {
     #[error("persistence netmask /{prefix} is too long for {family:?}")]
     BadNetmask { prefix: u8, family: AddressFamily },
     #[error("real server {real} is not of the service's address family ({family:?})")]
-    FamilyMismatch { real: SocketAddr, family: AddressFamily },
+    FamilyMismatch {
+        real: SocketAddr,
+        family: AddressFamily,
+    },
 }
 
 /// One change an engine applies. [`diff`] produces them in an order that is safe to apply one by
@@ -110,17 +127,32 @@ pub enum Change {
     /// New connection timeouts.
     SetTimeouts(Timeouts),
     /// Remove a real from a service (its existing connections may finish).
-    RemoveReal { service: ServiceKey, addr: SocketAddr },
+    RemoveReal {
+        service: ServiceKey,
+        addr: SocketAddr,
+    },
     /// Remove a service and all its reals.
     RemoveService(ServiceKey),
     /// Add a service (its reals follow as `AddReal`).
-    AddService { key: ServiceKey, options: ServiceOptions },
+    AddService {
+        key: ServiceKey,
+        options: ServiceOptions,
+    },
     /// Change a service's options.
-    EditService { key: ServiceKey, options: ServiceOptions },
+    EditService {
+        key: ServiceKey,
+        options: ServiceOptions,
+    },
     /// Add a real to a service.
-    AddReal { service: ServiceKey, real: RealServer },
+    AddReal {
+        service: ServiceKey,
+        real: RealServer,
+    },
     /// Change a real's weight, thresholds, intent or observed health.
-    EditReal { service: ServiceKey, real: RealServer },
+    EditReal {
+        service: ServiceKey,
+        real: RealServer,
+    },
 }
 
 /// The changes that turn `old` into `new`: only the difference.
@@ -135,7 +167,10 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<Change> {
             None => out.push(Change::RemoveService(*key)),
             Some(nsvc) => {
                 for addr in osvc.reals.keys().filter(|a| !nsvc.reals.contains_key(a)) {
-                    out.push(Change::RemoveReal { service: *key, addr: *addr });
+                    out.push(Change::RemoveReal {
+                        service: *key,
+                        addr: *addr,
+                    });
                 }
             }
         }
@@ -143,21 +178,32 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<Change> {
     for (key, nsvc) in &new.services {
         match old.services.get(key) {
             None => {
-                out.push(Change::AddService { key: *key, options: nsvc.options });
-                out.extend(
-                    nsvc.reals.values().map(|r| Change::AddReal { service: *key, real: *r }),
-                );
+                out.push(Change::AddService {
+                    key: *key,
+                    options: nsvc.options,
+                });
+                out.extend(nsvc.reals.values().map(|r| Change::AddReal {
+                    service: *key,
+                    real: *r,
+                }));
             }
             Some(osvc) => {
                 if osvc.options != nsvc.options {
-                    out.push(Change::EditService { key: *key, options: nsvc.options });
+                    out.push(Change::EditService {
+                        key: *key,
+                        options: nsvc.options,
+                    });
                 }
                 for (addr, nreal) in &nsvc.reals {
                     match osvc.reals.get(addr) {
-                        None => out.push(Change::AddReal { service: *key, real: *nreal }),
-                        Some(oreal) if oreal != nreal => {
-                            out.push(Change::EditReal { service: *key, real: *nreal })
-                        }
+                        None => out.push(Change::AddReal {
+                            service: *key,
+                            real: *nreal,
+                        }),
+                        Some(oreal) if oreal != nreal => out.push(Change::EditReal {
+                            service: *key,
+                            real: *nreal,
+                        }),
                         Some(_) => {}
                     }
                 }
@@ -185,7 +231,11 @@ impl DesiredState {
     }
 
     /// `-A`: add a service.
-    pub fn add_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), StateError> {
+    pub fn add_service(
+        &mut self,
+        key: ServiceKey,
+        options: ServiceOptions,
+    ) -> Result<(), StateError> {
         if self.services.contains_key(&key) {
             return Err(StateError::ServiceExists(key));
         }
@@ -195,23 +245,38 @@ impl DesiredState {
     }
 
     /// `-E`: edit a service's options.
-    pub fn edit_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), StateError> {
+    pub fn edit_service(
+        &mut self,
+        key: ServiceKey,
+        options: ServiceOptions,
+    ) -> Result<(), StateError> {
         validate_options(&key, &options)?;
-        let svc = self.services.get_mut(&key).ok_or(StateError::NoSuchService(key))?;
+        let svc = self
+            .services
+            .get_mut(&key)
+            .ok_or(StateError::NoSuchService(key))?;
         svc.options = options;
         Ok(())
     }
 
     /// `-D`: delete a service, returning it.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<ServiceConfig, StateError> {
-        self.services.remove(key).ok_or(StateError::NoSuchService(*key))
+        self.services
+            .remove(key)
+            .ok_or(StateError::NoSuchService(*key))
     }
 
     /// `-a`: add a real to a service.
     pub fn add_real(&mut self, service: &ServiceKey, real: RealServer) -> Result<(), StateError> {
-        let svc = self.services.get_mut(service).ok_or(StateError::NoSuchService(*service))?;
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(StateError::NoSuchService(*service))?;
         if svc.reals.contains_key(&real.addr) {
-            return Err(StateError::RealExists { service: *service, real: real.addr });
+            return Err(StateError::RealExists {
+                service: *service,
+                real: real.addr,
+            });
         }
         validate_real(service, &real)?;
         svc.reals.insert(real.addr, real);
@@ -220,12 +285,18 @@ impl DesiredState {
 
     /// `-e`: edit a real.
     pub fn edit_real(&mut self, service: &ServiceKey, real: RealServer) -> Result<(), StateError> {
-        let svc = self.services.get_mut(service).ok_or(StateError::NoSuchService(*service))?;
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(StateError::NoSuchService(*service))?;
         validate_real(service, &real)?;
         let slot = svc
             .reals
             .get_mut(&real.addr)
-            .ok_or(StateError::NoSuchReal { service: *service, real: real.addr })?;
+            .ok_or(StateError::NoSuchReal {
+                service: *service,
+                real: real.addr,
+            })?;
         *slot = real;
         Ok(())
     }
@@ -236,10 +307,14 @@ impl DesiredState {
         service: &ServiceKey,
         addr: &SocketAddr,
     ) -> Result<RealServer, StateError> {
-        let svc = self.services.get_mut(service).ok_or(StateError::NoSuchService(*service))?;
-        svc.reals
-            .remove(addr)
-            .ok_or(StateError::NoSuchReal { service: *service, real: *addr })
+        let svc = self
+            .services
+            .get_mut(service)
+            .ok_or(StateError::NoSuchService(*service))?;
+        svc.reals.remove(addr).ok_or(StateError::NoSuchReal {
+            service: *service,
+            real: *addr,
+        })
     }
 
     /// `-C`: remove every service.
@@ -252,7 +327,10 @@ fn validate_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), St
     if let Some(p) = options.persistence {
         let family = key.family();
         if p.prefix_len > family.max_prefix() {
-            return Err(StateError::BadNetmask { prefix: p.prefix_len, family });
+            return Err(StateError::BadNetmask {
+                prefix: p.prefix_len,
+                family,
+            });
         }
     }
     Ok(())
@@ -271,7 +349,10 @@ fn validate_real(service: &ServiceKey, real: &RealServer) -> Result<(), StateErr
     // TUN may carry IPv4 in IPv6 and back; every other method needs the service's family.
     let family = service.family();
     if real.method != ForwardMethod::Tun && AddressFamily::of(real.addr.ip()) != family {
-        return Err(StateError::FamilyMismatch { real: real.addr, family });
+        return Err(StateError::FamilyMismatch {
+            real: real.addr,
+            family,
+        });
     }
     Ok(())
 }
@@ -285,22 +366,41 @@ mod tests {
     }
 
     fn real(last: u8, w: u32) -> RealServer {
-        RealServer::new(format!("10.0.0.{last}:80").parse().unwrap(), ForwardMethod::Dr, w)
+        RealServer::new(
+            format!("10.0.0.{last}:80").parse().unwrap(),
+            ForwardMethod::Dr,
+            w,
+        )
     }
 
     #[test]
     fn edits_validate_and_leave_state_untouched_on_error() {
         let mut s = DesiredState::default();
         s.add_service(key(), ServiceOptions::default()).unwrap();
-        assert_eq!(s.add_service(key(), ServiceOptions::default()), Err(StateError::ServiceExists(key())));
+        assert_eq!(
+            s.add_service(key(), ServiceOptions::default()),
+            Err(StateError::ServiceExists(key()))
+        );
         s.add_real(&key(), real(7, 1)).unwrap();
         let before = s.clone();
-        assert!(matches!(s.add_real(&key(), real(7, 1)), Err(StateError::RealExists { .. })));
-        assert_eq!(s.add_real(&key(), real(8, 70000)), Err(StateError::WeightOutOfRange(70000)));
+        assert!(matches!(
+            s.add_real(&key(), real(7, 1)),
+            Err(StateError::RealExists { .. })
+        ));
+        assert_eq!(
+            s.add_real(&key(), real(8, 70000)),
+            Err(StateError::WeightOutOfRange(70000))
+        );
         let v6 = RealServer::new("[2001:db8::1]:80".parse().unwrap(), ForwardMethod::Dr, 1);
-        assert!(matches!(s.add_real(&key(), v6), Err(StateError::FamilyMismatch { .. })));
+        assert!(matches!(
+            s.add_real(&key(), v6),
+            Err(StateError::FamilyMismatch { .. })
+        ));
         let other = ServiceKey::udp("10.0.0.3:53".parse().unwrap());
-        assert_eq!(s.add_real(&other, real(9, 1)), Err(StateError::NoSuchService(other)));
+        assert_eq!(
+            s.add_real(&other, real(9, 1)),
+            Err(StateError::NoSuchService(other))
+        );
         assert_eq!(s, before);
     }
 
@@ -311,7 +411,8 @@ mod tests {
         old.add_real(&key(), real(7, 1)).unwrap();
         old.add_real(&key(), real(8, 1)).unwrap();
         let mut new = old.clone();
-        new.remove_real(&key(), &"10.0.0.7:80".parse().unwrap()).unwrap();
+        new.remove_real(&key(), &"10.0.0.7:80".parse().unwrap())
+            .unwrap();
         new.edit_real(&key(), real(8, 3)).unwrap();
         new.add_real(&key(), real(9, 1)).unwrap();
         let changes = diff(&old, &new);

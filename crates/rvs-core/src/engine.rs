@@ -35,7 +35,10 @@ pub enum EngineError {
     UnknownService(ServiceKey),
     /// The engine cannot serve the service.
     #[error("cannot serve {service}: {reason}")]
-    Unsupported { service: ServiceKey, reason: Unsupported },
+    Unsupported {
+        service: ServiceKey,
+        reason: Unsupported,
+    },
     /// An operating-system error (binding a socket, loading a program, ...).
     #[error("{context}: {source}")]
     Io {
@@ -179,9 +182,15 @@ pub trait Engine: Send {
     /// Cut the existing connections of one real (`DELETE ...?reset=true`), before the daemon
     /// removes it. Engines that cannot do this keep the default, which says so; the daemon then
     /// refuses the request and changes nothing.
-    fn reset_connections(&mut self, service: &ServiceKey, real: &SocketAddr) -> Result<(), Unsupported> {
+    fn reset_connections(
+        &mut self,
+        service: &ServiceKey,
+        real: &SocketAddr,
+    ) -> Result<(), Unsupported> {
         let _ = (service, real);
-        Err(Unsupported(format!("the {:?} engine cannot reset connections", self.kind()).to_lowercase()))
+        Err(Unsupported(
+            format!("the {:?} engine cannot reset connections", self.kind()).to_lowercase(),
+        ))
     }
 }
 
@@ -191,11 +200,35 @@ mod tests {
 
     #[test]
     fn rates_from_samples() {
-        let a = Counters { conns: 10, in_pkts: 100, out_pkts: 50, in_bytes: 1000, out_bytes: 0 };
-        let b = Counters { conns: 30, in_pkts: 300, out_pkts: 50, in_bytes: 5000, out_bytes: 8 };
+        let a = Counters {
+            conns: 10,
+            in_pkts: 100,
+            out_pkts: 50,
+            in_bytes: 1000,
+            out_bytes: 0,
+        };
+        let b = Counters {
+            conns: 30,
+            in_pkts: 300,
+            out_pkts: 50,
+            in_bytes: 5000,
+            out_bytes: 8,
+        };
         let r = Rates::between(&a, &b, Duration::from_secs(2));
-        assert_eq!(r, Rates { cps: 10, in_pps: 100, out_pps: 0, in_bps: 2000, out_bps: 4 });
-        assert_eq!(Rates::between(&b, &a, Duration::from_secs(1)), Rates::default());
+        assert_eq!(
+            r,
+            Rates {
+                cps: 10,
+                in_pps: 100,
+                out_pps: 0,
+                in_bps: 2000,
+                out_bps: 4
+            }
+        );
+        assert_eq!(
+            Rates::between(&b, &a, Duration::from_secs(1)),
+            Rates::default()
+        );
         assert_eq!(Rates::between(&a, &b, Duration::ZERO), Rates::default());
     }
 }

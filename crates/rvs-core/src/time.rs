@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// A point in time, in milliseconds since an epoch chosen by the caller (usually the process
 /// start, from a monotonic clock). Only differences between timestamps are meaningful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -58,6 +60,9 @@ mod tests {
         assert_eq!((t + Duration::from_millis(500)).as_millis(), 2500);
         assert_eq!((t - Duration::from_secs(5)), Timestamp::ZERO);
         assert_eq!(t.saturating_since(Timestamp::from_secs(3)), Duration::ZERO);
-        assert_eq!(t.saturating_since(Timestamp::from_secs(1)), Duration::from_secs(1));
+        assert_eq!(
+            t.saturating_since(Timestamp::from_secs(1)),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// What the operator wants for a real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AdminState {
     /// In service: gets new connections according to its weight.
@@ -20,7 +22,9 @@ pub enum AdminState {
 }
 
 /// What the health checkers observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// No checker configured, or no verdict yet: treated as up.

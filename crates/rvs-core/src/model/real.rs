@@ -8,7 +8,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// How packets reach a real server (ipvsadm `-m`, `-g`, `-i`, `-b`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMethod {
     /// `-m`, masquerading: DNAT to the real, replies come back through the director.
@@ -105,7 +107,12 @@ impl RealServer {
 
     /// The overload flag after a change of the real's connection count (see [`next_overload`]).
     pub fn next_overload(&self, overloaded: bool, total_conns: u32) -> bool {
-        next_overload(overloaded, total_conns, self.upper_threshold, self.lower_threshold)
+        next_overload(
+            overloaded,
+            total_conns,
+            self.upper_threshold,
+            self.lower_threshold,
+        )
     }
 }
 

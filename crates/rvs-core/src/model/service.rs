@@ -57,7 +57,10 @@ impl AddressFamily {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ServiceKey {
     /// `-t`, `-u`, `--sctp-service`: protocol, virtual address and port.
-    Addr { protocol: Protocol, addr: SocketAddr },
+    Addr {
+        protocol: Protocol,
+        addr: SocketAddr,
+    },
     /// `-f`: packets carrying this firewall mark, of this family, whatever their address or port.
     FwMark { mark: u32, family: AddressFamily },
 }
@@ -65,12 +68,18 @@ pub enum ServiceKey {
 impl ServiceKey {
     /// A TCP service.
     pub fn tcp(addr: SocketAddr) -> Self {
-        ServiceKey::Addr { protocol: Protocol::Tcp, addr }
+        ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr,
+        }
     }
 
     /// A UDP service.
     pub fn udp(addr: SocketAddr) -> Self {
-        ServiceKey::Addr { protocol: Protocol::Udp, addr }
+        ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr,
+        }
     }
 
     /// The address family of the service.
@@ -90,8 +99,14 @@ impl fmt::Display for ServiceKey {
             ServiceKey::Addr { protocol, addr } => {
                 write!(f, "{} {}", protocol.ipvs_name().to_lowercase(), addr)
             }
-            ServiceKey::FwMark { mark, family: AddressFamily::V4 } => write!(f, "fwmark {mark}"),
-            ServiceKey::FwMark { mark, family: AddressFamily::V6 } => {
+            ServiceKey::FwMark {
+                mark,
+                family: AddressFamily::V4,
+            } => write!(f, "fwmark {mark}"),
+            ServiceKey::FwMark {
+                mark,
+                family: AddressFamily::V6,
+            } => {
                 write!(f, "fwmark {mark} (ipv6)")
             }
         }
@@ -99,7 +114,9 @@ impl fmt::Display for ServiceKey {
 }
 
 /// The IPVS schedulers, by the names ipvsadm's `-s` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedulerKind {
     /// Round robin.
@@ -181,7 +198,9 @@ impl fmt::Display for SchedulerKind {
 
 /// An unknown scheduler name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler '{0}' (expected one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)")]
+#[error(
+    "unknown scheduler '{0}' (expected one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)"
+)]
 pub struct UnknownScheduler(pub String);
 
 impl FromStr for SchedulerKind {
@@ -195,7 +214,9 @@ impl FromStr for SchedulerKind {
 }
 
 /// Scheduler flags (ipvsadm `-b sh-fallback,sh-port,mh-fallback,mh-port`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct SchedFlags {
     /// sh: if the hashed real is unavailable, try the next one.
     #[serde(default)]
@@ -227,7 +248,9 @@ impl Persistence {
 }
 
 /// Which engine serves a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EnginePin {
     /// The daemon picks: xdp for DR/TUN/NAT, xdp or else proxy for FULLNAT.
@@ -240,7 +263,9 @@ pub enum EnginePin {
 }
 
 /// How the client address is passed to a real by the proxy engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocol {
     /// Nothing is prepended.
