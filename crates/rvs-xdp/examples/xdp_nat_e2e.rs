@@ -112,6 +112,7 @@ fn subject(
     name: &'static str,
     kind: Kind,
     fwd: ForwardMethod,
+    generic: bool,
     rounds: usize,
     duration: Duration,
     rows: &mut Vec<Row>,
@@ -148,6 +149,7 @@ fn subject(
         let mut engine = XdpEngine::start(XdpConfig {
             interfaces: vec!["eth0".into(), "eth1".into()],
             fullnat_local: vec![IpAddr::V4(LOCAL)],
+            force_generic: generic,
             ..Default::default()
         })?;
         let mut changes = vec![
@@ -233,22 +235,29 @@ fn main() -> BoxResult<()> {
     };
     let duration = Duration::from_secs_f64(secs);
     let mut rows = Vec::new();
-    subject(
-        "rvs-xdp-nat",
-        Kind::TwoArm,
-        ForwardMethod::Nat,
-        rounds,
-        duration,
-        &mut rows,
-    )?;
-    subject(
-        "rvs-xdp-fullnat",
-        Kind::FullNat,
-        ForwardMethod::FullNat,
-        rounds,
-        duration,
-        &mut rows,
-    )?;
+    for (name, kind, fwd, generic) in [
+        ("rvs-xdp-nat", Kind::TwoArm, ForwardMethod::Nat, false),
+        (
+            "rvs-xdp-fullnat",
+            Kind::FullNat,
+            ForwardMethod::FullNat,
+            false,
+        ),
+        (
+            "rvs-xdp-nat-generic",
+            Kind::TwoArm,
+            ForwardMethod::Nat,
+            true,
+        ),
+        (
+            "rvs-xdp-fullnat-generic",
+            Kind::FullNat,
+            ForwardMethod::FullNat,
+            true,
+        ),
+    ] {
+        subject(name, kind, fwd, generic, rounds, duration, &mut rows)?;
+    }
     let series: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -267,7 +276,7 @@ fn main() -> BoxResult<()> {
     }
     let notes = [
         "same topology, pinning and wrk runs as bench/nft.sh (two-arm, threaded NAPI on every veth end, director NAPI kthreads on CPU 1, all else on CPU 0; wrk -t1 -c50); compare director_cpu_per_request with nft.json's nftables-dnat / forward subjects",
-        "the xdp engine attached natively to the director's two veths; pass-through XDP programs on the peer ends (client eth0, switch 'dir') so redirected frames are received; client and reals with tx checksum offload off (frames that went through XDP lose CHECKSUM_PARTIAL)",
+        "the xdp engine attached to the director's two veths natively (rvs-xdp-nat/fullnat) or in generic SKB mode (-generic: on veth the native path copies every skb into a page frame for XDP, the generic path does not convert); pass-through XDP programs on the peer ends (client eth0, switch 'dir') so redirected frames are received; client and reals with tx checksum offload off (frames that went through XDP lose CHECKSUM_PARTIAL)",
         "the engine's userspace upkeep thread (neighbour watch, sweep of expired NAT flows) runs in this process and is not in the director kthreads' runtime",
         "issue 6 anchors (nftables DNAT): 7.1 µs per keep-alive request, 40.4 µs per new connection; goal <= 0.5x those",
     ];
