@@ -256,7 +256,20 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
         };
         assert_eq!(sources.get(&want).copied(), Some(n), "sources: {sources:?}");
         assert_eq!(sources.len(), 1, "sources: {sources:?}");
-        let rows = engine.connections().len();
+        let conns = engine.connections();
+        let rows = conns.len();
+        // -Lnc rows: client as it connected, the VIP, the real with its mapped port.
+        assert!(rows > 0, "no -Lnc rows right after the requests");
+        for c in &conns {
+            assert_eq!(c.virtual_addr, SocketAddr::new(lab.vip, 80), "{c:?}");
+            assert_eq!(c.real.port(), 8080, "{c:?}");
+            let client: IpAddr = if v6 {
+                lab.topo.client.ip6.into()
+            } else {
+                lab.topo.client.ip4.into()
+            };
+            assert_eq!(c.client.ip(), client, "{c:?}");
+        }
         println!(
             "connections right after: {rows}, NAT table {}",
             engine.nat_table_len()
