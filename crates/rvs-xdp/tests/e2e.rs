@@ -332,11 +332,11 @@ fn tun_1000_requests_by_weight() {
 }
 
 #[test]
-fn dr_ipv6_600_requests_by_weight() {
-    run_method(Method::Dr, ForwardMethod::Dr, true, 600);
+fn dr_ipv6_1000_requests_by_weight() {
+    run_method(Method::Dr, ForwardMethod::Dr, true, 1000);
 }
 
 #[test]
-fn tun_ipv6_600_requests_by_weight() {
-    run_method(Method::Tun, ForwardMethod::Tun, true, 600);
+fn tun_ipv6_1000_requests_by_weight() {
+    run_method(Method::Tun, ForwardMethod::Tun, true, 1000);
 }
