@@ -1,16 +1,19 @@
 //! Benchmark: 10,000 reals under TCP_CHECK at `delay_loop 1` on one tokio thread.
 //!
-//! Reals are distinct loopback addresses (127.1.x.y, all of 127/8 is local) whose
-//! `connect_port` is one of a few listener ports; the listeners run in a child process (this
-//! binary with `--serve`), so the CPU measured here is the checker's alone. The config is
-//! generated as keepalived.conf text and parsed (parse time reported too).
+//! Reals are distinct addresses (127.1.x.y on loopback, or 10.98.x.y in a namespace with
+//! `NETNS=1`) whose `connect_port` is one of a few listener ports; the listeners run in a child
+//! process (this binary with `--serve`). On loopback the listeners' half of each handshake runs
+//! in the connecting process's softirq and is charged to it; with `NETNS=1` it is not. The config
+//! is generated as keepalived.conf text and parsed (parse time reported too).
 //!
 //! Reports: CPU time of this process per wall second (share of one core), checks per second,
 //! failures, and how late checks start against their schedule (p50 / p99 / max).
 //!
 //! Run: `cargo bench -p rvs-health --bench tcp_check_10k` (env `REALS`, `SECS` override the
-//! defaults 10000 and 20; `BASELINE=1` measures bare paced connects instead, the kernel floor; `NETNS=1` puts the
-//! listeners in a network namespace behind veth with threaded NAPI, root only).
+//! defaults 10000 and 20; `BASELINE=1` measures bare paced connects instead, the kernel floor;
+//! `NETNS=1` puts the listeners in a network namespace behind veth with threaded NAPI, root only,
+//! and pins the NAPI kthreads and the listener process to CPU 0 and the checker to CPU 1, so the
+//! reals' half of every handshake is not charged to the checker, as in production).
 
 use rvs_health::HealthSupervisor;
 use std::io::{BufRead, BufReader};
@@ -93,14 +96,128 @@ fn netns_up() {
     ));
     sh(&format!("ip -n {NS} route add local 10.98.0.0/16 dev lo"));
     sh("ip route add 10.98.0.0/16 via 10.99.0.2");
-    sh("ethtool -K rvsh0 gro on >/dev/null && echo 1 > /sys/class/net/rvsh0/threaded");
+    sh("ethtool -K rvsh0 gro on tso off >/dev/null && echo 1 > /sys/class/net/rvsh0/threaded");
     sh(&format!(
-        "ip netns exec {NS} sh -c 'ethtool -K rvsh1 gro on >/dev/null && echo 1 > /sys/class/net/rvsh1/threaded'"
+        "ip netns exec {NS} sh -c 'ethtool -K rvsh1 gro on tso off >/dev/null && echo 1 > /sys/class/net/rvsh1/threaded'"
     ));
 }
 
 fn netns_down() {
     let _ = Command::new("sh").arg("-c").arg(format!("ip route del 10.98.0.0/16 2>/dev/null; ip link del rvsh0 2>/dev/null; ip netns del {NS} 2>/dev/null")).status();
+}
+
+/// Pin thread/process `pid` (0 = the calling thread) to one CPU.
+fn pin(pid: libc::pid_t, cpu: usize) {
+    // SAFETY: `set` is a plain bitmask initialised by CPU_ZERO/CPU_SET before use.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    assert!(ok, "sched_setaffinity({pid}, cpu {cpu}) failed");
+}
+
+/// The NAPI kthreads of the bench's veth ends (`napi/rvsh0-N` on the checker's side,
+/// `napi/rvsh1-N` on the listeners' side): (pid, name).
+fn napi_threads() -> Vec<(libc::pid_t, String)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if comm.starts_with("napi/rvsh") {
+            v.push((pid, comm.to_string()));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Run time of a thread in ns (`/proc/<pid>/schedstat`, first field).
+fn schedstat_ns(pid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a whole process in clock ticks (`/proc/<pid>/stat`).
+fn proc_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // after ')' field 0 is state (field 3 of the stat line); utime, stime are fields 14, 15
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+/// Busy and all ticks of one CPU from `/proc/stat` (busy = user+nice+system+irq+softirq).
+fn cpu_ticks(cpu: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{cpu} ");
+    let Some(line) = stat.lines().find(|l| l.starts_with(&name)) else {
+        return (0, 0);
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let g = |i: usize| f.get(i).copied().unwrap_or(0);
+    (g(0) + g(1) + g(2) + g(5) + g(6), f.iter().take(8).sum())
+}
+
+/// The side figures of a pinned (`NETNS=1`) run: taken before and after the measured interval.
+struct Side {
+    napi: Vec<(libc::pid_t, String, u64)>,
+    listener: u64,
+    cpu1: (u64, u64),
+    /// This process's main thread (the checker's runtime), precise run time in ns.
+    me: u64,
+}
+
+impl Side {
+    fn take(listener: u32) -> Side {
+        Side {
+            napi: napi_threads()
+                .into_iter()
+                .map(|(p, n)| (p, n.clone(), schedstat_ns(p)))
+                .collect(),
+            listener: proc_ticks(listener),
+            cpu1: cpu_ticks(1),
+            me: schedstat_ns(std::process::id() as libc::pid_t),
+        }
+    }
+
+    /// Print what ran elsewhere during the interval of `wall`.
+    fn report(&self, later: &Side, wall: Duration) {
+        let hz = 100.0; // USER_HZ
+        let pct = |ns: u64| 100.0 * ns as f64 / 1e9 / wall.as_secs_f64();
+        for ((_, name, a), (_, _, b)) in self.napi.iter().zip(&later.napi) {
+            println!(
+                "  NAPI kthread {name} (CPU 0): {:.2}% of a core",
+                pct(b - a)
+            );
+        }
+        println!(
+            "  listener process (CPU 0): {:.2}% of a core",
+            100.0 * (later.listener - self.listener) as f64 / hz / wall.as_secs_f64()
+        );
+        println!(
+            "  checker thread run time (schedstat, cross-check of getrusage): {:.2}% of a core",
+            pct(later.me - self.me)
+        );
+        let (busy, all) = (later.cpu1.0 - self.cpu1.0, later.cpu1.1 - self.cpu1.1);
+        println!(
+            "  CPU 1 (checker's CPU; /proc/stat is tick-sampled, other load may share it): busy {:.2}%",
+            100.0 * busy as f64 / all.max(1) as f64
+        );
+    }
 }
 
 /// The address of real `i`.
@@ -130,8 +247,8 @@ fn config_text(reals: usize, ports: &[u16], netns: bool) -> String {
 }
 
 /// Floor: the same connects (socket, connect, RST close) from a plain paced loop with no
-/// scheduler at all — the kernel's share of a TCP check on loopback, client and listener side.
-fn baseline(reals: usize, ports: &[u16], secs: u64, netns: bool) {
+/// scheduler at all — the kernel's share of a TCP check (on loopback the listener's half too).
+fn baseline(reals: usize, ports: &[u16], secs: u64, netns: bool, listener: Option<u32>) {
     use socket2::{Domain, SockAddr, Socket, Type};
     let addrs: Vec<SockAddr> = (0..reals)
         .map(|i| {
@@ -141,6 +258,7 @@ fn baseline(reals: usize, ports: &[u16], secs: u64, netns: bool) {
             )))
         })
         .collect();
+    let side0 = listener.map(Side::take);
     let (cpu0, t0) = (cpu_time(), Instant::now());
     let per = Duration::from_secs(1) / reals as u32;
     let mut n = 0u64;
@@ -163,6 +281,9 @@ fn baseline(reals: usize, ports: &[u16], secs: u64, netns: bool) {
         100.0 * (user + sys).as_secs_f64() / wall.as_secs_f64(),
         (user + sys).as_secs_f64() * 1e6 / n.max(1) as f64
     );
+    if let (Some(a), Some(pid)) = (side0, listener) {
+        a.report(&Side::take(pid), wall);
+    }
 }
 
 fn main() {
@@ -200,9 +321,25 @@ fn main() {
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
+    // NETNS: the reals' side (listener process, both NAPI kthreads) on CPU 0, the checker on
+    // CPU 1 (pinned before the runtime starts, so every thread it makes inherits it)
+    let listener = netns.then(|| {
+        pin(child.id() as libc::pid_t, 0);
+        let napi = napi_threads();
+        assert!(
+            napi.len() >= 2,
+            "threaded NAPI kthreads not found: {napi:?}"
+        );
+        for (pid, _) in &napi {
+            pin(*pid, 0);
+        }
+        pin(0, 1);
+        println!("pinned: listener + {napi:?} to CPU 0, checker to CPU 1");
+        child.id()
+    });
 
     if std::env::var("BASELINE").is_ok_and(|v| v == "1") {
-        baseline(reals, &ports, secs, netns);
+        baseline(reals, &ports, secs, netns, listener);
         let _ = child.kill();
         let _ = child.wait();
         if netns {
@@ -232,6 +369,7 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         sup.reset_lateness();
         let before = sup.stats();
+        let side0 = listener.map(Side::take);
         let (cpu0, wall0) = (cpu_time(), Instant::now());
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let (cpu1, wall) = (cpu_time(), wall0.elapsed());
@@ -253,6 +391,9 @@ fn main() {
             "lateness of check starts: p50 {:?}  p99 {:?}  max {:?} (50 µs buckets)",
             after.late_p50, after.late_p99, after.late_max
         );
+        if let (Some(a), Some(pid)) = (side0, listener) {
+            a.report(&Side::take(pid), wall);
+        }
     });
     let _ = child.kill();
     let _ = child.wait();
