@@ -68,6 +68,30 @@ impl Netns {
         &self.name
     }
 
+    /// Runs `f` on a new thread that has entered this namespace (`setns`), and returns its
+    /// result — for in-process work that must happen inside the namespace (loading an XDP
+    /// program on its interfaces, netlink calls). Panics inside `f` propagate to the caller.
+    pub fn in_thread<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            let handle = s.spawn(|| {
+                let file = std::fs::File::open(&path)
+                    .unwrap_or_else(|e| panic!("open {path}: {e}"));
+                // SAFETY: setns with a valid namespace fd changes only this thread's network
+                // namespace; the thread ends when `f` returns.
+                let rc = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
+                };
+                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            });
+            match handle.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
     /// A [`Command`] that runs `program` inside this namespace (`ip netns exec`). Add arguments
     /// and run it as usual; [`Netns::spawn`] keeps a background process tied to its lifetime.
     pub fn command(&self, program: &str) -> Command {

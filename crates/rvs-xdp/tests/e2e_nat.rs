@@ -17,19 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Run `f` on a thread inside namespace `ns`.
 fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/var/run/netns/{}", ns.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on a valid namespace fd changes only this thread's namespace.
-            let rc =
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("namespace thread")
-    })
+    ns.in_thread(f)
 }
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
