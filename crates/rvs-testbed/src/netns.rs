@@ -75,8 +75,8 @@ impl Netns {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::scope(|s| {
             let handle = s.spawn(|| {
-                let file = std::fs::File::open(&path)
-                    .unwrap_or_else(|e| panic!("open {path}: {e}"));
+                let file =
+                    std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
                 // SAFETY: setns with a valid namespace fd changes only this thread's network
                 // namespace; the thread ends when `f` returns.
                 let rc = unsafe {
