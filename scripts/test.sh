@@ -103,7 +103,7 @@ run_tests_per_crate() {
     for c in $(workspace_crates); do
         echo "---- crate $c"
         start=$SECONDS crc=0
-        cargo test -p "$c" --locked --no-fail-fast || crc=$?
+        cargo test -p "$c" --locked --no-fail-fast 2>&1 | tee -a "$TEST_LOG" || crc=$?
         if [ "$crc" -eq 0 ]; then
             CRATE_LINES+=("$(printf '    %-16s ok %5ss' "$c" $((SECONDS - start)))")
         else
@@ -114,20 +114,24 @@ run_tests_per_crate() {
     return $rc
 }
 
+# Every test runner's output is also kept here, for the totals line at the end.
+TEST_LOG=$(mktemp)
+trap 'rm -f "$TEST_LOG"' EXIT
+
 run_tests() {
     local rc=0
     if cargo nextest --version >/dev/null 2>&1; then
         # nextest exits 101 when the build fails, 100 when tests fail.
-        cargo nextest run --workspace --locked --no-fail-fast || rc=$?
+        cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee -a "$TEST_LOG" || rc=$?
         if [ "$rc" -eq 101 ]; then
             run_tests_per_crate # includes doctests
             return $?
         fi
         # nextest does not run doctests.
-        cargo test --workspace --locked --doc || rc=$?
+        cargo test --workspace --locked --doc 2>&1 | tee -a "$TEST_LOG" || rc=$?
         return $rc
     fi
-    cargo test --workspace --locked --no-fail-fast || rc=$?
+    cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$TEST_LOG" || rc=$?
     if [ "$rc" -ne 0 ] && ! cargo test --workspace --locked --no-run >/dev/null 2>&1; then
         run_tests_per_crate
         return $?
@@ -166,4 +170,24 @@ for i in "${!STEP_NAMES[@]}"; do
     fi
 done
 printf '  %-12s %-20s %5ss\n' total "$([ $FAILED = 0 ] && echo ok || echo FAILED)" "$SECONDS"
+
+# Totals over every runner (nextest summaries and cargo test "test result" lines), as the last
+# line: "tests: N passed, N failed, N skipped".
+totals() {
+    /usr/bin/python3 - "$TEST_LOG" <<'PY'
+import re, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"tests run: (\d+) passed(?:, (\d+) failed)?(?:, (\d+) skipped)?", line)
+    if m:
+        passed += int(m.group(1)); failed += int(m.group(2) or 0); skipped += int(m.group(3) or 0)
+        continue
+    m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", line)
+    if m:
+        passed += int(m.group(1)); failed += int(m.group(2)); skipped += int(m.group(3))
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+PY
+}
+echo
+totals
 exit $FAILED
