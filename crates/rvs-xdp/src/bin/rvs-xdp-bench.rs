@@ -5,9 +5,10 @@
 //! Usage: rvs-xdp-bench [--mode smoke|quick|full] [--repeat N] [--out FILE]   (root)
 
 use rvs_xdp::Balancer;
-use rvs_xdp::abi::{self, Config, Iface, Real, Service, VipKey, addr_of};
+use rvs_xdp::abi::{self, Iface};
 use rvs_xdp::bench::{Bench, MAC_SWAP, RESTORE_ONLY, WRAP};
-use std::net::{IpAddr, Ipv4Addr};
+use rvs_xdp::bench_setup::{Results, two_services};
+use std::net::Ipv4Addr;
 
 const XDP_TX: u32 = 3;
 /// Offset of the IPv4 source address in an Ethernet frame (varied for new flows).
@@ -37,87 +38,21 @@ fn frame(dst: Ipv4Addr) -> Vec<u8> {
     f
 }
 
+/// Service 0: 10.0.0.3:80 DR, service 1: 10.0.0.4:80 TUN, two reals each.
 fn setup() -> Result<Balancer, Box<dyn std::error::Error>> {
-    let mut b = Balancer::load()?;
-    b.set_iface(
-        0,
-        &Iface {
-            mac: [2, 0, 0, 0, 0, 1],
-            mtu: 1500,
-            src4: u32::from_ne_bytes([10, 0, 0, 2]),
-            src6: [0; 4],
-        },
-    )?;
-    let s = 1_000_000_000;
-    b.set_config(&Config {
-        tcp_timeout_ns: 900 * s,
-        tcp_fin_timeout_ns: 120 * s,
-        udp_timeout_ns: 300 * s,
-    })?;
-    for (svc, vip, method, base) in [
-        (0u32, [10, 0, 0, 3], abi::RVS_METHOD_DR, 0u32),
-        (1, [10, 0, 0, 4], abi::RVS_METHOD_TUN, 2),
-    ] {
-        let (addr, family) = addr_of(IpAddr::from(vip));
-        b.set_service(
-            &VipKey {
-                addr,
-                port: 80u16.to_be(),
-                proto: 6,
-                family,
-            },
-            &Service {
-                index: svc,
-                ..Default::default()
-            },
-        )?;
-        for i in 0..2u32 {
-            let (addr, family) = addr_of(IpAddr::from([10, 0, 1, 7 + i as u8]));
-            let r = Real {
-                addr,
-                family,
-                method: method as u8,
-                flags: abi::RVS_REAL_F_PRESENT as u8,
-                has_mac: 1,
-                mac: [2, 0, 0, 0, 1, i as u8],
-                pad: [0; 2],
-            };
-            b.set_real(base + i, &r)?;
-        }
-        let table: Vec<u32> = (0..abi::RVS_MAGLEV_SIZE as u32)
-            .map(|s| base + s % 2)
-            .collect();
-        b.set_maglev(svc, &table)?;
-    }
-    Ok(b)
-}
-
-struct Series {
-    subject: &'static str,
-    scenario: &'static str,
-    values: Vec<f64>,
-}
-
-fn json(mode: &str, rounds: usize, repeat: u32, series: &[Series], notes: &[String]) -> String {
-    let s: Vec<String> = series
-        .iter()
-        .map(|x| {
-            let v: Vec<String> = x.values.iter().map(|v| format!("{v:.1}")).collect();
-            format!(
-                "{{\"subject\": \"{}\", \"scenario\": \"{}\", \"metric\": \"ns_per_packet\", \"unit\": \"ns\", \"better\": \"lower\", \"values\": [{}]}}",
-                x.subject, x.scenario, v.join(", ")
-            )
-        })
-        .collect();
-    let n: Vec<String> = notes
-        .iter()
-        .map(|n| format!("\"{}\"", n.replace('"', "'")))
-        .collect();
-    format!(
-        "{{\"comparison\": \"xdp\", \"title\": \"XDP per-packet cost (BPF_PROG_TEST_RUN, frame restored every run)\", \"mode\": \"{mode}\", \"references\": [\"ceiling (mac swap)\"], \"peers\": {{}}, \"params\": {{\"rounds\": {rounds}, \"repeat\": {repeat}}}, \"skipped\": {{}}, \"notes\": [{}],\n \"series\": [\n  {}\n ]}}\n",
-        n.join(", "),
-        s.join(",\n  ")
-    )
+    let iface = Iface {
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        src4: u32::from_ne_bytes([10, 0, 0, 2]),
+        src6: [0; 4],
+    };
+    let methods = [abi::RVS_METHOD_DR as u8, abi::RVS_METHOD_TUN as u8];
+    Ok(two_services(
+        &iface,
+        methods,
+        |i| [2, 0, 0, 0, 1, i as u8],
+        None,
+    )?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -141,18 +76,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dr = frame(Ipv4Addr::new(10, 0, 0, 3));
     let tun = frame(Ipv4Addr::new(10, 0, 0, 4));
     let new_repeat = repeat.min(NEW_FLOW_REPEAT);
-    let mut series: Vec<Series> = Vec::new();
-    let mut push = |subject, scenario, v: f64| match series
-        .iter_mut()
-        .find(|s| s.subject == subject && s.scenario == scenario)
-    {
-        Some(s) => s.values.push(v),
-        None => series.push(Series {
-            subject,
-            scenario,
-            values: vec![v],
-        }),
-    };
+    let mut results = Results::default();
+    let mut push = |subject, scenario, v: f64| results.push(subject, scenario, v);
     for _ in 0..rounds {
         let t = Bench::load()?.run(MAC_SWAP, &dr, repeat)?;
         check(t.action, "mac swap")?;
@@ -195,15 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let med = |subject: &str, scenario: &str| {
-        let mut v = series
-            .iter()
-            .find(|s| s.subject == subject && s.scenario == scenario)
-            .map(|s| s.values.clone())
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let med = |subject: &str, scenario: &str| results.median(subject, scenario);
     let ceiling = med("ceiling (mac swap)", "any");
     let notes = vec![
         format!("rvs figures are wrapper+program minus the wrapper's own cost measured in the same round (median wrapper: {:.1} ns established, {:.1} ns new flow)", med("wrapper (restore only)", "established flow"), med("wrapper (restore only)", "new flow")),
@@ -212,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "new flow, table full: the same after filling the LRU connection table past its 262,144 entries, so every insert evicts (a SYN flood's steady state)".to_string(),
         format!("goals (issue 5): DR established <= 1.5x ceiling = {:.1} ns; TUN established <= 0.5x Katran 172 ns = 86 ns; new flow <= 0.6x Katran SYN 342 ns = 205 ns", 1.5 * ceiling),
     ];
-    for s in &series {
+    for s in &results.series {
         println!(
             "{:<24} {:<18} median {:>7.1} ns  {:?}",
             s.subject,
@@ -221,7 +138,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.values
         );
     }
-    let out = json(&mode, rounds, repeat, &series, &notes);
+    let out = results.to_json(
+        "xdp",
+        "XDP per-packet cost (BPF_PROG_TEST_RUN, frame restored every run)",
+        &mode,
+        rounds,
+        repeat,
+        &notes,
+    );
     match arg("--out") {
         Some(path) => std::fs::write(&path, out)?,
         None => print!("{out}"),

@@ -8,8 +8,9 @@
 //! Usage: rvs-xdp-nat-bench [--mode smoke|quick|full] [--repeat N] [--out FILE]   (root)
 
 use rvs_xdp::Balancer;
-use rvs_xdp::abi::{self, Config, FlowKey, Iface, Real, Service, VipKey, addr_of};
+use rvs_xdp::abi::{self, FlowKey, Iface, addr_of};
 use rvs_xdp::bench::{Bench, MAC_SWAP, RESTORE_ONLY, WRAP};
+use rvs_xdp::bench_setup::{Results, two_services};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
@@ -100,59 +101,15 @@ fn own_netns() -> Result<Vec<u32>, Box<dyn std::error::Error>> {
 
 /// Service 0: 10.0.0.3:80 NAT, service 1: 10.0.0.4:80 FULLNAT, two reals each (port 8080).
 fn setup(ifindexes: &[u32]) -> Result<Balancer, Box<dyn std::error::Error>> {
-    let mut b = Balancer::load()?;
-    b.set_iface(
-        0,
-        &Iface {
-            mac: [2, 0, 0, 0, 0, 1],
-            mtu: 1500,
-            ..Default::default()
-        },
-    )?;
-    let s = 1_000_000_000;
-    b.set_config(&Config {
-        tcp_timeout_ns: 900 * s,
-        tcp_fin_timeout_ns: 120 * s,
-        udp_timeout_ns: 300 * s,
-    })?;
+    let iface = Iface {
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        ..Default::default()
+    };
+    let methods = [abi::RVS_METHOD_NAT as u8, abi::RVS_METHOD_FULLNAT as u8];
+    let mut b = two_services(&iface, methods, |_| [2, 0, 0, 0, 1, 7], Some(8080))?;
     for i in ifindexes {
         b.set_tx_port(*i)?;
-    }
-    for (svc, vip, method, base) in [
-        (0u32, [10, 0, 0, 3], abi::RVS_METHOD_NAT, 0u32),
-        (1, [10, 0, 0, 4], abi::RVS_METHOD_FULLNAT, 2),
-    ] {
-        let (addr, family) = addr_of(IpAddr::from(vip));
-        b.set_service(
-            &VipKey {
-                addr,
-                port: 80u16.to_be(),
-                proto: 6,
-                family,
-            },
-            &Service {
-                index: svc,
-                ..Default::default()
-            },
-        )?;
-        for i in 0..2u32 {
-            let (addr, family) = addr_of(IpAddr::from([10, 0, 1, 7 + i as u8]));
-            let r = Real {
-                addr,
-                family,
-                method: method as u8,
-                flags: abi::RVS_REAL_F_PRESENT as u8,
-                has_mac: 1,
-                mac: [2, 0, 0, 0, 1, 7],
-                pad: [0; 2],
-            };
-            b.set_real(base + i, &r)?;
-            b.set_real_port(base + i, 8080)?;
-        }
-        let table: Vec<u32> = (0..abi::RVS_MAGLEV_SIZE as u32)
-            .map(|s| base + s % 2)
-            .collect();
-        b.set_maglev(svc, &table)?;
     }
     b.set_fnat_pool(1, &[IpAddr::V4(LOCAL)])?;
     Ok(b)
@@ -176,61 +133,9 @@ fn reply_frame(b: &Balancer, vip: Ipv4Addr) -> Result<Vec<u8>, Box<dyn std::erro
     ))
 }
 
-struct Series {
-    subject: &'static str,
-    scenario: &'static str,
-    values: Vec<f64>,
-}
-
-fn json(mode: &str, rounds: usize, repeat: u32, series: &[Series], notes: &[String]) -> String {
-    let s: Vec<String> = series
-        .iter()
-        .map(|x| {
-            let v: Vec<String> = x.values.iter().map(|v| format!("{v:.1}")).collect();
-            format!(
-                "{{\"subject\": \"{}\", \"scenario\": \"{}\", \"metric\": \"ns_per_packet\", \"unit\": \"ns\", \"better\": \"lower\", \"values\": [{}]}}",
-                x.subject, x.scenario, v.join(", ")
-            )
-        })
-        .collect();
-    let n: Vec<String> = notes
-        .iter()
-        .map(|n| format!("\"{}\"", n.replace('"', "'")))
-        .collect();
-    format!(
-        "{{\"comparison\": \"xdp_nat\", \"title\": \"XDP NAT/FULLNAT per-packet cost (BPF_PROG_TEST_RUN, frame restored every run)\", \"mode\": \"{mode}\", \"references\": [\"ceiling (mac swap)\"], \"peers\": {{}}, \"params\": {{\"rounds\": {rounds}, \"repeat\": {repeat}}}, \"skipped\": {{}}, \"notes\": [{}],\n \"series\": [\n  {}\n ]}}\n",
-        n.join(", "),
-        s.join(",\n  ")
-    )
-}
-
-fn push(series: &mut Vec<Series>, subject: &'static str, scenario: &'static str, v: f64) {
-    match series
-        .iter_mut()
-        .find(|s| s.subject == subject && s.scenario == scenario)
-    {
-        Some(s) => s.values.push(v),
-        None => series.push(Series {
-            subject,
-            scenario,
-            values: vec![v],
-        }),
-    }
-}
-
-fn median(series: &[Series], subject: &str, scenario: &str) -> f64 {
-    let mut v = series
-        .iter()
-        .find(|s| s.subject == subject && s.scenario == scenario)
-        .map(|s| s.values.clone())
-        .unwrap_or_default();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// One round of one subject: established, reply, new flow.
 fn round(
-    series: &mut Vec<Series>,
+    results: &mut Results,
     ifindexes: &[u32],
     subject: &'static str,
     vip: Ipv4Addr,
@@ -286,7 +191,7 @@ fn round(
             )
             .into());
         }
-        push(series, subject, scenario, t.ns - w.ns);
+        results.push(subject, scenario, t.ns - w.ns);
     }
     Ok(())
 }
@@ -310,46 +215,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(repeat);
     let ifindexes = own_netns()?;
-    let mut series = Vec::new();
+    let mut results = Results::default();
     for _ in 0..rounds {
         let f = frame(CLIENT, Ipv4Addr::new(10, 0, 0, 3), 40000, 80);
         let t = Bench::load()?.run(MAC_SWAP, &f, repeat)?;
         if t.action != XDP_TX {
             return Err("mac swap did not return XDP_TX".into());
         }
-        push(&mut series, "ceiling (mac swap)", "any", t.ns);
+        results.push("ceiling (mac swap)", "any", t.ns);
         round(
-            &mut series,
+            &mut results,
             &ifindexes,
             "rvs nat",
             Ipv4Addr::new(10, 0, 0, 3),
             repeat,
         )?;
         round(
-            &mut series,
+            &mut results,
             &ifindexes,
             "rvs fullnat",
             Ipv4Addr::new(10, 0, 0, 4),
             repeat,
         )?;
     }
-    let ceiling = median(&series, "ceiling (mac swap)", "any");
+    let ceiling = results.median("ceiling (mac swap)", "any");
     let notes = vec![
         "rvs figures are wrapper+program minus the wrapper's own cost measured in the same round".to_string(),
         "IPv4 TCP; bpf_fib_lookup succeeds (veths with permanent neighbours in a namespace made for the run) and every packet ends in bpf_redirect_map; each timed run checked: XDP_REDIRECT and the nat_forwarded / nat_reply counter grew by exactly the repeat count".to_string(),
         "new flow: a per-run counter in the IPv4 source address, so every run schedules, inserts the connection entry and the reverse entry (FULLNAT: allocates a local port with BPF_NOEXIST); fresh program and maps each round, at most 50,000 runs".to_string(),
         format!("goal (issue 6): <= 2x the ceiling = {:.1} ns", 2.0 * ceiling),
     ];
-    for s in &series {
+    for s in &results.series {
         println!(
             "{:<20} {:<18} median {:>7.1} ns  {:?}",
             s.subject,
             s.scenario,
-            median(&series, s.subject, s.scenario),
+            results.median(s.subject, s.scenario),
             s.values
         );
     }
-    let out = json(&mode, rounds, repeat, &series, &notes);
+    let out = results.to_json(
+        "xdp_nat",
+        "XDP NAT/FULLNAT per-packet cost (BPF_PROG_TEST_RUN, frame restored every run)",
+        &mode,
+        rounds,
+        repeat,
+        &notes,
+    );
     match arg("--out") {
         Some(path) => std::fs::write(&path, out)?,
         None => print!("{out}"),

@@ -1,0 +1,147 @@
+//! What the per-packet benchmark binaries (`rvs-xdp-bench`, `rvs-xdp-nat-bench`) share: the
+//! balancer they time (two services, two reals each) and their results in the bench suite's
+//! JSON format (see `bench/README.md`).
+
+use crate::abi::{self, Config, Iface, Real, Service, VipKey, addr_of};
+use crate::balancer::Balancer;
+use crate::error::XdpError;
+use std::net::IpAddr;
+
+/// A balancer with interface 0 = `iface`, IPVS's default timeouts, and two TCP services:
+/// index 0 = 10.0.0.3:80 with `methods[0]` and reals 0, 1; index 1 = 10.0.0.4:80 with
+/// `methods[1]` and reals 2, 3. The reals are 10.0.1.7 and 10.0.1.8 (MAC from `mac(real)`),
+/// each service's Maglev table alternating between its two reals. With `real_port`, every real
+/// listens on that port (NAT / FULLNAT port mapping).
+pub fn two_services(
+    iface: &Iface,
+    methods: [u8; 2],
+    mac: impl Fn(u32) -> [u8; 6],
+    real_port: Option<u16>,
+) -> Result<Balancer, XdpError> {
+    let mut b = Balancer::load()?;
+    b.set_iface(0, iface)?;
+    let s = 1_000_000_000;
+    b.set_config(&Config {
+        tcp_timeout_ns: 900 * s,
+        tcp_fin_timeout_ns: 120 * s,
+        udp_timeout_ns: 300 * s,
+    })?;
+    for (svc, vip, method, base) in [
+        (0u32, [10, 0, 0, 3], methods[0], 0u32),
+        (1, [10, 0, 0, 4], methods[1], 2),
+    ] {
+        let (addr, family) = addr_of(IpAddr::from(vip));
+        let key = VipKey {
+            addr,
+            port: 80u16.to_be(),
+            proto: 6,
+            family,
+        };
+        b.set_service(
+            &key,
+            &Service {
+                index: svc,
+                ..Default::default()
+            },
+        )?;
+        for i in 0..2u32 {
+            let (addr, family) = addr_of(IpAddr::from([10, 0, 1, 7 + i as u8]));
+            let real = Real {
+                addr,
+                family,
+                method,
+                flags: abi::RVS_REAL_F_PRESENT as u8,
+                has_mac: 1,
+                mac: mac(i),
+                pad: [0; 2],
+            };
+            b.set_real(base + i, &real)?;
+            if let Some(port) = real_port {
+                b.set_real_port(base + i, port)?;
+            }
+        }
+        let table: Vec<u32> = (0..abi::RVS_MAGLEV_SIZE as u32)
+            .map(|s| base + s % 2)
+            .collect();
+        b.set_maglev(svc, &table)?;
+    }
+    Ok(b)
+}
+
+/// The figures of one subject in one scenario, one per round.
+pub struct Series {
+    pub subject: &'static str,
+    pub scenario: &'static str,
+    pub values: Vec<f64>,
+}
+
+/// Every series of a benchmark run, in the order first recorded.
+#[derive(Default)]
+pub struct Results {
+    pub series: Vec<Series>,
+}
+
+impl Results {
+    /// Record one figure (ns per packet).
+    pub fn push(&mut self, subject: &'static str, scenario: &'static str, v: f64) {
+        match self
+            .series
+            .iter_mut()
+            .find(|s| s.subject == subject && s.scenario == scenario)
+        {
+            Some(s) => s.values.push(v),
+            None => self.series.push(Series {
+                subject,
+                scenario,
+                values: vec![v],
+            }),
+        }
+    }
+
+    /// Median of a series (NaN if it has no figures).
+    pub fn median(&self, subject: &str, scenario: &str) -> f64 {
+        let mut v = self
+            .series
+            .iter()
+            .find(|s| s.subject == subject && s.scenario == scenario)
+            .map(|s| s.values.clone())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    /// The result file of comparison `name` (metric `ns_per_packet`, the MAC-swap ceiling as
+    /// reference).
+    pub fn to_json(
+        &self,
+        name: &str,
+        title: &str,
+        mode: &str,
+        rounds: usize,
+        repeat: u32,
+        notes: &[String],
+    ) -> String {
+        let s: Vec<String> = self
+            .series
+            .iter()
+            .map(|x| {
+                let v: Vec<String> = x.values.iter().map(|v| format!("{v:.1}")).collect();
+                format!(
+                    "{{\"subject\": \"{}\", \"scenario\": \"{}\", \"metric\": \"ns_per_packet\", \"unit\": \"ns\", \"better\": \"lower\", \"values\": [{}]}}",
+                    x.subject,
+                    x.scenario,
+                    v.join(", ")
+                )
+            })
+            .collect();
+        let n: Vec<String> = notes
+            .iter()
+            .map(|n| format!("\"{}\"", n.replace('"', "'")))
+            .collect();
+        format!(
+            "{{\"comparison\": \"{name}\", \"title\": \"{title}\", \"mode\": \"{mode}\", \"references\": [\"ceiling (mac swap)\"], \"peers\": {{}}, \"params\": {{\"rounds\": {rounds}, \"repeat\": {repeat}}}, \"skipped\": {{}}, \"notes\": [{}],\n \"series\": [\n  {}\n ]}}\n",
+            n.join(", "),
+            s.join(",\n  ")
+        )
+    }
+}
