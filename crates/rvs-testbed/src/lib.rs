@@ -36,6 +36,7 @@
 
 pub mod clients;
 pub mod cmd;
+pub mod director_cost;
 pub mod error;
 pub mod netns;
 pub mod procstat;

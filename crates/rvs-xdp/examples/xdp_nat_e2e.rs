@@ -9,8 +9,8 @@
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
-use rvs_testbed::procstat::sched_runtime_ns;
-use rvs_testbed::{Kind, Netns, Nginx, NginxOptions, Topology, WrkOptions, cmd, wrk};
+use rvs_testbed::director_cost;
+use rvs_testbed::{Kind, Netns, Nginx, NginxOptions, Topology, WrkOptions, wrk};
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -24,40 +24,6 @@ const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
 /// Run `f` on a thread inside namespace `ns`.
 fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
     ns.in_thread(f)
-}
-
-fn pin(pid: u32, cpu: &str) -> BoxResult<()> {
-    cmd::run_args("taskset", &["-pc", cpu, &pid.to_string()])?;
-    Ok(())
-}
-
-/// Threaded NAPI on every veth end; the director's kthreads on CPU 1, the rest on CPU 0 (as
-/// bench/nft.sh). Returns the director's kthreads.
-fn prepare_napi(topo: &Topology) -> BoxResult<Vec<u32>> {
-    let d = &topo.director;
-    let mut director = d.ns.threaded_napi(&d.client_dev)?;
-    director.extend(d.ns.threaded_napi(&d.real_dev)?);
-    let mut others = topo.client.ns.threaded_napi(&topo.client.dev)?;
-    others.extend(topo.switch.threaded_napi("dir")?);
-    for (i, r) in topo.reals.iter().enumerate() {
-        others.extend(r.ns.threaded_napi(&r.dev)?);
-        others.extend(topo.switch.threaded_napi(&format!("real{i}"))?);
-    }
-    for &p in &director {
-        pin(p, BALANCER_CPU)?;
-    }
-    for &p in &others {
-        pin(p, CLIENT_CPU)?;
-    }
-    Ok(director)
-}
-
-fn runtime_ns(pids: &[u32]) -> BoxResult<u64> {
-    let mut sum = 0;
-    for &p in pids {
-        sum += sched_runtime_ns(p)?;
-    }
-    Ok(sum)
 }
 
 struct Row {
@@ -132,7 +98,7 @@ fn subject(
         o.cpus = Some(CLIENT_CPU.into());
         nginx.push(Nginx::start_with(Some(&r.ns), &o)?);
     }
-    let kthreads = prepare_napi(&topo)?;
+    let kthreads = director_cost::isolate_director_napi(&topo, BALANCER_CPU, CLIENT_CPU)?;
     let key = ServiceKey::tcp(SocketAddr::new(IpAddr::V4(topo.vip4), 80));
     in_ns(dir, || -> BoxResult<()> {
         let mut engine = XdpEngine::start(XdpConfig {
@@ -169,9 +135,9 @@ fn subject(
                     new_connection_per_request: close,
                     cpus: Some(CLIENT_CPU.into()),
                 };
-                let k0 = runtime_ns(&kthreads)?;
+                let k0 = director_cost::runtime_ns(&kthreads)?;
                 let r = wrk(Some(&topo.client.ns), &o)?;
-                let k1 = runtime_ns(&kthreads)?;
+                let k1 = director_cost::runtime_ns(&kthreads)?;
                 if r.requests == 0 || r.errors > r.requests / 100 {
                     return Err(format!(
                         "{name} {scenario}: {} requests, {} errors",

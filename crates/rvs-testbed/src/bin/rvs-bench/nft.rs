@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
-use rvs_testbed::procstat::sched_runtime_ns;
-use rvs_testbed::{Kind, Netns, Nginx, NginxOptions, Topology, WrkOptions, cmd, wrk};
+use rvs_testbed::director_cost;
+use rvs_testbed::{Kind, Netns, Nginx, NginxOptions, Topology, WrkOptions, wrk};
 use serde_json::json;
 
 use crate::record::{HIGHER, LOWER, Recorder, version_of};
@@ -71,47 +71,6 @@ fn load_rules(ns: &Netns, rules: &str) -> BoxResult<()> {
     std::fs::write(file.path(), format!("flush ruleset\n{rules}"))?;
     ns.run("nft", &["-f", &file.path().to_string_lossy()])?;
     Ok(())
-}
-
-fn pin(pid: u32, cpu: &str) -> BoxResult<()> {
-    cmd::run_args("taskset", &["-pc", cpu, &pid.to_string()])?;
-    Ok(())
-}
-
-/// Enables threaded NAPI on every veth end; pins the director's kthreads to CPU 1 and the rest
-/// to CPU 0. Returns the director's kthreads.
-fn prepare_napi(topo: &Topology) -> BoxResult<Vec<u32>> {
-    let d = &topo.director;
-    let mut director = d.ns.threaded_napi(&d.client_dev)?;
-    director.extend(d.ns.threaded_napi(&d.real_dev)?);
-    let mut others = topo.client.ns.threaded_napi(&topo.client.dev)?;
-    others.extend(topo.switch.threaded_napi("dir")?);
-    for (i, r) in topo.reals.iter().enumerate() {
-        others.extend(r.ns.threaded_napi(&r.dev)?);
-        others.extend(topo.switch.threaded_napi(&format!("real{i}"))?);
-    }
-    if director.len() < 2 {
-        return Err(format!(
-            "found {} director NAPI kthreads, expected 2",
-            director.len()
-        )
-        .into());
-    }
-    for &p in &director {
-        pin(p, BALANCER_CPU)?;
-    }
-    for &p in &others {
-        pin(p, CLIENT_CPU)?;
-    }
-    Ok(director)
-}
-
-fn runtime_ns(pids: &[u32]) -> BoxResult<u64> {
-    let mut sum = 0;
-    for &p in pids {
-        sum += sched_runtime_ns(p)?;
-    }
-    Ok(sum)
 }
 
 /// Busy time of CPU `cpu` from /proc/stat (all but idle and iowait), in milliseconds.
@@ -175,7 +134,7 @@ pub fn run(plan: &Plan, rec: &mut Recorder) -> BoxResult<()> {
         o.cpus = Some(CLIENT_CPU.into());
         reals.push(Nginx::start_with(Some(&r.ns), &o)?);
     }
-    let kthreads = prepare_napi(&topo)?;
+    let kthreads = director_cost::isolate_director_napi(&topo, BALANCER_CPU, CLIENT_CPU)?;
     rec.param("director_kthreads", json!(kthreads.len()));
     let subjects = subjects(&topo);
     for (scenario, close) in [("keep-alive", false), ("new connection per request", true)] {
@@ -213,9 +172,15 @@ fn measure(
     close: bool,
     rec: &mut Recorder,
 ) -> BoxResult<()> {
-    let (k0, c0) = (runtime_ns(kthreads)?, cpu_busy_ms(BALANCER_CPU)?);
+    let (k0, c0) = (
+        director_cost::runtime_ns(kthreads)?,
+        cpu_busy_ms(BALANCER_CPU)?,
+    );
     let r = wrk(Some(client), &options(s, plan, plan.duration, close))?;
-    let (k1, c1) = (runtime_ns(kthreads)?, cpu_busy_ms(BALANCER_CPU)?);
+    let (k1, c1) = (
+        director_cost::runtime_ns(kthreads)?,
+        cpu_busy_ms(BALANCER_CPU)?,
+    );
     if r.requests == 0 {
         return Err(format!("{}: wrk completed no request ({scenario})", s.name).into());
     }
