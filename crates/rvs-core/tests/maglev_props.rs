@@ -20,6 +20,27 @@ fn reals(n: usize, seed: u32) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Slots owned by a surviving real before and by another surviving real after removing real
+/// `gone` of `n` equal-weight reals, in a table of `size` slots.
+fn survivors_moved(n: usize, seed: u32, gone: usize, size: u32) -> usize {
+    let all = reals(n, seed);
+    let weighted = |v: &[SocketAddr]| v.iter().map(|&a| (a, 1)).collect::<Vec<_>>();
+    let rest: Vec<_> = all
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != gone)
+        .map(|(_, &a)| a)
+        .collect();
+    let before = MaglevTable::build(&weighted(&all), size).unwrap();
+    let after = MaglevTable::build(&weighted(&rest), size).unwrap();
+    before
+        .slots()
+        .iter()
+        .zip(after.slots())
+        .filter(|&(&b, &a)| b as usize != gone && all[b as usize] != rest[a as usize])
+        .count()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -36,34 +57,37 @@ proptest! {
         }
     }
 
-    /// Removing one of N reals from a table of M ≥ 1000 × N slots (the default 65537 for up
-    /// to 65 reals): the slots that move *between the remaining reals* (owned by a surviving
-    /// real before and by another surviving real after) are at most M/N + 1% of M — the
-    /// issue's wording. The removed real's own slots must move and are not counted. The
-    /// stricter reading (all moved slots, the removed real's included, ≤ M/N + 1%) does not
-    /// hold for Maglev: it moves about 1.3–2.5% extra between survivors at any size, which is
-    /// more than 1% (measured; see the module docs of `rvs_core::maglev`). At M ≈ 100 × N the
-    /// extra movement can exceed M/N + 1% for large N, so that size is not asserted.
+    /// Removing one of N reals from a table of M ≥ 100 × N slots: the slots that move *between
+    /// the remaining reals* (owned by a surviving real before and by another surviving real
+    /// after) are at most M/N + 1% of M — the bound. The removed real's own slots must
+    /// move and are not counted.
     #[test]
     fn removal_moves_few_slots(
-        n in 2usize..66,
+        n in 2usize..80,
+        seed in any::<u32>(),
+        victim in any::<prop::sample::Index>(),
+        big in any::<bool>(),
+    ) {
+        let size = if big { 65537.max(prime_at_least(100 * n as u32)) } else { prime_at_least(100 * n as u32) };
+        let moved = survivors_moved(n, seed, victim.index(n), size);
+        let limit = f64::from(size) * (1.0 / n as f64 + 0.01);
+        prop_assert!(moved as f64 <= limit, "moved {moved} of {size} slots between survivors (limit {limit:.0}, n {n})");
+    }
+
+    /// The stricter reading — at most 1% of M moves between the remaining reals, so that all
+    /// moved slots (the removed real's included) stay within M/N + 1% — at rvs's default size
+    /// 65537 for up to 100 reals. It does not hold at every M ≥ 100 × N: the survivors' churn of
+    /// a quota-balanced table shrinks like 1/√(M/N), and at M ≈ 100 × N it is 1–3% (see the
+    /// module docs of `rvs_core::maglev` and `examples/maglev_churn.rs`).
+    #[test]
+    fn removal_moves_few_slots_strict(
+        n in 2usize..=100,
         seed in any::<u32>(),
         victim in any::<prop::sample::Index>(),
     ) {
         let size = 65537;
-        let all = reals(n, seed);
-        let gone = victim.index(n);
-        let weighted = |v: &[SocketAddr]| v.iter().map(|&a| (a, 1)).collect::<Vec<_>>();
-        let rest: Vec<_> = all.iter().enumerate().filter(|&(i, _)| i != gone).map(|(_, &a)| a).collect();
-        let before = MaglevTable::build(&weighted(&all), size).unwrap();
-        let after = MaglevTable::build(&weighted(&rest), size).unwrap();
-        let moved = before
-            .slots()
-            .iter()
-            .zip(after.slots())
-            .filter(|&(&b, &a)| b as usize != gone && all[b as usize] != rest[a as usize])
-            .count();
-        let limit = f64::from(size) * (1.0 / n as f64 + 0.01);
+        let moved = survivors_moved(n, seed, victim.index(n), size);
+        let limit = f64::from(size) * 0.01;
         prop_assert!(moved as f64 <= limit, "moved {moved} of {size} slots between survivors (limit {limit:.0}, n {n})");
     }
 
@@ -86,5 +110,20 @@ proptest! {
     fn deterministic(n in 1usize..20, seed in any::<u32>()) {
         let r: Vec<_> = reals(n, seed).into_iter().map(|a| (a, 1 + (a.port() as u32 % 4))).collect();
         prop_assert_eq!(MaglevTable::build(&r, 251).unwrap(), MaglevTable::build(&r, 251).unwrap());
+    }
+
+    /// Shares are exact quotas: every real owns ⌊M·w/Σw⌋ or one slot more, whatever the weights
+    /// (including extreme ratios, which must not make the build crawl).
+    #[test]
+    fn shares_are_exact_quotas(weights in prop::collection::vec(prop_oneof![1u32..=3, 1u32..=100, Just(u32::MAX)], 1..20), seed in any::<u32>()) {
+        let n = weights.len();
+        let r: Vec<_> = reals(n, seed).into_iter().zip(weights.iter().copied()).collect();
+        let size = 4001;
+        let t = MaglevTable::build(&r, size).unwrap();
+        let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+        for (i, &c) in t.shares(n).iter().enumerate() {
+            let floor = u128::from(size) * u128::from(weights[i]) / total;
+            prop_assert!(u128::from(c) == floor || u128::from(c) == floor + 1, "real {i}: {c} slots, quota floor {floor}");
+        }
     }
 }

@@ -10,22 +10,44 @@
 //! address and port, see [`hash`]). `M` prime and `1 ≤ skip < M` make each sequence a full
 //! permutation of the slots.
 //!
-//! **Population (weighted turns).** Reals with weight 0 get no slots. The others are visited in
-//! a fixed order — sorted by identity bytes, so the table does not depend on the order reals were
-//! configured in — round after round. In each round real `i` gains `w_i` credit and, while its
-//! credit is at least `w_max` (the largest weight), spends `w_max` to claim the next free slot of
-//! its permutation. The heaviest real claims one slot per round, the others `w_i / w_max` on
-//! average, so each real's share of slots is `w_i / Σw` to within a few slots. Population stops
-//! when every slot is taken.
+//! **Quotas.** Each real with weight above 0 gets a quota of exactly its weight's share of the
+//! `M` slots: `⌊M·w_i / Σw⌋`, and the slots left by rounding go one each to the reals with the
+//! largest remainders (ties by identity). So every real's share is its weight share to within
+//! one slot — within 1% of fair whenever a real's fair share is ≥ 100 slots (`M ≥ 100 N` for
+//! equal weights).
 //!
-//! **Disruption.** Removing one of N equal-weight reals moves its own slots plus some others
-//! between the remaining reals. Measured over random sets: at `M ≈ 100 N` about 2–2.5% of the
-//! table (median), 3–4.5% at the 99th percentile and up to ~9% for unlucky sets; at
-//! `M = 65537` usually 0.1–0.6% for N = 5…100, occasionally more (1.4% was seen at N = 42).
-//! The property tests assert the wording — slots moving *between the remaining reals*
-//! ≤ M/N + 1% of M — for `M ≥ 1000 N`, one reason rvs defaults to 65537 rather than IPVS's 251.
-//! Known gap: the stricter "all moved slots ≤ M/N + 1%" does not hold for Maglev at any size,
-//! and at `M ≈ 100 N` even the survivors-only bound fails for large N.
+//! **Population (rank-synchronous weighted turns).** The reals are visited in a fixed order —
+//! sorted by identity bytes, so the table does not depend on the order reals were configured in —
+//! round after round. In each round real `i` gains `w_i` credit and, while its credit is at least
+//! `w_max` (the largest weight) and it is below its quota, spends `w_max` to *propose the next
+//! slot of its permutation*: it takes the slot if the slot is free, and moves on either way.
+//! A real that reaches its quota stops. Population ends when every slot is taken (the quotas
+//! add up to `M`).
+//!
+//! This differs from the paper's population in one point: there a real whose next slot is taken
+//! walks on to the next *free* slot in the same turn. That makes each real's claims depend on
+//! every claim made before it, so removing one real shifts the turns of all the others and
+//! cascades. Here a slot goes to whichever real reaches it first *in permutation rank* (ties in
+//! the same round go to the real earlier in the fixed order) — rendezvous hashing by rank — and
+//! the quotas only decide the last slots of each real. Removing a real frees its slots, raises
+//! the others' quotas, and moves few slots between the survivors.
+//!
+//! **Disruption,** measured with `examples/maglev_churn.rs` over random sets of equal-weight
+//! reals, as the share of the table that moves between the *remaining* reals when one of N is
+//! removed (the removed real's own slots must move and are not counted):
+//!
+//! | table | N | median | p90 | max (40–60 sets) | the paper's population, max |
+//! |---|---|---|---|---|---|
+//! | `M ≈ 100 N` | 4 / 20 / 65 | 0.75 / 1.30 / 0.97% | 1.75 / 1.70 / 1.09% | 2.74 / 2.65 / 1.13% | 4.49 / 4.04 / 2.32% |
+//! | `M ≈ 1000 N` | 4 / 20 / 65 | 0.17 / 0.40 / 0.27% | 0.95 / 0.52 / 0.31% | 2.42 / 1.09 / 0.34% | 2.45 / 1.21 / 0.55% |
+//! | `M = 65537` | 4 … 100 | 0.02 – 0.30% | ≤ 0.33% | ≤ 0.53% | |
+//!
+//! The quotas are what keeps shares exact, and they cost some movement: each real's last
+//! claims depend on when the others fill up, so the survivors' churn shrinks like `1/√(M/N)`.
+//! The property tests assert the bound — at most `M/N + 1%` of `M` moves between the
+//! remaining reals — for every `M ≥ 100 N`, and the stricter reading (at most 1% of `M` moves
+//! between survivors, so all moved slots ≤ `M/N + 1%`) at the default `M = 65537` for up to 100
+//! reals; at `M ≈ 100 N` the stricter reading does not hold (one slot is 1% of a real's share).
 
 //! Two directors given the same reals, weights and `M` build byte-identical tables; the golden
 //! test in `tests/maglev_golden.rs` pins it.
@@ -83,6 +105,10 @@ struct Walker {
     next: u32,
     skip: u32,
     credit: u64,
+    /// Slots this real may own (its weight share of the table).
+    quota: u64,
+    /// Slots it owns so far.
+    owned: u64,
 }
 
 impl MaglevTable {
@@ -116,8 +142,11 @@ impl MaglevTable {
                 next: hash::murmur3_32(hash::OFFSET_SEED, id) % size,
                 skip: hash::murmur3_32(hash::SKIP_SEED, id) % (size - 1) + 1,
                 credit: 0,
+                quota: 0,
+                owned: 0,
             })
             .collect();
+        assign_quotas(&mut walkers, size);
         let mut slots = vec![Self::EMPTY; size as usize];
         if !walkers.is_empty() {
             populate(&mut slots, &mut walkers, size);
@@ -158,27 +187,57 @@ impl MaglevTable {
     }
 }
 
-/// Fill every slot by weighted turns (see the module docs).
-fn populate(slots: &mut [u32], walkers: &mut [Walker], size: u32) {
+/// Give each walker its quota: `⌊M·w/Σw⌋`, plus one slot each for the largest remainders (ties
+/// to the walker earlier in identity order, which `walkers` is sorted by). The quotas add up
+/// to `M`.
+fn assign_quotas(walkers: &mut [Walker], size: u32) {
+    let total: u128 = walkers.iter().map(|w| u128::from(w.weight)).sum();
+    if total == 0 {
+        return;
+    }
+    let size = u128::from(size);
+    let mut given: u128 = 0;
+    let mut by_remainder: Vec<(u128, usize)> = Vec::with_capacity(walkers.len());
+    for (i, w) in walkers.iter_mut().enumerate() {
+        let share = size * u128::from(w.weight);
+        w.quota = (share / total) as u64;
+        given += u128::from(w.quota);
+        by_remainder.push((share % total, i));
+    }
+    // Largest remainder first; equal remainders in identity order (stable sort).
+    by_remainder.sort_by(|a, b| b.0.cmp(&a.0));
+    for &(_, i) in by_remainder.iter().take((size - given) as usize) {
+        walkers[i].quota += 1;
+    }
+}
+
+/// Fill every slot by rank-synchronous weighted turns (see the module docs).
+fn populate(slots: &mut [u32], walkers: &mut Vec<Walker>, size: u32) {
     let w_max = walkers.iter().map(|w| w.weight).max().unwrap_or(1);
+    walkers.retain(|w| w.quota > 0);
     let mut free = slots.len();
-    loop {
+    while free > 0 {
+        // Skip the rounds in which nobody could propose (only light reals left below quota):
+        // `rounds` is the first round in which some walker's credit reaches `w_max`.
+        let rounds = walkers
+            .iter()
+            .map(|w| (w_max - w.credit.min(w_max)).div_ceil(w.weight).max(1))
+            .min()
+            .unwrap_or(1);
         for w in walkers.iter_mut() {
-            w.credit += w.weight;
-            while w.credit >= w_max {
+            w.credit += w.weight * rounds;
+            while w.credit >= w_max && w.owned < w.quota {
                 w.credit -= w_max;
-                // Walk the permutation to the next free slot (terminates: one is free).
-                while slots[w.next as usize] != MaglevTable::EMPTY {
-                    w.next = advance(w.next, w.skip, size);
-                }
-                slots[w.next as usize] = w.index;
+                let slot = &mut slots[w.next as usize];
                 w.next = advance(w.next, w.skip, size);
-                free -= 1;
-                if free == 0 {
-                    return;
+                if *slot == MaglevTable::EMPTY {
+                    *slot = w.index;
+                    w.owned += 1;
+                    free -= 1;
                 }
             }
         }
+        walkers.retain(|w| w.owned < w.quota);
     }
 }
 
