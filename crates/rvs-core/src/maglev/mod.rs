@@ -205,7 +205,7 @@ fn assign_quotas(walkers: &mut [Walker], size: u32) {
         by_remainder.push((share % total, i));
     }
     // Largest remainder first; equal remainders in identity order (stable sort).
-    by_remainder.sort_by(|a, b| b.0.cmp(&a.0));
+    by_remainder.sort_by_key(|r| std::cmp::Reverse(r.0));
     for &(_, i) in by_remainder.iter().take((size - given) as usize) {
         walkers[i].quota += 1;
     }
