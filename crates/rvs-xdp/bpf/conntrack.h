@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * conntrack.h — the maps of NAT and FULLNAT (issue 6) beside the shared connection table
- * rvs_conns (maps.h, keyed by the flow as the client sends it, state 0 = active, 1 = closing
- * after FIN/RST in either direction):
+ * rvs_conns (maps.h, keyed by the flow as the client sends it; its state follows IPVS's TCP
+ * state machine in both directions, conn_state.h):
  *
  * - rvs_nat_rev: the flow as the real sends its replies (real:rport → client:cport for NAT,
  *   real:rport → laddr:lport for FULLNAT) → the client's flow. A plain hash, not an LRU: a live

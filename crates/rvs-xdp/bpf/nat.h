@@ -9,8 +9,8 @@
  * inserts the reverse entry (real:rport → laddr:lport).
  *
  * Back from the real (rvs_nat_reply, for packets that match no service but a reverse entry):
- * the source becomes VIP:vport again (and for FULLNAT the destination client:cport); FIN and
- * RST move the flow to its short timeout as they do from the client side.
+ * the source becomes VIP:vport again (and for FULLNAT the destination client:cport); the reply
+ * drives the flow's TCP state as IPVS's output direction (conn_state.h).
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
@@ -37,8 +37,6 @@
 
 #define RVS_AF_INET 2
 #define RVS_AF_INET6 10
-#define RVS_TCP_SYN 0x02
-#define RVS_TCP_ACK 0x10
 
 /* Send out by a next hop the FIB found: XDP_TX on the same interface, else bpf_redirect_map
  * (XDP_PASS with the MACs untouched when the interface is not in the device map: the kernel
@@ -126,18 +124,17 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
 	return XDP_PASS;
 }
 
-/* Refresh a tracked flow from a reply and apply FIN/RST. */
+/* A reply of a tracked flow: its entry takes the reply's step of the state machine
+ * (RVS_DIR_OUTPUT). */
 static __always_inline void rvs_nat_touch(const struct rvs_flow_key *orig,
 					  const struct rvs_pkt *pkt)
 {
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
 	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, orig);
-	if (!c)
+	if (!c || !cfg)
 		return;
-	__u64 now = bpf_ktime_get_coarse_ns();
-	if (now - c->last_ns > RVS_REFRESH_NS)
-		c->last_ns = now;
-	if (!pkt->is_icmp_err && (pkt->tcp_flags & (RVS_TCP_FIN | RVS_TCP_RST)) && !c->state)
-		c->state = 1;
+	rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, bpf_ktime_get_coarse_ns(), RVS_REFRESH_NS);
 }
 
 /* Forget a flow whose reverse entry could not be made (so it is scheduled afresh). */

@@ -56,6 +56,36 @@
 /* rvs_real.flags */
 #define RVS_REAL_F_PRESENT 1
 
+/* Connection states (rvs_conn.state): rvs_core::conn::ConnState::code — the IPVS TCP states
+ * 0..=10 in IPVS's order (the names `ipvsadm -lnc` prints), UDP's single state 11. */
+#define RVS_STATE_NONE 0
+#define RVS_STATE_ESTABLISHED 1
+#define RVS_STATE_SYN_SENT 2
+#define RVS_STATE_SYN_RECV 3
+#define RVS_STATE_FIN_WAIT 4
+#define RVS_STATE_TIME_WAIT 5
+#define RVS_STATE_CLOSE 6
+#define RVS_STATE_CLOSE_WAIT 7
+#define RVS_STATE_LAST_ACK 8
+#define RVS_STATE_LISTEN 9
+#define RVS_STATE_SYNACK 10
+#define RVS_STATE_UDP 11
+/* Slots per state-indexed array (a power of two: indexes are masked with it - 1). */
+#define RVS_CONN_STATES 16
+/* Directions of a packet for the TCP state table (IPVS's TCP_DIR_*): client -> real when the
+ * director sees the replies (NAT, FULLNAT), real -> client, client -> real when it does not
+ * (DR, TUN). RVS_DIRS is the row count (a power of two; row 3 unused). */
+#define RVS_DIR_INPUT 0
+#define RVS_DIR_OUTPUT 1
+#define RVS_DIR_INPUT_ONLY 2
+#define RVS_DIRS 4
+/* The one flag a TCP segment is classified by (RST, then SYN, FIN, ACK). */
+#define RVS_EV_SYN 0
+#define RVS_EV_FIN 1
+#define RVS_EV_ACK 2
+#define RVS_EV_RST 3
+#define RVS_TCP_EVENTS 4
+
 /* rvs_flow_key.proto / rvs_vip_key.proto: IPPROTO_TCP / IPPROTO_UDP */
 #define RVS_PROTO_TCP 6
 #define RVS_PROTO_UDP 17
@@ -133,7 +163,7 @@ struct rvs_conn {
 	__u32 real;    /* real index */
 	__u32 svc;     /* service index */
 	__u64 last_ns; /* bpf_ktime_get_ns of the last packet */
-	__u32 state;   /* 0 = active, 1 = closing (FIN/RST seen) */
+	__u32 state;   /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
 	__u32 pad;
 };
 
@@ -158,11 +188,13 @@ struct rvs_iface {
 	__u32 src6[4]; /* outer IPv6 source for TUN */
 };
 
-/* rvs_config value (array, one entry). */
+/* rvs_config value (array, one entry), written by the loader from rvs-core:
+ * - timeout_ns: how long an entry lives without traffic, by its state (RVS_STATE_*);
+ * - tcp_next: rvs_core::conn::tcp::transition (IPVS's tcp_states table), the next state at
+ *   [(dir * RVS_TCP_EVENTS + event) * RVS_CONN_STATES + state]. */
 struct rvs_config {
-	__u64 tcp_timeout_ns;
-	__u64 tcp_fin_timeout_ns;
-	__u64 udp_timeout_ns;
+	__u64 timeout_ns[RVS_CONN_STATES];
+	__u8 tcp_next[RVS_DIRS * RVS_TCP_EVENTS * RVS_CONN_STATES];
 };
 
 /* rvs_stats value (per-CPU array, RVS_STATS_SLOTS entries: services then reals). */

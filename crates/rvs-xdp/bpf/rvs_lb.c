@@ -109,17 +109,13 @@ static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
 		return XDP_PASS;
 	}
 	int new_conn = 0;
-	__u32 idx = rvs_schedule(svc, &pkt, &new_conn);
-	if (idx == RVS_NO_REAL) {
+	const struct rvs_real *real = 0;
+	__u32 idx = rvs_schedule(svc, &pkt, &new_conn, &real);
+	if (idx == RVS_NO_REAL || !real) {
 		if (pkt.is_icmp_err) {
 			*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
 			return XDP_PASS;
 		}
-		*outcome = RVS_OUTCOME_NO_REAL;
-		return XDP_DROP;
-	}
-	const struct rvs_real *real = rvs_real_get(idx);
-	if (!real) {
 		*outcome = RVS_OUTCOME_NO_REAL;
 		return XDP_DROP;
 	}

@@ -16,9 +16,8 @@
 #include "maps.h"
 #include "flow_hash.h"
 #include "parse.h"
+#include "conn_state.h"
 
-#define RVS_TCP_FIN 0x01
-#define RVS_TCP_RST 0x04
 #define RVS_NS_PER_SEC 1000000000ULL
 #define RVS_REFRESH_NS 100000000ULL /* 100 ms */
 
@@ -30,14 +29,6 @@ static __always_inline const struct rvs_real *rvs_real_get(__u32 idx)
 	if (!r || !(r->flags & RVS_REAL_F_PRESENT))
 		return 0;
 	return r;
-}
-
-static __always_inline __u64 rvs_conn_timeout(const struct rvs_config *cfg, __u8 proto,
-					      __u32 state)
-{
-	if (proto == RVS_PROTO_UDP)
-		return cfg->udp_timeout_ns;
-	return state ? cfg->tcp_fin_timeout_ns : cfg->tcp_timeout_ns;
 }
 
 /* Client network of `flow` under /prefix, for the persistence key. */
@@ -83,11 +74,13 @@ static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
 }
 
 /*
- * The real for this packet. `*new_conn` is set when a connection entry was created. ICMP errors
- * only follow existing entries (RVS_NO_REAL otherwise).
+ * The real for this packet (its index; *real its entry). `*new_conn` is set when a connection
+ * entry was created. The entry's state follows the TCP state machine (conn_state.h). ICMP
+ * errors only follow existing entries (RVS_NO_REAL otherwise).
  */
 static __always_inline __u32 rvs_schedule(const struct rvs_service *svc,
-					  const struct rvs_pkt *pkt, int *new_conn)
+					  const struct rvs_pkt *pkt, int *new_conn,
+					  const struct rvs_real **real)
 {
 	__u32 zero = 0;
 	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
@@ -96,28 +89,28 @@ static __always_inline __u32 rvs_schedule(const struct rvs_service *svc,
 	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) is plenty for timeouts of
 	 * seconds and much cheaper than bpf_ktime_get_ns. */
 	__u64 now = bpf_ktime_get_coarse_ns();
-	__u32 closing = (pkt->tcp_flags & (RVS_TCP_FIN | RVS_TCP_RST)) != 0;
 	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
-	if (c && now - c->last_ns <= rvs_conn_timeout(cfg, pkt->flow.proto, c->state) &&
-	    rvs_real_get(c->real)) {
-		/* Refresh at most every RVS_REFRESH_NS: saves a store (and its cache line bouncing
-		 * between CPUs) on almost every packet of a busy flow. */
-		if (now - c->last_ns > RVS_REFRESH_NS)
-			c->last_ns = now;
-		if (closing && !pkt->is_icmp_err && !c->state)
-			c->state = 1;
-		return c->real;
+	if (c && now - c->last_ns <= rvs_conn_timeout(cfg, c->state)) {
+		const struct rvs_real *r = rvs_real_get(c->real);
+		if (r) {
+			rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS);
+			*real = r;
+			return c->real;
+		}
 	}
 	if (pkt->is_icmp_err)
 		return RVS_NO_REAL;
-	__u32 real = (svc->flags & RVS_SVC_F_PERSIST) ? rvs_persist_pick(svc, &pkt->flow, now)
-						      : rvs_maglev_pick(svc, &pkt->flow);
-	if (real == RVS_NO_REAL)
-		return real;
-	struct rvs_conn v = { .real = real, .svc = svc->index, .last_ns = now, .state = closing };
+	__u32 idx = (svc->flags & RVS_SVC_F_PERSIST) ? rvs_persist_pick(svc, &pkt->flow, now)
+						     : rvs_maglev_pick(svc, &pkt->flow);
+	const struct rvs_real *r = rvs_real_get(idx);
+	if (!r)
+		return RVS_NO_REAL;
+	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,
+			      .state = rvs_conn_initial(cfg, rvs_client_dir(r->method), pkt) };
 	bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
 	*new_conn = 1;
-	return real;
+	*real = r;
+	return idx;
 }
 
 #endif

@@ -86,12 +86,21 @@ pub struct Iface {
     pub src6: Addr,
 }
 
+/// `struct rvs_config`: per-state timeouts and the TCP state table. Build it with
+/// [`crate::conntrack::config`] (rvs-core's table and timeouts); `Default` is IPVS's defaults.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
-    pub tcp_timeout_ns: u64,
-    pub tcp_fin_timeout_ns: u64,
-    pub udp_timeout_ns: u64,
+    /// By state code (`RVS_STATE_*`).
+    pub timeout_ns: [u64; RVS_CONN_STATES as usize],
+    /// Next TCP state at `[(dir * RVS_TCP_EVENTS + event) * RVS_CONN_STATES + state]`.
+    pub tcp_next: [u8; (RVS_DIRS * RVS_TCP_EVENTS * RVS_CONN_STATES) as usize],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        crate::conntrack::config(&rvs_core::conn::ConnTimeouts::default())
+    }
 }
 
 #[repr(C)]

@@ -20,12 +20,7 @@ pub fn two_services(
 ) -> Result<Balancer, XdpError> {
     let mut b = Balancer::load()?;
     b.set_iface(0, iface)?;
-    let s = 1_000_000_000;
-    b.set_config(&Config {
-        tcp_timeout_ns: 900 * s,
-        tcp_fin_timeout_ns: 120 * s,
-        udp_timeout_ns: 300 * s,
-    })?;
+    b.set_config(&Config::default())?;
     for (svc, vip, method, base) in [
         (0u32, [10, 0, 0, 3], methods[0], 0u32),
         (1, [10, 0, 0, 4], methods[1], 2),

@@ -10,6 +10,7 @@ use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
 use crate::error::XdpError;
 use crate::state::{RealSlot, Slots, SvcSlot, config_abi, service_abi, sync_table, vip_key};
+use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
     ConnectionInfo, Counters, Engine, EngineError, EngineKind, EngineStats, RealStats,
@@ -63,7 +64,11 @@ pub(crate) struct Inner {
     pub balancer: Option<Balancer>,
     pub services: BTreeMap<ServiceKey, SvcSlot>,
     pub slots: Slots,
+    /// `ipvsadm --set tcp tcpfin udp`.
     pub timeouts: Timeouts,
+    /// Per-state timeouts under `timeouts` (IPVS's defaults unless
+    /// [`XdpEngine::set_state_timeouts`] gave others).
+    pub state_timeouts: ConnTimeouts,
     pub netlink: Netlink,
     pub resolve_timeout: Duration,
     /// FULLNAT local addresses: the default pool and per-service pools.
@@ -98,7 +103,7 @@ impl XdpEngine {
         })?;
         let timeouts = Timeouts::default();
         balancer
-            .set_config(&config_abi(&timeouts))
+            .set_config(&config_abi(&ConnTimeouts::default(), &timeouts))
             .map_err(io_err("configuring timeouts"))?;
         let mut attached = Vec::new();
         for (i, name) in cfg.interfaces.iter().enumerate() {
@@ -130,6 +135,7 @@ impl XdpEngine {
             services: BTreeMap::new(),
             slots: Slots::new(),
             timeouts,
+            state_timeouts: ConnTimeouts::default(),
             netlink,
             resolve_timeout: cfg.resolve_timeout,
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
@@ -151,6 +157,15 @@ impl XdpEngine {
             inner.write_service(&key)?;
         }
         Ok(())
+    }
+
+    /// Per-state connection timeouts (all IPVS TCP states and UDP; IPVS's defaults until set).
+    /// `ipvsadm --set tcp tcpfin udp` ([`Change::SetTimeouts`]) still applies on top: its
+    /// non-zero values replace ESTABLISHED, FIN_WAIT and UDP.
+    pub fn set_state_timeouts(&self, timeouts: ConnTimeouts) -> Result<(), EngineError> {
+        let mut inner = self.lock();
+        inner.state_timeouts = timeouts;
+        inner.write_config()
     }
 
     /// Live NAT/FULLNAT flows in the program's reverse table (expired ones stay until the
@@ -242,6 +257,13 @@ impl Inner {
                 slot.real.addr
             ),
         }
+    }
+
+    fn write_config(&mut self) -> Result<(), EngineError> {
+        let cfg = config_abi(&self.state_timeouts, &self.timeouts);
+        self.balancer()?
+            .set_config(&cfg)
+            .map_err(io_err("timeouts"))
     }
 
     fn write_service(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
@@ -369,9 +391,7 @@ impl Inner {
         match change {
             Change::SetTimeouts(t) => {
                 self.timeouts = *t;
-                self.balancer()?
-                    .set_config(&config_abi(t))
-                    .map_err(io_err("timeouts"))
+                self.write_config()
             }
             Change::AddService { key, options } => self.add_service(*key, *options),
             Change::EditService { key, options } => self.edit_service(*key, *options),

@@ -1,10 +1,12 @@
 //! NAT and FULLNAT maps from userspace (the program side is `bpf/nat.h`, `bpf/fullnat.h`,
 //! `bpf/conntrack.h`): reals' ports, FULLNAT local address pools, the device map of interfaces
 //! NAT may send out of, reading the reverse table, and the sweep that reclaims the reverse
-//! entries (and FULLNAT local ports) of flows whose `rvs_conns` entry expired or vanished.
+//! entries (and FULLNAT local ports) of flows whose `rvs_conns` entry expired (by its state's
+//! timeout, [`crate::conntrack`]) or vanished.
 
 use crate::abi::{self, Config, Conn, FlowKey, Fnat, FnatPool, addr_of};
 use crate::balancer::Balancer;
+use crate::conntrack::expired;
 use crate::error::{XdpError, map_err};
 use aya::maps::{Array, DevMap, HashMap, MapData};
 use std::net::IpAddr;
@@ -16,24 +18,6 @@ pub struct SweepReport {
     pub seen: usize,
     /// Flows reclaimed (reverse entry, FULLNAT local port and connection entry removed).
     pub reclaimed: usize,
-}
-
-fn timeout_ns(cfg: &Config, proto: u8, state: u32) -> u64 {
-    if proto == abi::RVS_PROTO_UDP as u8 {
-        cfg.udp_timeout_ns
-    } else if state != 0 {
-        cfg.tcp_fin_timeout_ns
-    } else {
-        cfg.tcp_timeout_ns
-    }
-}
-
-/// Whether a connection entry is expired at `now` (monotonic ns, the program's clock).
-pub fn expired(cfg: &Config, key: &FlowKey, conn: Option<&Conn>, now: u64) -> bool {
-    match conn {
-        None => true,
-        Some(c) => now.saturating_sub(c.last_ns) > timeout_ns(cfg, key.proto, c.state),
-    }
 }
 
 impl Balancer {
@@ -128,12 +112,12 @@ impl Balancer {
         let mut report = SweepReport::default();
         for (rev, orig) in self.nat_rev()? {
             report.seen += 1;
-            if !expired(cfg, &orig, self.conn_of(&orig)?.as_ref(), now) {
+            if !expired(cfg, self.conn_of(&orig)?.as_ref(), now) {
                 continue;
             }
             self.remove::<FlowKey>("rvs_nat_rev", &rev)?;
             if let Some(c) = self.conn_of(&orig)?
-                && !expired(cfg, &orig, Some(&c), now)
+                && !expired(cfg, Some(&c), now)
             {
                 let m = self.ebpf_mut().map_mut("rvs_nat_rev");
                 let mut h: HashMap<&mut MapData, FlowKey, FlowKey> =
@@ -150,5 +134,20 @@ impl Balancer {
             report.reclaimed += 1;
         }
         Ok(report)
+    }
+
+    /// Remove the connection entries expired at `now` by their state's timeout (the LRU would
+    /// only evict them under pressure; removing them keeps listings and counts cheap). Returns
+    /// how many. A flow whose entry goes while its client is still sending (it was idle past
+    /// its timeout) is scheduled afresh, as IPVS does.
+    pub fn sweep_conns(&mut self, cfg: &Config, now: u64) -> Result<usize, XdpError> {
+        let mut n = 0;
+        for (k, c) in self.conns()? {
+            if expired(cfg, Some(&c), now) {
+                self.remove::<Conn>("rvs_conns", &k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

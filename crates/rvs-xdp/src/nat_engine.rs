@@ -77,17 +77,24 @@ pub(crate) fn check(pools: &Pools, key: &ServiceKey, real: &RealServer) -> Resul
     Ok(())
 }
 
-/// Reclaim expired NAT/FULLNAT flows (reverse entries, local ports, connection entries).
+/// Reclaim expired NAT/FULLNAT flows (reverse entries, local ports, connection entries),
+/// Then remove every other expired connection entry (DR/TUN flows).
 pub(crate) fn sweep(inner: &mut Inner) {
-    let cfg = config_abi(&inner.timeouts);
+    let cfg = config_abi(&inner.state_timeouts, &inner.timeouts);
     let Some(b) = inner.balancer.as_mut() else {
         return;
     };
-    match b.sweep_nat(&cfg, monotonic_ns()) {
+    let now = monotonic_ns();
+    match b.sweep_nat(&cfg, now) {
         Ok(r) if r.reclaimed > 0 => {
             log::debug!("xdp: reclaimed {} of {} NAT flows", r.reclaimed, r.seen)
         }
         Ok(_) => {}
         Err(e) => log::warn!("xdp: sweeping NAT flows: {e}"),
+    }
+    match b.sweep_conns(&cfg, now) {
+        Ok(n) if n > 0 => log::debug!("xdp: removed {n} expired connection entries"),
+        Ok(_) => {}
+        Err(e) => log::warn!("xdp: sweeping connection entries: {e}"),
     }
 }

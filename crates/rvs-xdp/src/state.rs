@@ -5,6 +5,7 @@
 use crate::abi::{self, Real, Service, VipKey, addr_of};
 use crate::balancer::Balancer;
 use crate::error::XdpError;
+use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::Timeouts;
 use rvs_core::maglev::MaglevTable;
 use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
@@ -94,13 +95,10 @@ pub(crate) fn service_abi(index: u32, options: &ServiceOptions) -> Service {
     s
 }
 
-pub(crate) fn config_abi(t: &Timeouts) -> abi::Config {
-    let ns = |s: u32| u64::from(s) * 1_000_000_000;
-    abi::Config {
-        tcp_timeout_ns: ns(t.tcp),
-        tcp_fin_timeout_ns: ns(t.tcp_fin),
-        udp_timeout_ns: ns(t.udp),
-    }
+/// The program's conntrack configuration: per-state timeouts `base` with `ipvsadm --set`
+/// values `set` applied, and rvs-core's TCP state table.
+pub(crate) fn config_abi(base: &ConnTimeouts, set: &Timeouts) -> abi::Config {
+    crate::conntrack::config(&crate::conntrack::timeouts(base, set))
 }
 
 /// Slot allocator: lowest free index for services; reals are reused oldest-freed first, so a

@@ -4,8 +4,9 @@
 //! turn the connection table into counts and `ipvsadm -Lnc` rows.
 
 use crate::abi;
+use crate::conntrack;
 use crate::engine::{Inner, monotonic_ns, sock};
-use crate::state::sync_table;
+use crate::state::{config_abi, sync_table};
 use rvs_core::engine::ConnectionInfo;
 use rvs_core::model::Protocol;
 use std::collections::HashMap;
@@ -132,31 +133,21 @@ fn apply_overload(inner: &mut Inner) {
     }
 }
 
-fn timeout_ns(inner: &Inner, proto: u8, state: u32) -> u64 {
-    let t = &inner.timeouts;
-    let s = if proto == abi::RVS_PROTO_UDP as u8 {
-        t.udp
-    } else if state != 0 {
-        t.tcp_fin
-    } else {
-        t.tcp
-    };
-    u64::from(s) * 1_000_000_000
-}
-
-/// Live (not expired) connections per real slot: (active, inactive) as IPVS counts them.
+/// Live (not expired) connections per real slot: (active, inactive) as IPVS counts them
+/// (ESTABLISHED is active; every other state, UDP included, inactive).
 pub(crate) fn live_counts(inner: &Inner) -> HashMap<u32, (u32, u32)> {
     let mut out: HashMap<u32, (u32, u32)> = HashMap::new();
     let Some(b) = inner.balancer.as_ref() else {
         return out;
     };
     let now = monotonic_ns();
-    for (k, c) in b.conns().unwrap_or_default() {
-        if now.saturating_sub(c.last_ns) > timeout_ns(inner, k.proto, c.state) {
+    let cfg = config_abi(&inner.state_timeouts, &inner.timeouts);
+    for (_, c) in b.conns().unwrap_or_default() {
+        if conntrack::expired(&cfg, Some(&c), now) {
             continue;
         }
         let e = out.entry(c.real).or_default();
-        if k.proto == abi::RVS_PROTO_TCP as u8 && c.state == 0 {
+        if conntrack::is_active(c.state) {
             e.0 += 1;
         } else {
             e.1 += 1;
@@ -165,7 +156,8 @@ pub(crate) fn live_counts(inner: &Inner) -> HashMap<u32, (u32, u32)> {
     out
 }
 
-/// The connection table and persistence templates as `ipvsadm -Lnc` rows.
+/// The connection table and persistence templates as `ipvsadm -Lnc` rows: the state's name
+/// and the time left under its state's timeout.
 pub(crate) fn connection_list(inner: &Inner, now: u64) -> Vec<ConnectionInfo> {
     let Some(b) = inner.balancer.as_ref() else {
         return Vec::new();
@@ -175,9 +167,10 @@ pub(crate) fn connection_list(inner: &Inner, now: u64) -> Vec<ConnectionInfo> {
         .values()
         .flat_map(|s| s.reals.values().map(|r| (r.index, r.real.addr)))
         .collect();
+    let cfg = config_abi(&inner.state_timeouts, &inner.timeouts);
     let mut out = Vec::new();
     for (k, c) in b.conns().unwrap_or_default() {
-        let t = timeout_ns(inner, k.proto, c.state);
+        let t = conntrack::timeout_ns(&cfg, c.state);
         let age = now.saturating_sub(c.last_ns);
         let Some(real) = reals.get(&c.real) else {
             continue;
@@ -185,18 +178,12 @@ pub(crate) fn connection_list(inner: &Inner, now: u64) -> Vec<ConnectionInfo> {
         if age > t {
             continue;
         }
-        let (protocol, state) = if k.proto == abi::RVS_PROTO_UDP as u8 {
-            (Protocol::Udp, "UDP")
+        let protocol = if k.proto == abi::RVS_PROTO_UDP as u8 {
+            Protocol::Udp
         } else {
-            (
-                Protocol::Tcp,
-                if c.state == 0 {
-                    "ESTABLISHED"
-                } else {
-                    "FIN_WAIT"
-                },
-            )
+            Protocol::Tcp
         };
+        let state = conntrack::state_name(c.state);
         out.push(ConnectionInfo {
             protocol,
             client: sock(&k.src, k.family, k.sport),

@@ -25,7 +25,7 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_persist_key", PersistKey, ["svc" => svc, "addr" => addr]);
     layout!(v, "rvs_persist", Persist, ["real" => real, "last_ns" => last_ns]);
     layout!(v, "rvs_iface", Iface, ["mac" => mac, "mtu" => mtu, "src4" => src4, "src6" => src6]);
-    layout!(v, "rvs_config", Config, ["tcp_timeout_ns" => tcp_timeout_ns, "tcp_fin_timeout_ns" => tcp_fin_timeout_ns, "udp_timeout_ns" => udp_timeout_ns]);
+    layout!(v, "rvs_config", Config, ["timeout_ns" => timeout_ns, "tcp_next" => tcp_next]);
     layout!(v, "rvs_counters", Counters, ["conns" => conns, "packets" => packets, "bytes" => bytes]);
     layout!(v, "rvs_decap_key", DecapKey, ["addr" => addr, "family" => family]);
     layout!(v, "rvs_bench_frame", BenchFrame, ["len" => len, "vary_offset" => vary_offset, "counter" => counter, "data" => data]);

@@ -6,6 +6,7 @@
 //! clients are gone and the (short) timeouts pass, the program's NAT table is empty.
 //! The engine runs on a thread inside the director's namespace. Root only.
 
+use rvs_core::conn::{ConnTimeouts, TcpState};
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
@@ -168,6 +169,9 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
             });
         }
         engine.apply(&changes).expect("apply");
+        engine
+            .set_state_timeouts(short_closing_states())
+            .expect("state timeouts");
         let forwarded_by_kernel = || {
             let out = lab
                 .topo
@@ -248,6 +252,22 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
         let rows = conns.len();
         // -Lnc rows: client as it connected, the VIP, the real with its mapped port.
         assert!(rows > 0, "no -Lnc rows right after the requests");
+        // Every row in an IPVS state; the closed connections in one of the closing states.
+        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &conns {
+            *states.entry(c.state.clone()).or_default() += 1;
+        }
+        println!("-Lnc states: {states:?}");
+        let names: Vec<&str> = TcpState::ALL.iter().map(|s| s.name()).collect();
+        assert!(
+            states.keys().all(|s| names.contains(&s.as_str())),
+            "{states:?}"
+        );
+        let closing = ["TIME_WAIT", "CLOSE", "CLOSE_WAIT", "FIN_WAIT", "LAST_ACK"];
+        assert!(
+            closing.iter().any(|s| states.contains_key(*s)),
+            "no closing state after the clients closed: {states:?}"
+        );
         for c in &conns {
             assert_eq!(c.virtual_addr, SocketAddr::new(lab.vip, 80), "{c:?}");
             assert_eq!(c.real.port(), 8080, "{c:?}");
@@ -353,6 +373,9 @@ fn e2e_fullnat_concurrent() {
             });
         }
         engine.apply(&changes).expect("apply");
+        engine
+            .set_state_timeouts(short_closing_states())
+            .expect("state timeouts");
         let started = Instant::now();
         let mut holders = Vec::new();
         for _ in 0..procs {
@@ -419,4 +442,16 @@ fn e2e_fullnat_concurrent() {
         assert!(engine.connections().is_empty());
         engine.shutdown();
     });
+}
+
+/// IPVS's per-state timeouts with every state but ESTABLISHED cut to 2 s, so a test can
+/// watch closed connections expire (IPVS's own are 10 s to 2 min).
+fn short_closing_states() -> ConnTimeouts {
+    let mut t = ConnTimeouts::default();
+    for s in TcpState::ALL {
+        if s != TcpState::Established {
+            t.tcp[s as usize] = 2;
+        }
+    }
+    t
 }

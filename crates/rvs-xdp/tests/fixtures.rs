@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::frames::{self, ACK, FIN, Ip4, SYN, TCP, UDP};
+use common::frames::{self, ACK, FIN, Ip4, RST, SYN, TCP, UDP};
 use common::lab::*;
 use rvs_xdp::abi;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -869,16 +869,16 @@ fn tos_mixed_neigh(lab: &mut Lab) {
     let input = lab.client_packet(0, c2, FIN | ACK, b"");
     let f = fwd(
         lab,
-        "FIN on an established flow is forwarded (entry moves to FIN timeout)".into(),
+        "FIN during the handshake (SYN_RECV) is forwarded; entry to TIME_WAIT".into(),
         input,
         real,
     );
     lab.run(f);
-    let conns = lab.b.conns().unwrap();
-    let closing = conns.iter().any(|(k, v)| {
-        k.sport == 40002u16.to_be() && k.dport == 80u16.to_be() && k.family == 4 && v.state == 1
-    });
-    assert!(closing, "FIN must mark the connection closing");
+    assert_eq!(
+        conn_state(lab, 0, c2),
+        Some(abi::RVS_STATE_TIME_WAIT as u32),
+        "DR FIN after a SYN (replies unseen): IPVS's input-only SYN_RECV -> TIME_WAIT"
+    );
     // A real whose MAC is not resolved yet.
     let mut r = rvs_xdp::abi::Real::default();
     let (addr, family) = rvs_xdp::abi::addr_of(v4(10, 0, 0, 7));
@@ -900,6 +900,127 @@ fn tos_mixed_neigh(lab: &mut Lab) {
     lab.add_real(0, v4(10, 0, 0, 7), mac(0x07), DR);
 }
 
+/// The state of `client`'s entry for service `svc`, if any.
+fn conn_state(lab: &Lab, svc: u32, client: SocketAddr) -> Option<u32> {
+    conn_of(lab, svc, client).map(|c| c.state)
+}
+
+fn flow_key(lab: &Lab, svc: u32, client: SocketAddr) -> abi::FlowKey {
+    let s = lab.svc(svc);
+    let (src, family) = abi::addr_of(client.ip());
+    abi::FlowKey {
+        src,
+        dst: abi::addr_of(s.vip.ip()).0,
+        sport: client.port().to_be(),
+        dport: s.vip.port().to_be(),
+        proto: s.proto,
+        family,
+        pad: [0; 2],
+    }
+}
+
+fn conn_of(lab: &Lab, svc: u32, client: SocketAddr) -> Option<abi::Conn> {
+    let key = flow_key(lab, svc, client);
+    lab.b
+        .conns()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, c)| c)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// DR and TUN flows follow IPVS's input-only TCP states (the director never sees replies):
+/// each packet is forwarded and leaves its entry in the expected state; per-state timeouts
+/// decide whether an old entry still holds its flow.
+fn dr_tun_states(lab: &mut Lab) {
+    use abi::{
+        RVS_STATE_CLOSE as CLOSE, RVS_STATE_ESTABLISHED as ESTABLISHED,
+        RVS_STATE_FIN_WAIT as FIN_WAIT, RVS_STATE_SYN_RECV as SYN_RECV,
+    };
+    let steps: [(u8, &[u8], u64, &str); 6] = [
+        (SYN, b"", SYN_RECV, "SYN -> SYN_RECV"),
+        (ACK, b"", ESTABLISHED, "ACK -> ESTABLISHED"),
+        (ACK | 0x08, b"data", ESTABLISHED, "data stays ESTABLISHED"),
+        (FIN | ACK, b"", FIN_WAIT, "FIN -> FIN_WAIT"),
+        (ACK, b"", FIN_WAIT, "last ACK stays FIN_WAIT"),
+        (RST, b"", CLOSE, "RST -> CLOSE"),
+    ];
+    for (svc, port) in [(0u32, 43000u16), (6, 43001)] {
+        let c = client_for(svc, port);
+        let real = lab.maglev_real(svc, c);
+        for (flags, payload, want, what) in steps {
+            let input = lab.client_packet(svc, c, flags, payload);
+            let f = fwd(
+                lab,
+                format!("{} state: {what}", flow_name(svc)),
+                input,
+                real,
+            );
+            lab.run(f);
+            assert_eq!(conn_state(lab, svc, c), Some(want as u32), "{what}");
+        }
+    }
+    // RST on an established flow: CLOSE at once.
+    let c = client4(43002);
+    let real = lab.maglev_real(0, c);
+    for (flags, want) in [(SYN, SYN_RECV), (ACK, ESTABLISHED), (RST | ACK, CLOSE)] {
+        let input = lab.client_packet(0, c, flags, b"");
+        let f = fwd(
+            lab,
+            format!("v4 TCP DR: flags {flags:#04x} -> state {want}"),
+            input,
+            real,
+        );
+        lab.run(f);
+        assert_eq!(conn_state(lab, 0, c), Some(want as u32));
+    }
+    // UDP has its one state.
+    let c = client_for(1, 43003);
+    let real = lab.maglev_real(1, c);
+    let input = lab.client_packet(1, c, 0, b"q");
+    let f = fwd(lab, "v4 UDP DR: entry in state UDP".into(), input, real);
+    lab.run(f);
+    assert_eq!(conn_state(lab, 1, c), Some(abi::RVS_STATE_UDP as u32));
+    // Per-state timeouts: two entries 11 s old on the real Maglev does not pick. CLOSE (10 s)
+    // has expired: the flow is scheduled afresh; ESTABLISHED (900 s) still holds it.
+    let now = monotonic_ns();
+    for (port, state, follows) in [(43004u16, CLOSE, false), (43005, ESTABLISHED, true)] {
+        let c = client4(port);
+        let maglev = lab.maglev_real(0, c);
+        let other = 1 - maglev;
+        let conn = abi::Conn {
+            real: other,
+            svc: 0,
+            last_ns: now - 11_000_000_000,
+            state: state as u32,
+            pad: 0,
+        };
+        lab.b.insert_conn(&flow_key(lab, 0, c), &conn).unwrap();
+        let input = lab.client_packet(0, c, ACK, b"x");
+        let (real, what) = if follows {
+            (other, "an 11 s old ESTABLISHED entry still holds its flow")
+        } else {
+            (maglev, "an 11 s old CLOSE entry has expired: rescheduled")
+        };
+        let f = fwd(lab, format!("v4 TCP DR: {what}"), input, real);
+        lab.run(f);
+        let want = if follows { ESTABLISHED } else { CLOSE };
+        let got = conn_of(lab, 0, c).unwrap();
+        assert_eq!((got.real, got.state), (real, want as u32), "{what}");
+        assert!(got.last_ns > now - 1_000_000_000, "{what}: timer restarted");
+    }
+}
+
 #[test]
 fn packet_fixtures() {
     if skip_unless_root() {
@@ -916,6 +1037,7 @@ fn packet_fixtures() {
     icmp_errors(&mut lab);
     too_big(&mut lab);
     tos_mixed_neigh(&mut lab);
+    dr_tun_states(&mut lab);
     println!("{} fixtures passed", lab.ran.len());
     assert!(lab.ran.len() >= 60, "only {} fixtures", lab.ran.len());
     // Per-service and per-real counters moved with the forwarded packets.

@@ -89,8 +89,14 @@ fn real_sa(lab: &Lab, idx: u32, vport: u16) -> SocketAddr {
     sa(lab.real(idx).ip, if port == 0 { vport } else { port })
 }
 
-/// A client packet to NAT service `svc` and, when `reply`, the real's answer; checks both.
+/// A client packet to NAT service `svc` and the real's answer; checks both.
 fn nat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, reply_flags: u8, what: &str) {
+    nat_in(lab, svc, c, flags, what);
+    nat_out(lab, svc, c, reply_flags, what);
+}
+
+/// A client packet to NAT service `svc`, rewritten to its real.
+fn nat_in(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, what: &str) {
     let s = lab.svc(svc);
     let (vip, proto) = (s.vip, s.proto);
     let idx = real_for(lab, svc, c);
@@ -107,22 +113,17 @@ fn nat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, reply_flags: u8,
         "nat_forwarded",
         |_| want,
     );
-    let input = frame(
-        DIR_MAC,
-        rmac,
-        r,
-        c,
-        proto,
-        &seg(proto, reply_flags, b"world"),
-    );
-    let want = frame(
-        DIR_MAC,
-        rmac,
-        vip,
-        c,
-        proto,
-        &seg(proto, reply_flags, b"world"),
-    );
+}
+
+/// The real's answer on NAT service `svc`'s flow from `c`, rewritten back from the VIP.
+fn nat_out(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, what: &str) {
+    let s = lab.svc(svc);
+    let (vip, proto) = (s.vip, s.proto);
+    let idx = real_for(lab, svc, c);
+    let r = real_sa(lab, idx, vip.port());
+    let rmac = lab.real(idx).mac;
+    let input = frame(DIR_MAC, rmac, r, c, proto, &seg(proto, flags, b"world"));
+    let want = frame(DIR_MAC, rmac, vip, c, proto, &seg(proto, flags, b"world"));
     check(
         lab,
         &format!("NAT {what}: reply {r} -> {c} rewritten from {vip}, to the kernel"),
@@ -177,16 +178,16 @@ fn nat_states(lab: &mut Lab) {
     nat_round(lab, 0, c, FIN | ACK, ACK, "v4 TCP client FIN");
     assert_eq!(
         conn_state(lab, &flow(c, vip, TCP)),
-        Some(1),
-        "client FIN: closing"
+        Some(abi::RVS_STATE_CLOSE_WAIT as u32),
+        "client FIN on ESTABLISHED: CLOSE_WAIT (the reply's ACK keeps it)"
     );
     // RST from the real.
     let c = client(false, 40001);
     nat_round(lab, 0, c, ACK, RST, "v4 TCP real RST");
     assert_eq!(
         conn_state(lab, &flow(c, vip, TCP)),
-        Some(1),
-        "real RST: closing"
+        Some(abi::RVS_STATE_CLOSE as u32),
+        "real RST: CLOSE"
     );
     // FIN from the real, v6.
     let c = client(true, 42000);
@@ -194,19 +195,25 @@ fn nat_states(lab: &mut Lab) {
     nat_round(lab, 2, c, ACK, FIN | ACK, "v6 TCP real FIN");
     assert_eq!(
         conn_state(lab, &flow(c, vip6, TCP)),
-        Some(1),
-        "real FIN v6: closing"
+        Some(abi::RVS_STATE_FIN_WAIT as u32),
+        "real FIN v6 on ESTABLISHED: FIN_WAIT"
     );
     let c = client(false, 40002);
     assert_eq!(
         conn_state(lab, &flow(c, vip, TCP)),
-        Some(0),
-        "untouched flow stays active"
+        Some(abi::RVS_STATE_ESTABLISHED as u32),
+        "untouched flow stays ESTABLISHED"
     );
 }
 
-/// A FULLNAT round: the client packet (TOA on a SYN), the real's reply.
+/// A FULLNAT round: the client packet (TOA on a SYN), the real's reply (ACK).
 fn fnat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], what: &str) {
+    fnat_in(lab, svc, c, flags, opts, what);
+    fnat_out(lab, svc, c, ACK, what);
+}
+
+/// A client packet to FULLNAT service `svc` (TOA on a SYN), rewritten to local -> real.
+fn fnat_in(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], what: &str) {
     let s = lab.svc(svc);
     let (vip, proto) = (s.vip, s.proto);
     let idx = real_for(lab, svc, c);
@@ -242,8 +249,19 @@ fn fnat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], wh
     );
     let l = local_of(lab, &key).unwrap();
     assert!(l.port() >= abi::RVS_FNAT_PORT_MIN as u16);
-    let input = frame(DIR_MAC, rmac, r, l, proto, &seg(proto, ACK, b"world"));
-    let want = frame(DIR_MAC, rmac, vip, c, proto, &seg(proto, ACK, b"world"));
+}
+
+/// The real's answer on FULLNAT service `svc`'s flow from `c` (to the flow's local address
+/// and port), rewritten back to VIP -> client.
+fn fnat_out(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, what: &str) {
+    let s = lab.svc(svc);
+    let (vip, proto) = (s.vip, s.proto);
+    let idx = real_for(lab, svc, c);
+    let r = real_sa(lab, idx, vip.port());
+    let rmac = lab.real(idx).mac;
+    let l = local_of(lab, &flow(c, vip, proto)).expect("local port allocated");
+    let input = frame(DIR_MAC, rmac, r, l, proto, &seg(proto, flags, b"world"));
+    let want = frame(DIR_MAC, rmac, vip, c, proto, &seg(proto, flags, b"world"));
     check(
         lab,
         &format!("FULLNAT {what}: reply {r} -> {l} back to {vip} -> {c}"),
@@ -251,6 +269,87 @@ fn fnat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], wh
         XDP_PASS,
         "nat_reply",
         |_| want,
+    );
+}
+
+/// IPVS's TCP state machine driven from both sides, NAT and FULLNAT, v4 and v6: every packet
+/// is rewritten and forwarded, and leaves the flow's entry in the state rvs-core's table says.
+fn nat_state_machine(lab: &mut Lab) {
+    use abi::{
+        RVS_STATE_CLOSE as CLOSE, RVS_STATE_CLOSE_WAIT as CLOSE_WAIT,
+        RVS_STATE_ESTABLISHED as ESTABLISHED, RVS_STATE_FIN_WAIT as FIN_WAIT,
+        RVS_STATE_SYN_RECV as SYN_RECV, RVS_STATE_TIME_WAIT as TIME_WAIT,
+    };
+    // (from the client?, flags, state after)
+    type Step = (bool, u8, u64);
+    let client_closes: &[Step] = &[
+        (true, SYN, SYN_RECV),
+        (false, SYN | ACK, SYN_RECV),
+        (true, ACK, ESTABLISHED),
+        (true, FIN | ACK, CLOSE_WAIT),
+        (false, FIN | ACK, TIME_WAIT),
+        (true, ACK, TIME_WAIT),
+    ];
+    let real_closes: &[Step] = &[
+        (true, SYN, SYN_RECV),
+        (false, SYN | ACK, SYN_RECV),
+        (true, ACK, ESTABLISHED),
+        (false, FIN | ACK, FIN_WAIT),
+        (true, FIN | ACK, TIME_WAIT),
+    ];
+    let real_resets: &[Step] = &[
+        (true, SYN, SYN_RECV),
+        (false, SYN | ACK, SYN_RECV),
+        (true, ACK, ESTABLISHED),
+        (false, RST, CLOSE),
+    ];
+    let client_resets_handshake: &[Step] = &[
+        (true, SYN, SYN_RECV),
+        (true, RST, SYN_RECV), // IPVS keeps waiting: a RST during the handshake
+        (false, SYN | ACK, SYN_RECV),
+        (true, ACK, ESTABLISHED),
+        (true, RST | ACK, CLOSE),
+    ];
+    let runs: [(u32, bool, u16, &[Step], &str); 8] = [
+        (0, false, 44000, client_closes, "client closes"),
+        (2, true, 44001, client_closes, "client closes"),
+        (0, false, 44002, real_closes, "real closes"),
+        (2, true, 44003, real_resets, "real resets"),
+        (
+            0,
+            false,
+            44004,
+            client_resets_handshake,
+            "client RST in handshake",
+        ),
+        (4, false, 44005, client_closes, "client closes"),
+        (6, true, 44006, real_closes, "real closes"),
+        (4, false, 44007, real_resets, "real resets"),
+    ];
+    for (svc, v6c, port, steps, name) in runs {
+        let c = client(v6c, port);
+        let key = flow(c, lab.svc(svc).vip, TCP);
+        let fullnat = svc >= 4;
+        for (i, (from_client, flags, want)) in steps.iter().copied().enumerate() {
+            let what = format!(
+                "{name} {} step {i} flags {flags:#04x}",
+                if v6c { "v6" } else { "v4" }
+            );
+            match (fullnat, from_client) {
+                (false, true) => nat_in(lab, svc, c, flags, &what),
+                (false, false) => nat_out(lab, svc, c, flags, &what),
+                (true, true) => fnat_in(lab, svc, c, flags, b"", &what),
+                (true, false) => fnat_out(lab, svc, c, flags, &what),
+            }
+            assert_eq!(conn_state(lab, &key), Some(want as u32), "{what}");
+        }
+    }
+    // UDP flows have their one state.
+    let c = client(false, 44010);
+    nat_round(lab, 1, c, 0, 0, "UDP state");
+    assert_eq!(
+        conn_state(lab, &flow(c, lab.svc(1).vip, UDP)),
+        Some(abi::RVS_STATE_UDP as u32)
     );
 }
 
@@ -298,7 +397,8 @@ fn fullnat(lab: &mut Lab) {
     fnat_round(lab, 6, client(true, 47000), FIN | ACK, b"", "v6 TCP FIN");
     assert_eq!(
         conn_state(lab, &flow(client(true, 47000), lab.svc(6).vip, TCP)),
-        Some(1)
+        Some(abi::RVS_STATE_CLOSE_WAIT as u32),
+        "client FIN on ESTABLISHED, reply ACK: CLOSE_WAIT"
     );
     fnat_round(lab, 7, client(true, 48000), 0, b"", "v6 UDP");
     let c = client(false, 45003);
@@ -475,7 +575,6 @@ fn malformed(lab: &mut Lab) {
 fn new_lab(nat_conns: u32) -> Lab {
     let mut lab = Lab::new();
     lab.b = Balancer::load_sized(nat_conns).unwrap();
-    let s = 1_000_000_000u64;
     lab.b
         .set_iface(
             0,
@@ -486,13 +585,7 @@ fn new_lab(nat_conns: u32) -> Lab {
             },
         )
         .unwrap();
-    lab.b
-        .set_config(&Config {
-            tcp_timeout_ns: 900 * s,
-            tcp_fin_timeout_ns: 120 * s,
-            udp_timeout_ns: 300 * s,
-        })
-        .unwrap();
+    lab.b.set_config(&Config::default()).unwrap();
     setup(&mut lab);
     lab
 }
@@ -536,11 +629,7 @@ fn table_full_and_sweep() {
         |_| input.clone(),
     );
     // Nothing expired yet: the sweep keeps everything.
-    let cfg = Config {
-        tcp_timeout_ns: 900_000_000_000,
-        tcp_fin_timeout_ns: 1,
-        udp_timeout_ns: 300_000_000_000,
-    };
+    let cfg = Config::default();
     let now = monotonic();
     let r = lab.b.sweep_nat(&cfg, now).unwrap();
     assert_eq!((r.seen, r.reclaimed), (3, 0), "{r:?}");
@@ -739,6 +828,7 @@ fn nat_fixtures() {
     nat_basic(&mut lab);
     nat_states(&mut lab);
     fullnat(&mut lab);
+    nat_state_machine(&mut lab);
     icmp(&mut lab);
     malformed(&mut lab);
     table_full_and_sweep();

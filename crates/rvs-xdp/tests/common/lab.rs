@@ -64,13 +64,7 @@ impl Lab {
             src6: addr_of(IpAddr::V6(DIR6)).0,
         };
         b.set_iface(0, &iface).unwrap();
-        let s = 1_000_000_000u64;
-        b.set_config(&Config {
-            tcp_timeout_ns: 900 * s,
-            tcp_fin_timeout_ns: 120 * s,
-            udp_timeout_ns: 300 * s,
-        })
-        .unwrap();
+        b.set_config(&Config::default()).unwrap();
         Lab {
             b,
             reals: vec![],
