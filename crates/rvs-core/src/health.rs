@@ -171,8 +171,10 @@ pub enum HealthAction {
         real: Option<SocketAddr>,
         event: NotifyEvent,
     },
-    /// Switch the service's sorry server on or off.
-    SorryServer { active: bool },
+    /// Switch the service's sorry server on or off. With `inhibit` (`sorry_server_inhibit`)
+    /// "off" means listed at weight 0 rather than removed (keepalived's "Disabling"), and it is
+    /// listed that way from the start.
+    SorryServer { active: bool, inhibit: bool },
 }
 
 /// A real with its checkers.
@@ -284,6 +286,9 @@ pub struct ServiceThresholds {
     pub hysteresis: u32,
     /// Whether a `sorry_server` is configured.
     pub has_sorry_server: bool,
+    /// `sorry_server_inhibit`: keep the sorry server at weight 0 while it is not needed
+    /// (listed from the start) instead of adding and removing it.
+    pub sorry_server_inhibit: bool,
     /// `omega`: run the down notifications when checking stops.
     pub omega: bool,
 }
@@ -335,7 +340,8 @@ impl ServiceHealth {
     }
 
     /// The actions that publish the starting state: every real's health, and the sorry server
-    /// if quorum is not held.
+    /// if quorum is not held (with `sorry_server_inhibit`, the sorry server either way: active
+    /// or at weight 0, as keepalived adds an inhibited sorry server at start).
     pub fn start(&self) -> Vec<HealthAction> {
         let mut out: Vec<_> = self.reals.values().map(RealHealth::publish).collect();
         if !self.quorum_up {
@@ -343,9 +349,13 @@ impl ServiceHealth {
                 real: None,
                 event: NotifyEvent::QuorumDown,
             });
-            if self.thresholds.has_sorry_server {
-                out.push(HealthAction::SorryServer { active: true });
-            }
+        }
+        let t = self.thresholds;
+        if t.has_sorry_server && (!self.quorum_up || t.sorry_server_inhibit) {
+            out.push(HealthAction::SorryServer {
+                active: !self.quorum_up,
+                inhibit: t.sorry_server_inhibit,
+            });
         }
         out
     }
@@ -401,7 +411,10 @@ impl ServiceHealth {
         };
         let mut out = vec![HealthAction::Notify { real: None, event }];
         if self.thresholds.has_sorry_server {
-            out.push(HealthAction::SorryServer { active: !up });
+            out.push(HealthAction::SorryServer {
+                active: !up,
+                inhibit: self.thresholds.sorry_server_inhibit,
+            });
         }
         out
     }
@@ -599,6 +612,7 @@ mod tests {
             quorum: 1,
             hysteresis: 0,
             has_sorry_server: true,
+            sorry_server_inhibit: false,
             omega: false,
         };
         let mut s =
@@ -611,14 +625,20 @@ mod tests {
                 .any(|x| matches!(x, HealthAction::SorryServer { .. }))
         );
         let a = s.on_result(t(0), addr(8), 0, FAIL);
-        assert!(a.contains(&HealthAction::SorryServer { active: true }));
+        assert!(a.contains(&HealthAction::SorryServer {
+            active: true,
+            inhibit: false
+        }));
         assert!(a.contains(&HealthAction::Notify {
             real: None,
             event: NotifyEvent::QuorumDown
         }));
         assert!(!s.quorum_up());
         let a = s.on_result(t(6000), addr(8), 0, OK);
-        assert!(a.contains(&HealthAction::SorryServer { active: false }));
+        assert!(a.contains(&HealthAction::SorryServer {
+            active: false,
+            inhibit: false
+        }));
         assert!(a.contains(&HealthAction::Notify {
             real: None,
             event: NotifyEvent::QuorumUp
@@ -636,6 +656,7 @@ mod tests {
             quorum: 4,
             hysteresis: 1,
             has_sorry_server: false,
+            sorry_server_inhibit: false,
             omega: false,
         };
         let reals = vec![
@@ -662,6 +683,7 @@ mod tests {
             quorum: 4,
             hysteresis: 0,
             has_sorry_server: true,
+            sorry_server_inhibit: false,
             omega: false,
         };
         let mut s = ServiceHealth::new(st, vec![real(1, 5, false, false)]);
@@ -673,7 +695,10 @@ mod tests {
                 dynamic_weight: Some(2),
             },
         );
-        assert!(a.contains(&HealthAction::SorryServer { active: true }));
+        assert!(a.contains(&HealthAction::SorryServer {
+            active: true,
+            inhibit: false
+        }));
         assert_eq!(s.alive_weight(), 2);
     }
 
@@ -683,6 +708,7 @@ mod tests {
             quorum: 1,
             hysteresis: 0,
             has_sorry_server: true,
+            sorry_server_inhibit: false,
             omega: false,
         };
         let s = ServiceHealth::new(st, vec![real(7, 1, false, true)]);
@@ -696,7 +722,10 @@ mod tests {
                 inhibit: false
             }
         );
-        assert!(a.contains(&HealthAction::SorryServer { active: true }));
+        assert!(a.contains(&HealthAction::SorryServer {
+            active: true,
+            inhibit: false
+        }));
     }
 
     #[test]
@@ -705,6 +734,7 @@ mod tests {
             quorum: 1,
             hysteresis: 0,
             has_sorry_server: false,
+            sorry_server_inhibit: false,
             omega: false,
         };
         let s = ServiceHealth::new(st, vec![real(7, 1, false, false)]);
@@ -724,6 +754,45 @@ mod tests {
                     event: NotifyEvent::QuorumDown
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn inhibited_sorry_server_is_listed_from_the_start_and_disabled_not_removed() {
+        let st = ServiceThresholds {
+            quorum: 1,
+            hysteresis: 0,
+            has_sorry_server: true,
+            sorry_server_inhibit: true,
+            omega: false,
+        };
+        let off = HealthAction::SorryServer {
+            active: false,
+            inhibit: true,
+        };
+        let on = HealthAction::SorryServer {
+            active: true,
+            inhibit: true,
+        };
+        let mut s = ServiceHealth::new(st, vec![real(7, 1, false, false)]);
+        let a = s.start();
+        assert!(s.quorum_up());
+        assert!(a.contains(&off), "listed at weight 0 from the start: {a:?}");
+        assert!(!a.contains(&on));
+        let a = s.on_result(t(0), addr(7), 0, FAIL);
+        assert!(a.contains(&on), "{a:?}");
+        let a = s.on_result(t(6000), addr(7), 0, OK);
+        assert!(a.contains(&off), "{a:?}");
+        // without the flag, a held quorum at start says nothing about the sorry server
+        let plain = ServiceThresholds {
+            sorry_server_inhibit: false,
+            ..st
+        };
+        let s = ServiceHealth::new(plain, vec![real(7, 1, false, false)]);
+        assert!(
+            !s.start()
+                .iter()
+                .any(|x| matches!(x, HealthAction::SorryServer { .. }))
         );
     }
 }

@@ -1,6 +1,7 @@
 //! # rvs-health — keepalived's health checkers, and the supervisor that runs them
 //!
-//! Checkers, one file each: [`tcp`] (`TCP_CHECK`), [`http`] (`HTTP_GET`, and `SSL_GET` over
+//! Checkers, one file each: [`tcp`] (`TCP_CHECK` by connect) and [`syn`] (`TCP_CHECK` by a SYN
+//! on a shared raw socket, the default when permitted), [`http`] (`HTTP_GET`, and `SSL_GET` over
 //! [`tls`]), [`udp`] (`UDP_CHECK`), [`dns`] (`DNS_CHECK`), [`misc`] (`MISC_CHECK`), [`ping`]
 //! (`PING_CHECK`). [`run::run_check`] runs any of them once. Their configuration is the
 //! keepalived model in [`rvs_config::keepalived`]; the decisions (retries, thresholds, quorum,
@@ -20,7 +21,8 @@
 //!         // `inhibit` = keep the real listed at weight 0 while down (inhibit_on_failure)
 //!         SupervisorEvent::Real(h) => { let _ = (h.service, h.real, h.health, h.dynamic_weight); }
 //!         // add (active) / remove the sorry server as a real of the service
-//!         SupervisorEvent::SorryServer { service, addr, active } => { let _ = (service, addr, active); }
+//!         // (inhibit: keep it at weight 0 instead of removing it)
+//!         SupervisorEvent::SorryServer { service, addr, active, inhibit } => { let _ = (service, addr, active, inhibit); }
 //!         // informational (quorum_up / quorum_down commands are already run)
 //!         SupervisorEvent::Quorum { .. } => {}
 //!     }
@@ -46,6 +48,7 @@ pub mod ping;
 pub mod run;
 pub mod stats;
 pub mod supervisor;
+pub mod syn;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -54,3 +57,4 @@ pub use error::CheckError;
 pub use run::run_check;
 pub use stats::StatsSnapshot;
 pub use supervisor::{HealthEvent, HealthSupervisor, RealStatus, SupervisorEvent};
+pub use syn::{SynProber, SynStats, TcpProber};

@@ -6,7 +6,8 @@
 use crate::error::CheckError;
 use crate::run::run_check;
 use crate::stats::{Stats, StatsSnapshot};
-use rvs_config::keepalived::{Checker, VirtualServerHealth};
+use crate::syn::TcpProber;
+use rvs_config::keepalived::{CheckKind, Checker, VirtualServerHealth};
 use rvs_core::health::*;
 use rvs_core::model::{Health, ServiceKey};
 use rvs_core::time::Timestamp;
@@ -40,11 +41,14 @@ pub enum SupervisorEvent {
     Real(HealthEvent),
     /// Quorum of a service was gained (`up`) or lost.
     Quorum { service: ServiceKey, up: bool },
-    /// The service's sorry server should be (`active`) or no longer be in service.
+    /// The service's sorry server should be (`active`) or no longer be in service. With
+    /// `inhibit` (`sorry_server_inhibit`) "no longer" means listed at weight 0, not removed, and
+    /// such an event also comes at start while quorum is held.
     SorryServer {
         service: ServiceKey,
         addr: SocketAddr,
         active: bool,
+        inhibit: bool,
     },
 }
 
@@ -76,6 +80,8 @@ struct Shared {
     epoch: Instant,
     tx: mpsc::UnboundedSender<SupervisorEvent>,
     stats: Stats,
+    /// How `TCP_CHECK`s run (`None`: the config has none).
+    tcp: Option<TcpProber>,
 }
 
 impl Shared {
@@ -116,15 +122,27 @@ fn thresholds(c: &Checker) -> CheckThresholds {
 
 impl HealthSupervisor {
     /// Start checking. Must be called inside a tokio runtime. The initial state of every real
-    /// (up, or down with `alpha`) is sent on the channel at once.
+    /// (up, or down with `alpha`) is sent on the channel at once. `TCP_CHECK`s use the SYN
+    /// prober if permitted ([`TcpProber::from_env`]).
     pub fn start(
         services: &[VirtualServerHealth],
+    ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        let tcp = has_tcp_check(services).then(TcpProber::from_env);
+        Self::start_with(services, tcp)
+    }
+
+    /// [`HealthSupervisor::start`] with a given `TCP_CHECK` prober (shared by several
+    /// supervisors, or chosen by the caller); `None` makes `TCP_CHECK`s connect per check.
+    pub fn start_with(
+        services: &[VirtualServerHealth],
+        tcp: Option<TcpProber>,
     ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
             tx,
             stats: Stats::default(),
+            tcp,
         });
         let mut sup = HealthSupervisor {
             shared: shared.clone(),
@@ -162,6 +180,7 @@ impl HealthSupervisor {
                 quorum: cfg.quorum,
                 hysteresis: cfg.hysteresis,
                 has_sorry_server: cfg.sorry_server.is_some(),
+                sorry_server_inhibit: cfg.sorry_server_inhibit,
                 omega: cfg.omega,
             };
             let machine = ServiceHealth::new(thresholds, reals);
@@ -219,6 +238,11 @@ impl HealthSupervisor {
         self.shared.stats.snapshot()
     }
 
+    /// How `TCP_CHECK`s run (`None`: no `TCP_CHECK` configured).
+    pub fn tcp_prober(&self) -> Option<&TcpProber> {
+        self.shared.tcp.as_ref()
+    }
+
     /// Forget the lateness recorded so far.
     pub fn reset_lateness(&self) {
         self.shared.stats.reset_lateness();
@@ -272,7 +296,13 @@ impl CheckerTask {
                 .stats
                 .record_start(Instant::now().saturating_duration_since(due));
             seq = seq.wrapping_add(1);
-            let result = run_check(&self.checker, self.real, vhost.as_deref(), seq).await;
+            let result = match (&self.checker.kind, &self.shared.tcp) {
+                (CheckKind::Tcp, Some(tcp)) => tcp
+                    .check(&self.checker, self.checker.target(self.real))
+                    .await
+                    .map(|_| None),
+                _ => run_check(&self.checker, self.real, vhost.as_deref(), seq).await,
+            };
             let finished = Instant::now();
             self.shared.stats.record_result(result.is_ok());
             let delay = self.feed(result);
@@ -308,6 +338,15 @@ impl CheckerTask {
         }
         next
     }
+}
+
+/// Whether any checker of `services` is a `TCP_CHECK`.
+pub fn has_tcp_check(services: &[VirtualServerHealth]) -> bool {
+    services
+        .iter()
+        .flat_map(|s| &s.reals)
+        .flat_map(|r| &r.checkers)
+        .any(|c| matches!(c.kind, CheckKind::Tcp))
 }
 
 /// Carry out the state machine's actions for one service.
@@ -355,12 +394,13 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
                     tokio::spawn(run_notify(cmd));
                 }
             }
-            HealthAction::SorryServer { active } => {
+            HealthAction::SorryServer { active, inhibit } => {
                 if let Some(addr) = entry.cfg.sorry_server {
                     let _ = shared.tx.send(SupervisorEvent::SorryServer {
                         service,
                         addr,
                         active,
+                        inhibit,
                     });
                 }
             }

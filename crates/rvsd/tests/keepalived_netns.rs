@@ -222,6 +222,18 @@ fn nginx_reals_in_namespaces_misc_dynamic_inhibit_and_quorum() {
     });
     let line = keepalived_common::listed_line(&keepalived_common::listing(&d), r1).unwrap();
     assert_eq!(line.split_whitespace().nth(3), Some("2"), "{line}");
+    // r0's TCP_CHECK runs on the SYN prober (root); the real keeps no half-open connection
+    // from it: the director's kernel resets every SYN-ACK
+    let log = d.log();
+    assert!(
+        log.contains("SYN prober"),
+        "TCP_CHECK prober not logged:\n{log}"
+    );
+    let half_open = topo.reals[0]
+        .ns
+        .run("ss", &["-Htn", "state", "syn-recv"])
+        .unwrap();
+    assert!(half_open.trim().is_empty(), "{half_open}");
     let names = fetch(6);
     assert!(
         names.contains(&"r0".into()) && names.contains(&"r1".into()),

@@ -1,12 +1,14 @@
 //! The running supervisors: one [`HealthSupervisor`] per checked virtual server, kept across
-//! reloads unless its health settings changed; `--check` descriptions.
+//! reloads unless its health settings changed; `--check` descriptions. Every supervisor's
+//! `TCP_CHECK`s share one [`TcpProber`] (one SYN prober: one raw socket per family, one
+//! reserved port block), made when the first `TCP_CHECK` appears and logged once.
 
 use super::{apply_event, release};
 use crate::api;
 use rvs_config::keepalived::VirtualServerHealth;
 use rvs_core::desired::DesiredState;
 use rvs_core::model::{Health, ServiceKey};
-use rvs_health::HealthSupervisor;
+use rvs_health::{HealthSupervisor, TcpProber};
 use std::collections::BTreeMap;
 use tokio::task::JoinHandle;
 
@@ -23,6 +25,8 @@ pub struct HealthManager {
     running: BTreeMap<ServiceKey, Running>,
     /// Checks run and failed by supervisors already stopped (counters stay monotonic).
     retired: (u64, u64),
+    /// How `TCP_CHECK`s run, shared by every supervisor (made on first need).
+    tcp: Option<TcpProber>,
 }
 
 /// Whether a reload may keep a service's running checks (and their verdicts): nothing but real
@@ -80,7 +84,11 @@ impl HealthManager {
             if self.running.contains_key(&key) {
                 continue;
             }
-            let (supervisor, mut events) = HealthSupervisor::start(std::slice::from_ref(cfg));
+            let one = std::slice::from_ref(cfg);
+            if self.tcp.is_none() && rvs_health::supervisor::has_tcp_check(one) {
+                self.tcp = Some(TcpProber::from_env());
+            }
+            let (supervisor, mut events) = HealthSupervisor::start_with(one, self.tcp.clone());
             let sh = shared.clone();
             let forward = tokio::spawn(async move {
                 while let Some(ev) = events.recv().await {
@@ -109,6 +117,11 @@ impl HealthManager {
             failures += s.failures;
         }
         api::lock(shared).health.checks = (checks, failures);
+    }
+
+    /// How `TCP_CHECK`s run (`None` until one is configured).
+    pub fn tcp_prober(&self) -> Option<String> {
+        self.tcp.as_ref().map(TcpProber::describe)
     }
 
     /// Services being checked.
@@ -159,7 +172,12 @@ pub fn describe(cfg: &VirtualServerHealth) -> Vec<String> {
         }
     }
     if let Some(s) = cfg.sorry_server {
-        out.push(format!("  sorry_server {s}"));
+        let inhibit = if cfg.sorry_server_inhibit {
+            " (sorry_server_inhibit)"
+        } else {
+            ""
+        };
+        out.push(format!("  sorry_server {s}{inhibit}"));
     }
     if cfg.quorum != 1 || cfg.hysteresis != 0 {
         out.push(format!(

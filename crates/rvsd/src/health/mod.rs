@@ -9,7 +9,9 @@
 //!   `weight`, admin state — is never touched; the engines see only the effective weight, so a
 //!   down real gets no new connections), the sorry server is added as a real of the service
 //!   while no real is up / quorum is lost, and while it serves the remaining live reals are held
-//!   at weight 0 (keepalived's quorum gating: it removes them).
+//!   at weight 0 (keepalived's quorum gating: it removes them). With `sorry_server_inhibit` the
+//!   sorry server is listed from the start and, while not needed, held at weight 0 instead of
+//!   being removed (keepalived's "Disabling sorry server").
 //! * [`HealthBook`] (a field of the daemon) remembers what listings show about each real (state,
 //!   since when, last error, `inhibit_on_failure`) and counts transitions for `/metrics` and
 //!   the stats outcomes (`health.*`).
@@ -32,13 +34,27 @@ struct Observed {
     dynamic_weight: Option<u32>,
 }
 
-/// A sorry server in service.
+/// A sorry server in service (`active`), or listed at weight 0 (`sorry_server_inhibit`).
 #[derive(Debug, Clone, Copy)]
 struct Sorry {
     addr: SocketAddr,
     /// Whether the daemon added it (it was not a configured real), so removes it again.
     added: bool,
+    /// Serving (quorum lost); `false` only for an inhibited one while quorum is held.
+    active: bool,
     since: SystemTime,
+}
+
+impl Sorry {
+    /// Whether `real` is held at weight 0 because this sorry server serves instead.
+    fn gates(&self, real: SocketAddr) -> bool {
+        self.active && self.addr != real
+    }
+
+    /// The dynamic weight the daemon puts on the sorry server it added.
+    fn own_weight(&self) -> Option<u32> {
+        (!self.active).then_some(0)
+    }
 }
 
 /// The daemon's record of observed health, for listings and counters.
@@ -62,7 +78,7 @@ impl HealthBook {
         let sorry = self.sorry.get(service);
         if let Some(o) = self.reals.get(&(*service, *real)) {
             let mut v = o.view.clone();
-            v.quorum_gated = v.state != Health::Down && sorry.is_some_and(|s| s.addr != *real);
+            v.quorum_gated = v.state != Health::Down && sorry.is_some_and(|s| s.gates(*real));
             return Some(v);
         }
         let s = sorry.filter(|s| s.addr == *real)?;
@@ -140,7 +156,7 @@ impl HealthBook {
             else {
                 continue;
             };
-            let gated = self.sorry.get(key).is_some_and(|s| s.addr != *addr);
+            let gated = self.sorry.get(key).is_some_and(|s| s.gates(*addr));
             r.health = o.view.state;
             r.dynamic_weight = if gated { Some(0) } else { o.dynamic_weight };
         }
@@ -148,16 +164,20 @@ impl HealthBook {
             let Some(svc) = state.services.get_mut(key) else {
                 continue;
             };
-            if sorry.added && !svc.reals.contains_key(&sorry.addr) {
-                let method = svc
-                    .reals
-                    .values()
-                    .next()
-                    .map(|r| r.method)
-                    .unwrap_or_default();
-                svc.reals
-                    .insert(sorry.addr, RealServer::new(sorry.addr, method, 1));
+            if !sorry.added {
+                continue;
             }
+            let method = svc
+                .reals
+                .values()
+                .next()
+                .map(|r| r.method)
+                .unwrap_or_default();
+            let r = svc
+                .reals
+                .entry(sorry.addr)
+                .or_insert_with(|| RealServer::new(sorry.addr, method, 1));
+            r.dynamic_weight = sorry.own_weight();
         }
     }
 }
@@ -168,7 +188,7 @@ fn push(d: &mut Daemon, service: ServiceKey, real: SocketAddr) {
     let Some(o) = book.reals.get(&(service, real)) else {
         return;
     };
-    let gated = book.sorry.get(&service).is_some_and(|s| s.addr != real);
+    let gated = book.sorry.get(&service).is_some_and(|s| s.gates(real));
     let health = o.view.state;
     let dynamic = if gated { Some(0) } else { o.dynamic_weight };
     match d.observe(&service, &real, health, dynamic) {
@@ -222,44 +242,68 @@ fn on_real(d: &mut Daemon, h: HealthEvent) {
     push(d, h.service, h.real);
 }
 
-fn on_sorry(d: &mut Daemon, service: ServiceKey, addr: SocketAddr, active: bool) {
-    if active == d.health.sorry.contains_key(&service) {
+fn on_sorry(d: &mut Daemon, service: ServiceKey, addr: SocketAddr, active: bool, inhibit: bool) {
+    let current = d.health.sorry.get(&service).copied();
+    if current.map(|s| s.active) == Some(active) || (current.is_none() && !active && !inhibit) {
         return;
     }
     let Some(svc) = d.desired().services.get(&service) else {
         return;
     };
-    if active {
-        let added = !svc.reals.contains_key(&addr);
-        if added {
-            let method = svc
-                .reals
-                .values()
-                .next()
-                .map(|r| r.method)
-                .unwrap_or_default();
-            if let Err(e) =
-                d.update(|s| Ok(s.add_real(&service, RealServer::new(addr, method, 1))?))
-            {
-                tracing::error!(%service, sorry_server = %addr, error = %e, "cannot add the sorry server");
-                return;
+    let added = current.map_or(!svc.reals.contains_key(&addr), |s| s.added);
+    let method = svc
+        .reals
+        .values()
+        .next()
+        .map(|r| r.method)
+        .unwrap_or_default();
+    let next = Sorry {
+        addr,
+        added,
+        active,
+        since: SystemTime::now(),
+    };
+    if active || inhibit {
+        // the book first: `update` overlays it (the added sorry server's weight: its own while
+        // serving, 0 while inhibited)
+        d.health.sorry.insert(service, next);
+        let added_now = d.update(|s| {
+            let listed = s
+                .services
+                .get(&service)
+                .is_some_and(|svc| svc.reals.contains_key(&addr));
+            if added && !listed {
+                s.add_real(&service, RealServer::new(addr, method, 1))?;
             }
-        }
-        let since = SystemTime::now();
-        d.health.sorry.insert(service, Sorry { addr, added, since });
-        d.health.count("sorry_server_on");
-        tracing::warn!(%service, sorry_server = %addr, "no quorum: the sorry server serves");
-    } else {
-        let Some(sorry) = d.health.sorry.remove(&service) else {
+            Ok(())
+        });
+        if let Err(e) = added_now {
+            tracing::error!(%service, sorry_server = %addr, error = %e, "cannot add the sorry server");
+            match current {
+                Some(c) => d.health.sorry.insert(service, c),
+                None => d.health.sorry.remove(&service),
+            };
             return;
-        };
-        if sorry.added
-            && let Err(e) = d.update(|s| Ok(s.remove_real(&service, &addr).map(|_| ())?))
-        {
+        }
+    } else {
+        d.health.sorry.remove(&service);
+        if added && let Err(e) = d.update(|s| Ok(s.remove_real(&service, &addr).map(|_| ())?)) {
             tracing::error!(%service, sorry_server = %addr, error = %e, "cannot remove the sorry server");
         }
-        d.health.count("sorry_server_off");
-        tracing::info!(%service, sorry_server = %addr, "quorum back: the sorry server is out of service");
+    }
+    match (current.is_some(), active) {
+        // inhibited sorry server listed at weight 0 at start: not a switch
+        (false, false) => {
+            tracing::info!(%service, sorry_server = %addr, "sorry server listed at weight 0 (sorry_server_inhibit)");
+        }
+        (_, true) => {
+            d.health.count("sorry_server_on");
+            tracing::warn!(%service, sorry_server = %addr, "no quorum: the sorry server serves");
+        }
+        (true, false) => {
+            d.health.count("sorry_server_off");
+            tracing::info!(%service, sorry_server = %addr, inhibit, "quorum back: the sorry server is out of service");
+        }
     }
     let reals: Vec<SocketAddr> = d
         .health
@@ -305,7 +349,8 @@ pub fn apply_event(d: &mut Daemon, ev: SupervisorEvent) {
             service,
             addr,
             active,
-        } => on_sorry(d, service, addr, active),
+            inhibit,
+        } => on_sorry(d, service, addr, active, inhibit),
         SupervisorEvent::Quorum { up, .. } => {
             d.health
                 .count(if up { "quorum_gained" } else { "quorum_lost" });

@@ -93,6 +93,7 @@ fn sorry_server_gates_the_live_reals_and_survives_a_whole_state_replace() {
         service: key,
         addr: addr("10.0.0.9:80"),
         active,
+        inhibit: false,
     };
     apply_event(&mut d, sorry(true));
     assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(1));
@@ -125,6 +126,55 @@ fn sorry_server_gates_the_live_reals_and_survives_a_whole_state_replace() {
     apply_event(&mut d, sorry(false));
     assert_eq!(weight(&d, &key, "10.0.0.9:80"), None, "removed again");
     assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(2));
+    assert_eq!(
+        (
+            outcome(&d, "health.sorry_server_on"),
+            outcome(&d, "health.sorry_server_off")
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn inhibited_sorry_server_stays_listed_at_weight_0_when_not_needed() {
+    let (mut d, key) = daemon();
+    let sorry = |active| SupervisorEvent::SorryServer {
+        service: key,
+        addr: addr("10.0.0.9:80"),
+        active,
+        inhibit: true,
+    };
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Up, None));
+    apply_event(&mut d, real_event(key, "10.0.0.8:80", Health::Up, None));
+    // at start with quorum held: listed at weight 0, nothing gated, not counted as a switch
+    apply_event(&mut d, sorry(false));
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(0));
+    assert_eq!(weight(&d, &key, "10.0.0.7:80"), Some(4));
+    assert_eq!(outcome(&d, "health.sorry_server_off"), 0);
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Down, None));
+    apply_event(&mut d, real_event(key, "10.0.0.8:80", Health::Down, None));
+    apply_event(&mut d, sorry(true));
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(1), "enabled");
+    apply_event(&mut d, real_event(key, "10.0.0.8:80", Health::Up, None));
+    assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(0), "gated");
+    // a whole-state replace keeps the inhibited sorry server too
+    d.replace(parse(CONF).desired).unwrap();
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(1));
+    apply_event(&mut d, sorry(false));
+    assert_eq!(
+        weight(&d, &key, "10.0.0.9:80"),
+        Some(0),
+        "disabled, not removed"
+    );
+    assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(2), "gating lifted");
+    d.replace(parse(CONF).desired).unwrap();
+    assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(0));
+    assert!(
+        !d.health
+            .view(&key, &addr("10.0.0.8:80"))
+            .unwrap()
+            .quorum_gated
+    );
     assert_eq!(
         (
             outcome(&d, "health.sorry_server_on"),
@@ -178,11 +228,16 @@ async fn restarting_a_services_checks_takes_out_the_sorry_server_it_added() {
     let mut m = HealthManager::default();
     m.sync(&shared, &cfg.virtual_servers);
     assert_eq!(m.services(), vec![key]);
+    let prober = m.tcp_prober().expect("TCP_CHECKs configured");
+    if rvs_testbed::is_root() {
+        assert!(prober.starts_with("SYN prober"), "{prober}");
+    }
     let sorry = addr("127.0.0.9:9");
     let on = SupervisorEvent::SorryServer {
         service: key,
         addr: sorry,
         active: true,
+        inhibit: false,
     };
     apply_event(&mut api::lock(&shared), on);
     assert!(
