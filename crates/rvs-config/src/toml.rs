@@ -25,10 +25,11 @@ mod convert;
 mod raw;
 
 use crate::error::{ConfigError, ConfigErrors};
+use crate::local_addr::ServicePools;
 use rvs_core::desired::DesiredState;
 use rvs_core::engine::EngineKind;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// A parsed and validated configuration file.
@@ -38,6 +39,9 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[timeouts]` and `[[service]]`: what the director should do.
     pub state: DesiredState,
+    /// Services' own FULLNAT local addresses (`local_addresses`), checked against the VIP's
+    /// family; a service not listed uses `[daemon] fullnat_local`.
+    pub local_addresses: ServicePools,
 }
 
 /// `[daemon]`. Every field is optional; command-line flags override them.
@@ -53,6 +57,9 @@ pub struct DaemonConfig {
     pub engines: Option<Vec<EngineKind>>,
     /// Interfaces the xdp engine attaches to.
     pub xdp_interfaces: Vec<String>,
+    /// FULLNAT local addresses of every FULLNAT service without its own `local_addresses`
+    /// (those of the VIP's family; at most [`crate::local_addr::MAX_PER_FAMILY`] per family).
+    pub fullnat_local: Vec<IpAddr>,
     /// Proxy engine worker threads; `None` = one per core.
     pub proxy_workers: Option<u32>,
     /// Log level; `None` = `info` (or `RUST_LOG`).

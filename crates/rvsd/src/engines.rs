@@ -5,27 +5,61 @@
 //! desired state places every service, builds the new views and hands each engine only
 //! `diff(old view, new view)`, so a service that moves (or becomes unservable) is removed from
 //! one engine and added to the other, and nothing else is touched.
+//!
+//! FULLNAT local addresses are not part of the desired state: services' own pools come from
+//! the configuration files and reach the engines through [`ManagedEngine::set_fullnat_pool`]
+//! ([`EngineManager::set_local_addresses`], only the pools that changed), before placement, so
+//! the xdp engine's support check sees them.
 
+use rvs_config::local_addr::ServicePools;
 use rvs_core::desired::{Change, DesiredState, ServiceConfig, diff};
 use rvs_core::engine::{ConnectionInfo, Engine, EngineKind, EngineStats, Unsupported};
 use rvs_core::model::{EnginePin, ForwardMethod, ServiceKey};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Where a service is served, or why it is not.
 pub type Placement = Result<EngineKind, String>;
 
+/// An engine as the manager holds it: [`Engine`], plus the FULLNAT local addresses that only
+/// the xdp engine takes.
+pub trait ManagedEngine: Engine {
+    /// Give service `key` its own FULLNAT local addresses (empty: back to the engine's
+    /// default pool). Engines without local addresses (the proxy connects from the host's own
+    /// addresses) ignore it.
+    fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), String> {
+        let _ = (key, addrs);
+        Ok(())
+    }
+}
+
+impl ManagedEngine for rvs_proxy::ProxyEngine {}
+
+#[cfg(feature = "xdp")]
+impl ManagedEngine for rvs_xdp::XdpEngine {
+    fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), String> {
+        rvs_xdp::XdpEngine::set_fullnat_pool(self, key, addrs).map_err(|e| e.to_string())
+    }
+}
+
 /// The running engines, and why the others are not running.
 pub struct EngineManager {
-    engines: Vec<Box<dyn Engine>>,
+    engines: Vec<Box<dyn ManagedEngine>>,
     not_running: BTreeMap<EngineKind, String>,
     views: BTreeMap<EngineKind, DesiredState>,
     placement: BTreeMap<ServiceKey, Placement>,
+    /// Services' own FULLNAT local addresses, as handed to the engines.
+    local_addresses: ServicePools,
+    /// Why a FULLNAT service that the xdp engine could have served went to the proxy.
+    notes: BTreeMap<ServiceKey, String>,
 }
 
 impl EngineManager {
     /// Manage `engines`; `not_running` says why each missing engine is missing.
-    pub fn new(engines: Vec<Box<dyn Engine>>, not_running: BTreeMap<EngineKind, String>) -> Self {
+    pub fn new(
+        engines: Vec<Box<dyn ManagedEngine>>,
+        not_running: BTreeMap<EngineKind, String>,
+    ) -> Self {
         let views = engines
             .iter()
             .map(|e| (e.kind(), DesiredState::default()))
@@ -35,6 +69,8 @@ impl EngineManager {
             not_running,
             views,
             placement: BTreeMap::new(),
+            local_addresses: ServicePools::new(),
+            notes: BTreeMap::new(),
         }
     }
 
@@ -47,10 +83,10 @@ impl EngineManager {
         self.engines
             .iter()
             .find(|e| e.kind() == kind)
-            .map(|e| e.as_ref())
+            .map(|e| e.as_ref() as &dyn Engine)
     }
 
-    fn engine_mut(&mut self, kind: EngineKind) -> Option<&mut Box<dyn Engine>> {
+    fn engine_mut(&mut self, kind: EngineKind) -> Option<&mut Box<dyn ManagedEngine>> {
         self.engines.iter_mut().find(|e| e.kind() == kind)
     }
 
@@ -61,8 +97,43 @@ impl EngineManager {
             .unwrap_or_else(|| "not started".into())
     }
 
+    /// Give services their own FULLNAT local addresses (`pools`, from the configuration files;
+    /// a service not in it uses the engine's default pool). Only the pools that changed since
+    /// the last call reach the engines; call it before [`EngineManager::apply`], whose
+    /// placement asks the engines, which then know the new pools.
+    pub fn set_local_addresses(&mut self, pools: &ServicePools) {
+        let old = std::mem::take(&mut self.local_addresses);
+        let keys: std::collections::BTreeSet<ServiceKey> =
+            old.keys().chain(pools.keys()).copied().collect();
+        for key in keys {
+            let new = pools.get(&key).cloned().unwrap_or_default();
+            if old.get(&key).cloned().unwrap_or_default() == new {
+                continue;
+            }
+            tracing::info!(service = %key, local_addresses = ?new, "FULLNAT local addresses");
+            for e in &mut self.engines {
+                if let Err(why) = e.set_fullnat_pool(key, new.clone()) {
+                    tracing::error!(service = %key, engine = ?e.kind(), error = %why,
+                        "could not set FULLNAT local addresses");
+                }
+            }
+        }
+        self.local_addresses = pools.clone();
+    }
+
+    /// Why service `key` is served by the proxy engine although the xdp engine runs (a FULLNAT
+    /// service without local addresses of its VIP's family, say); `None` otherwise.
+    pub fn note(&self, key: &ServiceKey) -> Option<&str> {
+        self.notes.get(key).map(String::as_str)
+    }
+
     /// Where `svc` would be served now (pure: asks engines only `supports`).
     pub fn place(&self, svc: &ServiceConfig) -> Placement {
+        self.place_noted(svc).0
+    }
+
+    /// [`EngineManager::place`], and why the xdp engine did not take a service the proxy took.
+    fn place_noted(&self, svc: &ServiceConfig) -> (Placement, Option<String>) {
         let needs_xdp = svc
             .reals
             .values()
@@ -86,22 +157,31 @@ impl EngineManager {
             }
         };
         match svc.options.engine {
-            EnginePin::Xdp => try_engine(EngineKind::Xdp),
-            EnginePin::Proxy => try_engine(EngineKind::Proxy),
-            EnginePin::Auto if needs_xdp.is_some() => try_engine(EngineKind::Xdp),
+            EnginePin::Xdp => (try_engine(EngineKind::Xdp), None),
+            EnginePin::Proxy => (try_engine(EngineKind::Proxy), None),
+            EnginePin::Auto if needs_xdp.is_some() => (try_engine(EngineKind::Xdp), None),
             EnginePin::Auto => match try_engine(EngineKind::Xdp) {
-                Ok(k) => Ok(k),
+                Ok(k) => (Ok(k), None),
                 Err(xdp_reason) => match self.engine(EngineKind::Proxy) {
-                    Some(e) => e
-                        .supports(svc)
-                        .map(|()| EngineKind::Proxy)
-                        .map_err(|Unsupported(w)| w),
-                    None if self.engine(EngineKind::Xdp).is_some() => Err(xdp_reason),
-                    None => Err(format!(
-                        "no engine is running (xdp: {}; proxy: {})",
-                        self.missing(EngineKind::Xdp),
-                        self.missing(EngineKind::Proxy)
-                    )),
+                    Some(e) => {
+                        let placed = e
+                            .supports(svc)
+                            .map(|()| EngineKind::Proxy)
+                            .map_err(|Unsupported(w)| w);
+                        // The xdp engine runs but refused it: say why it is on the proxy.
+                        let note = (placed.is_ok() && self.engine(EngineKind::Xdp).is_some())
+                            .then(|| format!("not on the xdp engine: {xdp_reason}"));
+                        (placed, note)
+                    }
+                    None if self.engine(EngineKind::Xdp).is_some() => (Err(xdp_reason), None),
+                    None => (
+                        Err(format!(
+                            "no engine is running (xdp: {}; proxy: {})",
+                            self.missing(EngineKind::Xdp),
+                            self.missing(EngineKind::Proxy)
+                        )),
+                        None,
+                    ),
                 },
             },
         }
@@ -117,11 +197,15 @@ impl EngineManager {
     /// that engine and flagged with the engine's error: kept and listed, never dropped, and
     /// tried again on the next change.
     pub fn apply(&mut self, desired: &DesiredState) {
-        let mut placement: BTreeMap<ServiceKey, Placement> = desired
-            .services
-            .values()
-            .map(|s| (s.key, self.place(s)))
-            .collect();
+        let mut placement: BTreeMap<ServiceKey, Placement> = BTreeMap::new();
+        let mut notes = BTreeMap::new();
+        for s in desired.services.values() {
+            let (p, note) = self.place_noted(s);
+            placement.insert(s.key, p);
+            if let Some(n) = note {
+                notes.insert(s.key, n);
+            }
+        }
         for kind in self.running() {
             let mut view = DesiredState {
                 timeouts: desired.timeouts,
@@ -144,7 +228,14 @@ impl EngineManager {
                 tracing::warn!(service = %key, reason = %why, "service kept but not served");
             }
         }
+        notes.retain(|key, _| placement.get(key).is_some_and(|p| p.is_ok()));
+        for (key, note) in &notes {
+            if self.notes.get(key) != Some(note) {
+                tracing::info!(service = %key, reason = %note, "served by the proxy engine");
+            }
+        }
         self.placement = placement;
+        self.notes = notes;
     }
 
     /// Hand engine `kind` the changes from its current view to `view`, one by one; services

@@ -51,6 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     check_socket_free(&socket)?;
     let engines = crate::start::start_engines(&daemon_cfg, false)?;
     let mut daemon = Daemon::new(engines);
+    daemon
+        .engines_mut()
+        .set_local_addresses(&config.local_addresses);
     let mut state = config.state;
     daemon.health.preset_alpha(&mut state, &health);
     if let Err(e) = daemon.replace(state) {
@@ -214,6 +217,7 @@ fn reload(
     d.health.retain_checked(&health_cfg);
     d.health.preset_alpha(&mut config.state, &health_cfg);
     let changes = rvs_core::desired::diff(d.desired(), &config.state);
+    d.engines_mut().set_local_addresses(&config.local_addresses);
     let applied = d.replace(config.state);
     drop(d);
     match applied {

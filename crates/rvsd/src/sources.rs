@@ -50,6 +50,8 @@ impl Sources {
         if let Some(path) = &self.keepalived_conf {
             let k = rvs_config::keepalived::load(path)?;
             merge(&mut config.state, k.desired, path)?;
+            // a service is defined in one source only, so its pool comes from that one
+            config.local_addresses.extend(k.local_addresses);
             warnings = k.warnings;
             health = k.virtual_servers;
         }
@@ -123,6 +125,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         },
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         log_level: file.log_level,
+        fullnat_local: file.fullnat_local.clone(),
     }
 }
 

@@ -1,9 +1,9 @@
 //! Which engines this daemon can run, decided once at start. Each engine is either started or
 //! recorded with the reason it is not running (shown in every service it would have served).
 
-use crate::engines::EngineManager;
+use crate::engines::{EngineManager, ManagedEngine};
 use rvs_config::toml::DaemonConfig;
-use rvs_core::engine::{Engine, EngineKind};
+use rvs_core::engine::EngineKind;
 use std::collections::BTreeMap;
 
 /// Start the engines the configuration asks for (all that can run, by default). With `dry_run`
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub fn start_engines(cfg: &DaemonConfig, dry_run: bool) -> anyhow::Result<EngineManager> {
     let wanted = |k: EngineKind| cfg.engines.as_ref().is_none_or(|list| list.contains(&k));
     let explicitly = |k: EngineKind| cfg.engines.as_ref().is_some_and(|list| list.contains(&k));
-    let mut engines: Vec<Box<dyn Engine>> = Vec::new();
+    let mut engines: Vec<Box<dyn ManagedEngine>> = Vec::new();
     let mut not_running = BTreeMap::new();
 
     let attempts: [(EngineKind, Started); 2] = [
@@ -51,7 +51,7 @@ pub fn start_engines(cfg: &DaemonConfig, dry_run: bool) -> anyhow::Result<Engine
 }
 
 /// An engine, or why it is not running.
-type Started = Result<Box<dyn Engine>, String>;
+type Started = Result<Box<dyn ManagedEngine>, String>;
 
 fn not_enabled() -> String {
     "not enabled in [daemon] engines / --engine".to_string()
@@ -64,7 +64,7 @@ fn start_proxy(cfg: &DaemonConfig) -> Started {
         ..Default::default()
     };
     rvs_proxy::ProxyEngine::start(config)
-        .map(|e| Box::new(e) as Box<dyn Engine>)
+        .map(|e| Box::new(e) as Box<dyn ManagedEngine>)
         .map_err(|e| format!("the proxy engine failed to start: {e}"))
 }
 
@@ -79,10 +79,11 @@ fn start_xdp(cfg: &DaemonConfig, dry_run: bool) -> Started {
     }
     let config = rvs_xdp::XdpConfig {
         interfaces: cfg.xdp_interfaces.clone(),
+        fullnat_local: cfg.fullnat_local.clone(),
         ..Default::default()
     };
     rvs_xdp::XdpEngine::start(config)
-        .map(|e| Box::new(e) as Box<dyn Engine>)
+        .map(|e| Box::new(e) as Box<dyn ManagedEngine>)
         .map_err(|e| format!("the xdp engine failed to start: {e}"))
 }
 

@@ -1,7 +1,9 @@
 //! The statement tree → [`KeepalivedConfig`]: `global_defs`, `virtual_server_group`,
-//! `virtual_server` (address port, `fwmark`, `group`) with its `real_server`s, and the VRRP blocks.
+//! `virtual_server` (address port, `fwmark`, `group`) with its `real_server`s, the FULLNAT
+//! `local_address_group`s ([`super::laddr`]), and the VRRP blocks.
 
 use super::checker::{Inherited, is_checker, parse_checker};
+use super::laddr;
 use super::lex::{Node, Word};
 use super::model::*;
 use super::values::Ctx;
@@ -26,6 +28,7 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
             groups.insert(name.text.clone(), members);
         }
     }
+    let laddr_groups = laddr::parse_groups(ctx, nodes);
     for n in nodes {
         match n.keyword.text.as_str() {
             "global_defs" => {
@@ -36,8 +39,8 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
                     }
                 }
             }
-            "virtual_server_group" => {}
-            "virtual_server" => virtual_server(ctx, n, &groups, &mut cfg),
+            "virtual_server_group" | "local_address_group" => {}
+            "virtual_server" => virtual_server(ctx, n, (&groups, &laddr_groups), &mut cfg),
             "vrrp_instance" => cfg.vrrp.instances.push(vrrp::parse_instance(ctx, n)),
             "vrrp_sync_group" => cfg.vrrp.sync_groups.push(vrrp::parse_sync_group(ctx, n)),
             "vrrp_script" => cfg.vrrp.scripts.push(vrrp::parse_script(ctx, n)),
@@ -74,7 +77,7 @@ fn parse_group(ctx: &mut Ctx, node: &Node) -> Vec<GroupMember> {
 }
 
 /// `10.0.0.1` or keepalived's range form `10.0.0.1-10` (last octet / last group varies).
-fn address_range(ctx: &mut Ctx, w: &Word) -> Vec<IpAddr> {
+pub(super) fn address_range(ctx: &mut Ctx, w: &Word) -> Vec<IpAddr> {
     let Some((first, last)) = w.text.split_once('-') else {
         return ctx.ip(w, "an address").into_iter().collect();
     };
@@ -172,13 +175,15 @@ struct VsSettings {
     protocol: Protocol,
     family: AddressFamily,
     granularity: Option<Word>,
+    /// `laddr_group_name` (DPVS / Ali-LVS FULLNAT local addresses).
+    laddr_group: Option<Word>,
     health: VirtualServerHealth,
 }
 
 fn virtual_server(
     ctx: &mut Ctx,
     n: &Node,
-    groups: &BTreeMap<String, Vec<GroupMember>>,
+    (groups, laddr_groups): (&BTreeMap<String, Vec<GroupMember>>, &laddr::Groups),
     cfg: &mut KeepalivedConfig,
 ) {
     let body = ctx.block(n);
@@ -194,6 +199,19 @@ fn virtual_server(
         }
     }
     let keys = service_keys(ctx, n, s.protocol, s.family, groups);
+    let fullnat = s.method == ForwardMethod::FullNat
+        || reals
+            .iter()
+            .any(|(_, (r, _))| r.method == ForwardMethod::FullNat);
+    let laddr_group = match &s.laddr_group {
+        Some(w) if !fullnat => {
+            ctx.warnings.push(w.error(
+                "laddr_group_name is only used by FNAT (FULLNAT) services; ignored".to_string(),
+            ));
+            None
+        }
+        other => other.as_ref(),
+    };
     for key in keys {
         if let Some(g) = &s.granularity {
             let prefix = granularity(ctx, g, key.family());
@@ -206,6 +224,11 @@ fn virtual_server(
         if let Err(e) = cfg.desired.add_service(key, s.options) {
             ctx.error(&n.keyword, e.to_string());
             continue;
+        }
+        if let Some(w) = laddr_group
+            && let Some(pool) = laddr::service_pool(ctx, w, &key, laddr_groups)
+        {
+            cfg.local_addresses.insert(key, pool);
         }
         let mut health = s.health.clone();
         health.service = key;
@@ -229,6 +252,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
         protocol: Protocol::Tcp,
         family: AddressFamily::V4,
         granularity: None,
+        laddr_group: None,
         health: VirtualServerHealth {
             service: ServiceKey::FwMark {
                 mark: 0,
@@ -278,6 +302,10 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 });
             }
             "persistence_granularity" => s.granularity = ctx.arg(n, 0, "a netmask").cloned(),
+            "laddr_group_name" => {
+                s.laddr_group = ctx.arg(n, 0, "a local_address_group name").cloned();
+                ctx.at_most(n, 1);
+            }
             "protocol" => {
                 if let Some(w) = ctx.arg(n, 0, "TCP, UDP or SCTP") {
                     match w.text.to_ascii_uppercase().as_str() {

@@ -6,8 +6,8 @@
 //! each with `path:line:column` and what was expected. [`check_file`] is `keepalived -t`.
 //!
 //! Stages: [`lex`] (text → located statement tree, includes spliced in), then `build`
-//! (tree → model; `checker` and `vrrp` for their blocks). A keyword rvs does not implement is
-//! a warning with its location, never silently skipped.
+//! (tree → model; `checker`, `vrrp` and `laddr` for their blocks). A keyword rvs does not
+//! implement is a warning with its location, never silently skipped.
 //!
 //! Defaults follow keepalived: `lb_kind` NAT, `lb_algo` wlc, `protocol` TCP, `delay_loop` 60 s,
 //! `connect_timeout` 5 s, `retry` 1, `delay_before_retry` 1 s, `warmup` = `delay_loop`,
@@ -16,6 +16,7 @@
 mod build;
 mod checker;
 mod glob;
+mod laddr;
 pub mod lex;
 pub mod model;
 mod values;
@@ -37,6 +38,9 @@ pub struct KeepalivedConfig {
     pub global: GlobalDefs,
     /// Health settings and checkers, one entry per service.
     pub virtual_servers: Vec<VirtualServerHealth>,
+    /// FULLNAT local addresses of the services with `laddr_group_name` (those of the VIP's
+    /// family, from the named `local_address_group`).
+    pub local_addresses: crate::local_addr::ServicePools,
     /// `vrrp_instance`, `vrrp_sync_group`, `vrrp_script`.
     pub vrrp: VrrpConfig,
     /// Keywords rvs does not implement, and other things worth a look; located.

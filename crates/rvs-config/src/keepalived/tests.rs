@@ -600,3 +600,111 @@ fn arbitrary_bytes_never_panic() {
         let _ = parse(s);
     }
 }
+
+#[test]
+fn local_address_groups_give_fullnat_services_their_local_addresses() {
+    let c = ok(r#"
+local_address_group laddr_g1 {
+    192.168.100.200 dpdk0
+    192.168.100.201-203
+    fd00::200
+}
+virtual_server 192.168.100.254 80 {
+    lb_kind FNAT
+    laddr_group_name laddr_g1
+    real_server 192.168.100.2 80 { weight 1 }
+}
+virtual_server 2001:db8::1 80 {
+    lb_kind FNAT
+    laddr_group_name laddr_g1
+    real_server 2001:db8::2 80 { weight 1 }
+}
+virtual_server 192.168.100.254 443 {
+    lb_kind DR
+    laddr_group_name laddr_g1
+    real_server 192.168.100.2 443 { weight 1 }
+}
+"#);
+    let ips =
+        |v: &[&str]| -> Vec<std::net::IpAddr> { v.iter().map(|s| s.parse().unwrap()).collect() };
+    let v4 = ServiceKey::tcp(sa("192.168.100.254:80"));
+    let v6 = ServiceKey::tcp(sa("[2001:db8::1]:80"));
+    assert_eq!(c.local_addresses.len(), 2, "{:?}", c.local_addresses);
+    assert_eq!(
+        c.local_addresses[&v4],
+        ips(&[
+            "192.168.100.200",
+            "192.168.100.201",
+            "192.168.100.202",
+            "192.168.100.203"
+        ])
+    );
+    assert_eq!(c.local_addresses[&v6], ips(&["fd00::200"]));
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("/t/k.conf:3:21:") && warnings[0].contains("'dpdk0'"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("/t/k.conf:19:22:") && warnings[1].contains("only used by FNAT"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn bad_local_address_groups_are_located_errors() {
+    let e = errs(
+        r#"local_address_group g1 {
+    10.0.0.5
+    10.0.0.5
+    10.0.0.10-20
+    nope
+}
+local_address_group g1 {
+    10.0.0.6
+}
+local_address_group only6 {
+    fd00::5
+}
+virtual_server 10.0.0.3 80 {
+    lb_kind FNAT
+    laddr_group_name missing
+    real_server 10.0.0.7 80 { weight 1 }
+}
+virtual_server 10.0.0.3 81 {
+    lb_kind FNAT
+    laddr_group_name only6
+    real_server 10.0.0.7 80 { weight 1 }
+}
+"#,
+    );
+    let got: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(got.len(), 6, "{got:#?}");
+    assert!(
+        got[0].starts_with("/t/k.conf:3:5:") && got[0].contains("appears twice"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("/t/k.conf:5:5:") && got[1].contains("'nope'"),
+        "{got:?}"
+    );
+    assert!(
+        got[2].starts_with("/t/k.conf:1:21:") && got[2].contains("12 IPv4 local addresses"),
+        "{got:?}"
+    );
+    assert!(
+        got[3].starts_with("/t/k.conf:7:21:") && got[3].contains("defined twice"),
+        "{got:?}"
+    );
+    assert!(
+        got[4].starts_with("/t/k.conf:15:22:")
+            && got[4].contains("no local_address_group named 'missing'"),
+        "{got:?}"
+    );
+    assert!(
+        got[5].starts_with("/t/k.conf:20:22:")
+            && got[5].contains("no IPv4 address for tcp 10.0.0.3:81"),
+        "{got:?}"
+    );
+}

@@ -5,12 +5,13 @@
 use super::raw::{RawDaemon, RawFile, RawFlag, RawReal, RawService};
 use super::{Config, DaemonConfig};
 use crate::error::{ConfigError, ConfigErrors};
+use crate::local_addr::{self, ServicePools};
 use ::toml::Spanned;
 use rvs_core::desired::{DesiredState, StateError, Timeouts};
 use rvs_core::model::{
     AddressFamily, Persistence, ProxyOptions, RealServer, SchedFlags, ServiceKey, ServiceOptions,
 };
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 
@@ -62,10 +63,15 @@ pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
         },
         ..DesiredState::default()
     };
+    let mut local_addresses = ServicePools::new();
     for svc in raw.services {
-        add_service(&mut state, svc, rep);
+        add_service(&mut state, &mut local_addresses, svc, rep);
     }
-    Config { daemon, state }
+    Config {
+        daemon,
+        state,
+        local_addresses,
+    }
 }
 
 fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
@@ -96,6 +102,10 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(w.into_inner())
         }
     });
+    let fullnat_local = raw
+        .fullnat_local
+        .and_then(|list| local_addresses(list, None, rep))
+        .unwrap_or_default();
     DaemonConfig {
         socket: raw.socket,
         listen,
@@ -104,7 +114,53 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         xdp_interfaces: raw.xdp_interfaces,
         proxy_workers,
         log_level: raw.log_level,
+        fullnat_local,
     }
+}
+
+/// `fullnat_local` / `local_addresses`: every address parsed and checked by the rules of
+/// [`crate::local_addr`] (`family` is the VIP's; `None` for the default pool, which serves
+/// both families). `None` if anything is wrong (each problem reported at its element).
+fn local_addresses(
+    list: Spanned<Vec<Spanned<String>>>,
+    family: Option<AddressFamily>,
+    rep: &mut Reporter<'_>,
+) -> Option<Vec<IpAddr>> {
+    let span = list.span();
+    let list = list.into_inner();
+    if list.is_empty() && family.is_some() {
+        rep.error_at(
+            span,
+            "local_addresses is empty: list the service's FULLNAT local addresses, or remove \
+             the key to use [daemon] fullnat_local",
+        );
+        return None;
+    }
+    let errors = rep.errors.len();
+    let mut out: Vec<IpAddr> = Vec::with_capacity(list.len());
+    for item in &list {
+        let ip = match item.get_ref().parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                rep.error_at(
+                    item.span(),
+                    format!(
+                        "bad local address '{}': expected an IP address such as 10.0.0.5 or fd00::5",
+                        item.get_ref()
+                    ),
+                );
+                continue;
+            }
+        };
+        match local_addr::check_addr(ip, &out, family) {
+            Ok(()) => out.push(ip),
+            Err(e) => rep.error_at(item.span(), e.to_string()),
+        }
+    }
+    if let Err(e) = local_addr::check_counts(&out) {
+        rep.error_at(span, e.to_string());
+    }
+    (rep.errors.len() == errors).then_some(out)
 }
 
 fn parse_addr(s: &Spanned<String>, what: &str, rep: &mut Reporter<'_>) -> Option<SocketAddr> {
@@ -196,12 +252,21 @@ fn service_options(svc: &RawService, key: &ServiceKey) -> ServiceOptions {
     }
 }
 
-fn add_service(state: &mut DesiredState, svc: Spanned<RawService>, rep: &mut Reporter<'_>) {
+fn add_service(
+    state: &mut DesiredState,
+    pools: &mut ServicePools,
+    mut svc: Spanned<RawService>,
+    rep: &mut Reporter<'_>,
+) {
     let span = svc.span();
+    let list = svc.get_mut().local_addresses.take();
     let svc = svc.into_inner();
     let Some(key) = service_key(&svc, span.clone(), rep) else {
         return;
     };
+    if let Some(pool) = list.and_then(|l| local_addresses(l, Some(key.family()), rep)) {
+        pools.insert(key, pool);
+    }
     let options = service_options(&svc, &key);
     if let Err(e) = state.add_service(key, options) {
         let at = match (&e, &svc.persistence) {

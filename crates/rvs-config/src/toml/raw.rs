@@ -33,6 +33,7 @@ pub(super) struct RawDaemon {
     pub xdp_interfaces: Vec<String>,
     pub proxy_workers: Option<Spanned<u32>>,
     pub log_level: Option<super::LogLevel>,
+    pub fullnat_local: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[timeouts]`.
@@ -61,6 +62,7 @@ pub(super) struct RawService {
     #[serde(default)]
     pub engine: EnginePin,
     pub proxy: Option<RawProxy>,
+    pub local_addresses: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<RawReal>>,
 }

@@ -231,3 +231,92 @@ fn unreadable_file_is_an_error() {
     let e = load(Path::new("/nonexistent/rvs.toml")).unwrap_err();
     assert!(e.to_string().contains("cannot read"), "{e}");
 }
+
+#[test]
+fn fullnat_local_addresses_default_and_per_service() {
+    let c = p(r#"
+[daemon]
+fullnat_local = ["10.0.0.5", "fd00::5", "10.0.0.6"]
+
+[[service]]
+address = "[2001:db8::1]:80"
+local_addresses = ["fd00::7", "fd00::8"]
+
+[[service]]
+fwmark = 3
+local_addresses = ["10.0.0.9"]
+
+[[service]]
+address = "10.0.0.3:80"
+"#)
+    .unwrap();
+    let ips =
+        |v: &[&str]| -> Vec<std::net::IpAddr> { v.iter().map(|s| s.parse().unwrap()).collect() };
+    assert_eq!(
+        c.daemon.fullnat_local,
+        ips(&["10.0.0.5", "fd00::5", "10.0.0.6"])
+    );
+    let v6 = ServiceKey::tcp("[2001:db8::1]:80".parse().unwrap());
+    let fw = ServiceKey::FwMark {
+        mark: 3,
+        family: AddressFamily::V4,
+    };
+    assert_eq!(c.local_addresses.len(), 2, "{:?}", c.local_addresses);
+    assert_eq!(c.local_addresses[&v6], ips(&["fd00::7", "fd00::8"]));
+    assert_eq!(c.local_addresses[&fw], ips(&["10.0.0.9"]));
+    assert_eq!(
+        p("").unwrap().daemon.fullnat_local,
+        Vec::<std::net::IpAddr>::new()
+    );
+}
+
+#[test]
+fn bad_local_addresses_are_located() {
+    let nine: Vec<String> = (1..=9).map(|i| format!("\"10.0.0.{i}\"")).collect();
+    let text = format!(
+        r#"[daemon]
+fullnat_local = ["10.0.0.5", "10.0.0.5", "fd00::5", "nope"]
+
+[[service]]
+address = "10.0.0.3:80"
+local_addresses = ["10.0.0.7", "fd00::7", "0.0.0.0"]
+
+[[service]]
+address = "10.0.0.4:80"
+local_addresses = []
+
+[[service]]
+address = "10.0.0.5:80"
+local_addresses = [{}]
+"#,
+        nine.join(", ")
+    );
+    let e = errs(&text);
+    assert_eq!(e.len(), 6, "{e:#?}");
+    assert!(
+        e[0].starts_with("test.toml:2:30:") && e[0].contains("10.0.0.5 appears twice"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("test.toml:2:53:") && e[1].contains("bad local address 'nope'"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("test.toml:6:32:") && e[2].contains("fd00::7 is not IPv4"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].starts_with("test.toml:6:43:") && e[3].contains("unicast"),
+        "{e:?}"
+    );
+    assert!(
+        e[4].starts_with("test.toml:10:19:") && e[4].contains("local_addresses is empty"),
+        "{e:?}"
+    );
+    assert!(
+        e[5].starts_with("test.toml:14:19:")
+            && e[5].contains("9 IPv4 local addresses")
+            && e[5].contains("at most 8"),
+        "{e:?}"
+    );
+}

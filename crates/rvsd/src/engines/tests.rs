@@ -2,17 +2,52 @@
 
 use super::*;
 use rvs_core::engine::EngineError;
-use rvs_core::model::{RealServer, ServiceOptions};
+use rvs_core::model::{AddressFamily, RealServer, ServiceOptions};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 type Log = Arc<Mutex<Vec<Change>>>;
+/// FULLNAT pools an engine was given, in order.
+type PoolLog = Arc<Mutex<Vec<(ServiceKey, Vec<IpAddr>)>>>;
 
 /// Records every change; refuses services on `refuse_port`; serves FULLNAT only if `fullnat_only`.
+/// With `pools`, it is like the xdp engine: a FULLNAT real needs a local address of the VIP's
+/// family, from its default pool (`default_pool`) or the service's own.
 struct Recorder {
     kind: EngineKind,
     fullnat_only: bool,
     refuse_port: Option<u16>,
     log: Log,
+    pools: Option<(Vec<IpAddr>, PoolLog)>,
+}
+
+impl Recorder {
+    fn pool_of(&self, key: &ServiceKey) -> Vec<IpAddr> {
+        let Some((default, log)) = &self.pools else {
+            return Vec::new();
+        };
+        let own = log
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let pool = if own.is_empty() { default.clone() } else { own };
+        pool.into_iter()
+            .filter(|a| AddressFamily::of(*a) == key.family())
+            .collect()
+    }
+}
+
+impl ManagedEngine for Recorder {
+    fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), String> {
+        if let Some((_, log)) = &self.pools {
+            log.lock().unwrap().push((key, addrs));
+        }
+        Ok(())
+    }
 }
 
 impl Engine for Recorder {
@@ -20,6 +55,13 @@ impl Engine for Recorder {
         self.kind
     }
     fn supports(&self, s: &ServiceConfig) -> Result<(), Unsupported> {
+        let fullnat = s.reals.values().any(|r| r.method == ForwardMethod::FullNat);
+        if self.pools.is_some() && fullnat && self.pool_of(&s.key).is_empty() {
+            return Err(Unsupported(format!(
+                "{}: FULLNAT needs a local address of the VIP's family",
+                s.key
+            )));
+        }
         match s
             .reals
             .values()
@@ -61,7 +103,7 @@ fn recorder(
     kind: EngineKind,
     fullnat_only: bool,
     refuse_port: Option<u16>,
-) -> (Box<dyn Engine>, Log) {
+) -> (Box<dyn ManagedEngine>, Log) {
     let log = Log::default();
     (
         Box::new(Recorder {
@@ -69,9 +111,25 @@ fn recorder(
             fullnat_only,
             refuse_port,
             log: log.clone(),
+            pools: None,
         }),
         log,
     )
+}
+
+/// An xdp-like recorder with FULLNAT pools (`default` is its engine-wide pool).
+fn xdp_with_pools(default: &[&str]) -> (Box<dyn ManagedEngine>, Log, PoolLog) {
+    let log = Log::default();
+    let pools = PoolLog::default();
+    let default = default.iter().map(|a| a.parse().unwrap()).collect();
+    let engine = Recorder {
+        kind: EngineKind::Xdp,
+        fullnat_only: false,
+        refuse_port: None,
+        log: log.clone(),
+        pools: Some((default, pools.clone())),
+    };
+    (Box::new(engine), log, pools)
 }
 
 fn key(port: u16) -> ServiceKey {
@@ -196,5 +254,113 @@ fn fullnat_prefers_xdp_and_pins_are_respected() {
     assert_eq!(
         m.placement(&key(81)),
         Some(&Err("10.0.0.9:80 is not fullnat".into()))
+    );
+}
+
+fn pools(entries: &[(u16, &[&str])]) -> ServicePools {
+    entries
+        .iter()
+        .map(|(port, addrs)| {
+            (
+                key(*port),
+                addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fullnat_goes_to_xdp_only_with_local_addresses_and_says_why_not() {
+    let (x, xlog, plog_x) = xdp_with_pools(&["fd00::5"]);
+    let (p, plog) = recorder(EngineKind::Proxy, true, None);
+    let mut m = EngineManager::new(vec![x, p], BTreeMap::new());
+    let s = state(&[(80, ForwardMethod::FullNat), (81, ForwardMethod::FullNat)]);
+    // 80 has its own pool; 81 has none, and the default pool has no IPv4 address
+    m.set_local_addresses(&pools(&[(80, &["10.0.0.5", "10.0.0.6"])]));
+    m.apply(&s);
+    assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Xdp)));
+    assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Proxy)));
+    assert_eq!(m.note(&key(80)), None);
+    let note = m.note(&key(81)).unwrap();
+    assert!(
+        note.starts_with("not on the xdp engine: tcp 10.0.0.3:81: FULLNAT needs a local address"),
+        "{note}"
+    );
+    assert!(touched(&xlog, key(80)) && !touched(&xlog, key(81)));
+    assert!(touched(&plog, key(81)) && !touched(&plog, key(80)));
+    assert_eq!(plog_x.lock().unwrap().len(), 1, "one pool set");
+
+    // reload: 81 gets a pool (moves to xdp), 80's pool is unchanged (not set again)
+    xlog.lock().unwrap().clear();
+    plog.lock().unwrap().clear();
+    m.set_local_addresses(&pools(&[
+        (80, &["10.0.0.5", "10.0.0.6"]),
+        (81, &["10.0.0.7"]),
+    ]));
+    m.apply(&s);
+    assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Xdp)));
+    assert_eq!(m.note(&key(81)), None);
+    assert_eq!(
+        plog_x.lock().unwrap().last().unwrap(),
+        &(key(81), vec!["10.0.0.7".parse::<IpAddr>().unwrap()])
+    );
+    assert_eq!(
+        plog_x.lock().unwrap().len(),
+        2,
+        "80's unchanged pool is not set again"
+    );
+    assert_eq!(plog.lock().unwrap()[0], Change::RemoveService(key(81)));
+    assert!(touched(&xlog, key(81)) && !touched(&xlog, key(80)));
+
+    // 80's pool changes: the engine gets the new one; 81's pool goes: back to the proxy
+    xlog.lock().unwrap().clear();
+    m.set_local_addresses(&pools(&[(80, &["10.0.0.9"])]));
+    m.apply(&s);
+    let got = plog_x.lock().unwrap().clone();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.contains(&(key(80), vec!["10.0.0.9".parse().unwrap()])));
+    assert!(
+        got.contains(&(key(81), Vec::new())),
+        "an empty pool: back to the default"
+    );
+    assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Xdp)));
+    assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Proxy)));
+    assert_eq!(
+        xlog.lock().unwrap().clone(),
+        vec![Change::RemoveService(key(81))]
+    );
+}
+
+#[test]
+fn fullnat_pinned_to_xdp_without_local_addresses_gives_the_engines_reason() {
+    let (x, _, _) = xdp_with_pools(&[]);
+    let (p, _) = recorder(EngineKind::Proxy, true, None);
+    let mut m = EngineManager::new(vec![x, p], BTreeMap::new());
+    let mut s = state(&[(80, ForwardMethod::FullNat)]);
+    let mut o = s.services[&key(80)].options;
+    o.engine = EnginePin::Xdp;
+    s.edit_service(key(80), o).unwrap();
+    m.apply(&s);
+    assert_eq!(
+        m.placement(&key(80)),
+        Some(&Err(
+            "tcp 10.0.0.3:80: FULLNAT needs a local address of the VIP's family".into()
+        ))
+    );
+    // the engine's default pool serves it once it has an address of the family
+    let (x, _, _) = xdp_with_pools(&["10.0.0.5"]);
+    let (p, _) = recorder(EngineKind::Proxy, true, None);
+    let mut m = EngineManager::new(vec![x, p], BTreeMap::new());
+    m.apply(&s);
+    assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Xdp)));
+}
+
+/// The limit rvs-config checks is the one the program has.
+#[cfg(feature = "xdp")]
+#[test]
+fn config_limit_is_the_programs() {
+    assert_eq!(
+        rvs_config::local_addr::MAX_PER_FAMILY as u64,
+        rvs_xdp::abi::RVS_MAX_LADDRS
     );
 }

@@ -1,0 +1,155 @@
+//! rvsd started from a TOML file serves FULLNAT services through the xdp engine with the local
+//! addresses the file gives: `[daemon] fullnat_local` for one service, a service's own
+//! `local_addresses` for the other, and a SIGHUP that changes that service's pool. In
+//! rvs-testbed's FULLNAT topology (the reals have no route to the client, so only a rewritten
+//! source gets replies back) with two nginx reals; nginx's access log must show the local
+//! address every request came from, and `rvsadm -Ln --json` must show both services on the
+//! xdp engine. Root only.
+#![cfg(feature = "xdp")]
+
+mod common;
+
+use common::*;
+use rvs_testbed::{Kind, Nginx, Topology};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+
+/// Requests per service and step (short: this runs in CI on 2 cores).
+const REQUESTS: usize = 20;
+/// Local addresses on the director's real-side interface.
+const LOCAL: [&str; 3] = ["10.20.2.100", "10.20.2.101", "10.20.2.102"];
+
+fn config(vip: Ipv4Addr, reals: &[SocketAddr], own_pool: &str) -> String {
+    let mut c = format!(
+        "[daemon]\nxdp_interfaces = [\"eth0\", \"eth1\"]\n\
+         fullnat_local = [\"{}\", \"fd00:20:2::100\"]\n",
+        LOCAL[0]
+    );
+    for (port, pool) in [(80, None), (81, Some(own_pool))] {
+        c += &format!("\n[[service]]\naddress = \"{vip}:{port}\"\nscheduler = \"rr\"\n");
+        if let Some(p) = pool {
+            c += &format!("local_addresses = [\"{p}\"]\n");
+        }
+        for r in reals {
+            c += &format!("[[service.real]]\naddress = \"{r}\"\nmethod = \"fullnat\"\n");
+        }
+    }
+    c
+}
+
+/// `n` curls from the client to `vip:port`; each line is a real's name or FAIL.
+fn curls(topo: &Topology, vip: Ipv4Addr, port: u16, n: usize) -> BTreeMap<String, usize> {
+    let script = format!(
+        "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{vip}:{port}/ || echo FAIL; done"
+    );
+    let out = topo
+        .client
+        .ns
+        .run("sh", &["-c", &script])
+        .expect("curl loop");
+    let mut counts = BTreeMap::new();
+    for line in out.lines() {
+        *counts.entry(line.trim().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Source addresses in the reals' access logs, counted.
+fn sources(nginx: &[Nginx]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for n in nginx {
+        for line in n.access_log().unwrap().lines() {
+            // "addr:port ..."
+            let first = line.split_whitespace().next().unwrap_or("");
+            let addr = first.rsplit_once(':').map_or(first, |(a, _)| a);
+            *out.entry(addr.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn assert_served(counts: &BTreeMap<String, usize>, log: &str) {
+    assert_eq!(
+        counts.get("FAIL"),
+        None,
+        "failed requests: {counts:?}\n{log}"
+    );
+    assert_eq!(counts.values().sum::<usize>(), REQUESTS, "{counts:?}");
+    assert_eq!(counts.len(), 2, "both reals answer (rr): {counts:?}");
+}
+
+#[test]
+fn rvsd_serves_fullnat_through_xdp_with_configured_local_addresses() {
+    if !rvs_testbed::skip_unless_root(
+        "rvsd_serves_fullnat_through_xdp_with_configured_local_addresses",
+    ) {
+        return;
+    }
+    let topo = Topology::build(Kind::FullNat, 2).expect("topology");
+    let d = &topo.director.ns;
+    // veth: checksums stay with "hardware" unless turned off, and a frame XDP sends out of a
+    // veth is dropped unless the peer has GRO (or an XDP program) — DESIGN.md.
+    let client = &topo.client.ns;
+    client.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    client.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
+    topo.switch
+        .run("ethtool", &["-K", "dir", "gro", "on"])
+        .unwrap();
+    for r in &topo.reals {
+        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    }
+    let vip = topo.vip4;
+    d.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
+        .unwrap();
+    for l in LOCAL {
+        d.ip(&["addr", "add", &format!("{l}/24"), "dev", "eth1"])
+            .unwrap();
+    }
+    let reals: Vec<SocketAddr> = topo
+        .reals
+        .iter()
+        .map(|r| SocketAddr::new(r.ip4.into(), 8080))
+        .collect();
+    let nginx: Vec<Nginx> = (0..reals.len())
+        .map(|i| {
+            let listen = "0.0.0.0:8080".parse().unwrap();
+            Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap()
+        })
+        .collect();
+
+    let mut rvsd = Rvsd::start_in(d, &config(vip, &reals, LOCAL[1]), &[]);
+    let listing = Command::new(rvs_testbed::bin_path("rvsadm"))
+        .args(["-Ln", "--json", "--socket"])
+        .arg(&rvsd.socket)
+        .output()
+        .expect("rvsadm");
+    let listing: serde_json::Value = serde_json::from_slice(&listing.stdout)
+        .unwrap_or_else(|e| panic!("rvsadm --json ({e}): {listing:?}"));
+    let services = listing.as_array().expect("a list of services");
+    assert_eq!(services.len(), 2, "{listing}");
+    for s in services {
+        assert_eq!(s["engine"], "xdp", "{s}\n{}", rvsd.log());
+    }
+
+    assert_served(&curls(&topo, vip, 80, REQUESTS), &rvsd.log());
+    assert_served(&curls(&topo, vip, 81, REQUESTS), &rvsd.log());
+    let want = BTreeMap::from([
+        (LOCAL[0].to_string(), REQUESTS),
+        (LOCAL[1].to_string(), REQUESTS),
+    ]);
+    assert_eq!(sources(&nginx), want, "the reals see the local addresses");
+
+    // SIGHUP with another pool for :81: applied to the running service
+    std::fs::write(rvsd.config_path(), config(vip, &reals, LOCAL[2])).unwrap();
+    rvsd.signal("HUP");
+    rvsd.wait_log("reload applied", 1);
+    assert_served(&curls(&topo, vip, 81, REQUESTS), &rvsd.log());
+    let got = sources(&nginx);
+    assert_eq!(got.get(LOCAL[2]), Some(&REQUESTS), "after reload: {got:?}");
+    assert_eq!(got.get(LOCAL[1]), Some(&REQUESTS), "{got:?}");
+
+    rvsd.signal("TERM");
+    assert!(rvsd.wait_exit().success(), "{}", rvsd.log());
+    assert!(!rvsd.log().contains("panicked"), "{}", rvsd.log());
+}
