@@ -7,7 +7,8 @@ tables of medians and pair-by-pair ratios, plus one PNG chart per question.
 
 Each JSON file: {"comparison", "title", "mode", "references": [subjects ratios are taken
 against], "peers": {name: version}, "params": {...}, "skipped": {subject: reason}, "notes": [...],
-"series": [{"subject", "scenario", "metric", "unit", "better", "values": [one per round]}]}.
+"series": [{"subject", "scenario", "metric", "unit", "better", "values": [one per round]}],
+"pairs": [[subject, reference], ...] (optional: when present, exactly these ratios are shown)}.
 """
 
 import argparse
@@ -28,18 +29,20 @@ ANCHORS = {
     ("proxy", "nginx-stream", "keep-alive", "cpu_per_1000_requests"): 13.2,
     ("proxy", "nginx-stream", "new connection per request", "cpu_per_1000_requests"): 68.0,
     ("proxy", "nginx-stream", "idle connections", "memory_per_connection"): 9.4,
-    ("nft", "nftables-dnat", "keep-alive", "director_cpu_per_request"): 7.1,
-    ("nft", "nftables-dnat", "new connection per request", "director_cpu_per_request"): 40.4,
-    ("nft", "forward-conntrack", "keep-alive", "director_cpu_per_request"): 6.3,
-    ("nft", "forward-conntrack", "new connection per request", "director_cpu_per_request"): 33.1,
-    ("nft", "forward", "keep-alive", "director_cpu_per_request"): 5.5,
-    ("nft", "forward", "new connection per request", "director_cpu_per_request"): 26.6,
+    ("packet_nat", "nftables-dnat", "keep-alive", "director_cpu_per_request"): 7.1,
+    ("packet_nat", "nftables-dnat", "new connection per request", "director_cpu_per_request"): 40.4,
+    ("packet_nat", "forward-conntrack", "keep-alive", "director_cpu_per_request"): 6.3,
+    ("packet_nat", "forward-conntrack", "new connection per request", "director_cpu_per_request"): 33.1,
+    ("packet_nat", "forward", "keep-alive", "director_cpu_per_request"): 5.5,
+    ("packet_nat", "forward", "new connection per request", "director_cpu_per_request"): 26.6,
 }
 
 METRIC_TITLES = {
     "cpu_per_1000_requests": "Balancer CPU time per 1,000 requests",
     "director_cpu_per_request": "Director CPU time per request (NAPI kthreads)",
     "cpu1_busy_per_request": "CPU 1 busy time per request (cross-check, includes other load)",
+    "director_userspace_cpu_per_request": "rvs director process's own CPU time per request (userspace upkeep)",
+    "memory_for_connections": "Director memory set aside for connection state",
     "requests_per_sec": "Requests per second",
     "p50_latency": "Median latency",
     "p99_latency": "99th-percentile latency",
@@ -90,6 +93,18 @@ def series_of(doc, metric):
 def ratio_rows(doc, metric):
     """Pair-by-pair ratios: subject / reference per round (same round index), median of those."""
     rows = []
+    if doc.get("pairs"):
+        by_key = {(s["subject"], s["scenario"]): s["values"] for s in series_of(doc, metric)}
+        scenarios = list(dict.fromkeys(s["scenario"] for s in series_of(doc, metric)))
+        for subj, ref in doc["pairs"]:
+            for scen in scenarios:
+                a, b = by_key.get((subj, scen)), by_key.get((ref, scen))
+                if not a or not b:
+                    continue
+                per_round = [x / y for x, y in zip(a, b) if y and math.isfinite(x) and math.isfinite(y)]
+                if per_round:
+                    rows.append((scen, subj, ref, statistics.median(per_round), len(per_round)))
+        return rows
     by_key = {(s["subject"], s["scenario"]): s["values"] for s in series_of(doc, metric)}
     scenarios = list(dict.fromkeys(s["scenario"] for s in series_of(doc, metric)))
     subjects = list(dict.fromkeys(s["subject"] for s in series_of(doc, metric)))

@@ -10,6 +10,8 @@
 //! * [`Nginx`], [`Haproxy`], [`Iperf3Server`], [`Tcpdump`] — servers inside a namespace, stopped
 //!   on drop; [`curl`], [`ping`], [`wrk`], [`iperf3`] — clients.
 //! * [`procstat`] — CPU time, scheduler runtime and RSS of a process, for cost per request.
+//! * [`director_cost`] — the director-cost method (threaded NAPI, pinned kthreads);
+//!   [`xdp_pass`] — a pass-through XDP program for the peer end of a veth an XDP balancer sends on.
 //!
 //! Implementation: iproute2 (`ip netns`, `ip link`, ...) and the usual tools (`ss`, `ethtool`,
 //! `sysctl`, `taskset`), run as child processes. Minimum kernel: Linux 5.10 (named namespaces and
@@ -42,6 +44,7 @@ pub mod netns;
 pub mod procstat;
 pub mod servers;
 pub mod topology;
+pub mod xdp_pass;
 
 use std::path::PathBuf;
 

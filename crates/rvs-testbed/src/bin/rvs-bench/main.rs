@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! rvs-bench proxy --mode smoke|quick|full --out FILE.json [--rvsd PATH]
-//! rvs-bench nft   --mode smoke|quick|full --out FILE.json
+//! rvs-bench packet-nat --mode smoke|quick|full --out FILE.json   # two-arm: nftables, rvs NAT/FULLNAT
+//! rvs-bench packet-dr  --mode smoke|quick|full --out FILE.json   # L2 segment: direct, rvs DR/TUN
 //! rvs-bench hold ADDR N      # internal: hold N idle TCP connections until stdin closes
 //! ```
 
-mod nft;
+mod packet;
 mod proxy;
 mod record;
 
@@ -50,7 +51,7 @@ impl Plan {
     fn for_mode(mode: &str) -> BoxResult<Plan> {
         let (secs, warm, rounds, bulk, idle) = match mode {
             "smoke" => (1.0, None, 1, 1, 200),
-            "quick" => (3.0, Some(1.0), 3, 2, 9_900),
+            "quick" => (2.0, Some(1.0), 3, 1, 9_900),
             "full" => (10.0, Some(3.0), 5, 10, 9_900),
             _ => return Err(format!("unknown mode {mode:?} (smoke, quick, full)").into()),
         };
@@ -67,7 +68,7 @@ impl Plan {
 }
 
 fn usage() -> String {
-    "usage: rvs-bench <proxy|nft> --mode smoke|quick|full --out FILE.json [--rvsd PATH]\n       rvs-bench hold ADDR N".into()
+    "usage: rvs-bench <proxy|packet-nat|packet-dr> --mode smoke|quick|full --out FILE.json [--rvsd PATH]\n       rvs-bench hold ADDR N".into()
 }
 
 fn main() {
@@ -128,16 +129,31 @@ fn real_main() -> BoxResult<()> {
                 &plan.mode,
             )?;
         }
-        "nft" => {
-            nft::run(&plan, &mut rec)?;
-            let title = "Packet path end to end: nftables DNAT (numgen) vs plain kernel forwarding";
-            rec.write(
-                &out,
-                "nft",
-                title,
-                &["nftables-dnat", "forward-conntrack", "forward"],
-                &plan.mode,
-            )?;
+        "packet-nat" | "packet-dr" => {
+            let bins = packet::balancer::Binaries {
+                rvsd,
+                dir: std::env::current_exe()?
+                    .parent()
+                    .ok_or("no directory of rvs-bench")?
+                    .to_path_buf(),
+            };
+            let (name, title, pairs) = if cmd == "packet-nat" {
+                packet::nat::run(&plan, &bins, &mut rec)?;
+                (
+                    "packet_nat",
+                    "Packet path end to end, two-arm (NAT): rvs XDP NAT/FULLNAT vs nftables DNAT (+ masquerade) vs plain forwarding",
+                    packet::nat::PAIRS,
+                )
+            } else {
+                packet::dr::run(&plan, &bins, &mut rec)?;
+                (
+                    "packet_dr",
+                    "Packet path end to end, one L2 segment (DR/TUN): rvs XDP DR and TUN vs wrk straight to the reals",
+                    packet::dr::PAIRS,
+                )
+            };
+            rec.pairs(pairs);
+            rec.write(&out, name, title, &[], &plan.mode)?;
         }
         _ => return Err(usage().into()),
     }

@@ -27,6 +27,7 @@ pub struct Recorder {
     notes: Vec<String>,
     peers: BTreeMap<String, String>,
     params: BTreeMap<String, Value>,
+    pairs: Vec<(String, String)>,
 }
 
 /// Whether a larger or smaller value is better (the report says so beside the figure).
@@ -84,6 +85,18 @@ impl Recorder {
         self.params.insert(name.into(), v);
     }
 
+    /// Sets the (subject, reference) pairs the report takes ratios of, round by round — in place
+    /// of every subject against every reference. Pairs whose subjects were not measured are
+    /// left out.
+    pub fn pairs(&mut self, pairs: &[(&str, &str)]) {
+        let measured = |n: &str| self.series.iter().any(|s| s.subject == n);
+        self.pairs = pairs
+            .iter()
+            .filter(|(a, b)| measured(a) && measured(b))
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    }
+
     /// Writes the JSON file: comparison name, title, reference subjects for ratios, series.
     pub fn write(
         &self,
@@ -105,6 +118,7 @@ impl Recorder {
             "comparison": comparison, "title": title, "mode": mode, "references": references,
             "peers": self.peers, "params": self.params, "skipped": self.skipped,
             "notes": self.notes, "series": series,
+            "pairs": self.pairs.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap_or_default())
     }

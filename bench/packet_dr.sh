@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Packet path end to end, one L2 segment: rvs XDP DR and TUN (rvsd) vs wrk straight to the
+# reals, every subject in every round. See bench/README.md ("Packet path end to end").
+set -euo pipefail
+exec "$BENCH_BIN/rvs-bench" packet-dr --mode "$BENCH_MODE" --out "$BENCH_OUT/packet_dr.json"

@@ -1,0 +1,191 @@
+//! What the director holds for idle connections. `rvs-bench hold` opens N connections from the
+//! client through the subject and keeps them open while we read:
+//!
+//! * nftables (conntrack): the growth of the `nf_conntrack` slab cache (`/proc/slabinfo`,
+//!   active objects × object size) and of the director namespace's `nf_conntrack_count`, divided
+//!   by the connections held. (NAT extensions live inside that object on current kernels; the
+//!   slab is global, so other work on the machine adds noise — the count is exact.)
+//! * rvs XDP: BPF maps are preallocated, so holding connections allocates nothing; the honest
+//!   figure is the bytes each tracked flow occupies in the per-flow maps (`bpftool map show`:
+//!   `bytes_memlock` / `max_entries`, summed over the maps a flow of this method uses) and the
+//!   total the director set aside for them whatever the load.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rvs_testbed::{Netns, xdp_pass};
+use serde_json::Value;
+
+use crate::packet::measure::Ctx;
+use crate::record::LOWER;
+use crate::{BoxResult, CLIENT_CPU};
+
+/// How the subject keeps per-connection state.
+pub enum State<'a> {
+    /// The kernel's conntrack (nftables NAT, forwarding with a conntrack rule).
+    Conntrack,
+    /// rvs's BPF maps: the program attached to `dev`; `flow_maps` are the per-flow maps.
+    Bpf {
+        /// A director interface the rvs program is attached to.
+        dev: &'a str,
+        /// Names of the maps holding one entry per flow for this method.
+        flow_maps: &'a [&'a str],
+    },
+}
+
+/// `nf_conntrack` slab: active objects × object size, in bytes.
+fn conntrack_slab_bytes() -> BoxResult<f64> {
+    let text = std::fs::read_to_string("/proc/slabinfo")?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("nf_conntrack"))
+        .ok_or("no nf_conntrack line in /proc/slabinfo (merged slab?)")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match f.as_slice() {
+        [active, _total, size] => Ok(active * size),
+        _ => Err(format!("cannot parse {line:?}").into()),
+    }
+}
+
+fn conntrack_count(ns: &Netns) -> BoxResult<f64> {
+    Ok(ns
+        .run("cat", &["/proc/sys/net/netfilter/nf_conntrack_count"])?
+        .trim()
+        .parse()?)
+}
+
+fn bpftool(args: &[&str]) -> BoxResult<Value> {
+    let out = std::process::Command::new("bpftool")
+        .args(args)
+        .arg("-j")
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "bpftool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// (name, max_entries, bytes_memlock) of every map of the program attached to `dev` in `ns`.
+pub fn program_maps(ns: &Netns, dev: &str) -> BoxResult<Vec<(String, f64, f64)>> {
+    let id = xdp_pass::program_id(ns, dev)?.ok_or_else(|| format!("no XDP program on {dev}"))?;
+    let prog = bpftool(&["prog", "show", "id", &id.to_string()])?;
+    let ids = prog["map_ids"].as_array().cloned().unwrap_or_default();
+    let mut maps = Vec::new();
+    for m in ids {
+        let m = bpftool(&["map", "show", "id", &m.to_string()])?;
+        maps.push((
+            m["name"].as_str().unwrap_or("?").to_string(),
+            m["max_entries"].as_f64().unwrap_or(0.0),
+            m["bytes_memlock"].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    Ok(maps)
+}
+
+/// Holds 10,000 connections (smoke: `plan.idle_connections`) to `target` (ADDR:PORT) from the client and
+/// records the director's memory per connection (bytes) and in total (MiB).
+pub fn idle(
+    ctx: &mut Ctx,
+    subject: &str,
+    dir_ns: &Netns,
+    target: &str,
+    state: &State,
+) -> BoxResult<()> {
+    // 10,000 (the figure; a director needs no descriptor per connection, unlike a proxy).
+    let n = if ctx.plan.mode == "smoke" {
+        ctx.plan.idle_connections
+    } else {
+        10_000
+    };
+    let (slab0, count0) = match state {
+        State::Conntrack => (conntrack_slab_bytes()?, conntrack_count(dir_ns)?),
+        State::Bpf { .. } => (0.0, 0.0),
+    };
+    let exe = std::env::current_exe()?;
+    let mut holder = ctx
+        .client
+        .command_pinned(CLIENT_CPU, &exe.to_string_lossy())
+        .args(["hold", target, &n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = holder.stdout.take().ok_or("holder stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .transpose()?
+        .unwrap_or_default();
+    let held: f64 = line
+        .strip_prefix("READY ")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let result = match state {
+        State::Conntrack => {
+            let slab = conntrack_slab_bytes()? - slab0;
+            let count = conntrack_count(dir_ns)? - count0;
+            ctx.rec.note(&format!(
+                "{subject}: {held} idle connections held; conntrack entries +{count}, nf_conntrack slab +{:.0} KiB",
+                slab / 1024.0
+            ));
+            (slab / held, slab / 1024.0 / 1024.0)
+        }
+        State::Bpf { dev, flow_maps } => {
+            let maps = program_maps(dir_ns, dev)?;
+            let per_flow: f64 = maps
+                .iter()
+                .filter(|(name, _, _)| flow_maps.contains(&name.as_str()))
+                .map(|(_, entries, bytes)| bytes / entries.max(1.0))
+                .sum();
+            let total: f64 = maps
+                .iter()
+                .filter(|(name, _, _)| flow_maps.contains(&name.as_str()))
+                .map(|(_, _, bytes)| bytes)
+                .sum();
+            let all: Vec<String> = maps
+                .iter()
+                .map(|(name, e, b)| format!("{name} {e:.0} entries {:.1} MiB", b / 1048576.0))
+                .collect();
+            ctx.rec.note(&format!(
+                "{subject}: {held} idle connections held; per-flow maps {flow_maps:?} preallocated; all maps of the program: {}",
+                all.join(", ")
+            ));
+            (per_flow, total / 1024.0 / 1024.0)
+        }
+    };
+    if let Some(mut stdin) = holder.stdin.take() {
+        let _ = stdin.write_all(b"done\n");
+    }
+    holder.wait()?;
+    if held == 0.0 {
+        return Err(format!("{subject}: no idle connection could be opened ({line:?})").into());
+    }
+    let scen = "idle connections";
+    ctx.rec.push(
+        subject,
+        scen,
+        "memory_per_connection",
+        "bytes",
+        LOWER,
+        result.0,
+    );
+    ctx.rec.push(
+        subject,
+        scen,
+        "memory_for_connections",
+        "MiB",
+        LOWER,
+        result.1,
+    );
+    Ok(())
+}

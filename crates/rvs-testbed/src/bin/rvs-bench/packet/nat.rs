@@ -1,0 +1,298 @@
+//! `packet_nat`: the two-arm topology (client → director → bridge → 3 nginx reals) with every
+//! subject in every round: plain forwarding (with and without a conntrack rule), nftables DNAT
+//! (`numgen inc mod 3`), nftables DNAT + masquerade (the kernel's FULLNAT), rvs XDP NAT (rvsd)
+//! and rvs XDP FULLNAT (`xdp_serve`: rvsd has no key for FULLNAT local addresses yet).
+
+use std::net::Ipv4Addr;
+
+use rvs_testbed::{Iperf3Server, Kind, Netns, Nginx, NginxOptions, Topology, director_cost};
+use serde_json::json;
+
+use super::balancer::{Binaries, Launch, Running};
+use super::measure::{self, Ctx, Target};
+use super::memory::{self, State};
+use crate::record::{Recorder, version_of};
+use crate::{BALANCER_CPU, BoxResult, CLIENT_CPU, Plan};
+
+/// The director's FULLNAT local address (on its real-side interface).
+const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
+/// Port of the iperf3 server on real 0 (and of the VIP's bulk service).
+const IPERF: u16 = 5201;
+
+/// How a subject gets the client's requests to the reals.
+enum How {
+    /// An nftables ruleset in the director (empty: plain forwarding).
+    Nft(String),
+    /// An rvs director process.
+    Rvs(Launch),
+}
+
+struct Subject {
+    name: &'static str,
+    how: How,
+    /// Where wrk connects (real 0 for plain forwarding, else the VIP).
+    target: String,
+    /// Per-connection state kept by the director, for the idle-connection figure.
+    state: Option<State<'static>>,
+}
+
+const NAT_MAPS: &[&str] = &["rvs_conns", "rvs_nat_rev"];
+const FULLNAT_MAPS: &[&str] = &["rvs_conns", "rvs_nat_rev", "rvs_fnat"];
+
+fn subjects(topo: &Topology, full: bool) -> Vec<Subject> {
+    let vip = topo.vip4;
+    let reals: Vec<String> = topo.reals.iter().map(|r| r.ip4.to_string()).collect();
+    let map: Vec<String> = reals
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{i} : {r}"))
+        .collect();
+    let dnat = format!(
+        "table ip lb {{\n  chain pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n    \
+         ip daddr {vip} tcp dport 80 dnat to numgen inc mod {n} map {{ {map} }}\n    \
+         ip daddr {vip} tcp dport {IPERF} dnat to {r0}\n  }}\n}}\n",
+        n = reals.len(),
+        map = map.join(", "),
+        r0 = reals[0],
+    );
+    let masq = dnat.replace(
+        "  }\n}\n",
+        "  }\n  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n    \
+         ct status dnat masquerade\n  }\n}\n",
+    );
+    let conntrack = "table inet track {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    \
+                     ct state established,related accept\n  }\n}\n";
+    let toml = |method: &str| {
+        let mut t = "[daemon]\nlog_level = \"warn\"\nengines = [\"xdp\"]\nxdp_interfaces = [\"eth0\", \"eth1\"]\n\n\
+                     [timeouts]\ntcp_fin = 5\n\n"
+            .to_string();
+        t += &format!("[[service]]\naddress = \"{vip}:80\"\nscheduler = \"mh\"\n\n");
+        for r in &reals {
+            t += &format!("[[service.real]]\naddress = \"{r}:80\"\nmethod = \"{method}\"\n\n");
+        }
+        t += &format!(
+            "[[service]]\naddress = \"{vip}:{IPERF}\"\nscheduler = \"mh\"\n\n\
+             [[service.real]]\naddress = \"{}:{IPERF}\"\nmethod = \"{method}\"\n",
+            reals[0]
+        );
+        t
+    };
+    let serve = |method: &str, generic: bool| {
+        let mut a: Vec<String> = [
+            "--interface",
+            "eth0",
+            "--interface",
+            "eth1",
+            "--local",
+            &LOCAL.to_string(),
+            "--method",
+            method,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if generic {
+            a.push("--generic".into());
+        }
+        a.extend(["--service".into(), format!("{vip}:80")]);
+        for r in &reals {
+            a.extend(["--real".into(), format!("{r}:80")]);
+        }
+        a.extend([
+            "--service".into(),
+            format!("{vip}:{IPERF}"),
+            "--real".into(),
+            format!("{}:{IPERF}", reals[0]),
+        ]);
+        a
+    };
+    let vip_s = vip.to_string();
+    let mut v = vec![
+        Subject {
+            name: "forward",
+            how: How::Nft(String::new()),
+            target: reals[0].clone(),
+            state: None,
+        },
+        Subject {
+            name: "forward-conntrack",
+            how: How::Nft(conntrack.into()),
+            target: reals[0].clone(),
+            state: None,
+        },
+        Subject {
+            name: "nftables-dnat",
+            how: How::Nft(dnat),
+            target: vip_s.clone(),
+            state: Some(State::Conntrack),
+        },
+        Subject {
+            name: "nftables-dnat-masq",
+            how: How::Nft(masq),
+            target: vip_s.clone(),
+            state: Some(State::Conntrack),
+        },
+        Subject {
+            name: "rvs-xdp-nat",
+            how: How::Rvs(Launch::Rvsd(toml("nat"))),
+            target: vip_s.clone(),
+            state: Some(State::Bpf {
+                dev: "eth0",
+                flow_maps: NAT_MAPS,
+            }),
+        },
+        Subject {
+            name: "rvs-xdp-fullnat",
+            how: How::Rvs(Launch::XdpServe(serve("fullnat", false))),
+            target: vip_s.clone(),
+            state: Some(State::Bpf {
+                dev: "eth0",
+                flow_maps: FULLNAT_MAPS,
+            }),
+        },
+    ];
+    if full {
+        v.push(Subject {
+            name: "rvs-xdp-nat-generic",
+            how: How::Rvs(Launch::XdpServe(serve("nat", true))),
+            target: vip_s.clone(),
+            state: None,
+        });
+        v.push(Subject {
+            name: "rvs-xdp-fullnat-generic",
+            how: How::Rvs(Launch::XdpServe(serve("fullnat", true))),
+            target: vip_s,
+            state: None,
+        });
+    }
+    v
+}
+
+fn load_rules(ns: &Netns, rules: &str) -> BoxResult<()> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), format!("flush ruleset\n{rules}"))?;
+    ns.run("nft", &["-f", &file.path().to_string_lossy()])?;
+    Ok(())
+}
+
+/// The subjects ratios are taken between (subject, reference), pair by pair within a round.
+pub const PAIRS: &[(&str, &str)] = &[
+    ("rvs-xdp-nat", "nftables-dnat"),
+    ("rvs-xdp-fullnat", "nftables-dnat-masq"),
+    ("rvs-xdp-nat", "forward"),
+    ("rvs-xdp-fullnat", "forward"),
+    ("nftables-dnat", "forward"),
+    ("nftables-dnat-masq", "forward"),
+    ("forward-conntrack", "forward"),
+    ("rvs-xdp-nat-generic", "rvs-xdp-nat"),
+    ("rvs-xdp-fullnat-generic", "rvs-xdp-fullnat"),
+];
+
+/// Runs the comparison into `rec`.
+pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
+    super::record_common(plan, rec);
+    rec.peer("nftables", &version_of("nft", &["-v"]));
+    rec.param("topology", json!("two-arm: client → director (eth0 | eth1) → bridge → 3 nginx reals (veth, threaded NAPI)"));
+    let topo = Topology::build(Kind::TwoArm, 3)?;
+    let dir = &topo.director.ns;
+    dir.add_addr("lo", &format!("{}/32", topo.vip4))?;
+    dir.add_addr("eth1", &format!("{LOCAL}/24"))?;
+    // Short TIME_WAIT tracking so long new-connection runs cannot fill the conntrack table.
+    let _ = dir.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "5");
+    super::prepare_peers(&topo, &[(&topo.client.ns, "eth0"), (&topo.switch, "dir")])?;
+    let mut nginx = Vec::new();
+    for (i, r) in topo.reals.iter().enumerate() {
+        let mut o = NginxOptions::new((r.ip4, 80).into(), &format!("real{i}"));
+        o.cpus = Some(CLIENT_CPU.into());
+        nginx.push(Nginx::start_with(Some(&r.ns), &o)?);
+    }
+    let r0 = &topo.reals[0];
+    let _iperf =
+        Iperf3Server::start_pinned(Some(&r0.ns), (r0.ip4, IPERF).into(), Some(CLIENT_CPU))?;
+    let kthreads = director_cost::isolate_director_napi(&topo, BALANCER_CPU, CLIENT_CPU)?;
+    director_cost::switch_gro_off(&topo)?;
+    rec.param("director_kthreads", json!(kthreads.len()));
+    let mut subjects = subjects(&topo, plan.mode == "full");
+    subjects.retain(|s| match &s.how {
+        How::Rvs(l) => match bins.check(l) {
+            Ok(()) => true,
+            Err(why) => {
+                rec.skip(s.name, &why);
+                false
+            }
+        },
+        How::Nft(_) => true,
+    });
+    let mut ctx = Ctx {
+        plan,
+        client: &topo.client.ns,
+        kthreads: &kthreads,
+        rec,
+    };
+    // Idle connections first, before the request runs leave conntrack entries behind.
+    for s in &subjects {
+        if let Some(state) = &s.state {
+            with_subject(s, bins, &topo, |_| {
+                memory::idle(&mut ctx, s.name, dir, &format!("{}:80", s.target), state)
+            })?;
+            if matches!(state, State::Conntrack) {
+                load_rules(dir, "")?;
+                // Let the closed connections' entries expire (TIME_WAIT 5 s) before the next.
+                std::thread::sleep(if plan.mode == "smoke" {
+                    std::time::Duration::from_secs(1)
+                } else {
+                    std::time::Duration::from_secs(6)
+                });
+            }
+        }
+    }
+    for _round in 0..plan.rounds {
+        for s in &subjects {
+            let targets = vec![Target {
+                url: format!("http://{}/", s.target),
+                connections: plan.connections,
+            }];
+            with_subject(s, bins, &topo, |running| {
+                measure::warm_up(&ctx, &targets)?;
+                let cpu = running.map(|r| move || r.cpu_ms());
+                for (scenario, close) in super::SCENARIOS {
+                    let f = cpu.as_ref().map(|f| f as &dyn Fn() -> f64);
+                    measure::requests(&mut ctx, s.name, &targets, scenario, close, true, f)?;
+                }
+                measure::bulk(&mut ctx, s.name, &s.target, IPERF)
+            })?;
+        }
+    }
+    load_rules(dir, "")?;
+    ctx.rec.note("every subject in every round, one after the other on the same topology; the director's kthreads are its whole kernel cost (XDP runs inside their NAPI poll)");
+    ctx.rec.note("pass-through XDP programs on the peer ends of the director's veths (client eth0, switch 'dir') and tx checksum offload off on the client and the reals, for every subject: frames an XDP program transmits out of a veth are only received when the peer has XDP, and lose CHECKSUM_PARTIAL");
+    ctx.rec.note("rvs-xdp-nat is rvsd (xdp engine, TOML config); rvs-xdp-fullnat runs the same engine through the xdp_serve example because rvsd's config has no key for FULLNAT local addresses yet; director_userspace_cpu_per_request is that process's own CPU (netlink, upkeep), not in the kthread figure");
+    ctx.rec.note("forward and forward-conntrack send every request to real 0 (no balancing); the others spread over 3 reals (nftables numgen, rvs Maglev)");
+    ctx.rec.note("issue 6 anchors (nftables DNAT, same method elsewhere): 7.1 µs per keep-alive request, 40.4 µs per new connection; goal rvs <= 0.5x nftables");
+    drop(nginx);
+    Ok(())
+}
+
+/// Sets the director up for `s` (rules, or a started rvs director), runs `f`, tears it down.
+fn with_subject(
+    s: &Subject,
+    bins: &Binaries,
+    topo: &Topology,
+    f: impl FnOnce(Option<&Running>) -> BoxResult<()>,
+) -> BoxResult<()> {
+    let dir = &topo.director.ns;
+    match &s.how {
+        How::Nft(rules) => {
+            load_rules(dir, rules)?;
+            f(None)
+        }
+        How::Rvs(launch) => {
+            load_rules(dir, "")?;
+            let url = format!("http://{}/", s.target);
+            let r = Running::start(bins, launch, dir, &["eth0", "eth1"], &topo.client.ns, &url)?;
+            let out = f(Some(&r));
+            r.stop(dir)?;
+            out
+        }
+    }
+}
