@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(rvs_api::default_socket_path);
     if args.check {
-        return check(&config.state, &daemon_cfg, &health);
+        return check(&config, &daemon_cfg, &health);
     }
     check_socket_free(&socket)?;
     let engines = crate::start::start_engines(&daemon_cfg, false)?;
@@ -104,10 +104,11 @@ fn init_logging(flag: Option<&str>, cfg: &DaemonConfig) -> anyhow::Result<()> {
 
 /// `--check`: report what would be served, with the engines this host could run.
 fn check(
-    state: &rvs_core::desired::DesiredState,
+    config: &rvs_config::toml::Config,
     cfg: &DaemonConfig,
     health: &[VirtualServerHealth],
 ) -> anyhow::Result<()> {
+    let state = &config.state;
     let engines = crate::start::start_engines(cfg, true)?;
     for svc in state.services.values() {
         match engines.place(svc) {
@@ -119,6 +120,9 @@ fn check(
             ),
             Err(why) => println!("{}: NOT SERVED: {why}", svc.key),
         }
+        if let Some(line) = fullnat_line(svc, config.local_addresses.get(&svc.key), cfg) {
+            println!("{line}");
+        }
         for h in health.iter().filter(|h| h.service == svc.key) {
             for line in crate::health::describe(h) {
                 println!("{line}");
@@ -127,6 +131,39 @@ fn check(
     }
     println!("configuration OK: {} service(s)", state.services.len());
     Ok(())
+}
+
+/// `--check`: the local addresses a FULLNAT service would use on the xdp engine.
+fn fullnat_line(
+    svc: &rvs_core::desired::ServiceConfig,
+    own: Option<&Vec<std::net::IpAddr>>,
+    cfg: &DaemonConfig,
+) -> Option<String> {
+    use rvs_core::model::{AddressFamily, ForwardMethod};
+    if !svc
+        .reals
+        .values()
+        .any(|r| r.method == ForwardMethod::FullNat)
+    {
+        return None;
+    }
+    let family = svc.key.family();
+    let (pool, whose) = match own {
+        Some(p) => (p.clone(), "its own"),
+        None => (cfg.fullnat_local.clone(), "[daemon] fullnat_local"),
+    };
+    let pool: Vec<String> = pool
+        .iter()
+        .filter(|a| AddressFamily::of(**a) == family)
+        .map(|a| a.to_string())
+        .collect();
+    Some(if pool.is_empty() {
+        format!(
+            "  FULLNAT local addresses: none of the VIP's family in {whose}: not on the xdp engine"
+        )
+    } else {
+        format!("  FULLNAT local addresses ({whose}): {}", pool.join(" "))
+    })
 }
 
 async fn serve(

@@ -4,7 +4,8 @@
 //! rvs-testbed's FULLNAT topology (the reals have no route to the client, so only a rewritten
 //! source gets replies back) with two nginx reals; nginx's access log must show the local
 //! address every request came from, and `rvsadm -Ln --json` must show both services on the
-//! xdp engine. Root only.
+//! xdp engine. Root only. And, without root, `rvsd --check` lists the local addresses each
+//! FULLNAT service would use, from the TOML file and from keepalived.conf.
 #![cfg(feature = "xdp")]
 
 mod common;
@@ -152,4 +153,68 @@ fn rvsd_serves_fullnat_through_xdp_with_configured_local_addresses() {
     rvsd.signal("TERM");
     assert!(rvsd.wait_exit().success(), "{}", rvsd.log());
     assert!(!rvsd.log().contains("panicked"), "{}", rvsd.log());
+}
+
+#[test]
+fn check_lists_the_local_addresses_of_each_fullnat_service() {
+    let dir = TempDir::new();
+    let toml = dir.0.join("rvsd.toml");
+    let keepalived = dir.0.join("keepalived.conf");
+    std::fs::write(
+        &toml,
+        "[daemon]\nfullnat_local = [\"10.0.2.100\", \"fd00:2::100\"]\n\
+         [[service]]\naddress = \"10.0.0.4:80\"\n\
+         [[service.real]]\naddress = \"10.0.2.7:80\"\nmethod = \"fullnat\"\n\
+         [[service]]\naddress = \"10.0.0.4:81\"\nlocal_addresses = [\"10.0.2.101\"]\n\
+         [[service.real]]\naddress = \"10.0.2.7:80\"\nmethod = \"fullnat\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &keepalived,
+        "local_address_group g1 {\n 10.0.2.110-111\n}\n\
+         virtual_server 10.0.0.4 82 {\n lb_kind FNAT\n laddr_group_name g1\n\
+          real_server 10.0.2.7 80 {\n weight 1\n }\n}\n\
+         virtual_server 2001:db8::4 80 {\n lb_kind FNAT\n\
+          real_server 2001:db8::7 80 {\n weight 1\n }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(rvs_testbed::bin_path("rvsd"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&toml)
+        .arg("--keepalived-conf")
+        .arg(&keepalived)
+        .arg("--socket")
+        .arg(dir.0.join("s.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = |svc: &str| -> String {
+        let mut lines = text.lines().skip_while(|l| !l.starts_with(svc));
+        lines
+            .next()
+            .unwrap_or_else(|| panic!("{svc} not listed: {text}"));
+        lines.next().unwrap_or_default().trim().to_string()
+    };
+    assert_eq!(
+        after("tcp 10.0.0.4:80:"),
+        "FULLNAT local addresses ([daemon] fullnat_local): 10.0.2.100"
+    );
+    assert_eq!(
+        after("tcp 10.0.0.4:81:"),
+        "FULLNAT local addresses (its own): 10.0.2.101"
+    );
+    assert_eq!(
+        after("tcp 10.0.0.4:82:"),
+        "FULLNAT local addresses (its own): 10.0.2.110 10.0.2.111"
+    );
+    assert_eq!(
+        after("tcp [2001:db8::4]:80:"),
+        "FULLNAT local addresses ([daemon] fullnat_local): fd00:2::100"
+    );
 }
