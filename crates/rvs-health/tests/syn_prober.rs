@@ -1,8 +1,8 @@
 //! The SYN prober against real kernels (root): a checker namespace and a real namespace joined
 //! by veth, IPv4 and IPv6. A listening port is up (and the real is left with no half-open or
 //! established connection: the checker's kernel reset it), a closed port is refused (RST), a
-//! blackholed address times out, a non-local `bindto` fails, and the supervisor uses the
-//! prober for `TCP_CHECK`s.
+//! blackholed address times out, a non-local `bindto` fails, a lost SYN is sent again after 1 s,
+//! and the supervisor uses the prober for `TCP_CHECK`s.
 
 mod common;
 
@@ -118,6 +118,10 @@ fn open_closed_and_blackholed_over_ipv4_and_ipv6() {
         let s = p.stats();
         assert_eq!((s.open, s.refused, s.timeouts), (203, 2, 2), "{s:?}");
         assert_eq!(s.send_errors, 1, "the foreign bindto");
+        assert_eq!(
+            s.retransmits, 0,
+            "timeouts of 500 ms end before the first retransmission"
+        );
         // the real's SYN-ACKs were reset by the checker's kernel: give the RSTs a moment
         tokio::time::sleep(Duration::from_millis(200)).await;
     });
@@ -165,5 +169,37 @@ fn supervisor_runs_tcp_checks_through_the_syn_prober() {
         let s = tcp.syn_stats().unwrap();
         assert!(s.open >= 1 && s.refused >= 1, "{s:?}");
         sup.shutdown().await;
+    });
+}
+
+#[test]
+fn a_lost_syn_is_sent_again_after_one_second() {
+    if !skip_unless_root("a_lost_syn_is_sent_again_after_one_second") {
+        return;
+    }
+    let (c, r) = topology();
+    // 10.61.1.5 is routed to the real's namespace, which drops it until it owns the address
+    let _l = r.in_thread(|| TcpListener::bind("0.0.0.0:8082").unwrap());
+    run_in(&c, async || {
+        let p = SynProber::start(None).unwrap();
+        let probe = p.probe(
+            "10.61.1.5:8082".parse().unwrap(),
+            None,
+            Duration::from_millis(2500),
+        );
+        let start = Instant::now();
+        let late_addr = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            r.ip(&["addr", "add", "10.61.1.5/32", "dev", "lo"]).unwrap();
+        };
+        let (got, ()) = tokio::join!(probe, late_addr);
+        let took = start.elapsed();
+        got.unwrap_or_else(|e| panic!("answered after the retransmission: {e} {:?}", p.stats()));
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_millis(1800),
+            "{took:?}"
+        );
+        let s = p.stats();
+        assert_eq!((s.sent, s.retransmits, s.open), (2, 1, 1), "{s:?}");
     });
 }

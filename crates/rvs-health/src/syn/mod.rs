@@ -9,8 +9,9 @@
 //!   finds no socket for the SYN-ACK and answers it with an RST itself, so the real keeps no
 //!   half-open connection.
 //! * RST acknowledging our ISN → refused (down).
-//! * nothing within `connect_timeout` → timeout (down). ICMP errors are not read: an unreachable
-//!   real is reported as a timeout, not as "no route".
+//! * nothing within `connect_timeout` → timeout (down); the SYN is sent again after 1 s, 2 s more,
+//!   ... within it, as the kernel retransmits a connect's SYN. ICMP errors are not read: an
+//!   unreachable real is reported as a timeout, not as "no route".
 //!
 //! Source ports come from a reserved block ([`ports`]); the check's identity is in the ISN
 //! ([`prober`]), so replies are matched in O(1). A classic BPF filter ([`filter`]) keeps every
@@ -57,10 +58,18 @@ pub struct SynStats {
     pub refused: u64,
     /// Probes that got no answer in time.
     pub timeouts: u64,
+    /// SYNs sent again (no answer after 1 s, 2 s more, ...; within the timeout).
+    pub retransmits: u64,
     /// Replies that matched no probe in flight (late, duplicate or forged), ignored.
     pub unmatched: u64,
-    /// SYNs the kernel refused to send (bad `bindto`, no route).
+    /// SYNs the kernel refused to send (bad `bindto`, no route): those checks fail.
     pub send_errors: u64,
+    /// SYNs the local stack dropped (`ENOBUFS`, a full queue): sent again by the retransmission
+    /// timer, the check goes on.
+    pub local_drops: u64,
+    /// RSTs the prober sent itself, answering SYN-ACKs that matched no probe (a real
+    /// retransmitting because the kernel's RST was lost).
+    pub resets: u64,
 }
 
 /// A handle on the running SYN prober (cheap to clone; the task stops with the last handle).
@@ -146,8 +155,11 @@ impl SynProber {
             open: c.open.load(Relaxed),
             refused: c.refused.load(Relaxed),
             timeouts: c.timeouts.load(Relaxed),
+            retransmits: c.retransmits.load(Relaxed),
             unmatched: c.unmatched.load(Relaxed),
             send_errors: c.send_errors.load(Relaxed),
+            local_drops: c.local_drops.load(Relaxed),
+            resets: c.resets.load(Relaxed),
         }
     }
 

@@ -113,6 +113,29 @@ impl Syn {
     }
 }
 
+/// Length of the RST we send.
+pub const RST_LEN: usize = 20;
+
+/// Write an RST (no ACK, `seq` = the acknowledgement number of the segment it answers, as the
+/// kernel's reset of a SYN-ACK) from `src:src_port` to `dst:dst_port` into `buf`.
+pub fn emit_rst(
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    buf: &mut [u8; RST_LEN],
+) {
+    buf.fill(0);
+    buf[SRC_PORT..SRC_PORT + 2].copy_from_slice(&src_port.to_be_bytes());
+    buf[DST_PORT..DST_PORT + 2].copy_from_slice(&dst_port.to_be_bytes());
+    buf[SEQ..SEQ + 4].copy_from_slice(&seq.to_be_bytes());
+    buf[DATA_OFF] = ((RST_LEN / 4) as u8) << 4;
+    buf[FLAGS] = FLAG_RST;
+    let c = tcp_checksum(src, dst, buf);
+    buf[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 /// The fields of a received TCP segment the prober matches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
@@ -243,6 +266,17 @@ mod tests {
             assert!(!s.is_syn_ack() && !s.is_rst());
             assert_eq!(&buf[OPTIONS..], &[2, 4, 0x05, 0xb4]);
         }
+    }
+
+    #[test]
+    fn our_rst_verifies_and_resets_with_the_acknowledged_sequence() {
+        let (src, dst) = (v6(1), v6(2));
+        let mut buf = [0u8; RST_LEN];
+        emit_rst(src, dst, 61000, 8080, 0x3901_997a, &mut buf);
+        assert_eq!(tcp_checksum(src, dst, &buf), 0);
+        let s = Segment::parse(&buf).unwrap();
+        assert!(s.is_rst() && !s.is_syn_ack());
+        assert_eq!((s.src_port, s.dst_port, s.seq), (61000, 8080, 0x3901_997a));
     }
 
     #[test]

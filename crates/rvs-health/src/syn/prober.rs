@@ -3,11 +3,16 @@
 //! probes whose `connect_timeout` passed. A probe's identity is in its ISN: `(slot << 16 | epoch)
 //! ^ secret`, so the reply's `ack - 1` finds the pending probe in O(1); the source port is a
 //! function of the slot. Replies that match no pending probe (late, duplicate, forged) are
-//! counted and ignored.
+//! counted and ignored — except that a SYN-ACK to our ports that matches nothing is answered
+//! with an RST of our own: it is a real retransmitting because the kernel's RST did not reach it
+//! (the kernel drops its RSTs when their queue is full), and it would otherwise hold the
+//! half-open connection for its ~30 s of SYN-ACK retries. An unanswered SYN is sent again after 1 s, then 2 s, 4 s, ... while the
+//! timeout allows (the kernel's initial RTO for a connect), so one lost packet does not fail a
+//! check with a `connect_timeout` above 1 s — as it would not with a connect.
 
 use super::filter;
 use super::mmsg::{self, OutMsg, RecvBatch};
-use super::packet::{SYN_LEN, Segment, Syn, parse_ipv4};
+use super::packet::{RST_LEN, SYN_LEN, Segment, Syn, emit_rst, parse_ipv4};
 use super::ports::PortBlock;
 use super::route::SourceCache;
 use crate::error::CheckError;
@@ -29,6 +34,9 @@ const SLOTS: usize = 1 << 16;
 const RECV_BATCH: usize = 64;
 /// Receive buffer of the raw sockets (bursts of replies at 10,000 checks/s).
 const RCVBUF: usize = 4 << 20;
+/// First retransmission of an unanswered SYN (Linux's initial RTO, RFC 6298 §2.1); doubled
+/// after each.
+const FIRST_RTO: Duration = Duration::from_secs(1);
 
 /// One probe asked of the task.
 pub(super) struct Request {
@@ -45,8 +53,11 @@ pub(super) struct Counters {
     pub open: AtomicU64,
     pub refused: AtomicU64,
     pub timeouts: AtomicU64,
+    pub retransmits: AtomicU64,
     pub unmatched: AtomicU64,
     pub send_errors: AtomicU64,
+    pub local_drops: AtomicU64,
+    pub resets: AtomicU64,
 }
 
 /// A raw socket of one family, or none when the family is not available.
@@ -94,6 +105,11 @@ struct Live {
     target: SocketAddr,
     src_port: u16,
     timeout: Duration,
+    /// The SYN, for retransmission.
+    syn: Syn,
+    deadline: Instant,
+    /// Wait before the next retransmission.
+    rto: Duration,
     reply: oneshot::Sender<Result<(), CheckError>>,
 }
 
@@ -113,6 +129,8 @@ pub(super) struct Driver {
     free: Vec<u16>,
     deadlines: BinaryHeap<Reverse<(Instant, u16, u16)>>,
     sources: SourceCache,
+    /// RSTs to send after the current receive batch: (our address, the real's, segment).
+    resets: Vec<(IpAddr, IpAddr, [u8; RST_LEN])>,
 }
 
 /// Wait until `fd` (if any) is readable; never returns for a missing family.
@@ -143,6 +161,7 @@ impl Driver {
             free: (0..SLOTS as u32).rev().map(|s| s as u16).collect(),
             deadlines: BinaryHeap::new(),
             sources: SourceCache::default(),
+            resets: Vec::new(),
         }
     }
 
@@ -186,8 +205,12 @@ impl Driver {
                     self.send_batch(&socks, &mut batch).await;
                 }
                 () = &mut sleep, if armed.is_some() => {
-                    self.expire(Instant::now());
+                    let again = self.expire(Instant::now());
                     armed = None;
+                    if !again.is_empty() {
+                        self.counters.retransmits.fetch_add(again.len() as u64, Relaxed);
+                        self.transmit(&socks, &again).await;
+                    }
                 }
             }
         }
@@ -238,10 +261,14 @@ impl Driver {
             target: req.target,
             src_port,
             timeout: req.timeout,
+            syn,
+            deadline: now + req.timeout,
+            rto: FIRST_RTO,
             reply: req.reply,
         });
-        self.deadlines
-            .push(Reverse((now + req.timeout, slot, epoch)));
+        // the first wake-up: a retransmission, or the end if the timeout comes first
+        let wake = (now + FIRST_RTO).min(now + req.timeout);
+        self.deadlines.push(Reverse((wake, slot, epoch)));
         Some((syn, slot))
     }
 
@@ -255,13 +282,20 @@ impl Driver {
 
     async fn send_batch(&mut self, socks: &Sockets, batch: &mut Vec<Request>) {
         let now = Instant::now();
+        let syns: Vec<(Syn, u16)> = batch
+            .drain(..)
+            .filter_map(|req| self.admit(req, now))
+            .collect();
+        self.transmit(socks, &syns).await;
+    }
+
+    /// Send SYNs (one `sendmmsg` per family while the socket buffer takes them).
+    async fn transmit(&mut self, socks: &Sockets, syns: &[(Syn, u16)]) {
         let mut out: [Vec<(Syn, u16, [u8; SYN_LEN])>; 2] = [Vec::new(), Vec::new()];
-        for req in batch.drain(..) {
-            if let Some((syn, slot)) = self.admit(req, now) {
-                let mut buf = [0u8; SYN_LEN];
-                syn.emit(&mut buf);
-                out[usize::from(syn.dst.is_ipv6())].push((syn, slot, buf));
-            }
+        for &(syn, slot) in syns {
+            let mut buf = [0u8; SYN_LEN];
+            syn.emit(&mut buf);
+            out[usize::from(syn.dst.is_ipv6())].push((syn, slot, buf));
         }
         for (family, pkts) in out.iter().enumerate() {
             let mut done = 0;
@@ -293,9 +327,16 @@ impl Driver {
                             g.clear_ready();
                         }
                     }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        // the local queue dropped it (a full qdisc): the probe stays in flight
+                        // and its retransmission timer sends it again
+                        self.counters.local_drops.fetch_add(1, Relaxed);
+                        done += 1;
+                    }
                     Err(e) => {
                         // the first of the rest failed (bad bindto, no route, ...): fail it alone
                         self.counters.send_errors.fetch_add(1, Relaxed);
+                        tracing::debug!(error = %e, "SYN not sent");
                         let slot = pkts[done].1;
                         self.finish(slot, Err(CheckError::Connect(e)));
                         done += 1;
@@ -316,23 +357,47 @@ impl Driver {
             for i in 0..n {
                 let pkt = recv.packet(i);
                 let parsed = if v6 {
-                    Segment::parse(pkt).map(|s| (IpAddr::V6(recv.source_v6(i)), s))
+                    // a raw IPv6 socket gives no destination: ours is the route's source
+                    Segment::parse(pkt).map(|s| (IpAddr::V6(recv.source_v6(i)), None, s))
                 } else {
-                    parse_ipv4(pkt)
-                        .and_then(|(src, _, tcp)| Some((IpAddr::V4(src), Segment::parse(tcp)?)))
+                    parse_ipv4(pkt).and_then(|(src, dst, tcp)| {
+                        Some((IpAddr::V4(src), Some(IpAddr::V4(dst)), Segment::parse(tcp)?))
+                    })
                 };
                 match parsed {
-                    Some((from, seg)) => self.on_reply(from, seg),
+                    Some((from, to, seg)) => self.on_reply(from, to, seg),
                     None => {
                         self.counters.unmatched.fetch_add(1, Relaxed);
                     }
                 }
             }
+            self.send_resets(fd);
         }
     }
 
+    /// Send the RSTs collected while reading (best effort: a lost one is answered again when the
+    /// real retransmits its SYN-ACK).
+    fn send_resets(&mut self, fd: &Socket) {
+        if self.resets.is_empty() {
+            return;
+        }
+        let msgs: Vec<OutMsg<'_>> = self
+            .resets
+            .iter()
+            .map(|(src, dst, buf)| OutMsg {
+                payload: buf,
+                dst: *dst,
+                src: *src,
+            })
+            .collect();
+        if let Ok(n) = mmsg::send(fd.as_raw_fd(), &msgs) {
+            self.counters.resets.fetch_add(n as u64, Relaxed);
+        }
+        self.resets.clear();
+    }
+
     /// A SYN-ACK or RST from `from`: answer the probe it belongs to, if any.
-    fn on_reply(&mut self, from: IpAddr, seg: Segment) {
+    fn on_reply(&mut self, from: IpAddr, to: Option<IpAddr>, seg: Segment) {
         let open = seg.is_syn_ack();
         // an RST that answers a SYN acknowledges it; one without ACK cannot be matched
         let refused = seg.is_rst() && seg.flags & super::packet::FLAG_ACK != 0;
@@ -346,6 +411,14 @@ impl Driver {
             });
         if !matches {
             self.counters.unmatched.fetch_add(1, Relaxed);
+            if open {
+                let ours = to.or_else(|| self.sources.source_for(from, Instant::now()).ok());
+                if let Some(ours) = ours {
+                    let mut buf = [0u8; RST_LEN];
+                    emit_rst(ours, from, seg.dst_port, seg.src_port, seg.ack, &mut buf);
+                    self.resets.push((ours, from, buf));
+                }
+            }
             return;
         }
         if open {
@@ -358,19 +431,29 @@ impl Driver {
         }
     }
 
-    /// Fail every probe whose deadline passed.
-    fn expire(&mut self, now: Instant) {
+    /// Fail every probe whose deadline passed; return the SYNs due for retransmission.
+    fn expire(&mut self, now: Instant) -> Vec<(Syn, u16)> {
+        let mut again = Vec::new();
         while let Some(Reverse((at, slot, epoch))) = self.deadlines.peek().copied() {
             if at > now {
                 break;
             }
             self.deadlines.pop();
-            let s = &self.slots[usize::from(slot)];
-            if s.epoch == epoch && s.live.is_some() {
+            let s = &mut self.slots[usize::from(slot)];
+            let Some(live) = s.live.as_mut().filter(|_| s.epoch == epoch) else {
+                continue; // answered meanwhile
+            };
+            if now >= live.deadline {
                 self.counters.timeouts.fetch_add(1, Relaxed);
-                let limit = s.live.as_ref().map_or(Duration::ZERO, |l| l.timeout);
+                let limit = live.timeout;
                 self.finish(slot, Err(CheckError::Timeout(limit)));
+            } else {
+                again.push((live.syn, slot));
+                let wake = (now + live.rto).min(live.deadline);
+                live.rto *= 2;
+                self.deadlines.push(Reverse((wake, slot, epoch)));
             }
         }
+        again
     }
 }
