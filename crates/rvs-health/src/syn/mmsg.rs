@@ -213,3 +213,25 @@ impl RecvBatch {
         Ipv6Addr::from(self.names[i].sin6_addr.s6_addr)
     }
 }
+
+/// Set `IP_MTU_DISCOVER` to `IP_PMTUDISC_PROBE` on a raw IPv4 socket: DF on every packet (a
+/// SYN is never fragmented), so the kernel gives it IP ID 0 instead of running its hashed ID
+/// generator per packet.
+pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
+    let v: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: a valid int option value and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -18,7 +18,7 @@ use super::route::SourceCache;
 use crate::error::CheckError;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -70,6 +70,9 @@ pub(super) fn raw_socket(v6: bool, ports: &PortBlock) -> io::Result<Socket> {
         filter::ipv4(ports.first(), ports.last())
     };
     s.attach_filter(&filter::to_sock_filter(&prog))?;
+    if !v6 {
+        mmsg::set_dont_fragment(s.as_raw_fd())?;
+    }
     let _ = s.set_recv_buffer_size(RCVBUF);
     s.set_nonblocking(true)?;
     // anything queued before the filter was attached
@@ -127,6 +130,10 @@ pub(super) struct Driver {
     secret: u32,
     slots: Vec<Slot>,
     free: Vec<u16>,
+    /// Wake-ups (retransmission or timeout) of probes in flight: (when, slot, epoch). The
+    /// first wake-up of a probe whose timeout is at least [`FIRST_RTO`] is always now + 1 s,
+    /// so those arrive in time order and a queue holds them; the others go to the heap.
+    first_wakes: VecDeque<(Instant, u16, u16)>,
     deadlines: BinaryHeap<Reverse<(Instant, u16, u16)>>,
     sources: SourceCache,
     /// RSTs to send after the current receive batch: (our address, the real's, segment).
@@ -159,6 +166,7 @@ impl Driver {
             secret,
             slots: (0..SLOTS).map(|_| Slot::default()).collect(),
             free: (0..SLOTS as u32).rev().map(|s| s as u16).collect(),
+            first_wakes: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             sources: SourceCache::default(),
             resets: Vec::new(),
@@ -174,7 +182,7 @@ impl Driver {
         let mut recv = RecvBatch::new(RECV_BATCH);
         let socks = self.sockets.take().expect("run once");
         loop {
-            let next = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+            let next = self.next_wake();
             if next != armed {
                 if let Some(at) = next {
                     sleep.as_mut().reset(at.into());
@@ -213,6 +221,32 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// The earliest wake-up of either kind.
+    fn next_wake(&self) -> Option<Instant> {
+        let a = self.first_wakes.front().map(|w| w.0);
+        let b = self.deadlines.peek().map(|Reverse(w)| w.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Take the earliest wake-up if it is due at `now`.
+    fn pop_wake(&mut self, now: Instant) -> Option<(Instant, u16, u16)> {
+        let first = self.first_wakes.front().copied().filter(|w| w.0 <= now);
+        let heap = self
+            .deadlines
+            .peek()
+            .map(|Reverse(w)| *w)
+            .filter(|w| w.0 <= now);
+        match (first, heap) {
+            (Some(f), Some(h)) if h.0 < f.0 => self.deadlines.pop().map(|Reverse(w)| w),
+            (Some(_), _) => self.first_wakes.pop_front(),
+            (None, Some(_)) => self.deadlines.pop().map(|Reverse(w)| w),
+            (None, None) => None,
         }
     }
 
@@ -267,8 +301,12 @@ impl Driver {
             reply: req.reply,
         });
         // the first wake-up: a retransmission, or the end if the timeout comes first
-        let wake = (now + FIRST_RTO).min(now + req.timeout);
-        self.deadlines.push(Reverse((wake, slot, epoch)));
+        if req.timeout >= FIRST_RTO {
+            self.first_wakes.push_back((now + FIRST_RTO, slot, epoch));
+        } else {
+            self.deadlines
+                .push(Reverse((now + req.timeout, slot, epoch)));
+        }
         Some((syn, slot))
     }
 
@@ -434,11 +472,7 @@ impl Driver {
     /// Fail every probe whose deadline passed; return the SYNs due for retransmission.
     fn expire(&mut self, now: Instant) -> Vec<(Syn, u16)> {
         let mut again = Vec::new();
-        while let Some(Reverse((at, slot, epoch))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
+        while let Some((_, slot, epoch)) = self.pop_wake(now) {
             let s = &mut self.slots[usize::from(slot)];
             let Some(live) = s.live.as_mut().filter(|_| s.epoch == epoch) else {
                 continue; // answered meanwhile

@@ -4,6 +4,7 @@
 //! [`SOURCE_TTL`], so a route change is picked up within that time.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -11,12 +12,35 @@ use std::time::{Duration, Instant};
 /// How long a looked-up source address is trusted.
 pub const SOURCE_TTL: Duration = Duration::from_secs(60);
 
+/// A multiply-xorshift hasher for the cache's keys: looked up once per check, and the keys
+/// come from the configuration, so SipHash's flooding resistance buys nothing here.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
 /// Source addresses by destination.
 #[derive(Default)]
 pub struct SourceCache {
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
-    map: HashMap<IpAddr, (IpAddr, Instant)>,
+    map: HashMap<IpAddr, (IpAddr, Instant), BuildHasherDefault<AddrHasher>>,
 }
 
 impl SourceCache {
