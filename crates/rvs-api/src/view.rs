@@ -72,6 +72,10 @@ pub struct ServiceView {
     pub engine: Option<EngineKind>,
     /// Why no engine serves it (set exactly when `engine` is `None`).
     pub unsupported: Option<String>,
+    /// Why the proxy engine serves it although the xdp engine runs (a FULLNAT service without
+    /// local addresses of its VIP's family, say); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub counters: Counters,
     pub rates: Rates,
     pub reals: Vec<RealView>,

@@ -75,6 +75,7 @@ fn service(key: ServiceKey, options: ServiceOptions, reals: Vec<RealView>) -> Se
         options,
         engine: Some(EngineKind::Xdp),
         unsupported: None,
+        note: None,
         counters: total,
         rates,
         reals,
@@ -166,6 +167,7 @@ fn seed_table_is_printed_exactly() {
             options: s.options,
             engine: None,
             unsupported: None,
+            note: None,
             counters: Counters::default(),
             rates: Rates::default(),
             reals: s
@@ -335,4 +337,23 @@ fn save_format() {
     golden("save_n.txt", &text);
     let back = apply_rules(&text, Path::new("save_n.txt"), DesiredState::default()).unwrap();
     assert_eq!(back, state);
+}
+
+/// A service the proxy serves although the xdp engine runs carries a note, listed as a comment
+/// under it (and nothing for services without one).
+#[test]
+fn proxy_placement_note_is_listed() {
+    let key = ServiceKey::tcp("10.0.0.1:80".parse().unwrap());
+    let mut with = service(key, ServiceOptions::default(), vec![]);
+    with.note = Some("FULLNAT needs a local address of the VIP's family".into());
+    let text = list_services(std::slice::from_ref(&with), &ListOptions::default());
+    assert!(
+        text.contains(
+            "  # on the proxy engine: FULLNAT needs a local address of the VIP's family\n"
+        ),
+        "{text}"
+    );
+    with.note = None;
+    let text = list_services(&[with], &ListOptions::default());
+    assert!(!text.contains("on the proxy engine"), "{text}");
 }

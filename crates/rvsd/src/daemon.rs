@@ -179,6 +179,7 @@ impl Daemon {
                 Some(Ok(_)) => None,
                 None => Some("not applied yet".into()),
             },
+            note: self.engines.note(&svc.key).map(str::to_owned),
             counters: sstats.counters,
             rates: rates.service,
             reals,

@@ -181,6 +181,9 @@ pub fn list_services(services: &[ServiceView], opts: &ListOptions) -> String {
         if let Some(reason) = &s.unsupported {
             let _ = writeln!(out, "  # not served: {reason}");
         }
+        if let Some(note) = &s.note {
+            let _ = writeln!(out, "  # on the proxy engine: {note}");
+        }
     }
     out
 }
