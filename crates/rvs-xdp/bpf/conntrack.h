@@ -10,7 +10,9 @@
  *   userspace (upkeep) reclaims entries whose rvs_conns entry expired.
  *   Preallocated: with BPF_F_NO_PREALLOC the kernel's allocator may fail inserts in a burst
  *   of new flows (its per-CPU cache refills asynchronously), which would read as a full table.
- * - rvs_fnat: FULLNAT, the client's flow → its local address and port (preallocated too).
+ * - A FULLNAT flow's local port and address (as an index into its service's pool) live in its
+ *   rvs_conns entry: no map of their own, so a FULLNAT packet costs no hash lookup more than a
+ *   NAT one, and an entry stays 24 bytes.
  * - rvs_fnat_pools: FULLNAT local addresses of each service (by service index).
  * - rvs_real_ports: a real's port (network order) by real index; 0 = the service's port.
  * - rvs_tx_ports: device map of the interfaces NAT may send out of (key = value = ifindex).
@@ -30,13 +32,6 @@ struct {
 	__type(key, struct rvs_flow_key);
 	__type(value, struct rvs_flow_key);
 } rvs_nat_rev SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, RVS_MAX_NAT_CONNS);
-	__type(key, struct rvs_flow_key);
-	__type(value, struct rvs_fnat);
-} rvs_fnat SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

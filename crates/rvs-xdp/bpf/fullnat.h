@@ -7,7 +7,8 @@
  * inserted with BPF_NOEXIST, which the hash map makes atomic across CPUs, so two live flows
  * never share a local address and port towards the same real; on EEXIST another random
  * address and port are tried, RVS_FNAT_PORT_TRIES times in all (then
- * RVS_OUTCOME_NO_LPORT); any other failure is a full table (RVS_OUTCOME_TABLE_FULL). (A first
+ * RVS_OUTCOME_NO_LPORT); any other failure is a full table (RVS_OUTCOME_TABLE_FULL). The
+ * caller keeps the address and port in the flow's rvs_conns entry. (A first
  * version stepped by a fixed stride from one random start: that clusters like linear probing
  * and failed a few of 50,000 new flows at 40 % occupancy of one local address.)
  *
@@ -30,11 +31,10 @@
 
 #define RVS_EEXIST 17
 
-static __always_inline int rvs_fnat_alloc(const struct rvs_service *svc,
-					  const struct rvs_pkt *pkt, const struct rvs_real *real,
-					  __u16 rport, struct rvs_fnat *out, __u32 *outcome)
+static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
+					  const struct rvs_real *real, __u16 rport,
+					  struct rvs_conn *out, __u32 *outcome)
 {
-	__u32 si = svc->index;
 	const struct rvs_fnat_pool *pool = bpf_map_lookup_elem(&rvs_fnat_pools, &si);
 	if (!pool || !pool->count || pool->count > RVS_MAX_LADDRS) {
 		*outcome = RVS_OUTCOME_NO_LPORT;
@@ -59,14 +59,8 @@ static __always_inline int rvs_fnat_alloc(const struct rvs_service *svc,
 			*outcome = RVS_OUTCOME_TABLE_FULL;
 			return -1;
 		}
-		__builtin_memcpy(out->laddr, rk.dst, 16);
+		out->laddr = li & (RVS_MAX_LADDRS - 1);
 		out->lport = rk.dport;
-		out->pad = 0;
-		if (bpf_map_update_elem(&rvs_fnat, &pkt->flow, out, BPF_ANY)) {
-			bpf_map_delete_elem(&rvs_nat_rev, &rk);
-			*outcome = RVS_OUTCOME_TABLE_FULL;
-			return -1;
-		}
 		return 0;
 	}
 	*outcome = RVS_OUTCOME_NO_LPORT;
@@ -146,6 +140,17 @@ static __always_inline int rvs_toa_add(struct xdp_md *ctx, __u8 family, const __
 	if (family == RVS_FAMILY_V4)
 		return rvs_toa_insert(ctx, 20, RVS_TOA_LEN4, caddr, cport);
 	return rvs_toa_insert(ctx, 40, RVS_TOA_LEN6, caddr, cport);
+}
+
+/* The local address of FULLNAT flow `c` (from its service's pool); 0 when the pool no longer
+ * has it. */
+static __always_inline const __u32 *rvs_fnat_laddr(const struct rvs_conn *c)
+{
+	__u32 si = c->svc;
+	const struct rvs_fnat_pool *pool = bpf_map_lookup_elem(&rvs_fnat_pools, &si);
+	if (!pool || c->laddr >= pool->count)
+		return 0;
+	return pool->addrs[c->laddr & (RVS_MAX_LADDRS - 1)];
 }
 
 #endif

@@ -48,6 +48,23 @@ struct {
 	__type(value, struct rvs_persist);
 } rvs_persist SEC(".maps");
 
+/* Bit per destination port (network order, any protocol) that some service listens on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_VIP_PORT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} rvs_vip_ports SEC(".maps");
+
+/* Whether some service may listen on `port` (network order): when not, the packet can be no
+ * VIP flow, so neither the connection table nor the service table is consulted. */
+static __always_inline int rvs_vip_port(__u16 port)
+{
+	__u32 w = port >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&rvs_vip_ports, &w);
+	return bits && (*bits >> (port & 63)) & 1;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RVS_MAX_IFACES);

@@ -4,8 +4,9 @@
  *
  * Towards the real (rvs_nat_forward, after sched.h chose the real and keeps rvs_conns):
  * NAT rewrites the destination VIP:vport → RIP:rport; FULLNAT also the source client:cport →
- * laddr:lport (fullnat.h) and adds the TOA option to SYNs. A new NAT flow inserts its reverse
- * entry (real:rport → client:cport), a new FULLNAT flow allocates its local port, which
+ * laddr:lport (fullnat.h, kept in the flow's rvs_conns entry) and adds the TOA option to SYNs.
+ * Before a new flow's connection entry is inserted (rvs_nat_new), a NAT flow inserts its
+ * reverse entry (real:rport → client:cport), a FULLNAT flow allocates its local port, which
  * inserts the reverse entry (real:rport → laddr:lport).
  *
  * Back from the real (rvs_nat_reply, for packets that match no service but a reverse entry):
@@ -137,15 +138,34 @@ static __always_inline void rvs_nat_touch(const struct rvs_flow_key *orig,
 	rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, bpf_ktime_get_coarse_ns(), RVS_REFRESH_NS);
 }
 
-/* Forget a flow whose reverse entry could not be made (so it is scheduled afresh). */
-static __always_inline int rvs_nat_fail(const struct rvs_pkt *pkt)
+/* The reverse entry of a new NAT flow, or the local address and port of a new FULLNAT flow
+ * (into c->lport / c->laddr), made before its connection entry `c` is inserted. Returns -1 with *outcome
+ * set when the flow cannot be made (the packet is dropped, nothing left behind). */
+static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
+				       const struct rvs_real *real, struct rvs_conn *c,
+				       __u32 *outcome)
 {
-	bpf_map_delete_elem(&rvs_conns, &pkt->flow);
-	return XDP_DROP;
+	if (real->family != pkt->flow.family) {
+		*outcome = RVS_OUTCOME_UNSUPPORTED;
+		return -1;
+	}
+	__u16 rport = rvs_real_port(idx, pkt->flow.dport);
+	if (real->method == RVS_METHOD_FULLNAT)
+		return rvs_fnat_alloc(c->svc, pkt, real, rport, c, outcome);
+	struct rvs_flow_key rk = { .sport = rport, .dport = pkt->flow.sport,
+				   .proto = pkt->flow.proto, .family = pkt->flow.family };
+	__builtin_memcpy(rk.src, real->addr, 16);
+	__builtin_memcpy(rk.dst, pkt->flow.src, 16);
+	if (bpf_map_update_elem(&rvs_nat_rev, &rk, &pkt->flow, BPF_ANY)) {
+		*outcome = RVS_OUTCOME_TABLE_FULL;
+		return -1;
+	}
+	return 0;
 }
 
+/* Rewrite a packet of NAT/FULLNAT flow `c` (to real `idx`) towards the real and send it. */
 static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
-					   const struct rvs_service *svc, __u32 idx,
+					   struct rvs_conn *c, __u32 idx,
 					   const struct rvs_real *real, int new_conn,
 					   __u32 *outcome)
 {
@@ -160,29 +180,22 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 	__builtin_memcpy(t.dst, real->addr, 16);
 	int fullnat = real->method == RVS_METHOD_FULLNAT;
 	if (fullnat) {
-		struct rvs_fnat nf = {};
-		const struct rvs_fnat *f = bpf_map_lookup_elem(&rvs_fnat, &pkt->flow);
-		if (f) {
-			nf = *f;
-		} else {
+		if (!c->lport) {
+			/* An entry made while the real had another method. */
 			if (pkt->is_icmp_err) {
 				*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
 				return XDP_PASS;
 			}
-			if (rvs_fnat_alloc(svc, pkt, real, t.dport, &nf, outcome))
-				return rvs_nat_fail(pkt);
+			if (rvs_fnat_alloc(c->svc, pkt, real, t.dport, c, outcome))
+				return XDP_DROP;
 		}
-		__builtin_memcpy(t.src, nf.laddr, 16);
-		t.sport = nf.lport;
-	} else if (new_conn) {
-		struct rvs_flow_key rk = { .sport = t.dport, .dport = pkt->flow.sport,
-					   .proto = pkt->flow.proto, .family = pkt->flow.family };
-		__builtin_memcpy(rk.src, real->addr, 16);
-		__builtin_memcpy(rk.dst, pkt->flow.src, 16);
-		if (bpf_map_update_elem(&rvs_nat_rev, &rk, &pkt->flow, BPF_ANY)) {
-			*outcome = RVS_OUTCOME_TABLE_FULL;
-			return rvs_nat_fail(pkt);
+		const __u32 *laddr = rvs_fnat_laddr(c);
+		if (!laddr) {
+			*outcome = RVS_OUTCOME_NO_LPORT;
+			return XDP_DROP;
 		}
+		__builtin_memcpy(t.src, laddr, 16);
+		t.sport = c->lport;
 	}
 	if (pkt->is_icmp_err) {
 		if (rvs_rw_icmp(ctx, pkt->flow.family, &t, fullnat)) {
@@ -200,7 +213,7 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 			rvs_toa_add(ctx, pkt->flow.family, pkt->flow.src, pkt->flow.sport);
 		*outcome = RVS_OUTCOME_NAT_FORWARDED;
 	}
-	rvs_count(svc->index, pkt->l3_len, new_conn);
+	rvs_count(c->svc, pkt->l3_len, new_conn);
 	rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
 	return rvs_nat_xmit(ctx, &t, real->has_mac ? real->mac : 0, idx);
 }

@@ -23,13 +23,15 @@
 #define RVS_MAX_PERSIST 65536
 /* rvs_ifaces is an array indexed by ifindex below this (slot 0: any other interface). */
 #define RVS_MAX_IFACES 4096
+/* rvs_vip_ports: 65,536 bits, one per port, in u64 words (word port >> 6, bit port & 63). */
+#define RVS_VIP_PORT_WORDS 1024
 /* Counter slots: services first, then reals. */
 #define RVS_STATS_SLOTS 1088
 /* Seed of the flow hash (rvs_core::maglev::hash::FLOW_SEED, "rvs1" = 0x72767331). */
 #define RVS_FLOW_SEED 1920365361
 /* A value of rvs_maglev meaning "no real available". */
 #define RVS_NO_REAL 4294967295
-/* NAT / FULLNAT (nat.h): entries of the reverse table rvs_nat_rev (and of rvs_fnat), i.e. how
+/* NAT / FULLNAT (nat.h): entries of the reverse table rvs_nat_rev, i.e. how
  * many NAT/FULLNAT flows can be live at once; the loader may set another size. */
 #define RVS_MAX_NAT_CONNS 262144
 /* FULLNAT: local addresses per service, first local port, ports tried per new flow. */
@@ -164,7 +166,9 @@ struct rvs_conn {
 	__u32 svc;     /* service index */
 	__u64 last_ns; /* bpf_ktime_get_ns of the last packet */
 	__u32 state;   /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
-	__u32 pad;
+	__u16 lport;   /* FULLNAT: local port (network order); 0 = none */
+	__u8 laddr;    /* FULLNAT: local address, index into the service's rvs_fnat_pool */
+	__u8 pad;
 };
 
 /* rvs_persist key: (service, masked client address). */
@@ -202,13 +206,6 @@ struct rvs_counters {
 	__u64 conns;
 	__u64 packets;
 	__u64 bytes;
-};
-
-/* rvs_fnat value (key: the client's flow): the local address and port of a FULLNAT flow. */
-struct rvs_fnat {
-	__u32 laddr[4];
-	__u16 lport; /* network order */
-	__u16 pad;
 };
 
 /* rvs_fnat_pools value (array indexed by service index): a service's local addresses. */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → find the service (rvs_services) →
- * pick the real (sched.h) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
+ * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → if the destination port is some
+ * service's (rvs_vip_ports): the flow's live connection entry, else the service (rvs_services)
+ * and a new real (sched.h) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
  * with icmp_too_big.h for packets that would not fit after encapsulation), NAT or FULLNAT
  * (nat.h); packets matching no service may be NAT/FULLNAT replies (nat.h). Every exit counts
  * one rvs_outcome.
@@ -88,6 +89,93 @@ static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt 
 	}
 }
 
+/* Send the packet of VIP flow `c` to its real `idx` by the real's method. */
+static __always_inline int rvs_send(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+				    struct rvs_conn *c, __u32 idx, const struct rvs_real *real,
+				    int new_conn, __u32 *outcome)
+{
+	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT)
+		return rvs_nat_forward(ctx, pkt, c, idx, real, new_conn, outcome);
+	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED;
+	int action = rvs_forward(ctx, pkt, real, outcome);
+	if (action == XDP_TX && (*outcome == RVS_OUTCOME_FORWARDED ||
+				 *outcome == RVS_OUTCOME_ICMP_FORWARDED)) {
+		rvs_count(c->svc, pkt->l3_len, new_conn);
+		rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
+	}
+	return action;
+}
+
+/* The service `pkt` is addressed to, if any. */
+static __always_inline const struct rvs_service *rvs_service_of(const struct rvs_pkt *pkt)
+{
+	struct rvs_vip_key vk = { .port = pkt->flow.dport, .proto = pkt->flow.proto,
+				  .family = pkt->flow.family };
+	__builtin_memcpy(vk.addr, pkt->flow.dst, 16);
+	return bpf_map_lookup_elem(&rvs_services, &vk);
+}
+
+/*
+ * A VIP flow: its live connection entry, else a new one if a service matches. Returns 0 (and
+ * leaves *action alone) when no service matches.
+ *
+ * Lookup order: the connection table first, so an established flow needs no service lookup;
+ * but a TCP SYN (no ACK) is almost always a new flow, and looking its service up first is
+ * measurably cheaper for it (~30-40 ns through BPF_PROG_TEST_RUN: the two independent lookups
+ * overlap, and the connection bucket is still hot for the insert).
+ */
+static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					__u32 *outcome, int *action)
+{
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	if (!cfg)
+		return 0;
+	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) is plenty for timeouts of
+	 * seconds and much cheaper than bpf_ktime_get_ns. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	int syn = pkt->flow.proto == RVS_PROTO_TCP && !pkt->is_icmp_err &&
+		  (pkt->tcp_flags & (RVS_TCP_SYN | RVS_TCP_ACK)) == RVS_TCP_SYN;
+	const struct rvs_service *svc = 0;
+	if (syn) {
+		svc = rvs_service_of(pkt);
+		if (!svc)
+			return 0;
+	}
+	const struct rvs_real *real = 0;
+	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, &real);
+	if (c && real) {
+		*action = rvs_send(ctx, pkt, c, c->real, real, 0, outcome);
+		return 1;
+	}
+	if (!syn) {
+		svc = rvs_service_of(pkt);
+		if (!svc)
+			return 0;
+	}
+	__u32 idx = rvs_schedule_new(svc, pkt, now, &real);
+	if (idx == RVS_NO_REAL || !real) {
+		if (pkt->is_icmp_err) {
+			*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
+			*action = XDP_PASS;
+		} else {
+			*outcome = RVS_OUTCOME_NO_REAL;
+			*action = XDP_DROP;
+		}
+		return 1;
+	}
+	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,
+			      .state = rvs_conn_initial(cfg, rvs_client_dir(real->method), pkt) };
+	if ((real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT) &&
+	    rvs_nat_new(pkt, idx, real, &v, outcome)) {
+		*action = XDP_DROP;
+		return 1;
+	}
+	bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
+	*action = rvs_send(ctx, pkt, &v, idx, real, 1, outcome);
+	return 1;
+}
+
 static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
 {
 	void *data = (void *)(long)ctx->data;
@@ -96,39 +184,13 @@ static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
 	int parsed = rvs_parse(data, end, &pkt);
 	if (parsed != RVS_PARSE_OK)
 		return rvs_parse_verdict(parsed, outcome);
-
-	struct rvs_vip_key vk = { .port = pkt.flow.dport, .proto = pkt.flow.proto,
-				  .family = pkt.flow.family };
-	__builtin_memcpy(vk.addr, pkt.flow.dst, 16);
-	const struct rvs_service *svc = bpf_map_lookup_elem(&rvs_services, &vk);
-	if (!svc) {
-		int action;
-		if (rvs_nat_reply(ctx, &pkt, outcome, &action))
-			return action;
-		*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_UNTRACKED : RVS_OUTCOME_NOT_VIP;
-		return XDP_PASS;
-	}
-	int new_conn = 0;
-	const struct rvs_real *real = 0;
-	__u32 idx = rvs_schedule(svc, &pkt, &new_conn, &real);
-	if (idx == RVS_NO_REAL || !real) {
-		if (pkt.is_icmp_err) {
-			*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
-			return XDP_PASS;
-		}
-		*outcome = RVS_OUTCOME_NO_REAL;
-		return XDP_DROP;
-	}
-	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT)
-		return rvs_nat_forward(ctx, &pkt, svc, idx, real, new_conn, outcome);
-	*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED;
-	int action = rvs_forward(ctx, &pkt, real, outcome);
-	if (action == XDP_TX && (*outcome == RVS_OUTCOME_FORWARDED ||
-				 *outcome == RVS_OUTCOME_ICMP_FORWARDED)) {
-		rvs_count(svc->index, pkt.l3_len, new_conn);
-		rvs_count(RVS_MAX_SERVICES + idx, pkt.l3_len, new_conn);
-	}
-	return action;
+	int action;
+	if (rvs_vip_port(pkt.flow.dport) && rvs_vip_flow(ctx, &pkt, outcome, &action))
+		return action;
+	if (rvs_nat_reply(ctx, &pkt, outcome, &action))
+		return action;
+	*outcome = pkt.is_icmp_err ? RVS_OUTCOME_ICMP_UNTRACKED : RVS_OUTCOME_NOT_VIP;
+	return XDP_PASS;
 }
 
 SEC("xdp")

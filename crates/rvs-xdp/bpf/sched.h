@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * sched.h — which real a packet goes to: the flow's connection entry if it is live and its real
- * still exists; else the persistence template (-p) of the client's network; else the service's
+ * still exists (rvs_conn_follow, looked up before the service: a hit needs no service lookup);
+ * else (rvs_schedule_new) the persistence template (-p) of the client's network; else the service's
  * Maglev table slot of the flow hash. New choices are recorded in the connection table (and the
  * persistence table), so a flow stays on its real when the Maglev table changes. Reals that are
  * drained (weight 0) or overloaded are absent from the Maglev table: no new flows, existing
@@ -74,30 +75,33 @@ static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
 }
 
 /*
- * The real for this packet (its index; *real its entry). `*new_conn` is set when a connection
- * entry was created. The entry's state follows the TCP state machine (conn_state.h). ICMP
- * errors only follow existing entries (RVS_NO_REAL otherwise).
+ * The flow's live connection entry, after stepping its state with this packet (*real: its
+ * real's entry); 0 when the flow has no live entry or its real is gone. A hit needs no
+ * service lookup: entries exist only for VIP flows, and removing a service removes them.
  */
-static __always_inline __u32 rvs_schedule(const struct rvs_service *svc,
-					  const struct rvs_pkt *pkt, int *new_conn,
-					  const struct rvs_real **real)
+static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config *cfg,
+							const struct rvs_pkt *pkt, __u64 now,
+							const struct rvs_real **real)
 {
-	__u32 zero = 0;
-	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
-	if (!cfg)
-		return RVS_NO_REAL;
-	/* The coarse clock (CLOCK_MONOTONIC at tick resolution) is plenty for timeouts of
-	 * seconds and much cheaper than bpf_ktime_get_ns. */
-	__u64 now = bpf_ktime_get_coarse_ns();
 	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
-	if (c && now - c->last_ns <= rvs_conn_timeout(cfg, c->state)) {
-		const struct rvs_real *r = rvs_real_get(c->real);
-		if (r) {
-			rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS);
-			*real = r;
-			return c->real;
-		}
-	}
+	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state))
+		return 0;
+	const struct rvs_real *r = rvs_real_get(c->real);
+	if (!r)
+		return 0;
+	rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS);
+	*real = r;
+	return c;
+}
+
+/*
+ * The real for a new flow of `svc` (its index; *real its entry): the persistence template (-p)
+ * or the Maglev slot. ICMP errors only follow existing entries (RVS_NO_REAL).
+ */
+static __always_inline __u32 rvs_schedule_new(const struct rvs_service *svc,
+					      const struct rvs_pkt *pkt, __u64 now,
+					      const struct rvs_real **real)
+{
 	if (pkt->is_icmp_err)
 		return RVS_NO_REAL;
 	__u32 idx = (svc->flags & RVS_SVC_F_PERSIST) ? rvs_persist_pick(svc, &pkt->flow, now)
@@ -105,10 +109,6 @@ static __always_inline __u32 rvs_schedule(const struct rvs_service *svc,
 	const struct rvs_real *r = rvs_real_get(idx);
 	if (!r)
 		return RVS_NO_REAL;
-	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,
-			      .state = rvs_conn_initial(cfg, rvs_client_dir(r->method), pkt) };
-	bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
-	*new_conn = 1;
 	*real = r;
 	return idx;
 }

@@ -59,7 +59,11 @@ pub struct Conn {
     pub svc: u32,
     pub last_ns: u64,
     pub state: u32,
-    pub pad: u32,
+    /// FULLNAT: local port (network order); 0 = none.
+    pub lport: u16,
+    /// FULLNAT: index of the local address in the service's pool.
+    pub laddr: u8,
+    pub pad: u8,
 }
 
 #[repr(C)]
@@ -128,15 +132,6 @@ pub struct BenchFrame {
     pub data: [u8; RVS_BENCH_FRAME_MAX as usize],
 }
 
-/// FULLNAT: a flow's local address and port (`struct rvs_fnat`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Fnat {
-    pub laddr: Addr,
-    pub lport: u16,
-    pub pad: u16,
-}
-
 /// FULLNAT: a service's local addresses (`struct rvs_fnat_pool`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,7 +155,6 @@ unsafe impl aya::Pod for Config {}
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for DecapKey {}
 unsafe impl aya::Pod for BenchFrame {}
-unsafe impl aya::Pod for Fnat {}
 unsafe impl aya::Pod for FnatPool {}
 
 /// Address in ABI form.

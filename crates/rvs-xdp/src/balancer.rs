@@ -34,12 +34,11 @@ impl Balancer {
     }
 
     /// [`Balancer::load`] with room for `nat_conns` NAT/FULLNAT flows (the size of the
-    /// reverse table `rvs_nat_rev` and of `rvs_fnat`; a full table is the outcome
+    /// reverse table `rvs_nat_rev`; a full table is the outcome
     /// `table_full`).
     pub fn load_sized(nat_conns: u32) -> Result<Balancer, XdpError> {
         let mut ebpf = aya::EbpfLoader::new()
             .map_max_entries("rvs_nat_rev", nat_conns.max(1))
-            .map_max_entries("rvs_fnat", nat_conns.max(1))
             .load(crate::programs::RVS_LB)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG)
@@ -108,19 +107,52 @@ impl Balancer {
             .map_err(map_err("rvs_ifaces"))
     }
 
-    /// Add or replace a service.
+    /// Add or replace a service (and mark its port in `rvs_vip_ports`).
     pub fn set_service(&mut self, key: &VipKey, svc: &Service) -> Result<(), XdpError> {
         self.hash::<VipKey, Service>("rvs_services")?
             .insert(key, svc, 0)
-            .map_err(map_err("rvs_services"))
+            .map_err(map_err("rvs_services"))?;
+        self.sync_vip_port(key.port)
     }
 
-    /// Remove a service (missing is fine).
+    /// Remove a service (missing is fine); its port stays marked while another service has it.
     pub fn remove_service(&mut self, key: &VipKey) -> Result<(), XdpError> {
         match self.hash::<VipKey, Service>("rvs_services")?.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err("rvs_services")(e)),
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err("rvs_services")(e)),
         }
+        self.sync_vip_port(key.port)
+    }
+
+    /// Rewrite the `rvs_vip_ports` word of `port` (network order) from the services present.
+    fn sync_vip_port(&mut self, port: u16) -> Result<(), XdpError> {
+        let word = u32::from(port >> 6);
+        let mut bits = 0u64;
+        let services = self.hash::<VipKey, Service>("rvs_services")?;
+        for k in services.keys().filter_map(Result::ok) {
+            if k.port >> 6 == port >> 6 {
+                bits |= 1 << (k.port & 63);
+            }
+        }
+        self.array::<u64>("rvs_vip_ports")?
+            .set(word, bits, 0)
+            .map_err(map_err("rvs_vip_ports"))
+    }
+
+    /// Remove the connection entries of service slot `index` (when the service goes: the
+    /// program follows a live entry without looking the service up). Returns how many.
+    pub fn remove_service_conns(&mut self, index: u32) -> Result<usize, XdpError> {
+        let doomed: Vec<FlowKey> = self
+            .conns()?
+            .into_iter()
+            .filter(|(_, c)| c.svc == index)
+            .map(|(k, _)| k)
+            .collect();
+        let mut h = self.hash::<FlowKey, Conn>("rvs_conns")?;
+        for k in &doomed {
+            let _ = h.remove(k);
+        }
+        Ok(doomed.len())
     }
 
     /// Write real slot `index`.

@@ -330,6 +330,9 @@ impl Inner {
             b.set_real(r.index, &abi::Real::default())
                 .map_err(io_err(format!("real {}", r.real.addr)))?;
         }
+        // The program follows a live entry without looking its service up.
+        b.remove_service_conns(svc.index)
+            .map_err(io_err(format!("connections of {key}")))?;
         for r in svc.reals.values() {
             self.slots.free_real(r.index);
         }

@@ -4,12 +4,20 @@
 //! entries (and FULLNAT local ports) of flows whose `rvs_conns` entry expired (by its state's
 //! timeout, [`crate::conntrack`]) or vanished.
 
-use crate::abi::{self, Config, Conn, FlowKey, Fnat, FnatPool, addr_of};
+use crate::abi::{self, Config, Conn, FlowKey, FnatPool, addr_of};
 use crate::balancer::Balancer;
 use crate::conntrack::expired;
 use crate::error::{XdpError, map_err};
 use aya::maps::{Array, DevMap, HashMap, MapData};
 use std::net::IpAddr;
+
+/// A FULLNAT flow's local address and port (network order), as [`Balancer::fnat_flows`]
+/// reports it (the program keeps the port and the address's pool index in the flow's entry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fnat {
+    pub laddr: abi::Addr,
+    pub lport: u16,
+}
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,13 +81,30 @@ impl Balancer {
         Ok(h.iter().filter_map(Result::ok).collect())
     }
 
-    /// FULLNAT flows: (flow as the client sent it, local address and port).
+    /// FULLNAT flows: (flow as the client sent it, local address and port), from their
+    /// connection entries and their services' pools.
     pub fn fnat_flows(&self) -> Result<Vec<(FlowKey, Fnat)>, XdpError> {
-        let m = self.ebpf().map("rvs_fnat");
-        let h: HashMap<&MapData, FlowKey, Fnat> =
-            HashMap::try_from(m.ok_or(XdpError::Missing("rvs_fnat"))?)
-                .map_err(map_err("rvs_fnat"))?;
-        Ok(h.iter().filter_map(Result::ok).collect())
+        let m = self.ebpf().map("rvs_fnat_pools");
+        let pools: Array<&MapData, FnatPool> =
+            Array::try_from(m.ok_or(XdpError::Missing("rvs_fnat_pools"))?)
+                .map_err(map_err("rvs_fnat_pools"))?;
+        let mut out = Vec::new();
+        for (k, c) in self.conns()? {
+            if c.lport == 0 {
+                continue;
+            }
+            let pool = pools.get(&c.svc, 0).map_err(map_err("rvs_fnat_pools"))?;
+            if let Some(laddr) = pool.addrs.get(usize::from(c.laddr)) {
+                out.push((
+                    k,
+                    Fnat {
+                        laddr: *laddr,
+                        lport: c.lport,
+                    },
+                ));
+            }
+        }
+        Ok(out)
     }
 
     fn conn_of(&self, key: &FlowKey) -> Result<Option<Conn>, XdpError> {
@@ -106,8 +131,8 @@ impl Balancer {
     }
 
     /// Reclaim NAT/FULLNAT flows expired at `now` (monotonic ns) under `cfg`'s timeouts: the
-    /// reverse entry first (replies stop matching), then the FULLNAT local port and the
-    /// connection entry. A flow that came back to life meanwhile gets its reverse entry again.
+    /// reverse entry first (replies stop matching, and a FULLNAT local port is free again),
+    /// then the connection entry. A flow that came back to life meanwhile gets its reverse entry again.
     pub fn sweep_nat(&mut self, cfg: &Config, now: u64) -> Result<SweepReport, XdpError> {
         let mut report = SweepReport::default();
         for (rev, orig) in self.nat_rev()? {
@@ -129,7 +154,6 @@ impl Balancer {
                 }
                 continue;
             }
-            self.remove::<Fnat>("rvs_fnat", &orig)?;
             self.remove::<Conn>("rvs_conns", &orig)?;
             report.reclaimed += 1;
         }

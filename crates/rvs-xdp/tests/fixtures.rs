@@ -1003,7 +1003,7 @@ fn dr_tun_states(lab: &mut Lab) {
             svc: 0,
             last_ns: now - 11_000_000_000,
             state: state as u32,
-            pad: 0,
+            ..Default::default()
         };
         lab.b.insert_conn(&flow_key(lab, 0, c), &conn).unwrap();
         let input = lab.client_packet(0, c, ACK, b"x");
@@ -1019,6 +1019,42 @@ fn dr_tun_states(lab: &mut Lab) {
         assert_eq!((got.real, got.state), (real, want as u32), "{what}");
         assert!(got.last_ns > now - 1_000_000_000, "{what}: timer restarted");
     }
+}
+
+/// A live entry is followed without a service lookup, so removing a service must remove its
+/// entries: afterwards the flow's packets are not VIP traffic any more.
+fn removed_service(lab: &mut Lab) {
+    let c = client4(43100);
+    let real = lab.maglev_real(13, c);
+    let input = lab.client_packet(13, c, SYN, b"");
+    let f = fwd(
+        lab,
+        "service 13: new flow before removal".into(),
+        input.clone(),
+        real,
+    );
+    lab.run(f);
+    assert!(conn_of(lab, 13, c).is_some());
+    let s = lab.svc(13);
+    let (addr, family) = abi::addr_of(s.vip.ip());
+    let key = abi::VipKey {
+        addr,
+        port: s.vip.port().to_be(),
+        proto: s.proto,
+        family,
+    };
+    lab.b.remove_service(&key).unwrap();
+    assert!(lab.b.remove_service_conns(13).unwrap() >= 1);
+    assert!(
+        conn_of(lab, 13, c).is_none(),
+        "entries of a removed service go"
+    );
+    lab.run(untouched(
+        "removed service: its flow's next packet is passed (not a VIP any more)",
+        input,
+        XDP_PASS,
+        "not_vip",
+    ));
 }
 
 #[test]
@@ -1038,6 +1074,7 @@ fn packet_fixtures() {
     too_big(&mut lab);
     tos_mixed_neigh(&mut lab);
     dr_tun_states(&mut lab);
+    removed_service(&mut lab);
     println!("{} fixtures passed", lab.ran.len());
     assert!(lab.ran.len() >= 60, "only {} fixtures", lab.ran.len());
     // Per-service and per-real counters moved with the forwarded packets.

@@ -151,6 +151,9 @@ fn nat_basic(lab: &mut Lab) {
     );
     nat_round(lab, 2, client(true, 42000), ACK, ACK, "v6 TCP data");
     nat_round(lab, 3, client(true, 43000), 0, 0, "v6 UDP same port");
+    // A client port that is also a VIP port: the reply (to client:80) passes the port filter,
+    // misses the connection and service tables, and is still found as a reply.
+    nat_round(lab, 0, client(false, 80), SYN, SYN | ACK, "client port 80");
     // A zero IPv4 UDP checksum ("none") stays zero.
     let c = client(false, 41001);
     let vip = lab.svc(1).vip;
