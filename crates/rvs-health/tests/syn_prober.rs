@@ -203,3 +203,46 @@ fn a_lost_syn_is_sent_again_after_one_second() {
         assert_eq!((s.sent, s.retransmits, s.open), (2, 1, 1), "{s:?}");
     });
 }
+
+/// Child half of the fallback test: runs without `CAP_NET_RAW`.
+const FALLBACK_CHILD: &str = "RVS_SYN_FALLBACK_CHILD";
+
+#[test]
+fn without_cap_net_raw_tcp_checks_fall_back_to_connect() {
+    if std::env::var_os(FALLBACK_CHILD).is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let p = TcpProber::from_env();
+                let why = p.describe();
+                assert!(matches!(p, TcpProber::Connect { .. }), "{why}");
+                assert!(why.contains("SYN prober unavailable"), "{why}");
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let up = l.local_addr().unwrap();
+                let c = common::checker(up, "TCP_CHECK {\n connect_timeout 1\n }");
+                p.check(&c, up).await.unwrap();
+                let closed = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+                assert!(p.check(&c, closed).await.is_err());
+            });
+        return;
+    }
+    if !skip_unless_root("without_cap_net_raw_tcp_checks_fall_back_to_connect") {
+        return;
+    }
+    // the same test binary, as root but with CAP_NET_RAW out of the bounding set
+    let status = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "without_cap_net_raw_tcp_checks_fall_back_to_connect",
+            "--nocapture",
+        ])
+        .env(FALLBACK_CHILD, "1")
+        .env_remove("RVS_TCP_CHECK")
+        .status()
+        .expect("setpriv (util-linux)");
+    assert!(status.success(), "child without CAP_NET_RAW: {status}");
+}
