@@ -2,7 +2,8 @@
 //! by veth, IPv4 and IPv6. A listening port is up (and the real is left with no half-open or
 //! established connection: the checker's kernel reset it), a closed port is refused (RST), a
 //! blackholed address times out, a non-local `bindto` fails, a lost SYN is sent again after 1 s,
-//! and the supervisor uses the prober for `TCP_CHECK`s.
+//! a real retrying its SYN-ACK (the kernel's RST lost) is reset by the prober, the supervisor
+//! uses the prober for `TCP_CHECK`s, and without `CAP_NET_RAW` checks fall back to connect.
 
 mod common;
 
@@ -245,4 +246,48 @@ fn without_cap_net_raw_tcp_checks_fall_back_to_connect() {
         .status()
         .expect("setpriv (util-linux)");
     assert!(status.success(), "child without CAP_NET_RAW: {status}");
+}
+
+#[test]
+fn a_real_retrying_its_syn_ack_is_reset_by_the_prober() {
+    if !skip_unless_root("a_real_retrying_its_syn_ack_is_reset_by_the_prober") {
+        return;
+    }
+    let (c, r) = topology();
+    let _l = r.in_thread(|| TcpListener::bind("10.61.0.2:8083").unwrap());
+    // the checker's kernel loses its RSTs (sent from a kernel socket: no owner uid); the
+    // prober's own (from its raw socket, owned by root) pass
+    let rules = "add table inet t\n\
+        add chain inet t out { type filter hook output priority 0; }\n\
+        add rule inet t out tcp flags rst meta skuid 0 accept\n\
+        add rule inet t out tcp flags rst drop\n";
+    let mut nft = c.command("nft");
+    nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = nft.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "nft rules");
+    let half_open = || {
+        r.run("ss", &["-Htn", "state", "syn-recv"])
+            .unwrap()
+            .lines()
+            .count()
+    };
+    run_in(&c, async || {
+        let p = SynProber::start(None).unwrap();
+        let t = Duration::from_millis(500);
+        p.probe("10.61.0.2:8083".parse().unwrap(), None, t)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            half_open(),
+            1,
+            "the kernel's RST was dropped: the real waits"
+        );
+        // the real retries its SYN-ACK after ~1 s; the prober answers it with an RST
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = p.stats();
+        assert!(s.unmatched >= 1 && s.resets >= 1, "{s:?}");
+        assert_eq!(half_open(), 0, "reset by the prober");
+    });
 }
