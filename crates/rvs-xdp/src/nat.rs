@@ -26,6 +26,8 @@ pub struct SweepReport {
     pub seen: usize,
     /// Flows reclaimed (reverse entry, FULLNAT local port and connection entry removed).
     pub reclaimed: usize,
+    /// Stale reverse entries removed: local ports of FULLNAT flows that have another one now.
+    pub stale: usize,
 }
 
 impl Balancer {
@@ -137,7 +139,19 @@ impl Balancer {
         let mut report = SweepReport::default();
         for (rev, orig) in self.nat_rev()? {
             report.seen += 1;
-            if !expired(cfg, self.conn_of(&orig)?.as_ref(), now) {
+            let conn = self.conn_of(&orig)?;
+            if let Some(c) = conn.as_ref()
+                && c.lport != 0
+                && c.lport != rev.dport
+                && !expired(cfg, Some(c), now)
+            {
+                // The FULLNAT flow has another local port now (its entry expired and was made
+                // afresh before a sweep saw it): this reverse entry is stale.
+                self.remove::<FlowKey>("rvs_nat_rev", &rev)?;
+                report.stale += 1;
+                continue;
+            }
+            if !expired(cfg, conn.as_ref(), now) {
                 continue;
             }
             self.remove::<FlowKey>("rvs_nat_rev", &rev)?;

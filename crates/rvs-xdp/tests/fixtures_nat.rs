@@ -657,6 +657,34 @@ fn table_full_and_sweep() {
         lab.b.fnat_flows().unwrap().is_empty(),
         "local port released"
     );
+    // A FULLNAT flow whose entry was made afresh with another local port (it expired and came
+    // back before a sweep): the sweep removes the old port's reverse entry, keeps the flow.
+    let c = client(false, 50005);
+    fnat_round(
+        &mut lab,
+        4,
+        c,
+        SYN,
+        b"",
+        "flow whose local port will change",
+    );
+    let key = flow(c, fvip, TCP);
+    let (_, mut conn) = lab
+        .b
+        .conns()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .unwrap();
+    conn.lport = (u16::from_be(conn.lport) ^ 1).to_be();
+    lab.b.insert_conn(&key, &conn).unwrap();
+    let r = lab.b.sweep_nat(&cfg, monotonic()).unwrap();
+    assert_eq!((r.seen, r.reclaimed, r.stale), (1, 0, 1), "{r:?}");
+    assert!(
+        lab.b.nat_rev().unwrap().is_empty(),
+        "stale reverse entry removed"
+    );
+    assert!(conn_state(&lab, &key).is_some(), "the flow's entry stays");
     println!("{} small-table fixtures passed", lab.ran.len());
     assert!(lab.ran.len() >= 10);
 }
