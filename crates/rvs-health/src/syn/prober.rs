@@ -73,7 +73,10 @@ pub(super) fn raw_socket(v6: bool, ports: &PortBlock) -> io::Result<Socket> {
     if !v6 {
         mmsg::set_dont_fragment(s.as_raw_fd())?;
     }
-    let _ = s.set_recv_buffer_size(RCVBUF);
+    // above rmem_max when permitted (CAP_NET_ADMIN), else as much as rmem_max allows
+    if mmsg::force_recv_buffer(s.as_raw_fd(), RCVBUF).is_err() {
+        let _ = s.set_recv_buffer_size(RCVBUF);
+    }
     s.set_nonblocking(true)?;
     // anything queued before the filter was attached
     let mut drain = RecvBatch::new(RECV_BATCH);
@@ -389,6 +392,7 @@ impl Driver {
         loop {
             let n = match recv.recv(fd.as_raw_fd()) {
                 Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // EAGAIN: all read; anything else (ENOBUFS...) is retried on the next readiness
                 Err(_) => return,
             };
