@@ -2,7 +2,7 @@
 //! one of N equal-weight reals is removed, over random sets (`cargo run --release -p rvs-core
 //! --example maglev_churn -- N MULT SETS`, MULT 0 = the
 //! default size 65537).
-use rvs_core::maglev::{MaglevTable, is_prime};
+use rvs_core::maglev::{is_prime, survivors_moved};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 fn main() {
@@ -35,22 +35,8 @@ fn main() {
                 )
             })
             .collect();
-        let w = |v: &[SocketAddr]| v.iter().map(|&a| (a, 1)).collect::<Vec<_>>();
-        let before = MaglevTable::build(&w(&all), size).unwrap();
         let gone = next() as usize % n;
-        let rest: Vec<_> = all
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != gone)
-            .map(|(_, &a)| a)
-            .collect();
-        let after = MaglevTable::build(&w(&rest), size).unwrap();
-        let moved = before
-            .slots()
-            .iter()
-            .zip(after.slots())
-            .filter(|&(&b, &a)| b as usize != gone && all[b as usize] != rest[a as usize])
-            .count();
+        let moved = survivors_moved(&all, gone, size).unwrap();
         churn.push(moved as f64 / f64::from(size));
     }
     churn.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -1,7 +1,7 @@
 //! Property tests of Maglev: fair shares, minimal disruption, weighted shares.
 
 use proptest::prelude::*;
-use rvs_core::maglev::{MaglevTable, is_prime};
+use rvs_core::maglev::{self, MaglevTable, is_prime};
 use std::net::SocketAddr;
 
 /// The smallest prime at or above `n`.
@@ -20,25 +20,9 @@ fn reals(n: usize, seed: u32) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Slots owned by a surviving real before and by another surviving real after removing real
-/// `gone` of `n` equal-weight reals, in a table of `size` slots.
+/// Slots moved between survivors when real `gone` of `n` equal-weight reals is removed.
 fn survivors_moved(n: usize, seed: u32, gone: usize, size: u32) -> usize {
-    let all = reals(n, seed);
-    let weighted = |v: &[SocketAddr]| v.iter().map(|&a| (a, 1)).collect::<Vec<_>>();
-    let rest: Vec<_> = all
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != gone)
-        .map(|(_, &a)| a)
-        .collect();
-    let before = MaglevTable::build(&weighted(&all), size).unwrap();
-    let after = MaglevTable::build(&weighted(&rest), size).unwrap();
-    before
-        .slots()
-        .iter()
-        .zip(after.slots())
-        .filter(|&(&b, &a)| b as usize != gone && all[b as usize] != rest[a as usize])
-        .count()
+    maglev::survivors_moved(&reals(n, seed), gone, size).unwrap()
 }
 
 proptest! {

@@ -187,6 +187,24 @@ impl MaglevTable {
     }
 }
 
+/// The disruption measure of the module docs: build tables of `size` slots for the equal-weight
+/// `reals` with and without `reals[gone]`, and count the slots owned by a surviving real before
+/// and by another surviving real after. The removed real's own slots must move and are not
+/// counted.
+pub fn survivors_moved(reals: &[SocketAddr], gone: usize, size: u32) -> Result<usize, MaglevError> {
+    let all: Vec<(SocketAddr, u32)> = reals.iter().map(|&a| (a, 1)).collect();
+    let mut rest = all.clone();
+    rest.remove(gone);
+    let before = MaglevTable::build(&all, size)?;
+    let after = MaglevTable::build(&rest, size)?;
+    Ok(before
+        .slots()
+        .iter()
+        .zip(after.slots())
+        .filter(|&(&b, &a)| b as usize != gone && all[b as usize].0 != rest[a as usize].0)
+        .count())
+}
+
 /// Give each walker its quota: `⌊M·w/Σw⌋`, plus one slot each for the largest remainders (ties
 /// to the walker earlier in identity order, which `walkers` is sorted by). The quotas add up
 /// to `M`.
