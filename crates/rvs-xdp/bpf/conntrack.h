@@ -16,8 +16,9 @@
  * - rvs_fnat_pools: FULLNAT local addresses of each service (by service index).
  * - rvs_real_ports: a real's port (network order) by real index; 0 = the service's port.
  * - rvs_tx_ports: device map of the interfaces NAT may send out of (key = value = ifindex).
- * - rvs_nh_cache / rvs_nh_clients: per CPU, the FIB's answer for the way to each real / to
- *   client addresses (LRU), kept 1 s, so route and neighbour changes apply within a second.
+ * - rvs_nh_cache: per CPU, the FIB's answer for the way to each real, kept 1 s; the way to a
+ *   flow's client is kept (1 s too) in its rvs_nat_rev value, found by the lookup a reply
+ *   needs anyway. Route and neighbour changes apply within a second.
  */
 #ifndef RVS_CONNTRACK_H
 #define RVS_CONNTRACK_H
@@ -30,7 +31,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RVS_MAX_NAT_CONNS);
 	__type(key, struct rvs_flow_key);
-	__type(value, struct rvs_flow_key);
+	__type(value, struct rvs_nat_rev);
 } rvs_nat_rev SEC(".maps");
 
 struct {
@@ -72,31 +73,25 @@ struct {
 	__type(value, struct rvs_nh);
 } rvs_nh_cache SEC(".maps");
 
-/* Next hop towards a client (replies), per CPU, by (address, ingress interface). */
-struct rvs_nh_key {
-	__u32 addr[4];
-	__u32 ingress;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct rvs_nh_key);
-	__type(value, struct rvs_nh);
-} rvs_nh_clients SEC(".maps");
-
-/* Per-CPU scratch for building a rvs_nh_clients entry off the (full) stack. */
-struct rvs_nh_scratch {
-	struct rvs_nh_key key;
-	struct rvs_nh val;
-};
-
+/* Per-CPU scratch for a new reverse entry (the stack is nearly full). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct rvs_nh_scratch);
-} rvs_nh_scratch SEC(".maps");
+	__type(value, struct rvs_nat_rev);
+} rvs_rev_scratch SEC(".maps");
+
+/* A zeroed reverse-entry value for `orig` (in rvs_rev_scratch), or 0. */
+static __always_inline struct rvs_nat_rev *rvs_rev_value(const struct rvs_flow_key *orig)
+{
+	__u32 zero = 0;
+	struct rvs_nat_rev *v = bpf_map_lookup_elem(&rvs_rev_scratch, &zero);
+	if (!v)
+		return 0;
+	__builtin_memset(v, 0, sizeof(*v));
+	__builtin_memcpy(&v->orig, orig, sizeof(*orig));
+	return v;
+}
 
 /* The port a real listens on for a service on `vport` (both network order). */
 static __always_inline __u16 rvs_real_port(__u32 idx, __u16 vport)

@@ -41,6 +41,11 @@ static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 		return -1;
 	}
 	__u32 count = pool->count;
+	struct rvs_nat_rev *rv = rvs_rev_value(&pkt->flow);
+	if (!rv) {
+		*outcome = RVS_OUTCOME_TABLE_FULL;
+		return -1;
+	}
 	struct rvs_flow_key rk = { .sport = rport, .proto = pkt->flow.proto,
 				   .family = pkt->flow.family };
 	__builtin_memcpy(rk.src, real->addr, 16);
@@ -52,7 +57,7 @@ static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 		__u32 port = RVS_FNAT_PORT_MIN + (r >> 8) % (65536 - RVS_FNAT_PORT_MIN);
 		__builtin_memcpy(rk.dst, pool->addrs[li & (RVS_MAX_LADDRS - 1)], 16);
 		rk.dport = bpf_htons(port);
-		long rc = bpf_map_update_elem(&rvs_nat_rev, &rk, &pkt->flow, BPF_NOEXIST);
+		long rc = bpf_map_update_elem(&rvs_nat_rev, &rk, rv, BPF_NOEXIST);
 		if (rc == -RVS_EEXIST)
 			continue;
 		if (rc) {

@@ -15,8 +15,8 @@
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
- * Out: bpf_fib_lookup finds the next hop (cached per CPU for a second: rvs_nh_cache towards
- * reals, rvs_nh_clients towards clients). Same interface → XDP_TX; another one → bpf_redirect_map through rvs_tx_ports
+ * Out: bpf_fib_lookup finds the next hop (cached for a second: per CPU in rvs_nh_cache towards
+ * reals, in the flow's reverse entry towards its client). Same interface → XDP_TX; another one → bpf_redirect_map through rvs_tx_ports
  * (XDP_PASS, MACs untouched, when the interface is not in it). When the
  * lookup does not succeed (e.g. no neighbour entry yet) a packet to a real whose MAC the engine
  * resolved goes out again (XDP_TX) to that MAC, anything else goes to the kernel already
@@ -60,29 +60,25 @@ static __always_inline int rvs_nh_send(struct xdp_md *ctx, __u32 ifindex, const 
 	return ifindex == ctx->ingress_ifindex ? XDP_TX : XDP_REDIRECT;
 }
 
-/* `real` (a real index) or RVS_NO_REAL (a client): the next hop is cached in rvs_nh_cache /
- * rvs_nh_clients (keys and values built in rvs_nh_scratch: the stack is nearly full). */
+/* Send towards `t->dst`: real `real` (next hop cached per CPU in rvs_nh_cache), or with
+ * real RVS_NO_REAL a client (next hop cached in the flow's reverse entry `rv`). */
 static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat_tuple *t,
-				   const __u8 *fallback_mac, __u32 real)
+				   const __u8 *fallback_mac, __u32 real, struct rvs_nat_rev *rv)
 {
-	__u32 zero = 0;
-	struct rvs_nh_scratch *sc = bpf_map_lookup_elem(&rvs_nh_scratch, &zero);
-	if (!sc)
-		return XDP_ABORTED;
-	struct rvs_nh *nh;
-	sc->key.ingress = ctx->ingress_ifindex;
-	__builtin_memcpy(sc->key.addr, t->dst, 16);
 	__u64 now = bpf_ktime_get_coarse_ns();
-	if (real != RVS_NO_REAL)
+	__u32 ingress = ctx->ingress_ifindex;
+	struct rvs_nh *nh = 0;
+	if (real != RVS_NO_REAL) {
 		nh = bpf_map_lookup_elem(&rvs_nh_cache, &real);
-	else
-		nh = bpf_map_lookup_elem(&rvs_nh_clients, &sc->key);
-	if (nh && now < nh->expires_ns && nh->ingress == ctx->ingress_ifindex &&
-	    nh->addr[0] == t->dst[0] && nh->addr[1] == t->dst[1] && nh->addr[2] == t->dst[2] &&
-	    nh->addr[3] == t->dst[3])
-		return rvs_nh_send(ctx, nh->ifindex, nh->dmac, nh->smac);
+		if (nh && now < nh->expires_ns && nh->ingress == ingress &&
+		    nh->addr[0] == t->dst[0] && nh->addr[1] == t->dst[1] &&
+		    nh->addr[2] == t->dst[2] && nh->addr[3] == t->dst[3])
+			return rvs_nh_send(ctx, nh->ifindex, nh->dmac, nh->smac);
+	} else if (rv && now < rv->nh_expires_ns && rv->nh_ingress == ingress) {
+		return rvs_nh_send(ctx, rv->nh_ifindex, rv->nh_dmac, rv->nh_smac);
+	}
 	struct bpf_fib_lookup fib = {};
-	fib.ifindex = ctx->ingress_ifindex;
+	fib.ifindex = ingress;
 	fib.l4_protocol = t->proto;
 	fib.sport = t->sport;
 	fib.dport = t->dport;
@@ -102,18 +98,22 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
 	if ((void *)(eth + 1) > end)
 		return XDP_ABORTED;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		struct rvs_nh *v = &sc->val;
-		v->expires_ns = now + RVS_NH_CACHE_NS;
-		v->ingress = ctx->ingress_ifindex;
-		v->ifindex = fib.ifindex;
-		__builtin_memcpy(v->addr, t->dst, 16);
-		__builtin_memcpy(v->dmac, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(v->smac, fib.smac, ETH_ALEN);
-		if (real != RVS_NO_REAL) {
-			if (nh)
-				*nh = *v;
-		} else {
-			bpf_map_update_elem(&rvs_nh_clients, &sc->key, v, BPF_ANY);
+		if (nh) {
+			nh->expires_ns = now + RVS_NH_CACHE_NS;
+			nh->ingress = ingress;
+			nh->ifindex = fib.ifindex;
+			__builtin_memcpy(nh->addr, t->dst, 16);
+			__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+			__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+		} else if (rv) {
+			/* Shared by every CPU: a reply racing this write on another CPU may read a
+			 * half-written answer only if the route changed in between (both halves are
+			 * valid next hops otherwise). */
+			rv->nh_expires_ns = now + RVS_NH_CACHE_NS;
+			rv->nh_ingress = ingress;
+			rv->nh_ifindex = fib.ifindex;
+			__builtin_memcpy(rv->nh_dmac, fib.dmac, ETH_ALEN);
+			__builtin_memcpy(rv->nh_smac, fib.smac, ETH_ALEN);
 		}
 		return rvs_nh_send(ctx, fib.ifindex, fib.dmac, fib.smac);
 	}
@@ -156,7 +156,8 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 				   .proto = pkt->flow.proto, .family = pkt->flow.family };
 	__builtin_memcpy(rk.src, real->addr, 16);
 	__builtin_memcpy(rk.dst, pkt->flow.src, 16);
-	if (bpf_map_update_elem(&rvs_nat_rev, &rk, &pkt->flow, BPF_ANY)) {
+	struct rvs_nat_rev *rv = rvs_rev_value(&pkt->flow);
+	if (!rv || bpf_map_update_elem(&rvs_nat_rev, &rk, rv, BPF_ANY)) {
 		*outcome = RVS_OUTCOME_TABLE_FULL;
 		return -1;
 	}
@@ -215,7 +216,7 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 	}
 	rvs_count(c->svc, pkt->l3_len, new_conn);
 	rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
-	return rvs_nat_xmit(ctx, &t, real->has_mac ? real->mac : 0, idx);
+	return rvs_nat_xmit(ctx, &t, real->has_mac ? real->mac : 0, idx, 0);
 }
 
 /* A packet that matched no service: if it is a reply of a NAT/FULLNAT flow (or an ICMP error
@@ -223,9 +224,10 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 					 __u32 *outcome, int *action)
 {
-	const struct rvs_flow_key *orig = bpf_map_lookup_elem(&rvs_nat_rev, &pkt->flow);
-	if (!orig)
+	struct rvs_nat_rev *rv = bpf_map_lookup_elem(&rvs_nat_rev, &pkt->flow);
+	if (!rv)
 		return 0;
+	const struct rvs_flow_key *orig = &rv->orig;
 	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport,
 				   .family = pkt->flow.family, .proto = pkt->flow.proto };
 	__builtin_memcpy(t.src, orig->dst, 16);
@@ -239,7 +241,7 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 		return 1;
 	}
 	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_NAT_REPLY;
-	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL);
+	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL, rv);
 	return 1;
 }
 

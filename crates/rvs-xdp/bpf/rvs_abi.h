@@ -208,6 +208,18 @@ struct rvs_counters {
 	__u64 bytes;
 };
 
+/* rvs_nat_rev value (key: the flow as the real sends its replies): the client's flow, and the
+ * next hop towards the client as the program last found it (nh_expires_ns 0 = none). */
+struct rvs_nat_rev {
+	struct rvs_flow_key orig;
+	__u64 nh_expires_ns; /* the cached next hop is used until then */
+	__u32 nh_ingress;    /* the interface the reply came in on when it was looked up */
+	__u32 nh_ifindex;    /* out */
+	__u8 nh_dmac[6];
+	__u8 nh_smac[6];
+	__u32 pad;
+};
+
 /* rvs_fnat_pools value (array indexed by service index): a service's local addresses. */
 struct rvs_fnat_pool {
 	__u32 count; /* addresses used, <= RVS_MAX_LADDRS */

@@ -132,6 +132,20 @@ pub struct BenchFrame {
     pub data: [u8; RVS_BENCH_FRAME_MAX as usize],
 }
 
+/// `struct rvs_nat_rev`: the client's flow of a reverse entry and the next hop towards the
+/// client the program cached there.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatRev {
+    pub orig: FlowKey,
+    pub nh_expires_ns: u64,
+    pub nh_ingress: u32,
+    pub nh_ifindex: u32,
+    pub nh_dmac: [u8; 6],
+    pub nh_smac: [u8; 6],
+    pub pad: u32,
+}
+
 /// FULLNAT: a service's local addresses (`struct rvs_fnat_pool`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,6 +170,7 @@ unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for DecapKey {}
 unsafe impl aya::Pod for BenchFrame {}
 unsafe impl aya::Pod for FnatPool {}
+unsafe impl aya::Pod for NatRev {}
 
 /// Address in ABI form.
 pub fn addr_of(ip: std::net::IpAddr) -> (Addr, u8) {

@@ -4,7 +4,7 @@
 //! entries (and FULLNAT local ports) of flows whose `rvs_conns` entry expired (by its state's
 //! timeout, [`crate::conntrack`]) or vanished.
 
-use crate::abi::{self, Config, Conn, FlowKey, FnatPool, addr_of};
+use crate::abi::{self, Config, Conn, FlowKey, FnatPool, NatRev, addr_of};
 use crate::balancer::Balancer;
 use crate::conntrack::expired;
 use crate::error::{XdpError, map_err};
@@ -77,10 +77,13 @@ impl Balancer {
     /// The reverse table: (flow as the real sends it, flow as the client sent it).
     pub fn nat_rev(&self) -> Result<Vec<(FlowKey, FlowKey)>, XdpError> {
         let m = self.ebpf().map("rvs_nat_rev");
-        let h: HashMap<&MapData, FlowKey, FlowKey> =
+        let h: HashMap<&MapData, FlowKey, NatRev> =
             HashMap::try_from(m.ok_or(XdpError::Missing("rvs_nat_rev"))?)
                 .map_err(map_err("rvs_nat_rev"))?;
-        Ok(h.iter().filter_map(Result::ok).collect())
+        Ok(h.iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k, v.orig))
+            .collect())
     }
 
     /// FULLNAT flows: (flow as the client sent it, local address and port), from their
@@ -147,23 +150,27 @@ impl Balancer {
             {
                 // The FULLNAT flow has another local port now (its entry expired and was made
                 // afresh before a sweep saw it): this reverse entry is stale.
-                self.remove::<FlowKey>("rvs_nat_rev", &rev)?;
+                self.remove::<NatRev>("rvs_nat_rev", &rev)?;
                 report.stale += 1;
                 continue;
             }
             if !expired(cfg, conn.as_ref(), now) {
                 continue;
             }
-            self.remove::<FlowKey>("rvs_nat_rev", &rev)?;
+            self.remove::<NatRev>("rvs_nat_rev", &rev)?;
             if let Some(c) = self.conn_of(&orig)?
                 && !expired(cfg, Some(&c), now)
             {
                 let m = self.ebpf_mut().map_mut("rvs_nat_rev");
-                let mut h: HashMap<&mut MapData, FlowKey, FlowKey> =
+                let mut h: HashMap<&mut MapData, FlowKey, NatRev> =
                     HashMap::try_from(m.ok_or(XdpError::Missing("rvs_nat_rev"))?)
                         .map_err(map_err("rvs_nat_rev"))?;
+                let value = NatRev {
+                    orig,
+                    ..Default::default()
+                };
                 // BPF_NOEXIST: a new flow may have taken the local port meanwhile.
-                if h.insert(rev, orig, 1).is_err() {
+                if h.insert(rev, value, 1).is_err() {
                     log::debug!("xdp: reverse entry of a revived flow was taken");
                 }
                 continue;

@@ -834,6 +834,16 @@ fn fib_path(lab: &mut Lab) {
         &input,
         XDP_REDIRECT,
         "nat_reply",
+        |_| want.clone(),
+    );
+    // The client's neighbour goes away: the flow's reverse entry still has the next hop.
+    sh(&["ip", "neigh", "del", "192.168.1.10", "dev", "natc0"]);
+    check(
+        lab,
+        "reply again, client's neighbour gone: next hop cached in the reverse entry",
+        &input,
+        XDP_REDIRECT,
+        "nat_reply",
         |_| want,
     );
 }
