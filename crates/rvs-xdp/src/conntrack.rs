@@ -66,17 +66,7 @@ fn secs_ns(s: u32) -> u64 {
 /// others) with `ipvsadm --set` applied (`tcp` → ESTABLISHED, `tcpfin` → FIN_WAIT, `udp`;
 /// 0 keeps the base value, as with ipvsadm).
 pub fn timeouts(base: &ConnTimeouts, set: &Timeouts) -> ConnTimeouts {
-    let mut t = *base;
-    if set.tcp > 0 {
-        t.tcp[TcpState::Established as usize] = set.tcp;
-    }
-    if set.tcp_fin > 0 {
-        t.tcp[TcpState::FinWait as usize] = set.tcp_fin;
-    }
-    if set.udp > 0 {
-        t.udp = set.udp;
-    }
-    t
+    base.with_set(set)
 }
 
 /// The state an entry's code stands for (`None` for a code the program never writes).

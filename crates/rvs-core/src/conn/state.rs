@@ -132,7 +132,12 @@ impl ConnTimeouts {
     /// IPVS's defaults with `ipvsadm --set tcp tcpfin udp` applied: `tcp` sets ESTABLISHED,
     /// `tcpfin` FIN_WAIT, `udp` UDP; 0 keeps the default, as with ipvsadm.
     pub fn from_set(set: &Timeouts) -> Self {
-        let mut t = ConnTimeouts::default();
+        ConnTimeouts::default().with_set(set)
+    }
+
+    /// These timeouts with `ipvsadm --set tcp tcpfin udp` applied (0 keeps the value here).
+    pub fn with_set(self, set: &Timeouts) -> Self {
+        let mut t = self;
         if set.tcp > 0 {
             t.tcp[TcpState::Established as usize] = set.tcp;
         }
