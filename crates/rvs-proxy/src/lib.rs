@@ -7,7 +7,8 @@
 //!
 //! * workers: one thread per core, each a current-thread tokio runtime with its own
 //!   `SO_REUSEPORT` listener per service ([`worker`], [`listen`]);
-//! * TCP ([`tcp`]): bounded connect retries on other reals, `splice(2)` relay with pooled pipes
+//! * TCP ([`tcp`]): bounded connect retries on other reals (timeouts on a per-worker ticker,
+//!   [`ticker`]), `splice(2)` relay with pooled pipes
 //!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
 //! * UDP ([`udp`]): sessions by client address with the UDP timeout, replies from the VIP,
 //!   one-packet scheduling (`-o`);
@@ -26,6 +27,7 @@ pub mod relay;
 pub mod shared;
 pub mod stats;
 pub mod tcp;
+pub mod ticker;
 pub mod track;
 pub mod udp;
 pub mod worker;

@@ -227,7 +227,10 @@ async fn connect_with_retries(
             &engine.clock,
         );
         let timeout = Duration::from_millis(opts.connect_timeout_ms.max(1) as u64);
-        match tokio::time::timeout(timeout, connect(real.addr)).await {
+        match crate::ticker::within(timeout, connect(real.addr))
+            .await
+            .ok_or(())
+        {
             Ok(Ok(server)) => {
                 real.counters.add_conn();
                 svc.counters.add_conn();
