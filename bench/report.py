@@ -101,7 +101,7 @@ def ratio_rows(doc, metric):
                 a, b = by_key.get((subj, scen)), by_key.get((ref, scen))
                 if not a or not b:
                     continue
-                per_round = [x / y for x, y in zip(a, b) if y and math.isfinite(x) and math.isfinite(y)]
+                per_round = [x / y for x, y in zip(a, b) if finite([x, y]) == [x, y] and y]
                 if per_round:
                     rows.append((scen, subj, ref, statistics.median(per_round), len(per_round)))
         return rows
@@ -117,7 +117,7 @@ def ratio_rows(doc, metric):
                 a, b = by_key.get((subj, scen)), by_key.get((ref, scen))
                 if not a or not b:
                     continue
-                per_round = [x / y for x, y in zip(a, b) if y and math.isfinite(x) and math.isfinite(y)]
+                per_round = [x / y for x, y in zip(a, b) if finite([x, y]) == [x, y] and y]
                 if per_round:
                     rows.append((scen, subj, ref, statistics.median(per_round), len(per_round)))
     return rows

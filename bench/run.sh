@@ -12,6 +12,7 @@
 #   BENCH_MODE  smoke | quick | full
 #   BENCH_OUT   directory where it writes <name>.json (format: see bench/README.md)
 #   BENCH_BIN   directory of the built workspace binaries (rvs-bench, rvsd, ...)
+# Set BENCH_RESULTS=DIR to write the report to DIR/<date>.md instead of bench/results/.
 # A comparison that cannot run at all here exits 0 after writing a JSON whose "skipped" says why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ for arg in "$@"; do
         --quick) MODE=quick ;;
         --full) MODE=full ;;
         --smoke) MODE=smoke ;;
-        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -68,7 +69,10 @@ if [ "$MODE" = smoke ]; then
     OUT=$(mktemp -d /tmp/rvs-bench-smoke.XXXXXX)
     trap 'rm -rf "$OUT"' EXIT
 else
-    OUT="bench/results/$DATE"
+    # BENCH_RESULTS: where the report goes (default bench/results; e.g. /tmp/x for a trial run
+    # that must not replace the committed report of the day).
+    RESULTS=${BENCH_RESULTS:-bench/results}
+    OUT="$RESULTS/$DATE"
     mkdir -p "$OUT"
     rm -f "$OUT"/*.json
 fi
@@ -91,7 +95,7 @@ done
 if [ "$MODE" = smoke ]; then
     /usr/bin/python3 bench/report.py --in "$OUT" --check || failed+=(check)
 else
-    /usr/bin/python3 bench/report.py --in "$OUT" --out "bench/results/$DATE.md" --charts "$OUT" || failed+=(report)
+    /usr/bin/python3 bench/report.py --in "$OUT" --out "$RESULTS/$DATE.md" --charts "$OUT" || failed+=(report)
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "bench: FAILED: ${failed[*]}"

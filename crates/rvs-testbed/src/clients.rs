@@ -55,10 +55,15 @@ pub struct WrkResult {
     pub errors: u64,
 }
 
-/// Runs wrk with `--latency` and parses its report.
+/// Runs wrk with `--latency` and parses its report. Killed 30 s after its duration (wrk's
+/// initial test connect blocks through every SYN retry, about two minutes, when nothing answers).
 pub fn wrk(ns: Option<&Netns>, o: &WrkOptions) -> Result<WrkResult> {
-    let mut c = command_in(ns, o.cpus.as_deref(), "wrk");
+    let mut c = command_in(ns, o.cpus.as_deref(), "timeout");
+    let limit = o.duration.as_secs().max(1) + 30;
     c.args([
+        "--kill-after=5",
+        &format!("{limit}s"),
+        "wrk",
         "--latency",
         "-t",
         &o.threads.to_string(),

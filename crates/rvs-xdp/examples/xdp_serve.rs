@@ -1,8 +1,7 @@
 //! `xdp_serve`: runs rvs's xdp engine with services given on the command line, in the current
 //! network namespace, until stdin closes — for `rvs-bench` (bench/README.md) where rvsd cannot
-//! serve the subject yet: FULLNAT needs local addresses, which rvsd's configuration has no key
-//! for yet, and rvsd has no switch for generic (SKB) attach. Everything else in the bench goes
-//! through rvsd, as an operator would run it.
+//! serve the subject: rvsd has no switch for generic (SKB) attach (the `-generic` subjects of
+//! full mode). Everything else in the bench goes through rvsd, as an operator would run it.
 //!
 //! ```text
 //! xdp_serve --interface IF [--interface IF ...] [--local ADDR ...] [--generic]

@@ -43,6 +43,8 @@ pub struct Plan {
     pub connections: u32,
     /// Seconds of one iperf3 run.
     pub bulk_secs: u32,
+    /// Rounds with a bulk (iperf3) run: the first `bulk_rounds` of the `rounds`.
+    pub bulk_rounds: usize,
     /// Connections held for the memory figure.
     pub idle_connections: usize,
 }
@@ -62,6 +64,8 @@ impl Plan {
             rounds,
             connections: 50,
             bulk_secs: bulk,
+            // Quick mode: one bulk run per subject (keeps it under five minutes).
+            bulk_rounds: if mode == "quick" { 1 } else { rounds },
             idle_connections: idle,
         })
     }

@@ -169,7 +169,7 @@ pub fn run(plan: &Plan, rvsd: Result<PathBuf, String>, rec: &mut Recorder) -> Bo
             }
         }
     }
-    for _round in 0..plan.rounds {
+    for _round in 0..plan.bulk_rounds {
         for s in &subjects {
             // A subject whose bulk run fails keeps its other figures; the report notes why.
             // One retry: an iperf3 run through a proxy occasionally ends without its summary.

@@ -1,7 +1,7 @@
 //! The rvs subjects of the packet-path comparisons: the director runs `rvsd` (built with the
 //! default `xdp` feature) with a TOML configuration, as an operator would — or, for what rvsd
-//! cannot configure yet (FULLNAT local addresses, generic attach), the `xdp_serve` example of
-//! `crates/rvs-xdp`, which drives the same engine through the library. Started before a
+//! cannot configure (generic attach), the `xdp_serve` example of `crates/rvs-xdp`, which drives
+//! the same engine through the library. Started before a
 //! subject's runs and stopped after them, so the other subjects never pay for an attached
 //! program; stopping checks that the director's interfaces are left without XDP.
 

@@ -160,12 +160,18 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
         r.stop(dir)?;
         out?;
     }
-    for _round in 0..plan.rounds {
-        measure::warm_up(&ctx, &direct)?;
+    for round in 0..plan.rounds {
+        let bulk = round < plan.bulk_rounds;
+        if round == 0 {
+            // Nothing to warm but the reals: once is enough.
+            measure::warm_up(&ctx, &direct)?;
+        }
         for (scenario, close) in super::SCENARIOS {
             measure::requests(&mut ctx, "direct", &direct, scenario, close, false, None)?;
         }
-        measure::bulk(&mut ctx, "direct", &r0.ip4.to_string(), IPERF)?;
+        if bulk {
+            measure::bulk(&mut ctx, "direct", &r0.ip4.to_string(), IPERF)?;
+        }
         for (name, launch) in &rvs {
             let r = Running::start(bins, launch, dir, &["eth0"], &topo.client.ns, &probe)?;
             let out = (|| -> BoxResult<()> {
@@ -174,7 +180,10 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
                 for (scenario, close) in super::SCENARIOS {
                     measure::requests(&mut ctx, name, &via_vip, scenario, close, true, Some(&cpu))?;
                 }
-                measure::bulk(&mut ctx, name, &vip, IPERF)
+                if bulk {
+                    measure::bulk(&mut ctx, name, &vip, IPERF)?;
+                }
+                Ok(())
             })();
             r.stop(dir)?;
             out?;

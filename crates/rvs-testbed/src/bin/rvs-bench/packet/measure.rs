@@ -132,20 +132,42 @@ pub fn requests(
     let k0 = director_cost::runtime_ns(ctx.kthreads)?;
     let c0 = cpu_busy_ms(BALANCER_CPU)?;
     let u0 = userspace_ms.map(|f| f());
-    let r = wrk_all(ctx.client, targets, ctx.plan.duration, close)?;
+    let r = wrk_all(ctx.client, targets, ctx.plan.duration, close);
     let k1 = director_cost::runtime_ns(ctx.kthreads)?;
     let c1 = cpu_busy_ms(BALANCER_CPU)?;
     let u1 = userspace_ms.map(|f| f());
-    if r.requests == 0 {
-        return Err(format!("{subject}: wrk completed no request ({scenario})").into());
-    }
+    // A failed run costs this round's figures of this subject (recorded as missing, so the
+    // rounds stay aligned for the pairwise ratios), not the whole comparison.
+    let r = match r {
+        Ok(r) if r.requests > 0 => r,
+        other => {
+            let why = match other {
+                Ok(_) => "no request completed".to_string(),
+                Err(e) => e.to_string(),
+            };
+            ctx.rec.note(&format!(
+                "{subject} / {scenario}: run failed, figures missing for this round: {why}"
+            ));
+            WrkResult {
+                requests: 0,
+                requests_per_sec: f64::NAN,
+                p50_ms: f64::NAN,
+                p99_ms: f64::NAN,
+                errors: 0,
+            }
+        }
+    };
     if r.errors > 0 {
         ctx.rec.note(&format!(
             "{subject} / {scenario}: wrk reported {} errors in {} requests",
             r.errors, r.requests
         ));
     }
-    let n = r.requests as f64;
+    let n = if r.requests > 0 {
+        r.requests as f64
+    } else {
+        f64::NAN
+    };
     let rec = &mut *ctx.rec;
     if director_cpu {
         let k = (k1 - k0) as f64 / 1000.0 / n;

@@ -43,7 +43,10 @@ fn record_common(plan: &Plan, rec: &mut Recorder) {
     rec.param("rounds", json!(plan.rounds));
     rec.param(
         "iperf3",
-        json!(format!("-t {} (one stream)", plan.bulk_secs)),
+        json!(format!(
+            "-t {} (one stream), in {} of the rounds",
+            plan.bulk_secs, plan.bulk_rounds
+        )),
     );
     rec.param("idle_connections", json!(plan.idle_connections));
     rec.param(
@@ -54,7 +57,8 @@ fn record_common(plan: &Plan, rec: &mut Recorder) {
 
 /// Pass-through XDP programs on the peers of the director's veths (so frames its XDP program
 /// transmits are received), and tx checksum offload off on the client and the reals (frames
-/// that went through XDP lose CHECKSUM_PARTIAL). Applied for every subject alike.
+/// that went through XDP lose CHECKSUM_PARTIAL), and the client's port range opened. Applied
+/// for every subject alike.
 fn prepare_peers(topo: &Topology, peers: &[(&Netns, &str)]) -> BoxResult<()> {
     for (ns, dev) in peers {
         xdp_pass::attach(ns, dev)?;

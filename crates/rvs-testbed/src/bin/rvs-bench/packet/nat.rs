@@ -1,15 +1,17 @@
 //! `packet_nat`: the two-arm topology (client → director → bridge → 3 nginx reals) with every
 //! subject in every round: plain forwarding (with and without a conntrack rule), nftables DNAT
-//! (`numgen inc mod 3`), nftables DNAT + masquerade (the kernel's FULLNAT), rvs XDP NAT (rvsd)
-//! and rvs XDP FULLNAT (`xdp_serve`: rvsd has no key for FULLNAT local addresses yet).
+//! (`numgen inc mod 3`), nftables DNAT + masquerade (the kernel's FULLNAT), rvs XDP NAT and
+//! FULLNAT (rvsd, TOML config with `fullnat_local`); in full mode also the same engine attached
+//! in generic (SKB) mode, through the `xdp_serve` example (rvsd has no switch for that).
 
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use rvs_testbed::{Iperf3Server, Kind, Netns, Nginx, NginxOptions, Topology, director_cost};
 use serde_json::json;
 
 use super::balancer::{Binaries, Launch, Running};
-use super::measure::{self, Ctx, Target};
+use super::measure::{self, Ctx, spread};
 use super::memory::{self, State};
 use crate::record::{Recorder, version_of};
 use crate::{BALANCER_CPU, BoxResult, CLIENT_CPU, Plan};
@@ -63,9 +65,10 @@ fn subjects(topo: &Topology, full: bool) -> Vec<Subject> {
     let conntrack = "table inet track {\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    \
                      ct state established,related accept\n  }\n}\n";
     let toml = |method: &str| {
-        let mut t = "[daemon]\nlog_level = \"warn\"\nengines = [\"xdp\"]\nxdp_interfaces = [\"eth0\", \"eth1\"]\n\n\
-                     [timeouts]\ntcp_fin = 5\n\n"
-            .to_string();
+        let mut t = format!(
+            "[daemon]\nlog_level = \"warn\"\nengines = [\"xdp\"]\nxdp_interfaces = [\"eth0\", \"eth1\"]\n\
+             fullnat_local = [\"{LOCAL}\"]\n\n[timeouts]\ntcp_fin = 5\n\n"
+        );
         t += &format!("[[service]]\naddress = \"{vip}:80\"\nscheduler = \"mh\"\n\n");
         for r in &reals {
             t += &format!("[[service.real]]\naddress = \"{r}:80\"\nmethod = \"{method}\"\n\n");
@@ -143,7 +146,7 @@ fn subjects(topo: &Topology, full: bool) -> Vec<Subject> {
         },
         Subject {
             name: "rvs-xdp-fullnat",
-            how: How::Rvs(Launch::XdpServe(serve("fullnat", false))),
+            how: How::Rvs(Launch::Rvsd(toml("fullnat"))),
             target: vip_s.clone(),
             state: Some(State::Bpf {
                 dev: "eth0",
@@ -213,6 +216,12 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
     director_cost::switch_gro_off(&topo)?;
     rec.param("director_kthreads", json!(kthreads.len()));
     let mut subjects = subjects(&topo, plan.mode == "full");
+    if plan.mode == "quick" {
+        // Under five minutes for the whole suite: the conntrack-only subject is for full runs
+        // (and smoke, so it cannot rot).
+        subjects.retain(|s| s.name != "forward-conntrack");
+        rec.note("quick mode: forward-conntrack left out (full and smoke modes run it)");
+    }
     subjects.retain(|s| match &s.how {
         How::Rvs(l) => match bins.check(l) {
             Ok(()) => true,
@@ -229,45 +238,68 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
         kthreads: &kthreads,
         rec,
     };
-    // Idle connections first, before the request runs leave conntrack entries behind.
-    for s in &subjects {
-        if let Some(state) = &s.state {
-            with_subject(s, bins, &topo, |_| {
-                memory::idle(&mut ctx, s.name, dir, &format!("{}:80", s.target), state)
-            })?;
-            if matches!(state, State::Conntrack) {
-                load_rules(dir, "")?;
-                // Let the closed connections' entries expire (TIME_WAIT 5 s) before the next.
-                std::thread::sleep(if plan.mode == "smoke" {
-                    std::time::Duration::from_secs(1)
-                } else {
-                    std::time::Duration::from_secs(6)
-                });
-            }
+    // Idle connections first, before the request runs leave conntrack entries behind. The
+    // conntrack subjects are measured first and last, with the rvs ones between, so that the
+    // first one's closed connections (TIME_WAIT tracked 5 s here) have expired before the last
+    // one's slab growth is read; any time still missing is waited out.
+    let (mut idle, rvs): (Vec<&Subject>, Vec<&Subject>) = subjects
+        .iter()
+        .filter(|s| s.state.is_some())
+        .partition(|s| matches!(s.state, Some(State::Conntrack)));
+    let last = if idle.len() > 1 { idle.pop() } else { None };
+    idle.extend(rvs);
+    idle.extend(last);
+    let mut conntrack_closed: Option<Instant> = None;
+    for s in idle {
+        let Some(state) = &s.state else { continue };
+        if let (State::Conntrack, Some(t)) = (state, conntrack_closed) {
+            let settle = Duration::from_secs(if plan.mode == "smoke" { 1 } else { 6 });
+            std::thread::sleep(settle.saturating_sub(t.elapsed()));
+        }
+        with_subject(s, bins, &topo, |_| {
+            memory::idle(&mut ctx, s.name, dir, &format!("{}:80", s.target), state)
+        })?;
+        if matches!(state, State::Conntrack) {
+            conntrack_closed = Some(Instant::now());
         }
     }
-    for _round in 0..plan.rounds {
+    for round in 0..plan.rounds {
+        let bulk = round < plan.bulk_rounds;
         for s in &subjects {
-            let targets = vec![Target {
-                url: format!("http://{}/", s.target),
-                connections: plan.connections,
-            }];
+            // Three wrk processes for every subject (17 + 17 + 16 connections): at the VIP, or
+            // for plain forwarding one per real (so no real gets all the connections' TIME_WAIT
+            // sockets and every subject spreads its requests over the three reals).
+            let urls: Vec<String> = if s.target == topo.vip4.to_string() {
+                vec![format!("http://{}/", s.target); topo.reals.len()]
+            } else {
+                topo.reals
+                    .iter()
+                    .map(|r| format!("http://{}/", r.ip4))
+                    .collect()
+            };
+            let targets = spread(&urls, plan.connections);
             with_subject(s, bins, &topo, |running| {
-                measure::warm_up(&ctx, &targets)?;
+                // A freshly started rvs director every round; the kernel's subjects once.
+                if round == 0 || running.is_some() {
+                    measure::warm_up(&ctx, &targets)?;
+                }
                 let cpu = running.map(|r| move || r.cpu_ms());
                 for (scenario, close) in super::SCENARIOS {
                     let f = cpu.as_ref().map(|f| f as &dyn Fn() -> f64);
                     measure::requests(&mut ctx, s.name, &targets, scenario, close, true, f)?;
                 }
-                measure::bulk(&mut ctx, s.name, &s.target, IPERF)
+                if bulk {
+                    measure::bulk(&mut ctx, s.name, &s.target, IPERF)?;
+                }
+                Ok(())
             })?;
         }
     }
     load_rules(dir, "")?;
     ctx.rec.note("every subject in every round, one after the other on the same topology; the director's kthreads are its whole kernel cost (XDP runs inside their NAPI poll)");
     ctx.rec.note("pass-through XDP programs on the peer ends of the director's veths (client eth0, switch 'dir') and tx checksum offload off on the client and the reals, for every subject: frames an XDP program transmits out of a veth are only received when the peer has XDP, and lose CHECKSUM_PARTIAL");
-    ctx.rec.note("rvs-xdp-nat is rvsd (xdp engine, TOML config); rvs-xdp-fullnat runs the same engine through the xdp_serve example because rvsd's config has no key for FULLNAT local addresses yet; director_userspace_cpu_per_request is that process's own CPU (netlink, upkeep), not in the kthread figure");
-    ctx.rec.note("forward and forward-conntrack send every request to real 0 (no balancing); the others spread over 3 reals (nftables numgen, rvs Maglev)");
+    ctx.rec.note("rvs-xdp-nat and rvs-xdp-fullnat are rvsd (xdp engine, TOML config with xdp_interfaces and fullnat_local); the -generic subjects (full mode) run the same engine through the xdp_serve example, since rvsd has no switch for generic attach; director_userspace_cpu_per_request is that process's own CPU (all its threads' run time: netlink, upkeep), not in the kthread figure");
+    ctx.rec.note("every subject runs three wrk processes side by side (17 + 17 + 16 connections; requests/s summed, p99 the worst of the three): forward and forward-conntrack one per real (wrk picks the real), the others all at the VIP (nftables numgen, rvs Maglev); bulk: one iperf3 stream to real 0 (forward) or through the VIP's port 5201 service (to real 0)");
     ctx.rec.note("issue 6 anchors (nftables DNAT, same method elsewhere): 7.1 µs per keep-alive request, 40.4 µs per new connection; goal rvs <= 0.5x nftables");
     drop(nginx);
     Ok(())
