@@ -111,8 +111,11 @@ pub struct Ctx<'a> {
 
 /// Warm-up (unmeasured, when the plan has one) with keep-alive.
 pub fn warm_up(ctx: &Ctx, targets: &[Target]) -> BoxResult<()> {
-    if let Some(w) = ctx.plan.warmup {
-        wrk_all(ctx.client, targets, w, false)?;
+    // A failed warm-up is not fatal: the measured run after it records its own failure.
+    if let Some(w) = ctx.plan.warmup
+        && let Err(e) = wrk_all(ctx.client, targets, w, false)
+    {
+        eprintln!("rvs-bench: warm-up failed: {e}");
     }
     Ok(())
 }

@@ -69,5 +69,12 @@ fn prepare_peers(topo: &Topology, peers: &[(&Netns, &str)]) -> BoxResult<()> {
     for r in &topo.reals {
         r.ns.run("ethtool", &["-K", &r.dev, "tx", "off"])?;
     }
+    // The client opens tens of thousands of connections to one address (idle holds of 10,000
+    // that it closes itself, so its side keeps them in TIME-WAIT for 60 s): the whole port
+    // range, and TIME-WAIT reuse for outgoing connections, as a load generator is set up.
+    topo.client
+        .ns
+        .sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+    topo.client.ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
     Ok(())
 }
