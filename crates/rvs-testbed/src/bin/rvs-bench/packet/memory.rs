@@ -34,8 +34,8 @@ pub enum State<'a> {
     },
 }
 
-/// `nf_conntrack` slab: active objects × object size, in bytes.
-fn conntrack_slab_bytes() -> BoxResult<f64> {
+/// `nf_conntrack` slab: (active objects × object size, object size), in bytes.
+fn conntrack_slab() -> BoxResult<(f64, f64)> {
     let text = std::fs::read_to_string("/proc/slabinfo")?;
     let line = text
         .lines()
@@ -48,7 +48,7 @@ fn conntrack_slab_bytes() -> BoxResult<f64> {
         .filter_map(|v| v.parse().ok())
         .collect();
     match f.as_slice() {
-        [active, _total, size] => Ok(active * size),
+        [active, _total, size] => Ok((active * size, *size)),
         _ => Err(format!("cannot parse {line:?}").into()),
     }
 }
@@ -125,6 +125,16 @@ fn settle_closed(client: &Netns, target: &str) -> usize {
     }
 }
 
+/// Connections held: 10,000 (the figure; a director needs no descriptor per
+/// connection, unlike a proxy), the plan's smaller number in smoke mode.
+pub fn count(plan: &crate::Plan) -> usize {
+    if plan.mode == "smoke" {
+        plan.idle_connections
+    } else {
+        10_000
+    }
+}
+
 /// [`idle_once`], retried once after 5 s; if that fails too, the figures are recorded as
 /// missing with the reason in the notes (the comparison's other figures are kept).
 pub fn idle(
@@ -175,13 +185,9 @@ fn idle_once(
     state: &State,
 ) -> BoxResult<()> {
     // 10,000 (the figure; a director needs no descriptor per connection, unlike a proxy).
-    let n = if ctx.plan.mode == "smoke" {
-        ctx.plan.idle_connections
-    } else {
-        10_000
-    };
+    let n = count(ctx.plan);
     let (slab0, count0) = match state {
-        State::Conntrack => (conntrack_slab_bytes()?, conntrack_count(dir_ns)?),
+        State::Conntrack => (conntrack_slab()?.0, conntrack_count(dir_ns)?),
         State::Bpf { .. } => (0.0, 0.0),
     };
     let exe = std::env::current_exe()?;
@@ -205,11 +211,16 @@ fn idle_once(
     std::thread::sleep(Duration::from_millis(300));
     let result = match state {
         State::Conntrack => {
-            let slab = conntrack_slab_bytes()? - slab0;
+            let (now, objsize) = conntrack_slab()?;
             let count = conntrack_count(dir_ns)? - count0;
+            // Every held connection has an entry; when the count grew by less, older entries
+            // (earlier subjects' closed connections) expired meanwhile and freed their objects:
+            // add those back so the figure is what the held connections occupy.
+            let expired = (held - count).max(0.0);
+            let slab = now - slab0 + expired * objsize;
             ctx.rec.note(&format!(
-                "{subject}: {held} idle connections held; conntrack entries +{count}, nf_conntrack slab +{:.0} KiB",
-                slab / 1024.0
+                "{subject}: {held} idle connections held; conntrack entries +{count} (so {expired} older ones expired meanwhile, {objsize} bytes each, added back), nf_conntrack slab +{:.0} KiB",
+                (now - slab0) / 1024.0
             ));
             (slab / held, slab / 1024.0 / 1024.0)
         }

@@ -48,7 +48,7 @@ fn record_common(plan: &Plan, rec: &mut Recorder) {
             plan.bulk_secs, plan.bulk_rounds
         )),
     );
-    rec.param("idle_connections", json!(plan.idle_connections));
+    rec.param("idle_connections", json!(memory::count(plan)));
     rec.param(
         "pinning",
         json!(format!("director NAPI kthreads on CPU {BALANCER_CPU}; all else (clients, reals, their kthreads, the rvs process) on CPU {CLIENT_CPU}")),
