@@ -71,10 +71,10 @@ fn prepare_peers(topo: &Topology, peers: &[(&Netns, &str)]) -> BoxResult<()> {
     }
     // The client opens tens of thousands of connections to one address (idle holds of 10,000
     // that it closes itself, so its side keeps them in TIME-WAIT for 60 s): the whole port
-    // range, and TIME-WAIT reuse for outgoing connections, as a load generator is set up.
+    // range. (Not TIME-WAIT reuse: reusing a port within seconds meets the director's
+    // conntrack entry of the previous connection, still bound to its NAT mapping.)
     topo.client
         .ns
         .sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
-    topo.client.ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
     Ok(())
 }
