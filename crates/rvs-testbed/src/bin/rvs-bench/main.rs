@@ -174,6 +174,48 @@ fn default_rvsd() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A `rvs-bench hold` child process holding idle connections (see [`hold`]).
+pub struct Holder {
+    child: std::process::Child,
+    /// How many connections it holds.
+    pub held: usize,
+    /// Its `READY` line as printed (for error messages).
+    pub line: String,
+}
+
+impl Holder {
+    /// Starts `rvs-bench hold target n` in `ns` on the client CPU and waits for its `READY`.
+    pub fn start(ns: &rvs_testbed::Netns, target: &str, n: usize) -> BoxResult<Holder> {
+        let exe = std::env::current_exe()?;
+        let mut child = ns
+            .command_pinned(CLIENT_CPU, &exe.to_string_lossy())
+            .args(["hold", target, &n.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("holder stdout")?;
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .transpose()?
+            .unwrap_or_default();
+        let held = line
+            .strip_prefix("READY ")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Holder { child, held, line })
+    }
+
+    /// Closes the held connections and waits for the child to exit.
+    pub fn release(mut self) -> BoxResult<()> {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"done\n");
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
 /// Opens `n` connections to `addr`, prints `READY <opened>`, and holds them until stdin closes
 /// or a line arrives.
 fn hold(addr: &str, n: usize) -> BoxResult<()> {

@@ -5,10 +5,8 @@
 //! holder; the balancer under test alone on CPU 1, one worker thread each. Rounds interleave the
 //! subjects so each round's ratios compare runs made moments apart.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use rvs_testbed::procstat::{tree_cpu_time_ms, tree_rss_kib};
@@ -18,7 +16,7 @@ use rvs_testbed::{
 use serde_json::json;
 
 use crate::record::{HIGHER, LOWER, Recorder, version_of};
-use crate::{BALANCER_CPU, BoxResult, CLIENT_CPU, Plan};
+use crate::{BALANCER_CPU, BoxResult, CLIENT_CPU, Holder, Plan};
 
 const REAL_PORTS: [u16; 3] = [18081, 18082, 18083];
 const IPERF_PORT: u16 = 15201;
@@ -295,33 +293,15 @@ fn measure_idle(ns: &Netns, s: &Subject, plan: &Plan, rec: &mut Recorder) -> Box
         .map(ConfiguredServer::pid)
         .ok_or("no process")?;
     let before = tree_rss_kib(pid)?;
-    let exe = std::env::current_exe()?;
-    let mut holder = ns
-        .command_pinned(CLIENT_CPU, &exe.to_string_lossy())
-        .args([
-            "hold",
-            &format!("127.0.0.1:{}", s.http_port),
-            &plan.idle_connections.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = holder.stdout.take().ok_or("holder stdout")?;
-    let line = BufReader::new(stdout)
-        .lines()
-        .next()
-        .transpose()?
-        .unwrap_or_default();
-    let held: usize = line
-        .strip_prefix("READY ")
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    let holder = Holder::start(
+        ns,
+        &format!("127.0.0.1:{}", s.http_port),
+        plan.idle_connections,
+    )?;
+    let (held, line) = (holder.held, holder.line.clone());
     std::thread::sleep(Duration::from_millis(1500)); // let the balancer finish its upstream connects
     let after = tree_rss_kib(pid)?;
-    if let Some(mut stdin) = holder.stdin.take() {
-        let _ = stdin.write_all(b"done\n");
-    }
-    holder.wait()?;
+    holder.release()?;
     if held == 0 {
         return Err(format!("{}: no idle connection could be opened ({line:?})", s.name).into());
     }

@@ -10,8 +10,6 @@
 //!   `bytes_memlock` / `max_entries`, summed over the maps a flow of this method uses) and the
 //!   total the director set aside for them whatever the load.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
 use std::time::Duration;
 
 use rvs_testbed::{Netns, xdp_pass};
@@ -19,7 +17,7 @@ use serde_json::Value;
 
 use crate::packet::measure::Ctx;
 use crate::record::LOWER;
-use crate::{BoxResult, CLIENT_CPU};
+use crate::{BoxResult, Holder};
 
 /// How the subject keeps per-connection state.
 pub enum State<'a> {
@@ -190,24 +188,8 @@ fn idle_once(
         State::Conntrack => (conntrack_slab()?.0, conntrack_count(dir_ns)?),
         State::Bpf { .. } => (0.0, 0.0),
     };
-    let exe = std::env::current_exe()?;
-    let mut holder = ctx
-        .client
-        .command_pinned(CLIENT_CPU, &exe.to_string_lossy())
-        .args(["hold", target, &n.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = holder.stdout.take().ok_or("holder stdout")?;
-    let line = BufReader::new(stdout)
-        .lines()
-        .next()
-        .transpose()?
-        .unwrap_or_default();
-    let held: f64 = line
-        .strip_prefix("READY ")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let holder = Holder::start(ctx.client, target, n)?;
+    let (held, line) = (holder.held as f64, holder.line.clone());
     std::thread::sleep(Duration::from_millis(300));
     let result = match state {
         State::Conntrack => {
@@ -247,10 +229,7 @@ fn idle_once(
             (per_flow, total / 1024.0 / 1024.0)
         }
     };
-    if let Some(mut stdin) = holder.stdin.take() {
-        let _ = stdin.write_all(b"done\n");
-    }
-    holder.wait()?;
+    holder.release()?;
     // Let every closed connection finish its FIN exchange while the subject still runs: an rvs
     // director stopped too early would leave the reals with thousands of half-closed
     // connections (nginx then runs out of worker connections in the next runs).
