@@ -14,6 +14,23 @@ pub fn curl(ns: Option<&Netns>, url: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `n` sequential curls of `url` (2-second limit each) in one shell inside `ns`; counts each
+/// distinct body (trimmed), with `"FAIL"` for a request that failed. For end-to-end tests that
+/// check how requests spread over reals whose bodies name them.
+pub fn curl_counts(
+    ns: &Netns,
+    url: &str,
+    n: usize,
+) -> Result<std::collections::BTreeMap<String, usize>> {
+    let script = format!("for i in $(seq 1 {n}); do curl -s --max-time 2 {url} || echo FAIL; done");
+    let out = ns.run("sh", &["-c", &script])?;
+    let mut counts = std::collections::BTreeMap::new();
+    for line in out.lines() {
+        *counts.entry(line.trim().to_string()).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
 /// Sends `count` pings to `addr` (0.2 s apart, 1 s deadline each); errors unless all replies come.
 pub fn ping(ns: Option<&Netns>, addr: &str, count: u32) -> Result<()> {
     let c = count.to_string();

@@ -94,21 +94,8 @@ impl Drop for Lab {
 
 /// `n` sequential curls from the client; body → count ("FAIL" for failures).
 fn curls(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
-    let script = format!(
-        "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{}/ || echo FAIL; done",
-        SocketAddr::new(lab.vip, 80)
-    );
-    let out = lab
-        .topo
-        .client
-        .ns
-        .run("sh", &["-c", &script])
-        .expect("curl loop");
-    let mut counts = BTreeMap::new();
-    for line in out.lines() {
-        *counts.entry(line.trim().to_string()).or_insert(0) += 1;
-    }
-    counts
+    let url = format!("http://{}/", SocketAddr::new(lab.vip, 80));
+    rvs_testbed::clients::curl_counts(&lab.topo.client.ns, &url, n).expect("curl loop")
 }
 
 fn run_method(method: Method, fwd: ForwardMethod, v6: bool, default_requests: usize) {

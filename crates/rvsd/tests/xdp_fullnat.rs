@@ -41,19 +41,8 @@ fn config(vip: Ipv4Addr, reals: &[SocketAddr], own_pool: &str) -> String {
 
 /// `n` curls from the client to `vip:port`; each line is a real's name or FAIL.
 fn curls(topo: &Topology, vip: Ipv4Addr, port: u16, n: usize) -> BTreeMap<String, usize> {
-    let script = format!(
-        "for i in $(seq 1 {n}); do curl -s --max-time 2 http://{vip}:{port}/ || echo FAIL; done"
-    );
-    let out = topo
-        .client
-        .ns
-        .run("sh", &["-c", &script])
-        .expect("curl loop");
-    let mut counts = BTreeMap::new();
-    for line in out.lines() {
-        *counts.entry(line.trim().to_string()).or_insert(0) += 1;
-    }
-    counts
+    rvs_testbed::clients::curl_counts(&topo.client.ns, &format!("http://{vip}:{port}/"), n)
+        .expect("curl loop")
 }
 
 /// Source addresses in the reals' access logs, counted.
