@@ -218,33 +218,33 @@ impl RecvBatch {
 /// SYN is never fragmented), so the kernel gives it IP ID 0 instead of running its hashed ID
 /// generator per packet.
 pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
-    let v: libc::c_int = libc::IP_PMTUDISC_PROBE;
-    // SAFETY: a valid int option value and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_option(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    )
 }
 
 /// `SO_RCVBUFFORCE` (needs `CAP_NET_ADMIN`): a receive buffer above `net.core.rmem_max`.
 pub fn force_recv_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)
+}
+
+/// `setsockopt` of an `int` option.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a valid int option value and its size.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
+            level,
+            name,
             (&v as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
