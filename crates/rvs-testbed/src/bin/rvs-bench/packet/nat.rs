@@ -202,6 +202,29 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
     dir.add_addr("eth1", &format!("{LOCAL}/24"))?;
     // Short TIME_WAIT tracking so long new-connection runs cannot fill the conntrack table.
     let _ = dir.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "5");
+    // The subjects that go straight to the reals (forward, forward-conntrack) use a second
+    // client address. Otherwise their connections would leave TIME_WAIT sockets on the reals
+    // for the same four-tuples (client:port, real:80) that the VIP subjects without
+    // masquerade later reuse through DNAT. A SYN whose timestamp and sequence number come
+    // from another key (the client keys them on the address it connects to: real vs VIP)
+    // is then refused by the real's TIME_WAIT socket about half the time, and the client
+    // waits a second to retry: nftables DNAT fell to ~300 new connections/s that way.
+    let direct_src = Ipv4Addr::new(10, 20, 1, 3);
+    let client = &topo.client.ns;
+    client.add_addr(&topo.client.dev, &format!("{direct_src}/24"))?;
+    let reals_net = format!(
+        "{}/24",
+        Ipv4Addr::from(u32::from(topo.reals[0].ip4) & !0xff)
+    );
+    client.ip(&[
+        "route",
+        "add",
+        &reals_net,
+        "via",
+        &topo.director.client_ip4.to_string(),
+        "src",
+        &direct_src.to_string(),
+    ])?;
     super::prepare_peers(&topo, &[(&topo.client.ns, "eth0"), (&topo.switch, "dir")])?;
     let mut nginx = Vec::new();
     for (i, r) in topo.reals.iter().enumerate() {
@@ -296,6 +319,7 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
         }
     }
     load_rules(dir, "")?;
+    ctx.rec.note(&format!("forward and forward-conntrack connect from a second client address ({direct_src}), the VIP subjects from the first: else the reals' TIME_WAIT sockets of the direct runs refuse about half of the later DNAT connections that reuse the same four-tuple (their timestamps and sequence numbers are keyed on another destination)"));
     ctx.rec.note("every subject in every round, one after the other on the same topology; the director's kthreads are its whole kernel cost (XDP runs inside their NAPI poll)");
     ctx.rec.note("pass-through XDP programs on the peer ends of the director's veths (client eth0, switch 'dir') and tx checksum offload off on the client and the reals, for every subject: frames an XDP program transmits out of a veth are only received when the peer has XDP, and lose CHECKSUM_PARTIAL");
     ctx.rec.note("rvs-xdp-nat and rvs-xdp-fullnat are rvsd (xdp engine, TOML config with xdp_interfaces and fullnat_local); the -generic subjects (full mode) run the same engine through the xdp_serve example, since rvsd has no switch for generic attach; director_userspace_cpu_per_request is that process's own CPU (all its threads' run time: netlink, upkeep), not in the kthread figure");
