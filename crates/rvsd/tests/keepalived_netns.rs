@@ -250,6 +250,22 @@ fn nginx_reals_in_namespaces_misc_dynamic_inhibit_and_quorum() {
         keepalived_common::listed_line(&ls, r0).unwrap_or_else(|| panic!("r0 listed:\n{ls}"));
     assert_eq!(line.split_whitespace().nth(3), Some("0"), "{line}");
     assert_eq!(fetch(6), vec!["r1"; 6]);
+    // the SYN prober's counters reach /metrics (published every 2 s): answered SYNs while r0
+    // listened, refused ones (RST) since
+    let syn = |outcome: &str| -> u64 {
+        let m = d.get("/metrics").body;
+        let key = format!("rvs_outcomes_total{{engine=\"health\",outcome=\"syn_{outcome}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "SYN prober counters in /metrics",
+        Duration::from_secs(5),
+        || syn("open") > 0 && syn("refused") > 0,
+    );
+    assert!(syn("sent") >= syn("open") + syn("refused"));
 
     // the script now says weight 1: below quorum 2 → the sorry server serves, r1 is gated
     std::fs::write(&code, "3").unwrap();

@@ -116,7 +116,10 @@ impl HealthManager {
             checks += s.checks;
             failures += s.failures;
         }
-        api::lock(shared).health.checks = (checks, failures);
+        let syn = self.tcp.as_ref().and_then(TcpProber::syn_stats);
+        let mut d = api::lock(shared);
+        d.health.checks = (checks, failures);
+        d.health.syn = syn;
     }
 
     /// How `TCP_CHECK`s run (`None` until one is configured).

@@ -65,6 +65,23 @@ pub struct HealthBook {
     counts: BTreeMap<&'static str, u64>,
     /// Checks run and failed, from the supervisors (see [`HealthManager::publish`]).
     checks: (u64, u64),
+    /// The SYN prober's counters, when `TCP_CHECK`s run on it (see [`HealthManager::publish`]).
+    syn: Option<rvs_health::SynStats>,
+}
+
+/// The SYN prober's counters by name (`health.syn_<name>` in the outcomes and `/metrics`).
+fn syn_counters(s: &rvs_health::SynStats) -> [(&'static str, u64); 9] {
+    [
+        ("sent", s.sent),
+        ("open", s.open),
+        ("refused", s.refused),
+        ("timeouts", s.timeouts),
+        ("retransmits", s.retransmits),
+        ("unmatched", s.unmatched),
+        ("send_errors", s.send_errors),
+        ("local_drops", s.local_drops),
+        ("resets", s.resets),
+    ]
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -95,6 +112,7 @@ impl HealthBook {
     /// Counters for the stats outcomes and `/metrics` (`health.<name>`).
     pub fn outcomes(&self) -> impl Iterator<Item = (String, u64)> + '_ {
         let (checks, failures) = self.checks;
+        let syn = self.syn.as_ref().map(syn_counters).into_iter().flatten();
         self.counts
             .iter()
             .map(|(k, v)| (format!("health.{k}"), *v))
@@ -102,6 +120,7 @@ impl HealthBook {
                 ("health.checks".to_string(), checks),
                 ("health.check_failures".to_string(), failures),
             ])
+            .chain(syn.map(|(k, v)| (format!("health.syn_{k}"), v)))
     }
 
     fn count(&mut self, name: &'static str) {
