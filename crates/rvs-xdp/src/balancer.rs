@@ -1,11 +1,14 @@
 //! The loaded balancer program (`rvs_lb`) and typed access to its maps: the only code that
 //! touches them. The [`crate::engine::XdpEngine`] decides what goes in; this module only puts
 //! it there, reads counters back, runs frames through `BPF_PROG_TEST_RUN`, and attaches.
+//! Whole hash maps are read (and bulk-deleted from) with the kernel's batch commands
+//! ([`crate::whole_map`]), entry by entry on kernels without them.
 
 use crate::abi::{
     self, Config, Conn, Counters, FlowKey, Iface, Persist, PersistKey, Real, Service, VipKey,
 };
 use crate::error::{XdpError, map_err, prog_err};
+use crate::whole_map;
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
@@ -24,6 +27,8 @@ pub enum AttachMode {
 /// The balancer program loaded into the kernel, with its maps.
 pub struct Balancer {
     ebpf: Ebpf,
+    /// Whole-map reads and bulk deletes with the batch commands (else entry by entry).
+    batch_ops: bool,
 }
 
 impl Balancer {
@@ -46,7 +51,10 @@ impl Balancer {
             .try_into()
             .map_err(prog_err(PROG))?;
         prog.load().map_err(prog_err(PROG))?;
-        Ok(Balancer { ebpf })
+        Ok(Balancer {
+            ebpf,
+            batch_ops: true,
+        })
     }
 
     pub(crate) fn ebpf(&self) -> &Ebpf {
@@ -76,6 +84,38 @@ impl Balancer {
     ) -> Result<HashMap<&mut MapData, K, V>, XdpError> {
         HashMap::try_from(self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?)
             .map_err(map_err(name))
+    }
+
+    /// Read whole maps and delete many entries with `BPF_MAP_LOOKUP_BATCH` /
+    /// `BPF_MAP_DELETE_BATCH` (`true`, the default; kernels without them are read entry by
+    /// entry anyway) or always entry by entry (`false`: what kernels before 5.6 get; for
+    /// comparisons and tests of that path).
+    pub fn set_batch_ops(&mut self, on: bool) {
+        self.batch_ops = on;
+    }
+
+    /// Every entry of hash map `name`.
+    pub(crate) fn read_hash<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<Vec<(K, V)>, XdpError> {
+        let map = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
+        whole_map::read(map, name, self.batch_ops)
+    }
+
+    /// Delete `keys` from hash map `name` (keys already gone are skipped); how many went.
+    pub(crate) fn delete_keys<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        keys: &[K],
+    ) -> Result<usize, XdpError> {
+        let map = self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?;
+        whole_map::delete::<K, V>(map, name, self.batch_ops, keys)
+    }
+
+    /// Whether whole maps are read with the batch commands ([`Balancer::set_batch_ops`]).
+    pub(crate) fn batch_ops(&self) -> bool {
+        self.batch_ops
     }
 
     fn array<V: aya::Pod>(
@@ -148,10 +188,7 @@ impl Balancer {
             .filter(|(_, c)| c.svc == index)
             .map(|(k, _)| k)
             .collect();
-        let mut h = self.hash::<FlowKey, Conn>("rvs_conns")?;
-        for k in &doomed {
-            let _ = h.remove(k);
-        }
+        self.delete_keys::<FlowKey, Conn>("rvs_conns", &doomed)?;
         Ok(doomed.len())
     }
 
@@ -196,13 +233,7 @@ impl Balancer {
 
     /// Persistence templates.
     pub fn persist_templates(&self) -> Result<Vec<(PersistKey, Persist)>, XdpError> {
-        let map: HashMap<&MapData, PersistKey, Persist> = HashMap::try_from(
-            self.ebpf
-                .map("rvs_persist")
-                .ok_or(XdpError::Missing("rvs_persist"))?,
-        )
-        .map_err(map_err("rvs_persist"))?;
-        Ok(map.iter().filter_map(Result::ok).collect())
+        self.read_hash("rvs_persist")
     }
 
     /// Zero all outcome counters.
@@ -224,13 +255,7 @@ impl Balancer {
 
     /// Tracked connections.
     pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
-        let map: HashMap<&MapData, FlowKey, Conn> = HashMap::try_from(
-            self.ebpf
-                .map("rvs_conns")
-                .ok_or(XdpError::Missing("rvs_conns"))?,
-        )
-        .map_err(map_err("rvs_conns"))?;
-        Ok(map.iter().filter_map(Result::ok).collect())
+        self.read_hash("rvs_conns")
     }
 
     /// Insert a connection entry (tests; connection sync).

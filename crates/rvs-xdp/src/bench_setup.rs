@@ -1,8 +1,9 @@
 //! What the per-packet benchmark binaries (`rvs-xdp-bench`, `rvs-xdp-nat-bench`) share: the
 //! balancer they time (two services, two reals each) and their results in the bench suite's
-//! JSON format (see `bench/README.md`).
+//! JSON format (see `bench/README.md`); and filling the connection table for the sweep
+//! measurement (`examples/sweep_cost.rs`) and tests.
 
-use crate::abi::{self, Config, Iface, Real, Service, VipKey, addr_of};
+use crate::abi::{self, Config, Conn, FlowKey, Iface, Real, Service, VipKey, addr_of};
 use crate::balancer::Balancer;
 use crate::error::XdpError;
 use std::net::IpAddr;
@@ -139,4 +140,56 @@ impl Results {
             s.join(",\n  ")
         )
     }
+}
+
+/// Insert `entries` into `rvs_conns`, spread evenly over the online CPUs (this thread pinned to
+/// each in turn, its affinity restored afterwards). The table keeps one LRU list per CPU
+/// (`BPF_F_NO_COMMON_LRU`) with `RVS_MAX_CONNS / possible CPUs` entries of room, so entries
+/// inserted from one CPU would evict each other past that share.
+pub fn fill_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), XdpError> {
+    let cpus = aya::util::online_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
+    let saved = affinity()?;
+    let share = entries.len().div_ceil(cpus.len().max(1)).max(1);
+    let mut result = Ok(());
+    for (cpu, chunk) in cpus.iter().zip(entries.chunks(share)) {
+        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes a bit within it (the
+        // index is below CPU_SETSIZE, checked).
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        if *cpu as usize >= libc::CPU_SETSIZE as usize {
+            continue;
+        }
+        unsafe { libc::CPU_SET(*cpu as usize, &mut set) };
+        set_affinity(&set)?;
+        result = chunk.iter().try_for_each(|(k, c)| b.insert_conn(k, c));
+        if result.is_err() {
+            break;
+        }
+    }
+    set_affinity(&saved)?;
+    result
+}
+
+fn affinity() -> Result<libc::cpu_set_t, XdpError> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return Err(XdpError::Invalid(format!(
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(set)
+}
+
+fn set_affinity(set: &libc::cpu_set_t) -> Result<(), XdpError> {
+    // SAFETY: sched_setaffinity reads the set of the size passed.
+    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+    if r != 0 {
+        return Err(XdpError::Invalid(format!(
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
 }

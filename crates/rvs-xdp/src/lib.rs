@@ -14,12 +14,15 @@ pub mod decap;
 pub mod engine;
 pub mod error;
 pub mod flow_hash;
+mod map_batch;
 pub mod nat;
 mod nat_engine;
 pub mod programs;
 pub mod realserver;
 mod state;
+mod sweep;
 mod upkeep;
+mod whole_map;
 
 pub use balancer::{AttachMode, Balancer};
 pub use engine::{XdpConfig, XdpEngine};

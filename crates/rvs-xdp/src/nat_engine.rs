@@ -1,14 +1,15 @@
 //! The engine's side of NAT and FULLNAT: FULLNAT local address pools (a default from
 //! [`crate::XdpConfig::fullnat_local`], per-service overrides from
 //! [`crate::XdpEngine::set_fullnat_pool`]), reals' ports, the support check, and the periodic
-//! sweep of expired NAT/FULLNAT flows run by the upkeep thread.
+//! sweep of expired flows run by the upkeep thread.
 
 use crate::abi;
 use crate::engine::{Inner, monotonic_ns};
 use crate::state::config_abi;
+use crate::sweep::ConnTables;
 use rvs_core::engine::Unsupported;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 /// FULLNAT local addresses.
@@ -77,24 +78,55 @@ pub(crate) fn check(pools: &Pools, key: &ServiceKey, real: &RealServer) -> Resul
     Ok(())
 }
 
-/// Reclaim expired NAT/FULLNAT flows (reverse entries, local ports, connection entries),
-/// Then remove every other expired connection entry (DR/TUN flows).
-pub(crate) fn sweep(inner: &mut Inner) {
-    let cfg = config_abi(&inner.state_timeouts, &inner.timeouts);
-    let Some(b) = inner.balancer.as_mut() else {
-        return;
-    };
-    let now = monotonic_ns();
-    match b.sweep_nat(&cfg, now) {
-        Ok(r) if r.reclaimed > 0 => {
-            log::debug!("xdp: reclaimed {} of {} NAT flows", r.reclaimed, r.seen)
+/// What the upkeep thread does outside the engine's lock in one round: the timeouts in force,
+/// and whether to count live connections for the overload thresholds.
+pub(crate) struct SweepJob {
+    cfg: abi::Config,
+    count_live: bool,
+}
+
+/// Under the engine's lock: the round's job, and the sweep's own handles on the connection
+/// tables (made on the first round). `None` when there is no balancer (or no handles).
+pub(crate) fn sweep_job(inner: &Inner, tables: &mut Option<ConnTables>) -> Option<SweepJob> {
+    let b = inner.balancer.as_ref()?;
+    if tables.is_none() {
+        match b.conn_tables() {
+            Ok(t) => *tables = Some(t),
+            Err(e) => {
+                log::warn!("xdp: opening the connection tables for the sweep: {e}");
+                return None;
+            }
         }
-        Ok(_) => {}
-        Err(e) => log::warn!("xdp: sweeping NAT flows: {e}"),
     }
-    match b.sweep_conns(&cfg, now) {
-        Ok(n) if n > 0 => log::debug!("xdp: removed {n} expired connection entries"),
-        Ok(_) => {}
-        Err(e) => log::warn!("xdp: sweeping connection entries: {e}"),
+    Some(SweepJob {
+        cfg: config_abi(&inner.state_timeouts, &inner.timeouts),
+        count_live: crate::upkeep::has_thresholds(inner),
+    })
+}
+
+/// Without the lock: read the connection table once, reclaim expired NAT/FULLNAT flows (reverse
+/// entries, local ports, connection entries), then remove every other expired connection entry
+/// (DR/TUN flows): [`crate::Balancer::sweep`]. The live connections per real when the job asks.
+pub(crate) fn sweep(tables: &mut ConnTables, job: &SweepJob) -> Option<HashMap<u32, (u32, u32)>> {
+    let now = monotonic_ns();
+    let conns = match tables.conns() {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("xdp: reading the connection table: {e}");
+            return None;
+        }
+    };
+    match tables.sweep(&job.cfg, now, &conns) {
+        Ok((r, n)) => {
+            if r.reclaimed > 0 {
+                log::debug!("xdp: reclaimed {} of {} NAT flows", r.reclaimed, r.seen);
+            }
+            if n > 0 {
+                log::debug!("xdp: removed {n} expired connection entries");
+            }
+        }
+        Err(e) => log::warn!("xdp: sweeping expired flows: {e}"),
     }
+    job.count_live
+        .then(|| crate::upkeep::count_live(&job.cfg, now, &conns))
 }

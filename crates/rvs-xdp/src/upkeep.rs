@@ -1,7 +1,10 @@
 //! Background upkeep of the XDP engine: keeps reals' MACs current from neighbour-table change
-//! notifications (plus a periodic re-check), and applies the overload thresholds (`-x`/`-y`)
-//! from the live connection counts in the connection table. Also the read-side helpers that
-//! turn the connection table into counts and `ipvsadm -Lnc` rows.
+//! notifications (plus a periodic re-check), sweeps expired flows ([`crate::sweep`]), and
+//! applies the overload thresholds (`-x`/`-y`) from the live connection counts in the
+//! connection table. The table is read once per round, and read and swept without the engine's
+//! lock (through handles of its own), so API calls do not wait for a walk of a full table.
+//! Also the read-side helpers that turn the connection table into counts and `ipvsadm -Lnc`
+//! rows.
 
 use crate::abi;
 use crate::conntrack;
@@ -35,6 +38,7 @@ impl Upkeep {
         let thread = std::thread::Builder::new()
             .name("rvs-xdp-upkeep".into())
             .spawn(move || {
+                let mut tables = None;
                 while !flag.load(Ordering::Relaxed) {
                     let changed = match &events {
                         Some(rx) => rx.recv_timeout(interval).is_ok(),
@@ -46,10 +50,18 @@ impl Upkeep {
                     if let Some(rx) = &events {
                         while rx.try_recv().is_ok() {}
                     }
-                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    refresh_macs(&mut guard, changed);
-                    apply_overload(&mut guard);
-                    crate::nat_engine::sweep(&mut guard);
+                    let job = {
+                        let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                        refresh_macs(&mut guard, changed);
+                        crate::nat_engine::sweep_job(&guard, &mut tables)
+                    };
+                    let (Some(job), Some(t)) = (job, tables.as_mut()) else {
+                        continue;
+                    };
+                    if let Some(live) = crate::nat_engine::sweep(t, &job) {
+                        let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                        apply_overload(&mut guard, &live);
+                    }
                 }
             })
             .ok();
@@ -105,17 +117,21 @@ fn refresh_macs(inner: &mut Inner, _event: bool) {
     }
 }
 
-/// Overload hysteresis from live connection counts; rebuild tables that changed.
-fn apply_overload(inner: &mut Inner) {
-    if !inner
+/// Whether some real has an overload threshold (then the upkeep counts live connections).
+pub(crate) fn has_thresholds(inner: &Inner) -> bool {
+    inner
         .services
         .values()
         .flat_map(|s| s.reals.values())
         .any(|r| r.real.upper_threshold > 0)
-    {
+}
+
+/// Overload hysteresis from live connection counts `live` ([`count_live`]); rebuild tables
+/// that changed.
+fn apply_overload(inner: &mut Inner, live: &HashMap<u32, (u32, u32)>) {
+    if !has_thresholds(inner) {
         return;
     }
-    let live = live_counts(inner);
     let Some(b) = inner.balancer.as_mut() else {
         return;
     };
@@ -136,14 +152,22 @@ fn apply_overload(inner: &mut Inner) {
 /// Live (not expired) connections per real slot: (active, inactive) as IPVS counts them
 /// (ESTABLISHED is active; every other state, UDP included, inactive).
 pub(crate) fn live_counts(inner: &Inner) -> HashMap<u32, (u32, u32)> {
-    let mut out: HashMap<u32, (u32, u32)> = HashMap::new();
     let Some(b) = inner.balancer.as_ref() else {
-        return out;
+        return HashMap::new();
     };
-    let now = monotonic_ns();
     let cfg = config_abi(&inner.state_timeouts, &inner.timeouts);
-    for (_, c) in b.conns().unwrap_or_default() {
-        if conntrack::expired(&cfg, Some(&c), now) {
+    count_live(&cfg, monotonic_ns(), &b.conns().unwrap_or_default())
+}
+
+/// [`live_counts`] of connection entries `conns` at `now` under `cfg`.
+pub(crate) fn count_live(
+    cfg: &abi::Config,
+    now: u64,
+    conns: &[(abi::FlowKey, abi::Conn)],
+) -> HashMap<u32, (u32, u32)> {
+    let mut out: HashMap<u32, (u32, u32)> = HashMap::new();
+    for (_, c) in conns {
+        if conntrack::expired(cfg, Some(c), now) {
             continue;
         }
         let e = out.entry(c.real).or_default();

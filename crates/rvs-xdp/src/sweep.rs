@@ -1,0 +1,247 @@
+//! The sweep the engine's upkeep thread runs every `upkeep_interval`: reclaim the reverse
+//! entries (and FULLNAT local ports) of NAT/FULLNAT flows whose `rvs_conns` entry expired (by
+//! its state's timeout, [`crate::conntrack`]) or vanished, then remove every other expired
+//! connection entry (the LRU would only evict them under pressure).
+//!
+//! Cost: both tables are read once per sweep with batch reads ([`crate::whole_map`]) and the
+//! expired entries deleted in batches, so a full table costs a few hundred bpf() calls, not two
+//! per entry. The snapshot only decides which flows to look at: a flow about to lose its reverse
+//! entry is looked up again right before (and once more after), so a flow whose connection
+//! entry is alive never loses its reverse entry. The sweep works on [`ConnTables`], handles of
+//! its own on the two maps, so the upkeep thread runs it without the engine's lock.
+
+use crate::abi::{Config, Conn, FlowKey, NatRev};
+use crate::balancer::Balancer;
+use crate::conntrack::expired;
+use crate::error::{XdpError, map_err};
+use crate::whole_map;
+use aya::maps::{HashMap, Map, MapData};
+use std::collections::{HashMap as StdHashMap, HashSet};
+use std::os::fd::AsFd;
+
+const CONNS: &str = "rvs_conns";
+const NAT_REV: &str = "rvs_nat_rev";
+
+/// What one sweep of the reverse table did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Reverse entries looked at.
+    pub seen: usize,
+    /// Flows reclaimed (reverse entry, FULLNAT local port and connection entry removed).
+    pub reclaimed: usize,
+    /// Stale reverse entries removed: local ports of FULLNAT flows that have another one now.
+    pub stale: usize,
+}
+
+/// What the fresh look-up of a flow decided for its reverse entry.
+enum Verdict {
+    Keep,
+    Stale,
+    Expired,
+}
+
+/// The verdict of the old per-entry sweep for reverse entry `rev` whose flow's connection
+/// entry is `conn`.
+fn verdict(cfg: &Config, now: u64, rev: &FlowKey, conn: Option<&Conn>) -> Verdict {
+    match conn {
+        // The FULLNAT flow has another local port now (its entry expired and was made afresh
+        // before a sweep saw it): this reverse entry is stale.
+        Some(c) if c.lport != 0 && c.lport != rev.dport && !expired(cfg, Some(c), now) => {
+            Verdict::Stale
+        }
+        c if expired(cfg, c, now) => Verdict::Expired,
+        _ => Verdict::Keep,
+    }
+}
+
+impl Balancer {
+    /// Reclaim NAT/FULLNAT flows expired at `now` (monotonic ns) under `cfg`'s timeouts: the
+    /// reverse entry first (replies stop matching, and a FULLNAT local port is free again),
+    /// then the connection entry. A flow that came back to life meanwhile gets its reverse
+    /// entry again.
+    pub fn sweep_nat(&mut self, cfg: &Config, now: u64) -> Result<SweepReport, XdpError> {
+        self.conn_tables()?.sweep_nat(cfg, now)
+    }
+
+    /// Remove the connection entries expired at `now` by their state's timeout (the LRU would
+    /// only evict them under pressure; removing them keeps listings and counts cheap). Returns
+    /// how many. A flow whose entry goes while its client is still sending (it was idle past
+    /// its timeout) is scheduled afresh, as IPVS does.
+    pub fn sweep_conns(&mut self, cfg: &Config, now: u64) -> Result<usize, XdpError> {
+        let mut tables = self.conn_tables()?;
+        let conns = tables.conns()?;
+        tables.remove_expired(cfg, now, &conns, &HashSet::new())
+    }
+
+    /// [`Balancer::sweep_nat`] then [`Balancer::sweep_conns`], reading the connection table
+    /// once: what the upkeep thread runs. Also how many connection entries were removed.
+    pub fn sweep(&mut self, cfg: &Config, now: u64) -> Result<(SweepReport, usize), XdpError> {
+        let mut tables = self.conn_tables()?;
+        let conns = tables.conns()?;
+        tables.sweep(cfg, now, &conns)
+    }
+
+    /// Handles of their own on `rvs_conns` and `rvs_nat_rev` (duplicated descriptors).
+    pub(crate) fn conn_tables(&self) -> Result<ConnTables, XdpError> {
+        let own = |name: &'static str| -> Result<Map, XdpError> {
+            let map = self.ebpf().map(name).ok_or(XdpError::Missing(name))?;
+            let fd = match map {
+                Map::HashMap(data) | Map::LruHashMap(data) => data.fd().as_fd(),
+                _ => return Err(XdpError::Invalid(format!("{name} is not a hash map"))),
+            };
+            let fd = fd
+                .try_clone_to_owned()
+                .map_err(|e| XdpError::Invalid(format!("duplicating {name}: {e}")))?;
+            Map::from_map_data(MapData::from_fd(fd).map_err(map_err(name))?).map_err(map_err(name))
+        };
+        Ok(ConnTables {
+            conns: own(CONNS)?,
+            nat_rev: own(NAT_REV)?,
+            batch_ops: self.batch_ops(),
+        })
+    }
+}
+
+/// The connection table and the reverse table as handles of their own, independent of the
+/// [`Balancer`] and of the engine's lock (the maps live while any handle does).
+pub(crate) struct ConnTables {
+    conns: Map,
+    nat_rev: Map,
+    batch_ops: bool,
+}
+
+impl ConnTables {
+    /// Every connection entry.
+    pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
+        whole_map::read(&self.conns, CONNS, self.batch_ops)
+    }
+
+    /// The reverse table: (flow as the real sends it, flow as the client sent it).
+    fn nat_rev(&self) -> Result<Vec<(FlowKey, FlowKey)>, XdpError> {
+        Ok(
+            whole_map::read::<FlowKey, NatRev>(&self.nat_rev, NAT_REV, self.batch_ops)?
+                .into_iter()
+                .map(|(k, v)| (k, v.orig))
+                .collect(),
+        )
+    }
+
+    /// See [`Balancer::sweep_nat`].
+    fn sweep_nat(&mut self, cfg: &Config, now: u64) -> Result<SweepReport, XdpError> {
+        let revs = self.nat_rev()?;
+        if revs.is_empty() {
+            return Ok(SweepReport::default());
+        }
+        let conns = self.conns()?;
+        Ok(self.sweep_nat_with(cfg, now, &revs, &conns)?.0)
+    }
+
+    /// See [`Balancer::sweep`]; `conns` is a snapshot of the connection table (read by the
+    /// caller, which may count it too).
+    pub fn sweep(
+        &mut self,
+        cfg: &Config,
+        now: u64,
+        conns: &[(FlowKey, Conn)],
+    ) -> Result<(SweepReport, usize), XdpError> {
+        let revs = self.nat_rev()?;
+        let (report, looked_up) = self.sweep_nat_with(cfg, now, &revs, conns)?;
+        let removed = self.remove_expired(cfg, now, conns, &looked_up)?;
+        Ok((report, removed))
+    }
+
+    /// Delete the entries of `conns` (a snapshot) expired at `now`, except the flows in `skip`
+    /// (the NAT sweep looked them up afresh and dealt with them).
+    fn remove_expired(
+        &mut self,
+        cfg: &Config,
+        now: u64,
+        conns: &[(FlowKey, Conn)],
+        skip: &HashSet<FlowKey>,
+    ) -> Result<usize, XdpError> {
+        let doomed: Vec<FlowKey> = conns
+            .iter()
+            .filter(|(k, c)| expired(cfg, Some(c), now) && !skip.contains(k))
+            .map(|(k, _)| *k)
+            .collect();
+        whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, self.batch_ops, &doomed)
+    }
+
+    /// The NAT sweep over reverse entries `revs` with `conns` as the snapshot of the connection
+    /// table; also the flows it looked up afresh (their snapshot entries are out of date).
+    fn sweep_nat_with(
+        &mut self,
+        cfg: &Config,
+        now: u64,
+        revs: &[(FlowKey, FlowKey)],
+        conns: &[(FlowKey, Conn)],
+    ) -> Result<(SweepReport, HashSet<FlowKey>), XdpError> {
+        let mut report = SweepReport {
+            seen: revs.len(),
+            ..Default::default()
+        };
+        let mut looked_up = HashSet::new();
+        if revs.is_empty() {
+            return Ok((report, looked_up));
+        }
+        let snapshot: StdHashMap<&FlowKey, &Conn> = conns.iter().map(|(k, c)| (k, c)).collect();
+        let (mut doomed_revs, mut expired_flows) = (Vec::new(), Vec::new());
+        for (rev, orig) in revs {
+            let snap = snapshot.get(orig).copied();
+            if matches!(verdict(cfg, now, rev, snap), Verdict::Keep) {
+                continue;
+            }
+            looked_up.insert(*orig);
+            match verdict(cfg, now, rev, self.conn_of(orig)?.as_ref()) {
+                Verdict::Keep => {}
+                Verdict::Stale => {
+                    doomed_revs.push(*rev);
+                    report.stale += 1;
+                }
+                Verdict::Expired => {
+                    doomed_revs.push(*rev);
+                    expired_flows.push((*rev, *orig));
+                }
+            }
+        }
+        whole_map::delete::<FlowKey, NatRev>(
+            &mut self.nat_rev,
+            NAT_REV,
+            self.batch_ops,
+            &doomed_revs,
+        )?;
+        for (rev, orig) in expired_flows {
+            if let Some(c) = self.conn_of(&orig)?
+                && !expired(cfg, Some(&c), now)
+            {
+                self.restore_rev(rev, orig)?;
+                continue;
+            }
+            whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, false, &[orig])?;
+            report.reclaimed += 1;
+        }
+        Ok((report, looked_up))
+    }
+
+    /// Give a flow that came back to life its reverse entry `rev` again.
+    fn restore_rev(&mut self, rev: FlowKey, orig: FlowKey) -> Result<(), XdpError> {
+        let mut h: HashMap<&mut MapData, FlowKey, NatRev> =
+            HashMap::try_from(&mut self.nat_rev).map_err(map_err(NAT_REV))?;
+        let value = NatRev {
+            orig,
+            ..Default::default()
+        };
+        // BPF_NOEXIST: a new flow may have taken the local port meanwhile.
+        if h.insert(rev, value, 1).is_err() {
+            log::debug!("xdp: reverse entry of a revived flow was taken");
+        }
+        Ok(())
+    }
+
+    /// The connection entry of `key` now (one look-up).
+    fn conn_of(&self, key: &FlowKey) -> Result<Option<Conn>, XdpError> {
+        let h: HashMap<&MapData, FlowKey, Conn> =
+            HashMap::try_from(&self.conns).map_err(map_err(CONNS))?;
+        Ok(h.get(key, 0).ok())
+    }
+}
