@@ -245,3 +245,128 @@ impl ConnTables {
         Ok(h.get(key, 0).ok())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi;
+
+    const S: u64 = 1_000_000_000;
+    const NOW: u64 = 10_000 * S;
+
+    fn flow(i: u32, dport: u16) -> FlowKey {
+        FlowKey {
+            src: [i.to_be(), 0, 0, 0],
+            dst: [7u32.to_be(), 0, 0, 0],
+            sport: 4000u16.to_be(),
+            dport: dport.to_be(),
+            proto: abi::RVS_PROTO_TCP as u8,
+            family: abi::RVS_FAMILY_V4 as u8,
+            pad: [0; 2],
+        }
+    }
+
+    /// A TIME_WAIT entry (120 s) idle for `idle_s`, FULLNAT local port `lport` (0 = NAT).
+    fn conn(idle_s: u64, lport: u16) -> Conn {
+        Conn {
+            state: abi::RVS_STATE_TIME_WAIT as u32,
+            last_ns: NOW - idle_s * S,
+            lport: lport.to_be(),
+            ..Default::default()
+        }
+    }
+
+    /// A reverse entry with a next hop cached in it.
+    fn cached(orig: FlowKey) -> NatRev {
+        NatRev {
+            orig,
+            nh_expires_ns: NOW + S,
+            nh_ifindex: 7,
+            ..Default::default()
+        }
+    }
+
+    /// The sweep trusts its snapshot only to leave a flow alone: a flow the snapshot calls
+    /// expired is looked up afresh and keeps its reverse and connection entries when alive.
+    #[test]
+    fn a_stale_snapshot_never_costs_a_live_flow_its_entries() {
+        if !rvs_testbed::is_root() {
+            eprintln!("skipping: loading the balancer needs root");
+            return;
+        }
+        let mut b = Balancer::load().expect("load");
+        let (a, bb, c, d, e, f) = (
+            flow(1, 80),
+            flow(2, 80),
+            flow(3, 80),
+            flow(4, 80),
+            flow(5, 80),
+            flow(6, 80),
+        );
+        // Reverse entries: (as the real replies, client flow); FULLNAT flow d has an old port
+        // 2000 and its current port 1000.
+        let rev = |i: u32, port: u16| flow(100 + i, port);
+        let revs = [
+            (rev(1, 1), a),
+            (rev(2, 1), bb),
+            (rev(3, 1), c),
+            (rev(4, 2000), d),
+            (rev(4, 1000), d),
+            (rev(6, 1), f),
+        ];
+        {
+            let m = b.ebpf_mut().map_mut(NAT_REV).unwrap();
+            let mut h: HashMap<&mut MapData, FlowKey, NatRev> = HashMap::try_from(m).unwrap();
+            for (r, orig) in revs {
+                h.insert(r, cached(orig), 0).unwrap();
+            }
+        }
+        // Now: a alive, bb expired, c gone, d alive on port 1000, e (no reverse entry)
+        // expired, f expired.
+        for (k, v) in [
+            (a, conn(1, 0)),
+            (bb, conn(500, 0)),
+            (d, conn(1, 1000)),
+            (e, conn(500, 0)),
+            (f, conn(500, 0)),
+        ] {
+            b.insert_conn(&k, &v).unwrap();
+        }
+        // The snapshot is older: a looked expired, f alive.
+        let snapshot = [
+            (a, conn(500, 0)),
+            (bb, conn(500, 0)),
+            (d, conn(1, 1000)),
+            (e, conn(500, 0)),
+            (f, conn(1, 0)),
+        ];
+        let mut tables = b.conn_tables().unwrap();
+        let (report, removed) = tables.sweep(&Config::default(), NOW, &snapshot).unwrap();
+        assert_eq!(
+            (report.seen, report.reclaimed, report.stale, removed),
+            (6, 2, 1, 1),
+            "{report:?}"
+        );
+        // Untouched, not removed and made again: the next hop cached in them is still there.
+        let mut left: Vec<(FlowKey, NatRev)> =
+            whole_map::read(&tables.nat_rev, NAT_REV, true).unwrap();
+        left.sort_by_key(|(k, _)| (k.src[0], k.dport));
+        let mut want = vec![
+            (rev(1, 1), cached(a)),
+            (rev(4, 1000), cached(d)),
+            (rev(6, 1), cached(f)),
+        ];
+        want.sort_by_key(|(k, _)| (k.src[0], k.dport));
+        assert_eq!(
+            left, want,
+            "a keeps its reverse entry; f waits for the next sweep"
+        );
+        let conns: Vec<FlowKey> = tables.conns().unwrap().into_iter().map(|c| c.0).collect();
+        assert!(conns.contains(&a) && conns.contains(&d) && conns.contains(&f));
+        assert!(!conns.contains(&bb) && !conns.contains(&e), "{conns:?}");
+        // The next sweep, with a fresh snapshot, reclaims f.
+        let fresh = tables.conns().unwrap();
+        let (report, _) = tables.sweep(&Config::default(), NOW, &fresh).unwrap();
+        assert_eq!((report.seen, report.reclaimed), (3, 1), "{report:?}");
+    }
+}
