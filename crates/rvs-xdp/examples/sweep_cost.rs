@@ -8,11 +8,12 @@
 //! ```
 //!
 //! Each row loads a fresh balancer, fills `rvs_conns` with ENTRIES TCP TIME_WAIT entries (half
-//! idle past the 120 s timeout), reads the table, then sweeps it; wall and thread CPU time
+//! idle past the 120 s timeout) — DR flows, or NAT flows with a reverse entry each in
+//! `rvs_nat_rev` — reads the connection table, then sweeps; wall and thread CPU time
 //! (user + system) of each. Needs root.
 
 use rvs_xdp::Balancer;
-use rvs_xdp::abi::{self, Config, Conn, FlowKey};
+use rvs_xdp::abi::{self, Config, Conn, FlowKey, NatRev};
 use rvs_xdp::bench_setup::fill_conns;
 use std::time::Instant;
 
@@ -66,24 +67,48 @@ fn timed<T>(f: impl FnOnce() -> T) -> (f64, f64, T) {
     (wall.elapsed().as_secs_f64() * 1e3, cpu_ms, out)
 }
 
+/// The reverse entry of NAT flow `key` (the real 10.0.1.7:80 replies to the client).
+fn reverse(key: &FlowKey) -> (FlowKey, NatRev) {
+    let rev = FlowKey {
+        src: [u32::from_be_bytes([10, 0, 1, 7]).to_be(), 0, 0, 0],
+        dst: key.src,
+        sport: key.dport,
+        dport: key.sport,
+        ..*key
+    };
+    let value = NatRev {
+        orig: *key,
+        ..Default::default()
+    };
+    (rev, value)
+}
+
 /// One row: (read wall, read cpu, sweep wall, sweep cpu) in ms.
-fn measure(n: usize, batch: bool) -> BoxResult<[f64; 4]> {
+fn measure(n: usize, nat: bool, batch: bool) -> BoxResult<[f64; 4]> {
     let mut b = Balancer::load()?;
     let cfg = Config::default();
     b.set_config(&cfg)?;
     b.set_batch_ops(batch);
     let all = entries(n);
     fill_conns(&mut b, &all)?;
+    if nat {
+        for (k, _) in &all {
+            let (rev, value) = reverse(k);
+            b.insert_nat_rev(&rev, &value)?;
+        }
+    }
     let (read_wall, read_cpu, read) = timed(|| b.conns());
     let read = read?.len();
     if read != n {
         return Err(format!("read {read} entries of {n} inserted").into());
     }
     let (sweep_wall, sweep_cpu, swept) = timed(|| b.sweep(&cfg, NOW));
-    let (_, removed) = swept?;
-    let left = b.conns()?.len();
-    if removed != n / 2 || left != n - n / 2 {
-        return Err(format!("sweep removed {removed}, left {left} of {n}").into());
+    let (report, removed) = swept?;
+    let removed = removed + report.reclaimed;
+    let (left, revs) = (b.conns()?.len(), b.nat_rev()?.len());
+    let revs_left = if nat { n - n / 2 } else { 0 };
+    if removed != n / 2 || left != n - n / 2 || revs != revs_left {
+        return Err(format!("sweep removed {removed}, left {left} ({revs} reverse) of {n}").into());
     }
     Ok([read_wall, read_cpu, sweep_wall, sweep_cpu])
 }
@@ -100,26 +125,28 @@ fn main() -> BoxResult<()> {
         Err(e) => return Err(format!("ENTRIES: {e}").into()),
     };
     println!(
-        "{:>8}  {:<9}  {:>11} {:>10}  {:>11} {:>10}",
-        "entries", "path", "read wall", "read cpu", "sweep wall", "sweep cpu"
+        "{:>8} {:<4} {:<9}  {:>11} {:>10}  {:>11} {:>10}",
+        "entries", "kind", "path", "read wall", "read cpu", "sweep wall", "sweep cpu"
     );
     for n in sizes {
-        let old = measure(n, false)?;
-        let new = measure(n, true)?;
-        for (path, r) in [("per-entry", old), ("batch", new)] {
+        for (kind, nat) in [("dr", false), ("nat", true)] {
+            let old = measure(n, nat, false)?;
+            let new = measure(n, nat, true)?;
+            for (path, r) in [("per-entry", old), ("batch", new)] {
+                println!(
+                    "{n:>8} {kind:<4} {path:<9}  {:>8.1} ms {:>7.1} ms  {:>8.1} ms {:>7.1} ms",
+                    r[0], r[1], r[2], r[3]
+                );
+            }
             println!(
-                "{n:>8}  {path:<9}  {:>8.1} ms {:>7.1} ms  {:>8.1} ms {:>7.1} ms",
-                r[0], r[1], r[2], r[3]
+                "{n:>8} {kind:<4} {:<9}  {:>10.1}x {:>9.1}x  {:>10.1}x {:>9.1}x",
+                "old/new",
+                old[0] / new[0],
+                old[1] / new[1],
+                old[2] / new[2],
+                old[3] / new[3]
             );
         }
-        println!(
-            "{n:>8}  {:<9}  {:>10.1}x {:>9.1}x  {:>10.1}x {:>9.1}x",
-            "old/new",
-            old[0] / new[0],
-            old[1] / new[1],
-            old[2] / new[2],
-            old[3] / new[3]
-        );
     }
     Ok(())
 }

@@ -63,6 +63,16 @@ impl Balancer {
             .map_err(|e| XdpError::Invalid(format!("rvs_tx_ports: {e}")))
     }
 
+    /// Insert a reverse entry: replies on flow `rev` (as the real sends them) belong to
+    /// `value.orig` (tests and measurements; the program makes them).
+    pub fn insert_nat_rev(&mut self, rev: &FlowKey, value: &NatRev) -> Result<(), XdpError> {
+        let m = self.ebpf_mut().map_mut("rvs_nat_rev");
+        let mut h: aya::maps::HashMap<&mut MapData, FlowKey, NatRev> =
+            aya::maps::HashMap::try_from(m.ok_or(XdpError::Missing("rvs_nat_rev"))?)
+                .map_err(map_err("rvs_nat_rev"))?;
+        h.insert(rev, value, 0).map_err(map_err("rvs_nat_rev"))
+    }
+
     /// The reverse table: (flow as the real sends it, flow as the client sent it).
     pub fn nat_rev(&self) -> Result<Vec<(FlowKey, FlowKey)>, XdpError> {
         Ok(self

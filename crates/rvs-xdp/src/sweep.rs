@@ -21,6 +21,8 @@ use std::os::fd::AsFd;
 
 const CONNS: &str = "rvs_conns";
 const NAT_REV: &str = "rvs_nat_rev";
+/// Reclaimed flows whose connection entries are deleted in one call after their re-checks.
+const RECHECK_BATCH: usize = 64;
 
 /// What one sweep of the reverse table did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -210,15 +212,22 @@ impl ConnTables {
             self.batch_ops,
             &doomed_revs,
         )?;
-        for (rev, orig) in expired_flows {
-            if let Some(c) = self.conn_of(&orig)?
-                && !expired(cfg, Some(&c), now)
-            {
-                self.restore_rev(rev, orig)?;
-                continue;
+        // Re-check each flow after its reverse entry went; delete the connection entries of
+        // those still expired a few at a time, so one is deleted at most RECHECK_BATCH
+        // look-ups after its re-check.
+        for chunk in expired_flows.chunks(RECHECK_BATCH) {
+            let mut doomed = Vec::with_capacity(chunk.len());
+            for (rev, orig) in chunk {
+                if let Some(c) = self.conn_of(orig)?
+                    && !expired(cfg, Some(&c), now)
+                {
+                    self.restore_rev(*rev, *orig)?;
+                    continue;
+                }
+                doomed.push(*orig);
             }
-            whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, false, &[orig])?;
-            report.reclaimed += 1;
+            whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, self.batch_ops, &doomed)?;
+            report.reclaimed += doomed.len();
         }
         Ok((report, looked_up))
     }
