@@ -32,10 +32,13 @@ struct {
 	__type(value, __u32);
 } rvs_maglev SEC(".maps");
 
+/* rvs_conns and rvs_persist use the common LRU, not per-CPU LRU lists (BPF_F_NO_COMMON_LRU):
+ * with per-CPU lists each CPU owns only max_entries / possible CPUs entries, so flows that all
+ * arrive on one CPU (one receive queue, skewed RSS) are evicted long before the table is full
+ * (tests/conn_capacity.rs). The price: new flows cost a few percent more (docs/xdp.md). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RVS_MAX_CONNS);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct rvs_flow_key);
 	__type(value, struct rvs_conn);
 } rvs_conns SEC(".maps");
@@ -43,7 +46,6 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RVS_MAX_PERSIST);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct rvs_persist_key);
 	__type(value, struct rvs_persist);
 } rvs_persist SEC(".maps");

@@ -143,9 +143,8 @@ impl Results {
 }
 
 /// Insert `entries` into `rvs_conns`, spread evenly over the online CPUs (this thread pinned to
-/// each in turn, its affinity restored afterwards). The table keeps one LRU list per CPU
-/// (`BPF_F_NO_COMMON_LRU`) with `RVS_MAX_CONNS / possible CPUs` entries of room, so entries
-/// inserted from one CPU would evict each other past that share.
+/// each in turn, its affinity restored afterwards), as flows arriving on every receive queue
+/// would be (each CPU keeps a small local list of free entries of the table's common LRU).
 pub fn fill_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), XdpError> {
     let cpus = aya::util::online_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
     let saved = affinity()?;

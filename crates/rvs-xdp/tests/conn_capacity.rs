@@ -1,0 +1,69 @@
+//! The connection table holds its configured number of flows however they spread over CPUs.
+//! With per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`) each CPU would own only `size / possible
+//! CPUs` entries, so flows arriving on one CPU (one receive queue, skewed RSS) would be evicted
+//! long before the table is full; rvs_conns and rvs_persist use the common LRU instead.
+//! Needs root (loads the balancer; skips with a message otherwise).
+
+use rvs_xdp::Balancer;
+use rvs_xdp::abi::{self, Config, Conn, FlowKey};
+
+fn key(i: u32) -> FlowKey {
+    FlowKey {
+        src: [(0x0a00_0000 | (i >> 8)).to_be(), 0, 0, 0],
+        dst: [u32::from_be_bytes([10, 0, 0, 3]).to_be(), 0, 0, 0],
+        sport: (1024 + (i & 0xff) as u16).to_be(),
+        dport: 80u16.to_be(),
+        proto: abi::RVS_PROTO_TCP as u8,
+        family: abi::RVS_FAMILY_V4 as u8,
+        pad: [0; 2],
+    }
+}
+
+/// Pins this thread to `cpu`.
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET sets bit `cpu` (< CPU_SETSIZE) in it;
+    // sched_setaffinity reads the set we pass.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn flows_inserted_on_one_cpu_fill_the_whole_table() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: loading the balancer needs root");
+        return;
+    }
+    let cpus = aya::util::nr_cpus().expect("possible cpus"); // possible, not online
+    if cpus < 2 {
+        eprintln!("skipping: one possible CPU, per-CPU and common LRU lists are the same");
+        return;
+    }
+    let mut b = Balancer::load().expect("load");
+    b.set_config(&Config::default()).expect("config");
+    // 90 % of the table, all from CPU 0: more than twice what one CPU's share would hold with
+    // two possible CPUs, and room left for free nodes parked in other CPUs' local lists.
+    let n = (abi::RVS_MAX_CONNS * 9 / 10) as u32;
+    assert!(n as usize > abi::RVS_MAX_CONNS as usize / cpus);
+    pin(0);
+    let conn = Conn {
+        real: 1,
+        svc: 0,
+        last_ns: 1,
+        state: abi::RVS_STATE_ESTABLISHED as u32,
+        ..Default::default()
+    };
+    for i in 0..n {
+        b.insert_conn(&key(i), &conn).expect("insert");
+    }
+    let held = b.conns().expect("read").len();
+    assert_eq!(held, n as usize, "flows evicted before the table was full");
+}
