@@ -56,7 +56,7 @@ const _: () = {
 static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Resume token: the hash map's is a u32 bucket index; 8 bytes leave room.
-type Token = u64;
+pub(crate) type Token = u64;
 
 /// One batch command; the errno on failure.
 fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> Result<(), i32> {
@@ -128,22 +128,45 @@ fn check_layout<K, V>(map: &MapData, value_size: Option<usize>) -> Result<(), Ma
 
 /// Every entry of `map` (a snapshot as consistent as the kernel's bucket-by-bucket walk), or
 /// `None` when the kernel has no `BPF_MAP_LOOKUP_BATCH`.
-pub(crate) fn read_all<K: Pod, V: Pod>(map: &MapData) -> Result<Option<Vec<(K, V)>>, MapError> {
-    read_chunked(map, CHUNK)
+#[cfg(test)]
+fn read_all<K: Pod, V: Pod>(map: &MapData) -> Result<Option<Vec<(K, V)>>, MapError> {
+    Ok(read_slice(map, None, usize::MAX, CHUNK)?.map(|s| s.entries))
 }
 
-/// [`read_all`] asking for `chunk` entries per call at first.
-fn read_chunked<K: Pod, V: Pod>(
+/// Entries of a hash map read in the kernel's bucket order, from a resume token on.
+#[derive(Debug)]
+pub(crate) struct Slice<K, V> {
+    pub entries: Vec<(K, V)>,
+    /// Where the next slice starts; `None` when this one reached the map's end.
+    pub next: Option<Token>,
+}
+
+/// At most `budget` entries of `map` from bucket `from` on (`None` = the map's start), asking
+/// for `chunk` entries per call at first; `None` when the kernel has no
+/// `BPF_MAP_LOOKUP_BATCH`. The kernel never splits a bucket: a slice ends before a bucket that
+/// does not fit in what is left of the budget, so it holds at most `budget` entries — or, when
+/// the first bucket alone holds more than `budget`, exactly that bucket.
+pub(crate) fn read_slice<K: Pod, V: Pod>(
     map: &MapData,
+    from: Option<Token>,
+    budget: usize,
     chunk: usize,
-) -> Result<Option<Vec<(K, V)>>, MapError> {
+) -> Result<Option<Slice<K, V>>, MapError> {
     check_layout::<K, V>(map, Some(size_of::<V>()))?;
     let fd = map.fd().as_fd().as_raw_fd() as u32;
     let mut keys: Vec<K> = Vec::new();
     let mut values: Vec<V> = Vec::new();
-    let (mut resume, mut next): (Option<Token>, Token) = (None, 0);
-    let mut want = chunk.max(1);
+    let (mut resume, mut next): (Option<Token>, Token) = (from, 0);
+    // Room the next bucket needs at least: grows when the kernel answers ENOSPC.
+    let mut need = 1;
+    let mut at_end = false;
     loop {
+        let got = keys.len();
+        let room = budget.max(1).saturating_sub(got);
+        let want = room.min(chunk.max(1)).max(need);
+        if room == 0 || (want > room && got > 0) {
+            break;
+        }
         keys.reserve(want);
         values.reserve(want);
         let mut attr = BatchAttr {
@@ -151,7 +174,7 @@ fn read_chunked<K: Pod, V: Pod>(
             out_batch: std::ptr::from_mut(&mut next) as u64,
             keys: keys.spare_capacity_mut().as_mut_ptr() as u64,
             values: values.spare_capacity_mut().as_mut_ptr() as u64,
-            count: want as u32,
+            count: want.min(u32::MAX as usize) as u32,
             map_fd: fd,
             ..Default::default()
         };
@@ -159,33 +182,39 @@ fn read_chunked<K: Pod, V: Pod>(
         match result {
             // ENOENT: the walk reached the end; the last entries came with it.
             Ok(()) | Err(libc::ENOENT) => {
-                let got = attr.count as usize;
-                if got > want {
+                let n = attr.count as usize;
+                if n > want {
                     return Err(syscall_error("BPF_MAP_LOOKUP_BATCH", libc::EOVERFLOW));
                 }
-                // SAFETY: the kernel wrote `got` ≤ `want` (≤ spare capacity) keys and values,
+                // SAFETY: the kernel wrote `n` ≤ `want` (≤ spare capacity) keys and values,
                 // each of the map's key/value size = size_of::<K>()/size_of::<V>()
                 // (check_layout), contiguously from the pointers passed; K and V are Pod, so
                 // any bytes are valid values.
                 unsafe {
-                    keys.set_len(keys.len() + got);
-                    values.set_len(values.len() + got);
+                    keys.set_len(got + n);
+                    values.set_len(got + n);
                 }
                 if result.is_err() {
+                    at_end = true;
                     break;
                 }
                 resume = Some(next);
+                need = 1;
             }
-            // One bucket holds more entries than `want`: retry from the same place with more room.
-            Err(libc::ENOSPC) if want < MAX_CHUNK => want *= 2,
-            Err(e) if refused(e) && resume.is_none() => {
+            // The next bucket holds more entries than `want`: retry from the same place with
+            // more room (or end the slice there, above, when that is more than the budget).
+            Err(libc::ENOSPC) if want < MAX_CHUNK => need = want * 2,
+            Err(e) if refused(e) && got == 0 => {
                 note_refusal("BPF_MAP_LOOKUP_BATCH", e);
                 return Ok(None);
             }
             Err(e) => return Err(syscall_error("BPF_MAP_LOOKUP_BATCH", e)),
         }
     }
-    Ok(Some(keys.into_iter().zip(values).collect()))
+    Ok(Some(Slice {
+        entries: keys.into_iter().zip(values).collect(),
+        next: if at_end { None } else { resume },
+    }))
 }
 
 /// Delete `keys` from `map`; keys already gone are skipped. How many were deleted, or `None`
@@ -282,11 +311,51 @@ mod tests {
         assert_eq!(got.into_iter().collect::<StdHashMap<_, _>>(), want);
         // One entry per call at first: buckets with two entries answer ENOSPC and the read
         // retries with more room from the same bucket.
-        let got = read_chunked::<FlowKey, Conn>(map.map(), 1)
+        let got = read_slice::<FlowKey, Conn>(map.map(), None, usize::MAX, 1)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .entries;
         assert_eq!(got.len(), 5000);
         assert_eq!(got.into_iter().collect::<StdHashMap<_, _>>(), want);
+    }
+
+    /// Slices resume where the last one stopped, never exceed the budget (one bucket when the
+    /// budget is smaller than a bucket), and together read every entry once.
+    #[test]
+    fn slices_cover_the_map_once_within_their_budget() {
+        let Some(b) = loaded(5000) else { return };
+        let map = conns_map(&b);
+        for budget in [1, 100, 4999, 5000, 10_000] {
+            let (mut all, mut from, mut slices, mut largest) = (StdHashMap::new(), None, 0, 0);
+            loop {
+                let s = read_slice::<FlowKey, Conn>(map.map(), from, budget, CHUNK)
+                    .unwrap()
+                    .expect("batch lookup");
+                assert!(!s.entries.is_empty() || s.next.is_none(), "budget {budget}");
+                // Buckets here hold a few entries at most (5000 entries, 2^18 buckets).
+                assert!(s.entries.len() <= budget.max(8), "budget {budget}");
+                slices += 1;
+                largest = largest.max(s.entries.len());
+                for (k, c) in s.entries {
+                    assert!(all.insert(k, c).is_none(), "read twice, budget {budget}");
+                }
+                let Some(next) = s.next else { break };
+                from = Some(next);
+            }
+            assert_eq!(all.len(), 5000, "budget {budget}");
+            assert!(
+                largest <= budget || budget == 1,
+                "budget {budget}: {largest}"
+            );
+            assert!(
+                slices >= 5000usize.div_ceil(largest),
+                "budget {budget}: {slices}"
+            );
+            // The kernel walks empty buckets to the end within the call that filled the budget.
+            if budget >= 5000 {
+                assert_eq!(slices, 1, "budget {budget}");
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::abi;
 use crate::engine::{Inner, monotonic_ns};
 use crate::state::config_abi;
-use crate::sweep::ConnTables;
+use crate::sweep::{SLICE_BUDGET, Sweeper};
 use rvs_core::engine::Unsupported;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey};
 use std::collections::{BTreeMap, HashMap};
@@ -85,13 +85,14 @@ pub(crate) struct SweepJob {
     count_live: bool,
 }
 
-/// Under the engine's lock: the round's job, and the sweep's own handles on the connection
-/// tables (made on the first round). `None` when there is no balancer (or no handles).
-pub(crate) fn sweep_job(inner: &Inner, tables: &mut Option<ConnTables>) -> Option<SweepJob> {
+/// Under the engine's lock: the round's job, and the sweeper with its own handles on the
+/// connection tables (made on the first round). `None` when there is no balancer (or no
+/// handles).
+pub(crate) fn sweep_job(inner: &Inner, sweeper: &mut Option<Sweeper>) -> Option<SweepJob> {
     let b = inner.balancer.as_ref()?;
-    if tables.is_none() {
-        match b.conn_tables() {
-            Ok(t) => *tables = Some(t),
+    if sweeper.is_none() {
+        match b.sweeper(SLICE_BUDGET) {
+            Ok(s) => *sweeper = Some(s),
             Err(e) => {
                 log::warn!("xdp: opening the connection tables for the sweep: {e}");
                 return None;
@@ -104,29 +105,29 @@ pub(crate) fn sweep_job(inner: &Inner, tables: &mut Option<ConnTables>) -> Optio
     })
 }
 
-/// Without the lock: read the connection table once, reclaim expired NAT/FULLNAT flows (reverse
-/// entries, local ports, connection entries), then remove every other expired connection entry
-/// (DR/TUN flows): [`crate::Balancer::sweep`]. The live connections per real when the job asks.
-pub(crate) fn sweep(tables: &mut ConnTables, job: &SweepJob) -> Option<HashMap<u32, (u32, u32)>> {
-    let now = monotonic_ns();
-    let conns = match tables.conns() {
-        Ok(c) => c,
+/// Without the lock: one round of the sliced sweep ([`crate::sweep`]): reclaim expired
+/// NAT/FULLNAT flows (reverse entries, local ports, connection entries) of the next slice of
+/// the reverse table, remove expired DR/TUN (and NAT) entries of the next slice of the
+/// connection table. The live connections per real when this round completed a pass over the
+/// connection table and the job asks for them.
+pub(crate) fn sweep(sweeper: &mut Sweeper, job: &SweepJob) -> Option<HashMap<u32, (u32, u32)>> {
+    match sweeper.round(&job.cfg, monotonic_ns()) {
+        Ok(r) => {
+            if r.nat.reclaimed > 0 {
+                log::debug!(
+                    "xdp: reclaimed {} of {} NAT flows",
+                    r.nat.reclaimed,
+                    r.nat.seen
+                );
+            }
+            if r.removed > 0 {
+                log::debug!("xdp: removed {} expired connection entries", r.removed);
+            }
+            r.live.filter(|_| job.count_live)
+        }
         Err(e) => {
-            log::warn!("xdp: reading the connection table: {e}");
-            return None;
+            log::warn!("xdp: sweeping expired flows: {e}");
+            None
         }
-    };
-    match tables.sweep(&job.cfg, now, &conns) {
-        Ok((r, n)) => {
-            if r.reclaimed > 0 {
-                log::debug!("xdp: reclaimed {} of {} NAT flows", r.reclaimed, r.seen);
-            }
-            if n > 0 {
-                log::debug!("xdp: removed {n} expired connection entries");
-            }
-        }
-        Err(e) => log::warn!("xdp: sweeping expired flows: {e}"),
     }
-    job.count_live
-        .then(|| crate::upkeep::count_live(&job.cfg, now, &conns))
 }

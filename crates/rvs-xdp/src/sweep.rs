@@ -1,14 +1,48 @@
 //! The sweep the engine's upkeep thread runs every `upkeep_interval`: reclaim the reverse
 //! entries (and FULLNAT local ports) of NAT/FULLNAT flows whose `rvs_conns` entry expired (by
-//! its state's timeout, [`crate::conntrack`]) or vanished, then remove every other expired
-//! connection entry (the LRU would only evict them under pressure).
+//! its state's timeout, [`crate::conntrack`]) or vanished, remove every other expired
+//! connection entry (the LRU would only evict them under pressure), and count live flows per
+//! real for the overload thresholds.
 //!
-//! Cost: both tables are read once per sweep with batch reads ([`crate::whole_map`]) and the
-//! expired entries deleted in batches, so a full table costs a few hundred bpf() calls, not two
-//! per entry. The snapshot only decides which flows to look at: a flow about to lose its reverse
-//! entry is looked up again right before (and once more after), so a flow whose connection
-//! entry is alive never loses its reverse entry. The sweep works on [`ConnTables`], handles of
-//! its own on the two maps, so the upkeep thread runs it without the engine's lock.
+//! **Slices.** A round ([`Sweeper::round`]) reads at most a budget of entries of each table
+//! ([`SLICE_BUDGET`] for the engine) with `BPF_MAP_LOOKUP_BATCH` ([`crate::map_batch`]),
+//! resuming from the kernel's token (a bucket index) where the previous round stopped; when a
+//! table's end is reached, its next round starts over. A pass over a table of N entries takes
+//! ceil(N / budget) rounds, or one more (a slice ends on a bucket boundary), so a round's work
+//! is bounded whatever the table's size. The maps have a fixed number of buckets and a key
+//! always hashes to the same one, so a pass reads every entry present throughout it exactly
+//! once; an entry inserted behind the walk waits for the next pass, one deleted ahead of it is
+//! not seen. Both are fine for expiry: an expired entry is at most one pass late. Without the
+//! batch commands (kernels before 5.6, below the crate's minimum; or
+//! [`Balancer::set_batch_ops`]) a slice is the whole table, read entry by entry.
+//!
+//! **A round**, in order:
+//! 1. The reverse table's slice: a flow the walk of `rvs_conns` read live (this pass or the
+//!    last, [`seen_live`]: until its expiry time as read, on the reverse entry's local port) is
+//!    left alone; any other is looked up on its own. An expired or vanished
+//!    flow loses its reverse entry first (replies stop matching, a FULLNAT local port is free
+//!    again), is looked up once more, and then loses its connection entry, or gets its reverse
+//!    entry back if it came back to life meanwhile. A FULLNAT reverse entry whose flow has
+//!    another local port now is stale and goes. A reverse entry waits at most one pass of the
+//!    reverse table after its flow expired.
+//! 2. The connection table's slice: expired entries are deleted in batches, except those step
+//!    1 looked up and FULLNAT entries (local port set), which only step 1 reclaims, so that a
+//!    FULLNAT flow coming back to life is never cut from its local port. A NAT entry cannot be
+//!    told from a DR one in the table: it is deleted like one, and its reverse entry goes when
+//!    step 1 finds the flow gone (the program ignores expired entries either way).
+//! 3. Live entries of the slice are counted per real; the counts of a whole pass come out in
+//!    the round that completes it ([`sliced::Round::live`]), so overload thresholds react one pass
+//!    late at most.
+//!
+//! The sweep works on [`ConnTables`], handles of its own on the two maps, so the upkeep thread
+//! runs it without the engine's lock. [`Balancer::sweep`] is one round without a budget (both
+//! tables whole, judged by the whole read); [`Balancer::sweep_nat`] and
+//! [`Balancer::sweep_conns`] are its two halves.
+
+mod seen_live;
+mod sliced;
+
+pub use sliced::Sweeper;
 
 use crate::abi::{Config, Conn, FlowKey, NatRev};
 use crate::balancer::Balancer;
@@ -16,6 +50,7 @@ use crate::conntrack::expired;
 use crate::error::{XdpError, map_err};
 use crate::whole_map;
 use aya::maps::{HashMap, Map, MapData};
+use seen_live::SeenLive;
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::os::fd::AsFd;
 
@@ -23,6 +58,12 @@ const CONNS: &str = "rvs_conns";
 const NAT_REV: &str = "rvs_nat_rev";
 /// Reclaimed flows whose connection entries are deleted in one call after their re-checks.
 const RECHECK_BATCH: usize = 64;
+/// Entries of each table the engine's sweep reads per round (see docs/xdp.md for what a round
+/// costs and how long a pass takes at the default table sizes).
+pub const SLICE_BUDGET: usize = 32_768;
+
+/// Live connections per real slot: (active, inactive) as IPVS counts them.
+pub type LiveCounts = StdHashMap<u32, (u32, u32)>;
 
 /// What one sweep of the reverse table did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,30 +98,34 @@ fn verdict(cfg: &Config, now: u64, rev: &FlowKey, conn: Option<&Conn>) -> Verdic
 }
 
 impl Balancer {
+    /// Entries of each table the engine's sweep reads per round: 32,768 (docs/xdp.md has what a
+    /// round costs, and how long a pass takes).
+    pub const SWEEP_BUDGET: usize = SLICE_BUDGET;
+
     /// Reclaim NAT/FULLNAT flows expired at `now` (monotonic ns) under `cfg`'s timeouts: the
     /// reverse entry first (replies stop matching, and a FULLNAT local port is free again),
     /// then the connection entry. A flow that came back to life meanwhile gets its reverse
-    /// entry again.
+    /// entry again. Reads both tables whole.
     pub fn sweep_nat(&mut self, cfg: &Config, now: u64) -> Result<SweepReport, XdpError> {
         self.conn_tables()?.sweep_nat(cfg, now)
     }
 
     /// Remove the connection entries expired at `now` by their state's timeout (the LRU would
-    /// only evict them under pressure; removing them keeps listings and counts cheap). Returns
-    /// how many. A flow whose entry goes while its client is still sending (it was idle past
-    /// its timeout) is scheduled afresh, as IPVS does.
+    /// only evict them under pressure; removing them keeps listings and counts cheap), except
+    /// FULLNAT entries ([`Balancer::sweep_nat`] reclaims those). Returns how many. A flow whose
+    /// entry goes while its client is still sending (it was idle past its timeout) is
+    /// scheduled afresh, as IPVS does.
     pub fn sweep_conns(&mut self, cfg: &Config, now: u64) -> Result<usize, XdpError> {
         let mut tables = self.conn_tables()?;
         let conns = tables.conns()?;
         tables.remove_expired(cfg, now, &conns, &HashSet::new())
     }
 
-    /// [`Balancer::sweep_nat`] then [`Balancer::sweep_conns`], reading the connection table
-    /// once: what the upkeep thread runs. Also how many connection entries were removed.
+    /// [`Balancer::sweep_nat`] then [`Balancer::sweep_conns`], reading each table once: one
+    /// round of a sweeper without a budget. Also how many connection entries were removed.
     pub fn sweep(&mut self, cfg: &Config, now: u64) -> Result<(SweepReport, usize), XdpError> {
-        let mut tables = self.conn_tables()?;
-        let conns = tables.conns()?;
-        tables.sweep(cfg, now, &conns)
+        let round = self.sweeper(usize::MAX)?.round(cfg, now)?;
+        Ok((round.nat, round.removed))
     }
 
     /// Handles of their own on `rvs_conns` and `rvs_nat_rev` (duplicated descriptors).
@@ -135,25 +180,27 @@ impl ConnTables {
             return Ok(SweepReport::default());
         }
         let conns = self.conns()?;
-        Ok(self.sweep_nat_with(cfg, now, &revs, &conns)?.0)
+        Ok(self.sweep_nat_with(cfg, now, &revs, &conns, None)?.0)
     }
 
-    /// See [`Balancer::sweep`]; `conns` is a snapshot of the connection table (read by the
-    /// caller, which may count it too).
-    pub fn sweep(
+    /// The NAT sweep of the whole reverse table, then the removal of expired entries of
+    /// `conns`, a snapshot of the connection table.
+    #[cfg(test)]
+    fn sweep(
         &mut self,
         cfg: &Config,
         now: u64,
         conns: &[(FlowKey, Conn)],
     ) -> Result<(SweepReport, usize), XdpError> {
         let revs = self.nat_rev()?;
-        let (report, looked_up) = self.sweep_nat_with(cfg, now, &revs, conns)?;
+        let (report, looked_up) = self.sweep_nat_with(cfg, now, &revs, conns, None)?;
         let removed = self.remove_expired(cfg, now, conns, &looked_up)?;
         Ok((report, removed))
     }
 
     /// Delete the entries of `conns` (a snapshot) expired at `now`, except the flows in `skip`
-    /// (the NAT sweep looked them up afresh and dealt with them).
+    /// (the NAT sweep looked them up afresh and dealt with them) and FULLNAT flows (only the
+    /// NAT sweep reclaims those, reverse entry first).
     fn remove_expired(
         &mut self,
         cfg: &Config,
@@ -163,20 +210,23 @@ impl ConnTables {
     ) -> Result<usize, XdpError> {
         let doomed: Vec<FlowKey> = conns
             .iter()
-            .filter(|(k, c)| expired(cfg, Some(c), now) && !skip.contains(k))
+            .filter(|(k, c)| c.lport == 0 && expired(cfg, Some(c), now) && !skip.contains(k))
             .map(|(k, _)| *k)
             .collect();
         whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, self.batch_ops, &doomed)
     }
 
-    /// The NAT sweep over reverse entries `revs` with `conns` as the snapshot of the connection
-    /// table; also the flows it looked up afresh (their snapshot entries are out of date).
+    /// The NAT sweep over reverse entries `revs` with `conns` as a snapshot of (part of) the
+    /// connection table, and the flows the sliced walk saw live (`seen`): a flow either shows
+    /// live with the reverse entry's local port is left alone, any other is looked up afresh.
+    /// Also the flows it looked up (their snapshot entries are out of date).
     fn sweep_nat_with(
         &mut self,
         cfg: &Config,
         now: u64,
         revs: &[(FlowKey, FlowKey)],
         conns: &[(FlowKey, Conn)],
+        seen: Option<&SeenLive>,
     ) -> Result<(SweepReport, HashSet<FlowKey>), XdpError> {
         let mut report = SweepReport {
             seen: revs.len(),
@@ -190,7 +240,9 @@ impl ConnTables {
         let (mut doomed_revs, mut expired_flows) = (Vec::new(), Vec::new());
         for (rev, orig) in revs {
             let snap = snapshot.get(orig).copied();
-            if matches!(verdict(cfg, now, rev, snap), Verdict::Keep) {
+            if seen.is_some_and(|s| s.live(orig, rev, now))
+                || matches!(verdict(cfg, now, rev, snap), Verdict::Keep)
+            {
                 continue;
             }
             looked_up.insert(*orig);

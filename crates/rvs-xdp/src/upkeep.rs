@@ -1,10 +1,12 @@
 //! Background upkeep of the XDP engine: keeps reals' MACs current from neighbour-table change
 //! notifications (plus a periodic re-check), sweeps expired flows ([`crate::sweep`]), and
 //! applies the overload thresholds (`-x`/`-y`) from the live connection counts in the
-//! connection table. The table is read once per round, and read and swept without the engine's
-//! lock (through handles of its own), so API calls do not wait for a walk of a full table.
-//! Also the read-side helpers that turn the connection table into counts and `ipvsadm -Lnc`
-//! rows.
+//! connection table. Each round sweeps one slice of each table (at most
+//! [`crate::sweep::SLICE_BUDGET`] entries), without the engine's lock (through handles of its
+//! own), so a round's work does not grow with the table and API calls never wait for it; the
+//! live counts of a whole pass over the table are applied when the pass completes (one pass
+//! = ceil(entries / budget) rounds: the thresholds' reaction delay). Also the read-side
+//! helpers that turn the connection table into counts and `ipvsadm -Lnc` rows.
 
 use crate::abi;
 use crate::conntrack;
@@ -126,8 +128,8 @@ pub(crate) fn has_thresholds(inner: &Inner) -> bool {
         .any(|r| r.real.upper_threshold > 0)
 }
 
-/// Overload hysteresis from live connection counts `live` ([`count_live`]); rebuild tables
-/// that changed.
+/// Overload hysteresis from live connection counts `live` (of a whole pass of the sweep);
+/// rebuild tables that changed.
 fn apply_overload(inner: &mut Inner, live: &HashMap<u32, (u32, u32)>) {
     if !has_thresholds(inner) {
         return;
@@ -165,7 +167,19 @@ pub(crate) fn count_live(
     now: u64,
     conns: &[(abi::FlowKey, abi::Conn)],
 ) -> HashMap<u32, (u32, u32)> {
-    let mut out: HashMap<u32, (u32, u32)> = HashMap::new();
+    let mut out = HashMap::new();
+    add_live(cfg, now, conns, &mut out);
+    out
+}
+
+/// Add the live entries of `conns` at `now` under `cfg` to the counts `out` (the sweep counts
+/// a pass slice by slice, [`crate::sweep`]).
+pub(crate) fn add_live(
+    cfg: &abi::Config,
+    now: u64,
+    conns: &[(abi::FlowKey, abi::Conn)],
+    out: &mut HashMap<u32, (u32, u32)>,
+) {
     for (_, c) in conns {
         if conntrack::expired(cfg, Some(c), now) {
             continue;
@@ -177,7 +191,6 @@ pub(crate) fn count_live(
             e.1 += 1;
         }
     }
-    out
 }
 
 /// The connection table and persistence templates as `ipvsadm -Lnc` rows: the state's name
