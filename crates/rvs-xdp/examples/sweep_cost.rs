@@ -9,8 +9,11 @@
 //!   pass.
 //!
 //! ```text
-//! cargo run --release -p rvs-xdp --example sweep_cost [ENTRIES ...]   (default 100000 250000)
+//! cargo run --release -p rvs-xdp --example sweep_cost [--nat-table=N] [ENTRIES ...]
 //! ```
+//!
+//! ENTRIES default to 100000 250000; `--nat-table` sizes `rvs_nat_rev` (default 262,144), e.g.
+//! 1048576 to see what a larger table's empty buckets cost a round.
 //!
 //! Each row loads a fresh balancer, fills `rvs_conns` with ENTRIES TCP TIME_WAIT entries (half
 //! idle past the 120 s timeout) — DR flows, or NAT flows with a reverse entry each in
@@ -92,8 +95,8 @@ fn reverse(key: &FlowKey) -> (FlowKey, NatRev) {
 }
 
 /// A fresh balancer whose tables hold `n` entries, half expired (NAT: a reverse entry each).
-fn filled(n: usize, nat: bool, batch: bool) -> BoxResult<Balancer> {
-    let mut b = Balancer::load()?;
+fn filled(n: usize, nat: bool, batch: bool, nat_table: u32) -> BoxResult<Balancer> {
+    let mut b = Balancer::load_sized(nat_table)?;
     b.set_config(&Config::default())?;
     b.set_batch_ops(batch);
     let all = entries(n);
@@ -120,8 +123,8 @@ fn check_swept(b: &Balancer, n: usize, nat: bool, removed: Option<usize>) -> Box
 }
 
 /// Whole-table: (read wall, read cpu, sweep wall, sweep cpu) in ms.
-fn whole(n: usize, nat: bool, batch: bool) -> BoxResult<[f64; 4]> {
-    let mut b = filled(n, nat, batch)?;
+fn whole(n: usize, nat: bool, batch: bool, nat_table: u32) -> BoxResult<[f64; 4]> {
+    let mut b = filled(n, nat, batch, nat_table)?;
     let (read_wall, read_cpu, read) = timed(|| b.conns());
     let read = read?.len();
     if read != n {
@@ -142,8 +145,8 @@ struct Pass {
 
 /// Sliced: the first pass (half the table expired) and a second one; a pass = rounds until
 /// both tables' passes are complete.
-fn sliced(n: usize, nat: bool) -> BoxResult<[Pass; 2]> {
-    let b = filled(n, nat, true)?;
+fn sliced(n: usize, nat: bool, nat_table: u32) -> BoxResult<[Pass; 2]> {
+    let b = filled(n, nat, true, nat_table)?;
     let mut sweeper = b.sweeper(SLICE_BUDGET)?;
     let cfg = Config::default();
     let mut pass = || -> BoxResult<Pass> {
@@ -182,7 +185,15 @@ fn main() -> BoxResult<()> {
         eprintln!("skipping: loading the balancer needs root");
         return Ok(());
     }
-    let parsed: Result<Vec<usize>, _> = std::env::args().skip(1).map(|a| a.parse()).collect();
+    let mut nat_table = abi::RVS_MAX_NAT_CONNS as u32;
+    let mut args = Vec::new();
+    for a in std::env::args().skip(1) {
+        match a.strip_prefix("--nat-table=") {
+            Some(v) => nat_table = v.parse().map_err(|e| format!("--nat-table: {e}"))?,
+            None => args.push(a),
+        }
+    }
+    let parsed: Result<Vec<usize>, _> = args.iter().map(|a| a.parse()).collect();
     let sizes = match parsed {
         Ok(v) if !v.is_empty() => v,
         Ok(_) => vec![100_000, 250_000],
@@ -196,8 +207,8 @@ fn main() -> BoxResult<()> {
     let mut rows = Vec::new();
     for &n in &sizes {
         for (kind, nat) in [("dr", false), ("nat", true)] {
-            let old = whole(n, nat, false)?;
-            let new = whole(n, nat, true)?;
+            let old = whole(n, nat, false, nat_table)?;
+            let new = whole(n, nat, true, nat_table)?;
             for (path, r) in [("per-entry", old), ("batch", new)] {
                 println!(
                     "{n:>8} {kind:<4} {path:<9}  {:>8.1} ms {:>7.1} ms  {:>8.1} ms {:>7.1} ms",
@@ -212,7 +223,7 @@ fn main() -> BoxResult<()> {
                 old[2] / new[2],
                 old[3] / new[3]
             );
-            rows.push((n, kind, new, sliced(n, nat)?));
+            rows.push((n, kind, new, sliced(n, nat, nat_table)?));
         }
     }
     println!(

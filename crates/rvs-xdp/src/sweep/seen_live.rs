@@ -11,8 +11,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 /// the flow (keyed per process), the time it expires at as read, its local port, and the pass
 /// that saw it. A flow that got a shorter state since (e.g. FIN) is judged by the old time
 /// until the walk reads it again (one pass); one gone without the walk deleting it (evicted) is
-/// forgotten at the end of the next pass. About 32 bytes per flow; kept only while the reverse
-/// table has entries.
+/// forgotten at the end of the next pass. 25–50 bytes per flow (with the hash table's slack);
+/// kept only while the reverse table has entries.
 #[derive(Default)]
 pub(super) struct SeenLive {
     flows: HashMap<u64, Seen, BuildHasherDefault<KeyHash>>,
