@@ -30,9 +30,11 @@ pub struct Round {
     /// Entries of `rvs_conns` read (at most the budget, or one bucket when a bucket holds
     /// more).
     pub conns_read: usize,
-    /// The reverse table's part: `seen` = entries of `rvs_nat_rev` read.
+    /// The reverse table's part: `seen` = entries of `rvs_nat_rev` read, `reclaimed` = flows
+    /// whose reverse entry went (a NAT flow's connection entry may have gone in an earlier
+    /// round's `removed`).
     pub nat: SweepReport,
-    /// Expired connection entries removed besides those of reclaimed NAT flows.
+    /// Expired connection entries of this round's slice removed (not those of `nat`).
     pub removed: usize,
     /// This round reached the end of `rvs_conns`: a pass is complete.
     pub conns_pass_done: bool,
