@@ -240,18 +240,8 @@ fn nginx_reals_in_namespaces_misc_dynamic_inhibit_and_quorum() {
         "{names:?}"
     );
 
-    // r0 down: listed at weight 0 (inhibit); live weight 2 still meets quorum 2
-    stop_nginx(n0);
-    wait_for("r0 down", BOUND + Duration::from_secs(5), || {
-        health_of(&d, vip, r0).as_deref() == Some("down")
-    });
-    let ls = keepalived_common::listing(&d);
-    let line =
-        keepalived_common::listed_line(&ls, r0).unwrap_or_else(|| panic!("r0 listed:\n{ls}"));
-    assert_eq!(line.split_whitespace().nth(3), Some("0"), "{line}");
-    assert_eq!(fetch(6), vec!["r1"; 6]);
-    // the SYN prober's counters reach /metrics (published every 2 s): answered SYNs while r0
-    // listened, refused ones (RST) since
+    // the SYN prober's counters reach /metrics (published every 2 s): a SYN-ACK from r0 while
+    // it listens, then (below) an RST once it stopped
     let syn = |outcome: &str| -> u64 {
         let m = d.get("/metrics").body;
         let key = format!("rvs_outcomes_total{{engine=\"health\",outcome=\"syn_{outcome}\"}} ");
@@ -261,12 +251,26 @@ fn nginx_reals_in_namespaces_misc_dynamic_inhibit_and_quorum() {
             .unwrap_or(0)
     };
     wait_for(
-        "SYN prober counters in /metrics",
-        Duration::from_secs(5),
-        || syn("open") > 0 && syn("refused") > 0,
+        "SYN-ACKs counted in /metrics",
+        Duration::from_secs(8),
+        || syn("open") > 0,
     );
-    assert!(syn("sent") >= syn("open") + syn("refused"));
+    assert_eq!(syn("refused"), 0);
 
+    // r0 down: listed at weight 0 (inhibit); live weight 2 still meets quorum 2
+    stop_nginx(n0);
+    wait_for("r0 down", BOUND + Duration::from_secs(5), || {
+        health_of(&d, vip, r0).as_deref() == Some("down")
+    });
+    wait_for("RSTs counted in /metrics", Duration::from_secs(5), || {
+        syn("refused") > 0
+    });
+    assert!(syn("sent") >= syn("open") + syn("refused"));
+    let ls = keepalived_common::listing(&d);
+    let line =
+        keepalived_common::listed_line(&ls, r0).unwrap_or_else(|| panic!("r0 listed:\n{ls}"));
+    assert_eq!(line.split_whitespace().nth(3), Some("0"), "{line}");
+    assert_eq!(fetch(6), vec!["r1"; 6]);
     // the script now says weight 1: below quorum 2 → the sorry server serves, r1 is gated
     std::fs::write(&code, "3").unwrap();
     wait_for("sorry server in", Duration::from_secs(5), || {
