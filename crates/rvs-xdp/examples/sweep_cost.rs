@@ -59,22 +59,14 @@ fn entries(n: usize) -> Vec<(FlowKey, Conn)> {
         .collect()
 }
 
-/// CPU time of this thread (user + system), ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Wall and CPU milliseconds of `f`, and its result.
 fn timed<T>(f: impl FnOnce() -> T) -> (f64, f64, T) {
-    let (wall, cpu) = (Instant::now(), thread_cpu_ns());
+    let (wall, cpu) = (
+        Instant::now(),
+        rvs_xdp::engine::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID),
+    );
     let out = f();
-    let cpu_ms = (thread_cpu_ns() - cpu) as f64 / 1e6;
+    let cpu_ms = (rvs_xdp::engine::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu) as f64 / 1e6;
     (wall.elapsed().as_secs_f64() * 1e3, cpu_ms, out)
 }
 

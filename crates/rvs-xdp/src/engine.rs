@@ -73,6 +73,9 @@ pub(crate) struct Inner {
     pub resolve_timeout: Duration,
     /// FULLNAT local addresses: the default pool and per-service pools.
     pub fullnat: crate::nat_engine::Pools,
+    /// The live connections per real counted by the upkeep's last full pass over the
+    /// connection table, and how many entries that pass read (see [`Inner::live_counts`]).
+    pub live_pass: Option<(crate::sweep::LiveCounts, usize)>,
 }
 
 /// The XDP data plane.
@@ -139,6 +142,7 @@ impl XdpEngine {
             netlink,
             resolve_timeout: cfg.resolve_timeout,
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
+            live_pass: None,
         }));
         let upkeep = crate::upkeep::Upkeep::start(inner.clone(), cfg.upkeep_interval);
         Ok(XdpEngine {
@@ -189,6 +193,22 @@ impl XdpEngine {
             .unwrap_or_default()
     }
 
+    /// The slot index of `real` of `service` in the program's tables (what connection entries
+    /// name), if configured. Low level: connection sync and tests.
+    pub fn real_index(&self, service: &ServiceKey, real: &SocketAddr) -> Option<u32> {
+        Some(self.lock().services.get(service)?.reals.get(real)?.index)
+    }
+
+    /// Insert connection entries as the program makes them (connection sync, tests).
+    pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
+        let mut inner = self.lock();
+        let b = inner
+            .balancer
+            .as_mut()
+            .ok_or(XdpError::Missing("balancer"))?;
+        entries.iter().try_for_each(|(k, c)| b.insert_conn(k, c))
+    }
+
     /// Where the program is attached and in which mode (generic means native was refused).
     pub fn attachments(&self) -> &[(String, AttachMode)] {
         &self.attached
@@ -225,6 +245,18 @@ fn describe_interface(nl: &Netlink, name: &str) -> Result<(u32, Iface), EngineEr
 }
 
 impl Inner {
+    /// ActiveConn / InActConn per real slot. Counted afresh from the connection table while
+    /// the upkeep's last pass read at most [`crate::sweep::SLICE_BUDGET`] entries (a read of
+    /// that many costs ~13 ms); above that, the counts of the last completed pass, so stats
+    /// and `-Ln` cost the same at any table size and lag by up to one pass (ceil(entries /
+    /// budget) upkeep rounds).
+    pub fn live_counts(&self) -> crate::sweep::LiveCounts {
+        match &self.live_pass {
+            Some((live, entries)) if *entries > crate::sweep::SLICE_BUDGET => live.clone(),
+            _ => crate::upkeep::live_counts(self),
+        }
+    }
+
     fn balancer(&mut self) -> Result<&mut Balancer, EngineError> {
         self.balancer.as_mut().ok_or_else(|| EngineError::Io {
             context: "xdp engine".into(),
@@ -432,14 +464,19 @@ fn to_counters(c: &abi::Counters) -> Counters {
     }
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
-pub(crate) fn monotonic_ns() -> u64 {
+/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns (and of connection entries' `last_ns`).
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Clock `clock` (a `libc::CLOCK_*`) in ns.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -478,7 +515,7 @@ impl Engine for XdpEngine {
         let Some(b) = inner.balancer.as_ref() else {
             return out;
         };
-        let live = crate::upkeep::live_counts(&inner);
+        let live = inner.live_counts();
         for (key, svc) in &inner.services {
             let mut s = ServiceStats {
                 counters: to_counters(&b.counters(svc.index).unwrap_or_default()),

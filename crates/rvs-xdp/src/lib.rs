@@ -27,3 +27,4 @@ mod whole_map;
 pub use balancer::{AttachMode, Balancer};
 pub use engine::{XdpConfig, XdpEngine};
 pub use error::XdpError;
+pub use sweep::{Round, SLICE_BUDGET, Sweeper};

@@ -9,7 +9,7 @@ use crate::state::config_abi;
 use crate::sweep::{SLICE_BUDGET, Sweeper};
 use rvs_core::engine::Unsupported;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// FULLNAT local addresses.
@@ -79,10 +79,10 @@ pub(crate) fn check(pools: &Pools, key: &ServiceKey, real: &RealServer) -> Resul
 }
 
 /// What the upkeep thread does outside the engine's lock in one round: the timeouts in force,
-/// and whether to count live connections for the overload thresholds.
+/// and whether the live connections it counts feed overload thresholds.
 pub(crate) struct SweepJob {
     cfg: abi::Config,
-    count_live: bool,
+    pub thresholds: bool,
 }
 
 /// Under the engine's lock: the round's job, and the sweeper with its own handles on the
@@ -101,16 +101,19 @@ pub(crate) fn sweep_job(inner: &Inner, sweeper: &mut Option<Sweeper>) -> Option<
     }
     Some(SweepJob {
         cfg: config_abi(&inner.state_timeouts, &inner.timeouts),
-        count_live: crate::upkeep::has_thresholds(inner),
+        thresholds: crate::upkeep::has_thresholds(inner),
     })
 }
 
 /// Without the lock: one round of the sliced sweep ([`crate::sweep`]): reclaim expired
 /// NAT/FULLNAT flows (reverse entries, local ports, connection entries) of the next slice of
 /// the reverse table, remove expired DR/TUN (and NAT) entries of the next slice of the
-/// connection table. The live connections per real when this round completed a pass over the
-/// connection table and the job asks for them.
-pub(crate) fn sweep(sweeper: &mut Sweeper, job: &SweepJob) -> Option<HashMap<u32, (u32, u32)>> {
+/// connection table. Returns the entries of `rvs_conns` this round read and, when it
+/// completed a pass over the table, the live connections per real counted over the pass.
+pub(crate) fn sweep(
+    sweeper: &mut Sweeper,
+    job: &SweepJob,
+) -> Option<(usize, Option<crate::sweep::LiveCounts>)> {
     match sweeper.round(&job.cfg, monotonic_ns()) {
         Ok(r) => {
             if r.nat.reclaimed > 0 {
@@ -123,7 +126,7 @@ pub(crate) fn sweep(sweeper: &mut Sweeper, job: &SweepJob) -> Option<HashMap<u32
             if r.removed > 0 {
                 log::debug!("xdp: removed {} expired connection entries", r.removed);
             }
-            r.live.filter(|_| job.count_live)
+            Some((r.conns_read, r.live))
         }
         Err(e) => {
             log::warn!("xdp: sweeping expired flows: {e}");

@@ -42,7 +42,7 @@
 mod seen_live;
 mod sliced;
 
-pub use sliced::Sweeper;
+pub use sliced::{Round, Sweeper};
 
 use crate::abi::{Config, Conn, FlowKey, NatRev};
 use crate::balancer::Balancer;

@@ -5,7 +5,8 @@
 //! [`crate::sweep::SLICE_BUDGET`] entries), without the engine's lock (through handles of its
 //! own), so a round's work does not grow with the table and API calls never wait for it; the
 //! live counts of a whole pass over the table are applied when the pass completes (one pass
-//! = ceil(entries / budget) rounds: the thresholds' reaction delay). Also the read-side
+//! = ceil(entries / budget) rounds: the thresholds' reaction delay) and kept for the stats
+//! of tables too big to count on every request ([`Inner::live_counts`]). Also the read-side
 //! helpers that turn the connection table into counts and `ipvsadm -Lnc` rows.
 
 use crate::abi;
@@ -41,6 +42,7 @@ impl Upkeep {
             .name("rvs-xdp-upkeep".into())
             .spawn(move || {
                 let mut tables = None;
+                let mut pass_read = 0;
                 while !flag.load(Ordering::Relaxed) {
                     let changed = match &events {
                         Some(rx) => rx.recv_timeout(interval).is_ok(),
@@ -60,9 +62,17 @@ impl Upkeep {
                     let (Some(job), Some(t)) = (job, tables.as_mut()) else {
                         continue;
                     };
-                    if let Some(live) = crate::nat_engine::sweep(t, &job) {
+                    let Some((read, pass)) = crate::nat_engine::sweep(t, &job) else {
+                        continue;
+                    };
+                    pass_read += read;
+                    if let Some(live) = pass {
                         let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-                        apply_overload(&mut guard, &live);
+                        if job.thresholds {
+                            apply_overload(&mut guard, &live);
+                        }
+                        guard.live_pass = Some((live, pass_read));
+                        pass_read = 0;
                     }
                 }
             })

@@ -929,16 +929,6 @@ fn conn_of(lab: &Lab, svc: u32, client: SocketAddr) -> Option<abi::Conn> {
         .map(|(_, c)| c)
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// DR and TUN flows follow IPVS's input-only TCP states (the director never sees replies):
 /// each packet is forwarded and leaves its entry in the expected state; per-state timeouts
 /// decide whether an old entry still holds its flow.
@@ -993,7 +983,7 @@ fn dr_tun_states(lab: &mut Lab) {
     assert_eq!(conn_state(lab, 1, c), Some(abi::RVS_STATE_UDP as u32));
     // Per-state timeouts: two entries 11 s old on the real Maglev does not pick. CLOSE (10 s)
     // has expired: the flow is scheduled afresh; ESTABLISHED (900 s) still holds it.
-    let now = monotonic_ns();
+    let now = rvs_xdp::engine::monotonic_ns();
     for (port, state, follows) in [(43004u16, CLOSE, false), (43005, ESTABLISHED, true)] {
         let c = client4(port);
         let maglev = lab.maglev_real(0, c);

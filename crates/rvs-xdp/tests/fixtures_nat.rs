@@ -633,7 +633,7 @@ fn table_full_and_sweep() {
     );
     // Nothing expired yet: the sweep keeps everything.
     let cfg = Config::default();
-    let now = monotonic();
+    let now = rvs_xdp::engine::monotonic_ns();
     let r = lab.b.sweep_nat(&cfg, now).unwrap();
     assert_eq!((r.seen, r.reclaimed), (3, 0), "{r:?}");
     // Later than every timeout: all reclaimed, and a new flow fits again.
@@ -650,7 +650,7 @@ fn table_full_and_sweep() {
     );
     let r = lab
         .b
-        .sweep_nat(&cfg, monotonic() + 1_000_000_000_000)
+        .sweep_nat(&cfg, rvs_xdp::engine::monotonic_ns() + 1_000_000_000_000)
         .unwrap();
     assert_eq!(r.reclaimed, 1);
     assert!(
@@ -678,7 +678,10 @@ fn table_full_and_sweep() {
         .unwrap();
     conn.lport = (u16::from_be(conn.lport) ^ 1).to_be();
     lab.b.insert_conn(&key, &conn).unwrap();
-    let r = lab.b.sweep_nat(&cfg, monotonic()).unwrap();
+    let r = lab
+        .b
+        .sweep_nat(&cfg, rvs_xdp::engine::monotonic_ns())
+        .unwrap();
     assert_eq!((r.seen, r.reclaimed, r.stale), (1, 0, 1), "{r:?}");
     assert!(
         lab.b.nat_rev().unwrap().is_empty(),
@@ -687,16 +690,6 @@ fn table_full_and_sweep() {
     assert!(conn_state(&lab, &key).is_some(), "the flow's entry stays");
     println!("{} small-table fixtures passed", lab.ran.len());
     assert!(lab.ran.len() >= 10);
-}
-
-fn monotonic() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn sh(args: &[&str]) -> String {
