@@ -38,16 +38,12 @@ const NOW: u64 = 1_000_000 * 1_000_000_000;
 fn entries(n: usize) -> Vec<(FlowKey, Conn)> {
     (0..n)
         .map(|i| {
-            let client = 0x0a00_0000u32 | (i as u32 >> 8);
-            let key = FlowKey {
-                src: [client.to_be(), 0, 0, 0],
-                dst: [u32::from_be_bytes([10, 0, 0, 3]).to_be(), 0, 0, 0],
-                sport: (1024 + (i & 0xff) as u16).to_be(),
-                dport: 80u16.to_be(),
-                proto: abi::RVS_PROTO_TCP as u8,
-                family: abi::RVS_FAMILY_V4 as u8,
-                pad: [0; 2],
-            };
+            let key = rvs_xdp::bench_setup::client_flow(
+                i as u32,
+                [10, 0, 0, 3],
+                80,
+                abi::RVS_PROTO_TCP as u32,
+            );
             let idle_s = if i % 2 == 1 { 200 } else { 1 };
             let conn = Conn {
                 state: abi::RVS_STATE_TIME_WAIT as u32,

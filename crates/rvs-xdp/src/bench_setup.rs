@@ -142,6 +142,21 @@ impl Results {
     }
 }
 
+/// The IPv4 flow of client number `i` (10.0.x.y, source port 1024 + i % 256; distinct for
+/// every `i` below 2^24) to `dst`:`dport` over `proto` (an `abi::RVS_PROTO_*`), for filling
+/// tables in tests and measurements.
+pub fn client_flow(i: u32, dst: [u8; 4], dport: u16, proto: u32) -> FlowKey {
+    FlowKey {
+        src: [(0x0a00_0000 | (i >> 8)).to_be(), 0, 0, 0],
+        dst: [u32::from_be_bytes(dst).to_be(), 0, 0, 0],
+        sport: (1024 + (i & 0xff) as u16).to_be(),
+        dport: dport.to_be(),
+        proto: proto as u8,
+        family: crate::abi::RVS_FAMILY_V4 as u8,
+        pad: [0; 2],
+    }
+}
+
 /// Insert `entries` into `rvs_conns`, spread evenly over the online CPUs (this thread pinned to
 /// each in turn, its affinity restored afterwards), as flows arriving on every receive queue
 /// would be (each CPU keeps a small local list of free entries of the table's common LRU).

@@ -312,10 +312,10 @@ mod tests {
     use super::*;
     use crate::abi;
 
-    const S: u64 = 1_000_000_000;
-    const NOW: u64 = 10_000 * S;
+    pub(super) const S: u64 = 1_000_000_000;
+    pub(super) const NOW: u64 = 10_000 * S;
 
-    fn flow(i: u32, dport: u16) -> FlowKey {
+    pub(super) fn flow(i: u32, dport: u16) -> FlowKey {
         FlowKey {
             src: [i.to_be(), 0, 0, 0],
             dst: [7u32.to_be(), 0, 0, 0],
@@ -328,7 +328,7 @@ mod tests {
     }
 
     /// A TIME_WAIT entry (120 s) idle for `idle_s`, FULLNAT local port `lport` (0 = NAT).
-    fn conn(idle_s: u64, lport: u16) -> Conn {
+    pub(super) fn conn(idle_s: u64, lport: u16) -> Conn {
         Conn {
             state: abi::RVS_STATE_TIME_WAIT as u32,
             last_ns: NOW - idle_s * S,

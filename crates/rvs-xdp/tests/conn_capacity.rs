@@ -6,17 +6,10 @@
 
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, Conn, FlowKey};
+use rvs_xdp::bench_setup::client_flow;
 
 fn key(i: u32) -> FlowKey {
-    FlowKey {
-        src: [(0x0a00_0000 | (i >> 8)).to_be(), 0, 0, 0],
-        dst: [u32::from_be_bytes([10, 0, 0, 3]).to_be(), 0, 0, 0],
-        sport: (1024 + (i & 0xff) as u16).to_be(),
-        dport: 80u16.to_be(),
-        proto: abi::RVS_PROTO_TCP as u8,
-        family: abi::RVS_FAMILY_V4 as u8,
-        pad: [0; 2],
-    }
+    client_flow(i, [10, 0, 0, 3], 80, abi::RVS_PROTO_TCP as u32)
 }
 
 /// Pins this thread to `cpu`.

@@ -8,7 +8,7 @@
 
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, Conn, FlowKey, NatRev};
-use rvs_xdp::bench_setup::fill_conns;
+use rvs_xdp::bench_setup::{client_flow, fill_conns};
 use rvs_xdp::conntrack::{expired, is_active};
 use std::collections::{HashMap, HashSet};
 
@@ -28,15 +28,16 @@ fn balancer(batch: bool) -> Option<Balancer> {
 }
 
 fn key(i: u32, proto: u64) -> FlowKey {
-    FlowKey {
-        src: [(0x0a00_0000 | (i >> 8)).to_be(), 0, 0, 0],
-        dst: [u32::from_be_bytes([10, 0, 0, 3]).to_be(), 0, 0, 0],
-        sport: (1024 + (i & 0xff) as u16).to_be(),
-        dport: 80u16.to_be(),
-        proto: proto as u8,
-        family: abi::RVS_FAMILY_V4 as u8,
-        pad: [0; 2],
-    }
+    client_flow(i, [10, 0, 0, 3], 80, proto as u32)
+}
+
+/// The entries of `entries` still live at `NOW` under `cfg`.
+fn live_of(cfg: &Config, entries: &[(FlowKey, Conn)]) -> HashMap<FlowKey, Conn> {
+    entries
+        .iter()
+        .filter(|(_, c)| !expired(cfg, Some(c), NOW))
+        .copied()
+        .collect()
 }
 
 /// `n` flows in various states, idle for various times around their timeouts (IPVS's
@@ -94,11 +95,7 @@ fn the_sweep_removes_exactly_the_expired_entries() {
     let cfg = Config::default();
     for batch in [true, false] {
         let inserted = flows(40_000);
-        let live: HashMap<FlowKey, Conn> = inserted
-            .iter()
-            .filter(|(_, c)| !expired(&cfg, Some(c), NOW))
-            .copied()
-            .collect();
+        let live = live_of(&cfg, &inserted);
         let dead = inserted.len() - live.len();
         assert!(
             dead > 10_000 && live.len() > 10_000,
@@ -150,11 +147,7 @@ fn sliced_rounds_remove_every_expired_entry_within_a_pass_and_never_a_live_one()
     let Some(mut b) = balancer(true) else { return };
     let inserted = flows(N as u32);
     fill_conns(&mut b, &inserted).expect("fill");
-    let live: HashMap<FlowKey, Conn> = inserted
-        .iter()
-        .filter(|(_, c)| !expired(&cfg, Some(c), NOW))
-        .copied()
-        .collect();
+    let live = live_of(&cfg, &inserted);
     assert!(
         live.len() > N / 4 && live.len() < N * 3 / 4,
         "{}",
@@ -213,11 +206,7 @@ fn without_batch_commands_a_round_is_the_whole_table() {
     let Some(mut b) = balancer(false) else { return };
     let inserted = flows(20_000);
     fill_conns(&mut b, &inserted).expect("fill");
-    let live: HashMap<FlowKey, Conn> = inserted
-        .iter()
-        .filter(|(_, c)| !expired(&cfg, Some(c), NOW))
-        .copied()
-        .collect();
+    let live = live_of(&cfg, &inserted);
     let r = b
         .sweeper(1_000)
         .expect("sweeper")

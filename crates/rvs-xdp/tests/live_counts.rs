@@ -8,6 +8,7 @@ use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_testbed::Netns;
 use rvs_xdp::abi::{self, Conn, FlowKey};
+use rvs_xdp::bench_setup::client_flow;
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,15 +16,7 @@ use std::time::{Duration, Instant};
 const VIP: [u8; 4] = [10, 9, 0, 100];
 
 fn key(i: u32) -> FlowKey {
-    FlowKey {
-        src: [(0x0a00_0000 | (i >> 8)).to_be(), 0, 0, 0],
-        dst: [u32::from_be_bytes(VIP).to_be(), 0, 0, 0],
-        sport: (1024 + (i & 0xff) as u16).to_be(),
-        dport: 80u16.to_be(),
-        proto: abi::RVS_PROTO_TCP as u8,
-        family: abi::RVS_FAMILY_V4 as u8,
-        pad: [0; 2],
-    }
+    client_flow(i, VIP, 80, abi::RVS_PROTO_TCP as u32)
 }
 
 /// `n` ESTABLISHED entries numbered from `from` for real slot `real`, fresh now.

@@ -96,30 +96,8 @@ impl Hasher for KeyHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi;
 
-    const S: u64 = 1_000_000_000;
-    const NOW: u64 = 10_000 * S;
-
-    fn flow(i: u32, dport: u16) -> FlowKey {
-        FlowKey {
-            src: [i.to_be(), 0, 0, 0],
-            dport: dport.to_be(),
-            proto: abi::RVS_PROTO_TCP as u8,
-            family: abi::RVS_FAMILY_V4 as u8,
-            ..Default::default()
-        }
-    }
-
-    /// A TIME_WAIT entry (120 s) idle for `idle_s` on local port `lport` (0 = none).
-    fn conn(idle_s: u64, lport: u16) -> Conn {
-        Conn {
-            state: abi::RVS_STATE_TIME_WAIT as u32,
-            last_ns: NOW - idle_s * S,
-            lport: lport.to_be(),
-            ..Default::default()
-        }
-    }
+    use crate::sweep::tests::{NOW, S, conn, flow};
 
     /// What the sliced walk remembers: live flows until their expiry time, on their local
     /// port; expired ones forgotten at once, vanished ones after a pass that did not see them,
