@@ -166,14 +166,10 @@ pub fn fill_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), X
     let share = entries.len().div_ceil(cpus.len().max(1)).max(1);
     let mut result = Ok(());
     for (cpu, chunk) in cpus.iter().zip(entries.chunks(share)) {
-        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes a bit within it (the
-        // index is below CPU_SETSIZE, checked).
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         if *cpu as usize >= libc::CPU_SETSIZE as usize {
             continue;
         }
-        unsafe { libc::CPU_SET(*cpu as usize, &mut set) };
-        set_affinity(&set)?;
+        pin_thread(*cpu as usize)?;
         result = chunk.iter().try_for_each(|(k, c)| b.insert_conn(k, c));
         if result.is_err() {
             break;
@@ -181,6 +177,20 @@ pub fn fill_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), X
     }
     set_affinity(&saved)?;
     result
+}
+
+/// Pins the calling thread to CPU `cpu` (below `CPU_SETSIZE`).
+pub fn pin_thread(cpu: usize) -> Result<(), XdpError> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(XdpError::Invalid(format!(
+            "CPU {cpu} is beyond CPU_SETSIZE"
+        )));
+    }
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes a bit within it (the index
+    // is below CPU_SETSIZE, checked).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set_affinity(&set)
 }
 
 fn affinity() -> Result<libc::cpu_set_t, XdpError> {

@@ -6,27 +6,10 @@
 
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, Conn, FlowKey};
-use rvs_xdp::bench_setup::client_flow;
+use rvs_xdp::bench_setup::{client_flow, pin_thread};
 
 fn key(i: u32) -> FlowKey {
     client_flow(i, [10, 0, 0, 3], 80, abi::RVS_PROTO_TCP as u32)
-}
-
-/// Pins this thread to `cpu`.
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET sets bit `cpu` (< CPU_SETSIZE) in it;
-    // sched_setaffinity reads the set we pass.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        rc,
-        0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 #[test]
@@ -46,7 +29,7 @@ fn flows_inserted_on_one_cpu_fill_the_whole_table() {
     // two possible CPUs, and room left for free nodes parked in other CPUs' local lists.
     let n = (abi::RVS_MAX_CONNS * 9 / 10) as u32;
     assert!(n as usize > abi::RVS_MAX_CONNS as usize / cpus);
-    pin(0);
+    pin_thread(0).expect("pin to CPU 0");
     let conn = Conn {
         real: 1,
         svc: 0,

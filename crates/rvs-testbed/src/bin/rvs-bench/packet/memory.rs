@@ -16,7 +16,7 @@ use rvs_testbed::{Netns, xdp_pass};
 use serde_json::Value;
 
 use crate::packet::measure::Ctx;
-use crate::record::LOWER;
+use crate::record::{LOWER, Recorder};
 use crate::{BoxResult, Holder};
 
 /// How the subject keeps per-connection state.
@@ -152,23 +152,7 @@ pub fn idle(
         ctx.rec.note(&format!(
             "{subject}: idle-connection figures missing: {e} (first try: {first})"
         ));
-        let scen = "idle connections";
-        ctx.rec.push(
-            subject,
-            scen,
-            "memory_per_connection",
-            "bytes",
-            LOWER,
-            f64::NAN,
-        );
-        ctx.rec.push(
-            subject,
-            scen,
-            "memory_for_connections",
-            "MiB",
-            LOWER,
-            f64::NAN,
-        );
+        push_memory(ctx.rec, subject, (f64::NAN, f64::NAN));
     }
     Ok(())
 }
@@ -261,22 +245,20 @@ fn idle_once(
         )
         .into());
     }
+    push_memory(ctx.rec, subject, result);
+    Ok(())
+}
+
+/// Records `subject`'s idle-connection figures: (bytes per connection, MiB set aside).
+fn push_memory(rec: &mut Recorder, subject: &str, (per_conn, total): (f64, f64)) {
     let scen = "idle connections";
-    ctx.rec.push(
+    rec.push(
         subject,
         scen,
         "memory_per_connection",
         "bytes",
         LOWER,
-        result.0,
+        per_conn,
     );
-    ctx.rec.push(
-        subject,
-        scen,
-        "memory_for_connections",
-        "MiB",
-        LOWER,
-        result.1,
-    );
-    Ok(())
+    rec.push(subject, scen, "memory_for_connections", "MiB", LOWER, total);
 }
