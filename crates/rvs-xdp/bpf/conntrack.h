@@ -81,8 +81,9 @@ struct {
 	__type(value, struct rvs_nat_rev);
 } rvs_rev_scratch SEC(".maps");
 
-/* A zeroed reverse-entry value for `orig` (in rvs_rev_scratch), or 0. */
-static __always_inline struct rvs_nat_rev *rvs_rev_value(const struct rvs_flow_key *orig)
+/* A reverse-entry value for `orig` on real `real` (in rvs_rev_scratch), or 0. */
+static __always_inline struct rvs_nat_rev *rvs_rev_value(const struct rvs_flow_key *orig,
+							 __u32 real)
 {
 	__u32 zero = 0;
 	struct rvs_nat_rev *v = bpf_map_lookup_elem(&rvs_rev_scratch, &zero);
@@ -90,6 +91,7 @@ static __always_inline struct rvs_nat_rev *rvs_rev_value(const struct rvs_flow_k
 		return 0;
 	__builtin_memset(v, 0, sizeof(*v));
 	__builtin_memcpy(&v->orig, orig, sizeof(*orig));
+	v->real = real;
 	return v;
 }
 

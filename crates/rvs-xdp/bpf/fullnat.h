@@ -41,7 +41,7 @@ static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 		return -1;
 	}
 	__u32 count = pool->count;
-	struct rvs_nat_rev *rv = rvs_rev_value(&pkt->flow);
+	struct rvs_nat_rev *rv = rvs_rev_value(&pkt->flow, out->real);
 	if (!rv) {
 		*outcome = RVS_OUTCOME_TABLE_FULL;
 		return -1;

@@ -11,7 +11,9 @@
  *
  * Back from the real (rvs_nat_reply, for packets that match no service but a reverse entry):
  * the source becomes VIP:vport again (and for FULLNAT the destination client:cport); the reply
- * drives the flow's TCP state as IPVS's output direction (conn_state.h).
+ * drives the flow's TCP state as IPVS's output direction (conn_state.h). Only while the flow's
+ * connection entry is live and still on the reverse entry's real and local port: a packet by a
+ * stale reverse entry goes to the kernel untouched (RVS_OUTCOME_NAT_STALE).
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
@@ -125,17 +127,20 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
 	return XDP_PASS;
 }
 
-/* A reply of a tracked flow: its entry takes the reply's step of the state machine
- * (RVS_DIR_OUTPUT). */
-static __always_inline void rvs_nat_touch(const struct rvs_flow_key *orig,
-					  const struct rvs_pkt *pkt)
+/* The live connection entry of the flow reverse entry `rv` points to, if the packet `pkt` that
+ * matched it still belongs to that flow: the entry has not expired (IPVS forgets an expired
+ * connection; a stray reply does not revive it), the flow is still on the real the reverse
+ * entry was made for (an expired NAT flow may have come back on another real) and, FULLNAT, on
+ * the key's local port. Else 0: the reverse entry is stale (the sweep removes it). */
+static __always_inline struct rvs_conn *rvs_rev_conn(const struct rvs_config *cfg,
+						     const struct rvs_nat_rev *rv,
+						     const struct rvs_pkt *pkt, __u64 now)
 {
-	__u32 zero = 0;
-	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
-	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, orig);
-	if (!c || !cfg)
-		return;
-	rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, bpf_ktime_get_coarse_ns(), RVS_REFRESH_NS);
+	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &rv->orig);
+	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state) || c->real != rv->real ||
+	    (c->lport && c->lport != pkt->flow.dport))
+		return 0;
+	return c;
 }
 
 /* The reverse entry of a new NAT flow, or the local address and port of a new FULLNAT flow
@@ -156,7 +161,7 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 				   .proto = pkt->flow.proto, .family = pkt->flow.family };
 	__builtin_memcpy(rk.src, real->addr, 16);
 	__builtin_memcpy(rk.dst, pkt->flow.src, 16);
-	struct rvs_nat_rev *rv = rvs_rev_value(&pkt->flow);
+	struct rvs_nat_rev *rv = rvs_rev_value(&pkt->flow, idx);
 	if (!rv || bpf_map_update_elem(&rvs_nat_rev, &rk, rv, BPF_ANY)) {
 		*outcome = RVS_OUTCOME_TABLE_FULL;
 		return -1;
@@ -227,12 +232,24 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 	struct rvs_nat_rev *rv = bpf_map_lookup_elem(&rvs_nat_rev, &pkt->flow);
 	if (!rv)
 		return 0;
+	__u32 zero = 0;
+	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
+	if (!cfg)
+		return 0;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct rvs_conn *c = rvs_rev_conn(cfg, rv, pkt, now);
+	if (!c) {
+		*outcome = RVS_OUTCOME_NAT_STALE;
+		*action = XDP_PASS;
+		return 1;
+	}
+	/* The reply's step of the state machine (IPVS's output direction). */
+	rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, now, RVS_REFRESH_NS);
 	const struct rvs_flow_key *orig = &rv->orig;
 	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport,
 				   .family = pkt->flow.family, .proto = pkt->flow.proto };
 	__builtin_memcpy(t.src, orig->dst, 16);
 	__builtin_memcpy(t.dst, orig->src, 16);
-	rvs_nat_touch(orig, pkt);
 	int rc = pkt->is_icmp_err ? rvs_rw_icmp(ctx, pkt->flow.family, &t, 1)
 				  : rvs_rw_pkt(ctx, pkt->flow.family, &t);
 	if (rc) {

@@ -116,7 +116,10 @@ enum rvs_outcome {
 	RVS_OUTCOME_NAT_REPLY = 14,     /* NAT/FULLNAT: real's reply rewritten back to the client */
 	RVS_OUTCOME_TABLE_FULL = 15,    /* NAT/FULLNAT: connection (reverse) table full: dropped */
 	RVS_OUTCOME_NO_LPORT = 16,      /* FULLNAT: no local address or free local port: dropped */
-	RVS_OUTCOME_MAX = 17,
+	RVS_OUTCOME_NAT_STALE = 17,     /* NAT/FULLNAT: a real's packet by a reverse entry whose
+					 * flow expired or moved to another real or local port:
+					 * passed to the kernel untouched */
+	RVS_OUTCOME_MAX = 18,
 };
 
 /* ---- map values and keys -------------------------------------------------------------- */
@@ -208,8 +211,10 @@ struct rvs_counters {
 	__u64 bytes;
 };
 
-/* rvs_nat_rev value (key: the flow as the real sends its replies): the client's flow, and the
- * next hop towards the client as the program last found it (nh_expires_ns 0 = none). */
+/* rvs_nat_rev value (key: the flow as the real sends its replies): the client's flow, the real
+ * it was made for, and the next hop towards the client as the program last found it
+ * (nh_expires_ns 0 = none). A reply counts only while the flow's rvs_conns entry is live, on
+ * that real and (FULLNAT) on the key's local port. */
 struct rvs_nat_rev {
 	struct rvs_flow_key orig;
 	__u64 nh_expires_ns; /* the cached next hop is used until then */
@@ -217,7 +222,7 @@ struct rvs_nat_rev {
 	__u32 nh_ifindex;    /* out */
 	__u8 nh_dmac[6];
 	__u8 nh_smac[6];
-	__u32 pad;
+	__u32 real;          /* real index of the key's source */
 };
 
 /* rvs_fnat_pools value (array indexed by service index): a service's local addresses. */

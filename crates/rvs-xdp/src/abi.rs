@@ -132,8 +132,8 @@ pub struct BenchFrame {
     pub data: [u8; RVS_BENCH_FRAME_MAX as usize],
 }
 
-/// `struct rvs_nat_rev`: the client's flow of a reverse entry and the next hop towards the
-/// client the program cached there.
+/// `struct rvs_nat_rev`: the client's flow of a reverse entry, the real (index) it was made
+/// for, and the next hop towards the client the program cached there.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NatRev {
@@ -143,7 +143,7 @@ pub struct NatRev {
     pub nh_ifindex: u32,
     pub nh_dmac: [u8; 6],
     pub nh_smac: [u8; 6],
-    pub pad: u32,
+    pub real: u32,
 }
 
 /// FULLNAT: a service's local addresses (`struct rvs_fnat_pool`).

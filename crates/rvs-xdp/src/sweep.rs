@@ -22,9 +22,11 @@
 //!    left alone; any other is looked up on its own. An expired or vanished
 //!    flow loses its reverse entry first (replies stop matching, a FULLNAT local port is free
 //!    again), is looked up once more, and then loses its connection entry, or gets its reverse
-//!    entry back if it came back to life meanwhile. A FULLNAT reverse entry whose flow has
-//!    another local port now is stale and goes. A reverse entry waits at most one pass of the
-//!    reverse table after its flow expired.
+//!    entry back if it came back to life meanwhile. A reverse entry whose flow is live on
+//!    another real (an expired NAT flow scheduled afresh) or, FULLNAT, another local port now
+//!    is stale and goes (the program already passes packets by it to the kernel untouched,
+//!    `nat_stale`). A reverse entry waits at most one pass of the reverse table after its flow
+//!    expired.
 //! 2. The connection table's slice: expired entries are deleted in batches, except those step
 //!    1 looked up and FULLNAT entries (local port set), which only step 1 reclaims, so that a
 //!    FULLNAT flow coming back to life is never cut from its local port. A NAT entry cannot be
@@ -72,7 +74,8 @@ pub struct SweepReport {
     pub seen: usize,
     /// Flows reclaimed (reverse entry, FULLNAT local port and connection entry removed).
     pub reclaimed: usize,
-    /// Stale reverse entries removed: local ports of FULLNAT flows that have another one now.
+    /// Stale reverse entries removed: of flows on another real now, or FULLNAT flows on
+    /// another local port.
     pub stale: usize,
 }
 
@@ -83,15 +86,19 @@ enum Verdict {
     Expired,
 }
 
-/// The verdict of the old per-entry sweep for reverse entry `rev` whose flow's connection
-/// entry is `conn`.
-fn verdict(cfg: &Config, now: u64, rev: &FlowKey, conn: Option<&Conn>) -> Verdict {
+/// Whether reverse entry `rev` (made for real `real`) belongs to `conn`, the live entry of
+/// its flow: the flow is on that real and, FULLNAT, on the key's local port. An expired flow
+/// may have been scheduled afresh before a sweep saw it, to another real (NAT) or with another
+/// local port (FULLNAT).
+fn belongs(rev: &FlowKey, real: u32, conn: &Conn) -> bool {
+    conn.real == real && (conn.lport == 0 || conn.lport == rev.dport)
+}
+
+/// The verdict of the old per-entry sweep for reverse entry `rev` (made for real `real`) whose
+/// flow's connection entry is `conn`.
+fn verdict(cfg: &Config, now: u64, rev: &FlowKey, real: u32, conn: Option<&Conn>) -> Verdict {
     match conn {
-        // The FULLNAT flow has another local port now (its entry expired and was made afresh
-        // before a sweep saw it): this reverse entry is stale.
-        Some(c) if c.lport != 0 && c.lport != rev.dport && !expired(cfg, Some(c), now) => {
-            Verdict::Stale
-        }
+        Some(c) if !belongs(rev, real, c) && !expired(cfg, Some(c), now) => Verdict::Stale,
         c if expired(cfg, c, now) => Verdict::Expired,
         _ => Verdict::Keep,
     }
@@ -163,14 +170,9 @@ impl ConnTables {
         whole_map::read(&self.conns, CONNS, self.batch_ops)
     }
 
-    /// The reverse table: (flow as the real sends it, flow as the client sent it).
-    fn nat_rev(&self) -> Result<Vec<(FlowKey, FlowKey)>, XdpError> {
-        Ok(
-            whole_map::read::<FlowKey, NatRev>(&self.nat_rev, NAT_REV, self.batch_ops)?
-                .into_iter()
-                .map(|(k, v)| (k, v.orig))
-                .collect(),
-        )
+    /// The reverse table: (flow as the real sends it, its entry).
+    fn nat_rev(&self) -> Result<Vec<(FlowKey, NatRev)>, XdpError> {
+        whole_map::read::<FlowKey, NatRev>(&self.nat_rev, NAT_REV, self.batch_ops)
     }
 
     /// See [`Balancer::sweep_nat`].
@@ -218,13 +220,13 @@ impl ConnTables {
 
     /// The NAT sweep over reverse entries `revs` with `conns` as a snapshot of (part of) the
     /// connection table, and the flows the sliced walk saw live (`seen`): a flow either shows
-    /// live with the reverse entry's local port is left alone, any other is looked up afresh.
-    /// Also the flows it looked up (their snapshot entries are out of date).
+    /// live on the reverse entry's real and local port is left alone, any other is looked up
+    /// afresh. Also the flows it looked up (their snapshot entries are out of date).
     fn sweep_nat_with(
         &mut self,
         cfg: &Config,
         now: u64,
-        revs: &[(FlowKey, FlowKey)],
+        revs: &[(FlowKey, NatRev)],
         conns: &[(FlowKey, Conn)],
         seen: Option<&SeenLive>,
     ) -> Result<(SweepReport, HashSet<FlowKey>), XdpError> {
@@ -238,15 +240,16 @@ impl ConnTables {
         }
         let snapshot: StdHashMap<&FlowKey, &Conn> = conns.iter().map(|(k, c)| (k, c)).collect();
         let (mut doomed_revs, mut expired_flows) = (Vec::new(), Vec::new());
-        for (rev, orig) in revs {
+        for (rev, value) in revs {
+            let (orig, real) = (&value.orig, value.real);
             let snap = snapshot.get(orig).copied();
-            if seen.is_some_and(|s| s.live(orig, rev, now))
-                || matches!(verdict(cfg, now, rev, snap), Verdict::Keep)
+            if seen.is_some_and(|s| s.live(orig, rev, real, now))
+                || matches!(verdict(cfg, now, rev, real, snap), Verdict::Keep)
             {
                 continue;
             }
             looked_up.insert(*orig);
-            match verdict(cfg, now, rev, self.conn_of(orig)?.as_ref()) {
+            match verdict(cfg, now, rev, real, self.conn_of(orig)?.as_ref()) {
                 Verdict::Keep => {}
                 Verdict::Stale => {
                     doomed_revs.push(*rev);
@@ -254,7 +257,7 @@ impl ConnTables {
                 }
                 Verdict::Expired => {
                     doomed_revs.push(*rev);
-                    expired_flows.push((*rev, *orig));
+                    expired_flows.push((*rev, *orig, real));
                 }
             }
         }
@@ -269,11 +272,15 @@ impl ConnTables {
         // look-ups after its re-check.
         for chunk in expired_flows.chunks(RECHECK_BATCH) {
             let mut doomed = Vec::with_capacity(chunk.len());
-            for (rev, orig) in chunk {
+            for (rev, orig, real) in chunk {
                 if let Some(c) = self.conn_of(orig)?
                     && !expired(cfg, Some(&c), now)
                 {
-                    self.restore_rev(*rev, *orig)?;
+                    // Came back to life: on this real and port its reverse entry is its own
+                    // again; on another, the program made it a new one.
+                    if belongs(rev, *real, &c) {
+                        self.restore_rev(*rev, *orig, *real)?;
+                    }
                     continue;
                 }
                 doomed.push(*orig);
@@ -284,12 +291,13 @@ impl ConnTables {
         Ok((report, looked_up))
     }
 
-    /// Give a flow that came back to life its reverse entry `rev` again.
-    fn restore_rev(&mut self, rev: FlowKey, orig: FlowKey) -> Result<(), XdpError> {
+    /// Give a flow that came back to life on real `real` its reverse entry `rev` again.
+    fn restore_rev(&mut self, rev: FlowKey, orig: FlowKey, real: u32) -> Result<(), XdpError> {
         let mut h: HashMap<&mut MapData, FlowKey, NatRev> =
             HashMap::try_from(&mut self.nat_rev).map_err(map_err(NAT_REV))?;
         let value = NatRev {
             orig,
+            real,
             ..Default::default()
         };
         // BPF_NOEXIST: a new flow may have taken the local port meanwhile.
@@ -356,16 +364,18 @@ mod tests {
             return;
         }
         let mut b = Balancer::load().expect("load");
-        let (a, bb, c, d, e, f) = (
+        let (a, bb, c, d, e, f, g) = (
             flow(1, 80),
             flow(2, 80),
             flow(3, 80),
             flow(4, 80),
             flow(5, 80),
             flow(6, 80),
+            flow(7, 80),
         );
         // Reverse entries: (as the real replies, client flow); FULLNAT flow d has an old port
-        // 2000 and its current port 1000.
+        // 2000 and its current port 1000; NAT flow g's entry is for real 0, but g expired and
+        // came back on real 1.
         let rev = |i: u32, port: u16| flow(100 + i, port);
         let revs = [
             (rev(1, 1), a),
@@ -374,6 +384,7 @@ mod tests {
             (rev(4, 2000), d),
             (rev(4, 1000), d),
             (rev(6, 1), f),
+            (rev(7, 1), g),
         ];
         {
             let m = b.ebpf_mut().map_mut(NAT_REV).unwrap();
@@ -390,6 +401,13 @@ mod tests {
             (d, conn(1, 1000)),
             (e, conn(500, 0)),
             (f, conn(500, 0)),
+            (
+                g,
+                Conn {
+                    real: 1,
+                    ..conn(1, 0)
+                },
+            ),
         ] {
             b.insert_conn(&k, &v).unwrap();
         }
@@ -400,12 +418,19 @@ mod tests {
             (d, conn(1, 1000)),
             (e, conn(500, 0)),
             (f, conn(1, 0)),
+            (
+                g,
+                Conn {
+                    real: 1,
+                    ..conn(1, 0)
+                },
+            ),
         ];
         let mut tables = b.conn_tables().unwrap();
         let (report, removed) = tables.sweep(&Config::default(), NOW, &snapshot).unwrap();
         assert_eq!(
             (report.seen, report.reclaimed, report.stale, removed),
-            (6, 2, 1, 1),
+            (7, 2, 2, 1),
             "{report:?}"
         );
         // Untouched, not removed and made again: the next hop cached in them is still there.
@@ -424,6 +449,10 @@ mod tests {
         );
         let conns: Vec<FlowKey> = tables.conns().unwrap().into_iter().map(|c| c.0).collect();
         assert!(conns.contains(&a) && conns.contains(&d) && conns.contains(&f));
+        assert!(
+            conns.contains(&g),
+            "g's stale reverse entry went, its flow stays"
+        );
         assert!(!conns.contains(&bb) && !conns.contains(&e), "{conns:?}");
         // The next sweep, with a fresh snapshot, reclaims f.
         let fresh = tables.conns().unwrap();

@@ -27,7 +27,7 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_iface", Iface, ["mac" => mac, "mtu" => mtu, "src4" => src4, "src6" => src6]);
     layout!(v, "rvs_config", Config, ["timeout_ns" => timeout_ns, "tcp_next" => tcp_next]);
     layout!(v, "rvs_counters", Counters, ["conns" => conns, "packets" => packets, "bytes" => bytes]);
-    layout!(v, "rvs_nat_rev", NatRev, ["orig" => orig, "nh_expires_ns" => nh_expires_ns, "nh_ingress" => nh_ingress, "nh_ifindex" => nh_ifindex, "nh_dmac" => nh_dmac, "nh_smac" => nh_smac]);
+    layout!(v, "rvs_nat_rev", NatRev, ["orig" => orig, "nh_expires_ns" => nh_expires_ns, "nh_ingress" => nh_ingress, "nh_ifindex" => nh_ifindex, "nh_dmac" => nh_dmac, "nh_smac" => nh_smac, "real" => real]);
     layout!(v, "rvs_decap_key", DecapKey, ["addr" => addr, "family" => family]);
     layout!(v, "rvs_bench_frame", BenchFrame, ["len" => len, "vary_offset" => vary_offset, "counter" => counter, "data" => data]);
     v

@@ -261,9 +261,11 @@ fn sliced_rounds_reclaim_nat_and_fullnat_flows_reverse_entry_first() {
         }
     }
     fill_conns(&mut b, &all).expect("fill");
+    let real_of: HashMap<FlowKey, u32> = all.iter().map(|(k, c)| (*k, c.real)).collect();
     for (rev, orig) in &revs {
         let value = NatRev {
             orig: *orig,
+            real: real_of[orig],
             ..Default::default()
         };
         b.insert_nat_rev(rev, &value).expect("reverse entry");

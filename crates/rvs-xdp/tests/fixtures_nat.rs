@@ -1,6 +1,6 @@
 //! NAT and FULLNAT packet fixtures through BPF_PROG_TEST_RUN: both directions, v4 and v6, TCP
 //! and UDP, port mapping, FIN/RST transitions, TOA, ICMP errors about a flow in both
-//! directions, a full table, the sweep that reclaims expired flows, and malformed packets.
+//! directions, replies by stale reverse entries, a full table, the sweep that reclaims expired flows, and malformed packets.
 //! Expected frames are rebuilt from scratch with complete checksums (nat_support), so every
 //! incremental checksum update of the program is checked against an independent sum.
 //!
@@ -417,6 +417,103 @@ fn fullnat(lab: &mut Lab) {
     assert!(
         conn_state(lab, &flow(c, lab.svc(8).vip, TCP)).is_none(),
         "no entry left behind"
+    );
+}
+
+/// The connection entry of flow `key`.
+fn conn_of(lab: &Lab, key: &rvs_xdp::abi::FlowKey) -> rvs_xdp::abi::Conn {
+    lab.b
+        .conns()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .expect("flow tracked")
+        .1
+}
+
+/// Replies by reverse entries that no longer belong to their flow go to the kernel untouched
+/// (`nat_stale`): the flow expired (a stray reply does not revive it), an expired NAT flow
+/// came back on another real, a FULLNAT flow came back with another local port.
+fn stale_replies(lab: &mut Lab) {
+    // NAT v4, two reals: the flow moves to the other real (as if it had expired and been
+    // scheduled afresh; its old reverse entry is still there).
+    let c = client(false, 49000);
+    nat_round(
+        lab,
+        0,
+        c,
+        SYN,
+        SYN | ACK,
+        "flow that will move to another real",
+    );
+    let (vip, key) = (lab.svc(0).vip, flow(c, lab.svc(0).vip, TCP));
+    let old = real_for(lab, 0, c);
+    let moved = rvs_xdp::abi::Conn {
+        real: 1 - old,
+        ..conn_of(lab, &key)
+    };
+    lab.b.insert_conn(&key, &moved).unwrap();
+    let (r, rmac) = (real_sa(lab, old, vip.port()), lab.real(old).mac);
+    let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
+    check(
+        lab,
+        "NAT reply from the flow's old real (flow now on another): untouched, to the kernel",
+        &input,
+        XDP_PASS,
+        "nat_stale",
+        |_| input.clone(),
+    );
+    assert_eq!(conn_of(lab, &key), moved, "the flow's entry is untouched");
+    // NAT v6: the flow's entry expired; its real's late reply neither passes as the VIP nor
+    // revives the entry.
+    let c = client(true, 49001);
+    nat_round(lab, 2, c, SYN, SYN | ACK, "v6 flow that will expire");
+    let key = flow(c, lab.svc(2).vip, TCP);
+    let expired = rvs_xdp::abi::Conn {
+        last_ns: 1,
+        ..conn_of(lab, &key)
+    };
+    lab.b.insert_conn(&key, &expired).unwrap();
+    let idx = real_for(lab, 2, c);
+    let (r, rmac) = (real_sa(lab, idx, 80), lab.real(idx).mac);
+    let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
+    check(
+        lab,
+        "NAT v6 reply after the flow expired: untouched, to the kernel",
+        &input,
+        XDP_PASS,
+        "nat_stale",
+        |_| input.clone(),
+    );
+    assert_eq!(conn_of(lab, &key), expired, "not revived");
+    // FULLNAT v4: the flow has another local port now; a reply to the old one is stale, one
+    // to the new one is the flow's.
+    let c = client(false, 49002);
+    fnat_round(lab, 4, c, SYN, b"", "flow whose local port will change");
+    let (fvip, key) = (lab.svc(4).vip, flow(c, lab.svc(4).vip, TCP));
+    let l = local_of(lab, &key).unwrap();
+    let mut conn = conn_of(lab, &key);
+    conn.lport = (l.port() ^ 1).to_be();
+    lab.b.insert_conn(&key, &conn).unwrap();
+    let idx = real_for(lab, 4, c);
+    let (r, rmac) = (real_sa(lab, idx, fvip.port()), lab.real(idx).mac);
+    let input = frame(DIR_MAC, rmac, r, l, TCP, &seg(TCP, ACK, b"late"));
+    check(
+        lab,
+        "FULLNAT reply to the flow's old local port: untouched, to the kernel",
+        &input,
+        XDP_PASS,
+        "nat_stale",
+        |_| input.clone(),
+    );
+    conn.lport = l.port().to_be();
+    lab.b.insert_conn(&key, &conn).unwrap();
+    fnat_out(
+        lab,
+        4,
+        c,
+        ACK,
+        "the same reply once the local port is the flow's again",
     );
 }
 
@@ -864,6 +961,7 @@ fn nat_fixtures() {
     fullnat(&mut lab);
     nat_state_machine(&mut lab);
     icmp(&mut lab);
+    stale_replies(&mut lab);
     malformed(&mut lab);
     table_full_and_sweep();
     fib_path(&mut lab);

@@ -8,7 +8,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 /// Flows the connection table's walk saw live, so that the reverse walk looks up only the
 /// others (a look-up costs ~1.5 µs, five times an entry of a batch read): by a 64-bit hash of
-/// the flow (keyed per process), the time it expires at as read, its local port, and the pass
+/// the flow (keyed per process), the time it expires at as read, its real and local port, and
+/// the pass
 /// that saw it. A flow that got a shorter state since (e.g. FIN) is judged by the old time
 /// until the walk reads it again (one pass); one gone without the walk deleting it (evicted) is
 /// forgotten at the end of the next pass. 25–50 bytes per flow (with the hash table's slack);
@@ -25,6 +26,7 @@ pub(super) struct SeenLive {
 #[derive(Clone, Copy)]
 struct Seen {
     expires: u64,
+    real: u32,
     lport: u16,
     pass: u32,
 }
@@ -43,11 +45,12 @@ impl SeenLive {
                 continue;
             }
             let expires = c.last_ns.saturating_add(timeout_ns(cfg, c.state));
-            let (lport, pass) = (c.lport, self.pass);
+            let (real, lport, pass) = (c.real, c.lport, self.pass);
             self.flows.insert(
                 id,
                 Seen {
                     expires,
+                    real,
                     lport,
                     pass,
                 },
@@ -55,12 +58,14 @@ impl SeenLive {
         }
     }
 
-    /// Whether the walk saw flow `orig` live until at least `now`, on reverse entry `rev`'s
-    /// local port if it has one (what [`super::verdict`] keeps).
-    pub fn live(&self, orig: &FlowKey, rev: &FlowKey, now: u64) -> bool {
+    /// Whether the walk saw flow `orig` live until at least `now`, on real `real` and on
+    /// reverse entry `rev`'s local port if it has one (what [`super::verdict`] keeps).
+    pub fn live(&self, orig: &FlowKey, rev: &FlowKey, real: u32, now: u64) -> bool {
         self.flows
             .get(&self.hasher.hash_one(orig))
-            .is_some_and(|s| now <= s.expires && (s.lport == 0 || s.lport == rev.dport))
+            .is_some_and(|s| {
+                now <= s.expires && s.real == real && (s.lport == 0 || s.lport == rev.dport)
+            })
     }
 
     /// A pass over the connection table ended: forget the flows it did not see.
@@ -99,8 +104,8 @@ mod tests {
 
     use crate::sweep::tests::{NOW, S, conn, flow};
 
-    /// What the sliced walk remembers: live flows until their expiry time, on their local
-    /// port; expired ones forgotten at once, vanished ones after a pass that did not see them,
+    /// What the sliced walk remembers: live flows until their expiry time, on their real and
+    /// local port; expired ones forgotten at once, vanished ones after a pass that did not see them,
     /// all of them when the timeouts change.
     #[test]
     fn seen_live_flows_are_trusted_only_as_far_as_they_were_read() {
@@ -114,29 +119,33 @@ mod tests {
             NOW,
             &[(a, conn(100, 0)), (b, conn(100, 1000)), (c, conn(500, 0))],
         );
-        assert!(seen.live(&a, &rev(1), NOW) && seen.live(&a, &rev(1), NOW + 20 * S));
+        assert!(seen.live(&a, &rev(1), 0, NOW) && seen.live(&a, &rev(1), 0, NOW + 20 * S));
         assert!(
-            !seen.live(&a, &rev(1), NOW + 21 * S),
+            !seen.live(&a, &rev(1), 0, NOW + 21 * S),
             "past its expiry time"
         );
-        assert!(seen.live(&b, &rev(1000), NOW) && !seen.live(&b, &rev(2000), NOW));
-        assert!(!seen.live(&c, &rev(1), NOW), "expired when read");
+        assert!(seen.live(&b, &rev(1000), 0, NOW) && !seen.live(&b, &rev(2000), 0, NOW));
+        assert!(!seen.live(&c, &rev(1), 0, NOW), "expired when read");
+        assert!(!seen.live(&a, &rev(1), 1, NOW), "on another real");
         // a read again expired (e.g. its state got shorter): forgotten.
         seen.record(&cfg, NOW, &[(a, conn(500, 0))]);
-        assert!(!seen.live(&a, &rev(1), NOW));
+        assert!(!seen.live(&a, &rev(1), 0, NOW));
         // A pass that saw b, then one that did not: b is forgotten at the end of the second.
         seen.pass_done();
         assert!(
-            seen.live(&b, &rev(1000), NOW),
+            seen.live(&b, &rev(1000), 0, NOW),
             "seen in the pass that ended"
         );
         seen.pass_done();
-        assert!(!seen.live(&b, &rev(1000), NOW), "not seen in the last pass");
+        assert!(
+            !seen.live(&b, &rev(1000), 0, NOW),
+            "not seen in the last pass"
+        );
         // New timeouts: nothing read under the old ones is trusted.
         seen.record(&cfg, NOW, &[(b, conn(1, 1000))]);
         let mut longer = cfg;
         longer.timeout_ns.iter_mut().for_each(|t| *t *= 2);
         seen.record(&longer, NOW, &[(a, conn(100, 0))]);
-        assert!(seen.live(&a, &rev(1), NOW) && !seen.live(&b, &rev(1000), NOW));
+        assert!(seen.live(&a, &rev(1), 0, NOW) && !seen.live(&b, &rev(1000), 0, NOW));
     }
 }

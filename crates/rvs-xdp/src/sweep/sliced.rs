@@ -75,15 +75,13 @@ impl Sweeper {
             self.revs_at,
             self.budget,
         )?;
-        let rev_pairs: Vec<(FlowKey, FlowKey)> =
-            revs.entries.iter().map(|(k, v)| (*k, v.orig)).collect();
         // No reverse entries at all: nothing to remember flows for.
-        if rev_pairs.is_empty() && self.revs_at.is_none() {
+        if revs.entries.is_empty() && self.revs_at.is_none() {
             self.seen.clear();
         } else {
             self.seen.record(cfg, now, &conns.entries);
         }
-        let (nat, looked_up) = t.sweep_nat_with(cfg, now, &rev_pairs, &[], Some(&self.seen))?;
+        let (nat, looked_up) = t.sweep_nat_with(cfg, now, &revs.entries, &[], Some(&self.seen))?;
         let removed = t.remove_expired(cfg, now, &conns.entries, &looked_up)?;
         crate::upkeep::add_live(cfg, now, &conns.entries, &mut self.live);
         (self.conns_at, self.revs_at) = (conns.next, revs.next);
