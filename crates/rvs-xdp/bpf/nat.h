@@ -11,9 +11,10 @@
  *
  * Back from the real (rvs_nat_reply, for packets that match no service but a reverse entry):
  * the source becomes VIP:vport again (and for FULLNAT the destination client:cport); the reply
- * drives the flow's TCP state as IPVS's output direction (conn_state.h). Only while the flow's
- * connection entry is live and still on the reverse entry's real and local port: a packet by a
- * stale reverse entry goes to the kernel untouched (RVS_OUTCOME_NAT_STALE).
+ * drives the flow's TCP state as IPVS's output direction (conn_state.h). Not when the flow's
+ * connection entry expired or is on another real or local port now: a packet by such a stale
+ * reverse entry goes to the kernel untouched (RVS_OUTCOME_NAT_STALE). A flow whose connection
+ * entry is gone (evicted) is still rewritten, counted as RVS_OUTCOME_NAT_NO_CONN.
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
@@ -127,20 +128,23 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
 	return XDP_PASS;
 }
 
-/* The live connection entry of the flow reverse entry `rv` points to, if the packet `pkt` that
- * matched it still belongs to that flow: the entry has not expired (IPVS forgets an expired
- * connection; a stray reply does not revive it), the flow is still on the real the reverse
- * entry was made for (an expired NAT flow may have come back on another real) and, FULLNAT, on
- * the key's local port. Else 0: the reverse entry is stale (the sweep removes it). */
-static __always_inline struct rvs_conn *rvs_rev_conn(const struct rvs_config *cfg,
-						     const struct rvs_nat_rev *rv,
-						     const struct rvs_pkt *pkt, __u64 now)
+/* Whether the packet `pkt` that matched reverse entry `rv` still belongs to the entry's flow;
+ * *c = the flow's connection entry. It does not when the entry has expired (IPVS forgets an
+ * expired connection; a stray reply does not revive it), or the flow is on another real than
+ * the reverse entry was made for (an expired NAT flow came back on another real) or, FULLNAT,
+ * on another local port: the reverse entry is stale (the sweep removes it). A flow without a
+ * connection entry (*c = 0: evicted from the full LRU table, or removed by the sweep an instant
+ * before its reverse entry) still gets its replies, by the reverse entry alone. */
+static __always_inline int rvs_rev_conn(const struct rvs_config *cfg,
+					const struct rvs_nat_rev *rv, const struct rvs_pkt *pkt,
+					__u64 now, struct rvs_conn **c)
 {
-	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &rv->orig);
-	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state) || c->real != rv->real ||
-	    (c->lport && c->lport != pkt->flow.dport))
-		return 0;
-	return c;
+	struct rvs_conn *e = bpf_map_lookup_elem(&rvs_conns, &rv->orig);
+	*c = e;
+	if (!e)
+		return 1;
+	return now - e->last_ns <= rvs_conn_timeout(cfg, e->state) && e->real == rv->real &&
+	       (!e->lport || e->lport == pkt->flow.dport);
 }
 
 /* The reverse entry of a new NAT flow, or the local address and port of a new FULLNAT flow
@@ -237,14 +241,15 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 	if (!cfg)
 		return 0;
 	__u64 now = bpf_ktime_get_coarse_ns();
-	struct rvs_conn *c = rvs_rev_conn(cfg, rv, pkt, now);
-	if (!c) {
+	struct rvs_conn *c;
+	if (!rvs_rev_conn(cfg, rv, pkt, now, &c)) {
 		*outcome = RVS_OUTCOME_NAT_STALE;
 		*action = XDP_PASS;
 		return 1;
 	}
 	/* The reply's step of the state machine (IPVS's output direction). */
-	rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, now, RVS_REFRESH_NS);
+	if (c)
+		rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, now, RVS_REFRESH_NS);
 	const struct rvs_flow_key *orig = &rv->orig;
 	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport,
 				   .family = pkt->flow.family, .proto = pkt->flow.proto };
@@ -257,7 +262,9 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 		*action = XDP_DROP;
 		return 1;
 	}
-	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_NAT_REPLY;
+	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED
+		   : c		    ? RVS_OUTCOME_NAT_REPLY
+				    : RVS_OUTCOME_NAT_NO_CONN;
 	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL, rv);
 	return 1;
 }

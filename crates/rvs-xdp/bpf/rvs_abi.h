@@ -119,7 +119,10 @@ enum rvs_outcome {
 	RVS_OUTCOME_NAT_STALE = 17,     /* NAT/FULLNAT: a real's packet by a reverse entry whose
 					 * flow expired or moved to another real or local port:
 					 * passed to the kernel untouched */
-	RVS_OUTCOME_MAX = 18,
+	RVS_OUTCOME_NAT_NO_CONN = 18,   /* NAT/FULLNAT: a real's reply by a reverse entry whose flow
+					 * has no connection entry (evicted from the full LRU
+					 * table): rewritten back to the client all the same */
+	RVS_OUTCOME_MAX = 19,
 };
 
 /* ---- map values and keys -------------------------------------------------------------- */

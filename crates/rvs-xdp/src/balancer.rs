@@ -265,6 +265,14 @@ impl Balancer {
             .map_err(map_err("rvs_conns"))
     }
 
+    /// Remove a connection entry, if present (tests; connection sync).
+    pub fn remove_conn(&mut self, key: &FlowKey) -> Result<(), XdpError> {
+        match self.hash::<FlowKey, Conn>("rvs_conns")?.remove(key) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(map_err("rvs_conns")(e)),
+        }
+    }
+
     /// Counters of slot `slot` (services first, then `RVS_MAX_SERVICES + real`), all CPUs.
     pub fn counters(&self, slot: u32) -> Result<Counters, XdpError> {
         let map: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(

@@ -433,7 +433,8 @@ fn conn_of(lab: &Lab, key: &rvs_xdp::abi::FlowKey) -> rvs_xdp::abi::Conn {
 
 /// Replies by reverse entries that no longer belong to their flow go to the kernel untouched
 /// (`nat_stale`): the flow expired (a stray reply does not revive it), an expired NAT flow
-/// came back on another real, a FULLNAT flow came back with another local port.
+/// came back on another real, a FULLNAT flow came back with another local port. A flow whose
+/// connection entry was evicted keeps getting its replies (`nat_no_conn`).
 fn stale_replies(lab: &mut Lab) {
     // NAT v4, two reals: the flow moves to the other real (as if it had expired and been
     // scheduled afresh; its old reverse entry is still there).
@@ -514,6 +515,24 @@ fn stale_replies(lab: &mut Lab) {
         c,
         ACK,
         "the same reply once the local port is the flow's again",
+    );
+    // NAT v4 UDP: the flow's connection entry is gone (evicted from the full LRU table): its
+    // replies still go back by the reverse entry, counted apart.
+    let c = client(false, 49003);
+    nat_round(lab, 1, c, 0, 0, "flow whose entry will be evicted");
+    let (vip, key) = (lab.svc(1).vip, flow(c, lab.svc(1).vip, UDP));
+    lab.b.remove_conn(&key).unwrap();
+    let idx = real_for(lab, 1, c);
+    let (r, rmac) = (real_sa(lab, idx, vip.port()), lab.real(idx).mac);
+    let input = frame(DIR_MAC, rmac, r, c, UDP, &seg(UDP, 0, b"answer"));
+    let want = frame(DIR_MAC, rmac, vip, c, UDP, &seg(UDP, 0, b"answer"));
+    check(
+        lab,
+        "NAT reply of a flow without a connection entry: rewritten by the reverse entry",
+        &input,
+        XDP_PASS,
+        "nat_no_conn",
+        |_| want,
     );
 }
 
