@@ -192,6 +192,19 @@ impl Balancer {
         Ok(doomed.len())
     }
 
+    /// Remove the persistence templates of service `index` (when the service goes: its index
+    /// is reused by the next service added). Returns how many.
+    pub fn remove_service_templates(&mut self, index: u32) -> Result<usize, XdpError> {
+        let doomed: Vec<PersistKey> = self
+            .persist_templates()?
+            .into_iter()
+            .filter(|(k, _)| k.svc == index)
+            .map(|(k, _)| k)
+            .collect();
+        self.delete_keys::<PersistKey, Persist>("rvs_persist", &doomed)?;
+        Ok(doomed.len())
+    }
+
     /// Write real slot `index`.
     pub fn set_real(&mut self, index: u32, real: &Real) -> Result<(), XdpError> {
         self.array::<Real>("rvs_reals")?

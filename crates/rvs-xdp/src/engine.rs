@@ -209,6 +209,17 @@ impl XdpEngine {
         entries.iter().try_for_each(|(k, c)| b.insert_conn(k, c))
     }
 
+    /// Run one frame through the loaded program with `BPF_PROG_TEST_RUN` (tests): its action
+    /// and the frame it left.
+    pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
+        let inner = self.lock();
+        let b = inner
+            .balancer
+            .as_ref()
+            .ok_or(XdpError::Missing("balancer"))?;
+        b.test_run(frame)
+    }
+
     /// Where the program is attached and in which mode (generic means native was refused).
     pub fn attachments(&self) -> &[(String, AttachMode)] {
         &self.attached
@@ -305,9 +316,11 @@ impl Inner {
         let value = service_abi(svc.index, &svc.options);
         let mut svc = svc.clone();
         let b = self.balancer()?;
+        // The table first: a new service's block holds no real (or a removed service's reals)
+        // until it is written, and the program reads it as soon as the service key exists.
+        sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
         b.set_service(&vk, &value)
             .map_err(io_err(format!("service {key}")))?;
-        sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
         let pool = self.fullnat.for_service(key);
         self.balancer()?
             .set_fnat_pool(svc.index, &pool)
@@ -324,6 +337,10 @@ impl Inner {
             .slots
             .service()
             .map_err(io_err(format!("service {key}")))?;
+        // A reused index: nothing of the service that had it before.
+        self.balancer()?
+            .zero_counters(index)
+            .map_err(io_err(format!("counters of {key}")))?;
         self.services.insert(
             key,
             SvcSlot {
@@ -362,9 +379,12 @@ impl Inner {
             b.set_real(r.index, &abi::Real::default())
                 .map_err(io_err(format!("real {}", r.real.addr)))?;
         }
-        // The program follows a live entry without looking its service up.
+        // The program follows a live entry without looking its service up; templates are
+        // keyed by the service's index, which the next service added reuses.
         b.remove_service_conns(svc.index)
             .map_err(io_err(format!("connections of {key}")))?;
+        b.remove_service_templates(svc.index)
+            .map_err(io_err(format!("persistence templates of {key}")))?;
         for r in svc.reals.values() {
             self.slots.free_real(r.index);
         }
@@ -377,6 +397,12 @@ impl Inner {
         let existing = self.svc(&key)?.reals.get(&real.addr).cloned();
         let mut slot = match existing {
             Some(mut s) => {
+                // IPVS (__ip_vs_update_dest): no upper threshold any more, or a higher one,
+                // clears the overload at once; the upkeep re-judges it from live counts.
+                let (old, new) = (s.real.upper_threshold, real.upper_threshold);
+                if new == 0 || new > old {
+                    s.overloaded = false;
+                }
                 s.real = real;
                 s
             }
@@ -385,6 +411,9 @@ impl Inner {
                     .slots
                     .real()
                     .map_err(io_err(format!("real {}", real.addr)))?;
+                self.balancer()?
+                    .zero_counters(abi::RVS_MAX_SERVICES as u32 + index)
+                    .map_err(io_err(format!("counters of real {}", real.addr)))?;
                 RealSlot {
                     index,
                     real,
@@ -464,9 +493,11 @@ fn to_counters(c: &abi::Counters) -> Counters {
     }
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns (and of connection entries' `last_ns`).
+/// CLOCK_MONOTONIC_COARSE in ns: the clock of the program's `bpf_ktime_get_coarse_ns`, so of
+/// connection entries' `last_ns` (an entry written with the finer CLOCK_MONOTONIC could lie
+/// a tick in the program's future, which it reads as expired).
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// Clock `clock` (a `libc::CLOCK_*`) in ns.
