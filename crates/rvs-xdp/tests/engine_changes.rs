@@ -39,7 +39,15 @@ fn director() -> (Netns, Netns) {
         let ip = real_addr(i).ip().to_string();
         let mac: Vec<String> = real_mac(i).iter().map(|b| format!("{b:02x}")).collect();
         a.ip(&[
-            "neigh", "add", &ip, "lladdr", &mac.join(":"), "dev", "eth0", "nud", "permanent",
+            "neigh",
+            "add",
+            &ip,
+            "lladdr",
+            &mac.join(":"),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
         ])
         .unwrap();
     }
@@ -153,7 +161,11 @@ fn a_reused_service_index_starts_clean() {
             (0, 0),
             "a new service inherited counters: {b:?}"
         );
-        assert_eq!(templates(&e), 0, "the removed service's templates went with it");
+        assert_eq!(
+            templates(&e),
+            0,
+            "the removed service's templates went with it"
+        );
         // The same clients now go to B's real.
         for i in 0..5 {
             assert_eq!(send(&e, vip(200), client(i), 5001, SYN), Some(1));
@@ -199,7 +211,10 @@ fn b_overload_clears_when_the_threshold_goes() {
         // (Fresh client ports every time: a SYN on an existing entry follows it.)
         let (t0, mut sport) = (Instant::now(), 6001);
         while new_flows_to_r0(&e, sport) > 0 {
-            assert!(t0.elapsed() < Duration::from_secs(10), "r0 never overloaded");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "r0 never overloaded"
+            );
             std::thread::sleep(Duration::from_millis(100));
             sport += 1;
         }
