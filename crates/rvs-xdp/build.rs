@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: [&str; 3] = ["rvs_lb", "rvs_decap", "rvs_bench"];
+const PROGRAMS: [&str; 4] = ["rvs_lb", "rvs_decap", "rvs_bench", "rvs_forward"];
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));

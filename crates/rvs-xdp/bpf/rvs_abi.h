@@ -253,4 +253,15 @@ struct rvs_bench_frame {
 	__u8 data[RVS_BENCH_FRAME_MAX];
 };
 
+/* Trivial forwarder (rvs_forward.c, the benchmark's ceiling for DR): rvs_fwd_config value
+ * (array, one entry). IPv4 TCP to vip:port goes to macs[hash(client addr, port) % count]. */
+#define RVS_FWD_MAX_REALS 16
+struct rvs_fwd_config {
+	__u32 vip;       /* IPv4, network order */
+	__u16 port;      /* network order */
+	__u8 own_mac[6]; /* source MAC of forwarded frames */
+	__u32 count;     /* reals used, 1..=RVS_FWD_MAX_REALS (0: pass everything) */
+	__u8 macs[RVS_FWD_MAX_REALS][6];
+};
+
 #endif /* RVS_ABI_H */

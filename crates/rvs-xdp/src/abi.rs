@@ -155,6 +155,21 @@ pub struct FnatPool {
     pub addrs: [Addr; RVS_MAX_LADDRS as usize],
 }
 
+/// The trivial forwarder's configuration (`struct rvs_fwd_config`, see [`crate::forward`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FwdConfig {
+    /// IPv4 VIP, network order.
+    pub vip: u32,
+    /// Port, network order.
+    pub port: u16,
+    /// Source MAC of forwarded frames.
+    pub own_mac: [u8; 6],
+    /// Reals used (`1..=RVS_FWD_MAX_REALS`).
+    pub count: u32,
+    pub macs: [[u8; 6]; RVS_FWD_MAX_REALS as usize],
+}
+
 // SAFETY: all are repr(C) plain data with no padding-dependent invariants; every bit pattern
 // is valid.
 unsafe impl aya::Pod for VipKey {}
@@ -171,6 +186,7 @@ unsafe impl aya::Pod for DecapKey {}
 unsafe impl aya::Pod for BenchFrame {}
 unsafe impl aya::Pod for FnatPool {}
 unsafe impl aya::Pod for NatRev {}
+unsafe impl aya::Pod for FwdConfig {}
 
 /// Address in ABI form.
 pub fn addr_of(ip: std::net::IpAddr) -> (Addr, u8) {

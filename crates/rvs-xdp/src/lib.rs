@@ -14,6 +14,7 @@ pub mod decap;
 pub mod engine;
 pub mod error;
 pub mod flow_hash;
+pub mod forward;
 mod map_batch;
 pub mod nat;
 mod nat_engine;
