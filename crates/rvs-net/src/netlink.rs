@@ -8,6 +8,7 @@ use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, RouteMessageBuilder};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -215,12 +216,19 @@ impl Netlink {
 
     /// The neighbour table's usable MAC for `ip` on interface `index`, if any.
     pub fn neighbour(&self, index: u32, ip: IpAddr) -> Result<Option<Mac>, NetError> {
+        Ok(self.neighbour_table()?.get(&(index, ip)).copied())
+    }
+
+    /// Every usable entry of the neighbour table, by (interface index, address): one dump,
+    /// for callers that look up many addresses at once.
+    pub fn neighbour_table(&self) -> Result<HashMap<(u32, IpAddr), Mac>, NetError> {
         let h = self.handle.clone();
         let msgs: Vec<_> = self
             .run(async move { h.neighbours().get().execute().try_collect().await })
             .map_err(nl("neighbour dump"))?;
+        let mut table = HashMap::new();
         for m in msgs {
-            if m.header.ifindex != index || !usable(m.header.state) {
+            if !usable(m.header.state) {
                 continue;
             }
             let mut dst = None;
@@ -237,11 +245,11 @@ impl Netlink {
                     _ => {}
                 }
             }
-            if dst == Some(ip) && mac.is_some() {
-                return Ok(mac);
+            if let (Some(dst), Some(mac)) = (dst, mac) {
+                table.insert((m.header.ifindex, dst), mac);
             }
         }
-        Ok(None)
+        Ok(table)
     }
 
     /// The MAC a frame to `dst` must carry and the interface it leaves by: route lookup, then

@@ -31,8 +31,9 @@ pub struct XdpConfig {
     pub interfaces: Vec<String>,
     /// Attach in generic (SKB) mode without trying native first.
     pub force_generic: bool,
-    /// How long adding a real waits for its next hop's MAC before carrying on without it (the
-    /// upkeep thread fills it in when the kernel learns it).
+    /// How long one batch of changes waits in all for its new reals' next-hop MACs before
+    /// carrying on without them (the upkeep thread fills them in when the kernel learns them,
+    /// without waiting).
     pub resolve_timeout: Duration,
     /// How often the upkeep thread re-checks MACs and overload thresholds (and sweeps expired
     /// NAT/FULLNAT flows).
@@ -71,6 +72,11 @@ pub(crate) struct Inner {
     pub state_timeouts: ConnTimeouts,
     pub netlink: Netlink,
     pub resolve_timeout: Duration,
+    /// While a batch of changes is applied: until when a new real's next hop may be waited for
+    /// (one `resolve_timeout` per batch, not per real, so a batch naming many unreachable reals
+    /// holds the lock ≤ 0.5 s). `None` (the upkeep): never wait — ask the kernel to resolve
+    /// and look again next round (or on its neighbour notification).
+    pub resolve_until: Option<std::time::Instant>,
     /// FULLNAT local addresses: the default pool and per-service pools.
     pub fullnat: crate::nat_engine::Pools,
     /// The live connections per real counted by the upkeep's last full pass over the
@@ -141,6 +147,7 @@ impl XdpEngine {
             state_timeouts: ConnTimeouts::default(),
             netlink,
             resolve_timeout: cfg.resolve_timeout,
+            resolve_until: None,
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
             live_pass: None,
         }));
@@ -283,10 +290,11 @@ impl Inner {
 
     /// Resolve a real's next hop and MAC (unresolved is not an error: upkeep retries).
     pub(crate) fn resolve(&self, slot: &mut RealSlot) {
-        match self
-            .netlink
-            .resolve(slot.real.addr.ip(), self.resolve_timeout)
-        {
+        let wait = self
+            .resolve_until
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_default();
+        match self.netlink.resolve(slot.real.addr.ip(), wait) {
             Ok((mac, oif)) => {
                 let hop = self
                     .netlink
@@ -295,10 +303,12 @@ impl Inner {
                 slot.next_hop = Some((hop.unwrap_or(slot.real.addr.ip()), oif));
                 slot.mac = Some(mac);
             }
-            Err(e) => log::warn!(
+            // Said once when the real is configured; the upkeep retries quietly.
+            Err(e) if self.resolve_until.is_some() => log::warn!(
                 "xdp: real {}: {e}; retrying in the background",
                 slot.real.addr
             ),
+            Err(e) => log::debug!("xdp: real {}: {e}", slot.real.addr),
         }
     }
 
@@ -537,7 +547,10 @@ impl Engine for XdpEngine {
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), EngineError> {
         let mut inner = self.lock();
-        changes.iter().try_for_each(|c| inner.apply_one(c))
+        inner.resolve_until = Some(std::time::Instant::now() + inner.resolve_timeout);
+        let done = changes.iter().try_for_each(|c| inner.apply_one(c));
+        inner.resolve_until = None;
+        done
     }
 
     fn stats(&self) -> EngineStats {

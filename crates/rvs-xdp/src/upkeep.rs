@@ -88,14 +88,24 @@ impl Upkeep {
     }
 }
 
-/// Re-read every real's next-hop MAC; write the reals whose MAC changed or appeared.
+/// Re-read every real's next-hop MAC (one dump of the neighbour table per round, however many
+/// reals); write the reals whose MAC changed or appeared. An unresolved real is not waited
+/// for: the kernel is asked to resolve it and the next round (or its neighbour notification)
+/// looks again, so the engine's lock is held for one dump, not 0.5 s per unreachable real.
 fn refresh_macs(inner: &mut Inner, _event: bool) {
+    let table = match inner.netlink.neighbour_table() {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("xdp: reading the neighbour table: {e}");
+            return;
+        }
+    };
     let mut updates = Vec::new();
     for svc in inner.services.values() {
         for r in svc.reals.values() {
             let mut slot = r.clone();
             let current = match slot.next_hop {
-                Some((hop, oif)) => inner.netlink.neighbour(oif, hop).ok().flatten(),
+                Some((hop, oif)) => table.get(&(oif, hop)).copied(),
                 None => {
                     inner.resolve(&mut slot);
                     slot.mac
