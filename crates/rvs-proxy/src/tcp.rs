@@ -149,6 +149,8 @@ async fn relay_both(
 ) -> Result<(), RelayEnd> {
     let splice = engine.use_splice;
     let other_done = || guard.track.state() != ConnState::Established;
+    // The FIN timeout runs from the half-close, not from the last data before it (a connection
+    // idle for longer than `tcpfin` that then half-closes must still get its answer).
     let half_closed = |state: ConnState| {
         if guard.track.state() == ConnState::Established {
             guard.set_state(state);
@@ -156,6 +158,7 @@ async fn relay_both(
                 .track
                 .timeout_ms
                 .store(engine.tcp_fin_timeout_ms(), Relaxed);
+            guard.track.touch(&engine.clock);
         }
     };
     let up = async {

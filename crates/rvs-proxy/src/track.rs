@@ -78,7 +78,7 @@ pub struct ConnTrack {
     pub vaddr: SocketAddr,
     pub real: Arc<RealShared>,
     state: AtomicU8,
-    /// Last time bytes moved (ms since the engine epoch).
+    /// Last time bytes moved or the state changed (ms since the engine epoch).
     pub last_active: AtomicU64,
     /// Idle timeout of the current state (ms), for `expires_ms`.
     pub timeout_ms: AtomicU64,
