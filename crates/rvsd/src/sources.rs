@@ -123,6 +123,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         } else {
             args.xdp_interfaces.clone()
         },
+        xdp_nat_conns: file.xdp_nat_conns,
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         log_level: file.log_level,
         fullnat_local: file.fullnat_local.clone(),

@@ -80,6 +80,9 @@ fn start_xdp(cfg: &DaemonConfig, dry_run: bool) -> Started {
     let config = rvs_xdp::XdpConfig {
         interfaces: cfg.xdp_interfaces.clone(),
         fullnat_local: cfg.fullnat_local.clone(),
+        nat_conns: cfg
+            .xdp_nat_conns
+            .unwrap_or(rvs_xdp::XdpConfig::default().nat_conns),
         ..Default::default()
     };
     rvs_xdp::XdpEngine::start(config)

@@ -102,6 +102,14 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(w.into_inner())
         }
     });
+    let xdp_nat_conns = raw.xdp_nat_conns.and_then(|n| {
+        if *n.get_ref() == 0 {
+            rep.error_at(n.span(), "xdp_nat_conns must be at least 1");
+            None
+        } else {
+            Some(n.into_inner())
+        }
+    });
     let fullnat_local = raw
         .fullnat_local
         .and_then(|list| local_addresses(list, None, rep))
@@ -112,6 +120,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         token_file: raw.token_file,
         engines: raw.engines,
         xdp_interfaces: raw.xdp_interfaces,
+        xdp_nat_conns,
         proxy_workers,
         log_level: raw.log_level,
         fullnat_local,

@@ -23,6 +23,7 @@ socket = "/tmp/x.sock"
 listen = "127.0.0.1:9901"
 token_file = "/etc/rvs/token"
 engines = ["proxy"]
+xdp_nat_conns = 1000000
 proxy_workers = 2
 log_level = "debug"
 
@@ -59,6 +60,7 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.listen, Some("127.0.0.1:9901".parse().unwrap()));
     assert_eq!(c.daemon.engines, Some(vec![EngineKind::Proxy]));
     assert_eq!(c.daemon.proxy_workers, Some(2));
+    assert_eq!(c.daemon.xdp_nat_conns, Some(1_000_000));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
     assert_eq!(
         c.state.timeouts,
@@ -220,6 +222,12 @@ fn daemon_section_is_checked() {
     let e = errs("[daemon]\nlisten = \"localhost\"\ntoken_file = \"/t\"\nproxy_workers = 0\n");
     assert_eq!(e.len(), 2, "{e:?}");
     assert!(e[0].starts_with("test.toml:2:10:"), "{e:?}");
+    let e = errs("[daemon]\nxdp_nat_conns = 0\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:2:17:") && e[0].contains("xdp_nat_conns must be at least 1"),
+        "{e:?}"
+    );
     let e = errs("[daemon]\nengines = [\"turbo\"]\n");
     assert!(e[0].contains("proxy"), "{e:?}");
     let e = errs("[daemon]\nlog_level = \"loud\"\n");
