@@ -58,8 +58,10 @@ if ! cargo build --locked "${PROFILE_FLAG[@]}" -p rvsd -p rvsadm --bins; then
     echo "WARNING: rvsd did not build; rvs will be reported as not measured"
     export RVS_BENCH_NO_RVSD="rvsd did not build at this commit (see the bench log)"
 fi
-# The XDP per-packet benches and xdp_serve (the library path for what rvsd cannot configure yet).
-cargo build --locked "${PROFILE_FLAG[@]}" -p rvs-xdp --bin rvs-xdp-bench --bin rvs-xdp-nat-bench --example xdp_serve \
+# The XDP per-packet benches, xdp_serve (the library path for what rvsd cannot configure yet) and
+# rvs-xdp-forward (the trivial XDP forwarder, packet_dr's ceiling).
+cargo build --locked "${PROFILE_FLAG[@]}" -p rvs-xdp --bin rvs-xdp-bench --bin rvs-xdp-nat-bench \
+    --bin rvs-xdp-forward --example xdp_serve \
     || echo "WARNING: rvs-xdp benches did not build"
 echo "==== build done in $((SECONDS - build_start))s"
 bench_start=$SECONDS

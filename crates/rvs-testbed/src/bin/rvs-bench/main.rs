@@ -5,7 +5,7 @@
 //! ```text
 //! rvs-bench proxy --mode smoke|quick|full --out FILE.json [--rvsd PATH]
 //! rvs-bench packet-nat --mode smoke|quick|full --out FILE.json   # two-arm: nftables, rvs NAT/FULLNAT
-//! rvs-bench packet-dr  --mode smoke|quick|full --out FILE.json   # L2 segment: direct, rvs DR/TUN
+//! rvs-bench packet-dr  --mode smoke|quick|full --out FILE.json   # L2 segment: direct, xdp-forward, rvs DR/TUN
 //! rvs-bench hold ADDR N      # internal: hold N idle TCP connections until stdin closes
 //! ```
 

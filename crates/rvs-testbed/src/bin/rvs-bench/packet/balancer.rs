@@ -1,13 +1,14 @@
 //! The rvs subjects of the packet-path comparisons: the director runs `rvsd` (built with the
 //! default `xdp` feature) with a TOML configuration, as an operator would — or, for what rvsd
 //! cannot configure (generic attach), the `xdp_serve` example of `crates/rvs-xdp`, which drives
-//! the same engine through the library. Started before a
+//! the same engine through the library. The ceiling subject `xdp-forward` of `packet_dr` runs
+//! `rvs-xdp-forward` (the trivial XDP forwarder of `crates/rvs-xdp`) the same way. Started before a
 //! subject's runs and stopped after them, so the other subjects never pay for an attached
 //! program; stopping checks that the director's interfaces are left without XDP.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use rvs_testbed::{Netns, curl, xdp_pass};
@@ -21,9 +22,14 @@ pub enum Launch {
     Rvsd(String),
     /// `xdp_serve ARGS...` (see `crates/rvs-xdp/examples/xdp_serve.rs`).
     XdpServe(Vec<String>),
+    /// `rvs-xdp-forward ARGS...`, the trivial forwarder (see
+    /// `crates/rvs-xdp/src/bin/rvs-xdp-forward.rs`): stopped by SIGTERM, reports its packet count
+    /// on SIGUSR1 ([`Running::forwarded`]).
+    Forward(Vec<String>),
 }
 
-/// Where the binaries are: `rvsd` and `rvsadm` beside `rvs-bench`, `xdp_serve` in `examples/`.
+/// Where the binaries are: `rvsd`, `rvsadm` and `rvs-xdp-forward` beside `rvs-bench`,
+/// `xdp_serve` in `examples/`.
 #[derive(Debug, Clone)]
 pub struct Binaries {
     /// rvsd, or why it cannot be used.
@@ -46,6 +52,19 @@ impl Binaries {
         }
     }
 
+    /// Path of `rvs-xdp-forward`, or why it is missing.
+    pub fn xdp_forward(&self) -> Result<PathBuf, String> {
+        let p = self.dir.join("rvs-xdp-forward");
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "{} missing (cargo build -p rvs-xdp --bin rvs-xdp-forward)",
+                p.display()
+            ))
+        }
+    }
+
     /// Path of `rvsadm`, or why it is missing.
     pub fn rvsadm(&self) -> Result<PathBuf, String> {
         let p = self.dir.join("rvsadm");
@@ -61,6 +80,7 @@ impl Binaries {
         match launch {
             Launch::Rvsd(_) => self.rvsd.as_ref().map(|_| ()).map_err(Clone::clone),
             Launch::XdpServe(_) => self.xdp_serve().map(|_| ()),
+            Launch::Forward(_) => self.xdp_forward().map(|_| ()),
         }
     }
 }
@@ -69,6 +89,10 @@ impl Binaries {
 pub struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
+    /// The director's stdout after its `READY` line (xdp_serve, rvs-xdp-forward).
+    stdout: Option<std::io::Lines<BufReader<ChildStdout>>>,
+    /// Whether it answers SIGUSR1 with its packet count (rvs-xdp-forward).
+    counts: bool,
     dir: tempfile::TempDir,
     devs: Vec<String>,
 }
@@ -120,23 +144,34 @@ impl Running {
                     .stderr(stderr)
                     .spawn()?
             }
+            Launch::Forward(args) => {
+                let exe = bins.xdp_forward()?;
+                dir_ns
+                    .command_pinned(CLIENT_CPU, &exe.to_string_lossy())
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(stderr)
+                    .spawn()?
+            }
         };
         let stdin = child.stdin.take();
         let mut running = Running {
             child,
             stdin,
+            stdout: None,
+            counts: matches!(launch, Launch::Forward(_)),
             dir: tmp,
             devs: devs.iter().map(|d| d.to_string()).collect(),
         };
         if let Some(out) = running.child.stdout.take() {
-            let line = BufReader::new(out)
-                .lines()
-                .next()
-                .transpose()?
-                .unwrap_or_default();
+            let mut lines = BufReader::new(out).lines();
+            let line = lines.next().transpose()?.unwrap_or_default();
             if line.trim() != "READY" {
-                return Err(format!("xdp_serve did not start: {}", running.stderr()).into());
+                return Err(format!("director did not start: {}", running.stderr()).into());
             }
+            // Kept open: the director may write more (rvs-xdp-forward's counts).
+            running.stdout = Some(lines);
         }
         running.wait_ready(dir_ns, client_ns, probe_url)?;
         Ok(running)
@@ -197,8 +232,28 @@ impl Running {
         ns as f64 / 1e6
     }
 
-    /// Stops the director (SIGTERM for rvsd, stdin closed for xdp_serve), waits for it, and
-    /// checks that the director's interfaces carry no XDP program any more.
+    /// Packets the trivial forwarder (`Launch::Forward`) has forwarded so far, all CPUs: it
+    /// prints `forwarded N` when sent SIGUSR1.
+    pub fn forwarded(&mut self) -> BoxResult<u64> {
+        if !self.counts {
+            return Err("only rvs-xdp-forward reports a packet count".into());
+        }
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGUSR1) };
+        let line = self
+            .stdout
+            .as_mut()
+            .and_then(|l| l.next())
+            .transpose()?
+            .unwrap_or_default();
+        line.trim()
+            .strip_prefix("forwarded ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("rvs-xdp-forward answered {line:?}: {}", self.stderr()).into())
+    }
+
+    /// Stops the director (SIGTERM for rvsd and rvs-xdp-forward, stdin closed for xdp_serve),
+    /// waits for it, and checks that the director's interfaces carry no XDP program any more.
     pub fn stop(mut self, dir_ns: &Netns) -> BoxResult<()> {
         match self.stdin.take() {
             Some(mut s) => {

@@ -122,7 +122,8 @@ pub fn warm_up(ctx: &Ctx, targets: &[Target]) -> BoxResult<()> {
 
 /// One measured wrk run of `subject` in `scenario`. `director_cpu` is false for subjects whose
 /// traffic does not cross the director (then only requests/s and latency are recorded);
-/// `userspace_ms` samples the director process's own CPU time (rvs subjects).
+/// `userspace_ms` samples the director process's own CPU time (rvs subjects). Returns the
+/// requests completed (0 when the run failed and its figures are recorded as missing).
 pub fn requests(
     ctx: &mut Ctx,
     subject: &str,
@@ -131,7 +132,7 @@ pub fn requests(
     close: bool,
     director_cpu: bool,
     userspace_ms: Option<&dyn Fn() -> f64>,
-) -> BoxResult<()> {
+) -> BoxResult<u64> {
     let k0 = director_cost::runtime_ns(ctx.kthreads)?;
     let c0 = cpu_busy_ms(BALANCER_CPU)?;
     let u0 = userspace_ms.map(|f| f());
@@ -210,7 +211,7 @@ pub fn requests(
         r.requests_per_sec,
     );
     rec.push(subject, scenario, "p99_latency", "ms", LOWER, r.p99_ms);
-    Ok(())
+    Ok(r.requests)
 }
 
 /// One iperf3 run (one stream) to `server:port` from the client; records Gbit/s. One retry (a

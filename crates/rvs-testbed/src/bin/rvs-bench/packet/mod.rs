@@ -4,7 +4,8 @@
 //!
 //! * [`nat`] (`packet_nat`): two-arm topology — forwarding, nftables DNAT (+ masquerade), rvs
 //!   XDP NAT and FULLNAT;
-//! * [`dr`] (`packet_dr`): one L2 segment — wrk straight to the reals vs rvs XDP DR and TUN.
+//! * [`dr`] (`packet_dr`): one L2 segment — wrk straight to the reals vs a trivial XDP forwarder
+//!   (the ceiling) and rvs XDP DR and TUN.
 //!
 //! Besides requests/s, p99 and director CPU per request (keep-alive and a new connection per
 //! request): bulk throughput (iperf3, one stream) and the director's memory for idle
