@@ -72,6 +72,8 @@ pub struct Outcomes {
     pub accept_error: AtomicU64,
     pub idle_timeout: AtomicU64,
     pub reset_by_operator: AtomicU64,
+    /// A relay ended by a socket error (a peer's reset): the other side was reset too.
+    pub relay_reset: AtomicU64,
     pub udp_send_error: AtomicU64,
 }
 
@@ -92,6 +94,7 @@ impl Outcomes {
             ("accept_error", self.accept_error.load(Relaxed)),
             ("idle_timeout", self.idle_timeout.load(Relaxed)),
             ("reset_by_operator", self.reset_by_operator.load(Relaxed)),
+            ("relay_reset", self.relay_reset.load(Relaxed)),
             ("udp_send_error", self.udp_send_error.load(Relaxed)),
         ]
     }

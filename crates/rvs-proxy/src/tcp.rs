@@ -116,18 +116,28 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
     guard.track.touch(&engine.clock);
     let reset_gen = picked.real.reset_generation();
     tokio::select! {
-        r = relay_both(&client, &server, &guard, &svc, engine) => {
-            if let Err(RelayEnd::Idle) = r {
-                Outcomes::bump(&engine.outcomes.idle_timeout);
+        r = relay_both(&client, &server, &guard, &svc, engine) => match r {
+            Ok(()) => {}
+            Err(RelayEnd::Idle) => Outcomes::bump(&engine.outcomes.idle_timeout),
+            Err(RelayEnd::Io) => {
+                // A reset (or another error) on one side: the other side must see a reset
+                // too, not a clean close that makes a truncated stream look complete.
+                Outcomes::bump(&engine.outcomes.relay_reset);
+                abort(&client, &server);
             }
-        }
+        },
         _ = picked.real.reset_requested(reset_gen) => {
             Outcomes::bump(&engine.outcomes.reset_by_operator);
-            // Linger 0: close with RST on both sides, as an operator reset should.
-            let _ = SockRef::from(client.get_ref()).set_linger(Some(Duration::ZERO));
-            let _ = SockRef::from(server.get_ref()).set_linger(Some(Duration::ZERO));
+            abort(&client, &server);
         }
     }
+}
+
+/// Linger 0 on both sockets: dropping them closes both with RST (the socket that failed is
+/// already reset; linger on it changes nothing).
+fn abort(client: &Sock, server: &Sock) {
+    let _ = SockRef::from(client.get_ref()).set_linger(Some(Duration::ZERO));
+    let _ = SockRef::from(server.get_ref()).set_linger(Some(Duration::ZERO));
 }
 
 /// Why a relay ended early.

@@ -7,8 +7,8 @@ use common::*;
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
 use rvs_core::{SchedulerKind, ServiceKey};
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 /// A real that echoes until the client's FIN, then answers `bye` after `delay`.
@@ -61,4 +61,84 @@ fn fin_timeout_runs_from_the_half_close_not_from_the_last_data() {
     c.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "bye");
     assert_eq!(e.stats().outcomes["idle_timeout"], 0);
+}
+
+/// Closes `s` with RST (linger 0).
+fn abort(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+/// Reads until EOF or an error: the bytes, and how the stream ended.
+fn read_until_end(c: &mut TcpStream) -> (String, std::io::Result<()>) {
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    let end = loop {
+        match c.read(&mut b) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), end)
+}
+
+#[test]
+fn a_real_that_resets_resets_the_client_too() {
+    let mut e = engine();
+    // A real that answers part of a response, then aborts with RST.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut b = [0u8; 16];
+        let _ = c.read(&mut b);
+        c.write_all(b"part-").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        abort(c);
+    });
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    let mut c = TcpStream::connect(vip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"go").unwrap();
+    let (got, end) = read_until_end(&mut c);
+    assert_eq!(got, "part-");
+    let err = end.expect_err("a truncated response must not end with a clean close");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    assert!(wait_until(Duration::from_secs(3), || open_conns(&e, &key) == 0));
+    assert_eq!(e.stats().outcomes["relay_reset"], 1);
+}
+
+#[test]
+fn a_client_that_resets_resets_the_real_too() {
+    let mut e = engine();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = server.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 2];
+        c.read_exact(&mut b).unwrap();
+        c.write_all(b"ok").unwrap();
+        tx.send(read_until_end(&mut c)).unwrap();
+    });
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    let mut c = TcpStream::connect(vip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"go").unwrap();
+    let mut b = [0u8; 2];
+    c.read_exact(&mut b).unwrap();
+    abort(c);
+    let (got, end) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(got, "");
+    let err = end.expect_err("the client's reset must reach the real as a reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+    assert_eq!(e.stats().outcomes["relay_reset"], 1);
 }
