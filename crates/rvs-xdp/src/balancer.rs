@@ -40,10 +40,13 @@ impl Balancer {
 
     /// [`Balancer::load`] with room for `nat_conns` NAT/FULLNAT flows (the size of the
     /// reverse table `rvs_nat_rev`; a full table is the outcome
-    /// `table_full`).
+    /// `table_full`). NAT/FULLNAT flows live in the connection table `rvs_conns` too, so it
+    /// holds at least as many (never fewer than its default `RVS_MAX_CONNS`).
     pub fn load_sized(nat_conns: u32) -> Result<Balancer, XdpError> {
+        let conns = (abi::RVS_MAX_CONNS as u32).max(nat_conns);
         let mut ebpf = aya::EbpfLoader::new()
             .map_max_entries("rvs_nat_rev", nat_conns.max(1))
+            .map_max_entries("rvs_conns", conns)
             .load(crate::programs::RVS_LB)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG)
@@ -386,5 +389,35 @@ impl Balancer {
                 generic: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_entries(b: &Balancer, name: &str) -> u32 {
+        match b.ebpf().map(name) {
+            Some(aya::maps::Map::LruHashMap(d)) | Some(aya::maps::Map::HashMap(d)) => {
+                d.info().expect("map info").max_entries()
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// NAT/FULLNAT flows have an entry in both tables, so a NAT table sized past the default
+    /// connection table grows that one too.
+    #[test]
+    fn a_large_nat_table_grows_the_connection_table() {
+        if !rvs_testbed::is_root() {
+            eprintln!("skipping: loading the balancer needs root");
+            return;
+        }
+        let b = Balancer::load_sized(300_000).expect("load");
+        assert_eq!(max_entries(&b, "rvs_nat_rev"), 300_000);
+        assert_eq!(max_entries(&b, "rvs_conns"), 300_000);
+        let b = Balancer::load_sized(1_000).expect("load");
+        assert_eq!(max_entries(&b, "rvs_nat_rev"), 1_000);
+        assert_eq!(max_entries(&b, "rvs_conns"), abi::RVS_MAX_CONNS as u32);
     }
 }
