@@ -57,6 +57,10 @@
 #define RVS_SVC_F_PERSIST 1
 /* rvs_real.flags */
 #define RVS_REAL_F_PRESENT 1
+/* Health checks see it down, or the operator disabled it: a persistence template naming it is
+ * not followed (the client is scheduled afresh). A drained real (weight 0) keeps it clear: its
+ * persistent clients still reach it, as with IPVS's default expire_quiescent_template=0. */
+#define RVS_REAL_F_DOWN 2
 
 /* Connection states (rvs_conn.state): rvs_core::conn::ConnState::code — the IPVS TCP states
  * 0..=10 in IPVS's order (the names `ipvsadm -lnc` prints), UDP's single state 11. */

@@ -54,17 +54,24 @@ static __always_inline __u32 rvs_maglev_pick(const struct rvs_service *svc,
 	return r ? *r : RVS_NO_REAL;
 }
 
-/* Persistence template lookup/refresh; RVS_NO_REAL when none applies. */
+/*
+ * Persistence template lookup/refresh; RVS_NO_REAL when none applies. A template is followed
+ * while it is fresh and its real exists and is not down (RVS_REAL_F_DOWN: health down or
+ * disabled; a drained real still gets its persistent clients, as in IPVS); otherwise it is
+ * rebound to the Maglev pick.
+ */
 static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
 					      const struct rvs_flow_key *flow, __u64 now)
 {
 	struct rvs_persist_key k = { .svc = svc->index };
 	rvs_mask_client(&k, flow, svc->persist_prefix);
 	struct rvs_persist *p = bpf_map_lookup_elem(&rvs_persist, &k);
-	if (p && now - p->last_ns <= (__u64)svc->persist_timeout * RVS_NS_PER_SEC &&
-	    rvs_real_get(p->real)) {
-		p->last_ns = now;
-		return p->real;
+	if (p && now - p->last_ns <= (__u64)svc->persist_timeout * RVS_NS_PER_SEC) {
+		const struct rvs_real *r = rvs_real_get(p->real);
+		if (r && !(r->flags & RVS_REAL_F_DOWN)) {
+			p->last_ns = now;
+			return p->real;
+		}
 	}
 	__u32 real = rvs_maglev_pick(svc, flow);
 	if (real != RVS_NO_REAL) {

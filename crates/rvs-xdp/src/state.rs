@@ -8,7 +8,9 @@ use crate::error::XdpError;
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::Timeouts;
 use rvs_core::maglev::MaglevTable;
-use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+use rvs_core::model::{
+    AdminState, ForwardMethod, Health, Protocol, RealServer, ServiceKey, ServiceOptions,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -45,12 +47,24 @@ impl RealSlot {
             addr,
             family,
             method,
-            flags: abi::RVS_REAL_F_PRESENT as u8,
+            flags: real_flags(&self.real),
             has_mac: u8::from(self.mac.is_some()),
             mac: self.mac.unwrap_or_default(),
             pad: [0; 2],
         }
     }
+}
+
+/// The program's flags of a real: present, and down when health checks see it down or the
+/// operator disabled it (the program then follows no persistence template to it). A drained
+/// real (weight 0, `drain`) is not down: its persistent clients still reach it, as in IPVS.
+fn real_flags(real: &RealServer) -> u8 {
+    let down = real.health == Health::Down || real.admin == AdminState::Disabled;
+    let mut flags = abi::RVS_REAL_F_PRESENT as u8;
+    if down {
+        flags |= abi::RVS_REAL_F_DOWN as u8;
+    }
+    flags
 }
 
 /// A service as the engine holds it.
@@ -175,4 +189,29 @@ pub(crate) fn sync_table(b: &mut Balancer, svc: &mut SvcSlot) -> Result<(), XdpE
     }
     svc.table = table;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_or_disabled_reals_are_flagged_drained_ones_not() {
+        let mut r = RealServer::new("10.0.0.7:80".parse().unwrap(), ForwardMethod::Dr, 1);
+        let present = abi::RVS_REAL_F_PRESENT as u8;
+        let down = present | abi::RVS_REAL_F_DOWN as u8;
+        assert_eq!(real_flags(&r), present);
+        r.health = Health::Up;
+        assert_eq!(real_flags(&r), present);
+        r.health = Health::Down;
+        assert_eq!(real_flags(&r), down, "health down");
+        r.health = Health::Up;
+        r.admin = AdminState::Disabled;
+        assert_eq!(real_flags(&r), down, "disabled");
+        r.admin = AdminState::Drain;
+        assert_eq!(real_flags(&r), present, "drain keeps persistent clients");
+        r.admin = AdminState::Enabled;
+        r.weight = 0;
+        assert_eq!(real_flags(&r), present, "weight 0 keeps persistent clients");
+    }
 }

@@ -92,6 +92,27 @@ impl Lab {
         self.reals[i] = Some(LabReal { ip, mac, method });
     }
 
+    /// Set or clear a real's RVS_REAL_F_DOWN flag (the engine's EditReal of a real whose health
+    /// went down or that the operator disabled).
+    pub fn set_real_down(&mut self, index: u32, down: bool) {
+        let r = self.real(index);
+        let (addr, family) = addr_of(r.ip);
+        let mut flags = abi::RVS_REAL_F_PRESENT as u8;
+        if down {
+            flags |= abi::RVS_REAL_F_DOWN as u8;
+        }
+        let value = Real {
+            addr,
+            family,
+            method: r.method,
+            flags,
+            has_mac: 1,
+            mac: r.mac,
+            pad: [0; 2],
+        };
+        self.b.set_real(index, &value).unwrap();
+    }
+
     /// Mark a real as removed (the engine's RemoveReal).
     pub fn remove_real(&mut self, index: u32) {
         self.b.set_real(index, &Real::default()).unwrap();
