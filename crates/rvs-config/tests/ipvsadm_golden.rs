@@ -339,17 +339,21 @@ fn save_format() {
     assert_eq!(back, state);
 }
 
-/// A service the proxy serves although the xdp engine runs carries a note, listed as a comment
-/// under it (and nothing for services without one).
+/// A placement note (why the proxy serves a service although the xdp engine runs, or which
+/// options the xdp engine does not apply) is listed as a comment under the service (and
+/// nothing for services without one).
 #[test]
 fn proxy_placement_note_is_listed() {
     let key = ServiceKey::tcp("10.0.0.1:80".parse().unwrap());
     let mut with = service(key, ServiceOptions::default(), vec![]);
-    with.note = Some("FULLNAT needs a local address of the VIP's family".into());
+    with.note = Some(
+        "on the proxy engine, not the xdp engine: FULLNAT needs a local address of the VIP's family"
+            .into(),
+    );
     let text = list_services(std::slice::from_ref(&with), &ListOptions::default());
     assert!(
         text.contains(
-            "  # on the proxy engine: FULLNAT needs a local address of the VIP's family\n"
+            "  # on the proxy engine, not the xdp engine: FULLNAT needs a local address of the VIP's family\n"
         ),
         "{text}"
     );

@@ -14,7 +14,9 @@
 use rvs_config::local_addr::ServicePools;
 use rvs_core::desired::{Change, DesiredState, ServiceConfig, diff};
 use rvs_core::engine::{ConnectionInfo, Engine, EngineKind, EngineStats, Unsupported};
-use rvs_core::model::{EnginePin, ForwardMethod, ServiceKey};
+use rvs_core::model::{
+    EnginePin, ForwardMethod, SchedFlags, SchedulerKind, ServiceKey, ServiceOptions,
+};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -132,8 +134,18 @@ impl EngineManager {
         self.place_noted(svc).0
     }
 
-    /// [`EngineManager::place`], and why the xdp engine did not take a service the proxy took.
+    /// [`EngineManager::place`], and a note for the operator: why the xdp engine did not take a
+    /// service the proxy took, or which of a service's options the xdp engine does not apply.
     fn place_noted(&self, svc: &ServiceConfig) -> (Placement, Option<String>) {
+        let (placed, note) = self.place_why(svc);
+        let note = match placed {
+            Ok(EngineKind::Xdp) => note.or_else(|| xdp_note(&svc.options)),
+            _ => note,
+        };
+        (placed, note)
+    }
+
+    fn place_why(&self, svc: &ServiceConfig) -> (Placement, Option<String>) {
         let needs_xdp = svc
             .reals
             .values()
@@ -169,8 +181,10 @@ impl EngineManager {
                             .map(|()| EngineKind::Proxy)
                             .map_err(|Unsupported(w)| w);
                         // The xdp engine runs but refused it: say why it is on the proxy.
-                        let note = (placed.is_ok() && self.engine(EngineKind::Xdp).is_some())
-                            .then(|| format!("not on the xdp engine: {xdp_reason}"));
+                        let note =
+                            (placed.is_ok() && self.engine(EngineKind::Xdp).is_some()).then(|| {
+                                format!("on the proxy engine, not the xdp engine: {xdp_reason}")
+                            });
                         (placed, note)
                     }
                     None if self.engine(EngineKind::Xdp).is_some() => (Err(xdp_reason), None),
@@ -231,7 +245,7 @@ impl EngineManager {
         notes.retain(|key, _| placement.get(key).is_some_and(|p| p.is_ok()));
         for (key, note) in &notes {
             if self.notes.get(key) != Some(note) {
-                tracing::info!(service = %key, reason = %note, "served by the proxy engine");
+                tracing::info!(service = %key, note = %note, "placement");
             }
         }
         self.placement = placement;
@@ -358,3 +372,27 @@ fn changed_service(c: &Change) -> Option<ServiceKey> {
 
 #[cfg(test)]
 mod tests;
+
+/// What the xdp engine does not apply of a service's options: it places new flows by Maglev
+/// consistent hashing of the flow's addresses and ports (by weight; persistence honoured),
+/// whatever scheduler, scheduler flags or one-packet scheduling the service names. `None` when
+/// it applies them all (`-s mh`, no flags, no `-o`).
+fn xdp_note(o: &ServiceOptions) -> Option<String> {
+    let mut ignored = Vec::new();
+    if o.scheduler != SchedulerKind::Mh {
+        ignored.push(format!("scheduler {}", o.scheduler.name()));
+    }
+    if o.flags != SchedFlags::default() {
+        ignored.push("scheduler flags (-b)".to_string());
+    }
+    if o.one_packet {
+        ignored.push("one-packet scheduling (-o)".to_string());
+    }
+    (!ignored.is_empty()).then(|| {
+        format!(
+            "on the xdp engine: new flows are placed by weighted Maglev hashing of their \
+             addresses and ports (as mh); not applied: {}",
+            ignored.join(", ")
+        )
+    })
+}

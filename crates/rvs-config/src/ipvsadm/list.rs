@@ -182,7 +182,7 @@ pub fn list_services(services: &[ServiceView], opts: &ListOptions) -> String {
             let _ = writeln!(out, "  # not served: {reason}");
         }
         if let Some(note) = &s.note {
-            let _ = writeln!(out, "  # on the proxy engine: {note}");
+            let _ = writeln!(out, "  # {note}");
         }
     }
     out

@@ -2,7 +2,7 @@
 
 use super::*;
 use rvs_core::engine::EngineError;
-use rvs_core::model::{AddressFamily, RealServer, ServiceOptions};
+use rvs_core::model::{AddressFamily, RealServer};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -280,10 +280,12 @@ fn fullnat_goes_to_xdp_only_with_local_addresses_and_says_why_not() {
     m.apply(&s);
     assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Xdp)));
     assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Proxy)));
-    assert_eq!(m.note(&key(80)), None);
+    assert!(xdp_noted(&m, 80), "{:?}", m.note(&key(80)));
     let note = m.note(&key(81)).unwrap();
     assert!(
-        note.starts_with("not on the xdp engine: tcp 10.0.0.3:81: FULLNAT needs a local address"),
+        note.starts_with(
+            "on the proxy engine, not the xdp engine: tcp 10.0.0.3:81: FULLNAT needs a local address"
+        ),
         "{note}"
     );
     assert!(touched(&xlog, key(80)) && !touched(&xlog, key(81)));
@@ -299,7 +301,7 @@ fn fullnat_goes_to_xdp_only_with_local_addresses_and_says_why_not() {
     ]));
     m.apply(&s);
     assert_eq!(m.placement(&key(81)), Some(&Ok(EngineKind::Xdp)));
-    assert_eq!(m.note(&key(81)), None);
+    assert!(xdp_noted(&m, 81), "{:?}", m.note(&key(81)));
     assert_eq!(
         plog_x.lock().unwrap().last().unwrap(),
         &(key(81), vec!["10.0.0.7".parse::<IpAddr>().unwrap()])
@@ -362,5 +364,41 @@ fn config_limit_is_the_programs() {
     assert_eq!(
         rvs_config::local_addr::MAX_PER_FAMILY as u64,
         rvs_xdp::abi::RVS_MAX_LADDRS
+    );
+}
+
+/// A service on the xdp engine (default scheduler wlc) is noted as placed by Maglev.
+fn xdp_noted(m: &EngineManager, port: u16) -> bool {
+    m.note(&key(port))
+        .is_some_and(|n| n.starts_with("on the xdp engine:") && n.contains("scheduler wlc"))
+}
+
+#[test]
+fn the_xdp_engine_notes_the_scheduling_options_it_does_not_apply() {
+    let (x, _, _) = xdp_with_pools(&[]);
+    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut s = DesiredState::default();
+    let mh = ServiceOptions {
+        scheduler: SchedulerKind::Mh,
+        ..Default::default()
+    };
+    let udp_o = ServiceOptions {
+        scheduler: SchedulerKind::Rr,
+        one_packet: true,
+        ..Default::default()
+    };
+    for (port, o) in [(80, mh), (81, udp_o)] {
+        s.add_service(key(port), o).unwrap();
+        s.add_real(&key(port), real(7, ForwardMethod::Dr, 1))
+            .unwrap();
+    }
+    m.apply(&s);
+    assert_eq!(m.placement(&key(80)), Some(&Ok(EngineKind::Xdp)));
+    assert_eq!(m.note(&key(80)), None, "mh is what the xdp engine does");
+    let note = m.note(&key(81)).expect("a note");
+    assert!(
+        note.starts_with("on the xdp engine:")
+            && note.ends_with("not applied: scheduler rr, one-packet scheduling (-o)"),
+        "{note}"
     );
 }
