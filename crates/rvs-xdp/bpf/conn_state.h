@@ -61,6 +61,16 @@ static __always_inline __u32 rvs_conn_initial(const struct rvs_config *cfg, __u3
 	return rvs_conn_next(cfg, RVS_STATE_NONE, dir, pkt);
 }
 
+/* Whether a new connection may reuse the tuple of an entry in `state` to a real of `method`:
+ * its connection is closing — TIME_WAIT or CLOSE (IPVS's conn_reuse_mode 1), or FIN_WAIT for
+ * DR and TUN, which see only the client's side and so never get further (as IPVS's mode 2 for
+ * connections without output). A SYN on such an entry is scheduled afresh. */
+static __always_inline int rvs_conn_reusable(__u32 state, __u8 method)
+{
+	return state == RVS_STATE_TIME_WAIT || state == RVS_STATE_CLOSE ||
+	       (state == RVS_STATE_FIN_WAIT && rvs_client_dir(method) == RVS_DIR_INPUT_ONLY);
+}
+
 /* How long an entry in `state` lives without traffic. */
 static __always_inline __u64 rvs_conn_timeout(const struct rvs_config *cfg, __u32 state)
 {

@@ -122,7 +122,9 @@ static __always_inline const struct rvs_service *rvs_service_of(const struct rvs
  * Lookup order: the connection table first, so an established flow needs no service lookup;
  * but a TCP SYN (no ACK) is almost always a new flow, and looking its service up first is
  * measurably cheaper for it (~30-40 ns through BPF_PROG_TEST_RUN: the two independent lookups
- * overlap, and the connection bucket is still hot for the insert).
+ * overlap, and the connection bucket is still hot for the insert). Such a SYN follows an
+ * existing entry only while that connection is not closing (rvs_conn_follow): a client reusing
+ * its port after a close gets a new real, as with IPVS's conn_reuse_mode.
  */
 static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 					__u32 *outcome, int *action)
@@ -143,7 +145,7 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 			return 0;
 	}
 	const struct rvs_real *real = 0;
-	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, &real);
+	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, syn, &real);
 	if (c && real) {
 		*action = rvs_send(ctx, pkt, c, c->real, real, 0, outcome);
 		return 1;

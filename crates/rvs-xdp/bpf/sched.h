@@ -83,18 +83,20 @@ static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
 
 /*
  * The flow's live connection entry, after stepping its state with this packet (*real: its
- * real's entry); 0 when the flow has no live entry or its real is gone. A hit needs no
- * service lookup: entries exist only for VIP flows, and removing a service removes them.
+ * real's entry); 0 when the flow has no live entry or its real is gone, or when `syn` (a SYN
+ * without ACK) opens a new connection on the tuple of a closing one (rvs_conn_reusable): that
+ * SYN is scheduled afresh, and its new entry replaces the old. A hit needs no service lookup:
+ * entries exist only for VIP flows, and removing a service removes them.
  */
 static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config *cfg,
-							const struct rvs_pkt *pkt, __u64 now,
+							const struct rvs_pkt *pkt, __u64 now, int syn,
 							const struct rvs_real **real)
 {
 	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
 	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state))
 		return 0;
 	const struct rvs_real *r = rvs_real_get(c->real);
-	if (!r)
+	if (!r || (syn && rvs_conn_reusable(c->state, r->method)))
 		return 0;
 	rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS);
 	*real = r;

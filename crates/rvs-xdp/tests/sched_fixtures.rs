@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::frames::{ACK, SYN, TCP};
+use common::frames::{ACK, FIN, RST, SYN, TCP};
 use common::lab::*;
 use rvs_xdp::abi;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,6 +16,8 @@ const DR: u8 = abi::RVS_METHOD_DR as u8;
 
 /// Service 0: persistent (300 s, /32) on reals 0 and 1.
 const PERSIST: u32 = 0;
+/// Service 1: no persistence, reals 0 and 1.
+const PLAIN: u32 = 1;
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
@@ -36,6 +38,13 @@ fn setup() -> Lab {
         TCP,
         &both,
         Some((300, 32)),
+    );
+    lab.add_service(
+        PLAIN,
+        SocketAddr::new(v4(10, 0, 0, 4), 80),
+        TCP,
+        &both,
+        None,
     );
     lab
 }
@@ -148,6 +157,156 @@ fn persistence_and_down_reals(lab: &mut Lab) {
     lab.set_weights(PERSIST, &[(0, 1), (1, 1)]);
 }
 
+/// The connection-table key of `c`'s flow to service `svc`.
+fn flow_key(lab: &Lab, svc: u32, c: SocketAddr) -> abi::FlowKey {
+    let s = lab.svc(svc);
+    let (src, family) = abi::addr_of(c.ip());
+    abi::FlowKey {
+        src,
+        dst: abi::addr_of(s.vip.ip()).0,
+        sport: c.port().to_be(),
+        dport: s.vip.port().to_be(),
+        proto: s.proto,
+        family,
+        pad: [0; 2],
+    }
+}
+
+/// The connection entry of `c`'s flow to service `svc`, if any.
+fn conn_of(lab: &Lab, svc: u32, c: SocketAddr) -> Option<abi::Conn> {
+    let key = flow_key(lab, svc, c);
+    lab.b
+        .conns()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// A client reuses its tuple for a new connection (a SYN without ACK) while the old flow's
+/// entry is closing: TIME_WAIT, CLOSE, or (DR/TUN, which see only the client's side) FIN_WAIT.
+/// As IPVS (conn_reuse_mode), the SYN is scheduled afresh, so it avoids the old real when that
+/// real is drained. A SYN on an entry that is not closing (a retransmitted SYN, SYN_RECV; or
+/// ESTABLISHED) stays on its real.
+fn reused_tuples(lab: &mut Lab) {
+    use abi::{RVS_STATE_CLOSE as CLOSE, RVS_STATE_FIN_WAIT as FIN_WAIT};
+    use abi::{RVS_STATE_SYN_RECV as SYN_RECV, RVS_STATE_TIME_WAIT as TIME_WAIT};
+    let host = 20;
+    let cases: [(&[u8], Option<u64>, bool, &str); 5] = [
+        (&[SYN, ACK, FIN | ACK], Some(FIN_WAIT), true, "FIN_WAIT"),
+        (&[SYN, ACK, RST], Some(CLOSE), true, "CLOSE"),
+        (&[SYN, ACK], Some(TIME_WAIT), true, "TIME_WAIT"),
+        (
+            &[SYN],
+            Some(SYN_RECV),
+            false,
+            "SYN_RECV (retransmitted SYN)",
+        ),
+        (&[SYN, ACK], None, false, "ESTABLISHED"),
+    ];
+    for (i, (packets, state, anew, name)) in cases.into_iter().enumerate() {
+        lab.set_weights(PLAIN, &[(0, 1), (1, 1)]);
+        let c = client(host, 45000 + i as u16);
+        let x = lab.maglev_real(PLAIN, c);
+        let y = 1 - x;
+        for flags in packets {
+            let input = lab.client_packet(PLAIN, c, *flags, b"");
+            let f = fwd(
+                lab,
+                format!("reuse {name}: flags {flags:#04x} -> {x}"),
+                input,
+                x,
+            );
+            lab.run(f);
+        }
+        let mut entry = conn_of(lab, PLAIN, c).expect("entry");
+        if let Some(state) = state
+            && entry.state != state as u32
+        {
+            // TIME_WAIT: a state DR never reaches by itself (a NAT flow's), set directly.
+            entry.state = state as u32;
+            lab.b.insert_conn(&flow_key(lab, PLAIN, c), &entry).unwrap();
+        }
+        // Drain x: only a rescheduled SYN avoids it.
+        let weights = if x == 0 {
+            [(0, 0), (1, 1)]
+        } else {
+            [(0, 1), (1, 0)]
+        };
+        lab.set_weights(PLAIN, &weights);
+        let to = if anew { y } else { x };
+        let input = lab.client_packet(PLAIN, c, SYN, b"");
+        let what = if anew {
+            "a new connection: rescheduled"
+        } else {
+            "not closing: stays"
+        };
+        let f = fwd(
+            lab,
+            format!("reuse {name}: real {x} drained, SYN on the tuple is {what} ({to})"),
+            input,
+            to,
+        );
+        lab.run(f);
+        let got = conn_of(lab, PLAIN, c).expect("entry");
+        assert_eq!(got.real, to, "{name}: entry's real");
+        if anew {
+            assert_eq!(got.state, SYN_RECV as u32, "{name}: a fresh entry");
+        }
+    }
+    lab.set_weights(PLAIN, &[(0, 1), (1, 1)]);
+}
+
+/// NAT sees both sides of a close: a SYN is scheduled afresh on a TIME_WAIT entry, not on a
+/// FIN_WAIT one (the real closed first; the client's side is still open).
+#[test]
+fn nat_reused_tuples() {
+    if skip_unless_root() {
+        return;
+    }
+    // SAFETY: unshare only changes this thread's network namespace (no route: XDP_TX).
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+    let nat = abi::RVS_METHOD_NAT as u8;
+    let mut lab = Lab::new();
+    lab.add_real(0, v4(10, 0, 2, 7), [2, 0, 0, 0, 0, 0x27], nat);
+    lab.add_real(1, v4(10, 0, 2, 8), [2, 0, 0, 0, 0, 0x28], nat);
+    lab.add_service(
+        0,
+        SocketAddr::new(v4(10, 0, 0, 5), 80),
+        TCP,
+        &[(0, 1), (1, 1)],
+        None,
+    );
+    for (port, state, anew, name) in [
+        (47000u16, abi::RVS_STATE_TIME_WAIT, true, "TIME_WAIT"),
+        (47001, abi::RVS_STATE_FIN_WAIT, false, "FIN_WAIT"),
+    ] {
+        lab.set_weights(0, &[(0, 1), (1, 1)]);
+        let c = client(40, port);
+        let x = lab.maglev_real(0, c);
+        let (action, out) = lab.b.test_run(&lab.client_packet(0, c, SYN, b"")).unwrap();
+        assert_eq!((action, &out[0..6]), (XDP_TX, &lab.real(x).mac[..]));
+        let mut entry = conn_of(&lab, 0, c).expect("entry");
+        entry.state = state as u32;
+        lab.b.insert_conn(&flow_key(&lab, 0, c), &entry).unwrap();
+        let weights = if x == 0 {
+            [(0, 0), (1, 1)]
+        } else {
+            [(0, 1), (1, 0)]
+        };
+        lab.set_weights(0, &weights);
+        let to = if anew { 1 - x } else { x };
+        let (action, out) = lab.b.test_run(&lab.client_packet(0, c, SYN, b"")).unwrap();
+        assert_eq!(
+            (action, &out[0..6]),
+            (XDP_TX, &lab.real(to).mac[..]),
+            "NAT {name}: SYN to real {to}"
+        );
+        assert_eq!(conn_of(&lab, 0, c).unwrap().real, to, "NAT {name}: entry");
+        println!("ok  NAT {name}: real {x} drained, a SYN on the tuple goes to {to}");
+    }
+}
+
 #[test]
 fn sched_fixtures() {
     if skip_unless_root() {
@@ -155,5 +314,6 @@ fn sched_fixtures() {
     }
     let mut lab = setup();
     persistence_and_down_reals(&mut lab);
+    reused_tuples(&mut lab);
     println!("{} fixtures passed", lab.ran.len());
 }
