@@ -47,6 +47,9 @@ pub struct Picked {
     pub real: Arc<RealShared>,
     pub conn: ConnRef,
     pub options: ServiceOptions,
+    /// The real's reset generation when it was picked (read under the service lock): a reset
+    /// after this moment — even while the connect is still pending — cuts the connection.
+    pub reset_gen: u64,
 }
 
 impl ServiceShared {
@@ -210,6 +213,7 @@ impl ServiceShared {
         let real = Arc::clone(b.shared.get(&scheduled.addr)?);
         b.runtime.conn_opened(scheduled.conn, false, now);
         Some(Picked {
+            reset_gen: real.reset_generation(),
             real,
             conn: scheduled.conn,
             options: *b.runtime.options(),

@@ -97,26 +97,35 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
     let Some((server, picked, guard)) = connect_with_retries(peer, vaddr, &svc, &ctx).await else {
         return; // dropping `client` closes it
     };
-    let kind = picked
-        .real
-        .proxy_protocol()
-        .unwrap_or(picked.options.proxy.proxy_protocol);
-    if let Some(h) = pp::header(kind, peer, vaddr)
-        && relay::write_all(&server, &h).await.is_err()
-    {
-        return;
-    }
     let engine = &ctx.engine;
-    let idle_override = picked.options.proxy.idle_timeout_ms;
-    guard
-        .track
-        .timeout_ms
-        .store(engine.tcp_timeout_ms(idle_override), Relaxed);
-    guard.set_state(ConnState::Established);
-    guard.track.touch(&engine.clock);
-    let reset_gen = picked.real.reset_generation();
+    let relay = async {
+        let kind = picked
+            .real
+            .proxy_protocol()
+            .unwrap_or(picked.options.proxy.proxy_protocol);
+        if let Some(h) = pp::header(kind, peer, vaddr) {
+            relay::write_all(&server, &h)
+                .await
+                .map_err(|_| RelayEnd::Io)?;
+        }
+        let idle_override = picked.options.proxy.idle_timeout_ms;
+        guard
+            .track
+            .timeout_ms
+            .store(engine.tcp_timeout_ms(idle_override), Relaxed);
+        guard.set_state(ConnState::Established);
+        guard.track.touch(&engine.clock);
+        relay_both(&client, &server, &guard, &svc, engine).await
+    };
+    // The reset generation is the one read when the real was picked: a reset while the connect
+    // or the PROXY header was pending wins at once (the reset branch is polled first).
     tokio::select! {
-        r = relay_both(&client, &server, &guard, &svc, engine) => match r {
+        biased;
+        _ = picked.real.reset_requested(picked.reset_gen) => {
+            Outcomes::bump(&engine.outcomes.reset_by_operator);
+            abort(&client, &server);
+        }
+        r = relay => match r {
             Ok(()) => {}
             Err(RelayEnd::Idle) => Outcomes::bump(&engine.outcomes.idle_timeout),
             Err(RelayEnd::Io) => {
@@ -126,10 +135,6 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
                 abort(&client, &server);
             }
         },
-        _ = picked.real.reset_requested(reset_gen) => {
-            Outcomes::bump(&engine.outcomes.reset_by_operator);
-            abort(&client, &server);
-        }
     }
 }
 

@@ -118,8 +118,8 @@ async fn session_for(
         Arc::clone(sessions),
     );
     let s = Arc::clone(&session);
+    let reset_gen = picked.reset_gen; // read when the real was picked
     tokio::spawn(async move {
-        let reset_gen = s.guard.track.real.reset_generation();
         tokio::select! {
             _ = replies(&s, &sock, client, &svc, &engine) => {}
             _ = engine.idle_expired(&s.guard.track) => {}

@@ -21,6 +21,16 @@ pub enum UpdateError {
     Invalid(Vec<String>),
 }
 
+/// Why removing a real was refused (the running state is unchanged).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveRealError {
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// `reset` was asked but the serving engine cannot reset connections.
+    #[error("{0}")]
+    ResetUnsupported(String),
+}
+
 /// Rates of one service and its reals.
 #[derive(Debug, Clone, Default)]
 struct ServiceRates {
@@ -117,6 +127,30 @@ impl Daemon {
             s.edit_real(service, r)?;
             Ok(changed)
         })
+    }
+
+    /// `-d`: removes a real; with `reset`, cuts its connections too (`?reset=true`).
+    ///
+    /// The real is removed *before* the reset that counts: a connection scheduled to it while
+    /// this runs would otherwise start after the reset and survive it. A first reset, before the
+    /// removal, finds out whether the serving engine can reset at all — if it cannot, nothing
+    /// changes.
+    pub fn remove_real(
+        &mut self,
+        key: &ServiceKey,
+        addr: &SocketAddr,
+        reset: bool,
+    ) -> Result<(), RemoveRealError> {
+        if reset {
+            self.engines
+                .reset_connections(key, addr)
+                .map_err(RemoveRealError::ResetUnsupported)?;
+        }
+        self.update(|s| Ok(s.remove_real(key, addr).map(|_| ())?))?;
+        if reset && let Err(why) = self.engines.reset_connections(key, addr) {
+            tracing::warn!(service = %key, real = %addr, %why, "resetting a removed real");
+        }
+        Ok(())
     }
 
     /// Services no engine serves, with the reason.
@@ -235,7 +269,109 @@ fn compute_rates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engines::ManagedEngine;
+    use rvs_core::desired::Change;
+    use rvs_core::engine::{ConnectionInfo, Engine, EngineError, EngineKind, Unsupported};
     use rvs_core::model::{ForwardMethod, RealServer, ServiceOptions};
+    use std::sync::{Arc, Mutex};
+
+    /// What an engine was asked, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Apply(Change),
+        Reset(SocketAddr),
+    }
+
+    /// A proxy-like engine that records changes and resets (or refuses resets).
+    struct Recorder {
+        calls: Arc<Mutex<Vec<Call>>>,
+        can_reset: bool,
+    }
+
+    impl ManagedEngine for Recorder {}
+
+    impl Engine for Recorder {
+        fn kind(&self) -> EngineKind {
+            EngineKind::Proxy
+        }
+        fn supports(&self, _: &ServiceConfig) -> Result<(), Unsupported> {
+            Ok(())
+        }
+        fn apply(&mut self, changes: &[Change]) -> Result<(), EngineError> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.extend(changes.iter().cloned().map(Call::Apply));
+            Ok(())
+        }
+        fn stats(&self) -> EngineStats {
+            EngineStats::default()
+        }
+        fn zero(&mut self, _: Option<&ServiceKey>) {}
+        fn connections(&self) -> Vec<ConnectionInfo> {
+            Vec::new()
+        }
+        fn shutdown(&mut self) {}
+        fn reset_connections(
+            &mut self,
+            _: &ServiceKey,
+            real: &SocketAddr,
+        ) -> Result<(), Unsupported> {
+            if !self.can_reset {
+                return Err(Unsupported("cannot reset".into()));
+            }
+            self.calls.lock().unwrap().push(Call::Reset(*real));
+            Ok(())
+        }
+    }
+
+    fn daemon_with_one_real(
+        can_reset: bool,
+    ) -> (Daemon, Arc<Mutex<Vec<Call>>>, ServiceKey, SocketAddr) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let engine = Recorder {
+            calls: Arc::clone(&calls),
+            can_reset,
+        };
+        let mut d = Daemon::new(EngineManager::new(vec![Box::new(engine)], BTreeMap::new()));
+        let key = ServiceKey::tcp("10.0.0.3:80".parse().unwrap());
+        let addr: SocketAddr = "10.0.0.7:80".parse().unwrap();
+        d.update(|s| {
+            s.add_service(key, ServiceOptions::default())?;
+            Ok(s.add_real(&key, RealServer::new(addr, ForwardMethod::FullNat, 1))?)
+        })
+        .unwrap();
+        calls.lock().unwrap().clear();
+        (d, calls, key, addr)
+    }
+
+    #[test]
+    fn remove_with_reset_resets_after_the_real_is_gone() {
+        let (mut d, calls, key, addr) = daemon_with_one_real(true);
+        d.remove_real(&key, &addr, true).unwrap();
+        let calls = calls.lock().unwrap().clone();
+        let removed = calls
+            .iter()
+            .position(|c| *c == Call::Apply(Change::RemoveReal { service: key, addr }))
+            .expect("the real was removed from the engine");
+        // A connection scheduled before the removal started before this reset: it is cut.
+        assert!(
+            calls[removed..].contains(&Call::Reset(addr)),
+            "no reset after the removal: {calls:?}"
+        );
+        assert!(d.desired().services[&key].reals.is_empty());
+    }
+
+    #[test]
+    fn remove_with_reset_on_an_engine_that_cannot_changes_nothing() {
+        let (mut d, calls, key, addr) = daemon_with_one_real(false);
+        assert!(matches!(
+            d.remove_real(&key, &addr, true),
+            Err(RemoveRealError::ResetUnsupported(_))
+        ));
+        assert!(calls.lock().unwrap().is_empty());
+        assert!(d.desired().services[&key].reals.contains_key(&addr));
+        d.remove_real(&key, &addr, false).unwrap();
+        assert!(d.desired().services[&key].reals.is_empty());
+    }
 
     #[test]
     fn observed_health_changes_the_effective_weight_only() {

@@ -2,7 +2,7 @@
 
 use super::error::{json, real_addr, service_id};
 use super::{ApiError, Shared, lock};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, RemoveRealError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -167,11 +167,11 @@ pub async fn remove_real(
     let mut d = lock(&d);
     // Check it exists before asking an engine to cut anything.
     real_view(&d, &key, &addr)?;
-    if q.reset {
-        d.engines_mut()
-            .reset_connections(&key, &addr)
-            .map_err(|why| ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", why))?;
-    }
-    d.update(|s| Ok(s.remove_real(&key, &addr).map(|_| ())?))?;
+    d.remove_real(&key, &addr, q.reset).map_err(|e| match e {
+        RemoveRealError::Update(e) => e.into(),
+        RemoveRealError::ResetUnsupported(why) => {
+            ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", why)
+        }
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
