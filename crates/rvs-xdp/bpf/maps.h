@@ -114,4 +114,14 @@ static __always_inline void rvs_count(__u32 slot, __u32 bytes, int new_conn)
 		c->conns += 1;
 }
 
+/* Count one packet of `bytes` going back to the client (a NAT/FULLNAT reply) in `slot`. */
+static __always_inline void rvs_count_out(__u32 slot, __u32 bytes)
+{
+	struct rvs_counters *c = bpf_map_lookup_elem(&rvs_stats, &slot);
+	if (!c)
+		return;
+	c->out_packets += 1;
+	c->out_bytes += bytes;
+}
+
 #endif

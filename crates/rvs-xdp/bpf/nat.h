@@ -14,7 +14,10 @@
  * drives the flow's TCP state as IPVS's output direction (conn_state.h). Not when the flow's
  * connection entry expired or is on another real or local port now: a packet by such a stale
  * reverse entry goes to the kernel untouched (RVS_OUTCOME_NAT_STALE). A flow whose connection
- * entry is gone (evicted) is still rewritten, counted as RVS_OUTCOME_NAT_NO_CONN.
+ * entry is gone (evicted) is still rewritten, counted as RVS_OUTCOME_NAT_NO_CONN. A reply
+ * rewritten back (and an ICMP error from the real side) counts in the out-direction counters
+ * of the reverse entry's real and of the flow's service (c->svc; the real's only when the
+ * connection entry is gone).
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
@@ -265,6 +268,11 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED
 		   : c		    ? RVS_OUTCOME_NAT_REPLY
 				    : RVS_OUTCOME_NAT_NO_CONN;
+	/* Out-direction counters of the flow's real and (known from its connection entry only)
+	 * its service. */
+	if (c)
+		rvs_count_out(c->svc, pkt->l3_len);
+	rvs_count_out(RVS_MAX_SERVICES + rv->real, pkt->l3_len);
 	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL, rv);
 	return 1;
 }

@@ -211,11 +211,15 @@ struct rvs_config {
 	__u8 tcp_next[RVS_DIRS * RVS_TCP_EVENTS * RVS_CONN_STATES];
 };
 
-/* rvs_stats value (per-CPU array, RVS_STATS_SLOTS entries: services then reals). */
+/* rvs_stats value (per-CPU array, RVS_STATS_SLOTS entries: services then reals). In: client →
+ * real (every method); out: real → client, i.e. NAT/FULLNAT replies and ICMP errors from the
+ * real side (a DR/TUN director never sees replies: 0, as IPVS shows). IP packet lengths. */
 struct rvs_counters {
 	__u64 conns;
 	__u64 packets;
 	__u64 bytes;
+	__u64 out_packets;
+	__u64 out_bytes;
 };
 
 /* rvs_nat_rev value (key: the flow as the real sends its replies): the client's flow, the real

@@ -111,8 +111,12 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     pub conns: u64,
+    /// Client → real.
     pub packets: u64,
     pub bytes: u64,
+    /// Real → client (NAT/FULLNAT replies; 0 for DR/TUN).
+    pub out_packets: u64,
+    pub out_bytes: u64,
 }
 
 #[repr(C)]

@@ -302,6 +302,8 @@ impl Balancer {
             conns: a.conns + c.conns,
             packets: a.packets + c.packets,
             bytes: a.bytes + c.bytes,
+            out_packets: a.out_packets + c.out_packets,
+            out_bytes: a.out_bytes + c.out_bytes,
         }))
     }
 

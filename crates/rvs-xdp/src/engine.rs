@@ -3,8 +3,9 @@
 //! `apply` turns each [`Change`] into map writes (services, reals, Maglev tables as diffs,
 //! timeouts); reals' MACs come from the kernel's neighbour table through rvs-net and are kept
 //! current by a background thread ([`crate::upkeep`]) that also applies the overload thresholds.
-//! Counters are read back from the per-CPU maps: a DR/TUN director never sees replies, so the
-//! out-direction counters stay 0 — which is exactly what shows replies bypass it.
+//! Counters are read back from the per-CPU maps: NAT/FULLNAT replies count in the out
+//! direction; a DR/TUN director never sees replies, so their out-direction counters stay 0 —
+//! which is exactly what shows replies bypass it (IPVS shows the same).
 
 use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
@@ -498,8 +499,8 @@ fn to_counters(c: &abi::Counters) -> Counters {
         conns: c.conns,
         in_pkts: c.packets,
         in_bytes: c.bytes,
-        out_pkts: 0,
-        out_bytes: 0,
+        out_pkts: c.out_packets,
+        out_bytes: c.out_bytes,
     }
 }
 

@@ -21,12 +21,12 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_service", Service, ["index" => index, "flags" => flags, "persist_timeout" => persist_timeout, "persist_prefix" => persist_prefix]);
     layout!(v, "rvs_real", Real, ["addr" => addr, "family" => family, "method" => method, "flags" => flags, "has_mac" => has_mac, "mac" => mac]);
     layout!(v, "rvs_flow_key", FlowKey, ["src" => src, "dst" => dst, "sport" => sport, "dport" => dport, "proto" => proto, "family" => family]);
-    layout!(v, "rvs_conn", Conn, ["real" => real, "svc" => svc, "last_ns" => last_ns, "state" => state, "lport" => lport, "laddr" => laddr]);
+    layout!(v, "rvs_conn", Conn, ["real" => real, "svc" => svc, "last_ns" => last_ns, "state" => state, "lport" => lport, "laddr" => laddr, "persist" => persist]);
     layout!(v, "rvs_persist_key", PersistKey, ["svc" => svc, "addr" => addr]);
     layout!(v, "rvs_persist", Persist, ["real" => real, "last_ns" => last_ns]);
     layout!(v, "rvs_iface", Iface, ["mac" => mac, "mtu" => mtu, "src4" => src4, "src6" => src6]);
     layout!(v, "rvs_config", Config, ["timeout_ns" => timeout_ns, "tcp_next" => tcp_next]);
-    layout!(v, "rvs_counters", Counters, ["conns" => conns, "packets" => packets, "bytes" => bytes]);
+    layout!(v, "rvs_counters", Counters, ["conns" => conns, "packets" => packets, "bytes" => bytes, "out_packets" => out_packets, "out_bytes" => out_bytes]);
     layout!(v, "rvs_nat_rev", NatRev, ["orig" => orig, "nh_expires_ns" => nh_expires_ns, "nh_ingress" => nh_ingress, "nh_ifindex" => nh_ifindex, "nh_dmac" => nh_dmac, "nh_smac" => nh_smac, "real" => real]);
     layout!(v, "rvs_decap_key", DecapKey, ["addr" => addr, "family" => family]);
     layout!(v, "rvs_bench_frame", BenchFrame, ["len" => len, "vary_offset" => vary_offset, "counter" => counter, "data" => data]);

@@ -207,6 +207,24 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
             "{:?}",
             after.outcomes
         );
+        // InPkts/OutPkts as `rvsadm -Ln --stats` shows them: the replies count out (real ->
+        // client), in the service and in the reals that sent them.
+        let svc = &after.services[&key];
+        let c = svc.counters;
+        println!("service counters: {c:?}");
+        assert!(
+            c.in_pkts >= 5 * n as u64 && c.out_pkts >= 4 * n as u64,
+            "{c:?}"
+        );
+        assert!(c.out_bytes >= 40 * c.out_pkts, "{c:?}");
+        let reals_out: u64 = svc.reals.values().map(|r| r.counters.out_pkts).sum();
+        assert!(reals_out >= c.out_pkts, "reals {reals_out}, service {c:?}");
+        if n >= 100 {
+            assert!(
+                svc.reals.values().all(|r| r.counters.out_pkts > 0),
+                "{svc:?}"
+            );
+        }
         let dump = dump.finish().expect("tcpdump");
         let syns: Vec<&str> = dump.lines().filter(|l| l.contains("Flags [S]")).collect();
         println!(

@@ -536,6 +536,142 @@ fn stale_replies(lab: &mut Lab) {
     );
 }
 
+/// Counters of service `svc` and of real `idx` (in that order), read now.
+fn slots(lab: &Lab, svc: u32, idx: u32) -> [abi::Counters; 2] {
+    let real = abi::RVS_MAX_SERVICES as u32 + idx;
+    [lab.b.counters(svc).unwrap(), lab.b.counters(real).unwrap()]
+}
+
+/// What moved between two readings of `slots`: per slot (in packets, in bytes, out packets,
+/// out bytes).
+fn moved(a: &[abi::Counters; 2], b: &[abi::Counters; 2]) -> [[u64; 4]; 2] {
+    [0, 1].map(|i| {
+        [
+            b[i].packets - a[i].packets,
+            b[i].bytes - a[i].bytes,
+            b[i].out_packets - a[i].out_packets,
+            b[i].out_bytes - a[i].out_bytes,
+        ]
+    })
+}
+
+/// The out-direction counters (IPVS's OutPkts/OutBytes): a reply rewritten back to the
+/// client, and an ICMP error from the real side, count once in the flow's service and real,
+/// by IP length; client packets count in the in direction only; a reply by a stale reverse
+/// entry counts nowhere; a reply of a flow without a connection entry counts for its real
+/// only (its service is known from the entry alone).
+fn out_counters(lab: &mut Lab) {
+    // (service, v6 client, client port): NAT TCP v4 and v6, FULLNAT TCP v4 and v6.
+    for (svc, v6c, port) in [
+        (0u32, false, 51000u16),
+        (2, true, 51001),
+        (4, false, 51002),
+        (6, true, 51003),
+    ] {
+        let c = client(v6c, port);
+        let idx = real_for(lab, svc, c);
+        let fullnat = svc >= 4;
+        let what = format!("counted flow of service {svc}");
+        let s0 = slots(lab, svc, idx);
+        if fullnat {
+            fnat_in(lab, svc, c, SYN, b"", &what);
+        } else {
+            nat_in(lab, svc, c, SYN, &what);
+        }
+        let s1 = slots(lab, svc, idx);
+        let syn_len = ip_packet(c, c, TCP, &seg(TCP, SYN, b"")).len() as u64;
+        let want_in = [1, syn_len, 0, 0];
+        assert_eq!(
+            moved(&s0, &s1),
+            [want_in; 2],
+            "{what}: the client's SYN counts in"
+        );
+        if fullnat {
+            fnat_out(lab, svc, c, SYN | ACK, &what);
+        } else {
+            nat_out(lab, svc, c, SYN | ACK, &what);
+        }
+        let s2 = slots(lab, svc, idx);
+        let reply_len = ip_packet(c, c, TCP, &seg(TCP, SYN | ACK, b"world")).len() as u64;
+        let want_out = [0, 0, 1, reply_len];
+        assert_eq!(
+            moved(&s1, &s2),
+            [want_out; 2],
+            "{what}: the reply counts out"
+        );
+    }
+    // An ICMP error from the real side (port unreachable, NAT UDP v4) counts out.
+    let c = client(false, 51004);
+    let vip = lab.svc(1).vip;
+    let idx = real_for(lab, 1, c);
+    nat_in(lab, 1, c, 0, "flow the real will refuse");
+    let r = real_sa(lab, idx, vip.port());
+    let rmac = lab.real(idx).mac;
+    let quoted = ip_packet(c, r, UDP, &seg(UDP, 0, b"query"));
+    let input = icmp_frame(DIR_MAC, rmac, r.ip(), c.ip(), &quoted, 1000);
+    let q2 = ip_packet(c, vip, UDP, &seg(UDP, 0, b"query"));
+    let want = icmp_frame(DIR_MAC, rmac, vip.ip(), c.ip(), &q2, 1000);
+    let s0 = slots(lab, 1, idx);
+    check(
+        lab,
+        "NAT ICMP error from the real side: counted out",
+        &input,
+        XDP_PASS,
+        "icmp_forwarded",
+        |_| want,
+    );
+    let icmp_len = input.len() as u64 - 14;
+    assert_eq!(moved(&s0, &slots(lab, 1, idx)), [[0, 0, 1, icmp_len]; 2]);
+    // A reply by a stale reverse entry (the flow expired): counted nowhere.
+    let c = client(false, 51005);
+    nat_in(lab, 0, c, SYN, "flow that will expire");
+    let key = flow(c, lab.svc(0).vip, TCP);
+    let expired = abi::Conn {
+        last_ns: 1,
+        ..conn_of(lab, &key)
+    };
+    lab.b.insert_conn(&key, &expired).unwrap();
+    let idx = real_for(lab, 0, c);
+    let (r, rmac) = (real_sa(lab, idx, 80), lab.real(idx).mac);
+    let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
+    let s0 = slots(lab, 0, idx);
+    check(
+        lab,
+        "NAT reply after the flow expired: not counted",
+        &input,
+        XDP_PASS,
+        "nat_stale",
+        |_| input.clone(),
+    );
+    assert_eq!(moved(&s0, &slots(lab, 0, idx)), [[0; 4]; 2]);
+    // A reply of a flow whose connection entry is gone: counted for its real only.
+    let c = client(false, 51006);
+    nat_in(lab, 0, c, SYN, "flow whose entry will be evicted");
+    lab.b.remove_conn(&flow(c, lab.svc(0).vip, TCP)).unwrap();
+    let idx = real_for(lab, 0, c);
+    let (r, rmac) = (real_sa(lab, idx, 80), lab.real(idx).mac);
+    let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
+    let want = frame(
+        DIR_MAC,
+        rmac,
+        lab.svc(0).vip,
+        c,
+        TCP,
+        &seg(TCP, ACK, b"late"),
+    );
+    let s0 = slots(lab, 0, idx);
+    check(
+        lab,
+        "NAT reply without a connection entry: counted for the real only",
+        &input,
+        XDP_PASS,
+        "nat_no_conn",
+        |_| want,
+    );
+    let len = input.len() as u64 - 14;
+    assert_eq!(moved(&s0, &slots(lab, 0, idx)), [[0; 4], [0, 0, 1, len]]);
+}
+
 fn icmp(lab: &mut Lab) {
     // Client side, about a reply VIP -> client (NAT v4): goes to the real, quoted source
     // becomes the real.
@@ -981,6 +1117,7 @@ fn nat_fixtures() {
     nat_state_machine(&mut lab);
     icmp(&mut lab);
     stale_replies(&mut lab);
+    out_counters(&mut lab);
     malformed(&mut lab);
     table_full_and_sweep();
     fib_path(&mut lab);
