@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tokio::sync::Notify;
 
 /// A service shared by the control thread and the workers.
 #[derive(Debug)]
@@ -26,6 +27,10 @@ pub struct ServiceShared {
     pub counters: AtomicCounters,
     /// `-o`, readable without the lock (UDP checks it per datagram).
     one_packet: AtomicBool,
+    /// Set once the service is removed (or the engine stops).
+    removed: AtomicBool,
+    /// Wakes what waits for [`removed`](Self::removed).
+    removal: Notify,
     inner: Mutex<Balancer>,
 }
 
@@ -65,6 +70,8 @@ impl ServiceShared {
             vaddr,
             counters: AtomicCounters::default(),
             one_packet: AtomicBool::new(options.one_packet),
+            removed: AtomicBool::new(false),
+            removal: Notify::new(),
             inner: Mutex::new(Balancer {
                 runtime: ServiceRuntime::new(options, SchedulerParams::default()),
                 configs: Vec::new(),
@@ -81,6 +88,24 @@ impl ServiceShared {
     /// One-packet scheduling (`-o`).
     pub fn one_packet(&self) -> bool {
         self.one_packet.load(Relaxed)
+    }
+
+    /// The service was removed: what still runs for it and holds its listening sockets (UDP
+    /// sessions) ends.
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Relaxed);
+        self.removal.notify_waiters();
+    }
+
+    /// Resolves once the service is removed.
+    pub async fn removed(&self) {
+        loop {
+            let notified = self.removal.notified();
+            if self.removed.load(Relaxed) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Current options.

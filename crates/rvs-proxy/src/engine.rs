@@ -46,10 +46,14 @@ struct ServiceEntry {
 }
 
 impl Drop for ServiceEntry {
+    /// The listeners stop; UDP sessions end too (each holds its worker's listening socket to
+    /// send replies from the VIP: left open, that socket would stay in the `SO_REUSEPORT`
+    /// group and swallow datagrams meant for a re-added service). TCP connections run on.
     fn drop(&mut self) {
         for l in &self.listeners {
             l.abort();
         }
+        self.shared.mark_removed();
     }
 }
 
@@ -182,7 +186,7 @@ impl ProxyEngine {
             Change::AddService { key, options } => self.add_service(*key, *options)?,
             Change::EditService { key, options } => self.entry(key)?.shared.set_options(*options),
             Change::RemoveService(key) => {
-                // Listeners close; relayed connections run to completion.
+                // Listeners close and UDP sessions end; TCP connections run to completion.
                 self.services
                     .remove(key)
                     .ok_or(EngineError::UnknownService(*key))?;

@@ -3,7 +3,8 @@
 //! so they come from the same VIP:port the client sent to.
 //!
 //! Datagrams are moved through one buffer per worker thread (no buffer per session). A session
-//! ends after the UDP timeout without traffic, or when the operator resets its real.
+//! ends after the UDP timeout without traffic, when the operator resets its real, or when the
+//! service is removed (a session holds the listening socket, which must close then).
 
 use crate::balance::ServiceShared;
 use crate::shared::EngineShared;
@@ -126,6 +127,7 @@ async fn session_for(
             _ = s.guard.track.real.reset_requested(reset_gen) => {
                 Outcomes::bump(&engine.outcomes.reset_by_operator);
             }
+            _ = svc.removed() => {}
         }
         lock(&sessions).remove(&key);
     });

@@ -6,31 +6,9 @@ mod common;
 use common::*;
 use rvs_core::engine::Engine;
 use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-
-/// UDP echo backends that tag replies with their name; returns their addresses.
-fn echo_backends(names: &[&'static str]) -> Vec<SocketAddr> {
-    names
-        .iter()
-        .map(|&name| {
-            let addr = UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            std::thread::spawn(move || rvs_demo::serve_udp_echo(addr, name, true));
-            addr
-        })
-        .collect()
-}
-
-fn udp_vip() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 #[test]
 fn hundred_concurrent_clients_get_their_own_replies_from_the_vip() {

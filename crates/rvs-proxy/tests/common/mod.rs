@@ -6,7 +6,7 @@ use rvs_core::engine::{Engine, EngineStats};
 use rvs_core::{ForwardMethod, RealServer, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// An engine with two workers (so `SO_REUSEPORT` spreading is exercised).
@@ -130,4 +130,27 @@ pub fn open_conns(e: &ProxyEngine, key: &ServiceKey) -> u32 {
         .values()
         .map(|r| r.active_conns + r.inactive_conns)
         .sum()
+}
+
+/// UDP echo backends that tag replies with their name; returns their addresses.
+pub fn echo_backends(names: &[&'static str]) -> Vec<SocketAddr> {
+    names
+        .iter()
+        .map(|&name| {
+            let addr = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            std::thread::spawn(move || rvs_demo::serve_udp_echo(addr, name, true));
+            addr
+        })
+        .collect()
+}
+
+/// A currently free UDP port on 127.0.0.1.
+pub fn udp_vip() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
