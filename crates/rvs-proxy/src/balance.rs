@@ -11,12 +11,11 @@ use crate::stats::AtomicCounters;
 use rvs_core::engine::ConnectionInfo;
 use rvs_core::runtime::{ConnRef, RealInfo, ServiceRuntime};
 use rvs_core::scheduler::{PickRequest, SchedulerParams};
-use rvs_core::{Protocol, RealServer, ServiceKey, ServiceOptions, Timestamp};
+use rvs_core::{Health, Protocol, RealServer, ServiceKey, ServiceOptions, Timestamp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use tokio::sync::Notify;
 
 /// A service shared by the control thread and the workers.
 #[derive(Debug)]
@@ -29,8 +28,6 @@ pub struct ServiceShared {
     one_packet: AtomicBool,
     /// Set once the service is removed (or the engine stops).
     removed: AtomicBool,
-    /// Wakes what waits for [`removed`](Self::removed).
-    removal: Notify,
     inner: Mutex<Balancer>,
 }
 
@@ -71,7 +68,6 @@ impl ServiceShared {
             counters: AtomicCounters::default(),
             one_packet: AtomicBool::new(options.one_packet),
             removed: AtomicBool::new(false),
-            removal: Notify::new(),
             inner: Mutex::new(Balancer {
                 runtime: ServiceRuntime::new(options, SchedulerParams::default()),
                 configs: Vec::new(),
@@ -90,22 +86,20 @@ impl ServiceShared {
         self.one_packet.load(Relaxed)
     }
 
-    /// The service was removed: what still runs for it and holds its listening sockets (UDP
-    /// sessions) ends.
+    /// The service was removed: its UDP sessions, which hold its listening sockets, end — every
+    /// real it still knows (live, or removed with sessions left) is marked unavailable.
     pub fn mark_removed(&self) {
         self.removed.store(true, Relaxed);
-        self.removal.notify_waiters();
+        let b = self.lock();
+        let gone = b.removed.iter().filter_map(Weak::upgrade);
+        for r in b.shared.values().cloned().chain(gone) {
+            r.set_available(false);
+        }
     }
 
-    /// Resolves once the service is removed.
-    pub async fn removed(&self) {
-        loop {
-            let notified = self.removal.notified();
-            if self.removed.load(Relaxed) {
-                return;
-            }
-            notified.await;
-        }
+    /// Whether [`mark_removed`](Self::mark_removed) was called.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Relaxed)
     }
 
     /// Current options.
@@ -141,11 +135,14 @@ impl ServiceShared {
             }
         };
         shared.set_proxy_protocol(cfg.proxy_protocol);
+        // Down (not merely drained by the operator): its UDP sessions move elsewhere.
+        shared.set_available(cfg.health != Health::Down);
         b.sync_reals();
         true
     }
 
-    /// `-d`: removes a real; its connections keep running (a tombstone in the runtime).
+    /// `-d`: removes a real; its TCP connections keep running (a tombstone in the runtime), its
+    /// UDP sessions end.
     pub fn remove_real(&self, addr: SocketAddr) -> bool {
         let mut b = self.lock();
         let Some(i) = b.configs.iter().position(|c| c.addr == addr) else {
@@ -153,6 +150,7 @@ impl ServiceShared {
         };
         b.configs.remove(i);
         if let Some(r) = b.shared.remove(&addr) {
+            r.set_available(false);
             b.removed.retain(|w| w.strong_count() > 0);
             b.removed.push(Arc::downgrade(&r));
         }

@@ -75,6 +75,8 @@ pub struct Outcomes {
     /// A relay ended by a socket error (a peer's reset): the other side was reset too.
     pub relay_reset: AtomicU64,
     pub udp_send_error: AtomicU64,
+    /// A UDP session ended because its real was removed or went down.
+    pub udp_real_gone: AtomicU64,
 }
 
 impl Outcomes {
@@ -96,6 +98,7 @@ impl Outcomes {
             ("reset_by_operator", self.reset_by_operator.load(Relaxed)),
             ("relay_reset", self.relay_reset.load(Relaxed)),
             ("udp_send_error", self.udp_send_error.load(Relaxed)),
+            ("udp_real_gone", self.udp_real_gone.load(Relaxed)),
         ]
     }
 }

@@ -3,10 +3,14 @@
 //! so they come from the same VIP:port the client sent to.
 //!
 //! Datagrams are moved through one buffer per worker thread (no buffer per session). A session
-//! ends after the UDP timeout without traffic, when the operator resets its real, or when the
-//! service is removed (a session holds the listening socket, which must close then).
+//! ends after the UDP timeout without traffic, when the operator resets its real, when the
+//! service is removed (a session holds the listening socket, which must close then), or when
+//! its real is removed or its health goes down — the client's next datagram is then scheduled
+//! anew (IPVS's `expire_nodest_conn`). An operator's drain (weight 0, `drain`, `disabled`)
+//! keeps existing sessions, as it keeps TCP connections.
 
 use crate::balance::ServiceShared;
+use crate::real::RealEvent;
 use crate::shared::EngineShared;
 use crate::stats::Outcomes;
 use crate::tcp::WorkerCtx;
@@ -26,8 +30,11 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_DATAGRAM]);
 }
 
-/// Sessions of one listening socket: client (and, with `-o`, real) → session.
-type SessionMap = Arc<Mutex<HashMap<(SocketAddr, Option<SocketAddr>), Arc<Session>>>>;
+/// Client (and, with `-o`, real).
+type SessionKey = (SocketAddr, Option<SocketAddr>);
+
+/// Sessions of one listening socket.
+type SessionMap = Arc<Mutex<HashMap<SessionKey, Arc<Session>>>>;
 
 struct Session {
     upstream: UdpSocket,
@@ -67,8 +74,8 @@ async fn session_for(
     sessions: &SessionMap,
 ) -> Option<Arc<Session>> {
     let one_packet = svc.one_packet();
-    if !one_packet && let Some(s) = lock(sessions).get(&(client, None)) {
-        return Some(Arc::clone(s));
+    if !one_packet && let Some(s) = live_session(sessions, &(client, None)) {
+        return Some(s);
     }
     let engine = &ctx.engine;
     let now = Timestamp::from_millis(engine.clock.now_ms());
@@ -80,8 +87,7 @@ async fn session_for(
     real.counters.add_conn();
     svc.counters.add_conn();
     let key = (client, one_packet.then_some(real.addr));
-    let existing = lock(sessions).get(&key).cloned();
-    if let Some(s) = existing {
+    if let Some(s) = live_session(sessions, &key) {
         // One-packet scheduling: this datagram is its own connection (counted above), carried by
         // the socket to the real that already exists for this client; it is over at once.
         svc.conn_closed(picked.conn, false, now);
@@ -124,14 +130,34 @@ async fn session_for(
         tokio::select! {
             _ = replies(&s, &sock, client, &svc, &engine) => {}
             _ = engine.idle_expired(&s.guard.track) => {}
-            _ = s.guard.track.real.reset_requested(reset_gen) => {
-                Outcomes::bump(&engine.outcomes.reset_by_operator);
-            }
-            _ = svc.removed() => {}
+            ev = s.guard.track.real.reset_or_gone(reset_gen) => match ev {
+                RealEvent::Reset => Outcomes::bump(&engine.outcomes.reset_by_operator),
+                RealEvent::Gone if svc.is_removed() => {} // the whole service went
+                RealEvent::Gone => Outcomes::bump(&engine.outcomes.udp_real_gone),
+            },
         }
-        lock(&sessions).remove(&key);
+        forget(&sessions, &key, &s);
     });
     Some(session)
+}
+
+/// The session under `key` if its real is still available. One whose real was removed or went
+/// down is taken out of the map (its task ends on its own), so the datagram is rescheduled.
+fn live_session(sessions: &SessionMap, key: &SessionKey) -> Option<Arc<Session>> {
+    let s = lock(sessions).get(key).cloned()?;
+    if s.guard.track.real.is_available() {
+        return Some(s);
+    }
+    forget(sessions, key, &s);
+    None
+}
+
+/// Removes `s` from the map, unless `key` already holds a newer session.
+fn forget(sessions: &SessionMap, key: &SessionKey, s: &Arc<Session>) {
+    let mut map = lock(sessions);
+    if map.get(key).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
+        map.remove(key);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
-use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_core::{Health, RealServer, SchedulerKind, ServiceKey};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -58,4 +58,80 @@ fn removing_a_udp_service_ends_its_sessions_and_a_readded_one_gets_every_client(
         answered, 100,
         "every client of the re-added service is answered"
     );
+}
+
+/// Sends `msg` from `c` to `vip` and returns the tag of the real that echoed it.
+fn ask(c: &UdpSocket, vip: SocketAddr, msg: &str) -> String {
+    c.send_to(msg.as_bytes(), vip).unwrap();
+    let mut buf = [0u8; 256];
+    let (n, from) = c.recv_from(&mut buf).expect("a reply");
+    assert_eq!(from, vip);
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let (tag, body) = reply.split_once(": ").unwrap();
+    assert_eq!(body, msg);
+    tag.to_string()
+}
+
+fn edit(e: &mut rvs_proxy::ProxyEngine, key: ServiceKey, real: RealServer) {
+    e.apply(&[Change::EditReal { service: key, real }]).unwrap();
+}
+
+#[test]
+fn a_session_leaves_a_real_that_is_down_or_removed_but_not_one_that_is_drained() {
+    let mut e = engine();
+    let reals = echo_backends(&["u1", "u2"]);
+    std::thread::sleep(Duration::from_millis(50));
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    add_service(
+        &mut e,
+        key,
+        options(SchedulerKind::Rr),
+        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let first = ask(&c, vip, "1");
+    let (cur, other) = match first.as_str() {
+        "u1" => (reals[0], reals[1]),
+        _ => (reals[1], reals[0]),
+    };
+    let other_tag = if first == "u1" { "u2" } else { "u1" };
+    let gone = |e: &rvs_proxy::ProxyEngine| {
+        e.stats()
+            .outcomes
+            .get("udp_real_gone")
+            .copied()
+            .unwrap_or(0)
+    };
+
+    // Drained by the operator (weight 0): the session stays, as a TCP connection would.
+    edit(&mut e, key, fullnat(cur, 0));
+    assert_eq!(ask(&c, vip, "2"), first);
+    assert_eq!(gone(&e), 0);
+
+    // Down by its health check: the session ends and the next datagram goes to the other real.
+    let down = RealServer {
+        health: Health::Down,
+        ..fullnat(cur, 1)
+    };
+    edit(&mut e, key, down);
+    assert_eq!(ask(&c, vip, "3"), other_tag);
+    assert!(wait_until(Duration::from_secs(3), || gone(&e) == 1));
+    let sessions: Vec<_> = e.connections().iter().map(|x| x.real).collect();
+    assert_eq!(sessions, [other]);
+
+    // Back up, and the other real removed: the session moves back.
+    edit(&mut e, key, fullnat(cur, 1));
+    e.apply(&[Change::RemoveReal {
+        service: key,
+        addr: other,
+    }])
+    .unwrap();
+    assert_eq!(ask(&c, vip, "4"), first);
+    assert!(wait_until(Duration::from_secs(3), || gone(&e) == 2));
+    assert!(wait_until(Duration::from_secs(3), || {
+        let sessions: Vec<_> = e.connections().iter().map(|x| x.real).collect();
+        sessions == [cur]
+    }));
 }
