@@ -37,18 +37,24 @@ impl EngineShared {
         }
     }
 
-    /// `--set tcp tcpfin udp`.
+    /// `--set tcp tcpfin udp`. A 0 (which the config files refuse, but the API's state may
+    /// carry) means IPVS's default, as the xdp engine reads it (`ConnTimeouts::from_set`), never
+    /// "expire at once".
     pub fn set_timeouts(&self, t: Timeouts) {
-        self.tcp_timeout.store(t.tcp, Relaxed);
-        self.tcp_fin_timeout.store(t.tcp_fin, Relaxed);
-        self.udp_timeout.store(t.udp, Relaxed);
+        let d = Timeouts::default();
+        let or_default = |v: u32, default: u32| if v == 0 { default } else { v };
+        self.tcp_timeout.store(or_default(t.tcp, d.tcp), Relaxed);
+        self.tcp_fin_timeout
+            .store(or_default(t.tcp_fin, d.tcp_fin), Relaxed);
+        self.udp_timeout.store(or_default(t.udp, d.udp), Relaxed);
     }
 
-    /// Established-TCP idle timeout in ms (a service's `idle_timeout_ms` overrides it).
+    /// Established-TCP idle timeout in ms (a service's `idle_timeout_ms` overrides it; 0 does
+    /// not).
     pub fn tcp_timeout_ms(&self, service_override: Option<u32>) -> u64 {
         match service_override {
-            Some(ms) => ms as u64,
-            None => self.tcp_timeout.load(Relaxed) as u64 * 1000,
+            Some(ms) if ms > 0 => ms as u64,
+            _ => self.tcp_timeout.load(Relaxed) as u64 * 1000,
         }
     }
 
@@ -74,5 +80,31 @@ impl EngineShared {
             }
             tokio::time::sleep(Duration::from_millis(deadline - now)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_timeout_means_the_default_not_at_once() {
+        let e = EngineShared::new(1, false);
+        e.set_timeouts(Timeouts {
+            tcp: 30,
+            tcp_fin: 5,
+            udp: 60,
+        });
+        assert_eq!(e.tcp_timeout_ms(None), 30_000);
+        e.set_timeouts(Timeouts {
+            tcp: 0,
+            tcp_fin: 0,
+            udp: 0,
+        });
+        assert_eq!(e.tcp_timeout_ms(None), 900_000);
+        assert_eq!(e.tcp_fin_timeout_ms(), 120_000);
+        assert_eq!(e.udp_timeout_ms(), 300_000);
+        assert_eq!(e.tcp_timeout_ms(Some(0)), 900_000);
+        assert_eq!(e.tcp_timeout_ms(Some(250)), 250);
     }
 }

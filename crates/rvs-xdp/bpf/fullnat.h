@@ -12,10 +12,17 @@
  * version stepped by a fixed stride from one random start: that clusters like linear probing
  * and failed a few of 50,000 new flows at 40 % occupancy of one local address.)
  *
- * TOA: on a SYN (without ACK) the client's address and port go to the real in a TCP option as
- * Ali-LVS and DPVS send it — kind 254, length 8, port (2 bytes), IPv4 address (4 bytes); for
- * IPv6 length 20 with the 16-byte address — inserted first among the options. Skipped (the SYN
- * is still forwarded) when the IPv4 header has options or the TCP options would exceed 40 bytes.
+ * TOA: the client's address and port go to the real in a TCP option as Ali-LVS and DPVS send
+ * it — kind 254, length 8, port (2 bytes), IPv4 address (4 bytes); for IPv6 length 20 with the
+ * 16-byte address — inserted first among the options, on the client's SYN (without ACK) and on
+ * its ACK that completes the handshake (ACK without SYN, the entry in SYN_RECV before it and
+ * ESTABLISHED after it): the TOA kernel modules (Alibaba's toa.ko, DPVS's) read the option in
+ * the syn_recv_sock hook, whose packet is that ACK, not the SYN. The headers move towards the
+ * front (bpf_xdp_adjust_head), so an ACK carrying data keeps it. Skipped (the packet is still
+ * forwarded) when the IPv4 header has options, the TCP options would exceed 40 bytes, or the
+ * packet would exceed the MTU (rvs_toa_mtu). Whether the entry was in SYN_RECV is kept in its
+ * laddr byte (RVS_LADDR_F_SYN_RECV), noted after every packet of the flow, both directions
+ * (rvs_fnat_note_state): the state is stepped before the FULLNAT code sees the packet.
  */
 #ifndef RVS_FULLNAT_H
 #define RVS_FULLNAT_H
@@ -26,6 +33,7 @@
 #include "rvs_abi.h"
 #include "maps.h"
 #include "conntrack.h"
+#include "conn_state.h"
 #include "nat_rw.h"
 #include "parse.h"
 
@@ -64,7 +72,7 @@ static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 			*outcome = RVS_OUTCOME_TABLE_FULL;
 			return -1;
 		}
-		out->laddr = li & (RVS_MAX_LADDRS - 1);
+		out->laddr = li & RVS_LADDR_INDEX;
 		out->lport = rk.dport;
 		return 0;
 	}
@@ -73,12 +81,15 @@ static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 }
 
 /*
- * Insert the TOA option into a TCP SYN whose IP header is `iplen` bytes (20 or 40) and whose
- * option is `optlen` bytes (8 or 20): the headers move `optlen` bytes towards the front, the
- * option goes right after the fixed TCP header. Returns -1 (packet unchanged) when skipped.
+ * Insert the TOA option into a TCP segment whose IP header is `iplen` bytes (20 or 40) and
+ * whose option is `optlen` bytes (8 or 20): the headers move `optlen` bytes towards the front,
+ * the option goes right after the fixed TCP header (the segment's own options and data stay
+ * where they are). Returns -1 (packet unchanged) when skipped: IPv4 options, TCP options over
+ * 40 bytes with it, or an IP packet over `mtu` (0: unknown, not checked) with it.
  */
 static __always_inline int rvs_toa_insert(struct xdp_md *ctx, const __u32 iplen,
-					  const __u32 optlen, const __u32 *caddr, __u16 cport)
+					  const __u32 optlen, const __u32 *caddr, __u16 cport,
+					  __u32 mtu)
 {
 	const __u32 hl = RVS_ETH_LEN + iplen + 20;
 	void *data = (void *)(long)ctx->data;
@@ -87,9 +98,17 @@ static __always_inline int rvs_toa_insert(struct xdp_md *ctx, const __u32 iplen,
 		return -1;
 	__u8 *th = data + RVS_ETH_LEN + iplen;
 	__u32 doff = th[12] >> 4;
-	if (iplen == 20 && (((__u8 *)data)[RVS_ETH_LEN] & 0xf) != 5)
-		return -1;
-	if (doff < 5 || doff * 4 + optlen > 60)
+	__u32 len;
+	if (iplen == 20) {
+		struct iphdr *ip = data + RVS_ETH_LEN;
+		if (ip->ihl != 5)
+			return -1;
+		len = bpf_ntohs(ip->tot_len);
+	} else {
+		struct ipv6hdr *ip6 = data + RVS_ETH_LEN;
+		len = 40 + bpf_ntohs(ip6->payload_len);
+	}
+	if (doff < 5 || doff * 4 + optlen > 60 || (mtu && len + optlen > mtu))
 		return -1;
 	if (bpf_xdp_adjust_head(ctx, -(int)optlen))
 		return -1;
@@ -140,11 +159,54 @@ static __always_inline int rvs_toa_insert(struct xdp_md *ctx, const __u32 iplen,
 }
 
 static __always_inline int rvs_toa_add(struct xdp_md *ctx, __u8 family, const __u32 *caddr,
-				       __u16 cport)
+				       __u16 cport, __u32 mtu)
 {
 	if (family == RVS_FAMILY_V4)
-		return rvs_toa_insert(ctx, 20, RVS_TOA_LEN4, caddr, cport);
-	return rvs_toa_insert(ctx, 40, RVS_TOA_LEN6, caddr, cport);
+		return rvs_toa_insert(ctx, 20, RVS_TOA_LEN4, caddr, cport, mtu);
+	return rvs_toa_insert(ctx, 40, RVS_TOA_LEN6, caddr, cport, mtu);
+}
+
+/* The IP MTU on the way to real `real`: of the interface its packets last left by (the per-CPU
+ * next-hop cache, when it was found for this ingress), else of the one this packet came in on
+ * (rvs_ifaces, slot 0 for any other); 0 when unknown. */
+static __always_inline __u32 rvs_toa_mtu(struct xdp_md *ctx, __u32 real)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	const struct rvs_nh *nh = bpf_map_lookup_elem(&rvs_nh_cache, &real);
+	if (nh && nh->expires_ns && nh->ingress == ifindex)
+		ifindex = nh->ifindex;
+	const struct rvs_iface *i = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	if (!i || !i->mtu) {
+		ifindex = 0;
+		i = bpf_map_lookup_elem(&rvs_ifaces, &ifindex);
+	}
+	return i ? i->mtu : 0;
+}
+
+/* Note in FULLNAT TCP entry `c` whether it is in SYN_RECV now (RVS_LADDR_F_SYN_RECV), after a
+ * packet of its flow stepped its state; written only when that changes. */
+static __always_inline void rvs_fnat_note_state(struct rvs_conn *c)
+{
+	__u8 l = c->laddr;
+	__u8 v = c->state == RVS_STATE_SYN_RECV ? l | RVS_LADDR_F_SYN_RECV
+						 : l & ~RVS_LADDR_F_SYN_RECV;
+	if (v != l)
+		c->laddr = v;
+}
+
+/* A FULLNAT TCP client packet of flow `c` to real `real`, already rewritten and its state
+ * stepped: TOA on a SYN and on the ACK completing the handshake (see the top); then note the
+ * state for the next packet. */
+static __always_inline void rvs_fnat_toa(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					 struct rvs_conn *c, __u32 real)
+{
+	__u8 f = pkt->tcp_flags & (RVS_TCP_SYN | RVS_TCP_ACK);
+	int handshake_ack = f == RVS_TCP_ACK && (c->laddr & RVS_LADDR_F_SYN_RECV) &&
+			    c->state == RVS_STATE_ESTABLISHED;
+	if (f == RVS_TCP_SYN || handshake_ack)
+		rvs_toa_add(ctx, pkt->flow.family, pkt->flow.src, pkt->flow.sport,
+			    rvs_toa_mtu(ctx, real));
+	rvs_fnat_note_state(c);
 }
 
 /* The local address of FULLNAT flow `c` (from its service's pool); 0 when the pool no longer
@@ -152,10 +214,11 @@ static __always_inline int rvs_toa_add(struct xdp_md *ctx, __u8 family, const __
 static __always_inline const __u32 *rvs_fnat_laddr(const struct rvs_conn *c)
 {
 	__u32 si = c->svc;
+	__u32 li = c->laddr & RVS_LADDR_INDEX;
 	const struct rvs_fnat_pool *pool = bpf_map_lookup_elem(&rvs_fnat_pools, &si);
-	if (!pool || c->laddr >= pool->count)
+	if (!pool || li >= pool->count)
 		return 0;
-	return pool->addrs[c->laddr & (RVS_MAX_LADDRS - 1)];
+	return pool->addrs[li];
 }
 
 #endif

@@ -4,7 +4,8 @@
  *
  * Towards the real (rvs_nat_forward, after sched.h chose the real and keeps rvs_conns):
  * NAT rewrites the destination VIP:vport → RIP:rport; FULLNAT also the source client:cport →
- * laddr:lport (fullnat.h, kept in the flow's rvs_conns entry) and adds the TOA option to SYNs.
+ * laddr:lport (fullnat.h, kept in the flow's rvs_conns entry) and adds the TOA option to SYNs
+ * and to the ACK that completes the handshake.
  * Before a new flow's connection entry is inserted (rvs_nat_new), a NAT flow inserts its
  * reverse entry (real:rport → client:cport), a FULLNAT flow allocates its local port, which
  * inserts the reverse entry (real:rport → laddr:lport).
@@ -162,8 +163,13 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 		return -1;
 	}
 	__u16 rport = rvs_real_port(idx, pkt->flow.dport);
-	if (real->method == RVS_METHOD_FULLNAT)
-		return rvs_fnat_alloc(c->svc, pkt, real, rport, c, outcome);
+	if (real->method == RVS_METHOD_FULLNAT) {
+		if (rvs_fnat_alloc(c->svc, pkt, real, rport, c, outcome))
+			return -1;
+		if (pkt->flow.proto == RVS_PROTO_TCP)
+			rvs_fnat_note_state(c);
+		return 0;
+	}
 	struct rvs_flow_key rk = { .sport = rport, .dport = pkt->flow.sport,
 				   .proto = pkt->flow.proto, .family = pkt->flow.family };
 	__builtin_memcpy(rk.src, real->addr, 16);
@@ -221,9 +227,8 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 			*outcome = RVS_OUTCOME_MALFORMED;
 			return XDP_DROP;
 		}
-		if (fullnat && pkt->flow.proto == RVS_PROTO_TCP &&
-		    (pkt->tcp_flags & (RVS_TCP_SYN | RVS_TCP_ACK)) == RVS_TCP_SYN)
-			rvs_toa_add(ctx, pkt->flow.family, pkt->flow.src, pkt->flow.sport);
+		if (fullnat && pkt->flow.proto == RVS_PROTO_TCP)
+			rvs_fnat_toa(ctx, pkt, c, idx);
 		*outcome = RVS_OUTCOME_NAT_FORWARDED;
 	}
 	rvs_count(c->svc, pkt->l3_len, new_conn);
@@ -251,8 +256,12 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 		return 1;
 	}
 	/* The reply's step of the state machine (IPVS's output direction). */
-	if (c)
+	if (c) {
 		rvs_conn_step(cfg, c, RVS_DIR_OUTPUT, pkt, now, RVS_REFRESH_NS);
+		/* FULLNAT TCP: whether the client's next ACK completes the handshake. */
+		if (c->lport && pkt->flow.proto == RVS_PROTO_TCP)
+			rvs_fnat_note_state(c);
+	}
 	const struct rvs_flow_key *orig = &rv->orig;
 	struct rvs_nat_tuple t = { .sport = orig->dport, .dport = orig->sport,
 				   .family = pkt->flow.family, .proto = pkt->flow.proto };

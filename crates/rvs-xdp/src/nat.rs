@@ -95,7 +95,8 @@ impl Balancer {
                 continue;
             }
             let pool = pools.get(&c.svc, 0).map_err(map_err("rvs_fnat_pools"))?;
-            if let Some(laddr) = pool.addrs.get(usize::from(c.laddr)) {
+            let index = c.laddr & abi::RVS_LADDR_INDEX as u8;
+            if let Some(laddr) = pool.addrs.get(usize::from(index)) {
                 out.push((
                     k,
                     Fnat {

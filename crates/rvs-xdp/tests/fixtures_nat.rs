@@ -215,15 +215,43 @@ fn fnat_round(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], wh
     fnat_out(lab, svc, c, ACK, what);
 }
 
-/// A client packet to FULLNAT service `svc` (TOA on a SYN), rewritten to local -> real.
+/// A client packet to FULLNAT service `svc` (TOA on a SYN and on the ACK completing the
+/// handshake), rewritten to local -> real.
 fn fnat_in(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], what: &str) {
+    let payload: &[u8] = if flags & SYN != 0 { b"" } else { b"hello" };
+    fnat_in_with(lab, svc, c, flags, opts, payload, what);
+}
+
+/// Whether a FULLNAT TCP client segment with `flags`, `opts` and an IP length of `ip_len`
+/// gets the TOA option: a SYN (without ACK), or an ACK (without SYN, FIN or RST) while the
+/// flow's entry is in SYN_RECV, i.e. the ACK that completes the handshake; only if the
+/// options stay within 40 bytes and the packet within the MTU with it.
+fn toa_due(lab: &Lab, key: &abi::FlowKey, flags: u8, opts: &[u8], ip_len: usize) -> bool {
+    let client = SocketAddr::new(abi::ip_of(&key.src, key.family), u16::from_be(key.sport));
+    let handshake_ack = flags & (SYN | ACK | FIN | RST) == ACK
+        && conn_state(lab, key) == Some(abi::RVS_STATE_SYN_RECV as u32);
+    let n = toa(client).len();
+    (flags & (SYN | ACK) == SYN || handshake_ack)
+        && opts.len() + n <= 40
+        && ip_len + n <= usize::from(MTU)
+}
+
+/// `fnat_in` with the payload given.
+fn fnat_in_with(
+    lab: &mut Lab,
+    svc: u32,
+    c: SocketAddr,
+    flags: u8,
+    opts: &[u8],
+    payload: &[u8],
+    what: &str,
+) {
     let s = lab.svc(svc);
     let (vip, proto) = (s.vip, s.proto);
     let idx = real_for(lab, svc, c);
     let r = real_sa(lab, idx, vip.port());
     let rmac = lab.real(idx).mac;
     let key = flow(c, vip, proto);
-    let payload: &[u8] = if flags & SYN != 0 { b"" } else { b"hello" };
     let mk = |f: u8, o: &[u8]| {
         if proto == TCP {
             tcp_opts(0, 0, f, o, payload)
@@ -232,7 +260,7 @@ fn fnat_in(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], what:
         }
     };
     let input = from_client(c, vip, proto, &mk(flags, opts));
-    let with_toa = proto == TCP && flags & (SYN | ACK) == SYN && opts.len() + toa(c).len() <= 40;
+    let with_toa = proto == TCP && toa_due(lab, &key, flags, opts, input.len() - 14);
     let out_opts = if with_toa {
         [toa(c), opts.to_vec()].concat()
     } else {
@@ -417,6 +445,195 @@ fn fullnat(lab: &mut Lab) {
     assert!(
         conn_state(lab, &flow(c, lab.svc(8).vip, TCP)).is_none(),
         "no entry left behind"
+    );
+}
+
+/// A FULLNAT TCP client segment on service `svc`'s flow from `c`, expected out to its real with
+/// the TOA option first (`toa_first`) or with its own options only: byte-exact, checksums
+/// rebuilt from scratch.
+#[allow(clippy::too_many_arguments)]
+fn fnat_seg(
+    lab: &mut Lab,
+    svc: u32,
+    c: SocketAddr,
+    flags: u8,
+    opts: &[u8],
+    payload: &[u8],
+    toa_first: bool,
+    what: &str,
+) {
+    let vip = lab.svc(svc).vip;
+    let idx = real_for(lab, svc, c);
+    let r = real_sa(lab, idx, vip.port());
+    let rmac = lab.real(idx).mac;
+    let l = local_of(lab, &flow(c, vip, TCP)).expect("local port allocated");
+    let input = from_client(c, vip, TCP, &tcp_opts(0, 0, flags, opts, payload));
+    let out_opts = if toa_first {
+        [toa(c), opts.to_vec()].concat()
+    } else {
+        opts.to_vec()
+    };
+    let want = frame(
+        rmac,
+        DIR_MAC,
+        l,
+        r,
+        TCP,
+        &tcp_opts(0, 0, flags, &out_opts, payload),
+    );
+    check(lab, what, &input, XDP_TX, "nat_forwarded", |_| want);
+}
+
+/// TOA on the client's ACK that completes the handshake (toa.ko reads the option in the
+/// syn_recv_sock hook, whose packet is that ACK), as well as on the SYN; not on later ACKs, not
+/// when the options or the MTU leave no room (the segment still goes), not when the entry left
+/// SYN_RECV before the ACK (a real's ACK) or the client's segment closes (FIN).
+fn toa_handshake_ack(lab: &mut Lab) {
+    use abi::{RVS_STATE_ESTABLISHED as ESTABLISHED, RVS_STATE_SYN_RECV as SYN_RECV};
+    const PSH: u8 = 0x08;
+    // NOP, NOP, timestamps: what a Linux client's ACKs carry.
+    let ts = [1u8, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    let syn_opts = [
+        2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    // Handshake up to the client's ACK: SYN (TOA), the real's SYN+ACK.
+    let handshake = |lab: &mut Lab, svc: u32, c: SocketAddr, what: &str| {
+        fnat_in(lab, svc, c, SYN, &syn_opts, &format!("{what}: SYN"));
+        fnat_out(lab, svc, c, SYN | ACK, &format!("{what}: SYN+ACK"));
+        let key = flow(c, lab.svc(svc).vip, TCP);
+        assert_eq!(conn_state(lab, &key), Some(SYN_RECV as u32), "{what}");
+        key
+    };
+    for (svc, v6c, port) in [(4u32, false, 52000u16), (6, true, 52001)] {
+        let c = client(v6c, port);
+        let fam = if v6c { "v6" } else { "v4" };
+        let key = handshake(lab, svc, c, &format!("TOA {fam}"));
+        fnat_seg(
+            lab,
+            svc,
+            c,
+            ACK,
+            &ts,
+            b"",
+            true,
+            &format!("FULLNAT {fam} ACK completing the handshake: TOA first, then its options"),
+        );
+        assert_eq!(conn_state(lab, &key), Some(ESTABLISHED as u32));
+        fnat_seg(
+            lab,
+            svc,
+            c,
+            PSH | ACK,
+            &ts,
+            b"GET / HTTP/1.1",
+            false,
+            &format!("FULLNAT {fam} later ACK with data: no TOA"),
+        );
+        fnat_seg(
+            lab,
+            svc,
+            c,
+            ACK,
+            &ts,
+            b"",
+            false,
+            &format!("FULLNAT {fam} later pure ACK: no TOA"),
+        );
+    }
+    // The handshake's ACK carrying data (v4): TOA inserted, the data untouched after it.
+    let c = client(false, 52002);
+    handshake(lab, 4, c, "TOA with data");
+    fnat_seg(
+        lab,
+        4,
+        c,
+        PSH | ACK,
+        &ts,
+        b"GET / HTTP/1.1\r\n\r\n",
+        true,
+        "FULLNAT v4 handshake ACK with data: TOA, data kept",
+    );
+    // Options full: 36 bytes + 8 > 40, no TOA, still forwarded (and no TOA on the next ACK).
+    let c = client(false, 52003);
+    handshake(lab, 4, c, "options full");
+    fnat_seg(
+        lab,
+        4,
+        c,
+        ACK,
+        &[1u8; 36],
+        b"",
+        false,
+        "FULLNAT v4 handshake ACK with 36 option bytes: no TOA, forwarded",
+    );
+    fnat_seg(
+        lab,
+        4,
+        c,
+        ACK,
+        &ts,
+        b"",
+        false,
+        "  then a later ACK: no TOA",
+    );
+    // The MTU (1500): IP length 1492 + 8 fits, 1493 + 8 does not (v4); v6 1481 + 20 does not.
+    for (v6c, port, ip_len, fits) in [
+        (false, 52004u16, 1492usize, true),
+        (false, 52005, 1493, false),
+        (true, 52006, 1480, true),
+        (true, 52007, 1481, false),
+    ] {
+        let c = client(v6c, port);
+        let svc = if v6c { 6 } else { 4 };
+        handshake(lab, svc, c, "MTU");
+        let hl = if v6c { 40 } else { 20 };
+        let payload = vec![0x61u8; ip_len - hl - 20 - ts.len()];
+        fnat_seg(
+            lab,
+            svc,
+            c,
+            ACK,
+            &ts,
+            &payload,
+            fits,
+            &format!(
+                "FULLNAT {} handshake ACK of IP length {ip_len}: {}",
+                if v6c { "v6" } else { "v4" },
+                if fits {
+                    "TOA fits the MTU"
+                } else {
+                    "over the MTU with TOA: none, forwarded"
+                }
+            ),
+        );
+    }
+    // The real's ACK moved the entry to ESTABLISHED first: the client's ACK is no handshake's.
+    let c = client(false, 52008);
+    let key = handshake(lab, 4, c, "real's ACK first");
+    fnat_out(lab, 4, c, ACK, "real's ACK in SYN_RECV");
+    assert_eq!(conn_state(lab, &key), Some(ESTABLISHED as u32));
+    fnat_seg(
+        lab,
+        4,
+        c,
+        ACK,
+        &ts,
+        b"",
+        false,
+        "FULLNAT v4 client ACK after the real's ACK: no TOA",
+    );
+    // The client's FIN+ACK in SYN_RECV (to TIME_WAIT): no TOA.
+    let c = client(false, 52009);
+    handshake(lab, 4, c, "FIN in handshake");
+    fnat_seg(
+        lab,
+        4,
+        c,
+        FIN | ACK,
+        &ts,
+        b"",
+        false,
+        "FULLNAT v4 FIN+ACK in SYN_RECV: no TOA",
     );
 }
 
@@ -1114,6 +1331,7 @@ fn nat_fixtures() {
     nat_basic(&mut lab);
     nat_states(&mut lab);
     fullnat(&mut lab);
+    toa_handshake_ack(&mut lab);
     nat_state_machine(&mut lab);
     icmp(&mut lab);
     stale_replies(&mut lab);

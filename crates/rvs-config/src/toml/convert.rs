@@ -55,11 +55,13 @@ impl<'a> Reporter<'a> {
 pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
     let daemon = convert_daemon(raw.daemon, rep);
     let defaults = Timeouts::default();
+    let t = raw.timeouts;
     let mut state = DesiredState {
         timeouts: Timeouts {
-            tcp: raw.timeouts.tcp.unwrap_or(defaults.tcp),
-            tcp_fin: raw.timeouts.tcp_fin.unwrap_or(defaults.tcp_fin),
-            udp: raw.timeouts.udp.unwrap_or(defaults.udp),
+            tcp: positive(t.tcp, "timeouts.tcp", "seconds", rep).unwrap_or(defaults.tcp),
+            tcp_fin: positive(t.tcp_fin, "timeouts.tcp_fin", "seconds", rep)
+                .unwrap_or(defaults.tcp_fin),
+            udp: positive(t.udp, "timeouts.udp", "seconds", rep).unwrap_or(defaults.udp),
         },
         ..DesiredState::default()
     };
@@ -72,6 +74,28 @@ pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
         state,
         local_addresses,
     }
+}
+
+/// A timeout that must be at least 1 (`unit`): 0 is reported at its place — it would end every
+/// connection at once (leave the key out for the default).
+fn positive(
+    value: Option<Spanned<u32>>,
+    name: &str,
+    unit: &str,
+    rep: &mut Reporter<'_>,
+) -> Option<u32> {
+    let v = value?;
+    if *v.get_ref() == 0 {
+        rep.error_at(
+            v.span(),
+            format!(
+                "{name} must be at least 1 ({unit}): 0 would end every connection at once; \
+                 leave it out for the default"
+            ),
+        );
+        return None;
+    }
+    Some(v.into_inner())
 }
 
 fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
@@ -227,7 +251,7 @@ fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> 
     }
 }
 
-fn service_options(svc: &RawService, key: &ServiceKey) -> ServiceOptions {
+fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -> ServiceOptions {
     let mut flags = SchedFlags::default();
     for f in &svc.flags {
         match f {
@@ -245,9 +269,21 @@ fn service_options(svc: &RawService, key: &ServiceKey) -> ServiceOptions {
     let proxy = match &svc.proxy {
         None => d,
         Some(p) => ProxyOptions {
-            connect_timeout_ms: p.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
+            connect_timeout_ms: positive(
+                p.connect_timeout_ms.clone(),
+                "proxy.connect_timeout_ms",
+                "milliseconds",
+                rep,
+            )
+            .unwrap_or(d.connect_timeout_ms),
             connect_retries: p.connect_retries.unwrap_or(d.connect_retries),
-            idle_timeout_ms: p.idle_timeout_ms.or(d.idle_timeout_ms),
+            idle_timeout_ms: positive(
+                p.idle_timeout_ms.clone(),
+                "proxy.idle_timeout_ms",
+                "milliseconds",
+                rep,
+            )
+            .or(d.idle_timeout_ms),
             proxy_protocol: p.proxy_protocol.unwrap_or(d.proxy_protocol),
         },
     };
@@ -276,7 +312,7 @@ fn add_service(
     if let Some(pool) = list.and_then(|l| local_addresses(l, Some(key.family()), rep)) {
         pools.insert(key, pool);
     }
-    let options = service_options(&svc, &key);
+    let options = service_options(&svc, &key, rep);
     if let Err(e) = state.add_service(key, options) {
         let at = match (&e, &svc.persistence) {
             (StateError::BadNetmask { .. }, Some(p)) => p.span(),

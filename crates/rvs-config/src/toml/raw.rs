@@ -41,9 +41,9 @@ pub(super) struct RawDaemon {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTimeouts {
-    pub tcp: Option<u32>,
-    pub tcp_fin: Option<u32>,
-    pub udp: Option<u32>,
+    pub tcp: Option<Spanned<u32>>,
+    pub tcp_fin: Option<Spanned<u32>>,
+    pub udp: Option<Spanned<u32>>,
 }
 
 /// `[[service]]`.
@@ -90,9 +90,9 @@ pub(super) struct RawPersistence {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProxy {
-    pub connect_timeout_ms: Option<u32>,
+    pub connect_timeout_ms: Option<Spanned<u32>>,
     pub connect_retries: Option<u8>,
-    pub idle_timeout_ms: Option<u32>,
+    pub idle_timeout_ms: Option<Spanned<u32>>,
     pub proxy_protocol: Option<ProxyProtocol>,
 }
 

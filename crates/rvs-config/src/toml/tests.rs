@@ -328,3 +328,37 @@ local_addresses = [{}]
         "{e:?}"
     );
 }
+
+#[test]
+fn zero_timeouts_are_located_errors() {
+    let text = "[timeouts]\ntcp = 0\ntcp_fin = 5\nudp = 0\n\n[[service]]\naddress = \"10.0.0.3:80\"\n\
+                proxy = { connect_timeout_ms = 0, idle_timeout_ms = 0 }\n";
+    let e = errs(text);
+    assert_eq!(e.len(), 4, "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:2:7:") && e[0].contains("timeouts.tcp must be at least 1"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("test.toml:4:7:") && e[1].contains("timeouts.udp must be at least 1"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].starts_with("test.toml:8:32:") && e[2].contains("connect_timeout_ms"),
+        "{e:?}"
+    );
+    assert!(
+        e[3].starts_with("test.toml:8:53:") && e[3].contains("idle_timeout_ms"),
+        "{e:?}"
+    );
+    // 1 is the smallest value taken.
+    let c = p("[timeouts]\ntcp = 1\ntcp_fin = 1\nudp = 1\n").unwrap();
+    assert_eq!(
+        c.state.timeouts,
+        Timeouts {
+            tcp: 1,
+            tcp_fin: 1,
+            udp: 1
+        }
+    );
+}
