@@ -79,19 +79,24 @@ static __always_inline __u64 rvs_conn_timeout(const struct rvs_config *cfg, __u3
 
 /* Apply `pkt` going `dir` to entry `c` at `now`: a state change restarts its timer (as IPVS
  * does), otherwise the timestamp is refreshed at most every `refresh_ns` (saves a store, and
- * its cache line bouncing between CPUs, on almost every packet of a busy flow). */
-static __always_inline void rvs_conn_step(const struct rvs_config *cfg, struct rvs_conn *c,
-					  __u32 dir, const struct rvs_pkt *pkt, __u64 now,
-					  __u64 refresh_ns)
+ * its cache line bouncing between CPUs, on almost every packet of a busy flow). Returns 1 when
+ * the timestamp was written. */
+static __always_inline int rvs_conn_step(const struct rvs_config *cfg, struct rvs_conn *c,
+					 __u32 dir, const struct rvs_pkt *pkt, __u64 now,
+					 __u64 refresh_ns)
 {
 	__u32 st = c->state;
 	__u32 next = rvs_conn_next(cfg, st & (RVS_CONN_STATES - 1), dir, pkt);
 	if (next != st) {
 		c->state = next;
 		c->last_ns = now;
-	} else if (now - c->last_ns > refresh_ns) {
-		c->last_ns = now;
+		return 1;
 	}
+	if (now - c->last_ns > refresh_ns) {
+		c->last_ns = now;
+		return 1;
+	}
+	return 0;
 }
 
 #endif

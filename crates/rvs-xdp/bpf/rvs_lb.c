@@ -168,6 +168,8 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 	}
 	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,
 			      .state = rvs_conn_initial(cfg, rvs_client_dir(real->method), pkt) };
+	if (svc->flags & RVS_SVC_F_PERSIST)
+		v.persist = svc->persist_prefix + 1;
 	if ((real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT) &&
 	    rvs_nat_new(pkt, idx, real, &v, outcome)) {
 		*action = XDP_DROP;

@@ -82,6 +82,22 @@ static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
 }
 
 /*
+ * Keep the persistence template of flow `c` (c->persist: its service's prefix + 1) alive while
+ * the flow is: IPVS keeps a template while it controls live connections. Called when the
+ * entry's timestamp is written (at most every RVS_REFRESH_NS, or on a state change); only a
+ * template that still names the flow's real is refreshed (one rebound elsewhere is left).
+ */
+static __always_inline void rvs_persist_touch(const struct rvs_conn *c,
+					      const struct rvs_flow_key *flow, __u64 now)
+{
+	struct rvs_persist_key k = { .svc = c->svc };
+	rvs_mask_client(&k, flow, c->persist - 1);
+	struct rvs_persist *p = bpf_map_lookup_elem(&rvs_persist, &k);
+	if (p && p->real == c->real)
+		p->last_ns = now;
+}
+
+/*
  * The flow's live connection entry, after stepping its state with this packet (*real: its
  * real's entry); 0 when the flow has no live entry or its real is gone, or when `syn` (a SYN
  * without ACK) opens a new connection on the tuple of a closing one (rvs_conn_reusable): that
@@ -98,7 +114,9 @@ static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config 
 	const struct rvs_real *r = rvs_real_get(c->real);
 	if (!r || (syn && rvs_conn_reusable(c->state, r->method)))
 		return 0;
-	rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS);
+	if (rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS) &&
+	    c->persist)
+		rvs_persist_touch(c, &pkt->flow, now);
 	*real = r;
 	return c;
 }

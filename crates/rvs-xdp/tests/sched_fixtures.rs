@@ -18,6 +18,8 @@ const DR: u8 = abi::RVS_METHOD_DR as u8;
 const PERSIST: u32 = 0;
 /// Service 1: no persistence, reals 0 and 1.
 const PLAIN: u32 = 1;
+/// Service 2: persistent with a 1 s timeout (/32), reals 0 and 1.
+const SHORT: u32 = 2;
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
@@ -45,6 +47,13 @@ fn setup() -> Lab {
         TCP,
         &both,
         None,
+    );
+    lab.add_service(
+        SHORT,
+        SocketAddr::new(v4(10, 0, 0, 6), 80),
+        TCP,
+        &both,
+        Some((1, 32)),
     );
     lab
 }
@@ -257,6 +266,72 @@ fn reused_tuples(lab: &mut Lab) {
     lab.set_weights(PLAIN, &[(0, 1), (1, 1)]);
 }
 
+/// -p with a 1 s timeout: a client's first connection stays busy for 1.5 s (a packet every
+/// 150 ms). IPVS keeps a template while it controls a live connection, so the client's next
+/// connection still goes to the template's real although Maglev says otherwise; once that
+/// connection is gone and the template's timeout has passed, the client is scheduled afresh. A service without persistence gives its entries no template to refresh.
+/// (Unlike IPVS, a live but idle connection does not hold its template: it is refreshed by the
+/// connection's packets.)
+fn template_lives_with_its_connection(lab: &mut Lab) {
+    let host = 30;
+    let first = client(host, 46000);
+    let x = lab.maglev_real(SHORT, first);
+    let y = 1 - x;
+    let input = lab.client_packet(SHORT, first, SYN, b"");
+    let f = fwd(lab, format!("-p 1: first connection -> real {x}"), input, x);
+    lab.run(f);
+    let entry = conn_of(lab, SHORT, first).expect("entry");
+    assert_eq!(
+        entry.persist,
+        32 + 1,
+        "the entry knows its template's prefix"
+    );
+    let plain = client(host, 46001);
+    let input = lab.client_packet(PLAIN, plain, SYN, b"");
+    let real = lab.maglev_real(PLAIN, plain);
+    let f = fwd(lab, "no persistence: new flow".into(), input, real);
+    lab.run(f);
+    assert_eq!(conn_of(lab, PLAIN, plain).expect("entry").persist, 0);
+
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < std::time::Duration::from_millis(1500) {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let input = lab.client_packet(SHORT, first, ACK, b"data");
+        let (action, out) = lab.b.test_run(&input).unwrap();
+        assert_eq!((action, out), (XDP_TX, lab.forwarded(&input, x)));
+        sent += 1;
+    }
+    assert!(sent >= 5);
+    let p = port_on(lab, SHORT, host, 46100, y);
+    let input = lab.client_packet(SHORT, client(host, p), SYN, b"");
+    let f = fwd(
+        lab,
+        format!("-p 1: after 1.5 s of a live connection, port {p} (maglev: {y}) joins {x}"),
+        input,
+        x,
+    );
+    lab.run(f);
+
+    // Its connections gone (the sweep removes expired entries), the template expires after
+    // its timeout: the client is scheduled afresh.
+    for port in [46000, p] {
+        lab.b
+            .remove_conn(&flow_key(lab, SHORT, client(host, port)))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let q = port_on(lab, SHORT, host, 46200, y);
+    let input = lab.client_packet(SHORT, client(host, q), SYN, b"");
+    let f = fwd(
+        lab,
+        format!("-p 1: no connection for 1.3 s, port {q} is scheduled by maglev ({y})"),
+        input,
+        y,
+    );
+    lab.run(f);
+}
+
 /// NAT sees both sides of a close: a SYN is scheduled afresh on a TIME_WAIT entry, not on a
 /// FIN_WAIT one (the real closed first; the client's side is still open).
 #[test]
@@ -315,5 +390,6 @@ fn sched_fixtures() {
     let mut lab = setup();
     persistence_and_down_reals(&mut lab);
     reused_tuples(&mut lab);
+    template_lives_with_its_connection(&mut lab);
     println!("{} fixtures passed", lab.ran.len());
 }
