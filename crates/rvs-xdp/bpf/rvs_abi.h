@@ -38,7 +38,8 @@
 #define RVS_MAX_LADDRS 8
 #define RVS_FNAT_PORT_MIN 1024
 #define RVS_FNAT_PORT_TRIES 16
-/* TOA TCP option (FULLNAT SYN): kind, length with an IPv4 / an IPv6 client address. */
+/* TOA TCP option (FULLNAT SYN and the ACK completing the handshake): kind, length with an
+ * IPv4 / an IPv6 client address. */
 #define RVS_TOA_KIND 254
 #define RVS_TOA_LEN4 8
 #define RVS_TOA_LEN6 20
@@ -177,10 +178,18 @@ struct rvs_conn {
 	__u64 last_ns; /* bpf_ktime_get_ns of the last packet */
 	__u32 state;   /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
 	__u16 lport;   /* FULLNAT: local port (network order); 0 = none */
-	__u8 laddr;    /* FULLNAT: local address, index into the service's rvs_fnat_pool */
+	__u8 laddr;    /* FULLNAT: local address, index into the service's rvs_fnat_pool (bits
+			* RVS_LADDR_INDEX), and RVS_LADDR_F_SYN_RECV */
 	__u8 persist;  /* the service's persistence prefix + 1 when it has persistence (-p), so
 			* the client's template is refreshed with the entry; 0 = none */
 };
+
+/* rvs_conn.laddr: the local address's index in its bits RVS_LADDR_INDEX (RVS_MAX_LADDRS - 1),
+ * and the flag RVS_LADDR_F_SYN_RECV (FULLNAT TCP): the entry was in SYN_RECV after the flow's
+ * last packet, so a client ACK that makes it ESTABLISHED completes the handshake (and carries
+ * the TOA option, fullnat.h). */
+#define RVS_LADDR_INDEX 7
+#define RVS_LADDR_F_SYN_RECV 128
 
 /* rvs_persist key: (service, masked client address). */
 struct rvs_persist_key {

@@ -61,7 +61,8 @@ pub struct Conn {
     pub state: u32,
     /// FULLNAT: local port (network order); 0 = none.
     pub lport: u16,
-    /// FULLNAT: index of the local address in the service's pool.
+    /// FULLNAT: index of the local address in the service's pool (bits `RVS_LADDR_INDEX`),
+    /// and the flag `RVS_LADDR_F_SYN_RECV` (the TOA goes on the ACK completing the handshake).
     pub laddr: u8,
     /// The service's persistence prefix + 1 when it has persistence (the client's template
     /// is refreshed with the entry); 0 = none.
