@@ -158,9 +158,12 @@ impl ServiceShared {
         true
     }
 
-    /// The live reals with their runtime counts (ActiveConn, InActConn, persistent).
-    pub fn reals(&self) -> Vec<(Arc<RealShared>, RealInfo)> {
-        let b = self.lock();
+    /// The live reals with their runtime counts (ActiveConn, InActConn, persistent), after
+    /// expiring the persistence templates whose time passed at `now` (they would otherwise stay
+    /// counted until the next new connection).
+    pub fn reals(&self, now: Timestamp) -> Vec<(Arc<RealShared>, RealInfo)> {
+        let mut b = self.lock();
+        b.runtime.expire(now);
         b.runtime
             .reals()
             .filter(|info| !info.removed)
@@ -184,9 +187,11 @@ impl ServiceShared {
         live.into_iter().chain(gone).collect()
     }
 
-    /// Persistence templates as `ipvsadm -Lnc` lists them: state `NONE`, client port 0.
+    /// Persistence templates as `ipvsadm -Lnc` lists them: state `NONE`, client port 0 (expired
+    /// ones are swept first).
     pub fn templates(&self, now: Timestamp) -> Vec<ConnectionInfo> {
-        let b = self.lock();
+        let mut b = self.lock();
+        b.runtime.expire(now);
         b.runtime
             .templates()
             .filter_map(|(group, real, _conns, expires)| {

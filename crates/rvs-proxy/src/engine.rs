@@ -285,10 +285,11 @@ impl Engine for ProxyEngine {
 
     fn stats(&self) -> EngineStats {
         let mut out = EngineStats::default();
+        let now = rvs_core::Timestamp::from_millis(self.shared.clock.now_ms());
         for (key, entry) in &self.services {
             let reals = entry
                 .shared
-                .reals()
+                .reals(now)
                 .into_iter()
                 .map(|(r, info)| {
                     let stats = RealStats {
@@ -315,7 +316,8 @@ impl Engine for ProxyEngine {
                 continue;
             }
             entry.shared.counters.zero();
-            for (r, _) in entry.shared.reals() {
+            let now = rvs_core::Timestamp::from_millis(self.shared.clock.now_ms());
+            for (r, _) in entry.shared.reals(now) {
                 r.counters.zero();
             }
         }
