@@ -11,7 +11,7 @@ use crate::error::{XdpError, map_err, prog_err};
 use crate::whole_map;
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 
 const PROG: &str = "rvs_lb";
 
@@ -356,41 +356,22 @@ impl Balancer {
 
     /// Attach to `interface` in generic (SKB) mode only.
     pub fn attach_generic(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
-        prog.attach(interface, XdpMode::Skb)
-            .map_err(|e| XdpError::Attach {
-                interface: interface.to_string(),
-                native: "not tried".into(),
-                generic: e.to_string(),
-            })?;
-        Ok(AttachMode::Generic)
+        self.attach_mode(interface, true)
     }
 
     /// Attach to `interface` in native mode, falling back to generic mode.
     pub fn attach(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
+        self.attach_mode(interface, false)
+    }
+
+    fn attach_mode(&mut self, interface: &str, generic_only: bool) -> Result<AttachMode, XdpError> {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(PROG)
             .ok_or(XdpError::Missing(PROG))?
             .try_into()
             .map_err(prog_err(PROG))?;
-        let native = match prog.attach(interface, XdpMode::Driver) {
-            Ok(_) => return Ok(AttachMode::Native),
-            Err(e) => e.to_string(),
-        };
-        match prog.attach(interface, XdpMode::Skb) {
-            Ok(_) => Ok(AttachMode::Generic),
-            Err(e) => Err(XdpError::Attach {
-                interface: interface.to_string(),
-                native,
-                generic: e.to_string(),
-            }),
-        }
+        crate::programs::attach(prog, interface, generic_only).map(|(mode, _)| mode)
     }
 }
 

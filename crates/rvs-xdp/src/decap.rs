@@ -9,7 +9,7 @@ use crate::error::{XdpError, map_err, prog_err};
 use aya::Ebpf;
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -100,19 +100,7 @@ impl Decap {
         &mut self,
         interface: &str,
     ) -> Result<(AttachMode, aya::programs::xdp::XdpLinkId), XdpError> {
-        let prog = self.prog_mut()?;
-        let native = match prog.attach(interface, XdpMode::Driver) {
-            Ok(id) => return Ok((AttachMode::Native, id)),
-            Err(e) => e.to_string(),
-        };
-        match prog.attach(interface, XdpMode::Skb) {
-            Ok(id) => Ok((AttachMode::Generic, id)),
-            Err(e) => Err(XdpError::Attach {
-                interface: interface.into(),
-                native,
-                generic: e.to_string(),
-            }),
-        }
+        crate::programs::attach(self.prog_mut()?, interface, false)
     }
 }
 

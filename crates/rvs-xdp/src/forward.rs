@@ -12,7 +12,7 @@ use crate::error::{XdpError, map_err, prog_err};
 use aya::Ebpf;
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use std::net::Ipv4Addr;
 
 const PROG: &str = "rvs_forward";
@@ -125,22 +125,7 @@ impl Forwarder {
             .ok_or(XdpError::Missing(PROG))?
             .try_into()
             .map_err(prog_err(PROG))?;
-        let native = if generic {
-            "not tried".to_string()
-        } else {
-            match prog.attach(interface, XdpMode::Driver) {
-                Ok(id) => return Ok((AttachMode::Native, id)),
-                Err(e) => e.to_string(),
-            }
-        };
-        match prog.attach(interface, XdpMode::Skb) {
-            Ok(id) => Ok((AttachMode::Generic, id)),
-            Err(e) => Err(XdpError::Attach {
-                interface: interface.into(),
-                native,
-                generic: e.to_string(),
-            }),
-        }
+        crate::programs::attach(prog, interface, generic)
     }
 }
 

@@ -1,4 +1,10 @@
-//! The BPF objects compiled by build.rs from `bpf/*.c`, embedded in the binary.
+//! The BPF objects compiled by build.rs from `bpf/*.c`, embedded in the binary, and how any of
+//! their XDP programs is attached.
+
+use crate::balancer::AttachMode;
+use crate::error::XdpError;
+use aya::programs::xdp::XdpLinkId;
+use aya::programs::{Xdp, XdpMode};
 
 /// The balancer (`SEC("xdp") rvs_lb`).
 pub static RVS_LB: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_lb.o"));
@@ -9,3 +15,29 @@ pub static RVS_BENCH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"
 /// The trivial forwarder (`rvs_forward`): the end-to-end DR benchmark's ceiling.
 pub static RVS_FORWARD: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_forward.o"));
+
+/// Attach `prog` to `interface`: native (driver) mode first, generic (SKB) mode when native is
+/// refused, or generic only when `generic_only`. The mode it got and the link; both refusals
+/// in the error.
+pub(crate) fn attach(
+    prog: &mut Xdp,
+    interface: &str,
+    generic_only: bool,
+) -> Result<(AttachMode, XdpLinkId), XdpError> {
+    let native = if generic_only {
+        "not tried".to_string()
+    } else {
+        match prog.attach(interface, XdpMode::Driver) {
+            Ok(id) => return Ok((AttachMode::Native, id)),
+            Err(e) => e.to_string(),
+        }
+    };
+    match prog.attach(interface, XdpMode::Skb) {
+        Ok(id) => Ok((AttachMode::Generic, id)),
+        Err(e) => Err(XdpError::Attach {
+            interface: interface.into(),
+            native,
+            generic: e.to_string(),
+        }),
+    }
+}
