@@ -2,7 +2,8 @@
 //! removed service's index starts with zero counters and none of its persistence templates; an
 //! overload flag goes as soon as the upper threshold is removed (as IPVS's
 //! `__ip_vs_update_dest` does), not at the next upkeep round; entries written from userspace
-//! (connection sync) with the engine's clock are live for the program at once.
+//! (connection sync) with the engine's clock are live for the program at once; a persistent
+//! client's template is not followed to a real whose health went down or that was disabled.
 //! Root only (namespaces, XDP); skips with a message otherwise.
 
 mod common;
@@ -339,6 +340,84 @@ fn d_unresolvable_reals_do_not_hold_the_lock() {
             worst < Duration::from_millis(400),
             "a stats call waited {worst:?}"
         );
+        e.shutdown();
+    });
+}
+
+/// -p through the engine: a real whose health goes down (EditReal, effective weight 0) gets no
+/// new connection of a persistent client, which is rescheduled; a drained real keeps its
+/// persistent clients (IPVS's default); a disabled one does not.
+#[test]
+fn e_persistent_clients_leave_a_down_or_disabled_real() {
+    use rvs_core::model::{AdminState, Health};
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    let (a, _b) = director();
+    a.in_thread(|| {
+        let mut e = start();
+        let k = ServiceKey::tcp(vip(100));
+        let sticky = ServiceOptions {
+            persistence: Some(Persistence {
+                timeout: 300,
+                prefix_len: 32,
+            }),
+            ..Default::default()
+        };
+        e.apply(&[
+            Change::AddService {
+                key: k,
+                options: sticky,
+            },
+            Change::AddReal {
+                service: k,
+                real: dr(0),
+            },
+            Change::AddReal {
+                service: k,
+                real: dr(1),
+            },
+        ])
+        .unwrap();
+        let c = client(7);
+        let first = send(&e, vip(100), c, 6000, SYN).expect("forwarded");
+        let other = 1 - first;
+        let edit = |e: &mut XdpEngine, i: usize, health: Health, admin: AdminState| {
+            let mut r = dr(i);
+            r.health = health;
+            r.admin = admin;
+            e.apply(&[Change::EditReal {
+                service: k,
+                real: r,
+            }])
+            .unwrap();
+        };
+        edit(&mut e, first, Health::Down, AdminState::Enabled);
+        for p in 6001..6011 {
+            assert_eq!(
+                send(&e, vip(100), c, p, SYN),
+                Some(other),
+                "port {p}: real {first} is down"
+            );
+        }
+        edit(&mut e, first, Health::Up, AdminState::Enabled);
+        edit(&mut e, other, Health::Up, AdminState::Drain);
+        for p in 6011..6021 {
+            assert_eq!(
+                send(&e, vip(100), c, p, SYN),
+                Some(other),
+                "port {p}: a drained real keeps its persistent client"
+            );
+        }
+        edit(&mut e, other, Health::Up, AdminState::Disabled);
+        for p in 6021..6031 {
+            assert_eq!(
+                send(&e, vip(100), c, p, SYN),
+                Some(first),
+                "port {p}: real {other} is disabled"
+            );
+        }
         e.shutdown();
     });
 }
