@@ -64,6 +64,9 @@ pub struct DaemonConfig {
     pub fullnat_local: Vec<IpAddr>,
     /// Proxy engine worker threads; `None` = one per core.
     pub proxy_workers: Option<u32>,
+    /// Most UDP sessions the proxy engine holds at once; `None` = a quarter of the open-files
+    /// limit.
+    pub proxy_udp_sessions: Option<u32>,
     /// Log level; `None` = `info` (or `RUST_LOG`).
     pub log_level: Option<LogLevel>,
 }

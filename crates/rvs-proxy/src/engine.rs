@@ -26,6 +26,11 @@ pub struct ProxyEngineConfig {
     pub splice: bool,
     /// Listen backlog of every TCP listener.
     pub backlog: i32,
+    /// Most UDP sessions at once, over all services (each holds a descriptor); a datagram from
+    /// a new client beyond it is dropped and counted in `udp_session_limit`. 0 = automatic: a
+    /// quarter of the open-files limit ([`udp_sessions_default`]), so UDP clients on new source
+    /// ports cannot take the descriptors TCP connections and the control API need.
+    pub udp_sessions: usize,
 }
 
 impl Default for ProxyEngineConfig {
@@ -34,8 +39,16 @@ impl Default for ProxyEngineConfig {
             workers: 0,
             splice: cfg!(target_os = "linux"),
             backlog: 4096,
+            udp_sessions: 0,
         }
     }
+}
+
+/// The automatic cap on UDP sessions for an open-files limit of `nofile`: a quarter of it
+/// (at least 16), leaving three quarters for TCP (two descriptors per relayed connection), the
+/// listeners and the control API.
+pub fn udp_sessions_default(nofile: u64) -> usize {
+    (nofile / 4).clamp(16, 1 << 20) as usize
 }
 
 /// A service the engine serves: its shared state and its listener tasks (one per worker).
@@ -83,8 +96,12 @@ impl ProxyEngine {
                 context: "starting proxy workers".into(),
                 source,
             })?;
-        raise_nofile_limit();
-        let shared = Arc::new(EngineShared::new(n, config.splice));
+        let nofile = raise_nofile_limit();
+        let udp_max = match config.udp_sessions {
+            0 => udp_sessions_default(nofile),
+            n => n,
+        };
+        let shared = Arc::new(EngineShared::new(n, config.splice, udp_max));
         Ok(ProxyEngine {
             shared,
             workers,
@@ -96,6 +113,11 @@ impl ProxyEngine {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.workers.len()
+    }
+
+    /// The cap on UDP sessions in force (see [`ProxyEngineConfig::udp_sessions`]).
+    pub fn udp_sessions_max(&self) -> usize {
+        self.shared.udp_sessions_max()
     }
 
     /// Closes every connection to `real` of `service` now (with RST), whether the real is still
@@ -212,19 +234,30 @@ impl ProxyEngine {
 }
 
 /// A proxied connection holds two descriptors: raise the soft open-files limit to the hard one
-/// (as HAProxy does), best effort.
-fn raise_nofile_limit() {
+/// (as HAProxy does), best effort. Returns the soft limit in force after (1024 if unknown).
+fn raise_nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit value.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+    let soft = lim.rlim_cur as u64;
+    soft
 }
 
 enum Bound {

@@ -11,7 +11,8 @@
 //!   [`ticker`]), `splice(2)` relay with pooled pipes
 //!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
 //! * UDP ([`udp`]): sessions by client address with the UDP timeout, replies from the VIP,
-//!   one-packet scheduling (`-o`);
+//!   one-packet scheduling (`-o`, a session ends with its reply), a cap on sessions (each
+//!   holds a descriptor);
 //! * accounting ([`track`], [`stats`]): IPVS states (`SYN_RECV`, `ESTABLISHED`, `FIN_WAIT`,
 //!   `CLOSE_WAIT`, `UDP`), active/inactive counts that feed the schedulers, lock-free counters.
 //!

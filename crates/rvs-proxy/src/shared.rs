@@ -1,11 +1,12 @@
 //! Engine-wide state the workers read: the clock, the `--set` timeouts, outcome counters, the
-//! per-worker connection tables, and the idle-timeout watcher every connection runs.
+//! per-worker connection tables, the cap on UDP sessions, and the idle-timeout watcher every
+//! connection runs.
 
 use crate::stats::Outcomes;
 use crate::track::{Clock, ConnTable, ConnTrack};
 use rvs_core::desired::Timeouts;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Shared by the control thread and every worker.
@@ -19,10 +20,23 @@ pub struct EngineShared {
     tcp_timeout: AtomicU32,
     tcp_fin_timeout: AtomicU32,
     udp_timeout: AtomicU32,
+    /// Live UDP sessions, and the most there may be (each holds a descriptor).
+    udp_sessions: AtomicUsize,
+    udp_sessions_max: usize,
+}
+
+/// One UDP session's place under the engine's cap; released when dropped.
+#[derive(Debug)]
+pub struct UdpSlot(Arc<EngineShared>);
+
+impl Drop for UdpSlot {
+    fn drop(&mut self) {
+        self.0.udp_sessions.fetch_sub(1, Relaxed);
+    }
 }
 
 impl EngineShared {
-    pub fn new(workers: usize, use_splice: bool) -> Self {
+    pub fn new(workers: usize, use_splice: bool, udp_sessions_max: usize) -> Self {
         let t = Timeouts::default();
         EngineShared {
             clock: Clock(std::time::Instant::now()),
@@ -34,7 +48,23 @@ impl EngineShared {
             tcp_timeout: AtomicU32::new(t.tcp),
             tcp_fin_timeout: AtomicU32::new(t.tcp_fin),
             udp_timeout: AtomicU32::new(t.udp),
+            udp_sessions: AtomicUsize::new(0),
+            udp_sessions_max,
         }
+    }
+
+    /// A place for a new UDP session, or `None` if the cap is reached.
+    pub fn udp_slot(self: &Arc<Self>) -> Option<UdpSlot> {
+        let max = self.udp_sessions_max;
+        self.udp_sessions
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| UdpSlot(Arc::clone(self)))
+    }
+
+    /// The cap on UDP sessions.
+    pub fn udp_sessions_max(&self) -> usize {
+        self.udp_sessions_max
     }
 
     /// `--set tcp tcpfin udp`. A 0 (which the config files refuse, but the API's state may
@@ -89,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_zero_timeout_means_the_default_not_at_once() {
-        let e = EngineShared::new(1, false);
+        let e = EngineShared::new(1, false, 10);
         e.set_timeouts(Timeouts {
             tcp: 30,
             tcp_fin: 5,
@@ -106,5 +136,23 @@ mod tests {
         assert_eq!(e.udp_timeout_ms(), 300_000);
         assert_eq!(e.tcp_timeout_ms(Some(0)), 900_000);
         assert_eq!(e.tcp_timeout_ms(Some(250)), 250);
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn udp_slots_stop_at_the_cap_and_come_back_when_released() {
+        let e = Arc::new(EngineShared::new(1, false, 2));
+        let a = e.udp_slot().expect("first");
+        let b = e.udp_slot().expect("second");
+        assert!(e.udp_slot().is_none(), "over the cap");
+        drop(a);
+        let c = e.udp_slot().expect("a released place is free again");
+        assert!(e.udp_slot().is_none());
+        drop((b, c));
+        assert_eq!(e.udp_sessions.load(Relaxed), 0);
     }
 }

@@ -77,6 +77,8 @@ pub struct Outcomes {
     pub udp_send_error: AtomicU64,
     /// A UDP session ended because its real was removed or went down.
     pub udp_real_gone: AtomicU64,
+    /// A datagram from a new UDP client dropped: the engine's cap on UDP sessions was reached.
+    pub udp_session_limit: AtomicU64,
 }
 
 impl Outcomes {
@@ -99,6 +101,7 @@ impl Outcomes {
             ("relay_reset", self.relay_reset.load(Relaxed)),
             ("udp_send_error", self.udp_send_error.load(Relaxed)),
             ("udp_real_gone", self.udp_real_gone.load(Relaxed)),
+            ("udp_session_limit", self.udp_session_limit.load(Relaxed)),
         ]
     }
 }

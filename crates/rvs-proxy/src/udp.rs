@@ -8,10 +8,15 @@
 //! its real is removed or its health goes down — the client's next datagram is then scheduled
 //! anew (IPVS's `expire_nodest_conn`). An operator's drain (weight 0, `drain`, `disabled`)
 //! keeps existing sessions, as it keeps TCP connections.
+//!
+//! Each session holds a descriptor (its socket to the real), so the engine caps their number
+//! ([`EngineShared::udp_slot`]): a new client over the cap is dropped, leaving descriptors for
+//! TCP and the control API. With one-packet scheduling (`-o`, DNS-style) a session ends as soon
+//! as every datagram it carried has had its reply.
 
 use crate::balance::ServiceShared;
 use crate::real::RealEvent;
-use crate::shared::EngineShared;
+use crate::shared::{EngineShared, UdpSlot};
 use crate::stats::Outcomes;
 use crate::tcp::WorkerCtx;
 use crate::track::{ConnGuard, ConnState, NewConn};
@@ -20,6 +25,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 
@@ -39,6 +45,40 @@ type SessionMap = Arc<Mutex<HashMap<SessionKey, Arc<Session>>>>;
 struct Session {
     upstream: UdpSocket,
     guard: ConnGuard,
+    /// Its place under the engine's cap on UDP sessions (released when the session is dropped).
+    _slot: UdpSlot,
+    /// One-packet scheduling: the session ends once every datagram it carried was answered.
+    one_packet: bool,
+    /// Datagrams sent and not yet answered (one-packet sessions only).
+    pending: AtomicU32,
+}
+
+impl Session {
+    /// A datagram is about to go out through this session (counted before any await, so the
+    /// reply to an earlier datagram cannot end the session under it).
+    fn expect_reply(&self) {
+        if self.one_packet {
+            self.pending.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A datagram was not sent after all.
+    fn no_reply(&self) {
+        if self.one_packet {
+            let _ = self
+                .pending
+                .fetch_update(Relaxed, Relaxed, |p| p.checked_sub(1));
+        }
+    }
+
+    /// A reply was relayed; true if a one-packet session has nothing left to wait for.
+    fn answered(&self) -> bool {
+        self.one_packet
+            && self
+                .pending
+                .fetch_update(Relaxed, Relaxed, |p| p.checked_sub(1))
+                .is_ok_and(|before| before <= 1)
+    }
 }
 
 /// Receives datagrams for `svc` on this worker's `SO_REUSEPORT` socket, forever.
@@ -60,12 +100,17 @@ pub async fn recv_loop(sock: Arc<UdpSocket>, svc: Arc<ServiceShared>, ctx: Worke
                 svc.counters.add_in(n as u64);
                 session.guard.track.touch(&ctx.engine.clock);
             }
-            Err(_) => Outcomes::bump(&ctx.engine.outcomes.udp_send_error),
+            Err(_) => {
+                session.no_reply();
+                Outcomes::bump(&ctx.engine.outcomes.udp_send_error)
+            }
         }
     }
 }
 
-/// The session for a datagram from `client`: the existing one, or a newly scheduled one.
+/// The session for a datagram from `client`: the existing one, or a newly scheduled one (if
+/// the engine's cap on UDP sessions leaves room: otherwise the datagram is dropped and counted
+/// in `udp_session_limit`).
 async fn session_for(
     client: SocketAddr,
     sock: &Arc<UdpSocket>,
@@ -78,22 +123,42 @@ async fn session_for(
         return Some(s);
     }
     let engine = &ctx.engine;
+    let over_cap = || Outcomes::bump(&engine.outcomes.udp_session_limit);
+    // Without -o a new session is needed whatever real is picked: check the cap first, so a
+    // flood over the cap costs no scheduling.
+    let mut slot = None;
+    if !one_packet {
+        let Some(s) = engine.udp_slot() else {
+            over_cap();
+            return None;
+        };
+        slot = Some(s);
+    }
     let now = Timestamp::from_millis(engine.clock.now_ms());
     let Some(picked) = svc.open(client, now, &[]) else {
         Outcomes::bump(&engine.outcomes.no_real);
         return None;
     };
     let real = Arc::clone(&picked.real);
-    real.counters.add_conn();
-    svc.counters.add_conn();
     let key = (client, one_packet.then_some(real.addr));
     if let Some(s) = live_session(sessions, &key) {
-        // One-packet scheduling: this datagram is its own connection (counted above), carried by
-        // the socket to the real that already exists for this client; it is over at once.
+        // One-packet scheduling: this datagram is its own connection, carried by the socket to
+        // the real that already exists for this client; it is over at once.
+        real.counters.add_conn();
+        svc.counters.add_conn();
         svc.conn_closed(picked.conn, false, now);
+        s.expect_reply();
         s.guard.track.touch(&engine.clock);
         return Some(s);
     }
+    let slot = match slot.take().or_else(|| engine.udp_slot()) {
+        Some(slot) => slot,
+        None => {
+            svc.conn_closed(picked.conn, false, now);
+            over_cap();
+            return None;
+        }
+    };
     let upstream = match connect_upstream(real.addr).await {
         Ok(u) => u,
         Err(_) => {
@@ -102,6 +167,8 @@ async fn session_for(
             return None;
         }
     };
+    real.counters.add_conn();
+    svc.counters.add_conn();
     let guard = ConnGuard::new(
         &ctx.table,
         NewConn {
@@ -116,7 +183,14 @@ async fn session_for(
         engine.udp_timeout_ms(),
         &engine.clock,
     );
-    let session = Arc::new(Session { upstream, guard });
+    let session = Arc::new(Session {
+        upstream,
+        guard,
+        _slot: slot,
+        one_packet,
+        pending: AtomicU32::new(0),
+    });
+    session.expect_reply();
     lock(sessions).insert(key, Arc::clone(&session));
     let (sock, svc, engine, sessions) = (
         Arc::clone(sock),
@@ -198,6 +272,9 @@ async fn replies(
                 real.counters.add_out(n as u64);
                 svc.counters.add_out(n as u64);
                 s.guard.track.touch(&engine.clock);
+                if s.answered() {
+                    return; // -o: every datagram answered, the session (and its socket) ends
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {} // ICMP from the real

@@ -61,6 +61,7 @@ fn not_enabled() -> String {
 fn start_proxy(cfg: &DaemonConfig) -> Started {
     let config = rvs_proxy::ProxyEngineConfig {
         workers: cfg.proxy_workers.unwrap_or(0) as usize,
+        udp_sessions: cfg.proxy_udp_sessions.unwrap_or(0) as usize,
         ..Default::default()
     };
     rvs_proxy::ProxyEngine::start(config)

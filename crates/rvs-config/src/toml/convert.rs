@@ -134,6 +134,17 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let proxy_udp_sessions = raw.proxy_udp_sessions.and_then(|n| {
+        if *n.get_ref() == 0 {
+            rep.error_at(
+                n.span(),
+                "proxy_udp_sessions must be at least 1 (leave it out for the automatic cap)",
+            );
+            None
+        } else {
+            Some(n.into_inner())
+        }
+    });
     let fullnat_local = raw
         .fullnat_local
         .and_then(|list| local_addresses(list, None, rep))
@@ -146,6 +157,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         xdp_interfaces: raw.xdp_interfaces,
         xdp_nat_conns,
         proxy_workers,
+        proxy_udp_sessions,
         log_level: raw.log_level,
         fullnat_local,
     }

@@ -25,6 +25,7 @@ token_file = "/etc/rvs/token"
 engines = ["proxy"]
 xdp_nat_conns = 1000000
 proxy_workers = 2
+proxy_udp_sessions = 4000
 log_level = "debug"
 
 [timeouts]
@@ -61,6 +62,7 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.engines, Some(vec![EngineKind::Proxy]));
     assert_eq!(c.daemon.proxy_workers, Some(2));
     assert_eq!(c.daemon.xdp_nat_conns, Some(1_000_000));
+    assert_eq!(c.daemon.proxy_udp_sessions, Some(4000));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
     assert_eq!(
         c.state.timeouts,
@@ -226,6 +228,12 @@ fn daemon_section_is_checked() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].starts_with("test.toml:2:17:") && e[0].contains("xdp_nat_conns must be at least 1"),
+        "{e:?}"
+    );
+    let e = errs("[daemon]\nproxy_udp_sessions = 0\n");
+    assert!(
+        e[0].starts_with("test.toml:2:22:")
+            && e[0].contains("proxy_udp_sessions must be at least 1"),
         "{e:?}"
     );
     let e = errs("[daemon]\nengines = [\"turbo\"]\n");

@@ -1,0 +1,111 @@
+//! UDP sessions hold a descriptor each: the engine caps their number, and one-packet sessions
+//! end with their reply (loopback only).
+
+mod common;
+
+use common::*;
+use rvs_core::desired::{Change, Timeouts};
+use rvs_core::engine::Engine;
+use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+/// `n` clients on new source ports each send one datagram; returns how many got a reply.
+fn new_clients(vip: SocketAddr, n: usize) -> usize {
+    let clients: Vec<UdpSocket> = (0..n)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in clients.iter().enumerate() {
+        s.send_to(format!("q{i}").as_bytes(), vip).unwrap();
+    }
+    let mut buf = [0u8; 256];
+    clients
+        .iter()
+        .filter(|s| s.recv_from(&mut buf).is_ok())
+        .count()
+}
+
+#[test]
+fn new_udp_sessions_beyond_the_cap_are_dropped_and_counted() {
+    let mut e = ProxyEngine::start(ProxyEngineConfig {
+        workers: 2,
+        udp_sessions: 10,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(e.udp_sessions_max(), 10);
+    e.apply(&[Change::SetTimeouts(Timeouts {
+        tcp: 900,
+        tcp_fin: 120,
+        udp: 3,
+    })])
+    .unwrap();
+    let real = echo_backends(&["c1"])[0];
+    std::thread::sleep(Duration::from_millis(50));
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    assert_eq!(
+        new_clients(vip, 20),
+        10,
+        "ten sessions, ten clients dropped"
+    );
+    let stats = e.stats();
+    assert_eq!(stats.outcomes["udp_session_limit"], 10);
+    assert_eq!(
+        stats.services[&key].counters.conns, 10,
+        "a dropped client is no connection"
+    );
+    assert_eq!(e.connections().len(), 10);
+    // Once the sessions expire, their places are free again.
+    assert!(wait_until(Duration::from_secs(8), || e
+        .connections()
+        .is_empty()));
+    assert_eq!(new_clients(vip, 10), 10);
+}
+
+#[test]
+fn one_packet_sessions_end_with_their_reply() {
+    let mut e = engine();
+    let real = echo_backends(&["o1"])[0];
+    std::thread::sleep(Duration::from_millis(50));
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    let mut opts = options(SchedulerKind::Rr);
+    opts.one_packet = true;
+    add_service(&mut e, key, opts, &[fullnat(real, 1)]);
+    // DNS-style: every query from a new source port (the default UDP timeout is 300 s).
+    assert_eq!(new_clients(vip, 50), 50);
+    assert!(
+        wait_until(Duration::from_secs(3), || e.connections().is_empty()),
+        "one-packet sessions still held: {}",
+        e.connections().len()
+    );
+    let stats = e.stats();
+    assert_eq!(stats.services[&key].counters.conns, 50);
+    assert_eq!(stats.services[&key].counters.out_pkts, 50);
+    // A client that keeps its port still gets every reply, one session per query.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 64];
+    for i in 0..5 {
+        c.send_to(format!("again{i}").as_bytes(), vip).unwrap();
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(from, vip);
+        assert_eq!(&buf[..n], format!("o1: again{i}").as_bytes());
+    }
+}
+
+#[test]
+fn the_automatic_cap_is_a_quarter_of_the_open_files_limit() {
+    assert_eq!(rvs_proxy::engine::udp_sessions_default(20_000), 5_000);
+    assert_eq!(rvs_proxy::engine::udp_sessions_default(40), 16);
+    assert_eq!(rvs_proxy::engine::udp_sessions_default(u64::MAX), 1 << 20);
+    assert!(engine().udp_sessions_max() >= 16);
+}
