@@ -198,14 +198,27 @@ impl Balancer {
     /// Remove the persistence templates of service `index` (when the service goes: its index
     /// is reused by the next service added). Returns how many.
     pub fn remove_service_templates(&mut self, index: u32) -> Result<usize, XdpError> {
-        let doomed: Vec<PersistKey> = self
+        self.remove_templates(|k, _| k.svc == index)
+    }
+
+    /// Remove the persistence templates naming real slot `index` (when the real goes: its
+    /// slot is reused later, maybe by another service's real). Returns how many.
+    pub fn remove_real_templates(&mut self, index: u32) -> Result<usize, XdpError> {
+        self.remove_templates(|_, v| v.real == index)
+    }
+
+    fn remove_templates(
+        &mut self,
+        doomed: impl Fn(&PersistKey, &Persist) -> bool,
+    ) -> Result<usize, XdpError> {
+        let keys: Vec<PersistKey> = self
             .persist_templates()?
             .into_iter()
-            .filter(|(k, _)| k.svc == index)
+            .filter(|(k, v)| doomed(k, v))
             .map(|(k, _)| k)
             .collect();
-        self.delete_keys::<PersistKey, Persist>("rvs_persist", &doomed)?;
-        Ok(doomed.len())
+        self.delete_keys::<PersistKey, Persist>("rvs_persist", &keys)?;
+        Ok(keys.len())
     }
 
     /// Write real slot `index`.

@@ -207,6 +207,16 @@ impl XdpEngine {
         Some(self.lock().services.get(service)?.reals.get(real)?.index)
     }
 
+    /// The persistence templates as the program keeps them (connection sync, tests).
+    pub fn persist_templates(&self) -> Result<Vec<(abi::PersistKey, abi::Persist)>, XdpError> {
+        let inner = self.lock();
+        let b = inner
+            .balancer
+            .as_ref()
+            .ok_or(XdpError::Missing("balancer"))?;
+        b.persist_templates()
+    }
+
     /// Insert connection entries as the program makes them (connection sync, tests).
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
@@ -455,9 +465,12 @@ impl Inner {
             .remove(&addr)
             .ok_or(EngineError::UnknownService(key))?;
         self.write_service(&key)?;
-        self.balancer()?
-            .set_real(slot.index, &abi::Real::default())
+        let b = self.balancer()?;
+        b.set_real(slot.index, &abi::Real::default())
             .map_err(io_err(format!("real {addr}")))?;
+        // Its clients' templates would lead to whatever real takes the slot next.
+        b.remove_real_templates(slot.index)
+            .map_err(io_err(format!("persistence templates of real {addr}")))?;
         self.slots.free_real(slot.index);
         Ok(())
     }

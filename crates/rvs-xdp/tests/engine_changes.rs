@@ -421,3 +421,66 @@ fn e_persistent_clients_leave_a_down_or_disabled_real() {
         e.shutdown();
     });
 }
+
+/// A removed real takes its clients' persistence templates with it (its slot goes to another
+/// real later, maybe of another service, which the templates would lead to); the other
+/// reals' templates stay.
+#[test]
+fn e_a_removed_real_takes_its_templates() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    let (a, _b) = director();
+    a.in_thread(|| {
+        let mut e = start();
+        let k = ServiceKey::tcp(vip(100));
+        let sticky = ServiceOptions {
+            persistence: Some(Persistence {
+                timeout: 300,
+                prefix_len: 32,
+            }),
+            ..Default::default()
+        };
+        e.apply(&[
+            Change::AddService {
+                key: k,
+                options: sticky,
+            },
+            Change::AddReal {
+                service: k,
+                real: dr(0),
+            },
+            Change::AddReal {
+                service: k,
+                real: dr(1),
+            },
+        ])
+        .unwrap();
+        for i in 0..40 {
+            assert!(send(&e, vip(100), client(i), 5000, SYN).is_some());
+        }
+        let slots = [
+            e.real_index(&k, &real_addr(0)).unwrap(),
+            e.real_index(&k, &real_addr(1)).unwrap(),
+        ];
+        // The program's own table (-Lnc lists only templates of configured reals).
+        let templates_of = |e: &XdpEngine, i: usize| {
+            e.persist_templates()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, t)| t.real == slots[i])
+                .count()
+        };
+        let (t0, t1) = (templates_of(&e, 0), templates_of(&e, 1));
+        assert!(t0 > 0 && t1 > 0 && t0 + t1 == 40, "{t0} + {t1}");
+        e.apply(&[Change::RemoveReal {
+            service: k,
+            addr: real_addr(0),
+        }])
+        .unwrap();
+        assert_eq!(templates_of(&e, 0), 0, "the removed real's templates");
+        assert_eq!(templates_of(&e, 1), t1, "the other real's templates stay");
+        e.shutdown();
+    });
+}
