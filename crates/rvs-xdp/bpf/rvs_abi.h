@@ -21,8 +21,11 @@
 #define RVS_MAGLEV_SIZE 65537
 #define RVS_MAX_CONNS 262144
 #define RVS_MAX_PERSIST 65536
-/* rvs_ifaces is an array indexed by ifindex below this (slot 0: any other interface). */
-#define RVS_MAX_IFACES 4096
+/* rvs_ifaces and rvs_tx_ports are arrays indexed by ifindex below this (rvs_ifaces slot 0:
+ * the first attached interface, for packets whose ingress is not described, e.g. test runs).
+ * Container hosts reach ifindexes in the thousands; an attached interface at or above this
+ * is refused when the engine starts. */
+#define RVS_MAX_IFACES 65536
 /* rvs_vip_ports: 65,536 bits, one per port, in u64 words (word port >> 6, bit port & 63). */
 #define RVS_VIP_PORT_WORDS 1024
 /* Counter slots: services first, then reals. */

@@ -118,11 +118,19 @@ impl XdpEngine {
         let mut attached = Vec::new();
         for (i, name) in cfg.interfaces.iter().enumerate() {
             let iface = describe_interface(&netlink, name)?;
-            if u64::from(iface.0) < abi::RVS_MAX_IFACES {
-                balancer
-                    .set_iface(iface.0, &iface.1)
-                    .map_err(io_err(format!("describing {name}")))?;
+            if u64::from(iface.0) >= abi::RVS_MAX_IFACES {
+                return Err(EngineError::Io {
+                    context: format!("attaching to {name}"),
+                    source: std::io::Error::other(format!(
+                        "its ifindex {} is at or above the engine's limit {}",
+                        iface.0,
+                        abi::RVS_MAX_IFACES
+                    )),
+                });
             }
+            balancer
+                .set_iface(iface.0, &iface.1)
+                .map_err(io_err(format!("describing {name}")))?;
             balancer
                 .set_tx_port(iface.0)
                 .map_err(io_err(format!("adding {name} to the device map")))?;

@@ -484,3 +484,31 @@ fn e_a_removed_real_takes_its_templates() {
         e.shutdown();
     });
 }
+
+/// Interfaces with large ifindexes (container hosts reach thousands) are attached and
+/// described like any other; the program's interface tables went up to 4,095 before.
+#[test]
+fn f_an_interface_with_a_large_ifindex_is_attached() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    let a = Netns::new("ecbig").unwrap();
+    a.ip(&[
+        "link", "add", "big0", "index", "5000", "type", "veth", "peer", "name", "big1",
+    ])
+    .unwrap();
+    a.link_up("big0").unwrap();
+    a.link_up("big1").unwrap();
+    a.add_addr("big0", "10.9.0.1/24").unwrap();
+    a.in_thread(|| {
+        let mut e = XdpEngine::start(XdpConfig {
+            interfaces: vec!["big0".into()],
+            ..Default::default()
+        })
+        .expect("engine on ifindex 5000");
+        assert_eq!(e.attachments().len(), 1);
+        assert_eq!(e.attachments()[0].0, "big0");
+        e.shutdown();
+    });
+}
