@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub state_timeouts: ConnTimeouts,
     pub netlink: Netlink,
     pub resolve_timeout: Duration,
+    /// The interfaces the program is attached to (re-described by the upkeep).
+    pub interfaces: Vec<String>,
     /// While a batch of changes is applied: until when a new real's next hop may be waited for
     /// (one `resolve_timeout` per batch, not per real, so a batch naming many unreachable reals
     /// holds the lock ≤ 0.5 s). `None` (the upkeep): never wait — ask the kernel to resolve
@@ -156,6 +158,7 @@ impl XdpEngine {
             state_timeouts: ConnTimeouts::default(),
             netlink,
             resolve_timeout: cfg.resolve_timeout,
+            interfaces: cfg.interfaces.clone(),
             resolve_until: None,
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
             live_pass: None,
@@ -257,7 +260,10 @@ impl XdpEngine {
 }
 
 /// (ifindex, our MAC / MTU / first IPv4 and global IPv6 addresses) of an interface.
-fn describe_interface(nl: &Netlink, name: &str) -> Result<(u32, Iface), EngineError> {
+pub(crate) fn describe_interface(
+    nl: &Netlink,
+    name: &str,
+) -> Result<(u32, Iface), EngineError> {
     let err = |e: rvs_net::NetError| EngineError::Io {
         context: format!("interface {name}"),
         source: std::io::Error::other(e.to_string()),

@@ -19,7 +19,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Every this many upkeep intervals (10 s by default) the upkeep re-reads the attached
+/// interfaces (MAC, MTU, tunnel source addresses) and the routes to the reals
+/// ([`refresh_links`]).
+const LINK_CHECK_ROUNDS: u32 = 10;
 
 /// The running upkeep thread.
 pub(crate) struct Upkeep {
@@ -43,6 +48,7 @@ impl Upkeep {
             .spawn(move || {
                 let mut tables = None;
                 let mut pass_read = 0;
+                let mut links_checked = Instant::now();
                 while !flag.load(Ordering::Relaxed) {
                     let changed = match &events {
                         Some(rx) => rx.recv_timeout(interval).is_ok(),
@@ -56,6 +62,10 @@ impl Upkeep {
                     }
                     let job = {
                         let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                        if links_checked.elapsed() >= interval * LINK_CHECK_ROUNDS {
+                            refresh_links(&mut guard);
+                            links_checked = Instant::now();
+                        }
                         refresh_macs(&mut guard, changed);
                         crate::nat_engine::sweep_job(&guard, &mut tables)
                     };
@@ -88,6 +98,53 @@ impl Upkeep {
     }
 }
 
+/// Re-describe the attached interfaces to the program (an MTU or address change applies within
+/// one check), and re-check the route to every resolved real: when its next hop or outgoing
+/// interface changed (a new gateway, a new route), the real is resolved afresh by
+/// [`refresh_macs`] in the same round — keeping its old MAC until the new one is known, so its
+/// packets are not dropped meanwhile.
+fn refresh_links(inner: &mut Inner) {
+    for (i, name) in inner.interfaces.clone().iter().enumerate() {
+        let (index, iface) = match crate::engine::describe_interface(&inner.netlink, name) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!("xdp: re-reading interface {name}: {e}");
+                continue;
+            }
+        };
+        let Some(b) = inner.balancer.as_mut() else {
+            return;
+        };
+        let slots: &[u32] = if i == 0 { &[index, 0] } else { &[index] };
+        for slot in slots {
+            if let Err(e) = b.set_iface(*slot, &iface) {
+                log::warn!("xdp: describing interface {name}: {e}");
+            }
+        }
+    }
+    let netlink = &inner.netlink;
+    for svc in inner.services.values_mut() {
+        for r in svc.reals.values_mut() {
+            let (Some(current), ip) = (r.next_hop, r.real.addr.ip()) else {
+                continue;
+            };
+            match netlink.route_get(ip) {
+                Ok(route) if (route.next_hop(ip), route.oif) != current => {
+                    log::info!(
+                        "xdp: route to real {} changed: next hop {} on interface {}",
+                        r.real.addr,
+                        route.next_hop(ip),
+                        route.oif
+                    );
+                    r.next_hop = None;
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("xdp: route to real {}: {e}", r.real.addr),
+            }
+        }
+    }
+}
+
 /// Re-read every real's next-hop MAC (one dump of the neighbour table per round, however many
 /// reals); write the reals whose MAC changed or appeared. An unresolved real is not waited
 /// for: the kernel is asked to resolve it and the next round (or its neighbour notification)
@@ -111,7 +168,9 @@ fn refresh_macs(inner: &mut Inner, _event: bool) {
                     slot.mac
                 }
             };
-            if current.is_some() && current != r.mac {
+            // A new MAC, or the same one by a newly resolved next hop (kept, so the real is
+            // not resolved again every round).
+            if current.is_some() && (current != r.mac || slot.next_hop != r.next_hop) {
                 slot.mac = current;
                 updates.push(slot);
             }

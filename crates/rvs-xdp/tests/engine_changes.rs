@@ -512,3 +512,81 @@ fn f_an_interface_with_a_large_ifindex_is_attached() {
         e.shutdown();
     });
 }
+
+/// A real's route that changes (here: a /32 route through a gateway appears) is followed: its
+/// packets go to the new next hop's MAC within a link check (10 upkeep rounds).
+#[test]
+fn h_a_changed_route_to_a_real_is_followed() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    let (a, _b) = director();
+    let gw_mac = "02:00:00:00:00:99";
+    a.ip(&[
+        "neigh",
+        "add",
+        "10.9.0.254",
+        "lladdr",
+        gw_mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    a.in_thread(|| {
+        let mut e = start();
+        let k = ServiceKey::tcp(vip(100));
+        e.apply(&[
+            Change::AddService {
+                key: k,
+                options: ServiceOptions::default(),
+            },
+            Change::AddReal {
+                service: k,
+                real: dr(0),
+            },
+        ])
+        .unwrap();
+        let dmac = |e: &XdpEngine, sport: u16| {
+            let f = packet(
+                DIR_MAC,
+                CLIENT_MAC,
+                client(1),
+                vip(100).ip(),
+                TCP,
+                sport,
+                80,
+                SYN,
+                b"",
+            );
+            let (_, out) = e.test_run(&f).unwrap();
+            [out[0], out[1], out[2], out[3], out[4], out[5]]
+        };
+        assert_eq!(dmac(&e, 9000), real_mac(0), "on-link: the real's own MAC");
+        rvs_testbed::cmd::run_args(
+            "ip",
+            &[
+                "route",
+                "add",
+                "10.9.0.10/32",
+                "via",
+                "10.9.0.254",
+                "dev",
+                "eth0",
+            ],
+        )
+        .unwrap();
+        let (t0, mut sport) = (Instant::now(), 9001);
+        while dmac(&e, sport) != [0x02, 0, 0, 0, 0, 0x99] {
+            assert!(
+                t0.elapsed() < Duration::from_secs(6),
+                "the new route's gateway MAC never used"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            sport += 1;
+        }
+        e.shutdown();
+    });
+}
