@@ -179,9 +179,10 @@ pub trait Engine: Send {
     /// Detach from the system: close listeners, unload programs. Called once on exit.
     fn shutdown(&mut self);
 
-    /// Cut the existing connections of one real (`DELETE ...?reset=true`), before the daemon
-    /// removes it. Engines that cannot do this keep the default, which says so; the daemon then
-    /// refuses the request and changes nothing.
+    /// Cut the existing connections of one real (`DELETE ...?reset=true`). The daemon calls it
+    /// before removing the real — engines that cannot do this keep the default, which says so,
+    /// and the daemon then refuses the request and changes nothing — and again once the real is
+    /// removed, for connections scheduled to it in between.
     fn reset_connections(
         &mut self,
         service: &ServiceKey,
