@@ -129,6 +129,31 @@ fn rvsd_serves_fullnat_through_xdp_with_configured_local_addresses() {
         (LOCAL[1].to_string(), REQUESTS),
     ]);
     assert_eq!(sources(&nginx), want, "the reals see the local addresses");
+    // The reals' replies count in the out direction, all the way to `rvsadm -Ln --stats`
+    // (IPVS's OutPkts/OutBytes; a DR/TUN director's stay 0).
+    let stats = Command::new(rvs_testbed::bin_path("rvsadm"))
+        .args(["-Ln", "--stats", "--exact", "--socket"])
+        .arg(&rvsd.socket)
+        .output()
+        .expect("rvsadm");
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    println!("{stats}");
+    for port in [80, 81] {
+        let name = format!("{vip}:{port} ");
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("TCP") && l.contains(&name))
+            .unwrap_or_else(|| panic!("no line for {name}in\n{stats}"));
+        // Conns InPkts OutPkts InBytes OutBytes
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .skip(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let r = REQUESTS as u64;
+        assert!(n[0] >= r && n[1] >= 5 * r && n[2] >= 4 * r, "{stats}");
+        assert!(n[4] >= 40 * n[2], "{stats}");
+    }
 
     // SIGHUP with another pool for :81: applied to the running service
     std::fs::write(rvsd.config_path(), config(vip, &reals, LOCAL[2])).unwrap();
