@@ -11,6 +11,7 @@ use rvs_core::engine::{
     ConnectionInfo, Engine, EngineError, EngineKind, EngineStats, RealStats, ServiceStats,
     Unsupported,
 };
+use rvs_core::model::ProxyProtocol;
 use rvs_core::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -153,6 +154,9 @@ impl ProxyEngine {
         if protocol == Protocol::Sctp {
             return Err(Self::unsupported(key, SCTP_REASON));
         }
+        if let Some(why) = udp_reason(&key, &options, std::iter::empty()) {
+            return Err(Self::unsupported(key, why));
+        }
         if self.services.contains_key(&key) {
             return Ok(()); // idempotent: a replayed AddService keeps the running listeners
         }
@@ -273,7 +277,43 @@ fn check_real(service: &ServiceKey, real: &RealServer) -> Result<(), EngineError
     if real.method != ForwardMethod::FullNat {
         return Err(ProxyEngine::unsupported(*service, &method_reason(real)));
     }
+    if let Some(why) = udp_reason(service, &ServiceOptions::default(), std::iter::once(real)) {
+        return Err(ProxyEngine::unsupported(*service, why));
+    }
     Ok(())
+}
+
+const UDP_ANY_REASON: &str = "a UDP service on the proxy engine needs a specific VIP address \
+     (0.0.0.0 / ::): its replies must come from the address the client sent to";
+const UDP_PP_REASON: &str = "the PROXY protocol is for TCP: the proxy engine sends no header \
+     on UDP (remove proxy_protocol from this UDP service and its reals)";
+
+/// Why the proxy engine cannot serve UDP service `key` with `options` and `reals` as asked, if
+/// it cannot: an unspecified VIP, or a PROXY protocol header asked for.
+fn udp_reason<'a>(
+    key: &ServiceKey,
+    options: &ServiceOptions,
+    reals: impl IntoIterator<Item = &'a RealServer>,
+) -> Option<&'static str> {
+    let ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr,
+    } = key
+    else {
+        return None;
+    };
+    if addr.ip().is_unspecified() {
+        return Some(UDP_ANY_REASON);
+    }
+    let asked = |p: ProxyProtocol| p != ProxyProtocol::None;
+    if asked(options.proxy.proxy_protocol)
+        || reals
+            .into_iter()
+            .any(|r| r.proxy_protocol.is_some_and(asked))
+    {
+        return Some(UDP_PP_REASON);
+    }
+    None
 }
 
 fn method_reason(real: &RealServer) -> String {
@@ -301,6 +341,9 @@ impl Engine for ProxyEngine {
                 return Err(Unsupported(SCTP_REASON.into()));
             }
             ServiceKey::Addr { .. } => {}
+        }
+        if let Some(why) = udp_reason(&service.key, &service.options, service.reals.values()) {
+            return Err(Unsupported(why.into()));
         }
         match service
             .reals

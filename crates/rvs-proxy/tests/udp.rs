@@ -166,3 +166,45 @@ fn udp_over_ipv6() {
     assert_eq!((from, &buf[..n]), (vip, &b"v6: hello6"[..]));
     assert_eq!(e.stats().services[&key].counters.conns, 1);
 }
+
+/// What the proxy engine cannot do for UDP is refused with the reason, not silently done
+/// wrong: a VIP of 0.0.0.0 (replies would leave from whatever address the kernel picks, not
+/// the one the client sent to) and a PROXY protocol header (only TCP carries one).
+#[test]
+fn unspecified_vips_and_proxy_protocol_are_refused_for_udp() {
+    use rvs_core::desired::{Change, ServiceConfig};
+    use rvs_core::model::ProxyProtocol;
+    let mut e = engine();
+    let vip = udp_vip();
+    let real = fullnat(vip, 1);
+    // A specific VIP without PROXY protocol: fine.
+    let mut svc = ServiceConfig::new(ServiceKey::udp(vip), options(SchedulerKind::Rr));
+    svc.reals.insert(real.addr, real);
+    assert!(e.supports(&svc).is_ok());
+    // Any address: refused by supports() and by apply.
+    let any = std::net::SocketAddr::from(([0, 0, 0, 0], vip.port()));
+    let mut svc_any = ServiceConfig::new(ServiceKey::udp(any), options(SchedulerKind::Rr));
+    svc_any.reals.insert(real.addr, real);
+    assert!(e.supports(&svc_any).unwrap_err().0.contains("specific VIP"));
+    assert!(
+        e.apply(&[Change::AddService {
+            key: ServiceKey::udp(any),
+            options: options(SchedulerKind::Rr),
+        }])
+        .is_err()
+    );
+    // PROXY protocol on the service, or on one real: refused.
+    let mut pp = options(SchedulerKind::Rr);
+    pp.proxy.proxy_protocol = ProxyProtocol::V2;
+    let mut svc_pp = ServiceConfig::new(ServiceKey::udp(vip), pp);
+    svc_pp.reals.insert(real.addr, real);
+    assert!(e.supports(&svc_pp).unwrap_err().0.contains("PROXY protocol"));
+    let mut real_pp = real;
+    real_pp.proxy_protocol = Some(ProxyProtocol::V1);
+    svc.reals.insert(real_pp.addr, real_pp);
+    assert!(e.supports(&svc).unwrap_err().0.contains("PROXY protocol"));
+    // TCP on any address with PROXY protocol stays fine.
+    let mut tcp = ServiceConfig::new(ServiceKey::tcp(any), pp);
+    tcp.reals.insert(real.addr, real);
+    assert!(e.supports(&tcp).is_ok());
+}
