@@ -198,7 +198,12 @@ fn unspecified_vips_and_proxy_protocol_are_refused_for_udp() {
     pp.proxy.proxy_protocol = ProxyProtocol::V2;
     let mut svc_pp = ServiceConfig::new(ServiceKey::udp(vip), pp);
     svc_pp.reals.insert(real.addr, real);
-    assert!(e.supports(&svc_pp).unwrap_err().0.contains("PROXY protocol"));
+    assert!(
+        e.supports(&svc_pp)
+            .unwrap_err()
+            .0
+            .contains("PROXY protocol")
+    );
     let mut real_pp = real;
     real_pp.proxy_protocol = Some(ProxyProtocol::V1);
     svc.reals.insert(real_pp.addr, real_pp);

@@ -260,10 +260,7 @@ impl XdpEngine {
 }
 
 /// (ifindex, our MAC / MTU / first IPv4 and global IPv6 addresses) of an interface.
-pub(crate) fn describe_interface(
-    nl: &Netlink,
-    name: &str,
-) -> Result<(u32, Iface), EngineError> {
+pub(crate) fn describe_interface(nl: &Netlink, name: &str) -> Result<(u32, Iface), EngineError> {
     let err = |e: rvs_net::NetError| EngineError::Io {
         context: format!("interface {name}"),
         source: std::io::Error::other(e.to_string()),
