@@ -64,6 +64,36 @@ fn start() -> XdpEngine {
     .expect("engine")
 }
 
+/// True (with the reason printed) when not root: these tests skip then.
+fn no_root() -> bool {
+    let skip = !rvs_testbed::is_root();
+    if skip {
+        eprintln!("skipping: needs root for namespaces and XDP");
+    }
+    skip
+}
+
+/// Add service `key` with `options` and `reals`.
+fn add(e: &mut XdpEngine, key: ServiceKey, options: ServiceOptions, reals: &[RealServer]) {
+    let mut changes = vec![Change::AddService { key, options }];
+    changes.extend(reals.iter().map(|r| Change::AddReal {
+        service: key,
+        real: *r,
+    }));
+    e.apply(&changes).expect("apply");
+}
+
+/// `-p 300`, per client address.
+fn sticky() -> ServiceOptions {
+    ServiceOptions {
+        persistence: Some(Persistence {
+            timeout: 300,
+            prefix_len: 32,
+        }),
+        ..Default::default()
+    }
+}
+
 fn dr(i: usize) -> RealServer {
     RealServer::new(real_addr(i), ForwardMethod::Dr, 1)
 }
@@ -100,32 +130,15 @@ fn vip(last: u8) -> SocketAddr {
 
 #[test]
 fn a_reused_service_index_starts_clean() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let (a, _b) = director();
     a.in_thread(|| {
         let mut e = start();
         let (ka, kb) = (ServiceKey::tcp(vip(100)), ServiceKey::tcp(vip(200)));
-        let sticky = ServiceOptions {
-            persistence: Some(Persistence {
-                timeout: 300,
-                prefix_len: 32,
-            }),
-            ..Default::default()
-        };
-        e.apply(&[
-            Change::AddService {
-                key: ka,
-                options: sticky,
-            },
-            Change::AddReal {
-                service: ka,
-                real: dr(0),
-            },
-        ])
-        .unwrap();
+        let sticky = sticky();
+        add(&mut e, ka, sticky, &[dr(0)]);
         for i in 0..5 {
             assert_eq!(send(&e, vip(100), client(i), 5000, SYN), Some(0));
         }
@@ -139,17 +152,7 @@ fn a_reused_service_index_starts_clean() {
         };
         assert_eq!(templates(&e), 5, "one template per client");
         e.apply(&[Change::RemoveService(ka)]).unwrap();
-        e.apply(&[
-            Change::AddService {
-                key: kb,
-                options: sticky,
-            },
-            Change::AddReal {
-                service: kb,
-                real: dr(1),
-            },
-        ])
-        .unwrap();
+        add(&mut e, kb, sticky, &[dr(1)]);
         assert_eq!(
             e.real_index(&kb, &real_addr(1)).map(|_| ()),
             Some(()),
@@ -177,8 +180,7 @@ fn a_reused_service_index_starts_clean() {
 
 #[test]
 fn b_overload_clears_when_the_threshold_goes() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let (a, _b) = director();
@@ -187,21 +189,7 @@ fn b_overload_clears_when_the_threshold_goes() {
         let k = ServiceKey::tcp(vip(100));
         let mut r0 = dr(0);
         r0.upper_threshold = 1;
-        e.apply(&[
-            Change::AddService {
-                key: k,
-                options: ServiceOptions::default(),
-            },
-            Change::AddReal {
-                service: k,
-                real: r0,
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(1),
-            },
-        ])
-        .unwrap();
+        add(&mut e, k, ServiceOptions::default(), &[r0, dr(1)]);
         let new_flows_to_r0 = |e: &XdpEngine, sport: u16| {
             (0..60)
                 .filter(|i| send(e, vip(100), client(1000 + i), sport, SYN) == Some(0))
@@ -235,29 +223,14 @@ fn b_overload_clears_when_the_threshold_goes() {
 
 #[test]
 fn c_entries_written_with_the_engine_clock_are_live() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let (a, _b) = director();
     a.in_thread(|| {
         let mut e = start();
         let k = ServiceKey::tcp(vip(100));
-        e.apply(&[
-            Change::AddService {
-                key: k,
-                options: ServiceOptions::default(),
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(0),
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(1),
-            },
-        ])
-        .unwrap();
+        add(&mut e, k, ServiceOptions::default(), &[dr(0), dr(1)]);
         let slots = [
             e.real_index(&k, &real_addr(0)).unwrap(),
             e.real_index(&k, &real_addr(1)).unwrap(),
@@ -300,8 +273,7 @@ fn c_entries_written_with_the_engine_clock_are_live() {
 /// it asked 0.5 s per unresolved real every round before, so every API call stalled.
 #[test]
 fn d_unresolvable_reals_do_not_hold_the_lock() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let (a, _b) = director();
@@ -350,36 +322,15 @@ fn d_unresolvable_reals_do_not_hold_the_lock() {
 #[test]
 fn e_persistent_clients_leave_a_down_or_disabled_real() {
     use rvs_core::model::{AdminState, Health};
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let (a, _b) = director();
     a.in_thread(|| {
         let mut e = start();
         let k = ServiceKey::tcp(vip(100));
-        let sticky = ServiceOptions {
-            persistence: Some(Persistence {
-                timeout: 300,
-                prefix_len: 32,
-            }),
-            ..Default::default()
-        };
-        e.apply(&[
-            Change::AddService {
-                key: k,
-                options: sticky,
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(0),
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(1),
-            },
-        ])
-        .unwrap();
+        let sticky = sticky();
+        add(&mut e, k, sticky, &[dr(0), dr(1)]);
         let c = client(7);
         let first = send(&e, vip(100), c, 6000, SYN).expect("forwarded");
         let other = 1 - first;
@@ -426,37 +377,16 @@ fn e_persistent_clients_leave_a_down_or_disabled_real() {
 /// real later, maybe of another service, which the templates would lead to); the other
 /// reals' templates stay.
 #[test]
-fn e_a_removed_real_takes_its_templates() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+fn g_a_removed_real_takes_its_templates() {
+    if no_root() {
         return;
     }
     let (a, _b) = director();
     a.in_thread(|| {
         let mut e = start();
         let k = ServiceKey::tcp(vip(100));
-        let sticky = ServiceOptions {
-            persistence: Some(Persistence {
-                timeout: 300,
-                prefix_len: 32,
-            }),
-            ..Default::default()
-        };
-        e.apply(&[
-            Change::AddService {
-                key: k,
-                options: sticky,
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(0),
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(1),
-            },
-        ])
-        .unwrap();
+        let sticky = sticky();
+        add(&mut e, k, sticky, &[dr(0), dr(1)]);
         for i in 0..40 {
             assert!(send(&e, vip(100), client(i), 5000, SYN).is_some());
         }
@@ -489,8 +419,7 @@ fn e_a_removed_real_takes_its_templates() {
 /// described like any other; the program's interface tables went up to 4,095 before.
 #[test]
 fn f_an_interface_with_a_large_ifindex_is_attached() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let a = Netns::new("ecbig").unwrap();
@@ -517,8 +446,7 @@ fn f_an_interface_with_a_large_ifindex_is_attached() {
 /// packets go to the new next hop's MAC within a link check (10 upkeep rounds).
 #[test]
 fn h_a_changed_route_to_a_real_is_followed() {
-    if !rvs_testbed::is_root() {
-        eprintln!("skipping: needs root for namespaces and XDP");
+    if no_root() {
         return;
     }
     let (a, _b) = director();
@@ -538,17 +466,7 @@ fn h_a_changed_route_to_a_real_is_followed() {
     a.in_thread(|| {
         let mut e = start();
         let k = ServiceKey::tcp(vip(100));
-        e.apply(&[
-            Change::AddService {
-                key: k,
-                options: ServiceOptions::default(),
-            },
-            Change::AddReal {
-                service: k,
-                real: dr(0),
-            },
-        ])
-        .unwrap();
+        add(&mut e, k, ServiceOptions::default(), &[dr(0)]);
         let dmac = |e: &XdpEngine, sport: u16| {
             let f = packet(
                 DIR_MAC,
