@@ -48,12 +48,7 @@ impl Balancer {
             .map_max_entries("rvs_nat_rev", nat_conns.max(1))
             .map_max_entries("rvs_conns", conns)
             .load(crate::programs::RVS_LB)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
-        prog.load().map_err(prog_err(PROG))?;
+        crate::programs::load_xdp(&mut ebpf, PROG)?;
         Ok(Balancer {
             ebpf,
             batch_ops: true,
@@ -69,11 +64,7 @@ impl Balancer {
     }
 
     fn prog(&self) -> Result<&Xdp, XdpError> {
-        self.ebpf
-            .program(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))
+        crate::programs::xdp(&self.ebpf, PROG)
     }
 
     /// The program itself (e.g. to put its fd in a benchmark's program array).
@@ -378,12 +369,7 @@ impl Balancer {
     }
 
     fn attach_mode(&mut self, interface: &str, generic_only: bool) -> Result<AttachMode, XdpError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
+        let prog: &mut Xdp = crate::programs::xdp_mut(&mut self.ebpf, PROG)?;
         crate::programs::attach(prog, interface, generic_only).map(|(mode, _)| mode)
     }
 }

@@ -35,12 +35,7 @@ impl Bench {
     pub fn load() -> Result<Bench, XdpError> {
         let mut ebpf = Ebpf::load(crate::programs::RVS_BENCH)?;
         for name in [WRAP, RESTORE_ONLY, MAC_SWAP] {
-            let p: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(XdpError::Missing(name))?
-                .try_into()
-                .map_err(prog_err(name))?;
-            p.load().map_err(prog_err(name))?;
+            crate::programs::load_xdp(&mut ebpf, name)?;
         }
         Ok(Bench { ebpf })
     }
@@ -89,12 +84,7 @@ impl Bench {
         frame: &[u8],
         repeat: u32,
     ) -> Result<Timing, XdpError> {
-        let p: &Xdp = self
-            .ebpf
-            .program(program)
-            .ok_or(XdpError::Missing(program))?
-            .try_into()
-            .map_err(prog_err(program))?;
+        let p: &Xdp = crate::programs::xdp(&self.ebpf, program)?;
         time(p, program, frame, repeat)
     }
 }

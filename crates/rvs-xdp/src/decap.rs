@@ -35,21 +35,12 @@ impl Decap {
     /// Load and verify the embedded program.
     pub fn load() -> Result<Decap, XdpError> {
         let mut ebpf = Ebpf::load(crate::programs::RVS_DECAP)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
-        prog.load().map_err(prog_err(PROG))?;
+        crate::programs::load_xdp(&mut ebpf, PROG)?;
         Ok(Decap { ebpf })
     }
 
     fn prog_mut(&mut self) -> Result<&mut Xdp, XdpError> {
-        self.ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))
+        crate::programs::xdp_mut(&mut self.ebpf, PROG)
     }
 
     /// Accept tunnelled packets whose inner destination is `vip`.
@@ -62,12 +53,7 @@ impl Decap {
 
     /// Run one frame through the program: (action, frame after).
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
+        let prog: &Xdp = crate::programs::xdp(&self.ebpf, PROG)?;
         let mut out = vec![0u8; frame.len() + 256];
         let r = prog
             .test_run(TestRunOptions {

@@ -43,21 +43,12 @@ impl Forwarder {
     /// [`Forwarder::configure`]). Needs CAP_BPF / root.
     pub fn load() -> Result<Forwarder, XdpError> {
         let mut ebpf = Ebpf::load(crate::programs::RVS_FORWARD)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
-        prog.load().map_err(prog_err(PROG))?;
+        crate::programs::load_xdp(&mut ebpf, PROG)?;
         Ok(Forwarder { ebpf })
     }
 
     fn prog(&self) -> Result<&Xdp, XdpError> {
-        self.ebpf
-            .program(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))
+        crate::programs::xdp(&self.ebpf, PROG)
     }
 
     /// Forward TCP to `vip:port` over `reals` (their MACs, 1 to [`MAX_REALS`]) with `own_mac` as
@@ -119,12 +110,7 @@ impl Forwarder {
         interface: &str,
         generic: bool,
     ) -> Result<(AttachMode, XdpLinkId), XdpError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG)
-            .ok_or(XdpError::Missing(PROG))?
-            .try_into()
-            .map_err(prog_err(PROG))?;
+        let prog: &mut Xdp = crate::programs::xdp_mut(&mut self.ebpf, PROG)?;
         crate::programs::attach(prog, interface, generic)
     }
 }

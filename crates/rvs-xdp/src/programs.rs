@@ -2,7 +2,8 @@
 //! their XDP programs is attached.
 
 use crate::balancer::AttachMode;
-use crate::error::XdpError;
+use crate::error::{XdpError, prog_err};
+use aya::Ebpf;
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 
@@ -40,4 +41,25 @@ pub(crate) fn attach(
             generic: e.to_string(),
         }),
     }
+}
+
+/// XDP program `name` of `ebpf`.
+pub(crate) fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp, XdpError> {
+    ebpf.program(name)
+        .ok_or(XdpError::Missing(name))?
+        .try_into()
+        .map_err(prog_err(name))
+}
+
+/// XDP program `name` of `ebpf`, mutable (to load or attach it).
+pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, XdpError> {
+    ebpf.program_mut(name)
+        .ok_or(XdpError::Missing(name))?
+        .try_into()
+        .map_err(prog_err(name))
+}
+
+/// Verify and load XDP program `name` of `ebpf` into the kernel.
+pub(crate) fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<(), XdpError> {
+    xdp_mut(ebpf, name)?.load().map_err(prog_err(name))
 }
