@@ -233,11 +233,8 @@ impl ServiceShared {
             dest: self.vaddr,
             now,
         };
-        let scheduled = if exclude.is_empty() {
-            b.runtime.schedule(&req).ok()
-        } else {
-            b.schedule_excluding(&req, exclude)
-        }?;
+        // A retry (after failed connects to `exclude`) picks without rebuilding the scheduler.
+        let scheduled = b.runtime.schedule_again(&req, exclude).ok()?;
         let real = Arc::clone(b.shared.get(&scheduled.addr)?);
         b.runtime.conn_opened(scheduled.conn, false, now);
         Some(Picked {
@@ -267,30 +264,5 @@ impl Balancer {
     fn sync_reals(&mut self) {
         // Addresses are unique in `configs`, so set_reals cannot fail.
         let _ = self.runtime.set_reals(&self.configs);
-    }
-
-    /// The retry path only: schedules with the excluded reals at weight 0 (costs two scheduler
-    /// rebuilds; a persistence template pointing at an excluded real is rebound).
-    fn schedule_excluding(
-        &mut self,
-        req: &PickRequest,
-        exclude: &[SocketAddr],
-    ) -> Option<rvs_core::runtime::Scheduled> {
-        let masked: Vec<RealServer> = self
-            .configs
-            .iter()
-            .map(|c| match exclude.contains(&c.addr) {
-                true => RealServer {
-                    weight: 0,
-                    dynamic_weight: None,
-                    ..*c
-                },
-                false => *c,
-            })
-            .collect();
-        let _ = self.runtime.set_reals(&masked);
-        let picked = self.runtime.schedule(req).ok();
-        self.sync_reals();
-        picked
     }
 }

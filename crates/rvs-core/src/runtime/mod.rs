@@ -129,6 +129,8 @@ pub struct ServiceRuntime {
     /// Slot of each live real, parallel to `states`.
     live: Vec<u32>,
     templates: Option<Templates>,
+    /// Retries that needed a scheduler rebuild ([`ServiceRuntime::retry_rebuilds`]).
+    rebuilds: u64,
 }
 
 impl ServiceRuntime {
@@ -148,6 +150,7 @@ impl ServiceRuntime {
             states: Vec::new(),
             live: Vec::new(),
             templates: options.persistence.map(Templates::new),
+            rebuilds: 0,
         }
     }
 
@@ -214,6 +217,27 @@ impl ServiceRuntime {
     /// one (its real still in the service, weight above 0, not overloaded), else the scheduler
     /// (and the template is bound to the scheduler's pick).
     pub fn schedule(&mut self, req: &PickRequest) -> Result<Scheduled, ScheduleError> {
+        self.schedule_avoiding(req, &[])
+    }
+
+    /// [`ServiceRuntime::schedule`] again after connects to the reals at `avoid` failed: those
+    /// reals are unavailable for this pick only (a persistence template naming one is rebound).
+    /// A scheduler that can pick from its current state does ([`Scheduler::pick_again`]: mh,
+    /// whose rebuild means two 65,537-slot tables); the others are rebuilt with those reals at
+    /// weight 0, and back (microseconds).
+    pub fn schedule_again(
+        &mut self,
+        req: &PickRequest,
+        avoid: &[SocketAddr],
+    ) -> Result<Scheduled, ScheduleError> {
+        self.schedule_avoiding(req, avoid)
+    }
+
+    fn schedule_avoiding(
+        &mut self,
+        req: &PickRequest,
+        avoid: &[SocketAddr],
+    ) -> Result<Scheduled, ScheduleError> {
         if self.states.is_empty() {
             return Err(ScheduleError::NoReals);
         }
@@ -222,14 +246,12 @@ impl ServiceRuntime {
             && let Some(slot) = t.get(key).and_then(|t| t.real)
             && let SlotState::Live(pos) = self.slots[slot as usize].state
             && self.states[pos].available()
+            && !avoid.contains(&self.states[pos].addr)
         {
             t.bind(key, slot, req.now);
             return Ok(self.scheduled(pos, Some(key), true));
         }
-        let n = self.states.len();
-        let pos = (self.scheduler.pick(&self.states, req))
-            .filter(|&p| p < n)
-            .ok_or(ScheduleError::NoneAvailable)?;
+        let pos = self.pick(req, avoid).ok_or(ScheduleError::NoneAvailable)?;
         let slot = self.live[pos];
         if let (Some(t), Some(key)) = (&mut self.templates, key) {
             let had = t.get(key).and_then(|t| t.real);
@@ -243,6 +265,38 @@ impl ServiceRuntime {
             t.bind(key, slot, req.now);
         }
         Ok(self.scheduled(pos, key, false))
+    }
+
+    /// The scheduler's pick, none of `avoid` (see [`ServiceRuntime::schedule_again`]).
+    fn pick(&mut self, req: &PickRequest, avoid: &[SocketAddr]) -> Option<usize> {
+        let n = self.states.len();
+        if avoid.is_empty() {
+            return self.scheduler.pick(&self.states, req).filter(|&p| p < n);
+        }
+        let fits = |p: &usize| *p < n && !avoid.contains(&self.states[*p].addr);
+        let mut masked = self.states.clone();
+        for s in masked.iter_mut().filter(|s| avoid.contains(&s.addr)) {
+            s.overloaded = true;
+        }
+        if let Some(p) = self.scheduler.pick_again(&masked, req).filter(fits) {
+            return Some(p);
+        }
+        if !masked.iter().any(RealState::available) {
+            return None;
+        }
+        for s in masked.iter_mut().filter(|s| avoid.contains(&s.addr)) {
+            s.weight = 0;
+        }
+        self.rebuilds += 1;
+        self.scheduler.rebuild(&masked);
+        let p = self.scheduler.pick(&masked, req).filter(fits);
+        self.scheduler.rebuild(&self.states);
+        p
+    }
+
+    /// How often a retry rebuilt the scheduler (diagnostics, tests).
+    pub fn retry_rebuilds(&self) -> u64 {
+        self.rebuilds
     }
 
     fn scheduled(&self, pos: usize, template: Option<TemplateKey>, from: bool) -> Scheduled {

@@ -303,3 +303,55 @@ fn set_options_changes_scheduler_and_persistence() {
     let s = rt.schedule(&req("198.51.100.1:2")).unwrap();
     assert_eq!(s.conn.template, None);
 }
+
+/// A retry after failed connects never gets a real to avoid, gets another one while any is
+/// available, and rebinds a template naming an avoided real — with every scheduler; the
+/// table schedulers that can probe on (mh) do it without rebuilding the table.
+#[test]
+fn schedule_again_avoids_the_failed_reals_with_every_scheduler() {
+    for kind in SchedulerKind::ALL {
+        for persistence in [
+            None,
+            Some(Persistence {
+                timeout: 300,
+                prefix_len: 32,
+            }),
+        ] {
+            let options = ServiceOptions {
+                scheduler: kind,
+                persistence,
+                ..Default::default()
+            };
+            let mut rt = ServiceRuntime::new(options, SchedulerParams::default());
+            rt.set_reals(&[real(1, 1), real(2, 2), real(3, 1)]).unwrap();
+            for c in 0..50u16 {
+                let client = format!("198.51.100.{}:{}", c % 7 + 1, 1000 + c);
+                let first = rt
+                    .schedule(&req(&client))
+                    .unwrap_or_else(|e| panic!("{kind:?} {persistence:?} client {c}: {e:?}"))
+                    .addr;
+                let second = rt
+                    .schedule_again(&req(&client), &[first])
+                    .unwrap_or_else(|e| panic!("{kind:?} {persistence:?}: {e:?}"))
+                    .addr;
+                assert_ne!(second, first, "{kind:?} {persistence:?}: same real again");
+                let third = rt
+                    .schedule_again(&req(&client), &[first, second])
+                    .unwrap()
+                    .addr;
+                assert!(
+                    third != first && third != second,
+                    "{kind:?} {persistence:?}: an avoided real"
+                );
+                assert_eq!(
+                    rt.schedule_again(&req(&client), &[addr(1), addr(2), addr(3)]),
+                    Err(ScheduleError::NoneAvailable),
+                    "{kind:?}: every real avoided"
+                );
+            }
+            if kind == SchedulerKind::Mh {
+                assert_eq!(rt.retry_rebuilds(), 0, "mh probes on instead of rebuilding");
+            }
+        }
+    }
+}

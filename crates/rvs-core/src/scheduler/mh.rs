@@ -106,6 +106,18 @@ impl Scheduler for MaglevHash {
     }
 
     fn pick(&mut self, reals: &[RealState], req: &PickRequest) -> Option<usize> {
+        self.pick_with(reals, req, self.fallback)
+    }
+
+    /// A retry probes on as `mh-fallback` does: rebuilding the table without the failed real
+    /// (65,537 slots) would cost milliseconds on every retry.
+    fn pick_again(&mut self, reals: &[RealState], req: &PickRequest) -> Option<usize> {
+        self.pick_with(reals, req, true)
+    }
+}
+
+impl MaglevHash {
+    fn pick_with(&self, reals: &[RealState], req: &PickRequest, fallback: bool) -> Option<usize> {
         let table = self.table.as_ref()?;
         let hash = Self::client_hash(req.client, self.port);
         let usable = |i: usize| reals.get(i).filter(|r| r.available()).map(|_| i);
@@ -114,17 +126,17 @@ impl Scheduler for MaglevHash {
         if let Some(i) = usable(real_at(slot)) {
             return Some(i);
         }
-        if !self.fallback {
+        if !fallback {
             return None;
         }
         if let Some(i) = (1..=FALLBACK_PROBES as usize).find_map(|d| usable(real_at(slot + d))) {
             return Some(i);
         }
-        let n = self.available.len() as u32;
-        let i = *self
-            .available
-            .get((hash.rotate_left(16) % n.max(1)) as usize)? as usize;
-        usable(i)
+        // Any available real chosen by the hash (the first usable one from there: on a retry
+        // the real at that place may be the one to avoid).
+        let n = self.available.len();
+        let start = (hash.rotate_left(16) as usize) % n.max(1);
+        (0..n).find_map(|d| usable(self.available[(start + d) % n] as usize))
     }
 }
 

@@ -142,6 +142,15 @@ pub trait Scheduler: Send + Debug {
 
     /// Pick a real for a new connection, or `None` if none is available.
     fn pick(&mut self, reals: &[RealState], req: &PickRequest) -> Option<usize>;
+
+    /// Pick again after the connect to the real first picked failed, without a rebuild
+    /// (`reals` shows the reals to avoid as unavailable; this must leave the scheduler's state
+    /// as valid for `reals` without them as before). `None` (the default) sends the caller to
+    /// a rebuild with those reals at weight 0 and back: cheap for most schedulers, not for a
+    /// 65,537-slot Maglev table, so mh probes on as its fallback does.
+    fn pick_again(&mut self, _reals: &[RealState], _req: &PickRequest) -> Option<usize> {
+        None
+    }
 }
 
 /// Make a scheduler of the given kind.
