@@ -40,7 +40,7 @@
 /* FULLNAT: local addresses per service, first local port, ports tried per new flow. */
 #define RVS_MAX_LADDRS 8
 #define RVS_FNAT_PORT_MIN 1024
-#define RVS_FNAT_PORT_TRIES 16
+#define RVS_FNAT_PORT_TRIES 64
 /* TOA TCP option (FULLNAT SYN and the ACK completing the handshake): kind, length with an
  * IPv4 / an IPv6 client address. */
 #define RVS_TOA_KIND 254
