@@ -58,7 +58,7 @@ fn new_flows_find_a_port_at_ninety_percent_occupancy() {
     }
     let index = |name: &str| {
         (0..abi::RVS_OUTCOME_MAX)
-            .find(|i| abi::outcome_name(*i as u32) == Some(name))
+            .find(|i| abi::outcome_name(*i) == Some(name))
             .unwrap() as usize
     };
     let before = lab.b.outcomes().unwrap();
