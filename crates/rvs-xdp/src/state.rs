@@ -8,9 +8,7 @@ use crate::error::XdpError;
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::Timeouts;
 use rvs_core::maglev::MaglevTable;
-use rvs_core::model::{
-    AdminState, ForwardMethod, Health, Protocol, RealServer, ServiceKey, ServiceOptions,
-};
+use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -59,9 +57,8 @@ impl RealSlot {
 /// operator disabled it (the program then follows no persistence template to it). A drained
 /// real (weight 0, `drain`) is not down: its persistent clients still reach it, as in IPVS.
 fn real_flags(real: &RealServer) -> u8 {
-    let down = real.health == Health::Down || real.admin == AdminState::Disabled;
     let mut flags = abi::RVS_REAL_F_PRESENT as u8;
-    if down {
+    if real.is_down() {
         flags |= abi::RVS_REAL_F_DOWN as u8;
     }
     flags
@@ -194,6 +191,7 @@ pub(crate) fn sync_table(b: &mut Balancer, svc: &mut SvcSlot) -> Result<(), XdpE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvs_core::model::{AdminState, Health};
 
     #[test]
     fn down_or_disabled_reals_are_flagged_drained_ones_not() {

@@ -105,6 +105,14 @@ impl RealServer {
         effective_weight(self.weight, self.admin, self.health, self.dynamic_weight)
     }
 
+    /// Down for persistence: health checks see it down or the operator disabled it. Such a
+    /// real gets no persistent client either (keepalived removes a failed real from IPVS,
+    /// which drops its templates); a drained or overloaded one still gets the clients whose
+    /// template names it, as with IPVS's default (`expire_quiescent_template = 0`).
+    pub fn is_down(&self) -> bool {
+        self.health == Health::Down || self.admin == AdminState::Disabled
+    }
+
     /// The overload flag after a change of the real's connection count (see [`next_overload`]).
     pub fn next_overload(&self, overloaded: bool, total_conns: u32) -> bool {
         next_overload(

@@ -245,7 +245,7 @@ impl ServiceRuntime {
         if let (Some(t), Some(key)) = (&mut self.templates, key)
             && let Some(slot) = t.get(key).and_then(|t| t.real)
             && let SlotState::Live(pos) = self.slots[slot as usize].state
-            && self.states[pos].available()
+            && !self.slots[slot as usize].server.is_down()
             && !avoid.contains(&self.states[pos].addr)
         {
             t.bind(key, slot, req.now);

@@ -240,14 +240,21 @@ fn one_template_covers_every_destination_port() {
 }
 
 #[test]
-fn template_to_unavailable_real_is_not_used_and_is_rebound() {
+fn template_to_a_down_real_is_not_used_and_is_rebound() {
     let mut rt = persistent();
     rt.set_reals(&[real(1, 1), real(2, 1)]).unwrap();
     let first = rt.schedule(&req("198.51.100.1:1")).unwrap();
     assert_eq!(first.addr, addr(1));
     rt.conn_opened(first.conn, true, Timestamp::ZERO);
-    // Weight 0: the template is not used.
+    // Weight 0 (drained): the template is still followed, as IPVS does by default
+    // (expire_quiescent_template = 0); overloaded too.
     rt.set_reals(&[real(1, 0), real(2, 1)]).unwrap();
+    let s = rt.schedule(&req("198.51.100.1:2")).unwrap();
+    assert_eq!((s.addr, s.from_template), (addr(1), true));
+    // Down by health checks (or disabled, below): the template is not used.
+    let mut down = real(1, 1);
+    down.health = crate::model::Health::Down;
+    rt.set_reals(&[down, real(2, 1)]).unwrap();
     let s = rt.schedule(&req("198.51.100.1:2")).unwrap();
     assert_eq!((s.addr, s.from_template), (addr(2), false));
     assert_eq!(rt.persistent_conns(first.conn.real), 0);
@@ -258,6 +265,19 @@ fn template_to_unavailable_real_is_not_used_and_is_rebound() {
     rt.set_reals(&[real(1, 1)]).unwrap();
     let s = rt.schedule(&req("198.51.100.1:4")).unwrap();
     assert_eq!((s.addr, s.from_template), (addr(1), false));
+}
+
+#[test]
+fn template_to_a_disabled_real_is_not_used() {
+    let mut rt = persistent();
+    rt.set_reals(&[real(1, 1), real(2, 1)]).unwrap();
+    let first = rt.schedule(&req("198.51.100.1:1")).unwrap();
+    assert_eq!(first.addr, addr(1));
+    let mut disabled = real(1, 1);
+    disabled.admin = crate::model::AdminState::Disabled;
+    rt.set_reals(&[disabled, real(2, 1)]).unwrap();
+    let s = rt.schedule(&req("198.51.100.1:2")).unwrap();
+    assert_eq!((s.addr, s.from_template), (addr(2), false));
 }
 
 #[test]
