@@ -244,6 +244,20 @@ fn timeouts_state_health_and_unknown_paths() {
     assert_eq!(d.get("/v1/timeouts").json()["tcp"], 50);
     let r = d.req("PUT", "/v1/timeouts", Some(r#"{"tcp": -1}"#));
     assert_eq!((r.status, r.kind().as_str()), (400, "bad_json"));
+    // 0 would end every connection at once: refused with the field, nothing changed.
+    let r = d.req(
+        "PUT",
+        "/v1/timeouts",
+        Some(r#"{"tcp": 0, "tcp_fin": 10, "udp": 0}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("timeouts.tcp must be at least 1 second")
+            && r.body.contains("timeouts.udp must be"),
+        "{}",
+        r.body
+    );
+    assert_eq!(d.get("/v1/timeouts").json()["tcp"], 50);
 
     // whole-state replace: valid, then invalid (nothing changes, every error reported)
     let mut s = state(&d);
@@ -256,7 +270,7 @@ fn timeouts_state_health_and_unknown_paths() {
         s,
         "replaced atomically: the API-added service is gone"
     );
-    let bad = json!({"timeouts": {"tcp": 1, "tcp_fin": 1, "udp": 1}, "services": [
+    let bad = json!({"timeouts": {"tcp": 1, "tcp_fin": 0, "udp": 1}, "services": [
         {"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.3:80"},
          "options": {"scheduler": "rr"},
          "reals": {"10.0.0.7:80": {"addr": "10.0.0.7:80", "method": "dr", "weight": 70000},
@@ -270,7 +284,9 @@ fn timeouts_state_health_and_unknown_paths() {
     );
     let e = r.json()["error"].as_str().unwrap().to_string();
     assert!(
-        e.contains("weight 70000") && e.contains("threshold"),
+        e.contains("weight 70000")
+            && e.contains("threshold")
+            && e.contains("timeouts.tcp_fin must be at least 1 second"),
         "every error reported: {e}"
     );
     let mut twice = s.clone();

@@ -47,6 +47,10 @@ pub async fn put_timeouts(
     body: Bytes,
 ) -> Result<Json<Timeouts>, ApiError> {
     let t: Timeouts = json(&body)?;
+    let zero = zero_timeouts(&t);
+    if !zero.is_empty() {
+        return Err(UpdateError::Invalid(zero).into());
+    }
     let mut d = lock(&d);
     d.update(|s| {
         s.timeouts = t;
@@ -73,12 +77,22 @@ pub async fn put_state(
     Ok(Json(d.desired().clone()))
 }
 
+/// A timeout of 0 would end every connection at once (ipvsadm's `--set 0` means "leave it";
+/// rvsadm sends the current value then): one error per zero field.
+fn zero_timeouts(t: &Timeouts) -> Vec<String> {
+    [("tcp", t.tcp), ("tcp_fin", t.tcp_fin), ("udp", t.udp)]
+        .into_iter()
+        .filter(|(_, v)| *v == 0)
+        .map(|(name, _)| format!("timeouts.{name} must be at least 1 second"))
+        .collect()
+}
+
 fn validated(given: DesiredState) -> Result<DesiredState, Vec<String>> {
     let mut out = DesiredState {
         timeouts: given.timeouts,
         ..Default::default()
     };
-    let mut errors = Vec::new();
+    let mut errors = zero_timeouts(&out.timeouts);
     for (key, svc) in given.services {
         if svc.key != key {
             errors.push(format!(
