@@ -30,6 +30,7 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_nat_rev", NatRev, ["orig" => orig, "nh_expires_ns" => nh_expires_ns, "nh_ingress" => nh_ingress, "nh_ifindex" => nh_ifindex, "nh_dmac" => nh_dmac, "nh_smac" => nh_smac, "real" => real]);
     layout!(v, "rvs_decap_key", DecapKey, ["addr" => addr, "family" => family]);
     layout!(v, "rvs_bench_frame", BenchFrame, ["len" => len, "vary_offset" => vary_offset, "counter" => counter, "data" => data]);
+    layout!(v, "rvs_fnat_pool", FnatPool, ["count" => count, "addrs" => addrs]);
     layout!(v, "rvs_fwd_config", FwdConfig, ["vip" => vip, "port" => port, "own_mac" => own_mac, "count" => count, "macs" => macs]);
     v
 }
