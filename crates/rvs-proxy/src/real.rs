@@ -25,7 +25,14 @@ pub struct RealShared {
     /// sessions end (checked per datagram, and the sessions are woken through `reset`), the
     /// client's next datagram is rescheduled.
     available: AtomicBool,
+    /// Failed connects to the real (refused, failed, timed out), and when (engine clock, ms)
+    /// one was last logged: at most one log line per real per [`FAILURE_LOG_MS`].
+    connect_failures: AtomicU64,
+    failure_logged_ms: AtomicU64,
 }
+
+/// At most one "connect failed" line per real per this many milliseconds.
+pub const FAILURE_LOG_MS: u64 = 10_000;
 
 /// Why a UDP session's real no longer serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +61,38 @@ impl RealShared {
             reset_generation: AtomicU64::new(0),
             reset: Notify::new(),
             available: AtomicBool::new(true),
+            connect_failures: AtomicU64::new(0),
+            failure_logged_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A connect to this real failed (`why`: refused, timed out, the error) at `now_ms`: count
+    /// it, and log it with the real's address unless a line for this real went out within
+    /// [`FAILURE_LOG_MS`] (the engine-wide outcome counters do not say which real fails).
+    /// Returns whether it logged.
+    pub fn connect_failed(&self, why: &dyn std::fmt::Display, now_ms: u64) -> bool {
+        let n = self.connect_failures.fetch_add(1, Relaxed) + 1;
+        let last = self.failure_logged_ms.load(Relaxed);
+        let due = n == 1 || now_ms.saturating_sub(last) >= FAILURE_LOG_MS;
+        if !due
+            || self
+                .failure_logged_ms
+                .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        log::warn!(
+            "proxy: connect to real {} failed: {why} ({n} failed connects to it so far; \
+             retried on another real where allowed)",
+            self.addr
+        );
+        true
+    }
+
+    /// Failed connects to this real since it was configured.
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_failures.load(Relaxed)
     }
 
     /// The real's PROXY-protocol override.
@@ -119,5 +157,24 @@ impl RealShared {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every failed connect is counted; a line is logged for the first and then at most once
+    /// per FAILURE_LOG_MS per real.
+    #[test]
+    fn connect_failures_are_counted_and_logged_at_most_every_ten_seconds() {
+        let r = RealShared::new("127.0.0.1:9".parse().unwrap(), None);
+        let why = "connection refused";
+        assert!(r.connect_failed(&why, 0), "the first is logged");
+        assert!(!r.connect_failed(&why, 1_000));
+        assert!(!r.connect_failed(&why, FAILURE_LOG_MS - 1));
+        assert!(r.connect_failed(&why, FAILURE_LOG_MS + 1));
+        assert!(!r.connect_failed(&why, FAILURE_LOG_MS + 2));
+        assert_eq!(r.connect_failures(), 5);
     }
 }

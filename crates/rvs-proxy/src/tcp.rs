@@ -254,11 +254,19 @@ async fn connect_with_retries(
                 svc.counters.add_conn();
                 return Some((server, picked, guard));
             }
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                Outcomes::bump(&engine.outcomes.connect_refused)
+            Ok(Err(e)) => {
+                let refused = e.kind() == io::ErrorKind::ConnectionRefused;
+                Outcomes::bump(match refused {
+                    true => &engine.outcomes.connect_refused,
+                    false => &engine.outcomes.connect_error,
+                });
+                real.connect_failed(&e, engine.clock.now_ms());
             }
-            Ok(Err(_)) => Outcomes::bump(&engine.outcomes.connect_error),
-            Err(_) => Outcomes::bump(&engine.outcomes.connect_timeout),
+            Err(_) => {
+                Outcomes::bump(&engine.outcomes.connect_timeout);
+                let why = format!("no answer within {} ms", timeout.as_millis());
+                real.connect_failed(&why, engine.clock.now_ms());
+            }
         }
         drop(guard);
         failed.push(real.addr);
