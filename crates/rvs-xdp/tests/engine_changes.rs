@@ -73,6 +73,20 @@ fn no_root() -> bool {
     skip
 }
 
+/// Run `f` with an engine attached in a fresh director namespace ([`director`], [`start`]),
+/// shut down afterwards; skips (printing why) when not root.
+fn with_engine(f: impl FnOnce(&mut XdpEngine) + Send) {
+    if no_root() {
+        return;
+    }
+    let (a, _b) = director();
+    a.in_thread(|| {
+        let mut e = start();
+        f(&mut e);
+        e.shutdown();
+    });
+}
+
 /// Add service `key` with `options` and `reals`.
 fn add(e: &mut XdpEngine, key: ServiceKey, options: ServiceOptions, reals: &[RealServer]) {
     let mut changes = vec![Change::AddService { key, options }];
@@ -130,17 +144,12 @@ fn vip(last: u8) -> SocketAddr {
 
 #[test]
 fn a_reused_service_index_starts_clean() {
-    if no_root() {
-        return;
-    }
-    let (a, _b) = director();
-    a.in_thread(|| {
-        let mut e = start();
+    with_engine(|e| {
         let (ka, kb) = (ServiceKey::tcp(vip(100)), ServiceKey::tcp(vip(200)));
         let sticky = sticky();
-        add(&mut e, ka, sticky, &[dr(0)]);
+        add(e, ka, sticky, &[dr(0)]);
         for i in 0..5 {
-            assert_eq!(send(&e, vip(100), client(i), 5000, SYN), Some(0));
+            assert_eq!(send(e, vip(100), client(i), 5000, SYN), Some(0));
         }
         let st = e.stats();
         assert_eq!(st.services[&ka].counters.conns, 5, "{:?}", st.services[&ka]);
@@ -150,9 +159,9 @@ fn a_reused_service_index_starts_clean() {
                 .filter(|c| c.state == "NONE")
                 .count()
         };
-        assert_eq!(templates(&e), 5, "one template per client");
+        assert_eq!(templates(e), 5, "one template per client");
         e.apply(&[Change::RemoveService(ka)]).unwrap();
-        add(&mut e, kb, sticky, &[dr(1)]);
+        add(e, kb, sticky, &[dr(1)]);
         assert_eq!(
             e.real_index(&kb, &real_addr(1)).map(|_| ()),
             Some(()),
@@ -166,40 +175,34 @@ fn a_reused_service_index_starts_clean() {
             "a new service inherited counters: {b:?}"
         );
         assert_eq!(
-            templates(&e),
+            templates(e),
             0,
             "the removed service's templates went with it"
         );
         // The same clients now go to B's real.
         for i in 0..5 {
-            assert_eq!(send(&e, vip(200), client(i), 5001, SYN), Some(1));
+            assert_eq!(send(e, vip(200), client(i), 5001, SYN), Some(1));
         }
-        e.shutdown();
     });
 }
 
 #[test]
 fn b_overload_clears_when_the_threshold_goes() {
-    if no_root() {
-        return;
-    }
-    let (a, _b) = director();
-    a.in_thread(|| {
-        let mut e = start();
+    with_engine(|e| {
         let k = ServiceKey::tcp(vip(100));
         let mut r0 = dr(0);
         r0.upper_threshold = 1;
-        add(&mut e, k, ServiceOptions::default(), &[r0, dr(1)]);
+        add(e, k, ServiceOptions::default(), &[r0, dr(1)]);
         let new_flows_to_r0 = |e: &XdpEngine, sport: u16| {
             (0..60)
                 .filter(|i| send(e, vip(100), client(1000 + i), sport, SYN) == Some(0))
                 .count()
         };
-        assert!(new_flows_to_r0(&e, 6000) > 10, "r0 takes new flows");
+        assert!(new_flows_to_r0(e, 6000) > 10, "r0 takes new flows");
         // Those 10+ live flows put r0 over its threshold of 1 within a few upkeep rounds.
         // (Fresh client ports every time: a SYN on an existing entry follows it.)
         let (t0, mut sport) = (Instant::now(), 6001);
-        while new_flows_to_r0(&e, sport) > 0 {
+        while new_flows_to_r0(e, sport) > 0 {
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "r0 never overloaded"
@@ -214,23 +217,17 @@ fn b_overload_clears_when_the_threshold_goes() {
         }])
         .unwrap();
         assert!(
-            new_flows_to_r0(&e, sport + 1) > 10,
+            new_flows_to_r0(e, sport + 1) > 10,
             "r0 takes new flows again as soon as its threshold is removed"
         );
-        e.shutdown();
     });
 }
 
 #[test]
 fn c_entries_written_with_the_engine_clock_are_live() {
-    if no_root() {
-        return;
-    }
-    let (a, _b) = director();
-    a.in_thread(|| {
-        let mut e = start();
+    with_engine(|e| {
         let k = ServiceKey::tcp(vip(100));
-        add(&mut e, k, ServiceOptions::default(), &[dr(0), dr(1)]);
+        add(e, k, ServiceOptions::default(), &[dr(0), dr(1)]);
         let slots = [
             e.real_index(&k, &real_addr(0)).unwrap(),
             e.real_index(&k, &real_addr(1)).unwrap(),
@@ -239,7 +236,7 @@ fn c_entries_written_with_the_engine_clock_are_live() {
         let mut followed = 0;
         for i in 0..200u32 {
             let c = client(i);
-            let maglev = send(&e, vip(100), c, 7000, SYN).expect("scheduled");
+            let maglev = send(e, vip(100), c, 7000, SYN).expect("scheduled");
             let other = 1 - maglev;
             let sport: u16 = 7001;
             let key = abi::FlowKey {
@@ -259,12 +256,11 @@ fn c_entries_written_with_the_engine_clock_are_live() {
                 ..Default::default()
             };
             e.insert_conns(&[(key, conn)]).unwrap();
-            if send(&e, vip(100), c, sport, ACK) == Some(other) {
+            if send(e, vip(100), c, sport, ACK) == Some(other) {
                 followed += 1;
             }
         }
         assert_eq!(followed, 200, "synced entries the program took as expired");
-        e.shutdown();
     });
 }
 
@@ -273,12 +269,7 @@ fn c_entries_written_with_the_engine_clock_are_live() {
 /// it asked 0.5 s per unresolved real every round before, so every API call stalled.
 #[test]
 fn d_unresolvable_reals_do_not_hold_the_lock() {
-    if no_root() {
-        return;
-    }
-    let (a, _b) = director();
-    a.in_thread(|| {
-        let mut e = start();
+    with_engine(|e| {
         let k = ServiceKey::tcp(vip(100));
         let mut changes = vec![Change::AddService {
             key: k,
@@ -312,7 +303,6 @@ fn d_unresolvable_reals_do_not_hold_the_lock() {
             worst < Duration::from_millis(400),
             "a stats call waited {worst:?}"
         );
-        e.shutdown();
     });
 }
 
@@ -322,17 +312,12 @@ fn d_unresolvable_reals_do_not_hold_the_lock() {
 #[test]
 fn e_persistent_clients_leave_a_down_or_disabled_real() {
     use rvs_core::model::{AdminState, Health};
-    if no_root() {
-        return;
-    }
-    let (a, _b) = director();
-    a.in_thread(|| {
-        let mut e = start();
+    with_engine(|e| {
         let k = ServiceKey::tcp(vip(100));
         let sticky = sticky();
-        add(&mut e, k, sticky, &[dr(0), dr(1)]);
+        add(e, k, sticky, &[dr(0), dr(1)]);
         let c = client(7);
-        let first = send(&e, vip(100), c, 6000, SYN).expect("forwarded");
+        let first = send(e, vip(100), c, 6000, SYN).expect("forwarded");
         let other = 1 - first;
         let edit = |e: &mut XdpEngine, i: usize, health: Health, admin: AdminState| {
             let mut r = dr(i);
@@ -344,32 +329,31 @@ fn e_persistent_clients_leave_a_down_or_disabled_real() {
             }])
             .unwrap();
         };
-        edit(&mut e, first, Health::Down, AdminState::Enabled);
+        edit(e, first, Health::Down, AdminState::Enabled);
         for p in 6001..6011 {
             assert_eq!(
-                send(&e, vip(100), c, p, SYN),
+                send(e, vip(100), c, p, SYN),
                 Some(other),
                 "port {p}: real {first} is down"
             );
         }
-        edit(&mut e, first, Health::Up, AdminState::Enabled);
-        edit(&mut e, other, Health::Up, AdminState::Drain);
+        edit(e, first, Health::Up, AdminState::Enabled);
+        edit(e, other, Health::Up, AdminState::Drain);
         for p in 6011..6021 {
             assert_eq!(
-                send(&e, vip(100), c, p, SYN),
+                send(e, vip(100), c, p, SYN),
                 Some(other),
                 "port {p}: a drained real keeps its persistent client"
             );
         }
-        edit(&mut e, other, Health::Up, AdminState::Disabled);
+        edit(e, other, Health::Up, AdminState::Disabled);
         for p in 6021..6031 {
             assert_eq!(
-                send(&e, vip(100), c, p, SYN),
+                send(e, vip(100), c, p, SYN),
                 Some(first),
                 "port {p}: real {other} is disabled"
             );
         }
-        e.shutdown();
     });
 }
 
@@ -378,17 +362,12 @@ fn e_persistent_clients_leave_a_down_or_disabled_real() {
 /// reals' templates stay.
 #[test]
 fn g_a_removed_real_takes_its_templates() {
-    if no_root() {
-        return;
-    }
-    let (a, _b) = director();
-    a.in_thread(|| {
-        let mut e = start();
+    with_engine(|e| {
         let k = ServiceKey::tcp(vip(100));
         let sticky = sticky();
-        add(&mut e, k, sticky, &[dr(0), dr(1)]);
+        add(e, k, sticky, &[dr(0), dr(1)]);
         for i in 0..40 {
-            assert!(send(&e, vip(100), client(i), 5000, SYN).is_some());
+            assert!(send(e, vip(100), client(i), 5000, SYN).is_some());
         }
         let slots = [
             e.real_index(&k, &real_addr(0)).unwrap(),
@@ -402,16 +381,15 @@ fn g_a_removed_real_takes_its_templates() {
                 .filter(|(_, t)| t.real == slots[i])
                 .count()
         };
-        let (t0, t1) = (templates_of(&e, 0), templates_of(&e, 1));
+        let (t0, t1) = (templates_of(e, 0), templates_of(e, 1));
         assert!(t0 > 0 && t1 > 0 && t0 + t1 == 40, "{t0} + {t1}");
         e.apply(&[Change::RemoveReal {
             service: k,
             addr: real_addr(0),
         }])
         .unwrap();
-        assert_eq!(templates_of(&e, 0), 0, "the removed real's templates");
-        assert_eq!(templates_of(&e, 1), t1, "the other real's templates stay");
-        e.shutdown();
+        assert_eq!(templates_of(e, 0), 0, "the removed real's templates");
+        assert_eq!(templates_of(e, 1), t1, "the other real's templates stay");
     });
 }
 
