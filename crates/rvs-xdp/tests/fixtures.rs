@@ -905,30 +905,6 @@ fn conn_state(lab: &Lab, svc: u32, client: SocketAddr) -> Option<u32> {
     conn_of(lab, svc, client).map(|c| c.state)
 }
 
-fn flow_key(lab: &Lab, svc: u32, client: SocketAddr) -> abi::FlowKey {
-    let s = lab.svc(svc);
-    let (src, family) = abi::addr_of(client.ip());
-    abi::FlowKey {
-        src,
-        dst: abi::addr_of(s.vip.ip()).0,
-        sport: client.port().to_be(),
-        dport: s.vip.port().to_be(),
-        proto: s.proto,
-        family,
-        pad: [0; 2],
-    }
-}
-
-fn conn_of(lab: &Lab, svc: u32, client: SocketAddr) -> Option<abi::Conn> {
-    let key = flow_key(lab, svc, client);
-    lab.b
-        .conns()
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, c)| c)
-}
-
 /// DR and TUN flows follow IPVS's input-only TCP states (the director never sees replies):
 /// each packet is forwarded and leaves its entry in the expected state; per-state timeouts
 /// decide whether an old entry still holds its flow.

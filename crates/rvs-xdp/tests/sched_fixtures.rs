@@ -166,32 +166,6 @@ fn persistence_and_down_reals(lab: &mut Lab) {
     lab.set_weights(PERSIST, &[(0, 1), (1, 1)]);
 }
 
-/// The connection-table key of `c`'s flow to service `svc`.
-fn flow_key(lab: &Lab, svc: u32, c: SocketAddr) -> abi::FlowKey {
-    let s = lab.svc(svc);
-    let (src, family) = abi::addr_of(c.ip());
-    abi::FlowKey {
-        src,
-        dst: abi::addr_of(s.vip.ip()).0,
-        sport: c.port().to_be(),
-        dport: s.vip.port().to_be(),
-        proto: s.proto,
-        family,
-        pad: [0; 2],
-    }
-}
-
-/// The connection entry of `c`'s flow to service `svc`, if any.
-fn conn_of(lab: &Lab, svc: u32, c: SocketAddr) -> Option<abi::Conn> {
-    let key = flow_key(lab, svc, c);
-    lab.b
-        .conns()
-        .unwrap()
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
 /// A client reuses its tuple for a new connection (a SYN without ACK) while the old flow's
 /// entry is closing: TIME_WAIT, CLOSE, or (DR/TUN, which see only the client's side) FIN_WAIT.
 /// As IPVS (conn_reuse_mode), the SYN is scheduled afresh, so it avoids the old real when that

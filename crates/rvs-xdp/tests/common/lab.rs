@@ -299,6 +299,32 @@ pub fn encapsulated(input: &[u8], r: LabReal) -> Vec<u8> {
     }
 }
 
+/// The connection-table key of `client`'s flow to service `svc`.
+pub fn flow_key(lab: &Lab, svc: u32, client: SocketAddr) -> abi::FlowKey {
+    let s = lab.svc(svc);
+    let (src, family) = abi::addr_of(client.ip());
+    abi::FlowKey {
+        src,
+        dst: abi::addr_of(s.vip.ip()).0,
+        sport: client.port().to_be(),
+        dport: s.vip.port().to_be(),
+        proto: s.proto,
+        family,
+        pad: [0; 2],
+    }
+}
+
+/// The connection entry of `client`'s flow to service `svc`, if any.
+pub fn conn_of(lab: &Lab, svc: u32, client: SocketAddr) -> Option<abi::Conn> {
+    let key = flow_key(lab, svc, client);
+    lab.b
+        .conns()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, c)| c)
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
