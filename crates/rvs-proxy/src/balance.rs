@@ -28,6 +28,10 @@ pub struct ServiceShared {
     one_packet: AtomicBool,
     /// Set once the service is removed (or the engine stops).
     removed: AtomicBool,
+    /// FULLNAT local addresses the connections to the reals leave from (round robin over
+    /// those of the real's family; none of it: the host's choice).
+    local: Mutex<Vec<std::net::IpAddr>>,
+    next_local: std::sync::atomic::AtomicUsize,
     inner: Mutex<Balancer>,
 }
 
@@ -68,6 +72,8 @@ impl ServiceShared {
             counters: AtomicCounters::default(),
             one_packet: AtomicBool::new(options.one_packet),
             removed: AtomicBool::new(false),
+            local: Mutex::new(Vec::new()),
+            next_local: std::sync::atomic::AtomicUsize::new(0),
             inner: Mutex::new(Balancer {
                 runtime: ServiceRuntime::new(options, SchedulerParams::default()),
                 configs: Vec::new(),
@@ -75,6 +81,29 @@ impl ServiceShared {
                 removed: Vec::new(),
             }),
         }
+    }
+
+    /// The FULLNAT local addresses of the service (empty: the host's own address).
+    pub fn set_local(&self, addrs: Vec<std::net::IpAddr>) {
+        *self.local.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
+    }
+
+    /// The local address a new connection to `real` leaves from: the next of the service's
+    /// local addresses of the real's family, round robin; `None` when it has none.
+    pub fn local_for(&self, real: SocketAddr) -> Option<std::net::IpAddr> {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let fits: Vec<std::net::IpAddr> = local
+            .iter()
+            .filter(|a| a.is_ipv4() == real.is_ipv4())
+            .copied()
+            .collect();
+        if fits.is_empty() {
+            return None;
+        }
+        let i = self
+            .next_local
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(fits[i % fits.len()])
     }
 
     fn lock(&self) -> MutexGuard<'_, Balancer> {

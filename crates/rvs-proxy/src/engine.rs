@@ -14,7 +14,7 @@ use rvs_core::engine::{
 use rvs_core::model::ProxyProtocol;
 use rvs_core::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::task::AbortHandle;
 
@@ -32,6 +32,10 @@ pub struct ProxyEngineConfig {
     /// quarter of the open-files limit ([`udp_sessions_default`]), so UDP clients on new source
     /// ports cannot take the descriptors TCP connections and the control API need.
     pub udp_sessions: usize,
+    /// FULLNAT local addresses every service's connections to its reals leave from (those of
+    /// the real's family, round robin) unless the service has its own
+    /// ([`ProxyEngine::set_fullnat_pool`]); empty: the host's own address.
+    pub fullnat_local: Vec<IpAddr>,
 }
 
 impl Default for ProxyEngineConfig {
@@ -41,6 +45,7 @@ impl Default for ProxyEngineConfig {
             splice: cfg!(target_os = "linux"),
             backlog: 4096,
             udp_sessions: 0,
+            fullnat_local: Vec::new(),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct ProxyEngine {
     workers: Vec<Worker>,
     services: BTreeMap<ServiceKey, ServiceEntry>,
     config: ProxyEngineConfig,
+    /// Services' own FULLNAT local addresses ([`ProxyEngine::set_fullnat_pool`]).
+    pools: BTreeMap<ServiceKey, Vec<IpAddr>>,
 }
 
 impl ProxyEngine {
@@ -108,7 +115,29 @@ impl ProxyEngine {
             workers,
             services: BTreeMap::new(),
             config,
+            pools: BTreeMap::new(),
         })
+    }
+
+    /// Give service `key` its own FULLNAT local addresses (empty: back to
+    /// [`ProxyEngineConfig::fullnat_local`]); new connections to its reals leave from them.
+    pub fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) {
+        if addrs.is_empty() {
+            self.pools.remove(&key);
+        } else {
+            self.pools.insert(key, addrs);
+        }
+        if let Some(entry) = self.services.get(&key) {
+            entry.shared.set_local(self.local_of(&key));
+        }
+    }
+
+    /// The local addresses of service `key`: its own, else the engine's default.
+    fn local_of(&self, key: &ServiceKey) -> Vec<IpAddr> {
+        self.pools
+            .get(key)
+            .unwrap_or(&self.config.fullnat_local)
+            .clone()
     }
 
     /// Number of worker threads.
@@ -161,6 +190,7 @@ impl ProxyEngine {
             return Ok(()); // idempotent: a replayed AddService keeps the running listeners
         }
         let shared = Arc::new(ServiceShared::new(key, protocol, addr, options));
+        shared.set_local(self.local_of(&key));
         let io_err = |source| EngineError::Io {
             context: format!("binding {key}"),
             source,

@@ -245,7 +245,7 @@ async fn connect_with_retries(
             &engine.clock,
         );
         let timeout = Duration::from_millis(opts.connect_timeout_ms.max(1) as u64);
-        match crate::ticker::within(timeout, connect(real.addr))
+        match crate::ticker::within(timeout, connect(real.addr, svc.local_for(real.addr)))
             .await
             .ok_or(())
         {
@@ -278,14 +278,18 @@ async fn connect_with_retries(
     }
 }
 
-/// A non-blocking connect to `addr`, registered with the reactor, with `TCP_NODELAY`.
-async fn connect(addr: SocketAddr) -> io::Result<Sock> {
+/// A non-blocking connect to `addr`, from `local` if given (a FULLNAT local address), registered
+/// with the reactor, with `TCP_NODELAY`.
+async fn connect(addr: SocketAddr, local: Option<std::net::IpAddr>) -> io::Result<Sock> {
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.nonblocking().cloexec(),
         None,
     )?;
     sock.set_tcp_nodelay(true)?;
+    if let Some(l) = local {
+        crate::listen::bind_local(&sock, l)?;
+    }
     match sock.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

@@ -159,7 +159,7 @@ async fn session_for(
             return None;
         }
     };
-    let upstream = match connect_upstream(real.addr).await {
+    let upstream = match connect_upstream(real.addr, svc.local_for(real.addr)).await {
         Ok(u) => u,
         Err(_) => {
             svc.conn_closed(picked.conn, false, now);
@@ -238,12 +238,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn connect_upstream(real: SocketAddr) -> io::Result<UdpSocket> {
+async fn connect_upstream(real: SocketAddr, local: Option<IpAddr>) -> io::Result<UdpSocket> {
     let any: IpAddr = match real {
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let u = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    let u = UdpSocket::bind(SocketAddr::new(local.unwrap_or(any), 0)).await?;
     u.connect(real).await?;
     Ok(u)
 }

@@ -27,15 +27,19 @@ pub type Placement = Result<EngineKind, String>;
 /// the xdp engine takes.
 pub trait ManagedEngine: Engine {
     /// Give service `key` its own FULLNAT local addresses (empty: back to the engine's
-    /// default pool). Engines without local addresses (the proxy connects from the host's own
-    /// addresses) ignore it.
+    /// default pool). Both engines use them; an engine without any ignores it.
     fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), String> {
         let _ = (key, addrs);
         Ok(())
     }
 }
 
-impl ManagedEngine for rvs_proxy::ProxyEngine {}
+impl ManagedEngine for rvs_proxy::ProxyEngine {
+    fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), String> {
+        rvs_proxy::ProxyEngine::set_fullnat_pool(self, key, addrs);
+        Ok(())
+    }
+}
 
 #[cfg(feature = "xdp")]
 impl ManagedEngine for rvs_xdp::XdpEngine {
