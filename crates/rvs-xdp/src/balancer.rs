@@ -7,11 +7,11 @@
 use crate::abi::{
     self, Config, Conn, Counters, FlowKey, Iface, Persist, PersistKey, Real, Service, VipKey,
 };
-use crate::error::{XdpError, map_err, prog_err};
+use crate::error::{XdpError, map_err};
 use crate::whole_map;
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 
 const PROG: &str = "rvs_lb";
 
@@ -347,15 +347,7 @@ impl Balancer {
     /// Run one frame through the program (`BPF_PROG_TEST_RUN`): the XDP action and the frame
     /// as the program left it.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let mut out = vec![0u8; frame.len() + 512];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        };
-        let r = self.prog()?.test_run(opts).map_err(prog_err(PROG))?;
-        out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out))
+        crate::programs::test_run(&self.ebpf, PROG, frame, 512)
     }
 
     /// Attach to `interface` in generic (SKB) mode only.

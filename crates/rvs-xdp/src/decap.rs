@@ -8,8 +8,8 @@ use crate::balancer::AttachMode;
 use crate::error::{XdpError, map_err, prog_err};
 use aya::Ebpf;
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
+use aya::programs::Xdp;
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -53,17 +53,7 @@ impl Decap {
 
     /// Run one frame through the program: (action, frame after).
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let prog: &Xdp = crate::programs::xdp(&self.ebpf, PROG)?;
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .map_err(prog_err(PROG))?;
-        out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out))
+        crate::programs::test_run(&self.ebpf, PROG, frame, 256)
     }
 
     /// Packets decapsulated so far (all CPUs).

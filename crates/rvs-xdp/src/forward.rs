@@ -8,11 +8,11 @@
 
 use crate::abi::{self, FwdConfig};
 use crate::balancer::AttachMode;
-use crate::error::{XdpError, map_err, prog_err};
+use crate::error::{XdpError, map_err};
 use aya::Ebpf;
 use aya::maps::{Array, MapData, PerCpuArray};
+use aya::programs::Xdp;
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{TestRun, TestRunOptions, Xdp};
 use std::net::Ipv4Addr;
 
 const PROG: &str = "rvs_forward";
@@ -45,10 +45,6 @@ impl Forwarder {
         let mut ebpf = Ebpf::load(crate::programs::RVS_FORWARD)?;
         crate::programs::load_xdp(&mut ebpf, PROG)?;
         Ok(Forwarder { ebpf })
-    }
-
-    fn prog(&self) -> Result<&Xdp, XdpError> {
-        crate::programs::xdp(&self.ebpf, PROG)
     }
 
     /// Forward TCP to `vip:port` over `reals` (their MACs, 1 to [`MAX_REALS`]) with `own_mac` as
@@ -90,17 +86,7 @@ impl Forwarder {
 
     /// Run one frame through the program: (action, frame after).
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), XdpError> {
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = self
-            .prog()?
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .map_err(prog_err(PROG))?;
-        out.truncate(r.data_size_out as usize);
-        Ok((r.return_value, out))
+        crate::programs::test_run(&self.ebpf, PROG, frame, 256)
     }
 
     /// Attach to `interface`, native first, generic as fallback (or generic only when

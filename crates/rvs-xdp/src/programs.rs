@@ -63,3 +63,24 @@ pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a 
 pub(crate) fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<(), XdpError> {
     xdp_mut(ebpf, name)?.load().map_err(prog_err(name))
 }
+
+/// Run `frame` once through XDP program `name` of `ebpf` with `BPF_PROG_TEST_RUN`: its action
+/// and the frame it left (room for `grow` bytes more than the input, for encapsulation).
+pub(crate) fn test_run(
+    ebpf: &Ebpf,
+    name: &'static str,
+    frame: &[u8],
+    grow: usize,
+) -> Result<(u32, Vec<u8>), XdpError> {
+    use aya::programs::{TestRun, TestRunOptions};
+    let mut out = vec![0u8; frame.len() + grow];
+    let r = xdp(ebpf, name)?
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .map_err(prog_err(name))?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out))
+}
