@@ -81,18 +81,6 @@ fn setup() -> Lab {
     lab
 }
 
-/// A fixture for a packet that must be forwarded to `real`.
-fn fwd(lab: &Lab, desc: String, input: Vec<u8>, real: u32) -> Fixture {
-    let output = lab.forwarded(&input, real);
-    Fixture {
-        desc,
-        input,
-        action: XDP_TX,
-        output,
-        outcome: "forwarded",
-    }
-}
-
 /// A fixture for a packet the program must leave alone with `action`.
 fn untouched(desc: &str, input: Vec<u8>, action: u32, outcome: &'static str) -> Fixture {
     Fixture {

@@ -58,18 +58,6 @@ fn setup() -> Lab {
     lab
 }
 
-/// A fixture for a packet that must be forwarded to `real`.
-fn fwd(lab: &Lab, desc: String, input: Vec<u8>, real: u32) -> Fixture {
-    let output = lab.forwarded(&input, real);
-    Fixture {
-        desc,
-        input,
-        action: XDP_TX,
-        output,
-        outcome: "forwarded",
-    }
-}
-
 /// A port of client `host` in `from..` whose flow Maglev (as `svc`'s table stands) gives `real`.
 fn port_on(lab: &Lab, svc: u32, host: u8, from: u16, real: u32) -> u16 {
     (from..from + 500)

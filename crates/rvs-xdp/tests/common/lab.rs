@@ -299,6 +299,18 @@ pub fn encapsulated(input: &[u8], r: LabReal) -> Vec<u8> {
     }
 }
 
+/// A fixture for a packet that must be forwarded to `real`.
+pub fn fwd(lab: &Lab, desc: String, input: Vec<u8>, real: u32) -> Fixture {
+    let output = lab.forwarded(&input, real);
+    Fixture {
+        desc,
+        input,
+        action: XDP_TX,
+        output,
+        outcome: "forwarded",
+    }
+}
+
 /// The connection-table key of `client`'s flow to service `svc`.
 pub fn flow_key(lab: &Lab, svc: u32, client: SocketAddr) -> abi::FlowKey {
     let s = lab.svc(svc);
