@@ -31,6 +31,8 @@ pub struct ServiceShared {
     /// FULLNAT local addresses the connections to the reals leave from (round robin over
     /// those of the real's family; none of it: the host's choice).
     local: Mutex<Vec<std::net::IpAddr>>,
+    /// `local` is not empty (read without the lock on every connect).
+    has_local: AtomicBool,
     next_local: std::sync::atomic::AtomicUsize,
     inner: Mutex<Balancer>,
 }
@@ -73,6 +75,7 @@ impl ServiceShared {
             one_packet: AtomicBool::new(options.one_packet),
             removed: AtomicBool::new(false),
             local: Mutex::new(Vec::new()),
+            has_local: AtomicBool::new(false),
             next_local: std::sync::atomic::AtomicUsize::new(0),
             inner: Mutex::new(Balancer {
                 runtime: ServiceRuntime::new(options, SchedulerParams::default()),
@@ -85,25 +88,28 @@ impl ServiceShared {
 
     /// The FULLNAT local addresses of the service (empty: the host's own address).
     pub fn set_local(&self, addrs: Vec<std::net::IpAddr>) {
-        *self.local.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        self.has_local
+            .store(!addrs.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        *local = addrs;
     }
 
     /// The local address a new connection to `real` leaves from: the next of the service's
     /// local addresses of the real's family, round robin; `None` when it has none.
     pub fn local_for(&self, real: SocketAddr) -> Option<std::net::IpAddr> {
+        if !self.has_local.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        let fits: Vec<std::net::IpAddr> = local
-            .iter()
-            .filter(|a| a.is_ipv4() == real.is_ipv4())
-            .copied()
-            .collect();
-        if fits.is_empty() {
+        let fits = || local.iter().filter(|a| a.is_ipv4() == real.is_ipv4());
+        let n = fits().count();
+        if n == 0 {
             return None;
         }
         let i = self
             .next_local
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(fits[i % fits.len()])
+        fits().nth(i % n).copied()
     }
 
     fn lock(&self) -> MutexGuard<'_, Balancer> {
