@@ -68,11 +68,12 @@ static __always_inline int rvs_nh_send(struct xdp_md *ctx, __u32 ifindex, const 
 }
 
 /* Send towards `t->dst`: real `real` (next hop cached per CPU in rvs_nh_cache), or with
- * real RVS_NO_REAL a client (next hop cached in the flow's reverse entry `rv`). */
+ * real RVS_NO_REAL a client (next hop cached in the flow's reverse entry `rv`); `now` is the
+ * packet's coarse time, read once per packet. */
 static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat_tuple *t,
-				   const __u8 *fallback_mac, __u32 real, struct rvs_nat_rev *rv)
+					const __u8 *fallback_mac, __u32 real,
+					struct rvs_nat_rev *rv, __u64 now)
 {
-	__u64 now = bpf_ktime_get_coarse_ns();
 	__u32 ingress = ctx->ingress_ifindex;
 	struct rvs_nh *nh = 0;
 	if (real != RVS_NO_REAL) {
@@ -186,7 +187,7 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 					   struct rvs_conn *c, __u32 idx,
 					   const struct rvs_real *real, int new_conn,
-					   __u32 *outcome)
+					   __u32 *outcome, __u64 now)
 {
 	if (real->family != pkt->flow.family) {
 		*outcome = RVS_OUTCOME_UNSUPPORTED;
@@ -233,7 +234,7 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 	}
 	rvs_count(c->svc, pkt->l3_len, new_conn);
 	rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
-	return rvs_nat_xmit(ctx, &t, real->has_mac ? real->mac : 0, idx, 0);
+	return rvs_nat_xmit(ctx, &t, real->has_mac ? real->mac : 0, idx, 0, now);
 }
 
 /* A packet that matched no service: if it is a reply of a NAT/FULLNAT flow (or an ICMP error
@@ -282,7 +283,7 @@ static __always_inline int rvs_nat_reply(struct xdp_md *ctx, const struct rvs_pk
 	if (c)
 		rvs_count_out(c->svc, pkt->l3_len);
 	rvs_count_out(RVS_MAX_SERVICES + rv->real, pkt->l3_len);
-	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL, rv);
+	*action = rvs_nat_xmit(ctx, &t, 0, RVS_NO_REAL, rv, now);
 	return 1;
 }
 

@@ -92,10 +92,10 @@ static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt 
 /* Send the packet of VIP flow `c` to its real `idx` by the real's method. */
 static __always_inline int rvs_send(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 				    struct rvs_conn *c, __u32 idx, const struct rvs_real *real,
-				    int new_conn, __u32 *outcome)
+				    int new_conn, __u32 *outcome, __u64 now)
 {
 	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT)
-		return rvs_nat_forward(ctx, pkt, c, idx, real, new_conn, outcome);
+		return rvs_nat_forward(ctx, pkt, c, idx, real, new_conn, outcome, now);
 	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED;
 	int action = rvs_forward(ctx, pkt, real, outcome);
 	if (action == XDP_TX && (*outcome == RVS_OUTCOME_FORWARDED ||
@@ -147,7 +147,7 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 	const struct rvs_real *real = 0;
 	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, syn, &real);
 	if (c && real) {
-		*action = rvs_send(ctx, pkt, c, c->real, real, 0, outcome);
+		*action = rvs_send(ctx, pkt, c, c->real, real, 0, outcome, now);
 		return 1;
 	}
 	if (!syn) {
@@ -176,7 +176,7 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 		return 1;
 	}
 	bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
-	*action = rvs_send(ctx, pkt, &v, idx, real, 1, outcome);
+	*action = rvs_send(ctx, pkt, &v, idx, real, 1, outcome, now);
 	return 1;
 }
 
