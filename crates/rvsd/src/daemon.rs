@@ -103,14 +103,15 @@ impl Daemon {
     }
 
     /// Record what a health checker observed about a real (its verdict and, for dynamic
-    /// checkers, a weight). Only the effective weight reaches the engines, as an `EditReal`.
-    /// Returns whether anything changed.
+    /// checkers, a weight) and whether quorum gating holds it out of service. The engines see
+    /// it as an `EditReal`. Returns whether anything changed.
     pub fn observe(
         &mut self,
         service: &ServiceKey,
         real: &SocketAddr,
         health: Health,
         dynamic_weight: Option<u32>,
+        quorum_gated: bool,
     ) -> Result<bool, UpdateError> {
         self.update(|s| {
             let svc = s
@@ -121,9 +122,11 @@ impl Daemon {
                 service: *service,
                 real: *real,
             })?;
-            let changed = (r.health, r.dynamic_weight) != (health, dynamic_weight);
+            let changed = (r.health, r.dynamic_weight, r.quorum_gated)
+                != (health, dynamic_weight, quorum_gated);
             r.health = health;
             r.dynamic_weight = dynamic_weight;
+            r.quorum_gated = quorum_gated;
             s.edit_real(service, r)?;
             Ok(changed)
         })
@@ -383,21 +386,21 @@ mod tests {
             Ok(s.add_real(&key, RealServer::new(addr, ForwardMethod::Dr, 4))?)
         })
         .unwrap();
-        assert!(d.observe(&key, &addr, Health::Down, None).unwrap());
+        assert!(d.observe(&key, &addr, Health::Down, None, false).unwrap());
         assert!(
-            !d.observe(&key, &addr, Health::Down, None).unwrap(),
+            !d.observe(&key, &addr, Health::Down, None, false).unwrap(),
             "no change the second time"
         );
         let real = d.desired().services[&key].reals[&addr];
         assert_eq!((real.weight, real.effective_weight()), (4, 0));
-        d.observe(&key, &addr, Health::Up, Some(2)).unwrap();
+        d.observe(&key, &addr, Health::Up, Some(2), false).unwrap();
         assert_eq!(
             d.desired().services[&key].reals[&addr].effective_weight(),
             2
         );
         let other: SocketAddr = "10.0.0.8:80".parse().unwrap();
         assert!(matches!(
-            d.observe(&key, &other, Health::Up, None),
+            d.observe(&key, &other, Health::Up, None, false),
             Err(UpdateError::State(StateError::NoSuchReal { .. }))
         ));
     }

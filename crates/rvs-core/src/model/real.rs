@@ -79,6 +79,11 @@ pub struct RealServer {
     /// Weight set by a dynamic checker (`misc_dynamic`), if any.
     #[serde(default)]
     pub dynamic_weight: Option<u32>,
+    /// Held out of service because its service lost quorum and the sorry server serves
+    /// instead (set by the daemon, never by the operator): weight 0 and down for persistence,
+    /// as keepalived removes such reals from IPVS (which drops their templates).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quorum_gated: bool,
     /// PROXY protocol for this real; `None` = the service's setting.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
@@ -96,21 +101,26 @@ impl RealServer {
             admin: AdminState::Enabled,
             health: Health::Unknown,
             dynamic_weight: None,
+            quorum_gated: false,
             proxy_protocol: None,
         }
     }
 
-    /// The weight schedulers use (see [`effective_weight`]).
+    /// The weight schedulers use (see [`effective_weight`]); 0 while quorum-gated.
     pub fn effective_weight(&self) -> u32 {
+        if self.quorum_gated {
+            return 0;
+        }
         effective_weight(self.weight, self.admin, self.health, self.dynamic_weight)
     }
 
-    /// Down for persistence: health checks see it down or the operator disabled it. Such a
-    /// real gets no persistent client either (keepalived removes a failed real from IPVS,
-    /// which drops its templates); a drained or overloaded one still gets the clients whose
-    /// template names it, as with IPVS's default (`expire_quiescent_template = 0`).
+    /// Down for persistence: health checks see it down, the operator disabled it, or it is
+    /// quorum-gated. Such a real gets no persistent client either (keepalived removes a failed
+    /// or gated real from IPVS, which drops its templates); a drained or overloaded one still
+    /// gets the clients whose template names it, as with IPVS's default
+    /// (`expire_quiescent_template = 0`).
     pub fn is_down(&self) -> bool {
-        self.health == Health::Down || self.admin == AdminState::Disabled
+        self.health == Health::Down || self.admin == AdminState::Disabled || self.quorum_gated
     }
 
     /// The overload flag after a change of the real's connection count (see [`next_overload`]).

@@ -281,6 +281,21 @@ fn template_to_a_disabled_real_is_not_used() {
 }
 
 #[test]
+fn template_to_a_quorum_gated_real_is_not_used() {
+    let mut rt = persistent();
+    rt.set_reals(&[real(1, 1), real(2, 1)]).unwrap();
+    let first = rt.schedule(&req("198.51.100.1:1")).unwrap();
+    assert_eq!(first.addr, addr(1));
+    // quorum lost: real 1 is held out while a sorry server (real 2 here) serves
+    let mut gated = real(1, 1);
+    gated.quorum_gated = true;
+    assert_eq!(gated.effective_weight(), 0);
+    rt.set_reals(&[gated, real(2, 1)]).unwrap();
+    let s = rt.schedule(&req("198.51.100.1:2")).unwrap();
+    assert_eq!((s.addr, s.from_template), (addr(2), false));
+}
+
+#[test]
 fn template_lives_timeout_after_its_last_connection_closes() {
     let mut rt = persistent();
     rt.set_reals(&[real(1, 1), real(2, 1)]).unwrap();

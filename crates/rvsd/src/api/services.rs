@@ -104,6 +104,7 @@ pub async fn add_real(
     // Observed health is the daemon's to set, never the operator's.
     real.health = Health::Unknown;
     real.dynamic_weight = None;
+    real.quorum_gated = false;
     let mut d = lock(&d);
     d.update(|s| Ok(s.add_real(&key, real)?))?;
     Ok((StatusCode::CREATED, Json(real_view(&d, &key, &real.addr)?)).into_response())
@@ -144,6 +145,7 @@ pub async fn edit_real(
         })?;
         real.health = old.health;
         real.dynamic_weight = old.dynamic_weight;
+        real.quorum_gated = old.quorum_gated;
         Ok(s.edit_real(&key, real)?)
     })?;
     Ok(Json(real_view(&d, &key, &addr)?))

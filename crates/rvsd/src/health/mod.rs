@@ -8,8 +8,9 @@
 //!   health and `misc_dynamic` weight go through [`Daemon::observe`] (operator intent —
 //!   `weight`, admin state — is never touched; the engines see only the effective weight, so a
 //!   down real gets no new connections), the sorry server is added as a real of the service
-//!   while no real is up / quorum is lost, and while it serves the remaining live reals are held
-//!   at weight 0 (keepalived's quorum gating: it removes them). With `sorry_server_inhibit` the
+//!   while no real is up / quorum is lost, and while it serves the remaining live reals are
+//!   quorum-gated: weight 0 and down for persistence (keepalived's quorum gating removes them,
+//!   which also drops their persistence templates). With `sorry_server_inhibit` the
 //!   sorry server is listed from the start and, while not needed, held at weight 0 instead of
 //!   being removed (keepalived's "Disabling sorry server").
 //! * [`HealthBook`] (a field of the daemon) remembers what listings show about each real (state,
@@ -175,9 +176,9 @@ impl HealthBook {
             else {
                 continue;
             };
-            let gated = self.sorry.get(key).is_some_and(|s| s.gates(*addr));
             r.health = o.view.state;
-            r.dynamic_weight = if gated { Some(0) } else { o.dynamic_weight };
+            r.dynamic_weight = o.dynamic_weight;
+            r.quorum_gated = self.sorry.get(key).is_some_and(|s| s.gates(*addr));
         }
         for (key, sorry) in &self.sorry {
             let Some(svc) = state.services.get_mut(key) else {
@@ -209,8 +210,7 @@ fn push(d: &mut Daemon, service: ServiceKey, real: SocketAddr) {
     };
     let gated = book.sorry.get(&service).is_some_and(|s| s.gates(real));
     let health = o.view.state;
-    let dynamic = if gated { Some(0) } else { o.dynamic_weight };
-    match d.observe(&service, &real, health, dynamic) {
+    match d.observe(&service, &real, health, o.dynamic_weight, gated) {
         Ok(true) => {
             let w = d.desired().services[&service].reals[&real].effective_weight();
             tracing::info!(%service, %real, ?health, gated, effective_weight = w, "health applied");

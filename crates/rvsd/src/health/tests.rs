@@ -108,6 +108,12 @@ fn sorry_server_gates_the_live_reals_and_survives_a_whole_state_replace() {
             .unwrap()
             .quorum_gated
     );
+    let gated = d.desired().services[&key].reals[&addr("10.0.0.8:80")];
+    assert!(
+        gated.quorum_gated && gated.is_down(),
+        "down for persistence, as keepalived removes it"
+    );
+    assert_eq!(gated.dynamic_weight, None, "the checker's weight is kept");
     assert!(
         d.health
             .view(&key, &addr("10.0.0.9:80"))
@@ -126,6 +132,7 @@ fn sorry_server_gates_the_live_reals_and_survives_a_whole_state_replace() {
     apply_event(&mut d, sorry(false));
     assert_eq!(weight(&d, &key, "10.0.0.9:80"), None, "removed again");
     assert_eq!(weight(&d, &key, "10.0.0.8:80"), Some(2));
+    assert!(!d.desired().services[&key].reals[&addr("10.0.0.8:80")].is_down());
     assert_eq!(
         (
             outcome(&d, "health.sorry_server_on"),
