@@ -318,7 +318,8 @@ fn timeout_listing() {
         list_timeouts(&Timeouts {
             tcp: 30,
             tcp_fin: 5,
-            udp: 60
+            udp: 60,
+            ..Default::default()
         }),
         "Timeout (tcp tcpfin udp): 30 5 60\n"
     );

@@ -40,7 +40,8 @@ ipvsadm -A -t 10.0.0.3:80 -s sh -b sh-fallback,sh-port -p 60 -M 255.255.255.0
         Timeouts {
             tcp: 30,
             tcp_fin: 5,
-            udp: 60
+            udp: 60,
+            ..Default::default()
         }
     );
     let saved = save(&s);
@@ -99,7 +100,8 @@ fn set_zero_keeps_timeouts_and_clear_empties() {
         Timeouts {
             tcp: 900,
             tcp_fin: 7,
-            udp: 300
+            udp: 300,
+            ..Default::default()
         }
     );
     assert!(s.services.is_empty());

@@ -124,12 +124,14 @@ mod tests {
             tcp: 30,
             tcp_fin: 5,
             udp: 60,
+            ..Default::default()
         });
         assert_eq!(e.tcp_timeout_ms(None), 30_000);
         e.set_timeouts(Timeouts {
             tcp: 0,
             tcp_fin: 0,
             udp: 0,
+            ..Default::default()
         });
         assert_eq!(e.tcp_timeout_ms(None), 900_000);
         assert_eq!(e.tcp_fin_timeout_ms(), 120_000);

@@ -38,6 +38,7 @@ fn fin_timeout_runs_from_the_half_close_not_from_the_last_data() {
         tcp: 900,
         tcp_fin: 1,
         udp: 300,
+        ..Default::default()
     })])
     .unwrap();
     let real = echo_then_bye(Duration::from_millis(300));

@@ -123,6 +123,7 @@ fn five_thousand_idle_connections_held_and_released() {
         tcp: 900,
         tcp_fin: 1,
         udp: 300,
+        ..Default::default()
     };
     e.apply(&[rvs_core::desired::Change::SetTimeouts(t)])
         .unwrap();

@@ -90,6 +90,7 @@ fn sessions_expire_with_the_udp_timeout() {
             tcp: 900,
             tcp_fin: 120,
             udp: 1,
+            ..Default::default()
         },
     )])
     .unwrap();

@@ -44,6 +44,7 @@ fn new_udp_sessions_beyond_the_cap_are_dropped_and_counted() {
         tcp: 900,
         tcp_fin: 120,
         udp: 3,
+        ..Default::default()
     })])
     .unwrap();
     let real = echo_backends(&["c1"])[0];

@@ -37,6 +37,7 @@ fn main() -> BoxResult<()> {
         tcp: 900,
         tcp_fin: 5,
         udp: 300,
+        ..Default::default()
     })];
     let mut service: Option<ServiceKey> = None;
     let mut fwd = ForwardMethod::Nat;

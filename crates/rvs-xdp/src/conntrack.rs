@@ -204,6 +204,7 @@ mod tests {
                 tcp: 3600,
                 tcp_fin: 30,
                 udp: 5,
+                ..Default::default()
             },
         );
         assert_eq!(
@@ -211,7 +212,8 @@ mod tests {
             ConnTimeouts::from_set(&Timeouts {
                 tcp: 3600,
                 tcp_fin: 30,
-                udp: 5
+                udp: 5,
+                ..Default::default()
             })
         );
         let mut short = base;
@@ -222,9 +224,17 @@ mod tests {
                 tcp: 0,
                 tcp_fin: 7,
                 udp: 0,
+                ..Default::default()
             },
         );
         assert_eq!((t.tcp[1], t.tcp[4], t.tcp[5], t.udp), (1, 7, 1, 300));
+        let mut set = Timeouts::default();
+        set.tcp_states.time_wait = Some(7);
+        set.tcp_states.syn_recv = Some(3);
+        let c = config(&timeouts(&base, &set));
+        assert_eq!(c.timeout_ns[abi::RVS_STATE_TIME_WAIT as usize], 7 * s);
+        assert_eq!(c.timeout_ns[abi::RVS_STATE_SYN_RECV as usize], 3 * s);
+        assert_eq!(c.timeout_ns[abi::RVS_STATE_CLOSE as usize], 10 * s);
         let cfg = config(&t);
         let conn = Conn {
             state: abi::RVS_STATE_TIME_WAIT as u32,

@@ -138,6 +138,7 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
                 tcp: 3,
                 tcp_fin: 2,
                 udp: 2,
+                ..Default::default()
             }),
             Change::AddService {
                 key,
@@ -384,6 +385,7 @@ fn e2e_fullnat_concurrent() {
                 tcp: 300,
                 tcp_fin: 3,
                 udp: 3,
+                ..Default::default()
             }),
             Change::AddService {
                 key,

@@ -258,6 +258,48 @@ fn timeouts_state_health_and_unknown_paths() {
         r.body
     );
     assert_eq!(d.get("/v1/timeouts").json()["tcp"], 50);
+    // per-state timeouts: set, shown, checked
+    let r = d.req(
+        "PUT",
+        "/v1/timeouts",
+        Some(r#"{"tcp": 50, "tcp_fin": 10, "udp": 20, "tcp_states": {"time_wait": 7}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        d.get("/v1/timeouts").json(),
+        json!({"tcp": 50, "tcp_fin": 10, "udp": 20, "tcp_states": {"time_wait": 7}})
+    );
+    let r = d.req(
+        "PUT",
+        "/v1/timeouts",
+        Some(r#"{"tcp": 50, "tcp_fin": 10, "udp": 20, "tcp_states": {"timewait": 7}}"#),
+    );
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "bad_json"),
+        "{}",
+        r.body
+    );
+    let r = d.req(
+        "PUT",
+        "/v1/timeouts",
+        Some(r#"{"tcp": 50, "tcp_fin": 10, "udp": 20, "tcp_states": {"close": 0}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("timeouts.tcp_states.close must be at least 1 second"),
+        "{}",
+        r.body
+    );
+    assert_eq!(d.get("/v1/timeouts").json()["tcp_states"]["time_wait"], 7);
+    let r = d.req(
+        "PUT",
+        "/v1/timeouts",
+        Some(r#"{"tcp": 50, "tcp_fin": 10, "udp": 20}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(d.get("/v1/timeouts").json()["tcp_states"], json!(null));
 
     // whole-state replace: valid, then invalid (nothing changes, every error reported)
     let mut s = state(&d);

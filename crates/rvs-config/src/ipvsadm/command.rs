@@ -71,6 +71,7 @@ impl TimeoutUpdate {
             tcp: pick(self.tcp, current.tcp),
             tcp_fin: pick(self.tcp_fin, current.tcp_fin),
             udp: pick(self.udp, current.udp),
+            tcp_states: current.tcp_states,
         }
     }
 }

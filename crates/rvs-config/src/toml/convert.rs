@@ -7,10 +7,11 @@ use super::{Config, DaemonConfig};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::local_addr::{self, ServicePools};
 use ::toml::Spanned;
-use rvs_core::desired::{DesiredState, StateError, Timeouts};
+use rvs_core::desired::{DesiredState, StateError, TcpStateTimeouts, Timeouts};
 use rvs_core::model::{
     AddressFamily, Persistence, ProxyOptions, RealServer, SchedFlags, ServiceKey, ServiceOptions,
 };
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
@@ -62,6 +63,7 @@ pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
             tcp_fin: positive(t.tcp_fin, "timeouts.tcp_fin", "seconds", rep)
                 .unwrap_or(defaults.tcp_fin),
             udp: positive(t.udp, "timeouts.udp", "seconds", rep).unwrap_or(defaults.udp),
+            tcp_states: tcp_states(t.tcp_states, rep),
         },
         ..DesiredState::default()
     };
@@ -74,6 +76,38 @@ pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
         state,
         local_addresses,
     }
+}
+
+/// `[timeouts.tcp_states]`: every key a TCP state `ipvsadm --set` does not reach, every value
+/// at least 1 second.
+fn tcp_states(
+    raw: BTreeMap<Spanned<String>, Spanned<u32>>,
+    rep: &mut Reporter<'_>,
+) -> TcpStateTimeouts {
+    let mut out = TcpStateTimeouts::default();
+    for (key, secs) in raw {
+        let name = format!("timeouts.tcp_states.{}", key.get_ref());
+        let Some(secs) = positive(Some(secs), &name, "seconds", rep) else {
+            continue;
+        };
+        if !out.set(key.get_ref(), Some(secs)) {
+            let known: Vec<&str> = out.entries().iter().map(|(_, k, _)| *k).collect();
+            let hint = match key.get_ref().as_str() {
+                "established" => "; ESTABLISHED is timeouts.tcp".to_string(),
+                "fin_wait" => "; FIN_WAIT is timeouts.tcp_fin".to_string(),
+                _ => String::new(),
+            };
+            rep.error_at(
+                key.span(),
+                format!(
+                    "unknown TCP state `{}` in timeouts.tcp_states: expected one of {}{hint}",
+                    key.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// A timeout that must be at least 1 (`unit`): 0 is reported at its place — it would end every

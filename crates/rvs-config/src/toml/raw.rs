@@ -7,6 +7,7 @@ use rvs_core::model::{
     AddressFamily, AdminState, EnginePin, ForwardMethod, Protocol, ProxyProtocol, SchedulerKind,
 };
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The whole file.
@@ -45,6 +46,9 @@ pub(super) struct RawTimeouts {
     pub tcp: Option<Spanned<u32>>,
     pub tcp_fin: Option<Spanned<u32>>,
     pub udp: Option<Spanned<u32>>,
+    /// `[timeouts.tcp_states]`: state name → seconds (names checked in `convert`).
+    #[serde(default)]
+    pub tcp_states: BTreeMap<Spanned<String>, Spanned<u32>>,
 }
 
 /// `[[service]]`.

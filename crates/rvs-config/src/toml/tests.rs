@@ -338,6 +338,43 @@ local_addresses = [{}]
 }
 
 #[test]
+fn tcp_state_timeouts_are_read_and_checked() {
+    let c =
+        p("[timeouts]\ntcp = 60\n\n[timeouts.tcp_states]\ntime_wait = 7\nsyn_recv = 30\n").unwrap();
+    let t = c.state.timeouts;
+    assert_eq!(
+        (t.tcp, t.tcp_states.time_wait, t.tcp_states.syn_recv),
+        (60, Some(7), Some(30))
+    );
+    assert_eq!(t.tcp_states.close, None, "unset states keep IPVS's default");
+    let conn = rvs_core::conn::ConnTimeouts::from_set(&t);
+    use rvs_core::conn::{ConnState, TcpState};
+    assert_eq!(conn.secs(ConnState::Tcp(TcpState::TimeWait)), 7);
+    assert_eq!(conn.secs(ConnState::Tcp(TcpState::SynRecv)), 30);
+    assert_eq!(conn.secs(ConnState::Tcp(TcpState::Close)), 10);
+
+    let e = errs("[timeouts.tcp_states]\ntime_wait = 0\nestablished = 5\ntimewait = 3\n");
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e.iter().any(|m| m.starts_with("test.toml:3:1:")
+            && m.contains("unknown TCP state `established`")
+            && m.contains("timeouts.tcp")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("test.toml:4:1:")
+            && m.contains("`timewait`")
+            && m.contains("time_wait")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("test.toml:2:13:")
+            && m.contains("timeouts.tcp_states.time_wait must be at least 1")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn zero_timeouts_are_located_errors() {
     let text = "[timeouts]\ntcp = 0\ntcp_fin = 5\nudp = 0\n\n[[service]]\naddress = \"10.0.0.3:80\"\n\
                 proxy = { connect_timeout_ms = 0, idle_timeout_ms = 0 }\n";
@@ -366,7 +403,8 @@ fn zero_timeouts_are_located_errors() {
         Timeouts {
             tcp: 1,
             tcp_fin: 1,
-            udp: 1
+            udp: 1,
+            ..Default::default()
         }
     );
 }

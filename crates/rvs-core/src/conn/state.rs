@@ -130,12 +130,14 @@ impl Default for ConnTimeouts {
 
 impl ConnTimeouts {
     /// IPVS's defaults with `ipvsadm --set tcp tcpfin udp` applied: `tcp` sets ESTABLISHED,
-    /// `tcpfin` FIN_WAIT, `udp` UDP; 0 keeps the default, as with ipvsadm.
+    /// `tcpfin` FIN_WAIT, `udp` UDP, and `tcp_states` the other TCP states; 0 keeps the
+    /// default, as with ipvsadm.
     pub fn from_set(set: &Timeouts) -> Self {
         ConnTimeouts::default().with_set(set)
     }
 
-    /// These timeouts with `ipvsadm --set tcp tcpfin udp` applied (0 keeps the value here).
+    /// These timeouts with `ipvsadm --set tcp tcpfin udp` and the per-state timeouts applied
+    /// (0 or unset keeps the value here).
     pub fn with_set(self, set: &Timeouts) -> Self {
         let mut t = self;
         if set.tcp > 0 {
@@ -146,6 +148,11 @@ impl ConnTimeouts {
         }
         if set.udp > 0 {
             t.udp = set.udp;
+        }
+        for (state, _, secs) in set.tcp_states.entries() {
+            if let Some(secs) = secs.filter(|s| *s > 0) {
+                t.tcp[state as usize] = secs;
+            }
         }
         t
     }
@@ -200,6 +207,7 @@ mod tests {
             tcp: 3600,
             tcp_fin: 30,
             udp: 5,
+            ..Default::default()
         });
         assert_eq!(t.secs(ConnState::Tcp(TcpState::Established)), 3600);
         assert_eq!(t.secs(ConnState::Tcp(TcpState::FinWait)), 30);
@@ -213,6 +221,7 @@ mod tests {
             tcp: 0,
             tcp_fin: 0,
             udp: 0,
+            ..Default::default()
         });
         assert_eq!(keep, ConnTimeouts::default());
         assert_eq!(

@@ -222,6 +222,7 @@ fn timeouts_longer_than_the_wheel() {
         tcp: 3600,
         tcp_fin: 0,
         udp: 0,
+        ..Default::default()
     });
     let mut t = ConnTable::new(to, 1);
     let k = tcp("192.0.2.1:1");
@@ -266,6 +267,7 @@ fn udp_timeout_follows_set_udp() {
             tcp: 0,
             tcp_fin: 0,
             udp: 5,
+            ..Default::default()
         }),
         0,
     );

@@ -80,10 +80,9 @@ pub async fn put_state(
 /// A timeout of 0 would end every connection at once (ipvsadm's `--set 0` means "leave it";
 /// rvsadm sends the current value then): one error per zero field.
 fn zero_timeouts(t: &Timeouts) -> Vec<String> {
-    [("tcp", t.tcp), ("tcp_fin", t.tcp_fin), ("udp", t.udp)]
+    t.zero_keys()
         .into_iter()
-        .filter(|(_, v)| *v == 0)
-        .map(|(name, _)| format!("timeouts.{name} must be at least 1 second"))
+        .map(|name| format!("timeouts.{name} must be at least 1 second"))
         .collect()
 }
 
