@@ -29,8 +29,9 @@
 //! ## Real identity hash (userspace only)
 //!
 //! A real's identity is its address bytes (4 or 16, network order) followed by its port
-//! (2 bytes, big-endian): 6 or 18 bytes. Maglev's permutation for the real is
-//! `offset = murmur3_32(OFFSET_SEED, id) % M` and `skip = murmur3_32(SKIP_SEED, id) % (M - 1) + 1`.
+//! (2 bytes, big-endian): 6 or 18 bytes. Maglev's permutation for the real (`perm.rs`) takes
+//! `c = murmur3_32(OFFSET_SEED, id) % M`, `b = murmur3_32(SKIP_SEED, id) % (M - 1) + 1` and
+//! `d = murmur3_32(SHIFT_SEED, id) % M` (`SHIFT_SEED` = "shif").
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -5,10 +5,13 @@
 //! to one real. A new flow goes to `table[flow_hash % M]` (see [`hash::flow_hash`]); when the set
 //! of reals changes, few slots change owner, so few flows move.
 //!
-//! **Permutations.** Real `i` visits slots `offset_i, offset_i + skip_i, offset_i + 2 skip_i, …`
-//! (mod `M`), with `offset_i` and `skip_i` from the fixed hash of the real's identity (its
-//! address and port, see [`hash`]). `M` prime and `1 ≤ skip < M` make each sequence a full
-//! permutation of the slots.
+//! **Permutations.** Real `i` proposes slots in the order `(b_i·j + c_i)^e + d_i (mod M)` for
+//! ranks `j = 0, 1, …`, with `b_i ∈ [1, M)`, `c_i, d_i` from fixed hashes of the real's identity
+//! (its address and port, see [`hash`]) and `e` the smallest odd number ≥ 3 coprime with `M − 1`
+//! (3 for 65537): a full permutation of the slots for `M` prime. The paper's linear permutation
+//! (`offset + j·skip`) ties two reals with equal or small-ratio skips together through the whole
+//! population, which made rare sets move up to 14 % of the table between survivors (see
+//! `perm.rs` and the table below).
 //!
 //! **Quotas.** Each real with weight above 0 gets a quota of exactly its weight's share of the
 //! `M` slots: `⌊M·w_i / Σw⌋`, and the slots left by rounding go one each to the reals with the
@@ -34,13 +37,17 @@
 //!
 //! **Disruption,** measured with `examples/maglev_churn.rs` over random sets of equal-weight
 //! reals, as the share of the table that moves between the *remaining* reals when one of N is
-//! removed (the removed real's own slots must move and are not counted):
+//! removed (the removed real's own slots must move and are not counted); 2,000 sets per row
+//! (400 at `M = 65537`), this permutation vs the paper's linear one:
 //!
-//! | table | N | median | p90 | max (40–60 sets) | the paper's population, max |
+//! | table | N | median | p90 | max | linear: median / p90 / max |
 //! |---|---|---|---|---|---|
-//! | `M ≈ 100 N` | 4 / 20 / 65 | 0.75 / 1.30 / 0.97% | 1.75 / 1.70 / 1.09% | 2.74 / 2.65 / 1.13% | 4.49 / 4.04 / 2.32% |
-//! | `M ≈ 1000 N` | 4 / 20 / 65 | 0.17 / 0.40 / 0.27% | 0.95 / 0.52 / 0.31% | 2.42 / 1.09 / 0.34% | 2.45 / 1.21 / 0.55% |
-//! | `M = 65537` | 4 … 100 | 0.02 – 0.30% | ≤ 0.33% | ≤ 0.53% | |
+//! | `M ≈ 100 N` | 3 / 4 / 20 / 65 | 0.65 / 1.25 / 1.40 / 0.98% | 1.95 / 2.24 / 1.70 / 1.12% | 7.49 / 3.99 / 2.30 / 1.33% | 0.33–1.30 / 1.10–2.00 / **14.33** / 13.72 / 3.89 / 1.63% |
+//! | `M ≈ 1000 N` | 3 / 4 / 20 / 65 | 0.23 / 0.37 / 0.43 / 0.29% | 0.60 / 0.70 / 0.53 / 0.32% | 1.23 / 1.35 / 0.69 / 0.40% | 0.07–0.38 / 0.23–0.49 / **13.76** / 7.57 / 1.11 / 0.48% |
+//! | `M = 65537` | 3 … 100 | 0.05 – 0.31% | ≤ 0.34% | ≤ 0.39% | ≤ 0.29 / ≤ 0.32 / **1.20**% (N = 4) |
+//!
+//! The typical set moves a little more than with the linear walk, the worst sets far less; the
+//! worst case is what an operator meets when a small pool loses a real.
 //!
 //! The quotas are what keeps shares exact, and they cost some movement: each real's last
 //! claims depend on when the others fill up, so the survivors' churn shrinks like `1/√(M/N)`.
@@ -53,6 +60,9 @@
 //! test in `tests/maglev_golden.rs` pins it.
 
 pub mod hash;
+mod perm;
+
+use perm::{Permutation, Powers};
 
 use std::net::SocketAddr;
 
@@ -102,8 +112,7 @@ pub struct MaglevTable {
 struct Walker {
     index: u32,
     weight: u64,
-    next: u32,
-    skip: u32,
+    perm: Permutation,
     credit: u64,
     /// Slots this real may own (its weight share of the table).
     quota: u64,
@@ -139,8 +148,7 @@ impl MaglevTable {
             .map(|(id, index, w)| Walker {
                 index: *index,
                 weight: u64::from(*w),
-                next: hash::murmur3_32(hash::OFFSET_SEED, id) % size,
-                skip: hash::murmur3_32(hash::SKIP_SEED, id) % (size - 1) + 1,
+                perm: Permutation::new(id, size),
                 credit: 0,
                 quota: 0,
                 owned: 0,
@@ -149,7 +157,7 @@ impl MaglevTable {
         assign_quotas(&mut walkers, size);
         let mut slots = vec![Self::EMPTY; size as usize];
         if !walkers.is_empty() {
-            populate(&mut slots, &mut walkers, size);
+            populate(&mut slots, &mut walkers);
         }
         Ok(MaglevTable { slots })
     }
@@ -230,7 +238,8 @@ fn assign_quotas(walkers: &mut [Walker], size: u32) {
 }
 
 /// Fill every slot by rank-synchronous weighted turns (see the module docs).
-fn populate(slots: &mut [u32], walkers: &mut Vec<Walker>, size: u32) {
+fn populate(slots: &mut [u32], walkers: &mut Vec<Walker>) {
+    let powers = Powers::new(slots.len() as u32);
     let w_max = walkers.iter().map(|w| w.weight).max().unwrap_or(1);
     walkers.retain(|w| w.quota > 0);
     let mut free = slots.len();
@@ -246,8 +255,8 @@ fn populate(slots: &mut [u32], walkers: &mut Vec<Walker>, size: u32) {
             w.credit += w.weight * rounds;
             while w.credit >= w_max && w.owned < w.quota {
                 w.credit -= w_max;
-                let slot = &mut slots[w.next as usize];
-                w.next = advance(w.next, w.skip, size);
+                let slot = &mut slots[w.perm.slot(&powers) as usize];
+                w.perm.advance();
                 if *slot == MaglevTable::EMPTY {
                     *slot = w.index;
                     w.owned += 1;
@@ -257,11 +266,6 @@ fn populate(slots: &mut [u32], walkers: &mut Vec<Walker>, size: u32) {
         }
         walkers.retain(|w| w.owned < w.quota);
     }
-}
-
-fn advance(pos: u32, skip: u32, size: u32) -> u32 {
-    let n = u64::from(pos) + u64::from(skip);
-    (n % u64::from(size)) as u32
 }
 
 #[cfg(test)]
