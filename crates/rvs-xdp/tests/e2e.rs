@@ -2,6 +2,10 @@
 //! segment: client, director, three nginx reals with distinct bodies on one bridge). The engine
 //! runs in this process, on a thread that has entered the director's namespace; each real is
 //! prepared with `rvs_xdp::realserver::setup` from a thread inside its namespace. Root only.
+//! Also: an ICMP "fragmentation needed" about a DR flow the director has no entry for reaches
+//! the real that flow then gets.
+
+mod common;
 
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
@@ -9,8 +13,8 @@ use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_net::realserver::{Method, RealServerSetup};
 use rvs_testbed::{Kind, Netns, Nginx, Topology};
 use rvs_xdp::{XdpConfig, XdpEngine};
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Run `f` on a thread inside namespace `ns`.
 fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
@@ -314,4 +318,138 @@ fn dr_ipv6_1000_requests_by_weight() {
 #[test]
 fn tun_ipv6_1000_requests_by_weight() {
     run_method(Method::Tun, ForwardMethod::Tun, true, 1000);
+}
+
+/// `IcmpInDestUnreachs` of the namespace's kernel (/proc/net/snmp).
+fn dest_unreachs(ns: &Netns) -> u64 {
+    let snmp = ns
+        .run("cat", &["/proc/net/snmp"])
+        .expect("read /proc/net/snmp");
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "InDestUnreachs")
+        .expect("InDestUnreachs");
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// From inside `ns` (a raw ICMP socket: the kernel adds the IP header), send an ICMP
+/// "fragmentation needed" (MTU 1400) to `vip` about the reply `vip`:80 -> `client`.
+fn send_frag_needed(ns: &Netns, vip: Ipv4Addr, client: SocketAddr) {
+    use common::frames::{self, ACK, Ip4, TCP};
+    let IpAddr::V4(cip) = client.ip() else {
+        panic!("v4 client")
+    };
+    let reply = Ip4::new(vip, cip, TCP).build(&frames::tcp(80, client.port(), ACK, &[0; 1400]));
+    let msg = frames::icmp4(3, 4, [0, 0, 0x05, 0x78], &reply[..28]);
+    let sent = in_ns(ns, || {
+        // SAFETY: plain socket calls on a descriptor this block owns; `addr` and `msg` outlive
+        // the calls that borrow them.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(vip.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let n = libc::sendto(
+                fd,
+                msg.as_ptr().cast(),
+                msg.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            libc::close(fd);
+            n
+        }
+    });
+    assert_eq!(sent, msg.len() as isize, "sendto");
+}
+
+/// DR behind ECMP: a router's "fragmentation needed" about a real's reply (VIP:80 -> client)
+/// reaches a director without an entry for the flow (here: sent before the flow's first
+/// packet). It must reach the real the flow's connection then gets: exactly one real's kernel
+/// counts an ICMP destination unreachable, and a request from that client port is answered by
+/// that real.
+#[test]
+fn dr_frag_needed_without_entry_reaches_the_flows_real() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    let lab = lab(Method::Dr, false);
+    let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
+    let client = &lab.topo.client;
+    let url = format!("http://{}/", SocketAddr::new(lab.vip, 80));
+    in_ns(&lab.topo.director.ns, || {
+        let mut engine = XdpEngine::start(XdpConfig {
+            interfaces: vec!["eth0".into()],
+            ..Default::default()
+        })
+        .expect("engine");
+        let mut changes = vec![Change::AddService {
+            key,
+            options: ServiceOptions::default(),
+        }];
+        for r in &lab.topo.reals {
+            let addr = SocketAddr::new(IpAddr::V4(r.ip4), 80);
+            changes.push(Change::AddReal {
+                service: key,
+                real: RealServer::new(addr, ForwardMethod::Dr, 1),
+            });
+        }
+        engine.apply(&changes).expect("apply");
+        // Warm up ARP on every side so the counters below see only the test's packets.
+        assert_eq!(curls(&lab, 6).get("FAIL"), None);
+        let mut hit_reals = BTreeSet::new();
+        for port in 42000..42006u16 {
+            let outcome = |e: &XdpEngine| e.stats().outcomes.get("icmp_no_conn_maglev").copied();
+            let (before, o0) = (
+                lab.topo
+                    .reals
+                    .iter()
+                    .map(|r| dest_unreachs(&r.ns))
+                    .collect::<Vec<_>>(),
+                outcome(&engine).unwrap_or(0),
+            );
+            let c = SocketAddr::new(IpAddr::V4(client.ip4), port);
+            send_frag_needed(&client.ns, lab.topo.vip4, c);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let hit: Vec<usize> = (0..before.len())
+                .filter(|i| dest_unreachs(&lab.topo.reals[*i].ns) > before[*i])
+                .collect();
+            assert_eq!(
+                hit.len(),
+                1,
+                "port {port}: reals that got the error: {hit:?}"
+            );
+            assert_eq!(
+                outcome(&engine),
+                Some(o0 + 1),
+                "port {port}: icmp_no_conn_maglev"
+            );
+            let port_s = port.to_string();
+            let body = client
+                .ns
+                .run(
+                    "curl",
+                    &["-s", "--max-time", "5", "--local-port", &port_s, &url],
+                )
+                .expect("curl");
+            assert_eq!(body.trim(), format!("real{}", hit[0]), "port {port}");
+            println!("port {port}: error and connection both on real{}", hit[0]);
+            hit_reals.insert(hit[0]);
+        }
+        assert!(
+            hit_reals.len() > 1,
+            "every flow on one real, nothing proven"
+        );
+        engine.shutdown();
+    });
 }
