@@ -115,7 +115,8 @@ enum rvs_outcome {
 	RVS_OUTCOME_TOO_BIG = 5,        /* exceeds the MTU after encapsulation: ICMP sent back */
 	RVS_OUTCOME_FRAGMENT = 6,       /* IP fragment to a VIP: passed to the kernel */
 	RVS_OUTCOME_ICMP_FORWARDED = 7, /* ICMP error about a tracked flow, sent to its real */
-	RVS_OUTCOME_ICMP_UNTRACKED = 8, /* ICMP error about no tracked flow: passed */
+	RVS_OUTCOME_ICMP_UNTRACKED = 8, /* ICMP error about no tracked flow that is not sent by
+					 * Maglev either (no service, NAT/FULLNAT, no real): passed */
 	RVS_OUTCOME_NO_NEIGH = 9,       /* real's MAC not (yet) known: dropped */
 	RVS_OUTCOME_UNSUPPORTED = 10,   /* method or header not handled here: passed */
 	RVS_OUTCOME_HEADROOM = 11,      /* bpf_xdp_adjust_head/tail failed: dropped */
@@ -130,7 +131,11 @@ enum rvs_outcome {
 	RVS_OUTCOME_NAT_NO_CONN = 18,   /* NAT/FULLNAT: a real's reply by a reverse entry whose flow
 					 * has no connection entry (evicted from the full LRU
 					 * table): rewritten back to the client all the same */
-	RVS_OUTCOME_MAX = 19,
+	RVS_OUTCOME_ICMP_NO_CONN_MAGLEV = 19, /* DR/TUN: ICMP error about a flow with no
+					 * connection entry here (e.g. seen by another director
+					 * behind ECMP), sent to the real a new flow of it would get
+					 * (persistence template, else Maglev); no entry made */
+	RVS_OUTCOME_MAX = 20,
 };
 
 /* ---- map values and keys -------------------------------------------------------------- */

@@ -2,7 +2,8 @@
 /*
  * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → if the destination port is some
  * service's (rvs_vip_ports): the flow's live connection entry, else the service (rvs_services)
- * and a new real (sched.h) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
+ * and a new real (sched.h; an ICMP error about a flow with no entry: the real a new flow would
+ * get, no entry made) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
  * with icmp_too_big.h for packets that would not fit after encapsulation), NAT or FULLNAT
  * (nat.h); packets matching no service may be NAT/FULLNAT replies (nat.h). Every exit counts
  * one rvs_outcome.
@@ -89,6 +90,23 @@ static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt 
 	}
 }
 
+/*
+ * Send the packet of service `svc` to its DR/TUN real `idx`; *outcome is `sent` unless sending
+ * fails. Counts the packet (and a connection if `new_conn`) for the service and the real.
+ */
+static __always_inline int rvs_send_direct(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					   __u32 svc, __u32 idx, const struct rvs_real *real,
+					   int new_conn, __u32 sent, __u32 *outcome)
+{
+	*outcome = sent;
+	int action = rvs_forward(ctx, pkt, real, outcome);
+	if (action == XDP_TX && *outcome == sent) {
+		rvs_count(svc, pkt->l3_len, new_conn);
+		rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
+	}
+	return action;
+}
+
 /* Send the packet of VIP flow `c` to its real `idx` by the real's method. */
 static __always_inline int rvs_send(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 				    struct rvs_conn *c, __u32 idx, const struct rvs_real *real,
@@ -96,14 +114,33 @@ static __always_inline int rvs_send(struct xdp_md *ctx, const struct rvs_pkt *pk
 {
 	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT)
 		return rvs_nat_forward(ctx, pkt, c, idx, real, new_conn, outcome, now);
-	*outcome = pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED;
-	int action = rvs_forward(ctx, pkt, real, outcome);
-	if (action == XDP_TX && (*outcome == RVS_OUTCOME_FORWARDED ||
-				 *outcome == RVS_OUTCOME_ICMP_FORWARDED)) {
-		rvs_count(c->svc, pkt->l3_len, new_conn);
-		rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
+	return rvs_send_direct(ctx, pkt, c->svc, idx, real, new_conn,
+			       pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED,
+			       outcome);
+}
+
+/*
+ * An ICMP error quoting a flow of `svc` that has no live connection entry here (e.g. its
+ * packets reach another director behind ECMP; "fragmentation needed" / "packet too big" about
+ * the real's replies, which path-MTU discovery needs). A DR/TUN real is stateless for the
+ * director: the error goes to the real a new flow of it would get (rvs_schedule_peek: the
+ * client's live persistence template, else the Maglev slot of the same flow hash as the flow's
+ * SYN), as Katran does, and no entry is made. NAT/FULLNAT need the flow's state (addresses to
+ * rewrite): passed, as is an error for a service with no available real.
+ */
+static __always_inline int rvs_icmp_no_conn(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					    const struct rvs_service *svc, __u64 now,
+					    __u32 *outcome)
+{
+	const struct rvs_real *real = 0;
+	__u32 idx = rvs_schedule_peek(svc, &pkt->flow, now, &real);
+	if (idx == RVS_NO_REAL || !real ||
+	    (real->method != RVS_METHOD_DR && real->method != RVS_METHOD_TUN)) {
+		*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
+		return XDP_PASS;
 	}
-	return action;
+	return rvs_send_direct(ctx, pkt, svc->index, idx, real, 0,
+			       RVS_OUTCOME_ICMP_NO_CONN_MAGLEV, outcome);
 }
 
 /* The service `pkt` is addressed to, if any. */
@@ -155,15 +192,14 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 		if (!svc)
 			return 0;
 	}
+	if (pkt->is_icmp_err) {
+		*action = rvs_icmp_no_conn(ctx, pkt, svc, now, outcome);
+		return 1;
+	}
 	__u32 idx = rvs_schedule_new(svc, pkt, now, &real);
 	if (idx == RVS_NO_REAL || !real) {
-		if (pkt->is_icmp_err) {
-			*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
-			*action = XDP_PASS;
-		} else {
-			*outcome = RVS_OUTCOME_NO_REAL;
-			*action = XDP_DROP;
-		}
+		*outcome = RVS_OUTCOME_NO_REAL;
+		*action = XDP_DROP;
 		return 1;
 	}
 	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,

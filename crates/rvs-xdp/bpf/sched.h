@@ -6,7 +6,8 @@
  * Maglev table slot of the flow hash. New choices are recorded in the connection table (and the
  * persistence table), so a flow stays on its real when the Maglev table changes. Reals that are
  * drained (weight 0) or overloaded are absent from the Maglev table: no new flows, existing
- * flows continue.
+ * flows continue. rvs_schedule_peek makes the same choice without recording anything (ICMP
+ * errors about flows with no entry here).
  */
 #ifndef RVS_SCHED_H
 #define RVS_SCHED_H
@@ -55,23 +56,36 @@ static __always_inline __u32 rvs_maglev_pick(const struct rvs_service *svc,
 }
 
 /*
- * Persistence template lookup/refresh; RVS_NO_REAL when none applies. A template is followed
- * while it is fresh and its real exists and is not down (RVS_REAL_F_DOWN: health down or
- * disabled; a drained real still gets its persistent clients, as in IPVS); otherwise it is
- * rebound to the Maglev pick.
+ * The client's persistence template for `svc` (*k: its key) if it is to be followed: fresh
+ * (its timeout since it was last used) and naming a real that exists and is not down
+ * (RVS_REAL_F_DOWN: health down or disabled; a drained real still gets its persistent clients,
+ * as in IPVS); else 0.
+ */
+static __always_inline struct rvs_persist *rvs_persist_live(const struct rvs_service *svc,
+							    const struct rvs_flow_key *flow,
+							    __u64 now, struct rvs_persist_key *k)
+{
+	rvs_mask_client(k, flow, svc->persist_prefix);
+	struct rvs_persist *p = bpf_map_lookup_elem(&rvs_persist, k);
+	if (!p || now - p->last_ns > (__u64)svc->persist_timeout * RVS_NS_PER_SEC)
+		return 0;
+	const struct rvs_real *r = rvs_real_get(p->real);
+	return r && !(r->flags & RVS_REAL_F_DOWN) ? p : 0;
+}
+
+/*
+ * Persistence for a new flow; RVS_NO_REAL when no real is available. A live template
+ * (rvs_persist_live) is followed and refreshed; otherwise the client is bound to the Maglev
+ * pick.
  */
 static __always_inline __u32 rvs_persist_pick(const struct rvs_service *svc,
 					      const struct rvs_flow_key *flow, __u64 now)
 {
 	struct rvs_persist_key k = { .svc = svc->index };
-	rvs_mask_client(&k, flow, svc->persist_prefix);
-	struct rvs_persist *p = bpf_map_lookup_elem(&rvs_persist, &k);
-	if (p && now - p->last_ns <= (__u64)svc->persist_timeout * RVS_NS_PER_SEC) {
-		const struct rvs_real *r = rvs_real_get(p->real);
-		if (r && !(r->flags & RVS_REAL_F_DOWN)) {
-			p->last_ns = now;
-			return p->real;
-		}
+	struct rvs_persist *p = rvs_persist_live(svc, flow, now, &k);
+	if (p) {
+		p->last_ns = now;
+		return p->real;
 	}
 	__u32 real = rvs_maglev_pick(svc, flow);
 	if (real != RVS_NO_REAL) {
@@ -123,16 +137,40 @@ static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config 
 
 /*
  * The real for a new flow of `svc` (its index; *real its entry): the persistence template (-p)
- * or the Maglev slot. ICMP errors only follow existing entries (RVS_NO_REAL).
+ * or the Maglev slot.
  */
 static __always_inline __u32 rvs_schedule_new(const struct rvs_service *svc,
 					      const struct rvs_pkt *pkt, __u64 now,
 					      const struct rvs_real **real)
 {
-	if (pkt->is_icmp_err)
-		return RVS_NO_REAL;
 	__u32 idx = (svc->flags & RVS_SVC_F_PERSIST) ? rvs_persist_pick(svc, &pkt->flow, now)
 						     : rvs_maglev_pick(svc, &pkt->flow);
+	const struct rvs_real *r = rvs_real_get(idx);
+	if (!r)
+		return RVS_NO_REAL;
+	*real = r;
+	return idx;
+}
+
+/*
+ * The real a new flow `flow` of `svc` would get from rvs_schedule_new, changing nothing: the
+ * client's live template is neither refreshed nor made. For an ICMP error about a flow with
+ * no connection entry here (its flow key is the quoted packet reversed, i.e. the flow as the
+ * client sends it: the same Maglev hash as the flow's SYN).
+ */
+static __always_inline __u32 rvs_schedule_peek(const struct rvs_service *svc,
+					       const struct rvs_flow_key *flow, __u64 now,
+					       const struct rvs_real **real)
+{
+	__u32 idx = RVS_NO_REAL;
+	if (svc->flags & RVS_SVC_F_PERSIST) {
+		struct rvs_persist_key k = { .svc = svc->index };
+		struct rvs_persist *p = rvs_persist_live(svc, flow, now, &k);
+		if (p)
+			idx = p->real;
+	}
+	if (idx == RVS_NO_REAL)
+		idx = rvs_maglev_pick(svc, flow);
 	const struct rvs_real *r = rvs_real_get(idx);
 	if (!r)
 		return RVS_NO_REAL;

@@ -1,102 +1,17 @@
 //! End-to-end DR and TUN through the XDP engine in network namespaces (rvs-testbed's L2
-//! segment: client, director, three nginx reals with distinct bodies on one bridge). The engine
-//! runs in this process, on a thread that has entered the director's namespace; each real is
-//! prepared with `rvs_xdp::realserver::setup` from a thread inside its namespace. Root only.
+//! segment: client, director, three nginx reals with distinct bodies on one bridge; set up by
+//! `common::e2e_lab`). The engine runs in this process, on a thread that has entered the
+//! director's namespace. Root only.
 
+mod common;
+
+use common::e2e_lab::{curls, in_ns, lab};
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
-use rvs_net::realserver::{Method, RealServerSetup};
-use rvs_testbed::{Kind, Netns, Nginx, Topology};
+use rvs_net::realserver::Method;
 use rvs_xdp::{XdpConfig, XdpEngine};
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-
-/// Run `f` on a thread inside namespace `ns`.
-fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    ns.in_thread(f)
-}
-
-struct Lab {
-    topo: Topology,
-    _nginx: Vec<Nginx>,
-    _peer_prog: rvs_xdp::decap::Decap,
-    vip: IpAddr,
-    method: Method,
-}
-
-fn lab(method: Method, v6: bool) -> Lab {
-    let topo = Topology::build(Kind::L2Segment, 3).expect("topology");
-    // XDP_TX out of the director's veth is dropped unless its peer has NAPI. `gro on` at the
-    // peer did not enable it on this kernel (6.18; measured: frames never arrive), an XDP
-    // program on the peer does: attach the decap program (an empty VIP list passes everything).
-    let mut peer_prog = in_ns(&topo.switch, || {
-        let mut d = rvs_xdp::decap::Decap::load().expect("load pass program");
-        d.attach("dir").expect("attach to the director's peer");
-        d
-    });
-    let _ = &mut peer_prog;
-    // veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL); once XDP turns the skb
-    // into a frame that state is lost and the real drops the segment. A real NIC computes it:
-    // make the client's veth do so too.
-    topo.client
-        .ns
-        .run("ethtool", &["-K", "eth0", "tx", "off"])
-        .expect("tx checksum off");
-    // The director answers ARP for a VIP on lo, but IPv6 neighbour discovery only for
-    // addresses on the receiving interface.
-    let (vip, vip_cidr, vip_dev) = if v6 {
-        (IpAddr::V6(topo.vip6), format!("{}/128", topo.vip6), "eth0")
-    } else {
-        (IpAddr::V4(topo.vip4), format!("{}/32", topo.vip4), "lo")
-    };
-    topo.director
-        .ns
-        .ip(&["addr", "add", &vip_cidr, "dev", vip_dev])
-        .unwrap();
-    let listen: SocketAddr = if v6 {
-        "[::]:80".parse().unwrap()
-    } else {
-        "0.0.0.0:80".parse().unwrap()
-    };
-    let mut nginx = Vec::new();
-    for (i, r) in topo.reals.iter().enumerate() {
-        let cfg = RealServerSetup {
-            vips: vec![vip],
-            method,
-            interface: Some(r.dev.clone()),
-        };
-        let report = in_ns(&r.ns, || rvs_xdp::realserver::setup(&cfg)).expect("realserver setup");
-        println!("real{i}: {}", report.lines.join("; "));
-        nginx.push(Nginx::start(Some(&r.ns), listen, &format!("real{i}")).unwrap());
-    }
-    Lab {
-        topo,
-        _nginx: nginx,
-        _peer_prog: peer_prog,
-        vip,
-        method,
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for r in &self.topo.reals {
-            let cfg = RealServerSetup {
-                vips: vec![self.vip],
-                method: self.method,
-                interface: Some(r.dev.clone()),
-            };
-            let _ = in_ns(&r.ns, || rvs_xdp::realserver::teardown(&cfg));
-        }
-    }
-}
-
-/// `n` sequential curls from the client; body → count ("FAIL" for failures).
-fn curls(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
-    let url = format!("http://{}/", SocketAddr::new(lab.vip, 80));
-    rvs_testbed::clients::curl_counts(&lab.topo.client.ns, &url, n).expect("curl loop")
-}
 
 fn run_method(method: Method, fwd: ForwardMethod, v6: bool, default_requests: usize) {
     if !rvs_testbed::is_root() {

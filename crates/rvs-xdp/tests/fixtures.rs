@@ -598,7 +598,7 @@ fn options_and_fragments(lab: &mut Lab) {
     ));
 }
 
-/// ICMP errors about a tracked flow go to the flow's real; untracked ones are passed.
+/// ICMP errors about a tracked flow go to the flow's real; ones about no service are passed.
 fn icmp_errors(lab: &mut Lab) {
     let router = Ipv4Addr::new(192, 168, 1, 1);
     let vip = Ipv4Addr::new(10, 0, 0, 3);
@@ -622,17 +622,20 @@ fn icmp_errors(lab: &mut Lab) {
         output,
         outcome: "icmp_forwarded",
     });
-    let quoted =
-        Ip4::new(vip, Ipv4Addr::new(192, 168, 1, 10), TCP).build(&frames::tcp(80, 49999, ACK, b""));
+    // About a flow of no service (ICMP errors about a service's flow with no entry here go by
+    // Maglev: icmp_fixtures.rs).
+    let no_svc = Ipv4Addr::new(10, 0, 0, 99);
+    let quoted = Ip4::new(no_svc, Ipv4Addr::new(192, 168, 1, 10), TCP)
+        .build(&frames::tcp(80, 49999, ACK, b""));
     let msg = frames::icmp4(3, 1, [0; 4], &quoted[..28]);
     let input = frames::eth(
         DIR_MAC,
         CLIENT_MAC,
         frames::ETH_IP4,
-        &Ip4::new(router, vip, 1).build(&msg),
+        &Ip4::new(router, no_svc, 1).build(&msg),
     );
     lab.run(untouched(
-        "ICMP error about an untracked flow: passed",
+        "ICMP error about an untracked flow of no service: passed",
         input,
         XDP_PASS,
         "icmp_untracked",
@@ -680,16 +683,17 @@ fn icmp_errors(lab: &mut Lab) {
         output,
         outcome: "icmp_forwarded",
     });
-    let quoted = frames::ip6(vip6, cl6, UDP, 0, 64, &frames::udp(53, 49999, b""));
-    let msg = frames::icmp6(r6, vip6, 1, 4, [0; 4], &quoted);
+    let no_svc6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99);
+    let quoted = frames::ip6(no_svc6, cl6, UDP, 0, 64, &frames::udp(53, 49999, b""));
+    let msg = frames::icmp6(r6, no_svc6, 1, 4, [0; 4], &quoted);
     let input = frames::eth(
         DIR_MAC,
         CLIENT_MAC,
         frames::ETH_IP6,
-        &frames::ip6(r6, vip6, 58, 0, 64, &msg),
+        &frames::ip6(r6, no_svc6, 58, 0, 64, &msg),
     );
     lab.run(untouched(
-        "ICMPv6 error about an untracked flow: passed",
+        "ICMPv6 error about an untracked flow of no service: passed",
         input,
         XDP_PASS,
         "icmp_untracked",

@@ -1,3 +1,4 @@
-//! Shared test support: frame builders and the fixture lab.
+//! Shared test support: frame builders, the fixture lab, and the end-to-end lab.
+pub mod e2e_lab;
 pub mod frames;
 pub mod lab;
