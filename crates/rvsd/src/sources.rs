@@ -131,8 +131,8 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
     }
 }
 
-/// Keep what the daemon observed (health, dynamic weights) on reals that a reload keeps, so a
-/// reload does not reset the checkers' verdicts.
+/// Keep what the daemon observed (health, dynamic weights, quorum gating) on reals that a
+/// reload keeps, so a reload does not reset the checkers' verdicts.
 pub fn carry_observed(old: &DesiredState, new: &mut DesiredState) {
     for (key, svc) in new.services.iter_mut() {
         let Some(osvc) = old.services.get(key) else {
@@ -142,6 +142,7 @@ pub fn carry_observed(old: &DesiredState, new: &mut DesiredState) {
             if let Some(oreal) = osvc.reals.get(addr) {
                 real.health = oreal.health;
                 real.dynamic_weight = oreal.dynamic_weight;
+                real.quorum_gated = oreal.quorum_gated;
             }
         }
     }
