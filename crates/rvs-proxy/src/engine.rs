@@ -403,6 +403,7 @@ impl Engine for ProxyEngine {
                         active_conns: info.active,
                         inactive_conns: info.inactive,
                         persistent_conns: info.persistent,
+                        connect_failures: r.connect_failures(),
                     };
                     (r.addr, stats)
                 })
@@ -425,6 +426,7 @@ impl Engine for ProxyEngine {
             let now = rvs_core::Timestamp::from_millis(self.shared.clock.now_ms());
             for (r, _) in entry.shared.reals(now) {
                 r.counters.zero();
+                r.zero_connect_failures();
             }
         }
     }

@@ -189,6 +189,19 @@ fn refused_real_gets_nothing_and_clients_still_succeed() {
         stats.outcomes["connect_refused"]
     );
     assert_eq!(stats.outcomes["no_real"], 0);
+    // The failing real is named in the stats with exactly its failed connects; the live ones
+    // show none.
+    assert_eq!(
+        svc.reals[&dead].connect_failures, stats.outcomes["connect_refused"],
+        "{:?}",
+        svc.reals[&dead]
+    );
+    for r in &live {
+        assert_eq!(svc.reals[r].connect_failures, 0);
+    }
+    // -Z zeroes it with the other counters.
+    e.zero(Some(&key));
+    assert_eq!(e.stats().services[&key].reals[&dead].connect_failures, 0);
 
     // Every real refusing: the client is closed without data, counted as such.
     let key2 = ServiceKey::tcp(free_addr("127.0.0.1"));
