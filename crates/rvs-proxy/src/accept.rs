@@ -1,6 +1,11 @@
 //! The accept loop each worker runs per TCP service: non-blocking `accept4` in batches, under
 //! the engine's connection cap ([`ConnCap`]).
 //!
+//! A batch takes at most [`ACCEPT_BATCH`] connections, then the loop yields to the worker's
+//! runtime: a flood of new clients on one listener cannot hold the worker (a current-thread
+//! runtime) for a whole backlog of 4096 accepts while the relays of its established
+//! connections wait. The listener is still readable, so the loop carries on right after.
+//!
 //! At the cap the loop stops accepting until a connection ends: new clients wait in the listen
 //! backlog (HAProxy's `maxconn`), counted once per pause in `accept_paused`. When the process
 //! runs out of descriptors (`EMFILE`, `ENFILE`) or the kernel out of memory, the listener rests
@@ -21,6 +26,9 @@ use tokio::io::unix::AsyncFd;
 /// A listening socket registered with the worker's reactor.
 pub type Listener = AsyncFd<TcpListener>;
 
+/// Most connections accepted per wake-up before yielding to the other tasks of the worker.
+pub const ACCEPT_BATCH: usize = 64;
+
 /// How long a listener rests after an accept failed for want of descriptors or memory.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -29,6 +37,8 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 pub enum BatchEnd {
     /// Nothing more to accept now (`EAGAIN`).
     Drained,
+    /// The batch's budget was used up (there may be more to accept).
+    Budget,
     /// The engine's connection cap is reached.
     AtCap,
     /// Out of descriptors (`EMFILE`, `ENFILE`).
@@ -49,16 +59,20 @@ impl Drop for Admitted {
     }
 }
 
-/// Accepts every pending connection of `listener` while `cap` has room, handing each to
-/// `accepted` (which owns the place it took: it must [`ConnCap::release`] it). Returns how many
-/// were accepted and why it stopped.
+/// Accepts pending connections of `listener`, at most `budget`, while `cap` has room, handing
+/// each to `accepted` (which owns the place it took: it must [`ConnCap::release`] it). Returns
+/// how many were accepted and why it stopped.
 pub fn accept_batch(
     listener: &TcpListener,
     cap: &ConnCap,
+    budget: usize,
     mut accepted: impl FnMut(TcpStream, SocketAddr),
 ) -> (usize, BatchEnd) {
     let mut n = 0;
     loop {
+        if n == budget {
+            return (n, BatchEnd::Budget);
+        }
         if !cap.try_take() {
             return (n, BatchEnd::AtCap);
         }
@@ -92,12 +106,23 @@ pub async fn accept_loop(listener: Listener, svc: Arc<ServiceShared>, ctx: Worke
         let Ok(mut ready) = listener.readable().await else {
             return;
         };
-        let (_, end) = accept_batch(listener.get_ref(), &engine.tcp_cap, |sock, peer| {
-            let admitted = Admitted { ctx: ctx.clone() };
-            tokio::spawn(tcp::handle(sock, peer, Arc::clone(&svc), admitted));
-        });
+        let (_, end) = accept_batch(
+            listener.get_ref(),
+            &engine.tcp_cap,
+            ACCEPT_BATCH,
+            |sock, peer| {
+                let admitted = Admitted { ctx: ctx.clone() };
+                tokio::spawn(tcp::handle(sock, peer, Arc::clone(&svc), admitted));
+            },
+        );
         match end {
             BatchEnd::Drained => ready.clear_ready(),
+            BatchEnd::Budget => {
+                // The listener stays readable: the next round goes on at once, after the
+                // connections just spawned and the relays that were waiting had their turn.
+                drop(ready);
+                tokio::task::yield_now().await;
+            }
             BatchEnd::AtCap => {
                 // Clients wait in the backlog; the listener stays readable, so the next round
                 // accepts at once when a place is free.
@@ -137,11 +162,28 @@ mod tests {
         let cap = ConnCap::new(100);
         let mut got = Vec::new();
         assert_eq!(
-            accept_batch(&l, &cap, |s, _| got.push(s)),
+            accept_batch(&l, &cap, 100, |s, _| got.push(s)),
             (5, BatchEnd::Drained)
         );
         assert_eq!(cap.current(), 5, "each accepted connection holds its place");
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_budget_and_the_next_one_carries_on() {
+        let (l, _clients) = listener_with_pending(ACCEPT_BATCH + 10);
+        let cap = ConnCap::new(1000);
+        let mut got = Vec::new();
+        assert_eq!(
+            accept_batch(&l, &cap, ACCEPT_BATCH, |s, _| got.push(s)),
+            (ACCEPT_BATCH, BatchEnd::Budget)
+        );
+        assert_eq!(
+            accept_batch(&l, &cap, ACCEPT_BATCH, |s, _| got.push(s)),
+            (10, BatchEnd::Drained)
+        );
+        assert_eq!(cap.current(), ACCEPT_BATCH + 10);
+        assert_eq!(got.len(), ACCEPT_BATCH + 10);
     }
 
     #[test]
@@ -150,7 +192,7 @@ mod tests {
         let cap = ConnCap::new(3);
         let mut got = Vec::new();
         assert_eq!(
-            accept_batch(&l, &cap, |s, _| got.push(s)),
+            accept_batch(&l, &cap, 100, |s, _| got.push(s)),
             (3, BatchEnd::AtCap)
         );
         assert_eq!(cap.current(), 3);
@@ -159,12 +201,12 @@ mod tests {
         cap.release();
         cap.release();
         assert_eq!(
-            accept_batch(&l, &cap, |s, _| got.push(s)),
+            accept_batch(&l, &cap, 100, |s, _| got.push(s)),
             (2, BatchEnd::AtCap)
         );
         cap.release(); // one more ends: room, but nobody waits
         assert_eq!(
-            accept_batch(&l, &cap, |s, _| got.push(s)),
+            accept_batch(&l, &cap, 100, |s, _| got.push(s)),
             (0, BatchEnd::Drained)
         );
         assert_eq!(cap.current(), 2, "an empty accept gives its place back");
