@@ -14,22 +14,7 @@ use std::time::Duration;
 
 /// `n` clients on new source ports each send one datagram; returns how many got a reply.
 fn new_clients(vip: SocketAddr, n: usize) -> usize {
-    let clients: Vec<UdpSocket> = (0..n)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            s
-        })
-        .collect();
-    for (i, s) in clients.iter().enumerate() {
-        s.send_to(format!("q{i}").as_bytes(), vip).unwrap();
-    }
-    let mut buf = [0u8; 256];
-    clients
-        .iter()
-        .filter(|s| s.recv_from(&mut buf).is_ok())
-        .count()
+    new_udp_clients(vip, n, Duration::from_millis(100)).0
 }
 
 #[test]
@@ -47,11 +32,7 @@ fn new_udp_sessions_beyond_the_cap_are_dropped_and_counted() {
         udp: 3,
     })])
     .unwrap();
-    let real = echo_backends(&["c1"])[0];
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
-    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    let (vip, key, _) = udp_echo_service(&mut e, &["c1"], options(SchedulerKind::Rr));
     assert_eq!(
         new_clients(vip, 20),
         10,
@@ -74,13 +55,9 @@ fn new_udp_sessions_beyond_the_cap_are_dropped_and_counted() {
 #[test]
 fn one_packet_sessions_end_with_their_reply() {
     let mut e = engine();
-    let real = echo_backends(&["o1"])[0];
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
     let mut opts = options(SchedulerKind::Rr);
     opts.one_packet = true;
-    add_service(&mut e, key, opts, &[fullnat(real, 1)]);
+    let (vip, key, _) = udp_echo_service(&mut e, &["o1"], opts);
     // DNS-style: every query from a new source port (the default UDP timeout is 300 s).
     assert_eq!(new_clients(vip, 50), 50);
     assert!(
