@@ -67,6 +67,9 @@ pub struct DaemonConfig {
     /// Most UDP sessions the proxy engine holds at once; `None` = a quarter of the open-files
     /// limit.
     pub proxy_udp_sessions: Option<u32>,
+    /// Most TCP connections the proxy engine relays at once (clients beyond wait in the listen
+    /// backlog); `None` = what the open-files limit leaves after the UDP cap.
+    pub proxy_max_conns: Option<u32>,
     /// Log level; `None` = `info` (or `RUST_LOG`).
     pub log_level: Option<LogLevel>,
 }

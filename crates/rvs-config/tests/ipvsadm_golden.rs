@@ -47,6 +47,7 @@ fn real(addr: &str, method: ForwardMethod, weight: u32, base: u64) -> RealView {
             active_conns: base as u32,
             inactive_conns: base as u32 / 2,
             persistent_conns: 3,
+            connect_failures: 0,
         },
         rates: Rates {
             cps: base,

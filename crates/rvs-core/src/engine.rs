@@ -121,6 +121,10 @@ pub struct RealStats {
     pub inactive_conns: u32,
     /// Persistence templates pointing at this real.
     pub persistent_conns: u32,
+    /// Connects to this real that failed (refused, error, timed out) since it was configured or
+    /// last zeroed; only engines that open their own connections (the proxy) count them.
+    #[serde(default)]
+    pub connect_failures: u64,
 }
 
 /// Counters of one service and its reals.

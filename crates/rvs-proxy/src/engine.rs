@@ -1,9 +1,10 @@
 //! [`ProxyEngine`]: the [`Engine`] the daemon drives. It owns the worker threads and the
 //! services; `apply` binds and closes listeners and edits the shared scheduling state.
 
+use crate::accept;
 use crate::balance::ServiceShared;
 use crate::shared::EngineShared;
-use crate::tcp::{self, WorkerCtx};
+use crate::tcp::WorkerCtx;
 use crate::worker::Worker;
 use crate::{listen, udp};
 use rvs_core::desired::{Change, ServiceConfig};
@@ -32,6 +33,11 @@ pub struct ProxyEngineConfig {
     /// quarter of the open-files limit ([`udp_sessions_default`]), so UDP clients on new source
     /// ports cannot take the descriptors TCP connections and the control API need.
     pub udp_sessions: usize,
+    /// Most relayed TCP connections at once, over all services (HAProxy's `maxconn`): at the
+    /// cap the listeners stop accepting — new clients wait in the listen backlog — until a
+    /// connection ends (each pause is counted in `accept_paused`). 0 = automatic: half the
+    /// open-files limit less a reserve ([`max_conns_default`]).
+    pub max_conns: usize,
     /// FULLNAT local addresses every service's connections to its reals leave from (those of
     /// the real's family, round robin) unless the service has its own
     /// ([`ProxyEngine::set_fullnat_pool`]); empty: the host's own address.
@@ -45,6 +51,7 @@ impl Default for ProxyEngineConfig {
             splice: cfg!(target_os = "linux"),
             backlog: 4096,
             udp_sessions: 0,
+            max_conns: 0,
             fullnat_local: Vec::new(),
         }
     }
@@ -55,6 +62,19 @@ impl Default for ProxyEngineConfig {
 /// listeners and the control API.
 pub fn udp_sessions_default(nofile: u64) -> usize {
     (nofile / 4).clamp(16, 1 << 20) as usize
+}
+
+/// Descriptors the automatic connection cap leaves for the listeners, the control API, the
+/// health checkers and logs.
+pub const RESERVED_FDS: u64 = 128;
+
+/// The automatic cap on TCP connections for an open-files limit of `nofile`: two descriptors per
+/// connection (its two sockets) out of what [`RESERVED_FDS`] leaves, at least 16 — as HAProxy
+/// derives `maxconn` from `ulimit -n` (9,936 at 20,000; HAProxy 9,960). It does not subtract
+/// the UDP session cap, which bounds UDP on its own: with both at their caps at once the
+/// descriptors can run out, and the listeners then rest and leave clients in the backlog.
+pub fn max_conns_default(nofile: u64) -> usize {
+    (nofile.saturating_sub(RESERVED_FDS) / 2).clamp(16, 1 << 24) as usize
 }
 
 /// A service the engine serves: its shared state and its listener tasks (one per worker).
@@ -109,7 +129,11 @@ impl ProxyEngine {
             0 => udp_sessions_default(nofile),
             n => n,
         };
-        let shared = Arc::new(EngineShared::new(n, config.splice, udp_max));
+        let tcp_max = match config.max_conns {
+            0 => max_conns_default(nofile),
+            n => n,
+        };
+        let shared = Arc::new(EngineShared::new(n, config.splice, tcp_max, udp_max));
         Ok(ProxyEngine {
             shared,
             workers,
@@ -148,6 +172,11 @@ impl ProxyEngine {
     /// The cap on UDP sessions in force (see [`ProxyEngineConfig::udp_sessions`]).
     pub fn udp_sessions_max(&self) -> usize {
         self.shared.udp_sessions_max()
+    }
+
+    /// The cap on TCP connections in force (see [`ProxyEngineConfig::max_conns`]).
+    pub fn max_conns(&self) -> usize {
+        self.shared.tcp_cap.max()
     }
 
     /// Closes every connection to `real` of `service` now (with RST), whether the real is still
@@ -216,7 +245,7 @@ impl ProxyEngine {
             let task = match sock {
                 Bound::Tcp(l) => {
                     let l = crate::relay::register(l).map_err(io_err)?;
-                    worker.handle.spawn(tcp::accept_loop(l, svc, ctx))
+                    worker.handle.spawn(accept::accept_loop(l, svc, ctx))
                 }
                 Bound::Udp(s) => {
                     let s = Arc::new(tokio::net::UdpSocket::from_std(s).map_err(io_err)?);
@@ -403,6 +432,7 @@ impl Engine for ProxyEngine {
                         active_conns: info.active,
                         inactive_conns: info.inactive,
                         persistent_conns: info.persistent,
+                        connect_failures: r.connect_failures(),
                     };
                     (r.addr, stats)
                 })
@@ -425,6 +455,7 @@ impl Engine for ProxyEngine {
             let now = rvs_core::Timestamp::from_millis(self.shared.clock.now_ms());
             for (r, _) in entry.shared.reals(now) {
                 r.counters.zero();
+                r.zero_connect_failures();
             }
         }
     }

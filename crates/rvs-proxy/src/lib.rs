@@ -7,6 +7,8 @@
 //!
 //! * workers: one thread per core, each a current-thread tokio runtime with its own
 //!   `SO_REUSEPORT` listener per service ([`worker`], [`listen`]);
+//! * accept ([`accept`]): batched non-blocking `accept4` under an engine-wide connection cap
+//!   ([`cap`]: at the cap clients wait in the listen backlog);
 //! * TCP ([`tcp`]): bounded connect retries on other reals (timeouts on a per-worker ticker,
 //!   [`ticker`]), `splice(2)` relay with pooled pipes
 //!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
@@ -19,7 +21,9 @@
 //! Packets for TCP: the proxy sees no segments, so each read from a socket (one `splice` into
 //! the pipe, or one `read`) counts as one packet.
 
+pub mod accept;
 pub mod balance;
+pub mod cap;
 pub mod engine;
 pub mod listen;
 pub mod pp;

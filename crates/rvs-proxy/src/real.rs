@@ -90,9 +90,14 @@ impl RealShared {
         true
     }
 
-    /// Failed connects to this real since it was configured.
+    /// Failed connects to this real since it was configured or last zeroed.
     pub fn connect_failures(&self) -> u64 {
         self.connect_failures.load(Relaxed)
+    }
+
+    /// `-Z`: the count starts again from 0 (the log keeps its own pace).
+    pub fn zero_connect_failures(&self) {
+        self.connect_failures.store(0, Relaxed);
     }
 
     /// The real's PROXY-protocol override.

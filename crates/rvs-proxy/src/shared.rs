@@ -1,7 +1,8 @@
 //! Engine-wide state the workers read: the clock, the `--set` timeouts, outcome counters, the
-//! per-worker connection tables, the cap on UDP sessions, and the idle-timeout watcher every
-//! connection runs.
+//! per-worker connection tables, the caps on TCP connections and UDP sessions, and the
+//! idle-timeout watcher every connection runs.
 
+use crate::cap::ConnCap;
 use crate::stats::Outcomes;
 use crate::track::{Clock, ConnTable, ConnTrack};
 use rvs_core::desired::Timeouts;
@@ -17,6 +18,8 @@ pub struct EngineShared {
     /// One table per worker, indexed by worker number.
     pub tables: Vec<Arc<ConnTable>>,
     pub use_splice: bool,
+    /// Relayed TCP connections, against `[daemon] proxy_max_conns`.
+    pub tcp_cap: ConnCap,
     tcp_timeout: AtomicU32,
     tcp_fin_timeout: AtomicU32,
     udp_timeout: AtomicU32,
@@ -36,7 +39,12 @@ impl Drop for UdpSlot {
 }
 
 impl EngineShared {
-    pub fn new(workers: usize, use_splice: bool, udp_sessions_max: usize) -> Self {
+    pub fn new(
+        workers: usize,
+        use_splice: bool,
+        tcp_conns_max: usize,
+        udp_sessions_max: usize,
+    ) -> Self {
         let t = Timeouts::default();
         EngineShared {
             clock: Clock(std::time::Instant::now()),
@@ -45,6 +53,7 @@ impl EngineShared {
                 .map(|_| Arc::new(ConnTable::default()))
                 .collect(),
             use_splice,
+            tcp_cap: ConnCap::new(tcp_conns_max),
             tcp_timeout: AtomicU32::new(t.tcp),
             tcp_fin_timeout: AtomicU32::new(t.tcp_fin),
             udp_timeout: AtomicU32::new(t.udp),
@@ -119,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_zero_timeout_means_the_default_not_at_once() {
-        let e = EngineShared::new(1, false, 10);
+        let e = EngineShared::new(1, false, 10, 10);
         e.set_timeouts(Timeouts {
             tcp: 30,
             tcp_fin: 5,
@@ -147,7 +156,7 @@ mod slot_tests {
 
     #[test]
     fn udp_slots_stop_at_the_cap_and_come_back_when_released() {
-        let e = Arc::new(EngineShared::new(1, false, 2));
+        let e = Arc::new(EngineShared::new(1, false, 10, 2));
         let a = e.udp_slot().expect("first");
         let b = e.udp_slot().expect("second");
         assert!(e.udp_slot().is_none(), "over the cap");

@@ -69,7 +69,12 @@ pub struct Outcomes {
     pub connect_error: AtomicU64,
     pub connect_retry: AtomicU64,
     pub no_real: AtomicU64,
+    /// An accept failed for another reason than the descriptor limit (`ENOBUFS`, `ENOMEM`).
     pub accept_error: AtomicU64,
+    /// An accept failed for want of descriptors (`EMFILE`, `ENFILE`): the listener rested.
+    pub accept_fd_limit: AtomicU64,
+    /// An accept loop paused at the engine's connection cap (clients wait in the backlog).
+    pub accept_paused: AtomicU64,
     pub idle_timeout: AtomicU64,
     pub reset_by_operator: AtomicU64,
     /// A relay ended by a socket error (a peer's reset): the other side was reset too.
@@ -96,6 +101,8 @@ impl Outcomes {
             ("connect_retry", self.connect_retry.load(Relaxed)),
             ("no_real", self.no_real.load(Relaxed)),
             ("accept_error", self.accept_error.load(Relaxed)),
+            ("accept_fd_limit", self.accept_fd_limit.load(Relaxed)),
+            ("accept_paused", self.accept_paused.load(Relaxed)),
             ("idle_timeout", self.idle_timeout.load(Relaxed)),
             ("reset_by_operator", self.reset_by_operator.load(Relaxed)),
             ("relay_reset", self.relay_reset.load(Relaxed)),

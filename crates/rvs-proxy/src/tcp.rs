@@ -1,6 +1,8 @@
-//! TCP: the accept loop each worker runs per service, connecting to a real with bounded
-//! retries, the optional PROXY header, and the relay with its state tracking.
+//! TCP: one accepted client's connection (see [`crate::accept`] for the accept loop):
+//! connecting to a real with bounded retries, the optional PROXY header, and the relay with its
+//! state tracking.
 
+use crate::accept::Admitted;
 use crate::balance::{Picked, ServiceShared};
 use crate::pp;
 use crate::relay::Sock;
@@ -17,50 +19,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
 
 /// Everything a worker's connection tasks need.
 #[derive(Debug, Clone)]
 pub struct WorkerCtx {
     pub engine: Arc<EngineShared>,
     pub table: Arc<ConnTable>,
-}
-
-/// A listening socket registered with the worker's reactor.
-pub type Listener = AsyncFd<std::net::TcpListener>;
-
-/// Accepts connections for `svc` on this worker's `SO_REUSEPORT` listener, forever: every
-/// pending connection per wake-up, each accepted non-blocking in one `accept4`.
-pub async fn accept_loop(listener: Listener, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
-    loop {
-        let Ok(mut ready) = listener.readable().await else {
-            return;
-        };
-        loop {
-            let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-            match SockRef::from(listener.get_ref()).accept4(flags) {
-                Ok((sock, peer)) => {
-                    let Some(peer) = peer.as_socket() else {
-                        continue;
-                    };
-                    let (svc, ctx) = (Arc::clone(&svc), ctx.clone());
-                    tokio::spawn(handle(sock.into(), peer, svc, ctx));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready.clear_ready();
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(_) => {
-                    // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning.
-                    Outcomes::bump(&ctx.engine.outcomes.accept_error);
-                    drop(ready);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// Counts a relayed chunk on the real and the service and marks the connection as alive.
@@ -85,7 +49,15 @@ impl OnChunk for Dir<'_> {
     }
 }
 
-async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
+/// Serves one accepted client; `admitted` holds its place under the engine's connection cap
+/// until the connection ends.
+pub async fn handle(
+    client: TcpStream,
+    peer: SocketAddr,
+    svc: Arc<ServiceShared>,
+    admitted: Admitted,
+) {
+    let ctx = &admitted.ctx;
     let _ = client.set_nodelay(true);
     let Ok(client) = relay::register(client) else {
         return;
@@ -94,7 +66,7 @@ async fn handle(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, ct
         true => client.get_ref().local_addr().unwrap_or(svc.vaddr),
         false => svc.vaddr,
     };
-    let Some((server, picked, guard)) = connect_with_retries(peer, vaddr, &svc, &ctx).await else {
+    let Some((server, picked, guard)) = connect_with_retries(peer, vaddr, &svc, ctx).await else {
         return; // dropping `client` closes it
     };
     let engine = &ctx.engine;

@@ -123,17 +123,15 @@ async fn session_for(
         return Some(s);
     }
     let engine = &ctx.engine;
-    let over_cap = || Outcomes::bump(&engine.outcomes.udp_session_limit);
-    // Without -o a new session is needed whatever real is picked: check the cap first, so a
-    // flood over the cap costs no scheduling.
-    let mut slot = None;
-    if !one_packet {
-        let Some(s) = engine.udp_slot() else {
-            over_cap();
-            return None;
-        };
-        slot = Some(s);
-    }
+    // Take the place under the cap before scheduling: a datagram dropped at the cap must leave
+    // nothing behind (scheduling would create or refresh the client's persistence template),
+    // and a flood over the cap costs no scheduling. With -o every datagram is a connection of
+    // its own, so one that would only reuse an existing socket to its real is dropped at the
+    // cap too; its place is given back just below.
+    let Some(slot) = engine.udp_slot() else {
+        Outcomes::bump(&engine.outcomes.udp_session_limit);
+        return None;
+    };
     let now = Timestamp::from_millis(engine.clock.now_ms());
     let Some(picked) = svc.open(client, now, &[]) else {
         Outcomes::bump(&engine.outcomes.no_real);
@@ -143,7 +141,8 @@ async fn session_for(
     let key = (client, one_packet.then_some(real.addr));
     if let Some(s) = live_session(sessions, &key) {
         // One-packet scheduling: this datagram is its own connection, carried by the socket to
-        // the real that already exists for this client; it is over at once.
+        // the real that already exists for this client; it is over at once (and needs no new
+        // place under the cap: `slot` is given back when dropped).
         real.counters.add_conn();
         svc.counters.add_conn();
         svc.conn_closed(picked.conn, false, now);
@@ -151,14 +150,6 @@ async fn session_for(
         s.guard.track.touch(&engine.clock);
         return Some(s);
     }
-    let slot = match slot.take().or_else(|| engine.udp_slot()) {
-        Some(slot) => slot,
-        None => {
-            svc.conn_closed(picked.conn, false, now);
-            over_cap();
-            return None;
-        }
-    };
     let upstream = match connect_upstream(real.addr, svc.local_for(real.addr)).await {
         Ok(u) => u,
         Err(_) => {

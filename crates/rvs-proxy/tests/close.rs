@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
+use rvs_core::SchedulerKind;
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
-use rvs_core::{SchedulerKind, ServiceKey};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -42,16 +42,8 @@ fn fin_timeout_runs_from_the_half_close_not_from_the_last_data() {
     })])
     .unwrap();
     let real = echo_then_bye(Duration::from_millis(300));
-    let vip = free_addr("127.0.0.1");
-    add_service(
-        &mut e,
-        ServiceKey::tcp(vip),
-        options(SchedulerKind::Rr),
-        &[fullnat(real, 1)],
-    );
-    let mut c = std::net::TcpStream::connect(vip).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"hi").unwrap();
+    let (vip, _) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+    let mut c = client(vip, b"hi");
     let mut b = [0u8; 2];
     c.read_exact(&mut b).unwrap();
     // Idle for longer than the FIN timeout while established (the 900 s timeout applies)...
@@ -100,12 +92,8 @@ fn a_real_that_resets_resets_the_client_too() {
         std::thread::sleep(Duration::from_millis(50));
         abort(c);
     });
-    let vip = free_addr("127.0.0.1");
-    let key = ServiceKey::tcp(vip);
-    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
-    let mut c = TcpStream::connect(vip).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"go").unwrap();
+    let (vip, key) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+    let mut c = client(vip, b"go");
     let (got, end) = read_until_end(&mut c);
     assert_eq!(got, "part-");
     let err = end.expect_err("a truncated response must not end with a clean close");
@@ -128,12 +116,8 @@ fn a_client_that_resets_resets_the_real_too() {
         c.write_all(b"ok").unwrap();
         tx.send(read_until_end(&mut c)).unwrap();
     });
-    let vip = free_addr("127.0.0.1");
-    let key = ServiceKey::tcp(vip);
-    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
-    let mut c = TcpStream::connect(vip).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"go").unwrap();
+    let (vip, _) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+    let mut c = client(vip, b"go");
     let mut b = [0u8; 2];
     c.read_exact(&mut b).unwrap();
     abort(c);

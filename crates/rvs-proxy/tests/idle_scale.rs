@@ -7,9 +7,9 @@
 mod common;
 
 use common::*;
+use rvs_core::SchedulerKind;
 use rvs_core::desired::Timeouts;
 use rvs_core::engine::Engine;
-use rvs_core::{SchedulerKind, ServiceKey};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -81,14 +81,7 @@ fn five_thousand_idle_connections_held_and_released() {
     );
 
     let mut e = engine();
-    let vip = free_addr("127.0.0.1");
-    let key = ServiceKey::tcp(vip);
-    add_service(
-        &mut e,
-        key,
-        options(SchedulerKind::Wlc),
-        &[fullnat(real, 1)],
-    );
+    let (vip, key) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Wlc), &[real]);
     let rss_before = rss_kib();
     let clients: Vec<TcpStream> = (0..CONNS)
         .map(|_| TcpStream::connect(vip).unwrap())

@@ -101,14 +101,7 @@ fn keepalive_to(vip: SocketAddr, want: &str) -> KeepAlive {
 fn drain_and_removal_keep_existing_connections_and_reset_cuts_them() {
     let mut e = engine();
     let reals = backends(&["d1", "d2"], "127.0.0.1");
-    let vip = free_addr("127.0.0.1");
-    let key = ServiceKey::tcp(vip);
-    add_service(
-        &mut e,
-        key,
-        options(SchedulerKind::Rr),
-        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
-    );
+    let (vip, key) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &reals);
     let mut kept = keepalive_to(vip, "d1");
     assert_eq!(conn_counts(&e.stats(), &key, reals[0]), (1, 0));
 
@@ -189,6 +182,19 @@ fn refused_real_gets_nothing_and_clients_still_succeed() {
         stats.outcomes["connect_refused"]
     );
     assert_eq!(stats.outcomes["no_real"], 0);
+    // The failing real is named in the stats with exactly its failed connects; the live ones
+    // show none.
+    assert_eq!(
+        svc.reals[&dead].connect_failures, stats.outcomes["connect_refused"],
+        "{:?}",
+        svc.reals[&dead]
+    );
+    for r in &live {
+        assert_eq!(svc.reals[r].connect_failures, 0);
+    }
+    // -Z zeroes it with the other counters.
+    e.zero(Some(&key));
+    assert_eq!(e.stats().services[&key].reals[&dead].connect_failures, 0);
 
     // Every real refusing: the client is closed without data, counted as such.
     let key2 = ServiceKey::tcp(free_addr("127.0.0.1"));
@@ -248,14 +254,7 @@ fn half_close_passes_fin_and_reply_still_arrives() {
 fn ipv6_on_loopback() {
     let mut e = engine();
     let reals = backends(&["v6a", "v6b"], "[::1]");
-    let vip = free_addr("::1");
-    let key = ServiceKey::tcp(vip);
-    add_service(
-        &mut e,
-        key,
-        options(SchedulerKind::Rr),
-        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
-    );
+    let (vip, key) = tcp_service(&mut e, "::1", options(SchedulerKind::Rr), &reals);
     let bodies: Vec<String> = (0..10).map(|_| http_get(vip).unwrap()).collect();
     assert_eq!(
         bodies.iter().filter(|b| b.starts_with("v6a")).count(),

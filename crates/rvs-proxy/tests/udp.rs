@@ -13,16 +13,7 @@ use std::time::Duration;
 #[test]
 fn hundred_concurrent_clients_get_their_own_replies_from_the_vip() {
     let mut e = engine();
-    let reals = echo_backends(&["u1", "u2"]);
-    std::thread::sleep(Duration::from_millis(50)); // let the echo servers bind
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
-    add_service(
-        &mut e,
-        key,
-        options(SchedulerKind::Rr),
-        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
-    );
+    let (vip, key, _) = udp_echo_service(&mut e, &["u1", "u2"], options(SchedulerKind::Rr));
 
     let n = 100;
     let barrier = Arc::new(Barrier::new(n));
@@ -81,10 +72,6 @@ fn hundred_concurrent_clients_get_their_own_replies_from_the_vip() {
 #[test]
 fn sessions_expire_with_the_udp_timeout() {
     let mut e = engine();
-    let reals = echo_backends(&["t1"]);
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
     e.apply(&[rvs_core::desired::Change::SetTimeouts(
         rvs_core::desired::Timeouts {
             tcp: 900,
@@ -94,12 +81,7 @@ fn sessions_expire_with_the_udp_timeout() {
         },
     )])
     .unwrap();
-    add_service(
-        &mut e,
-        key,
-        options(SchedulerKind::Rr),
-        &[fullnat(reals[0], 1)],
-    );
+    let (vip, key, _) = udp_echo_service(&mut e, &["t1"], options(SchedulerKind::Rr));
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     s.send_to(b"x", vip).unwrap();
@@ -113,20 +95,11 @@ fn sessions_expire_with_the_udp_timeout() {
 #[test]
 fn one_packet_scheduling_schedules_every_datagram() {
     let mut e = engine();
-    let reals = echo_backends(&["o1", "o2"]);
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
     let opts = ServiceOptions {
         one_packet: true,
         ..options(SchedulerKind::Rr)
     };
-    add_service(
-        &mut e,
-        key,
-        opts,
-        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
-    );
+    let (vip, key, reals) = udp_echo_service(&mut e, &["o1", "o2"], opts);
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut tags = Vec::new();

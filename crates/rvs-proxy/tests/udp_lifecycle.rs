@@ -9,37 +9,17 @@ use rvs_core::{Health, RealServer, SchedulerKind, ServiceKey};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-/// `n` new clients each send one datagram to `vip`; returns how many got a reply. The clients
-/// are returned too, so their sessions (if any) stay wanted.
+/// `n` new clients each send one datagram to `vip`; returns how many got a reply, and the
+/// clients.
 fn one_round(vip: SocketAddr, n: usize) -> (usize, Vec<UdpSocket>) {
-    let clients: Vec<UdpSocket> = (0..n)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            s
-        })
-        .collect();
-    for (i, s) in clients.iter().enumerate() {
-        s.send_to(format!("m{i}").as_bytes(), vip).unwrap();
-    }
-    let mut buf = [0u8; 256];
-    let answered = clients
-        .iter()
-        .filter(|s| s.recv_from(&mut buf).is_ok())
-        .count();
-    (answered, clients)
+    new_udp_clients(vip, n, Duration::from_millis(500))
 }
 
 #[test]
 fn removing_a_udp_service_ends_its_sessions_and_a_readded_one_gets_every_client() {
     let mut e = engine(); // two workers: two sockets in the SO_REUSEPORT group
-    let real = echo_backends(&["e1"])[0];
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
-    let reals = [fullnat(real, 1)];
-    add_service(&mut e, key, options(SchedulerKind::Rr), &reals);
+    let (vip, key, real) = udp_echo_service(&mut e, &["e1"], options(SchedulerKind::Rr));
+    let reals = [fullnat(real[0], 1)];
     let (answered, _first) = one_round(vip, 100);
     assert_eq!(answered, 100);
     assert_eq!(e.connections().len(), 100);
@@ -79,16 +59,7 @@ fn edit(e: &mut rvs_proxy::ProxyEngine, key: ServiceKey, real: RealServer) {
 #[test]
 fn a_session_leaves_a_real_that_is_down_or_removed_but_not_one_that_is_drained() {
     let mut e = engine();
-    let reals = echo_backends(&["u1", "u2"]);
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
-    add_service(
-        &mut e,
-        key,
-        options(SchedulerKind::Rr),
-        &[fullnat(reals[0], 1), fullnat(reals[1], 1)],
-    );
+    let (vip, key, reals) = udp_echo_service(&mut e, &["u1", "u2"], options(SchedulerKind::Rr));
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let first = ask(&c, vip, "1");

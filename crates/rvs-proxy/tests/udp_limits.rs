@@ -1,34 +1,20 @@
-//! UDP sessions hold a descriptor each: the engine caps their number, and one-packet sessions
-//! end with their reply (loopback only).
+//! UDP sessions hold a descriptor each: the engine caps their number (a datagram dropped at the
+//! cap leaves no persistence template), and one-packet sessions end with their reply (loopback
+//! only).
 
 mod common;
 
 use common::*;
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
-use rvs_core::{SchedulerKind, ServiceKey};
+use rvs_core::{Persistence, SchedulerKind, ServiceKey};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 /// `n` clients on new source ports each send one datagram; returns how many got a reply.
 fn new_clients(vip: SocketAddr, n: usize) -> usize {
-    let clients: Vec<UdpSocket> = (0..n)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            s
-        })
-        .collect();
-    for (i, s) in clients.iter().enumerate() {
-        s.send_to(format!("q{i}").as_bytes(), vip).unwrap();
-    }
-    let mut buf = [0u8; 256];
-    clients
-        .iter()
-        .filter(|s| s.recv_from(&mut buf).is_ok())
-        .count()
+    new_udp_clients(vip, n, Duration::from_millis(100)).0
 }
 
 #[test]
@@ -47,11 +33,7 @@ fn new_udp_sessions_beyond_the_cap_are_dropped_and_counted() {
         ..Default::default()
     })])
     .unwrap();
-    let real = echo_backends(&["c1"])[0];
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
-    add_service(&mut e, key, options(SchedulerKind::Rr), &[fullnat(real, 1)]);
+    let (vip, key, _) = udp_echo_service(&mut e, &["c1"], options(SchedulerKind::Rr));
     assert_eq!(
         new_clients(vip, 20),
         10,
@@ -74,13 +56,9 @@ fn new_udp_sessions_beyond_the_cap_are_dropped_and_counted() {
 #[test]
 fn one_packet_sessions_end_with_their_reply() {
     let mut e = engine();
-    let real = echo_backends(&["o1"])[0];
-    std::thread::sleep(Duration::from_millis(50));
-    let vip = udp_vip();
-    let key = ServiceKey::udp(vip);
     let mut opts = options(SchedulerKind::Rr);
     opts.one_packet = true;
-    add_service(&mut e, key, opts, &[fullnat(real, 1)]);
+    let (vip, key, _) = udp_echo_service(&mut e, &["o1"], opts);
     // DNS-style: every query from a new source port (the default UDP timeout is 300 s).
     assert_eq!(new_clients(vip, 50), 50);
     assert!(
@@ -101,6 +79,66 @@ fn one_packet_sessions_end_with_their_reply() {
         assert_eq!(from, vip);
         assert_eq!(&buf[..n], format!("o1: again{i}").as_bytes());
     }
+}
+
+#[test]
+fn a_one_packet_datagram_dropped_at_the_cap_leaves_no_persistence_template() {
+    let mut e = ProxyEngine::start(ProxyEngineConfig {
+        workers: 1,
+        udp_sessions: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    // A real that never answers: each -o session lives until the UDP timeout (300 s).
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    let mut opts = options(SchedulerKind::Rr);
+    opts.one_packet = true;
+    opts.persistence = Some(Persistence {
+        timeout: 300,
+        prefix_len: 32,
+    });
+    add_service(
+        &mut e,
+        key,
+        opts,
+        &[fullnat(silent.local_addr().unwrap(), 1)],
+    );
+    let send_from = |ip: &str| {
+        let c = UdpSocket::bind((ip, 0)).unwrap();
+        c.send_to(b"q", vip).unwrap();
+        c
+    };
+    // Two queries from 127.0.0.2 (two ports) fill the cap of two sessions.
+    let _held = [send_from("127.0.0.2"), send_from("127.0.0.2")];
+    assert!(wait_until(Duration::from_secs(3), || {
+        e.connections().iter().filter(|c| c.state == "UDP").count() == 2
+    }));
+    // A query from 127.0.0.3 is dropped at the cap: no connection, and no template for it.
+    let _dropped = send_from("127.0.0.3");
+    assert!(wait_until(Duration::from_secs(3), || {
+        e.stats().outcomes["udp_session_limit"] == 1
+    }));
+    let templates: Vec<_> = e
+        .connections()
+        .into_iter()
+        .filter(|c| c.state == "NONE")
+        .map(|c| c.client.ip().to_string())
+        .collect();
+    assert_eq!(
+        templates,
+        ["127.0.0.2"],
+        "a dropped datagram made a template"
+    );
+    let stats = e.stats();
+    assert_eq!(stats.services[&key].counters.conns, 2);
+    let persistent: u32 = stats.services[&key]
+        .reals
+        .values()
+        .map(|r| r.persistent_conns)
+        .sum();
+    assert_eq!(persistent, 1);
 }
 
 #[test]

@@ -602,6 +602,7 @@ impl Engine for XdpEngine {
                         active_conns: active,
                         inactive_conns: inactive,
                         persistent_conns: 0,
+                        connect_failures: 0,
                     },
                 );
             }

@@ -126,6 +126,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         xdp_nat_conns: file.xdp_nat_conns,
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         proxy_udp_sessions: file.proxy_udp_sessions,
+        proxy_max_conns: file.proxy_max_conns,
         log_level: file.log_level,
         fullnat_local: file.fullnat_local.clone(),
     }

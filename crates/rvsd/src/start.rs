@@ -62,6 +62,7 @@ fn start_proxy(cfg: &DaemonConfig) -> Started {
     let config = rvs_proxy::ProxyEngineConfig {
         workers: cfg.proxy_workers.unwrap_or(0) as usize,
         udp_sessions: cfg.proxy_udp_sessions.unwrap_or(0) as usize,
+        max_conns: cfg.proxy_max_conns.unwrap_or(0) as usize,
         fullnat_local: cfg.fullnat_local.clone(),
         ..Default::default()
     };

@@ -482,6 +482,48 @@ fn unix_socket_is_private() {
 }
 
 #[test]
+fn a_refusing_real_shows_its_failed_connects_in_stats_and_metrics() {
+    let live = backend("live");
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let vip: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let d = Rvsd::start(&fullnat_config(vip, &[dead, live]), &[]);
+    for _ in 0..6 {
+        assert_eq!(
+            fetch(vip),
+            "live",
+            "a refused connect is retried on the live real"
+        );
+    }
+    let stats = d.get("/v1/stats").json();
+    let refused = stats["outcomes"]["proxy.connect_refused"].as_u64().unwrap();
+    assert!(refused >= 1, "{stats}");
+    let reals = stats["services"][0]["reals"].as_array().unwrap().clone();
+    let failures = |addr: std::net::SocketAddr| {
+        reals
+            .iter()
+            .find(|r| r["real"]["addr"] == addr.to_string())
+            .unwrap_or_else(|| panic!("{addr} in {reals:?}"))["stats"]["connect_failures"]
+            .as_u64()
+    };
+    assert_eq!(failures(dead), Some(refused), "{reals:?}");
+    assert_eq!(failures(live), Some(0), "{reals:?}");
+    let id = format!("tcp:{vip}");
+    let m = d.get("/metrics").body;
+    assert!(
+        m.contains(&format!(
+            "rvs_real_connect_failures_total{{service=\"{id}\",real=\"{dead}\"}} {refused}"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "rvs_real_connect_failures_total{{service=\"{id}\",real=\"{live}\"}} 0"
+        )),
+        "{m}"
+    );
+}
+
+#[test]
 fn metrics_is_well_formed_exposition_text() {
     let d = Rvsd::start(
         "[[service]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.7:80\"\n",

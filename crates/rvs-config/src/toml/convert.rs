@@ -179,6 +179,17 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let proxy_max_conns = raw.proxy_max_conns.and_then(|n| {
+        if *n.get_ref() == 0 {
+            rep.error_at(
+                n.span(),
+                "proxy_max_conns must be at least 1 (leave it out for the automatic cap)",
+            );
+            None
+        } else {
+            Some(n.into_inner())
+        }
+    });
     let fullnat_local = raw
         .fullnat_local
         .and_then(|list| local_addresses(list, None, rep))
@@ -192,6 +203,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         xdp_nat_conns,
         proxy_workers,
         proxy_udp_sessions,
+        proxy_max_conns,
         log_level: raw.log_level,
         fullnat_local,
     }

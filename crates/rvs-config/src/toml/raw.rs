@@ -35,6 +35,7 @@ pub(super) struct RawDaemon {
     pub xdp_nat_conns: Option<Spanned<u32>>,
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,
+    pub proxy_max_conns: Option<Spanned<u32>>,
     pub log_level: Option<super::LogLevel>,
     pub fullnat_local: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -26,6 +26,7 @@ engines = ["proxy"]
 xdp_nat_conns = 1000000
 proxy_workers = 2
 proxy_udp_sessions = 4000
+proxy_max_conns = 7000
 log_level = "debug"
 
 [timeouts]
@@ -63,6 +64,7 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.proxy_workers, Some(2));
     assert_eq!(c.daemon.xdp_nat_conns, Some(1_000_000));
     assert_eq!(c.daemon.proxy_udp_sessions, Some(4000));
+    assert_eq!(c.daemon.proxy_max_conns, Some(7000));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
     assert_eq!(
         c.state.timeouts,
@@ -234,6 +236,11 @@ fn daemon_section_is_checked() {
     assert!(
         e[0].starts_with("test.toml:2:22:")
             && e[0].contains("proxy_udp_sessions must be at least 1"),
+        "{e:?}"
+    );
+    let e = errs("[daemon]\nproxy_max_conns = 0\n");
+    assert!(
+        e[0].starts_with("test.toml:2:19:") && e[0].contains("proxy_max_conns must be at least 1"),
         "{e:?}"
     );
     let e = errs("[daemon]\nengines = [\"turbo\"]\n");

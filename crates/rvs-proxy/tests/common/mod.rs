@@ -35,6 +35,37 @@ pub fn options(scheduler: SchedulerKind) -> ServiceOptions {
     }
 }
 
+/// A TCP service on a free port of `ip` over `reals` (FULLNAT, weight 1 each); returns the
+/// VIP and the service's key.
+pub fn tcp_service(
+    e: &mut ProxyEngine,
+    ip: &str,
+    opts: ServiceOptions,
+    reals: &[SocketAddr],
+) -> (SocketAddr, ServiceKey) {
+    let vip = free_addr(ip);
+    let key = ServiceKey::tcp(vip);
+    let reals: Vec<RealServer> = reals.iter().map(|r| fullnat(*r, 1)).collect();
+    add_service(e, key, opts, &reals);
+    (vip, key)
+}
+
+/// A UDP service on a free loopback port over new echo reals tagged `names` (FULLNAT, weight
+/// 1 each); returns the VIP, the service's key and the reals.
+pub fn udp_echo_service(
+    e: &mut ProxyEngine,
+    names: &[&'static str],
+    opts: ServiceOptions,
+) -> (SocketAddr, ServiceKey, Vec<SocketAddr>) {
+    let reals = echo_backends(names);
+    std::thread::sleep(Duration::from_millis(50)); // let the echo servers bind
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    let rs: Vec<RealServer> = reals.iter().map(|r| fullnat(*r, 1)).collect();
+    add_service(e, key, opts, &rs);
+    (vip, key, reals)
+}
+
 /// Adds a service with its reals.
 pub fn add_service(
     e: &mut ProxyEngine,
@@ -61,6 +92,14 @@ pub fn http_get(vip: SocketAddr) -> std::io::Result<String> {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
         _ => Err(std::io::Error::other(format!("bad response {resp:?}"))),
     }
+}
+
+/// A client connected to `vip` (reads time out after 5 s) that has sent `first`.
+pub fn client(vip: SocketAddr, first: &[u8]) -> TcpStream {
+    let mut c = TcpStream::connect(vip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(first).unwrap();
+    c
 }
 
 /// A keep-alive HTTP client connection.
@@ -153,4 +192,25 @@ pub fn udp_vip() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// `n` clients on new source ports each send one datagram to `vip` and wait up to `wait` for a
+/// reply; returns how many got one, and the clients (so their sessions, if any, stay wanted).
+pub fn new_udp_clients(vip: SocketAddr, n: usize, wait: Duration) -> (usize, Vec<UdpSocket>) {
+    let clients: Vec<UdpSocket> = (0..n)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(wait)).unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in clients.iter().enumerate() {
+        s.send_to(format!("m{i}").as_bytes(), vip).unwrap();
+    }
+    let mut buf = [0u8; 256];
+    let answered = clients
+        .iter()
+        .filter(|s| s.recv_from(&mut buf).is_ok())
+        .count();
+    (answered, clients)
 }

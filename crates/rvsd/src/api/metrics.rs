@@ -66,6 +66,23 @@ pub fn render(view: &StatsView) -> String {
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP rvs_real_connect_failures_total Failed connects to the real (proxy engine: \
+         refused, error, timed out), per real."
+    );
+    let _ = writeln!(out, "# TYPE rvs_real_connect_failures_total counter");
+    for s in &view.services {
+        let sid = esc(&ServiceId(s.key).to_string());
+        for r in &s.reals {
+            let _ = writeln!(
+                out,
+                "rvs_real_connect_failures_total{{service=\"{sid}\",real=\"{}\"}} {}",
+                esc(&r.real.addr.to_string()),
+                r.stats.connect_failures
+            );
+        }
+    }
     type Gauge = fn(&rvs_api::RealView) -> u64;
     let gauges: [(&str, &str, Gauge); 3] = [
         ("active_connections", "ActiveConn column", |r| {
