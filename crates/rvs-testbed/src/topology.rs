@@ -18,7 +18,7 @@
 //!
 //! The VIP is not configured anywhere: the engine under test (or the test) does that.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{Result, TestbedError};
 use crate::netns::Netns;
@@ -45,6 +45,17 @@ pub struct Host {
     pub ip4: Ipv4Addr,
     /// IPv6 address on `dev`.
     pub ip6: Ipv6Addr,
+}
+
+impl Host {
+    /// Its IPv6 address if `v6`, else its IPv4 address.
+    pub fn ip(&self, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(self.ip6)
+        } else {
+            IpAddr::V4(self.ip4)
+        }
+    }
 }
 
 /// The director: one interface on an L2 segment (then `client_*` and `real_*` are the same), or

@@ -11,7 +11,7 @@ use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_net::realserver::Method;
 use rvs_xdp::{XdpConfig, XdpEngine};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 fn run_method(method: Method, fwd: ForwardMethod, v6: bool, default_requests: usize) {
     if !rvs_testbed::is_root() {
@@ -33,12 +33,7 @@ fn run_method(method: Method, fwd: ForwardMethod, v6: bool, default_requests: us
             options: ServiceOptions::default(),
         }];
         for (r, w) in lab.topo.reals.iter().zip(weights) {
-            let ip = if v6 {
-                IpAddr::V6(r.ip6)
-            } else {
-                IpAddr::V4(r.ip4)
-            };
-            let addr = SocketAddr::new(ip, 80);
+            let addr = SocketAddr::new(r.ip(v6), 80);
             changes.push(Change::AddReal {
                 service: key,
                 real: RealServer::new(addr, fwd, w),

@@ -122,12 +122,7 @@ fn error_without_entry(method: Method, fwd: ForwardMethod, v6: bool) {
             options: ServiceOptions::default(),
         }];
         for r in &lab.topo.reals {
-            let ip = if v6 {
-                IpAddr::V6(r.ip6)
-            } else {
-                IpAddr::V4(r.ip4)
-            };
-            let addr = SocketAddr::new(ip, 80);
+            let addr = SocketAddr::new(r.ip(v6), 80);
             changes.push(Change::AddReal {
                 service: key,
                 real: RealServer::new(addr, fwd, 1),

@@ -146,12 +146,7 @@ fn run(kind: Kind, fwd: ForwardMethod, v6: bool) {
             },
         ];
         for r in &lab.topo.reals {
-            let ip = if v6 {
-                IpAddr::V6(r.ip6)
-            } else {
-                IpAddr::V4(r.ip4)
-            };
-            let addr = SocketAddr::new(ip, 8080);
+            let addr = SocketAddr::new(r.ip(v6), 8080);
             changes.push(Change::AddReal {
                 service: key,
                 real: RealServer::new(addr, fwd, 1),
