@@ -59,12 +59,21 @@
 
 /* rvs_service.flags */
 #define RVS_SVC_F_PERSIST 1
+/* One-packet scheduling (ipvsadm -o; set for UDP services only, IPVS applies it to UDP only):
+ * a datagram scheduled to a DR or TUN real makes no connection entry (each is scheduled on its
+ * own: persistence template, else Maglev) and counts as a connection. NAT/FULLNAT reals keep
+ * entries (their replies need them). */
+#define RVS_SVC_F_ONE_PACKET 2
 /* rvs_real.flags */
 #define RVS_REAL_F_PRESENT 1
 /* Health checks see it down, or the operator disabled it: a persistence template naming it is
  * not followed (the client is scheduled afresh). A drained real (weight 0) keeps it clear: its
  * persistent clients still reach it, as with IPVS's default expire_quiescent_template=0. */
 #define RVS_REAL_F_DOWN 2
+/* A DR/TUN real of a one-packet service (RVS_SVC_F_ONE_PACKET): a connection entry naming it
+ * (one made before the service became one-packet) is not followed, so a datagram to it is
+ * scheduled on its own without a service lookup first on the established path. */
+#define RVS_REAL_F_ONE_PACKET 4
 
 /* Connection states (rvs_conn.state): rvs_core::conn::ConnState::code — the IPVS TCP states
  * 0..=10 in IPVS's order (the names `ipvsadm -lnc` prints), UDP's single state 11. */

@@ -2,8 +2,8 @@
 /*
  * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → if the destination port is some
  * service's (rvs_vip_ports): the flow's live connection entry, else the service (rvs_services)
- * and a new real (sched.h; an ICMP error about a flow with no entry: the real a new flow would
- * get, no entry made) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
+ * and a new real (sched.h; an ICMP error about a flow with no entry, or a UDP datagram of a
+ * one-packet service to a DR/TUN real: the real a new flow would get, no entry made) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
  * with icmp_too_big.h for packets that would not fit after encapsulation), NAT or FULLNAT
  * (nat.h); packets matching no service may be NAT/FULLNAT replies (nat.h). Every exit counts
  * one rvs_outcome.
@@ -143,6 +143,18 @@ static __always_inline int rvs_icmp_no_conn(struct xdp_md *ctx, const struct rvs
 			       RVS_OUTCOME_ICMP_NO_CONN_MAGLEV, outcome);
 }
 
+/*
+ * One-packet scheduling (ipvsadm -o, RVS_SVC_F_ONE_PACKET): a UDP datagram scheduled to a DR
+ * or TUN real is sent without a connection entry (each datagram is a connection of its own, as
+ * IPVS counts it: conns + 1). NAT/FULLNAT reals keep entries: their replies need them.
+ */
+static __always_inline int rvs_one_packet(const struct rvs_service *svc,
+					  const struct rvs_pkt *pkt, const struct rvs_real *real)
+{
+	return (svc->flags & RVS_SVC_F_ONE_PACKET) && pkt->flow.proto == RVS_PROTO_UDP &&
+	       (real->method == RVS_METHOD_DR || real->method == RVS_METHOD_TUN);
+}
+
 /* The service `pkt` is addressed to, if any. */
 static __always_inline const struct rvs_service *rvs_service_of(const struct rvs_pkt *pkt)
 {
@@ -200,6 +212,11 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 	if (idx == RVS_NO_REAL || !real) {
 		*outcome = RVS_OUTCOME_NO_REAL;
 		*action = XDP_DROP;
+		return 1;
+	}
+	if (rvs_one_packet(svc, pkt, real)) {
+		*action = rvs_send_direct(ctx, pkt, svc->index, idx, real, 1,
+					  RVS_OUTCOME_FORWARDED, outcome);
 		return 1;
 	}
 	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,

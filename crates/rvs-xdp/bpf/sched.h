@@ -7,7 +7,9 @@
  * persistence table), so a flow stays on its real when the Maglev table changes. Reals that are
  * drained (weight 0) or overloaded are absent from the Maglev table: no new flows, existing
  * flows continue. rvs_schedule_peek makes the same choice without recording anything (ICMP
- * errors about flows with no entry here).
+ * errors about flows with no entry here). A UDP datagram of a one-packet service (-o) to a
+ * DR/TUN real is scheduled like a new flow every time and recorded in no connection entry
+ * (its persistence template is still made or refreshed, as IPVS's ip_vs_sched_persist does).
  */
 #ifndef RVS_SCHED_H
 #define RVS_SCHED_H
@@ -113,7 +115,9 @@ static __always_inline void rvs_persist_touch(const struct rvs_conn *c,
 
 /*
  * The flow's live connection entry, after stepping its state with this packet (*real: its
- * real's entry); 0 when the flow has no live entry or its real is gone, or when `syn` (a SYN
+ * real's entry); 0 when the flow has no live entry or its real is gone, when its real is a
+ * DR/TUN real of a one-packet service (RVS_REAL_F_ONE_PACKET: an entry made before the
+ * service became one-packet; the datagram is scheduled on its own), or when `syn` (a SYN
  * without ACK) opens a new connection on the tuple of a closing one (rvs_conn_reusable): that
  * SYN is scheduled afresh, and its new entry replaces the old. A hit needs no service lookup:
  * entries exist only for VIP flows, and removing a service removes them.
@@ -126,7 +130,8 @@ static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config 
 	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state))
 		return 0;
 	const struct rvs_real *r = rvs_real_get(c->real);
-	if (!r || (syn && rvs_conn_reusable(c->state, r->method)))
+	if (!r || (r->flags & RVS_REAL_F_ONE_PACKET) ||
+	    (syn && rvs_conn_reusable(c->state, r->method)))
 		return 0;
 	if (rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS) &&
 	    c->persist)

@@ -10,7 +10,9 @@
 use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
 use crate::error::XdpError;
-use crate::state::{RealSlot, Slots, SvcSlot, config_abi, service_abi, sync_table, vip_key};
+use crate::state::{
+    RealSlot, Slots, SvcSlot, config_abi, one_packet_real, service_abi, sync_table, vip_key,
+};
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
@@ -345,7 +347,7 @@ impl Inner {
         let vk =
             vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
         let svc = self.svc(key)?;
-        let value = service_abi(svc.index, &svc.options);
+        let value = service_abi(svc.index, key, &svc.options);
         let mut svc = svc.clone();
         let b = self.balancer()?;
         // The table first: a new service's block holds no real (or a removed service's reals)
@@ -391,7 +393,29 @@ impl Inner {
         options: ServiceOptions,
     ) -> Result<(), EngineError> {
         self.svc(&key)?.options = options;
-        self.write_service(&key)
+        self.write_service(&key)?;
+        self.write_one_packet_reals(&key)
+    }
+
+    /// Rewrite the program's entries of `key`'s reals whose one-packet flag (`-o` on a UDP
+    /// service, DR/TUN real) no longer matches the service's options.
+    fn write_one_packet_reals(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
+        let svc = self.svc(key)?;
+        let options = svc.options;
+        let mut changed = Vec::new();
+        for slot in svc.reals.values_mut() {
+            let on = one_packet_real(key, &options, &slot.real);
+            if slot.one_packet != on {
+                slot.one_packet = on;
+                changed.push((slot.index, slot.real.addr, slot.abi()));
+            }
+        }
+        let b = self.balancer()?;
+        for (index, addr, value) in changed {
+            b.set_real(index, &value)
+                .map_err(io_err(format!("real {addr}")))?;
+        }
+        Ok(())
     }
 
     fn remove_service(&mut self, key: ServiceKey) -> Result<(), EngineError> {
@@ -452,9 +476,11 @@ impl Inner {
                     next_hop: None,
                     mac: None,
                     overloaded: false,
+                    one_packet: false,
                 }
             }
         };
+        slot.one_packet = one_packet_real(&key, &self.svc(&key)?.options, &slot.real);
         if slot.mac.is_none() {
             self.resolve(&mut slot);
         }

@@ -21,6 +21,9 @@ pub(crate) struct RealSlot {
     pub next_hop: Option<(IpAddr, u32)>,
     pub mac: Option<[u8; 6]>,
     pub overloaded: bool,
+    /// A DR/TUN real of a one-packet (`-o`) UDP service: the program follows no connection
+    /// entry to it ([`one_packet_real`]).
+    pub one_packet: bool,
 }
 
 impl RealSlot {
@@ -45,7 +48,7 @@ impl RealSlot {
             addr,
             family,
             method,
-            flags: real_flags(&self.real),
+            flags: real_flags(&self.real, self.one_packet),
             has_mac: u8::from(self.mac.is_some()),
             mac: self.mac.unwrap_or_default(),
             pad: [0; 2],
@@ -56,12 +59,41 @@ impl RealSlot {
 /// The program's flags of a real: present, and down when health checks see it down or the
 /// operator disabled it (the program then follows no persistence template to it). A drained
 /// real (weight 0, `drain`) is not down: its persistent clients still reach it, as in IPVS.
-fn real_flags(real: &RealServer) -> u8 {
+/// `one_packet`: see [`one_packet_real`].
+fn real_flags(real: &RealServer, one_packet: bool) -> u8 {
     let mut flags = abi::RVS_REAL_F_PRESENT as u8;
     if real.is_down() {
         flags |= abi::RVS_REAL_F_DOWN as u8;
     }
+    if one_packet {
+        flags |= abi::RVS_REAL_F_ONE_PACKET as u8;
+    }
     flags
+}
+
+/// Whether service `key` schedules every datagram on its own (`-o`): IPVS applies one-packet
+/// scheduling to UDP only.
+fn one_packet_service(key: &ServiceKey, options: &ServiceOptions) -> bool {
+    options.one_packet
+        && matches!(
+            key,
+            ServiceKey::Addr {
+                protocol: Protocol::Udp,
+                ..
+            }
+        )
+}
+
+/// Whether `real` of service `key` gets one-packet scheduling: DR and TUN reals of a `-o` UDP
+/// service (NAT/FULLNAT keep connection entries, which their replies need). The program then
+/// makes no connection entry for a datagram to it and follows none (one made before).
+pub(crate) fn one_packet_real(
+    key: &ServiceKey,
+    options: &ServiceOptions,
+    real: &RealServer,
+) -> bool {
+    one_packet_service(key, options)
+        && matches!(real.method, ForwardMethod::Dr | ForwardMethod::Tun)
 }
 
 /// A service as the engine holds it.
@@ -93,7 +125,8 @@ pub(crate) fn vip_key(key: &ServiceKey) -> Option<VipKey> {
     })
 }
 
-pub(crate) fn service_abi(index: u32, options: &ServiceOptions) -> Service {
+/// The program's entry of service `key` with slot `index`.
+pub(crate) fn service_abi(index: u32, key: &ServiceKey, options: &ServiceOptions) -> Service {
     let mut s = Service {
         index,
         ..Default::default()
@@ -102,6 +135,9 @@ pub(crate) fn service_abi(index: u32, options: &ServiceOptions) -> Service {
         s.flags = abi::RVS_SVC_F_PERSIST as u32;
         s.persist_timeout = p.timeout;
         s.persist_prefix = p.prefix_len;
+    }
+    if one_packet_service(key, options) {
+        s.flags |= abi::RVS_SVC_F_ONE_PACKET as u32;
     }
     s
 }
@@ -198,18 +234,59 @@ mod tests {
         let mut r = RealServer::new("10.0.0.7:80".parse().unwrap(), ForwardMethod::Dr, 1);
         let present = abi::RVS_REAL_F_PRESENT as u8;
         let down = present | abi::RVS_REAL_F_DOWN as u8;
-        assert_eq!(real_flags(&r), present);
+        assert_eq!(real_flags(&r, false), present);
         r.health = Health::Up;
-        assert_eq!(real_flags(&r), present);
+        assert_eq!(real_flags(&r, false), present);
         r.health = Health::Down;
-        assert_eq!(real_flags(&r), down, "health down");
+        assert_eq!(real_flags(&r, false), down, "health down");
         r.health = Health::Up;
         r.admin = AdminState::Disabled;
-        assert_eq!(real_flags(&r), down, "disabled");
+        assert_eq!(real_flags(&r, false), down, "disabled");
         r.admin = AdminState::Drain;
-        assert_eq!(real_flags(&r), present, "drain keeps persistent clients");
+        assert_eq!(
+            real_flags(&r, false),
+            present,
+            "drain keeps persistent clients"
+        );
         r.admin = AdminState::Enabled;
         r.weight = 0;
-        assert_eq!(real_flags(&r), present, "weight 0 keeps persistent clients");
+        assert_eq!(
+            real_flags(&r, false),
+            present,
+            "weight 0 keeps persistent clients"
+        );
+        let ops = present | abi::RVS_REAL_F_ONE_PACKET as u8;
+        assert_eq!(real_flags(&r, true), ops);
+    }
+
+    #[test]
+    fn one_packet_applies_to_udp_services_and_their_dr_tun_reals_only() {
+        let udp = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: "10.0.0.1:53".parse().unwrap(),
+        };
+        let tcp = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: "10.0.0.1:53".parse().unwrap(),
+        };
+        let ops = ServiceOptions {
+            one_packet: true,
+            ..Default::default()
+        };
+        let flag = abi::RVS_SVC_F_ONE_PACKET as u32;
+        assert_eq!(service_abi(3, &udp, &ops).flags, flag);
+        assert_eq!(service_abi(3, &tcp, &ops).flags, 0, "IPVS: UDP only");
+        assert_eq!(service_abi(3, &udp, &ServiceOptions::default()).flags, 0);
+        let real = |m| RealServer::new("10.0.0.7:53".parse().unwrap(), m, 1);
+        for (m, want) in [
+            (ForwardMethod::Dr, true),
+            (ForwardMethod::Tun, true),
+            (ForwardMethod::Nat, false),
+            (ForwardMethod::FullNat, false),
+        ] {
+            assert_eq!(one_packet_real(&udp, &ops, &real(m)), want, "{m:?}");
+            assert!(!one_packet_real(&tcp, &ops, &real(m)), "{m:?} TCP");
+            assert!(!one_packet_real(&udp, &ServiceOptions::default(), &real(m)));
+        }
     }
 }

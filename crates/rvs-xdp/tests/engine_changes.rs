@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::frames::{ACK, SYN, TCP, packet};
+use common::frames::{ACK, SYN, TCP, UDP, packet};
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, Persistence, RealServer, ServiceKey, ServiceOptions};
@@ -484,5 +484,96 @@ fn h_a_changed_route_to_a_real_is_followed() {
             sport += 1;
         }
         e.shutdown();
+    });
+}
+
+/// The real (index into REALS) a UDP datagram from `client:sport` to `vip` was sent to.
+fn send_udp(e: &XdpEngine, vip: SocketAddr, client: IpAddr, sport: u16) -> Option<usize> {
+    let f = packet(
+        DIR_MAC,
+        CLIENT_MAC,
+        client,
+        vip.ip(),
+        UDP,
+        sport,
+        vip.port(),
+        0,
+        b"query",
+    );
+    let (action, out) = e.test_run(&f).expect("test run");
+    const XDP_TX: u32 = 3;
+    if action != XDP_TX {
+        return None;
+    }
+    (0..REALS).find(|i| out[0..6] == real_mac(*i))
+}
+
+/// `-o` on a UDP DR service (EditService): datagrams make no connection entries and no longer
+/// follow the ones made before (a drained real's, here); cleared again, those entries are
+/// followed and new datagrams make entries. On a TCP service `-o` changes nothing.
+#[test]
+fn i_one_packet_follows_the_service_options() {
+    with_engine(|e| {
+        let vip = SocketAddr::from(([10, 9, 0, 101], 53));
+        let k = ServiceKey::udp(vip);
+        add(e, k, ServiceOptions::default(), &[dr(0), dr(1)]);
+        let c = client(9);
+        let ports = 7000..7020u16;
+        let before: Vec<usize> = ports
+            .clone()
+            .map(|p| send_udp(e, vip, c, p).expect("forwarded"))
+            .collect();
+        let entries = |e: &XdpEngine| e.connections().len();
+        assert_eq!(entries(e), 20, "a datagram without -o makes an entry");
+        let drained = before[0];
+        let mut r = dr(drained);
+        r.weight = 0;
+        e.apply(&[Change::EditReal {
+            service: k,
+            real: r,
+        }])
+        .unwrap();
+        for (p, want) in ports.clone().zip(&before) {
+            assert_eq!(
+                send_udp(e, vip, c, p),
+                Some(*want),
+                "port {p}: entry followed"
+            );
+        }
+        let set_o = |e: &mut XdpEngine, on: bool| {
+            let options = ServiceOptions {
+                one_packet: on,
+                ..Default::default()
+            };
+            e.apply(&[Change::EditService { key: k, options }]).unwrap();
+        };
+        set_o(e, true);
+        for p in ports.clone().chain(8000..8020) {
+            assert_eq!(
+                send_udp(e, vip, c, p),
+                Some(1 - drained),
+                "port {p} with -o"
+            );
+        }
+        assert_eq!(entries(e), 20, "-o made entries");
+        set_o(e, false);
+        for (p, want) in ports.clone().zip(&before) {
+            assert_eq!(send_udp(e, vip, c, p), Some(*want), "port {p}: -o cleared");
+        }
+        assert_eq!(send_udp(e, vip, c, 9000), Some(1 - drained));
+        assert_eq!(
+            entries(e),
+            21,
+            "a datagram after -o is cleared makes an entry"
+        );
+
+        let tcp = ServiceKey::tcp(vip);
+        let options = ServiceOptions {
+            one_packet: true,
+            ..Default::default()
+        };
+        add(e, tcp, options, &[dr(2)]);
+        assert_eq!(send(e, vip, c, 7000, SYN), Some(2));
+        assert_eq!(entries(e), 22, "TCP to a -o service makes an entry");
     });
 }

@@ -14,9 +14,7 @@
 use rvs_config::local_addr::ServicePools;
 use rvs_core::desired::{Change, DesiredState, ServiceConfig, diff};
 use rvs_core::engine::{ConnectionInfo, Engine, EngineKind, EngineStats, Unsupported};
-use rvs_core::model::{
-    EnginePin, ForwardMethod, SchedFlags, SchedulerKind, ServiceKey, ServiceOptions,
-};
+use rvs_core::model::{EnginePin, ForwardMethod, Protocol, SchedFlags, SchedulerKind, ServiceKey};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -143,7 +141,7 @@ impl EngineManager {
     fn place_noted(&self, svc: &ServiceConfig) -> (Placement, Option<String>) {
         let (placed, note) = self.place_why(svc);
         let note = match placed {
-            Ok(EngineKind::Xdp) => note.or_else(|| xdp_note(&svc.options)),
+            Ok(EngineKind::Xdp) => note.or_else(|| xdp_note(svc)),
             _ => note,
         };
         (placed, note)
@@ -379,9 +377,12 @@ mod tests;
 
 /// What the xdp engine does not apply of a service's options: it places new flows by Maglev
 /// consistent hashing of the flow's addresses and ports (by weight; persistence honoured),
-/// whatever scheduler, scheduler flags or one-packet scheduling the service names. `None` when
-/// it applies them all (`-s mh`, no flags, no `-o`).
-fn xdp_note(o: &ServiceOptions) -> Option<String> {
+/// whatever scheduler or scheduler flags the service names. One-packet scheduling (`-o`) it
+/// applies to UDP datagrams to DR/TUN reals (each scheduled on its own, no connection entry);
+/// not to TCP (nor does IPVS) or to NAT/FULLNAT reals (their replies need the entry). `None`
+/// when it applies them all (`-s mh`, no flags, `-o` only where applied).
+fn xdp_note(svc: &ServiceConfig) -> Option<String> {
+    let o = &svc.options;
     let mut ignored = Vec::new();
     if o.scheduler != SchedulerKind::Mh {
         ignored.push(format!("scheduler {}", o.scheduler.name()));
@@ -389,8 +390,8 @@ fn xdp_note(o: &ServiceOptions) -> Option<String> {
     if o.flags != SchedFlags::default() {
         ignored.push("scheduler flags (-b)".to_string());
     }
-    if o.one_packet {
-        ignored.push("one-packet scheduling (-o)".to_string());
+    if let Some(why) = one_packet_not_applied(svc) {
+        ignored.push(why.to_string());
     }
     (!ignored.is_empty()).then(|| {
         format!(
@@ -399,4 +400,25 @@ fn xdp_note(o: &ServiceOptions) -> Option<String> {
             ignored.join(", ")
         )
     })
+}
+
+/// Where the xdp engine does not apply a service's `-o`: on TCP, and to NAT/FULLNAT reals.
+fn one_packet_not_applied(svc: &ServiceConfig) -> Option<&'static str> {
+    if !svc.options.one_packet {
+        return None;
+    }
+    let udp = matches!(
+        svc.key,
+        ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            ..
+        }
+    );
+    if !udp {
+        return Some("one-packet scheduling (-o; UDP only)");
+    }
+    svc.reals
+        .values()
+        .any(|r| matches!(r.method, ForwardMethod::Nat | ForwardMethod::FullNat))
+        .then_some("one-packet scheduling (-o) for NAT/FULLNAT reals")
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use rvs_core::engine::EngineError;
-use rvs_core::model::{AddressFamily, RealServer};
+use rvs_core::model::{AddressFamily, RealServer, ServiceOptions};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -398,7 +398,60 @@ fn the_xdp_engine_notes_the_scheduling_options_it_does_not_apply() {
     let note = m.note(&key(81)).expect("a note");
     assert!(
         note.starts_with("on the xdp engine:")
-            && note.ends_with("not applied: scheduler rr, one-packet scheduling (-o)"),
+            && note.ends_with("not applied: scheduler rr, one-packet scheduling (-o; UDP only)"),
         "{note}"
     );
+}
+
+/// `-o` is applied to UDP datagrams to DR/TUN reals: no note for a `-s mh -o` UDP service of
+/// such reals; noted for TCP and for NAT/FULLNAT reals (which keep connection entries).
+#[test]
+fn the_xdp_engine_notes_one_packet_only_where_it_does_not_apply_it() {
+    let (x, _, _) = xdp_with_pools(&[]);
+    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut s = DesiredState::default();
+    let mh_o = ServiceOptions {
+        scheduler: SchedulerKind::Mh,
+        one_packet: true,
+        ..Default::default()
+    };
+    let udp = |port: u16| ServiceKey::udp(format!("10.0.0.3:{port}").parse().unwrap());
+    let cases: [(ServiceKey, &[ForwardMethod], Option<&str>); 6] = [
+        (udp(53), &[ForwardMethod::Dr], None),
+        (udp(54), &[ForwardMethod::Tun, ForwardMethod::Dr], None),
+        (udp(55), &[], None),
+        (
+            udp(56),
+            &[ForwardMethod::Dr, ForwardMethod::Nat],
+            Some("one-packet scheduling (-o) for NAT/FULLNAT reals"),
+        ),
+        (
+            udp(57),
+            &[ForwardMethod::Nat],
+            Some("one-packet scheduling (-o) for NAT/FULLNAT reals"),
+        ),
+        (
+            key(58),
+            &[ForwardMethod::Dr],
+            Some("one-packet scheduling (-o; UDP only)"),
+        ),
+    ];
+    for (k, methods, _) in &cases {
+        s.add_service(*k, mh_o).unwrap();
+        for (i, m) in methods.iter().enumerate() {
+            s.add_real(k, real(7 + i as u8, *m, 1)).unwrap();
+        }
+    }
+    m.apply(&s);
+    for (k, _, want) in cases {
+        assert_eq!(m.placement(&k), Some(&Ok(EngineKind::Xdp)), "{k}");
+        let note = m.note(&k);
+        match want {
+            None => assert_eq!(note, None, "{k}"),
+            Some(w) => {
+                let note = note.expect("a note");
+                assert!(note.ends_with(&format!("not applied: {w}")), "{k}: {note}");
+            }
+        }
+    }
 }
