@@ -48,6 +48,8 @@ fn real(addr: &str, method: ForwardMethod, weight: u32, base: u64) -> RealView {
             inactive_conns: base as u32 / 2,
             persistent_conns: 3,
             connect_failures: 0,
+            passive_downs: 0,
+            passive_out_ms: 0,
         },
         rates: Rates {
             cps: base,

@@ -125,6 +125,14 @@ pub struct RealStats {
     /// last zeroed; only engines that open their own connections (the proxy) count them.
     #[serde(default)]
     pub connect_failures: u64,
+    /// How often passive failure detection took the real out (after `max_fails` failed
+    /// connects, or a failed probe) since it was configured or last zeroed (proxy engine).
+    #[serde(default)]
+    pub passive_downs: u64,
+    /// Milliseconds until a real that passive failure detection took out is scheduled again;
+    /// 0 while it is scheduled.
+    #[serde(default)]
+    pub passive_out_ms: u64,
 }
 
 /// Counters of one service and its reals.

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod health;
 pub mod maglev;
 pub mod model;
+pub mod passive;
 pub mod persistence;
 pub mod runtime;
 pub mod scheduler;

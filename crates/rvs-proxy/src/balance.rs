@@ -9,7 +9,7 @@
 use crate::real::RealShared;
 use crate::stats::AtomicCounters;
 use rvs_core::engine::ConnectionInfo;
-use rvs_core::runtime::{ConnRef, RealInfo, ServiceRuntime};
+use rvs_core::runtime::{ConnRef, FailOutcome, RealInfo, ServiceRuntime};
 use rvs_core::scheduler::{PickRequest, SchedulerParams};
 use rvs_core::{Health, Protocol, RealServer, ServiceKey, ServiceOptions, Timestamp};
 use std::collections::HashMap;
@@ -58,6 +58,8 @@ pub struct Picked {
     /// The real's reset generation when it was picked (read under the service lock): a reset
     /// after this moment — even while the connect is still pending — cuts the connection.
     pub reset_gen: u64,
+    /// Every real was out (passive failure detection) and they were brought back for this pick.
+    pub all_out: bool,
 }
 
 impl ServiceShared {
@@ -272,12 +274,37 @@ impl ServiceShared {
         let scheduled = b.runtime.schedule_again(&req, exclude).ok()?;
         let real = Arc::clone(b.shared.get(&scheduled.addr)?);
         b.runtime.conn_opened(scheduled.conn, false, now);
+        if scheduled.report {
+            real.set_passive_report(true);
+        }
         Some(Picked {
             reset_gen: real.reset_generation(),
             real,
             conn: scheduled.conn,
             options: *b.runtime.options(),
+            all_out: scheduled.all_out,
         })
+    }
+
+    /// A connect to the real of `picked` failed at `now` (passive failure detection; the failure
+    /// path takes the service lock).
+    pub fn connect_failed(&self, picked: &Picked, now: Timestamp) -> FailOutcome {
+        let mut b = self.lock();
+        let out = b.runtime.connect_failed(picked.conn.real, now);
+        picked
+            .real
+            .set_passive_report(b.runtime.wants_success(picked.conn.real));
+        out
+    }
+
+    /// A connect to the real of `picked` succeeded while its failures were counted or it was
+    /// probed ([`RealShared::passive_report`]): the count starts again, a probe brings it in.
+    pub fn connect_succeeded(&self, picked: &Picked) {
+        let mut b = self.lock();
+        b.runtime.connect_succeeded(picked.conn.real);
+        picked
+            .real
+            .set_passive_report(b.runtime.wants_success(picked.conn.real));
     }
 
     /// A connection moved between active (ESTABLISHED) and inactive.

@@ -433,6 +433,10 @@ impl Engine for ProxyEngine {
                         inactive_conns: info.inactive,
                         persistent_conns: info.persistent,
                         connect_failures: r.connect_failures(),
+                        passive_downs: r.passive_downs(),
+                        passive_out_ms: info
+                            .passive_out_until
+                            .map_or(0, |t| t.as_millis().saturating_sub(now.as_millis())),
                     };
                     (r.addr, stats)
                 })

@@ -29,6 +29,12 @@ pub struct RealShared {
     /// one was last logged: at most one log line per real per [`FAILURE_LOG_MS`].
     connect_failures: AtomicU64,
     failure_logged_ms: AtomicU64,
+    /// Passive failure detection wants to hear of the next successful connect (failures are
+    /// counted, or a probe is pending): mirrors the runtime's state, written under the service
+    /// lock, so a successful connect costs one relaxed load when nothing is counted.
+    passive_report: AtomicBool,
+    /// Times passive failure detection took the real out.
+    passive_downs: AtomicU64,
 }
 
 /// At most one "connect failed" line per real per this many milliseconds.
@@ -63,6 +69,8 @@ impl RealShared {
             available: AtomicBool::new(true),
             connect_failures: AtomicU64::new(0),
             failure_logged_ms: AtomicU64::new(0),
+            passive_report: AtomicBool::new(false),
+            passive_downs: AtomicU64::new(0),
         }
     }
 
@@ -95,9 +103,36 @@ impl RealShared {
         self.connect_failures.load(Relaxed)
     }
 
-    /// `-Z`: the count starts again from 0 (the log keeps its own pace).
+    /// `-Z`: the counts start again from 0 (the log keeps its own pace).
     pub fn zero_connect_failures(&self) {
         self.connect_failures.store(0, Relaxed);
+        self.passive_downs.store(0, Relaxed);
+    }
+
+    /// Whether a successful connect must be reported to the service (see the field).
+    pub fn passive_report(&self) -> bool {
+        self.passive_report.load(Relaxed)
+    }
+
+    /// Set under the service lock from the runtime's state.
+    pub fn set_passive_report(&self, report: bool) {
+        self.passive_report.store(report, Relaxed);
+    }
+
+    /// Passive failure detection took the real out: counted, and logged with its address (at
+    /// most once per `fail_timeout_ms`, since it stays out that long).
+    pub fn passive_taken_out(&self, fail_timeout_ms: u32) {
+        let n = self.passive_downs.fetch_add(1, Relaxed) + 1;
+        log::warn!(
+            "proxy: real {} taken out for {fail_timeout_ms} ms after failed connects (passive \
+             failure detection, max_fails; {n} times so far); then one connection probes it",
+            self.addr
+        );
+    }
+
+    /// Times passive failure detection took the real out since it was configured or zeroed.
+    pub fn passive_downs(&self) -> u64 {
+        self.passive_downs.load(Relaxed)
     }
 
     /// The real's PROXY-protocol override.

@@ -84,6 +84,11 @@ pub struct Outcomes {
     pub udp_real_gone: AtomicU64,
     /// A datagram from a new UDP client dropped: the engine's cap on UDP sessions was reached.
     pub udp_session_limit: AtomicU64,
+    /// Passive failure detection took a real out (`max_fails` failed connects, or a failed probe).
+    pub passive_down: AtomicU64,
+    /// Every real of a service was out, or would have been: the last one was kept in (a take-out
+    /// not done), or the reals that were out were brought back for a pick.
+    pub passive_all_out: AtomicU64,
 }
 
 impl Outcomes {
@@ -109,6 +114,8 @@ impl Outcomes {
             ("udp_send_error", self.udp_send_error.load(Relaxed)),
             ("udp_real_gone", self.udp_real_gone.load(Relaxed)),
             ("udp_session_limit", self.udp_session_limit.load(Relaxed)),
+            ("passive_down", self.passive_down.load(Relaxed)),
+            ("passive_all_out", self.passive_all_out.load(Relaxed)),
         ]
     }
 }

@@ -199,6 +199,9 @@ async fn connect_with_retries(
             Outcomes::bump(&engine.outcomes.no_real);
             return None;
         };
+        if picked.all_out {
+            Outcomes::bump(&engine.outcomes.passive_all_out);
+        }
         let opts = picked.options.proxy;
         let real = Arc::clone(&picked.real);
         let conn = NewConn {
@@ -222,6 +225,9 @@ async fn connect_with_retries(
             .ok_or(())
         {
             Ok(Ok(server)) => {
+                if real.passive_report() {
+                    svc.connect_succeeded(&picked);
+                }
                 real.counters.add_conn();
                 svc.counters.add_conn();
                 return Some((server, picked, guard));
@@ -240,6 +246,9 @@ async fn connect_with_retries(
                 real.connect_failed(&why, engine.clock.now_ms());
             }
         }
+        if opts.max_fails > 0 {
+            passive_failure(svc, &picked, engine);
+        }
         drop(guard);
         failed.push(real.addr);
         if failed.len() > opts.connect_retries as usize {
@@ -247,6 +256,22 @@ async fn connect_with_retries(
             return None;
         }
         Outcomes::bump(&engine.outcomes.connect_retry);
+    }
+}
+
+/// Reports a failed connect to passive failure detection; counts a take-out (per real and
+/// engine-wide) and a real kept in because it was the last.
+fn passive_failure(svc: &ServiceShared, picked: &Picked, engine: &EngineShared) {
+    let now = Timestamp::from_millis(engine.clock.now_ms());
+    let out = svc.connect_failed(picked, now);
+    if out.taken_out {
+        Outcomes::bump(&engine.outcomes.passive_down);
+        picked
+            .real
+            .passive_taken_out(picked.options.proxy.fail_timeout_ms);
+    }
+    if out.kept_last {
+        Outcomes::bump(&engine.outcomes.passive_all_out);
     }
 }
 

@@ -7,32 +7,9 @@ use common::*;
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::{SchedulerKind, ServiceKey};
-use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
-
-/// A listener whose accept queue is full: a new SYN to it is dropped, so a connect to it stays
-/// pending until the queue drains (the SYN is retransmitted after about 1 s). Returns the
-/// listener and the connections that fill its queue.
-fn full_listener() -> (TcpListener, Vec<Socket>) {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    s.listen(0).unwrap();
-    let listener: TcpListener = s.into();
-    let addr = listener.local_addr().unwrap();
-    let fillers = (0..3)
-        .map(|_| {
-            let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            c.set_nonblocking(true).unwrap();
-            let _ = c.connect(&addr.into());
-            c
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    (listener, fillers)
-}
 
 #[test]
 fn reset_cuts_a_connection_whose_connect_is_pending() {

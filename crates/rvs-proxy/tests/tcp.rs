@@ -154,6 +154,9 @@ fn drain_and_removal_keep_existing_connections_and_reset_cuts_them() {
     assert_eq!(e.stats().outcomes["reset_by_operator"], 1);
 }
 
+/// With passive failure detection off (`max_fails = 0`, the behaviour before it existed) every
+/// connection that lands on a refusing real pays a failed connect and a retry (tests/passive.rs:
+/// with it on).
 #[test]
 fn refused_real_gets_nothing_and_clients_still_succeed() {
     let mut e = engine();
@@ -162,7 +165,9 @@ fn refused_real_gets_nothing_and_clients_still_succeed() {
     let vip = free_addr("127.0.0.1");
     let key = ServiceKey::tcp(vip);
     let rs = [fullnat(dead, 1), fullnat(live[0], 1), fullnat(live[1], 1)];
-    add_service(&mut e, key, options(SchedulerKind::Rr), &rs);
+    let mut no_passive = options(SchedulerKind::Rr);
+    no_passive.proxy.max_fails = 0;
+    add_service(&mut e, key, no_passive, &rs);
     for _ in 0..60 {
         let body = http_get(vip).expect("a refused real must be retried on another");
         assert!(body.starts_with("r1") || body.starts_with("r2"), "{body}");
@@ -182,6 +187,8 @@ fn refused_real_gets_nothing_and_clients_still_succeed() {
         stats.outcomes["connect_refused"]
     );
     assert_eq!(stats.outcomes["no_real"], 0);
+    assert_eq!(stats.outcomes["passive_down"], 0);
+    assert_eq!(svc.reals[&dead].passive_downs, 0);
     // The failing real is named in the stats with exactly its failed connects; the live ones
     // show none.
     assert_eq!(

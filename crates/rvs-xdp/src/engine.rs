@@ -629,6 +629,8 @@ impl Engine for XdpEngine {
                         inactive_conns: inactive,
                         persistent_conns: 0,
                         connect_failures: 0,
+                        passive_downs: 0,
+                        passive_out_ms: 0,
                     },
                 );
             }

@@ -507,6 +507,19 @@ fn a_refusing_real_shows_its_failed_connects_in_stats_and_metrics() {
     };
     assert_eq!(failures(dead), Some(refused), "{reals:?}");
     assert_eq!(failures(live), Some(0), "{reals:?}");
+    // Passive failure detection (on by default, max_fails 1) took it out after its first
+    // failure: no more connects to it, and the stats say so.
+    assert_eq!(refused, 1, "{stats}");
+    let dead_stats = &reals
+        .iter()
+        .find(|r| r["real"]["addr"] == dead.to_string())
+        .unwrap()["stats"];
+    assert_eq!(dead_stats["passive_downs"], 1, "{dead_stats}");
+    assert!(
+        dead_stats["passive_out_ms"].as_u64().unwrap() > 0,
+        "{dead_stats}"
+    );
+    assert_eq!(stats["outcomes"]["proxy.passive_down"], 1, "{stats}");
     let id = format!("tcp:{vip}");
     let m = d.get("/metrics").body;
     assert!(
@@ -521,6 +534,13 @@ fn a_refusing_real_shows_its_failed_connects_in_stats_and_metrics() {
         )),
         "{m}"
     );
+    for line in [
+        format!("rvs_real_passive_downs_total{{service=\"{id}\",real=\"{dead}\"}} 1"),
+        format!("rvs_real_passive_out{{service=\"{id}\",real=\"{dead}\"}} 1"),
+        format!("rvs_real_passive_out{{service=\"{id}\",real=\"{live}\"}} 0"),
+    ] {
+        assert!(m.contains(&line), "{line} in {m}");
+    }
 }
 
 #[test]

@@ -132,6 +132,22 @@ fn positive(
     Some(v.into_inner())
 }
 
+/// `proxy.fail_timeout_ms`: at least 1 (passive failure detection is turned off with
+/// `max_fails = 0`, not with a zero window).
+fn fail_timeout(value: Option<Spanned<u32>>, rep: &mut Reporter<'_>) -> Option<u32> {
+    let v = value?;
+    if *v.get_ref() == 0 {
+        rep.error_at(
+            v.span(),
+            "proxy.fail_timeout_ms must be at least 1 (milliseconds): it is how long a failing \
+             real stays out; to turn passive failure detection off set max_fails = 0"
+                .to_string(),
+        );
+        return None;
+    }
+    Some(v.into_inner())
+}
+
 fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
     let listen = raw.listen.and_then(|l| {
         let span = l.span();
@@ -343,6 +359,9 @@ fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -
             )
             .or(d.idle_timeout_ms),
             proxy_protocol: p.proxy_protocol.unwrap_or(d.proxy_protocol),
+            max_fails: p.max_fails.unwrap_or(d.max_fails),
+            fail_timeout_ms: fail_timeout(p.fail_timeout_ms.clone(), rep)
+                .unwrap_or(d.fail_timeout_ms),
         },
     };
     ServiceOptions {

@@ -100,6 +100,8 @@ pub(super) struct RawProxy {
     pub connect_retries: Option<u8>,
     pub idle_timeout_ms: Option<Spanned<u32>>,
     pub proxy_protocol: Option<ProxyProtocol>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout_ms: Option<Spanned<u32>>,
 }
 
 /// `[[service.real]]`.

@@ -415,3 +415,27 @@ fn zero_timeouts_are_located_errors() {
         }
     );
 }
+
+#[test]
+fn passive_failure_detection_options_default_set_and_located_errors() {
+    let svc = |c: &Config| c.state.services.values().next().unwrap().options.proxy;
+    // nginx's defaults: max_fails 1, fail_timeout 10 s.
+    let c = p("[[service]]\naddress = \"10.0.0.3:80\"\n").unwrap();
+    assert_eq!((svc(&c).max_fails, svc(&c).fail_timeout_ms), (1, 10_000));
+    let c = p("[[service]]\naddress = \"10.0.0.3:80\"\n\
+               proxy = { max_fails = 3, fail_timeout_ms = 300 }\n")
+    .unwrap();
+    assert_eq!((svc(&c).max_fails, svc(&c).fail_timeout_ms), (3, 300));
+    // 0 turns it off.
+    let c = p("[[service]]\naddress = \"10.0.0.3:80\"\nproxy = { max_fails = 0 }\n").unwrap();
+    assert_eq!(svc(&c).max_fails, 0);
+    // A zero window is an error at its place; so is a negative count (the parser's type check).
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nproxy = { fail_timeout_ms = 0 }\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:3:29:") && e[0].contains("max_fails = 0"),
+        "{e:?}"
+    );
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nproxy = { max_fails = -1 }\n");
+    assert!(e[0].starts_with("test.toml:3:"), "{e:?}");
+}

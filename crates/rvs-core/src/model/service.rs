@@ -288,6 +288,22 @@ pub struct ProxyOptions {
     pub idle_timeout_ms: Option<u32>,
     /// PROXY protocol header sent to every real of the service (a real may override it).
     pub proxy_protocol: ProxyProtocol,
+    /// Passive failure detection (nginx's `max_fails`): after this many failed connects to a
+    /// real within `fail_timeout_ms`, no new connection is scheduled to it for
+    /// `fail_timeout_ms`. 0 = off.
+    #[serde(default = "default_max_fails")]
+    pub max_fails: u32,
+    /// The window of `max_fails` and how long a real stays out (nginx's `fail_timeout`), ms.
+    #[serde(default = "default_fail_timeout_ms")]
+    pub fail_timeout_ms: u32,
+}
+
+fn default_max_fails() -> u32 {
+    ProxyOptions::default().max_fails
+}
+
+fn default_fail_timeout_ms() -> u32 {
+    ProxyOptions::default().fail_timeout_ms
 }
 
 impl Default for ProxyOptions {
@@ -297,6 +313,8 @@ impl Default for ProxyOptions {
             connect_retries: 2,
             idle_timeout_ms: None,
             proxy_protocol: ProxyProtocol::None,
+            max_fails: 1,
+            fail_timeout_ms: 10_000,
         }
     }
 }

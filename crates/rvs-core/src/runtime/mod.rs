@@ -12,6 +12,15 @@
 //!    `schedule` returned.
 //! 3. [`ServiceRuntime::expire`] now and then to drop expired persistence templates.
 //!
+//! 4. With passive failure detection (`ProxyOptions::max_fails`, [`crate::passive`]): report
+//!    connect outcomes with [`ServiceRuntime::connect_failed`] and — when [`Scheduled::report`]
+//!    says so — [`ServiceRuntime::connect_succeeded`]. A real that is out has weight 0 in the
+//!    scheduler's view (its configuration and the desired state are unchanged) until its time
+//!    is over, checked on every `schedule`. A service never has all of its reals out: the last
+//!    real that could take a connection is not taken out (it keeps being tried, so the service
+//!    comes back with it), and if the reals left in become unschedulable otherwise (drained,
+//!    down, overloaded), the reals that are out are brought back in for the next pick.
+//!
 //! Reals are named by a [`RealId`] that stays valid while the connections counted on it are
 //! open, across [`ServiceRuntime::set_reals`]: a real that is removed while it still has
 //! connections stays as a tombstone (never scheduled) until its last connection closes, and a
@@ -19,6 +28,7 @@
 //! does with its destination trash.
 
 use crate::model::{RealServer, ServiceOptions};
+use crate::passive::PassiveState;
 use crate::persistence::{TemplateKey, Templates};
 use crate::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
 use crate::time::Timestamp;
@@ -49,6 +59,20 @@ pub struct Scheduled {
     pub addr: SocketAddr,
     /// The real came from an existing persistence template, not from the scheduler.
     pub from_template: bool,
+    /// The engine must report a successful connect ([`ServiceRuntime::connect_succeeded`]):
+    /// the real has failures counted, or this connection is its probe.
+    pub report: bool,
+    /// Every real was out (passive failure detection): they were brought back in for this pick.
+    pub all_out: bool,
+}
+
+/// What a failed connect did ([`ServiceRuntime::connect_failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailOutcome {
+    /// The real was taken out (after `max_fails` failures, or its probe failed).
+    pub taken_out: bool,
+    /// It would have been taken out, but it is the last real that can take a connection.
+    pub kept_last: bool,
 }
 
 /// Why no real could be scheduled.
@@ -87,6 +111,8 @@ pub struct RealInfo {
     pub overloaded: bool,
     /// Removed from the service, kept until its last connection closes.
     pub removed: bool,
+    /// Out (passive failure detection) until this time; `None`: scheduled.
+    pub passive_out_until: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +133,20 @@ struct Slot {
     persistent: u32,
     overloaded: bool,
     state: SlotState,
+    passive: PassiveState,
 }
 
 impl Slot {
     fn total(&self) -> u32 {
         self.active.saturating_add(self.inactive)
+    }
+
+    /// The weight the scheduler sees: the effective weight, 0 while passively out.
+    fn scheduled_weight(&self) -> u32 {
+        match self.passive.is_out() {
+            true => 0,
+            false => self.server.effective_weight(),
+        }
     }
 }
 
@@ -131,6 +166,8 @@ pub struct ServiceRuntime {
     templates: Option<Templates>,
     /// Retries that needed a scheduler rebuild ([`ServiceRuntime::retry_rebuilds`]).
     rebuilds: u64,
+    /// The earliest time a real that is out comes back (`None`: none is out).
+    passive_due: Option<Timestamp>,
 }
 
 impl ServiceRuntime {
@@ -151,6 +188,7 @@ impl ServiceRuntime {
             live: Vec::new(),
             templates: options.persistence.map(Templates::new),
             rebuilds: 0,
+            passive_due: None,
         }
     }
 
@@ -167,6 +205,10 @@ impl ServiceRuntime {
             self.params.flags = options.flags;
             self.scheduler = new_scheduler(options.scheduler, self.params);
             self.scheduler.rebuild(&self.states);
+        }
+        if options.proxy.max_fails == 0 && old.proxy.max_fails != 0 {
+            // Turned off: every real that is out comes back.
+            self.passive_all_in(|_| PassiveState::In);
         }
         if old.persistence != options.persistence {
             for s in &mut self.slots {
@@ -202,7 +244,7 @@ impl ServiceRuntime {
             self.live.push(slot);
             self.states.push(RealState {
                 addr: r.addr,
-                weight: r.effective_weight(),
+                weight: s.scheduled_weight(),
                 active: s.active,
                 inactive: s.inactive,
                 overloaded: s.overloaded,
@@ -210,6 +252,10 @@ impl ServiceRuntime {
         }
         self.free_idle_tombstones();
         self.scheduler.rebuild(&self.states);
+        self.passive_due = self
+            .live_slots()
+            .filter_map(|s| s.passive.out_until())
+            .min();
         Ok(())
     }
 
@@ -241,17 +287,31 @@ impl ServiceRuntime {
         if self.states.is_empty() {
             return Err(ScheduleError::NoReals);
         }
+        if self.passive_due.is_some_and(|due| req.now >= due) {
+            self.passive_tick(req.now);
+        }
         let key = self.templates.as_ref().map(|t| t.key_of(req.client.ip()));
         if let (Some(t), Some(key)) = (&mut self.templates, key)
             && let Some(slot) = t.get(key).and_then(|t| t.real)
             && let SlotState::Live(pos) = self.slots[slot as usize].state
             && !self.slots[slot as usize].server.is_down()
+            && !self.slots[slot as usize].passive.is_out()
             && !avoid.contains(&self.states[pos].addr)
         {
             t.bind(key, slot, req.now);
-            return Ok(self.scheduled(pos, Some(key), true));
+            return Ok(self.passive_picked(pos, Some(key), true, false, req.now));
         }
-        let pos = self.pick(req, avoid).ok_or(ScheduleError::NoneAvailable)?;
+        let (pos, all_out) = match self.pick(req, avoid) {
+            Some(pos) => (pos, false),
+            // Every real that could take it is out: they come back in (the first retry's pick
+            // only: a retry after the reals left in failed does not bring them back).
+            None if avoid.is_empty() && self.passive_due.is_some() => {
+                self.passive_all_in(|_| PassiveState::Probation);
+                let pos = self.pick(req, avoid).ok_or(ScheduleError::NoneAvailable)?;
+                (pos, true)
+            }
+            None => return Err(ScheduleError::NoneAvailable),
+        };
         let slot = self.live[pos];
         if let (Some(t), Some(key)) = (&mut self.templates, key) {
             let had = t.get(key).and_then(|t| t.real);
@@ -264,7 +324,7 @@ impl ServiceRuntime {
             }
             t.bind(key, slot, req.now);
         }
-        Ok(self.scheduled(pos, key, false))
+        Ok(self.passive_picked(pos, key, false, all_out, req.now))
     }
 
     /// The scheduler's pick, none of `avoid` (see [`ServiceRuntime::schedule_again`]).
@@ -297,17 +357,6 @@ impl ServiceRuntime {
     /// How often a retry rebuilt the scheduler (diagnostics, tests).
     pub fn retry_rebuilds(&self) -> u64 {
         self.rebuilds
-    }
-
-    fn scheduled(&self, pos: usize, template: Option<TemplateKey>, from: bool) -> Scheduled {
-        let real = RealId(self.live[pos]);
-        let addr = self.states[pos].addr;
-        Scheduled {
-            conn: ConnRef { real, template },
-            index: pos,
-            addr,
-            from_template: from,
-        }
     }
 
     /// A connection scheduled to `c.real` now exists, active (TCP ESTABLISHED) or not.
@@ -401,6 +450,7 @@ impl ServiceRuntime {
             persistent: s.persistent,
             overloaded: s.overloaded,
             removed: s.state == SlotState::Tombstone,
+            passive_out_until: s.passive.out_until(),
         })
     }
 
@@ -482,6 +532,7 @@ impl ServiceRuntime {
             persistent: 0,
             overloaded: false,
             state: SlotState::Free,
+            passive: PassiveState::In,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -520,5 +571,8 @@ impl ServiceRuntime {
     }
 }
 
+mod passive;
+#[cfg(test)]
+mod passive_tests;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use rvs_core::desired::Change;
 use rvs_core::engine::{Engine, EngineStats};
 use rvs_core::{ForwardMethod, RealServer, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
+use socket2::{Domain, Socket, Type};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -213,4 +214,26 @@ pub fn new_udp_clients(vip: SocketAddr, n: usize, wait: Duration) -> (usize, Vec
         .filter(|s| s.recv_from(&mut buf).is_ok())
         .count();
     (answered, clients)
+}
+
+/// A listener whose accept queue is full: a new SYN to it is dropped, so a connect to it stays
+/// pending until the queue drains (the SYN is retransmitted after about 1 s). Returns the
+/// listener and the connections that fill its queue.
+pub fn full_listener() -> (TcpListener, Vec<Socket>) {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(0).unwrap();
+    let listener: TcpListener = s.into();
+    let addr = listener.local_addr().unwrap();
+    let fillers = (0..3)
+        .map(|_| {
+            let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            c.set_nonblocking(true).unwrap();
+            let _ = c.connect(&addr.into());
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    (listener, fillers)
 }

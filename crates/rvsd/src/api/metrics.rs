@@ -66,25 +66,37 @@ pub fn render(view: &StatsView) -> String {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP rvs_real_connect_failures_total Failed connects to the real (proxy engine: \
-         refused, error, timed out), per real."
-    );
-    let _ = writeln!(out, "# TYPE rvs_real_connect_failures_total counter");
-    for s in &view.services {
-        let sid = esc(&ServiceId(s.key).to_string());
-        for r in &s.reals {
-            let _ = writeln!(
-                out,
-                "rvs_real_connect_failures_total{{service=\"{sid}\",real=\"{}\"}} {}",
-                esc(&r.real.addr.to_string()),
-                r.stats.connect_failures
-            );
+    type Get = fn(&rvs_api::RealView) -> u64;
+    let engine_counters: [(&str, &str, Get); 2] = [
+        (
+            "connect_failures_total",
+            "Failed connects to the real (proxy engine: refused, error, timed out), per real",
+            |r| r.stats.connect_failures,
+        ),
+        (
+            "passive_downs_total",
+            "Times passive failure detection took the real out (proxy engine: max_fails \
+             failed connects within fail_timeout_ms, or a failed probe), per real",
+            |r| r.stats.passive_downs,
+        ),
+    ];
+    for (name, help, get) in engine_counters {
+        let _ = writeln!(out, "# HELP rvs_real_{name} {help}.");
+        let _ = writeln!(out, "# TYPE rvs_real_{name} counter");
+        for s in &view.services {
+            let sid = esc(&ServiceId(s.key).to_string());
+            for r in &s.reals {
+                let _ = writeln!(
+                    out,
+                    "rvs_real_{name}{{service=\"{sid}\",real=\"{}\"}} {}",
+                    esc(&r.real.addr.to_string()),
+                    get(r)
+                );
+            }
         }
     }
     type Gauge = fn(&rvs_api::RealView) -> u64;
-    let gauges: [(&str, &str, Gauge); 3] = [
+    let gauges: [(&str, &str, Gauge); 4] = [
         ("active_connections", "ActiveConn column", |r| {
             r.stats.active_conns.into()
         }),
@@ -94,6 +106,11 @@ pub fn render(view: &StatsView) -> String {
         ("effective_weight", "Weight the schedulers use now", |r| {
             r.effective_weight.into()
         }),
+        (
+            "passive_out",
+            "1 while passive failure detection keeps the real out (proxy engine), else 0",
+            |r| u64::from(r.stats.passive_out_ms > 0),
+        ),
     ];
     for (name, help, get) in gauges {
         let _ = writeln!(out, "# HELP rvs_real_{name} {help}.");

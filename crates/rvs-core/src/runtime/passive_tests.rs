@@ -1,0 +1,198 @@
+//! Unit tests of passive failure detection in [`ServiceRuntime`] (time passed in).
+
+use super::*;
+use crate::model::{ForwardMethod, Persistence, Protocol, SchedulerKind};
+
+fn addr(n: u8) -> SocketAddr {
+    format!("10.0.0.{n}:80").parse().unwrap()
+}
+
+fn reals(n: u8) -> Vec<RealServer> {
+    (1..=n)
+        .map(|i| RealServer::new(addr(i), ForwardMethod::FullNat, 1))
+        .collect()
+}
+
+fn ms(v: u64) -> Timestamp {
+    Timestamp::from_millis(v)
+}
+
+fn req(client: u32, now: Timestamp) -> PickRequest {
+    let ip = std::net::Ipv4Addr::from(0xc633_6400 + client); // 198.51.100.0/24 and on
+    PickRequest {
+        protocol: Protocol::Tcp,
+        client: SocketAddr::new(ip.into(), 1000 + (client % 50_000) as u16),
+        dest: "192.0.2.10:80".parse().unwrap(),
+        now,
+    }
+}
+
+/// A runtime over `n` reals with `max_fails` and a fail_timeout of 1 s.
+fn runtime(kind: SchedulerKind, n: u8, max_fails: u32) -> ServiceRuntime {
+    let mut options = ServiceOptions {
+        scheduler: kind,
+        ..Default::default()
+    };
+    options.proxy.max_fails = max_fails;
+    options.proxy.fail_timeout_ms = 1000;
+    let mut rt = ServiceRuntime::new(options, SchedulerParams::default());
+    rt.set_reals(&reals(n)).unwrap();
+    rt
+}
+
+/// Schedules `count` connections at `now` (from clients `first..`); returns the reals picked.
+fn picks(rt: &mut ServiceRuntime, first: u32, count: u32, now: Timestamp) -> Vec<SocketAddr> {
+    (first..first + count)
+        .map(|c| rt.schedule(&req(c, now)).unwrap().addr)
+        .collect()
+}
+
+#[test]
+fn a_failing_real_is_out_for_fail_timeout_then_one_probe_decides() {
+    let mut rt = runtime(SchedulerKind::Rr, 3, 1);
+    let id = rt.id_of(addr(1)).unwrap();
+    let out = rt.connect_failed(id, ms(100));
+    assert_eq!(
+        out,
+        FailOutcome {
+            taken_out: true,
+            kept_last: false
+        }
+    );
+    assert_eq!(rt.real_info(id).unwrap().passive_out_until, Some(ms(1100)));
+    // The configuration (and its weight) is unchanged; the scheduler's view has it at 0.
+    assert_eq!(rt.real_info(id).unwrap().server.weight, 1);
+    assert!(!picks(&mut rt, 0, 30, ms(1099)).contains(&addr(1)));
+    // Its time is over: the next connection to it is the probe, and it is out while that runs.
+    let after = picks(&mut rt, 100, 3, ms(1100));
+    assert_eq!(
+        after.iter().filter(|a| **a == addr(1)).count(),
+        1,
+        "{after:?}"
+    );
+    assert!(rt.wants_success(id));
+    assert!(!picks(&mut rt, 200, 30, ms(1200)).contains(&addr(1)));
+    // The probe succeeds: back in, with its share.
+    rt.connect_succeeded(id);
+    assert!(!rt.wants_success(id));
+    let back = picks(&mut rt, 300, 30, ms(1300));
+    assert_eq!(back.iter().filter(|a| **a == addr(1)).count(), 10);
+}
+
+#[test]
+fn a_failed_probe_takes_the_real_out_again() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let id = rt.id_of(addr(1)).unwrap();
+    rt.connect_failed(id, ms(0));
+    let s = (0..2)
+        .map(|c| rt.schedule(&req(c, ms(1000))).unwrap())
+        .find(|s| s.addr == addr(1))
+        .expect("the probe");
+    assert!(s.report, "the engine must report the probe's success");
+    let out = rt.connect_failed(id, ms(1050));
+    assert!(out.taken_out);
+    assert_eq!(rt.real_info(id).unwrap().passive_out_until, Some(ms(2050)));
+    assert!(!picks(&mut rt, 10, 20, ms(2049)).contains(&addr(1)));
+}
+
+#[test]
+fn max_fails_counts_within_fail_timeout_and_success_resets() {
+    let mut rt = runtime(SchedulerKind::Rr, 3, 3);
+    let id = rt.id_of(addr(1)).unwrap();
+    assert!(!rt.connect_failed(id, ms(0)).taken_out);
+    assert!(!rt.connect_failed(id, ms(10)).taken_out);
+    rt.connect_succeeded(id);
+    assert!(!rt.connect_failed(id, ms(20)).taken_out);
+    assert!(!rt.connect_failed(id, ms(30)).taken_out);
+    assert!(rt.connect_failed(id, ms(40)).taken_out);
+}
+
+#[test]
+fn every_scheduler_skips_an_out_real() {
+    for kind in SchedulerKind::ALL {
+        let mut rt = runtime(kind, 3, 1);
+        let id = rt.id_of(addr(2)).unwrap();
+        assert!(rt.connect_failed(id, ms(0)).taken_out, "{kind}");
+        // Hashing schedulers without fallback too: clients that hashed to it go elsewhere.
+        for c in 0..300 {
+            let s = rt
+                .schedule(&req(c, ms(1)))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_ne!(s.addr, addr(2), "{kind}");
+            rt.conn_opened(s.conn, false, ms(1));
+        }
+    }
+}
+
+#[test]
+fn the_last_real_is_kept_in_and_tried() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let (a, b) = (rt.id_of(addr(1)).unwrap(), rt.id_of(addr(2)).unwrap());
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    assert_eq!(
+        rt.connect_failed(b, ms(1)),
+        FailOutcome {
+            taken_out: false,
+            kept_last: true
+        }
+    );
+    assert_eq!(picks(&mut rt, 0, 5, ms(2)), vec![addr(2); 5]);
+}
+
+#[test]
+fn when_the_reals_left_in_become_unschedulable_the_out_ones_come_back() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let a = rt.id_of(addr(1)).unwrap();
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    // The operator drains the other real: rather than refuse everything, the out one is tried.
+    let mut rs = reals(2);
+    rs[1].weight = 0;
+    rt.set_reals(&rs).unwrap();
+    let s = rt.schedule(&req(1, ms(5))).unwrap();
+    assert_eq!((s.addr, s.all_out, s.report), (addr(1), true, true));
+}
+
+#[test]
+fn a_retry_does_not_bring_out_reals_back() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let a = rt.id_of(addr(1)).unwrap();
+    rt.connect_failed(a, ms(0));
+    assert_eq!(
+        rt.schedule_again(&req(1, ms(5)), &[addr(2)]),
+        Err(ScheduleError::NoneAvailable)
+    );
+}
+
+#[test]
+fn a_persistence_template_on_an_out_real_is_rebound() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    rt.set_options(ServiceOptions {
+        persistence: Some(Persistence {
+            timeout: 300,
+            prefix_len: 32,
+        }),
+        ..*rt.options()
+    });
+    let first = rt.schedule(&req(7, ms(0))).unwrap();
+    rt.connect_failed(first.conn.real, ms(1));
+    let again = rt.schedule(&req(7, ms(2))).unwrap();
+    assert_ne!(again.addr, first.addr);
+    assert!(!again.from_template);
+}
+
+#[test]
+fn max_fails_zero_is_off_and_turning_it_off_brings_reals_back() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 0);
+    let a = rt.id_of(addr(1)).unwrap();
+    assert_eq!(rt.connect_failed(a, ms(0)), FailOutcome::default());
+    assert!(picks(&mut rt, 0, 4, ms(1)).contains(&addr(1)));
+
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    rt.connect_failed(a, ms(0));
+    assert!(!picks(&mut rt, 0, 4, ms(1)).contains(&addr(1)));
+    let mut off = *rt.options();
+    off.proxy.max_fails = 0;
+    rt.set_options(off);
+    assert_eq!(rt.real_info(a).unwrap().passive_out_until, None);
+    assert!(picks(&mut rt, 0, 4, ms(2)).contains(&addr(1)));
+}
