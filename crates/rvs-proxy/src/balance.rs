@@ -298,13 +298,15 @@ impl ServiceShared {
     }
 
     /// A connect to the real of `picked` succeeded while its failures were counted or it was
-    /// probed ([`RealShared::passive_report`]): the count starts again, a probe brings it in.
-    pub fn connect_succeeded(&self, picked: &Picked) {
+    /// probed ([`RealShared::passive_report`]): the count starts again, a probe brings it in
+    /// (returns whether it did).
+    pub fn connect_succeeded(&self, picked: &Picked) -> bool {
         let mut b = self.lock();
-        b.runtime.connect_succeeded(picked.conn.real);
+        let back = b.runtime.connect_succeeded(picked.conn.real);
         picked
             .real
             .set_passive_report(b.runtime.wants_success(picked.conn.real));
+        back
     }
 
     /// A connection moved between active (ESTABLISHED) and inactive.

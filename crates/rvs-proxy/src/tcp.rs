@@ -225,8 +225,8 @@ async fn connect_with_retries(
             .ok_or(())
         {
             Ok(Ok(server)) => {
-                if real.passive_report() {
-                    svc.connect_succeeded(&picked);
+                if real.passive_report() && svc.connect_succeeded(&picked) {
+                    log::info!("proxy: real {} back in: its probe connected", real.addr);
                 }
                 real.counters.add_conn();
                 svc.counters.add_conn();

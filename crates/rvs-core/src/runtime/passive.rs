@@ -44,10 +44,13 @@ impl ServiceRuntime {
     }
 
     /// A connect to `real` succeeded: its count of failures starts again; a probe brings it in.
-    pub fn connect_succeeded(&mut self, real: RealId) {
-        if self.slot(real).is_some() {
-            self.passive_event(real.0, PassiveEvent::Succeeded);
-        }
+    /// Returns whether it was out and is back in.
+    pub fn connect_succeeded(&mut self, real: RealId) -> bool {
+        let Some(was_out) = self.slot(real).map(|s| s.passive.is_out()) else {
+            return false;
+        };
+        self.passive_event(real.0, PassiveEvent::Succeeded);
+        was_out && !self.slots[real.0 as usize].passive.is_out()
     }
 
     /// Whether the engine must report a successful connect to `real` (see [`Scheduled::report`]).

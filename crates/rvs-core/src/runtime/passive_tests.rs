@@ -73,7 +73,8 @@ fn a_failing_real_is_out_for_fail_timeout_then_one_probe_decides() {
     assert!(rt.wants_success(id));
     assert!(!picks(&mut rt, 200, 30, ms(1200)).contains(&addr(1)));
     // The probe succeeds: back in, with its share.
-    rt.connect_succeeded(id);
+    assert!(rt.connect_succeeded(id), "back in");
+    assert!(!rt.connect_succeeded(id), "already in");
     assert!(!rt.wants_success(id));
     let back = picks(&mut rt, 300, 30, ms(1300));
     assert_eq!(back.iter().filter(|a| **a == addr(1)).count(), 10);
