@@ -230,14 +230,29 @@ impl XdpEngine {
         b.persist_templates()
     }
 
-    /// Insert connection entries as the program makes them (connection sync, tests).
+    /// Insert connection entries as the program makes them (connection sync, tests): in the
+    /// NAT/FULLNAT table when the entry's real is a NAT or FULLNAT real, else in the DR/TUN
+    /// table.
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
+        let nat: std::collections::HashSet<u32> = inner
+            .services
+            .values()
+            .flat_map(|s| s.reals.values())
+            .filter(|r| matches!(r.real.method, ForwardMethod::Nat | ForwardMethod::FullNat))
+            .map(|r| r.index)
+            .collect();
         let b = inner
             .balancer
             .as_mut()
             .ok_or(XdpError::Missing("balancer"))?;
-        entries.iter().try_for_each(|(k, c)| b.insert_conn(k, c))
+        entries.iter().try_for_each(|(k, c)| {
+            if nat.contains(&c.real) {
+                b.insert_nat_conn(k, c)
+            } else {
+                b.insert_conn(k, c)
+            }
+        })
     }
 
     /// Run one frame through the loaded program with `BPF_PROG_TEST_RUN` (tests): its action
@@ -347,7 +362,8 @@ impl Inner {
         let vk =
             vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
         let svc = self.svc(key)?;
-        let value = service_abi(svc.index, key, &svc.options);
+        let mut value = service_abi(svc.index, key, &svc.options);
+        value.flags |= crate::state::method_flags(svc.reals.values().map(|r| r.real.method));
         let mut svc = svc.clone();
         let b = self.balancer()?;
         // The table first: a new service's block holds no real (or a removed service's reals)
