@@ -195,7 +195,8 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 			return 0;
 	}
 	const struct rvs_real *real = 0;
-	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, syn, tables, &real);
+	__u32 seen;
+	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, syn, tables, &seen, &real);
 	if (c && real) {
 		*action = rvs_send(ctx, pkt, c, c->real, real, 0, outcome, now);
 		return 1;
@@ -235,13 +236,14 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 			*action = XDP_DROP;
 			return 1;
 		}
-		/* A port with DR/TUN flows too: an old entry of this tuple there (a closing
-		 * connection the SYN reused) must not be followed instead of the new one. */
-		if (tables & RVS_PORT_DIRECT)
+		/* The tuple's old entry in the other table (a closing connection the SYN reused,
+		 * on a port with both kinds of reals) must not be followed instead of the new one. */
+		if (seen == RVS_PORT_DIRECT)
 			bpf_map_delete_elem(&rvs_conns, &pkt->flow);
 	} else {
 		bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
-		if (tables & RVS_PORT_NAT)
+		/* Likewise; and an expired entry there would hide this one (looked up first). */
+		if (seen == RVS_PORT_NAT)
 			bpf_map_delete_elem(&rvs_nat_conns, &pkt->flow);
 	}
 	*action = rvs_send(ctx, pkt, &v, idx, real, 1, outcome, now);

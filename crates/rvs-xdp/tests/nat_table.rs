@@ -295,33 +295,48 @@ fn a_service_mixing_dr_and_nat_reals_finds_the_flows_of_each() {
     let (action, moved, out) = run(&lab, &reply);
     assert_eq!((action, moved), (XDP_PASS, vec!["nat_reply"]));
     assert_eq!(source(&out), vip, "the reply comes from the VIP");
-    // A SYN reusing the DR flow's closing tuple that lands on the NAT real (and the other
-    // way round) leaves no old entry to follow in the other table.
-    let closing = Conn {
+    // A SYN reusing a closing connection's tuple whose entry is in the other table (the
+    // tuple's earlier connection went to the other real): the new flow's entry goes to its
+    // real's table and the old one is deleted, so it is never followed instead.
+    let mut lab = lab;
+    let closing = |real: u32| Conn {
         state: abi::RVS_STATE_TIME_WAIT as u32,
         last_ns: rvs_xdp::engine::monotonic_ns(),
-        real: 0,
+        real,
         svc: 2,
         ..Default::default()
     };
-    let mut b = lab;
-    b.b.insert_conn(&flow(cn, vip, TCP), &closing).unwrap();
-    let nat_closing = Conn {
-        state: abi::RVS_STATE_TIME_WAIT as u32,
-        ..nat_entry(&b, &flow(cn, vip, TCP)).unwrap()
-    };
-    b.b.insert_nat_conn(&flow(cn, vip, TCP), &nat_closing)
-        .unwrap();
-    let (action, moved, _) = send(&b, 2, cn, SYN);
+    let (kd, kn) = (flow(cd, vip, TCP), flow(cn, vip, TCP));
+    lab.b.remove_conn(&kd).unwrap();
+    lab.b.remove_conn(&kn).unwrap();
+    lab.b.insert_nat_conn(&kd, &closing(2)).unwrap();
+    lab.b.insert_conn(&kn, &closing(0)).unwrap();
+    let (action, moved, out) = send(&lab, 2, cd, SYN);
+    assert_eq!(
+        (action, moved),
+        (XDP_TX, vec!["forwarded"]),
+        "DR on a NAT tuple"
+    );
+    assert_eq!(out[0..6], mac(0x07));
+    assert!(
+        nat_entry(&lab, &kd).is_none(),
+        "the NAT table's old entry went"
+    );
+    let (action, moved, _) = send(&lab, 2, cn, SYN);
     assert_eq!(
         (action, moved),
         (XDP_TX, vec!["nat_forwarded"]),
-        "reused tuple"
+        "NAT on a DR tuple"
     );
     assert!(
-        !dr_entries(&b).contains(&flow(cn, vip, TCP)),
-        "the DR table's old entry of the tuple went"
+        !dr_entries(&lab).contains(&kn),
+        "the DR table's old entry went"
     );
-    let (action, moved, _) = send(&b, 2, cn, ACK);
-    assert_eq!((action, moved), (XDP_TX, vec!["nat_forwarded"]));
+    for _ in 0..2 {
+        let (action, moved, _) = send(&lab, 2, cd, ACK);
+        assert_eq!((action, moved), (XDP_TX, vec!["forwarded"]));
+        let (action, moved, _) = send(&lab, 2, cn, ACK);
+        assert_eq!((action, moved), (XDP_TX, vec!["nat_forwarded"]));
+    }
+    assert_eq!(lab.b.counters(2).unwrap().conns, conns + 2, "followed");
 }
