@@ -45,8 +45,9 @@ pub struct XdpConfig {
     /// at most `RVS_MAX_LADDRS` per family) unless [`XdpEngine::set_fullnat_pool`] gave the
     /// service its own.
     pub fullnat_local: Vec<IpAddr>,
-    /// How many NAT/FULLNAT flows can be live at once (a full table is the outcome
-    /// `table_full`).
+    /// How many NAT/FULLNAT flows can be live at once: the size of their connection table
+    /// `rvs_nat_conns` and of the reverse table (a full table is the outcome `table_full`).
+    /// DR/TUN flows have a table of their own (`RVS_MAX_CONNS`), so they never evict these.
     pub nat_conns: u32,
 }
 
