@@ -57,7 +57,8 @@ pub struct DaemonConfig {
     pub engines: Option<Vec<EngineKind>>,
     /// Interfaces the xdp engine attaches to.
     pub xdp_interfaces: Vec<String>,
-    /// NAT/FULLNAT flows the xdp engine's reverse table holds; `None` = its default (262,144).
+    /// NAT/FULLNAT flows the xdp engine can track (its NAT connection table and reverse table,
+    /// not the DR/TUN table); `None` = its default (262,144).
     pub xdp_nat_conns: Option<u32>,
     /// FULLNAT local addresses of every FULLNAT service without its own `local_addresses`
     /// (those of the VIP's family; at most [`crate::local_addr::MAX_PER_FAMILY`] per family).

@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * conntrack.h — the maps of NAT and FULLNAT (issue 6) beside the shared connection table
- * rvs_conns (maps.h, keyed by the flow as the client sends it; its state follows IPVS's TCP
+ * conntrack.h — the maps of NAT and FULLNAT (issue 6) beside their connection table
+ * rvs_nat_conns (maps.h, keyed by the flow as the client sends it; its state follows IPVS's TCP
  * state machine in both directions, conn_state.h):
  *
  * - rvs_nat_rev: the flow as the real sends its replies (real:rport → client:cport for NAT,
  *   real:rport → laddr:lport for FULLNAT) → the client's flow. A plain hash, not an LRU: a live
  *   flow is never evicted, a full table is the counted outcome RVS_OUTCOME_TABLE_FULL, and
- *   userspace (upkeep) reclaims entries whose rvs_conns entry expired.
+ *   userspace (upkeep) reclaims entries whose rvs_nat_conns entry expired.
  *   Preallocated: with BPF_F_NO_PREALLOC the kernel's allocator may fail inserts in a burst
  *   of new flows (its per-CPU cache refills asynchronously), which would read as a full table.
  * - A FULLNAT flow's local port and address (as an index into its service's pool) live in its
- *   rvs_conns entry: no map of their own, so a FULLNAT packet costs no hash lookup more than a
+ *   rvs_nat_conns entry: no map of their own, so a FULLNAT packet costs no hash lookup more than a
  *   NAT one, and an entry stays 24 bytes.
  * - rvs_fnat_pools: FULLNAT local addresses of each service (by service index).
  * - rvs_real_ports: a real's port (network order) by real index; 0 = the service's port.

@@ -8,7 +8,7 @@
  * never share a local address and port towards the same real; on EEXIST another random
  * address and port are tried, RVS_FNAT_PORT_TRIES times in all (then
  * RVS_OUTCOME_NO_LPORT); any other failure is a full table (RVS_OUTCOME_TABLE_FULL). The
- * caller keeps the address and port in the flow's rvs_conns entry. (A first
+ * caller keeps the address and port in the flow's rvs_nat_conns entry. (A first
  * version stepped by a fixed stride from one random start: that clusters like linear probing
  * and failed a few of 50,000 new flows at 40 % occupancy of one local address.)
  *

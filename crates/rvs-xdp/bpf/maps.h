@@ -43,6 +43,18 @@ struct {
 	__type(value, struct rvs_conn);
 } rvs_conns SEC(".maps");
 
+/* NAT/FULLNAT flows (same key and value as rvs_conns): a table of their own, so a flood of
+ * DR/TUN flows never evicts them (a FULLNAT flow evicted would get a new local port and
+ * break). A plain preallocated hash like rvs_nat_rev, not an LRU: a live flow is never
+ * evicted, a full table is the counted outcome RVS_OUTCOME_TABLE_FULL, and userspace (the
+ * sweep) removes expired entries. Sized by the loader with rvs_nat_rev. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_NAT_CONNS);
+	__type(key, struct rvs_flow_key);
+	__type(value, struct rvs_conn);
+} rvs_nat_conns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RVS_MAX_PERSIST);
@@ -50,7 +62,8 @@ struct {
 	__type(value, struct rvs_persist);
 } rvs_persist SEC(".maps");
 
-/* Bit per destination port (network order, any protocol) that some service listens on. */
+/* Two bits per destination port (network order, any protocol) that some service listens on:
+ * RVS_PORT_DIRECT, RVS_PORT_NAT (rvs_abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, RVS_VIP_PORT_WORDS);
@@ -58,13 +71,14 @@ struct {
 	__type(value, __u64);
 } rvs_vip_ports SEC(".maps");
 
-/* Whether some service may listen on `port` (network order): when not, the packet can be no
- * VIP flow, so neither the connection table nor the service table is consulted. */
-static __always_inline int rvs_vip_port(__u16 port)
+/* Which connection tables a flow to `port` (network order) may be in: RVS_PORT_DIRECT
+ * (rvs_conns) and/or RVS_PORT_NAT (rvs_nat_conns). 0 when no service listens on it: the packet
+ * can be no VIP flow, so neither the connection tables nor the service table are consulted. */
+static __always_inline __u32 rvs_vip_port(__u16 port)
 {
-	__u32 w = port >> 6;
+	__u32 w = port >> 5;
 	__u64 *bits = bpf_map_lookup_elem(&rvs_vip_ports, &w);
-	return bits && (*bits >> (port & 63)) & 1;
+	return bits ? (*bits >> ((port & 31) * 2)) & (RVS_PORT_DIRECT | RVS_PORT_NAT) : 0;
 }
 
 struct {

@@ -2,9 +2,10 @@
 /*
  * nat.h — NAT (-m) and FULLNAT (-b), both directions.
  *
- * Towards the real (rvs_nat_forward, after sched.h chose the real and keeps rvs_conns):
+ * Towards the real (rvs_nat_forward, after sched.h chose the real and keeps the flow's entry in
+ * rvs_nat_conns, the table of NAT/FULLNAT flows only):
  * NAT rewrites the destination VIP:vport → RIP:rport; FULLNAT also the source client:cport →
- * laddr:lport (fullnat.h, kept in the flow's rvs_conns entry) and adds the TOA option to SYNs
+ * laddr:lport (fullnat.h, kept in the flow's rvs_nat_conns entry) and adds the TOA option to SYNs
  * and to the ACK that completes the handshake.
  * Before a new flow's connection entry is inserted (rvs_nat_new), a NAT flow inserts its
  * reverse entry (real:rport → client:cport), a FULLNAT flow allocates its local port, which
@@ -15,7 +16,7 @@
  * drives the flow's TCP state as IPVS's output direction (conn_state.h). Not when the flow's
  * connection entry expired or is on another real or local port now: a packet by such a stale
  * reverse entry goes to the kernel untouched (RVS_OUTCOME_NAT_STALE). A flow whose connection
- * entry is gone (evicted) is still rewritten, counted as RVS_OUTCOME_NAT_NO_CONN. A reply
+ * entry is gone (removed an instant before its reverse entry) is still rewritten, counted as RVS_OUTCOME_NAT_NO_CONN. A reply
  * rewritten back (and an ICMP error from the real side) counts in the out-direction counters
  * of the reverse entry's real and of the flow's service (c->svc; the real's only when the
  * connection entry is gone).
@@ -138,13 +139,13 @@ static __always_inline int rvs_nat_xmit(struct xdp_md *ctx, const struct rvs_nat
  * expired connection; a stray reply does not revive it), or the flow is on another real than
  * the reverse entry was made for (an expired NAT flow came back on another real) or, FULLNAT,
  * on another local port: the reverse entry is stale (the sweep removes it). A flow without a
- * connection entry (*c = 0: evicted from the full LRU table, or removed by the sweep an instant
+ * connection entry (*c = 0: removed by the sweep or with its service an instant
  * before its reverse entry) still gets its replies, by the reverse entry alone. */
 static __always_inline int rvs_rev_conn(const struct rvs_config *cfg,
 					const struct rvs_nat_rev *rv, const struct rvs_pkt *pkt,
 					__u64 now, struct rvs_conn **c)
 {
-	struct rvs_conn *e = bpf_map_lookup_elem(&rvs_conns, &rv->orig);
+	struct rvs_conn *e = bpf_map_lookup_elem(&rvs_nat_conns, &rv->orig);
 	*c = e;
 	if (!e)
 		return 1;
@@ -181,6 +182,26 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 		return -1;
 	}
 	return 0;
+}
+
+/* Undo rvs_nat_new for flow `c` on `real` when its connection entry could not be inserted
+ * (rvs_nat_conns full): remove the reverse entry it made (and so a FULLNAT flow's local port). */
+static __always_inline void rvs_nat_unmake(const struct rvs_pkt *pkt, const struct rvs_real *real,
+					   const struct rvs_conn *c)
+{
+	struct rvs_flow_key rk = { .sport = rvs_real_port(c->real, pkt->flow.dport),
+				   .dport = pkt->flow.sport, .proto = pkt->flow.proto,
+				   .family = pkt->flow.family };
+	__builtin_memcpy(rk.src, real->addr, 16);
+	__builtin_memcpy(rk.dst, pkt->flow.src, 16);
+	if (real->method == RVS_METHOD_FULLNAT) {
+		const __u32 *laddr = rvs_fnat_laddr(c);
+		if (!laddr)
+			return;
+		__builtin_memcpy(rk.dst, laddr, 16);
+		rk.dport = c->lport;
+	}
+	bpf_map_delete_elem(&rvs_nat_rev, &rk);
 }
 
 /* Rewrite a packet of NAT/FULLNAT flow `c` (to real `idx`) towards the real and send it. */

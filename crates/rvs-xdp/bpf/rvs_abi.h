@@ -19,6 +19,8 @@
 #define RVS_MAX_REALS 1024
 /* Slots of one service's Maglev lookup table (a prime). */
 #define RVS_MAGLEV_SIZE 65537
+/* rvs_conns: DR/TUN flows (an LRU). NAT/FULLNAT flows live in rvs_nat_conns, sized like
+ * rvs_nat_rev (RVS_MAX_NAT_CONNS), so DR/TUN traffic never evicts them. */
 #define RVS_MAX_CONNS 262144
 #define RVS_MAX_PERSIST 65536
 /* rvs_ifaces and rvs_tx_ports are arrays indexed by ifindex below this (rvs_ifaces slot 0:
@@ -26,16 +28,23 @@
  * Container hosts reach ifindexes in the thousands; an attached interface at or above this
  * is refused when the engine starts. */
 #define RVS_MAX_IFACES 65536
-/* rvs_vip_ports: 65,536 bits, one per port, in u64 words (word port >> 6, bit port & 63). */
-#define RVS_VIP_PORT_WORDS 1024
+/* rvs_vip_ports: two bits per port (network order) in u64 words: word port >> 5, bits
+ * 2 * (port & 31) + RVS_PORT_DIRECT / RVS_PORT_NAT. Both clear: no service on that port. */
+#define RVS_VIP_PORT_WORDS 2048
+/* Some service on the port has DR/TUN reals, or no NAT/FULLNAT real (its flows, if any, are in
+ * rvs_conns). */
+#define RVS_PORT_DIRECT 1
+/* Some service on the port has NAT/FULLNAT reals (their flows are in rvs_nat_conns). */
+#define RVS_PORT_NAT 2
 /* Counter slots: services first, then reals. */
 #define RVS_STATS_SLOTS 1088
 /* Seed of the flow hash (rvs_core::maglev::hash::FLOW_SEED, "rvs1" = 0x72767331). */
 #define RVS_FLOW_SEED 1920365361
 /* A value of rvs_maglev meaning "no real available". */
 #define RVS_NO_REAL 4294967295
-/* NAT / FULLNAT (nat.h): entries of the reverse table rvs_nat_rev, i.e. how
- * many NAT/FULLNAT flows can be live at once; the loader may set another size. */
+/* NAT / FULLNAT (nat.h): entries of the reverse table rvs_nat_rev and of the NAT connection
+ * table rvs_nat_conns, i.e. how many NAT/FULLNAT flows can be live at once; the loader may set
+ * another size. */
 #define RVS_MAX_NAT_CONNS 262144
 /* FULLNAT: local addresses per service, first local port, ports tried per new flow. */
 #define RVS_MAX_LADDRS 8
@@ -64,6 +73,10 @@
  * own: persistence template, else Maglev) and counts as a connection. NAT/FULLNAT reals keep
  * entries (their replies need them). */
 #define RVS_SVC_F_ONE_PACKET 2
+/* The service has DR/TUN reals / NAT or FULLNAT reals (set by the loader from its reals; the
+ * loader derives rvs_vip_ports from them, the program reads only rvs_vip_ports). */
+#define RVS_SVC_F_DIRECT 4
+#define RVS_SVC_F_NAT 8
 /* rvs_real.flags */
 #define RVS_REAL_F_PRESENT 1
 /* Health checks see it down, or the operator disabled it: a persistence template naming it is

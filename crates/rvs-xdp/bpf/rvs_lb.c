@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * rvs_lb.c — the rvs balancer XDP program. Parse (parse.h) → if the destination port is some
- * service's (rvs_vip_ports): the flow's live connection entry, else the service (rvs_services)
+ * service's (rvs_vip_ports): the flow's live connection entry (rvs_conns for DR/TUN flows,
+ * rvs_nat_conns for NAT/FULLNAT ones, as the port's bits say), else the service (rvs_services)
  * and a new real (sched.h; an ICMP error about a flow with no entry, or a UDP datagram of a
  * one-packet service to a DR/TUN real: the real a new flow would get, no entry made) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
  * with icmp_too_big.h for packets that would not fit after encapsulation), NAT or FULLNAT
@@ -176,7 +177,7 @@ static __always_inline const struct rvs_service *rvs_service_of(const struct rvs
  * its port after a close gets a new real, as with IPVS's conn_reuse_mode.
  */
 static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt *pkt,
-					__u32 *outcome, int *action)
+					__u32 tables, __u32 *outcome, int *action)
 {
 	__u32 zero = 0;
 	const struct rvs_config *cfg = bpf_map_lookup_elem(&rvs_config, &zero);
@@ -194,7 +195,8 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 			return 0;
 	}
 	const struct rvs_real *real = 0;
-	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, syn, &real);
+	__u32 seen;
+	struct rvs_conn *c = rvs_conn_follow(cfg, pkt, now, syn, tables, &seen, &real);
 	if (c && real) {
 		*action = rvs_send(ctx, pkt, c, c->real, real, 0, outcome, now);
 		return 1;
@@ -223,12 +225,27 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 			      .state = rvs_conn_initial(cfg, rvs_client_dir(real->method), pkt) };
 	if (svc->flags & RVS_SVC_F_PERSIST)
 		v.persist = svc->persist_prefix + 1;
-	if ((real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT) &&
-	    rvs_nat_new(pkt, idx, real, &v, outcome)) {
-		*action = XDP_DROP;
-		return 1;
+	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT) {
+		if (rvs_nat_new(pkt, idx, real, &v, outcome)) {
+			*action = XDP_DROP;
+			return 1;
+		}
+		if (bpf_map_update_elem(&rvs_nat_conns, &pkt->flow, &v, BPF_ANY)) {
+			rvs_nat_unmake(pkt, real, &v);
+			*outcome = RVS_OUTCOME_TABLE_FULL;
+			*action = XDP_DROP;
+			return 1;
+		}
+		/* The tuple's old entry in the other table (a closing connection the SYN reused,
+		 * on a port with both kinds of reals) must not be followed instead of the new one. */
+		if (seen == RVS_PORT_DIRECT)
+			bpf_map_delete_elem(&rvs_conns, &pkt->flow);
+	} else {
+		bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
+		/* Likewise; and an expired entry there would hide this one (looked up first). */
+		if (seen == RVS_PORT_NAT)
+			bpf_map_delete_elem(&rvs_nat_conns, &pkt->flow);
 	}
-	bpf_map_update_elem(&rvs_conns, &pkt->flow, &v, BPF_ANY);
 	*action = rvs_send(ctx, pkt, &v, idx, real, 1, outcome, now);
 	return 1;
 }
@@ -242,7 +259,8 @@ static __always_inline int rvs_process(struct xdp_md *ctx, __u32 *outcome)
 	if (parsed != RVS_PARSE_OK)
 		return rvs_parse_verdict(parsed, outcome);
 	int action;
-	if (rvs_vip_port(pkt.flow.dport) && rvs_vip_flow(ctx, &pkt, outcome, &action))
+	__u32 tables = rvs_vip_port(pkt.flow.dport);
+	if (tables && rvs_vip_flow(ctx, &pkt, tables, outcome, &action))
 		return action;
 	if (rvs_nat_reply(ctx, &pkt, outcome, &action))
 		return action;

@@ -124,9 +124,24 @@ static __always_inline void rvs_persist_touch(const struct rvs_conn *c,
  */
 static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config *cfg,
 							const struct rvs_pkt *pkt, __u64 now, int syn,
+							__u32 tables, __u32 *seen,
 							const struct rvs_real **real)
 {
-	struct rvs_conn *c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
+	/* A port whose services have NAT reals looks rvs_nat_conns up first; DR/TUN flows of a
+	 * port that has both (a service mixing methods, or two services) cost a miss more.
+	 * *seen: the table an entry of the flow was found in (live or not), 0 for none. */
+	struct rvs_conn *c = 0;
+	*seen = 0;
+	if (tables & RVS_PORT_NAT) {
+		c = bpf_map_lookup_elem(&rvs_nat_conns, &pkt->flow);
+		if (c)
+			*seen = RVS_PORT_NAT;
+	}
+	if (!c && (tables & RVS_PORT_DIRECT)) {
+		c = bpf_map_lookup_elem(&rvs_conns, &pkt->flow);
+		if (c)
+			*seen = RVS_PORT_DIRECT;
+	}
 	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state))
 		return 0;
 	const struct rvs_real *r = rvs_real_get(c->real);

@@ -12,17 +12,18 @@
 //! cargo run --release -p rvs-xdp --example sweep_cost [--nat-table=N] [ENTRIES ...]
 //! ```
 //!
-//! ENTRIES default to 100000 250000; `--nat-table` sizes `rvs_nat_rev` (default 262,144), e.g.
-//! 1048576 to see what a larger table's empty buckets cost a round.
+//! ENTRIES default to 100000 250000; `--nat-table` sizes `rvs_nat_rev` and `rvs_nat_conns`
+//! (default 262,144), e.g. 1048576 to see what a larger table's empty buckets cost a round.
 //!
-//! Each row loads a fresh balancer, fills `rvs_conns` with ENTRIES TCP TIME_WAIT entries (half
-//! idle past the 120 s timeout) — DR flows, or NAT flows with a reverse entry each in
-//! `rvs_nat_rev` — and measures wall and thread CPU time (user + system). `rvs_conns` holds
-//! `RVS_MAX_CONNS` (262,144) entries: more would be evicted. Needs root.
+//! Each row loads a fresh balancer, fills it with ENTRIES TCP TIME_WAIT entries (half idle past
+//! the 120 s timeout) — DR flows in `rvs_conns`, or NAT flows in `rvs_nat_conns` with a reverse
+//! entry each in `rvs_nat_rev` — and measures wall and thread CPU time (user + system).
+//! `rvs_conns` holds `RVS_MAX_CONNS` (262,144) entries: more would be evicted; the NAT tables
+//! hold `--nat-table` entries: more fail to insert. Needs root.
 
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, Conn, FlowKey, NatRev};
-use rvs_xdp::bench_setup::fill_conns;
+use rvs_xdp::bench_setup::{fill_conns, fill_nat_conns};
 
 /// The engine's budget per round.
 const SLICE_BUDGET: usize = Balancer::SWEEP_BUDGET;
@@ -88,7 +89,11 @@ fn filled(n: usize, nat: bool, batch: bool, nat_table: u32) -> BoxResult<Balance
     b.set_config(&Config::default())?;
     b.set_batch_ops(batch);
     let all = entries(n);
-    fill_conns(&mut b, &all)?;
+    if nat {
+        fill_nat_conns(&mut b, &all)?;
+    } else {
+        fill_conns(&mut b, &all)?;
+    }
     if nat {
         for (k, _) in &all {
             let (rev, value) = reverse(k);

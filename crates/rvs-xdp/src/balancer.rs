@@ -14,6 +14,10 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::Xdp;
 
 const PROG: &str = "rvs_lb";
+/// DR/TUN flows (an LRU).
+pub(crate) const CONNS: &str = "rvs_conns";
+/// NAT/FULLNAT flows (a plain hash: never evicted).
+pub(crate) const NAT_CONNS: &str = "rvs_nat_conns";
 
 /// How the program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,14 @@ pub enum AttachMode {
     Native,
     /// Generic (SKB) mode: native was refused.
     Generic,
+}
+
+/// The `rvs_vip_ports` bits of a service with flags `flags`: `RVS_PORT_NAT` when it has
+/// NAT/FULLNAT reals, `RVS_PORT_DIRECT` when it has DR/TUN reals or no NAT/FULLNAT real.
+fn port_tables(flags: u32) -> u64 {
+    let nat = flags & abi::RVS_SVC_F_NAT as u32 != 0;
+    let direct = flags & abi::RVS_SVC_F_DIRECT as u32 != 0 || !nat;
+    (if direct { abi::RVS_PORT_DIRECT } else { 0 } | if nat { abi::RVS_PORT_NAT } else { 0 })
 }
 
 /// The balancer program loaded into the kernel, with its maps.
@@ -38,15 +50,21 @@ impl Balancer {
         Balancer::load_sized(abi::RVS_MAX_NAT_CONNS as u32)
     }
 
-    /// [`Balancer::load`] with room for `nat_conns` NAT/FULLNAT flows (the size of the
-    /// reverse table `rvs_nat_rev`; a full table is the outcome
-    /// `table_full`). NAT/FULLNAT flows live in the connection table `rvs_conns` too, so it
-    /// holds at least as many (never fewer than its default `RVS_MAX_CONNS`).
+    /// [`Balancer::load`] with room for `nat_conns` NAT/FULLNAT flows (the size of their
+    /// connection table `rvs_nat_conns` and of the reverse table `rvs_nat_rev`; a full table is
+    /// the outcome `table_full`). DR/TUN flows have `rvs_conns` (`RVS_MAX_CONNS`), so they
+    /// never evict NAT/FULLNAT flows.
     pub fn load_sized(nat_conns: u32) -> Result<Balancer, XdpError> {
-        let conns = (abi::RVS_MAX_CONNS as u32).max(nat_conns);
+        Balancer::load_tables(abi::RVS_MAX_CONNS as u32, nat_conns)
+    }
+
+    /// [`Balancer::load_sized`] with `conns` entries in the DR/TUN table `rvs_conns` (an LRU:
+    /// the least recently used DR/TUN flow goes when it is full). Small tables for tests.
+    pub fn load_tables(conns: u32, nat_conns: u32) -> Result<Balancer, XdpError> {
         let mut ebpf = aya::EbpfLoader::new()
             .map_max_entries("rvs_nat_rev", nat_conns.max(1))
-            .map_max_entries("rvs_conns", conns)
+            .map_max_entries(NAT_CONNS, nat_conns.max(1))
+            .map_max_entries(CONNS, conns.max(1))
             .load(crate::programs::RVS_LB)?;
         crate::programs::load_xdp(&mut ebpf, PROG)?;
         Ok(Balancer {
@@ -158,14 +176,16 @@ impl Balancer {
         self.sync_vip_port(key.port)
     }
 
-    /// Rewrite the `rvs_vip_ports` word of `port` (network order) from the services present.
+    /// Rewrite the `rvs_vip_ports` word of `port` (network order) from the services present:
+    /// for each port, whether its flows may be in `rvs_conns` (`RVS_PORT_DIRECT`: a service
+    /// with DR/TUN reals, or with no NAT/FULLNAT real) and in `rvs_nat_conns` (`RVS_PORT_NAT`).
     fn sync_vip_port(&mut self, port: u16) -> Result<(), XdpError> {
-        let word = u32::from(port >> 6);
+        let word = u32::from(port >> 5);
         let mut bits = 0u64;
         let services = self.hash::<VipKey, Service>("rvs_services")?;
-        for k in services.keys().filter_map(Result::ok) {
-            if k.port >> 6 == port >> 6 {
-                bits |= 1 << (k.port & 63);
+        for (k, s) in services.iter().filter_map(Result::ok) {
+            if k.port >> 5 == port >> 5 {
+                bits |= port_tables(s.flags) << ((k.port & 31) * 2);
             }
         }
         self.array::<u64>("rvs_vip_ports")?
@@ -176,14 +196,18 @@ impl Balancer {
     /// Remove the connection entries of service slot `index` (when the service goes: the
     /// program follows a live entry without looking the service up). Returns how many.
     pub fn remove_service_conns(&mut self, index: u32) -> Result<usize, XdpError> {
-        let doomed: Vec<FlowKey> = self
-            .conns()?
-            .into_iter()
-            .filter(|(_, c)| c.svc == index)
-            .map(|(k, _)| k)
-            .collect();
-        self.delete_keys::<FlowKey, Conn>("rvs_conns", &doomed)?;
-        Ok(doomed.len())
+        let mut n = 0;
+        for table in [CONNS, NAT_CONNS] {
+            let doomed: Vec<FlowKey> = self
+                .read_hash::<FlowKey, Conn>(table)?
+                .into_iter()
+                .filter(|(_, c)| c.svc == index)
+                .map(|(k, _)| k)
+                .collect();
+            self.delete_keys::<FlowKey, Conn>(table, &doomed)?;
+            n += doomed.len();
+        }
+        Ok(n)
     }
 
     /// Remove the persistence templates of service `index` (when the service goes: its index
@@ -273,24 +297,46 @@ impl Balancer {
         Ok(())
     }
 
-    /// Tracked connections.
+    /// Tracked connections: DR/TUN flows (`rvs_conns`), then NAT/FULLNAT flows
+    /// (`rvs_nat_conns`).
     pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
-        self.read_hash("rvs_conns")
+        let mut all = self.read_hash(CONNS)?;
+        all.extend(self.read_hash::<FlowKey, Conn>(NAT_CONNS)?);
+        Ok(all)
     }
 
-    /// Insert a connection entry (tests; connection sync).
+    /// NAT/FULLNAT connections only (`rvs_nat_conns`).
+    pub fn nat_conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
+        self.read_hash(NAT_CONNS)
+    }
+
+    /// Insert a DR/TUN connection entry (tests; connection sync).
     pub fn insert_conn(&mut self, key: &FlowKey, conn: &Conn) -> Result<(), XdpError> {
-        self.hash::<FlowKey, Conn>("rvs_conns")?
+        self.hash::<FlowKey, Conn>(CONNS)?
             .insert(key, conn, 0)
-            .map_err(map_err("rvs_conns"))
+            .map_err(map_err(CONNS))
     }
 
-    /// Remove a connection entry, if present (tests; connection sync).
+    /// Insert a NAT/FULLNAT connection entry (tests; connection sync).
+    pub fn insert_nat_conn(&mut self, key: &FlowKey, conn: &Conn) -> Result<(), XdpError> {
+        self.hash::<FlowKey, Conn>(NAT_CONNS)?
+            .insert(key, conn, 0)
+            .map_err(map_err(NAT_CONNS))
+    }
+
+    /// Remove a connection entry from both tables, if present (tests; connection sync).
     pub fn remove_conn(&mut self, key: &FlowKey) -> Result<(), XdpError> {
-        match self.hash::<FlowKey, Conn>("rvs_conns")?.remove(key) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(map_err("rvs_conns")(e)),
+        for table in [CONNS, NAT_CONNS] {
+            let mut h = self.hash::<FlowKey, Conn>(table)?;
+            // Only where it is: aya reports a missing key as a failed syscall.
+            if h.get(key, 0).is_ok() {
+                match h.remove(key) {
+                    Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                    Err(e) => return Err(map_err(table)(e)),
+                }
+            }
         }
+        Ok(())
     }
 
     /// Counters of slot `slot` (services first, then `RVS_MAX_SERVICES + real`), all CPUs.
@@ -379,19 +425,30 @@ mod tests {
         }
     }
 
-    /// NAT/FULLNAT flows have an entry in both tables, so a NAT table sized past the default
-    /// connection table grows that one too.
+    /// `nat_conns` sizes the NAT/FULLNAT tables (`rvs_nat_conns`, `rvs_nat_rev`) and only
+    /// those: the DR/TUN table keeps its own size.
     #[test]
-    fn a_large_nat_table_grows_the_connection_table() {
+    fn the_nat_size_sizes_the_nat_tables_only() {
         if !rvs_testbed::is_root() {
             eprintln!("skipping: loading the balancer needs root");
             return;
         }
         let b = Balancer::load_sized(300_000).expect("load");
         assert_eq!(max_entries(&b, "rvs_nat_rev"), 300_000);
-        assert_eq!(max_entries(&b, "rvs_conns"), 300_000);
-        let b = Balancer::load_sized(1_000).expect("load");
+        assert_eq!(max_entries(&b, NAT_CONNS), 300_000);
+        assert_eq!(max_entries(&b, CONNS), abi::RVS_MAX_CONNS as u32);
+        let b = Balancer::load_tables(64, 1_000).expect("load");
         assert_eq!(max_entries(&b, "rvs_nat_rev"), 1_000);
-        assert_eq!(max_entries(&b, "rvs_conns"), abi::RVS_MAX_CONNS as u32);
+        assert_eq!(max_entries(&b, NAT_CONNS), 1_000);
+        assert_eq!(max_entries(&b, CONNS), 64);
+    }
+
+    #[test]
+    fn port_bits_say_which_tables_a_service_uses() {
+        let (d, n) = (abi::RVS_SVC_F_DIRECT as u32, abi::RVS_SVC_F_NAT as u32);
+        assert_eq!(port_tables(0), abi::RVS_PORT_DIRECT, "no reals yet");
+        assert_eq!(port_tables(d), abi::RVS_PORT_DIRECT);
+        assert_eq!(port_tables(n), abi::RVS_PORT_NAT);
+        assert_eq!(port_tables(d | n), abi::RVS_PORT_DIRECT | abi::RVS_PORT_NAT);
     }
 }

@@ -33,10 +33,16 @@ pub fn two_services(
             proto: 6,
             family,
         };
+        let nat = [abi::RVS_METHOD_NAT, abi::RVS_METHOD_FULLNAT].contains(&u64::from(method));
         b.set_service(
             &key,
             &Service {
                 index: svc,
+                flags: if nat {
+                    abi::RVS_SVC_F_NAT
+                } else {
+                    abi::RVS_SVC_F_DIRECT
+                } as u32,
                 ..Default::default()
             },
         )?;
@@ -157,10 +163,24 @@ pub fn client_flow(i: u32, dst: [u8; 4], dport: u16, proto: u32) -> FlowKey {
     }
 }
 
-/// Insert `entries` into `rvs_conns`, spread evenly over the online CPUs (this thread pinned to
-/// each in turn, its affinity restored afterwards), as flows arriving on every receive queue
-/// would be (each CPU keeps a small local list of free entries of the table's common LRU).
+/// Insert `entries` into the DR/TUN table `rvs_conns`, spread evenly over the online CPUs (this
+/// thread pinned to each in turn, its affinity restored afterwards), as flows arriving on every
+/// receive queue would be (each CPU keeps a small local list of free entries of the table's
+/// common LRU).
 pub fn fill_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), XdpError> {
+    fill_spread(b, entries, Balancer::insert_conn)
+}
+
+/// [`fill_conns`] for the NAT/FULLNAT table `rvs_nat_conns`.
+pub fn fill_nat_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), XdpError> {
+    fill_spread(b, entries, Balancer::insert_nat_conn)
+}
+
+fn fill_spread(
+    b: &mut Balancer,
+    entries: &[(FlowKey, Conn)],
+    insert: fn(&mut Balancer, &FlowKey, &Conn) -> Result<(), XdpError>,
+) -> Result<(), XdpError> {
     let cpus = aya::util::online_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
     let saved = affinity()?;
     let share = entries.len().div_ceil(cpus.len().max(1)).max(1);
@@ -170,7 +190,7 @@ pub fn fill_conns(b: &mut Balancer, entries: &[(FlowKey, Conn)]) -> Result<(), X
             continue;
         }
         pin_thread(*cpu as usize)?;
-        result = chunk.iter().try_for_each(|(k, c)| b.insert_conn(k, c));
+        result = chunk.iter().try_for_each(|(k, c)| insert(b, k, c));
         if result.is_err() {
             break;
         }

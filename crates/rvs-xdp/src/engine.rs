@@ -45,8 +45,9 @@ pub struct XdpConfig {
     /// at most `RVS_MAX_LADDRS` per family) unless [`XdpEngine::set_fullnat_pool`] gave the
     /// service its own.
     pub fullnat_local: Vec<IpAddr>,
-    /// How many NAT/FULLNAT flows can be live at once (a full table is the outcome
-    /// `table_full`).
+    /// How many NAT/FULLNAT flows can be live at once: the size of their connection table
+    /// `rvs_nat_conns` and of the reverse table (a full table is the outcome `table_full`).
+    /// DR/TUN flows have a table of their own (`RVS_MAX_CONNS`), so they never evict these.
     pub nat_conns: u32,
 }
 
@@ -230,14 +231,29 @@ impl XdpEngine {
         b.persist_templates()
     }
 
-    /// Insert connection entries as the program makes them (connection sync, tests).
+    /// Insert connection entries as the program makes them (connection sync, tests): in the
+    /// NAT/FULLNAT table when the entry's real is a NAT or FULLNAT real, else in the DR/TUN
+    /// table.
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
+        let nat: std::collections::HashSet<u32> = inner
+            .services
+            .values()
+            .flat_map(|s| s.reals.values())
+            .filter(|r| matches!(r.real.method, ForwardMethod::Nat | ForwardMethod::FullNat))
+            .map(|r| r.index)
+            .collect();
         let b = inner
             .balancer
             .as_mut()
             .ok_or(XdpError::Missing("balancer"))?;
-        entries.iter().try_for_each(|(k, c)| b.insert_conn(k, c))
+        entries.iter().try_for_each(|(k, c)| {
+            if nat.contains(&c.real) {
+                b.insert_nat_conn(k, c)
+            } else {
+                b.insert_conn(k, c)
+            }
+        })
     }
 
     /// Run one frame through the loaded program with `BPF_PROG_TEST_RUN` (tests): its action
@@ -347,7 +363,8 @@ impl Inner {
         let vk =
             vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
         let svc = self.svc(key)?;
-        let value = service_abi(svc.index, key, &svc.options);
+        let mut value = service_abi(svc.index, key, &svc.options);
+        value.flags |= crate::state::method_flags(svc.reals.values().map(|r| r.real.method));
         let mut svc = svc.clone();
         let b = self.balancer()?;
         // The table first: a new service's block holds no real (or a removed service's reals)

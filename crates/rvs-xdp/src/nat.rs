@@ -90,7 +90,7 @@ impl Balancer {
             Array::try_from(m.ok_or(XdpError::Missing("rvs_fnat_pools"))?)
                 .map_err(map_err("rvs_fnat_pools"))?;
         let mut out = Vec::new();
-        for (k, c) in self.conns()? {
+        for (k, c) in self.nat_conns()? {
             if c.lport == 0 {
                 continue;
             }

@@ -108,8 +108,9 @@ pub(crate) fn sweep_job(inner: &Inner, sweeper: &mut Option<Sweeper>) -> Option<
 /// Without the lock: one round of the sliced sweep ([`crate::sweep`]): reclaim expired
 /// NAT/FULLNAT flows (reverse entries, local ports, connection entries) of the next slice of
 /// the reverse table, remove expired DR/TUN (and NAT) entries of the next slice of the
-/// connection table. Returns the entries of `rvs_conns` this round read and, when it
-/// completed a pass over the table, the live connections per real counted over the pass.
+/// connection tables (`rvs_conns`, then `rvs_nat_conns`). Returns the connection entries this
+/// round read and, when it completed a pass over both tables, the live connections per real
+/// counted over the pass.
 pub(crate) fn sweep(
     sweeper: &mut Sweeper,
     job: &SweepJob,

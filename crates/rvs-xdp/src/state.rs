@@ -142,6 +142,17 @@ pub(crate) fn service_abi(index: u32, key: &ServiceKey, options: &ServiceOptions
     s
 }
 
+/// The service flags saying which kinds of reals it has (`RVS_SVC_F_DIRECT`: DR/TUN,
+/// `RVS_SVC_F_NAT`: NAT/FULLNAT), from which the loader marks its port's connection tables.
+pub(crate) fn method_flags(methods: impl IntoIterator<Item = ForwardMethod>) -> u32 {
+    methods.into_iter().fold(0, |f, m| {
+        f | match m {
+            ForwardMethod::Nat | ForwardMethod::FullNat => abi::RVS_SVC_F_NAT as u32,
+            _ => abi::RVS_SVC_F_DIRECT as u32,
+        }
+    })
+}
+
 /// The program's conntrack configuration: per-state timeouts `base` with `ipvsadm --set`
 /// values `set` applied, and rvs-core's TCP state table.
 pub(crate) fn config_abi(base: &ConnTimeouts, set: &Timeouts) -> abi::Config {

@@ -1,5 +1,5 @@
 //! The sweep the engine's upkeep thread runs every `upkeep_interval`: reclaim the reverse
-//! entries (and FULLNAT local ports) of NAT/FULLNAT flows whose `rvs_conns` entry expired (by
+//! entries (and FULLNAT local ports) of NAT/FULLNAT flows whose `rvs_nat_conns` entry expired (by
 //! its state's timeout, [`crate::conntrack`]) or vanished, remove every other expired
 //! connection entry (the LRU would only evict them under pressure), and count live flows per
 //! real for the overload thresholds.
@@ -17,7 +17,7 @@
 //! [`Balancer::set_batch_ops`]) a slice is the whole table, read entry by entry.
 //!
 //! **A round**, in order:
-//! 1. The reverse table's slice: a flow the walk of `rvs_conns` read live (this pass or the
+//! 1. The reverse table's slice: a flow the walk of `rvs_nat_conns` read live (this pass or the
 //!    last, [`seen_live`]: until its expiry time as read, on the reverse entry's local port) is
 //!    left alone; any other is looked up on its own. An expired or vanished
 //!    flow loses its reverse entry first (replies stop matching, a FULLNAT local port is free
@@ -27,17 +27,19 @@
 //!    is stale and goes (the program already passes packets by it to the kernel untouched,
 //!    `nat_stale`). A reverse entry waits at most one pass of the reverse table after its flow
 //!    expired.
-//! 2. The connection table's slice: expired entries are deleted in batches, except those step
-//!    1 looked up and FULLNAT entries (local port set), which only step 1 reclaims, so that a
-//!    FULLNAT flow coming back to life is never cut from its local port. A NAT entry cannot be
-//!    told from a DR one in the table: it is deleted like one, and its reverse entry goes when
-//!    step 1 finds the flow gone (the program ignores expired entries either way).
+//! 2. The connection tables' slice: the walk goes through `rvs_conns` (DR/TUN flows), then on
+//!    through `rvs_nat_conns` (NAT/FULLNAT flows) with what is left of the round's budget, as
+//!    one sequence. Expired entries are deleted in batches, except those step 1 looked up and
+//!    FULLNAT entries (local port set), which only step 1 reclaims, so that a FULLNAT flow
+//!    coming back to life is never cut from its local port. An expired NAT entry is deleted
+//!    like a DR one, and its reverse entry goes when step 1 finds the flow gone (the program
+//!    ignores expired entries either way).
 //! 3. Live entries of the slice are counted per real; the counts of a whole pass come out in
 //!    the round that completes it ([`sliced::Round::live`]), so overload thresholds react one pass
 //!    late at most.
 //!
-//! The sweep works on [`ConnTables`], handles of its own on the two maps, so the upkeep thread
-//! runs it without the engine's lock. [`Balancer::sweep`] is one round without a budget (both
+//! The sweep works on [`ConnTables`], handles of its own on the three maps, so the upkeep thread
+//! runs it without the engine's lock. [`Balancer::sweep`] is one round without a budget (all
 //! tables whole, judged by the whole read); [`Balancer::sweep_nat`] and
 //! [`Balancer::sweep_conns`] are its two halves.
 
@@ -56,7 +58,7 @@ use seen_live::SeenLive;
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::os::fd::AsFd;
 
-const CONNS: &str = "rvs_conns";
+use crate::balancer::{CONNS, NAT_CONNS};
 const NAT_REV: &str = "rvs_nat_rev";
 /// Reclaimed flows whose connection entries are deleted in one call after their re-checks.
 const RECHECK_BATCH: usize = 64;
@@ -124,8 +126,12 @@ impl Balancer {
     /// scheduled afresh, as IPVS does.
     pub fn sweep_conns(&mut self, cfg: &Config, now: u64) -> Result<usize, XdpError> {
         let mut tables = self.conn_tables()?;
-        let conns = tables.conns()?;
-        tables.remove_expired(cfg, now, &conns, &HashSet::new())
+        let mut removed = 0;
+        for table in [Table::Direct, Table::Nat] {
+            let conns = tables.read(table)?;
+            removed += tables.remove_expired(table, cfg, now, &conns, &HashSet::new())?;
+        }
+        Ok(removed)
     }
 
     /// [`Balancer::sweep_nat`] then [`Balancer::sweep_conns`], reading each table once: one
@@ -135,7 +141,8 @@ impl Balancer {
         Ok((round.nat, round.removed))
     }
 
-    /// Handles of their own on `rvs_conns` and `rvs_nat_rev` (duplicated descriptors).
+    /// Handles of their own on `rvs_conns`, `rvs_nat_conns` and `rvs_nat_rev` (duplicated
+    /// descriptors).
     pub(crate) fn conn_tables(&self) -> Result<ConnTables, XdpError> {
         let own = |name: &'static str| -> Result<Map, XdpError> {
             let map = self.ebpf().map(name).ok_or(XdpError::Missing(name))?;
@@ -150,24 +157,59 @@ impl Balancer {
         };
         Ok(ConnTables {
             conns: own(CONNS)?,
+            nat_conns: own(NAT_CONNS)?,
             nat_rev: own(NAT_REV)?,
             batch_ops: self.batch_ops(),
         })
     }
 }
 
-/// The connection table and the reverse table as handles of their own, independent of the
+/// One of the two connection tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    /// `rvs_conns`: DR/TUN flows.
+    Direct,
+    /// `rvs_nat_conns`: NAT/FULLNAT flows.
+    Nat,
+}
+
+/// The connection tables and the reverse table as handles of their own, independent of the
 /// [`Balancer`] and of the engine's lock (the maps live while any handle does).
 pub(crate) struct ConnTables {
     conns: Map,
+    nat_conns: Map,
     nat_rev: Map,
     batch_ops: bool,
 }
 
 impl ConnTables {
-    /// Every connection entry.
+    /// Every connection entry of both tables.
+    #[cfg(test)]
     pub fn conns(&self) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
-        whole_map::read(&self.conns, CONNS, self.batch_ops)
+        let mut all = self.read(Table::Direct)?;
+        all.extend(self.read(Table::Nat)?);
+        Ok(all)
+    }
+
+    /// Every entry of `table`.
+    pub fn read(&self, table: Table) -> Result<Vec<(FlowKey, Conn)>, XdpError> {
+        let (map, name) = self.table(table);
+        whole_map::read(map, name, self.batch_ops)
+    }
+
+    /// The map of `table` and its name.
+    pub(crate) fn table(&self, table: Table) -> (&Map, &'static str) {
+        match table {
+            Table::Direct => (&self.conns, CONNS),
+            Table::Nat => (&self.nat_conns, NAT_CONNS),
+        }
+    }
+
+    fn table_mut(&mut self, table: Table) -> (&mut Map, &'static str) {
+        match table {
+            Table::Direct => (&mut self.conns, CONNS),
+            Table::Nat => (&mut self.nat_conns, NAT_CONNS),
+        }
     }
 
     /// The reverse table: (flow as the real sends it, its entry).
@@ -181,12 +223,12 @@ impl ConnTables {
         if revs.is_empty() {
             return Ok(SweepReport::default());
         }
-        let conns = self.conns()?;
+        let conns = self.read(Table::Nat)?;
         Ok(self.sweep_nat_with(cfg, now, &revs, &conns, None)?.0)
     }
 
     /// The NAT sweep of the whole reverse table, then the removal of expired entries of
-    /// `conns`, a snapshot of the connection table.
+    /// `conns`, a snapshot of the NAT connection table.
     #[cfg(test)]
     fn sweep(
         &mut self,
@@ -196,15 +238,16 @@ impl ConnTables {
     ) -> Result<(SweepReport, usize), XdpError> {
         let revs = self.nat_rev()?;
         let (report, looked_up) = self.sweep_nat_with(cfg, now, &revs, conns, None)?;
-        let removed = self.remove_expired(cfg, now, conns, &looked_up)?;
+        let removed = self.remove_expired(Table::Nat, cfg, now, conns, &looked_up)?;
         Ok((report, removed))
     }
 
-    /// Delete the entries of `conns` (a snapshot) expired at `now`, except the flows in `skip`
-    /// (the NAT sweep looked them up afresh and dealt with them) and FULLNAT flows (only the
-    /// NAT sweep reclaims those, reverse entry first).
+    /// Delete the entries of `conns` (a snapshot of `table`) expired at `now`, except the flows
+    /// in `skip` (the NAT sweep looked them up afresh and dealt with them) and FULLNAT flows
+    /// (only the NAT sweep reclaims those, reverse entry first).
     fn remove_expired(
         &mut self,
+        table: Table,
         cfg: &Config,
         now: u64,
         conns: &[(FlowKey, Conn)],
@@ -215,7 +258,9 @@ impl ConnTables {
             .filter(|(k, c)| c.lport == 0 && expired(cfg, Some(c), now) && !skip.contains(k))
             .map(|(k, _)| *k)
             .collect();
-        whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, self.batch_ops, &doomed)
+        let batch_ops = self.batch_ops;
+        let (map, name) = self.table_mut(table);
+        whole_map::delete::<FlowKey, Conn>(map, name, batch_ops, &doomed)
     }
 
     /// The NAT sweep over reverse entries `revs` with `conns` as a snapshot of (part of) the
@@ -285,7 +330,12 @@ impl ConnTables {
                 }
                 doomed.push(*orig);
             }
-            whole_map::delete::<FlowKey, Conn>(&mut self.conns, CONNS, self.batch_ops, &doomed)?;
+            whole_map::delete::<FlowKey, Conn>(
+                &mut self.nat_conns,
+                NAT_CONNS,
+                self.batch_ops,
+                &doomed,
+            )?;
             report.reclaimed += doomed.len();
         }
         Ok((report, looked_up))
@@ -307,10 +357,10 @@ impl ConnTables {
         Ok(())
     }
 
-    /// The connection entry of `key` now (one look-up).
+    /// The NAT connection entry of `key` now (one look-up).
     fn conn_of(&self, key: &FlowKey) -> Result<Option<Conn>, XdpError> {
         let h: HashMap<&MapData, FlowKey, Conn> =
-            HashMap::try_from(&self.conns).map_err(map_err(CONNS))?;
+            HashMap::try_from(&self.nat_conns).map_err(map_err(NAT_CONNS))?;
         Ok(h.get(key, 0).ok())
     }
 }
@@ -409,7 +459,7 @@ mod tests {
                 },
             ),
         ] {
-            b.insert_conn(&k, &v).unwrap();
+            b.insert_nat_conn(&k, &v).unwrap();
         }
         // The snapshot is older: a looked expired, f alive.
         let snapshot = [

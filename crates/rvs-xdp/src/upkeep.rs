@@ -1,7 +1,8 @@
 //! Background upkeep of the XDP engine: keeps reals' MACs current from neighbour-table change
 //! notifications (plus a periodic re-check), sweeps expired flows ([`crate::sweep`]), and
 //! applies the overload thresholds (`-x`/`-y`) from the live connection counts in the
-//! connection table. Each round sweeps one slice of each table (at most
+//! connection tables (DR/TUN `rvs_conns` and NAT/FULLNAT `rvs_nat_conns`, walked as one). Each
+//! round sweeps one slice of each table (at most
 //! [`crate::sweep::SLICE_BUDGET`] entries), without the engine's lock (through handles of its
 //! own), so a round's work does not grow with the table and API calls never wait for it; the
 //! live counts of a whole pass over the table are applied when the pass completes (one pass

@@ -3,7 +3,9 @@
 //! overload flag goes as soon as the upper threshold is removed (as IPVS's
 //! `__ip_vs_update_dest` does), not at the next upkeep round; entries written from userspace
 //! (connection sync) with the engine's clock are live for the program at once; a persistent
-//! client's template is not followed to a real whose health went down or that was disabled.
+//! client's template is not followed to a real whose health went down or that was disabled; a
+//! service mixing DR and NAT reals has its flows in both connection tables, listed, counted and
+//! removed with it.
 //! Root only (namespaces, XDP); skips with a message otherwise.
 
 mod common;
@@ -575,5 +577,49 @@ fn i_one_packet_follows_the_service_options() {
         add(e, tcp, options, &[dr(2)]);
         assert_eq!(send(e, vip, c, 7000, SYN), Some(2));
         assert_eq!(entries(e), 22, "TCP to a -o service makes an entry");
+    });
+}
+
+/// A service mixing a DR and a NAT real (IPVS allows a method per real): the engine marks its
+/// port for both connection tables, each flow is followed on its real, `-Lnc` lists the flows
+/// of both tables, `-Ln` counts them per real, and removing the service empties both tables.
+#[test]
+fn j_a_service_mixing_dr_and_nat_reals_lists_and_removes_both() {
+    with_engine(|e| {
+        let k = ServiceKey::tcp(vip(100));
+        let nat = RealServer::new(real_addr(1), ForwardMethod::Nat, 1);
+        add(e, k, ServiceOptions::default(), &[dr(0), nat]);
+        // Clients on each real, each flow opened and then followed.
+        let mut on = [0u32; 2];
+        for i in 0..20 {
+            let real = send(e, vip(100), client(i), 9000, SYN).expect("scheduled");
+            on[real] += 1;
+            for _ in 0..2 {
+                assert_eq!(
+                    send(e, vip(100), client(i), 9000, ACK),
+                    Some(real),
+                    "followed"
+                );
+            }
+        }
+        assert!(on[0] > 0 && on[1] > 0, "both reals used: {on:?}");
+        let st = e.stats();
+        assert_eq!(
+            st.services[&k].counters.conns, 20,
+            "each flow scheduled once"
+        );
+        let listed = e.connections();
+        for (i, r) in [(0, real_addr(0)), (1, real_addr(1))] {
+            let n = listed.iter().filter(|c| c.real == r).count() as u32;
+            assert_eq!(n, on[i], "listed flows on {r}: {listed:?}");
+            let counts = &st.services[&k].reals[&r];
+            assert_eq!(
+                counts.active_conns + counts.inactive_conns,
+                on[i],
+                "counted on {r}"
+            );
+        }
+        e.apply(&[Change::RemoveService(k)]).unwrap();
+        assert!(e.connections().is_empty(), "{:?}", e.connections());
     });
 }

@@ -670,7 +670,7 @@ fn stale_replies(lab: &mut Lab) {
         real: 1 - old,
         ..conn_of(lab, &key)
     };
-    lab.b.insert_conn(&key, &moved).unwrap();
+    lab.b.insert_nat_conn(&key, &moved).unwrap();
     let (r, rmac) = (real_sa(lab, old, vip.port()), lab.real(old).mac);
     let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
     check(
@@ -691,7 +691,7 @@ fn stale_replies(lab: &mut Lab) {
         last_ns: 1,
         ..conn_of(lab, &key)
     };
-    lab.b.insert_conn(&key, &expired).unwrap();
+    lab.b.insert_nat_conn(&key, &expired).unwrap();
     let idx = real_for(lab, 2, c);
     let (r, rmac) = (real_sa(lab, idx, 80), lab.real(idx).mac);
     let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
@@ -712,7 +712,7 @@ fn stale_replies(lab: &mut Lab) {
     let l = local_of(lab, &key).unwrap();
     let mut conn = conn_of(lab, &key);
     conn.lport = (l.port() ^ 1).to_be();
-    lab.b.insert_conn(&key, &conn).unwrap();
+    lab.b.insert_nat_conn(&key, &conn).unwrap();
     let idx = real_for(lab, 4, c);
     let (r, rmac) = (real_sa(lab, idx, fvip.port()), lab.real(idx).mac);
     let input = frame(DIR_MAC, rmac, r, l, TCP, &seg(TCP, ACK, b"late"));
@@ -725,7 +725,7 @@ fn stale_replies(lab: &mut Lab) {
         |_| input.clone(),
     );
     conn.lport = l.port().to_be();
-    lab.b.insert_conn(&key, &conn).unwrap();
+    lab.b.insert_nat_conn(&key, &conn).unwrap();
     fnat_out(
         lab,
         4,
@@ -847,7 +847,7 @@ fn out_counters(lab: &mut Lab) {
         last_ns: 1,
         ..conn_of(lab, &key)
     };
-    lab.b.insert_conn(&key, &expired).unwrap();
+    lab.b.insert_nat_conn(&key, &expired).unwrap();
     let idx = real_for(lab, 0, c);
     let (r, rmac) = (real_sa(lab, idx, 80), lab.real(idx).mac);
     let input = frame(DIR_MAC, rmac, r, c, TCP, &seg(TCP, ACK, b"late"));
@@ -1146,7 +1146,7 @@ fn table_full_and_sweep() {
         .find(|(k, _)| *k == key)
         .unwrap();
     conn.lport = (u16::from_be(conn.lport) ^ 1).to_be();
-    lab.b.insert_conn(&key, &conn).unwrap();
+    lab.b.insert_nat_conn(&key, &conn).unwrap();
     let r = lab
         .b
         .sweep_nat(&cfg, rvs_xdp::engine::monotonic_ns())

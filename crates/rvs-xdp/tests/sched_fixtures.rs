@@ -325,7 +325,9 @@ fn nat_reused_tuples() {
         assert_eq!((action, &out[0..6]), (XDP_TX, &lab.real(x).mac[..]));
         let mut entry = conn_of(&lab, 0, c).expect("entry");
         entry.state = state as u32;
-        lab.b.insert_conn(&flow_key(&lab, 0, c), &entry).unwrap();
+        lab.b
+            .insert_nat_conn(&flow_key(&lab, 0, c), &entry)
+            .unwrap();
         let weights = if x == 0 {
             [(0, 0), (1, 1)]
         } else {

@@ -148,6 +148,16 @@ impl Lab {
             svc.persist_timeout = t;
             svc.persist_prefix = p;
         }
+        // Which connection tables its flows use, from its reals' methods (as the engine does).
+        for (r, _) in reals {
+            let nat = [abi::RVS_METHOD_NAT, abi::RVS_METHOD_FULLNAT]
+                .contains(&u64::from(self.real(*r).method));
+            svc.flags |= if nat {
+                abi::RVS_SVC_F_NAT
+            } else {
+                abi::RVS_SVC_F_DIRECT
+            } as u32;
+        }
         self.b.set_service(&key, &svc).unwrap();
         self.services.push(LabService {
             index,

@@ -38,8 +38,10 @@ struct Subject {
     state: Option<State<'static>>,
 }
 
-const NAT_MAPS: &[&str] = &["rvs_conns", "rvs_nat_rev"];
-const FULLNAT_MAPS: &[&str] = &["rvs_conns", "rvs_nat_rev", "rvs_fnat"];
+/// The per-flow maps of NAT and FULLNAT flows: their connection table and the reverse table
+/// (a FULLNAT flow's local port lives in its connection entry).
+const NAT_MAPS: &[&str] = &["rvs_nat_conns", "rvs_nat_rev"];
+const FULLNAT_MAPS: &[&str] = NAT_MAPS;
 
 fn subjects(topo: &Topology, full: bool) -> Vec<Subject> {
     let vip = topo.vip4;
