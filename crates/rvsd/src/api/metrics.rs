@@ -38,6 +38,30 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One metric family `rvs_real_{name}` of type `kind`, a sample per real of every service.
+fn per_real(
+    out: &mut String,
+    view: &StatsView,
+    name: &str,
+    help: &str,
+    kind: &str,
+    get: fn(&rvs_api::RealView) -> u64,
+) {
+    let _ = writeln!(out, "# HELP rvs_real_{name} {help}.");
+    let _ = writeln!(out, "# TYPE rvs_real_{name} {kind}");
+    for s in &view.services {
+        let sid = esc(&ServiceId(s.key).to_string());
+        for r in &s.reals {
+            let _ = writeln!(
+                out,
+                "rvs_real_{name}{{service=\"{sid}\",real=\"{}\"}} {}",
+                esc(&r.real.addr.to_string()),
+                get(r)
+            );
+        }
+    }
+}
+
 /// The whole exposition text.
 pub fn render(view: &StatsView) -> String {
     let mut out = String::new();
@@ -81,19 +105,7 @@ pub fn render(view: &StatsView) -> String {
         ),
     ];
     for (name, help, get) in engine_counters {
-        let _ = writeln!(out, "# HELP rvs_real_{name} {help}.");
-        let _ = writeln!(out, "# TYPE rvs_real_{name} counter");
-        for s in &view.services {
-            let sid = esc(&ServiceId(s.key).to_string());
-            for r in &s.reals {
-                let _ = writeln!(
-                    out,
-                    "rvs_real_{name}{{service=\"{sid}\",real=\"{}\"}} {}",
-                    esc(&r.real.addr.to_string()),
-                    get(r)
-                );
-            }
-        }
+        per_real(&mut out, view, name, help, "counter", get);
     }
     type Gauge = fn(&rvs_api::RealView) -> u64;
     let gauges: [(&str, &str, Gauge); 4] = [
@@ -113,19 +125,7 @@ pub fn render(view: &StatsView) -> String {
         ),
     ];
     for (name, help, get) in gauges {
-        let _ = writeln!(out, "# HELP rvs_real_{name} {help}.");
-        let _ = writeln!(out, "# TYPE rvs_real_{name} gauge");
-        for s in &view.services {
-            let sid = esc(&ServiceId(s.key).to_string());
-            for r in &s.reals {
-                let _ = writeln!(
-                    out,
-                    "rvs_real_{name}{{service=\"{sid}\",real=\"{}\"}} {}",
-                    r.real.addr,
-                    get(r)
-                );
-            }
-        }
+        per_real(&mut out, view, name, help, "gauge", get);
     }
     let _ = writeln!(
         out,
