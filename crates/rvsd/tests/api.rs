@@ -312,6 +312,26 @@ fn timeouts_state_health_and_unknown_paths() {
         s,
         "replaced atomically: the API-added service is gone"
     );
+    // observed health is the daemon's: a replace cannot set it on a real
+    let mut forged = s.clone();
+    forged["services"] = json!([{"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.5:80"},
+        "options": {"scheduler": "rr"},
+        "reals": {"10.0.0.9:80": {"addr": "10.0.0.9:80", "method": "dr", "weight": 3,
+                  "health": "down", "dynamic_weight": 1, "quorum_gated": true}}}]);
+    let r = d.req("PUT", "/v1/state", Some(&forged.to_string()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let real = &state(&d)["services"][0]["reals"]["10.0.0.9:80"];
+    assert_eq!(
+        (
+            &real["health"],
+            &real["dynamic_weight"],
+            &real["quorum_gated"]
+        ),
+        (&json!("unknown"), &json!(null), &json!(null)),
+        "{real}"
+    );
+    let r = d.req("PUT", "/v1/state", Some(&s.to_string()));
+    assert_eq!(r.status, 200, "{}", r.body);
     let bad = json!({"timeouts": {"tcp": 1, "tcp_fin": 0, "udp": 1}, "services": [
         {"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.3:80"},
          "options": {"scheduler": "rr"},

@@ -104,7 +104,12 @@ fn validated(given: DesiredState) -> Result<DesiredState, Vec<String>> {
             errors.push(e.to_string());
             continue;
         }
-        for (addr, real) in svc.reals {
+        for (addr, mut real) in svc.reals {
+            // Observed health is the daemon's to set, never the operator's (as for `POST
+            // .../reals`): reals kept from the current state get theirs back afterwards.
+            real.health = rvs_core::model::Health::Unknown;
+            real.dynamic_weight = None;
+            real.quorum_gated = false;
             if real.addr != addr {
                 errors.push(format!(
                     "real entry {addr} of {key} holds a real at {}",
