@@ -32,10 +32,14 @@ impl HttpServer {
             .expect("bound listener has an address")
     }
 
-    /// Accepts connections forever, one thread each.
+    /// Accepts connections forever, one thread each. A failed accept (e.g. out of file
+    /// descriptors) rests 10 ms instead of spinning on the still-pending connection.
     pub fn serve_forever(self) {
         for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
+            let Ok(stream) = stream else {
+                thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
             let body = Arc::clone(&self.body);
             thread::spawn(move || {
                 let _ = handle_connection(stream, &body);
