@@ -14,7 +14,7 @@ mod common;
 
 use common::frames::{ACK, SYN, TCP, UDP};
 use common::lab::*;
-use rvs_xdp::abi::{self, Counters, Real, Service, VipKey, addr_of};
+use rvs_xdp::abi::{self, Counters, Real, addr_of};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -116,22 +116,7 @@ fn row(svc: u32) -> ServiceRow {
 /// the service entry, and RVS_REAL_F_ONE_PACKET on its DR/TUN reals of a UDP service.
 fn set_one_packet(lab: &mut Lab, svc: u32, on: bool) {
     let (index, vip, proto, reals, persist) = row(svc);
-    let (addr, family) = addr_of(vip.ip());
-    let key = VipKey {
-        addr,
-        port: vip.port().to_be(),
-        proto,
-        family,
-    };
-    let mut value = Service {
-        index,
-        ..Default::default()
-    };
-    if let Some((t, p)) = persist {
-        value.flags = abi::RVS_SVC_F_PERSIST as u32;
-        value.persist_timeout = t;
-        value.persist_prefix = p;
-    }
+    let (key, mut value) = lab.service_entry(index, vip, proto, reals, persist);
     if on {
         value.flags |= abi::RVS_SVC_F_ONE_PACKET as u32;
     }

@@ -123,15 +123,17 @@ impl Lab {
         self.reals[index as usize].expect("real set")
     }
 
-    /// Add a service with reals (index, weight); `persist` = (timeout s, prefix).
-    pub fn add_service(
-        &mut self,
+    /// The program's key and entry of a service with the reals given by index, as the engine
+    /// writes them: persistence (timeout s, prefix) and which connection tables its flows use,
+    /// from its reals' methods. Flags other than these are the caller's to add.
+    pub fn service_entry(
+        &self,
         index: u32,
         vip: SocketAddr,
         proto: u8,
-        reals: &[(u32, u32)],
+        reals: &[u32],
         persist: Option<(u32, u8)>,
-    ) {
+    ) -> (VipKey, Service) {
         let (addr, family) = addr_of(vip.ip());
         let key = VipKey {
             addr,
@@ -148,8 +150,7 @@ impl Lab {
             svc.persist_timeout = t;
             svc.persist_prefix = p;
         }
-        // Which connection tables its flows use, from its reals' methods (as the engine does).
-        for (r, _) in reals {
+        for r in reals {
             let nat = [abi::RVS_METHOD_NAT, abi::RVS_METHOD_FULLNAT]
                 .contains(&u64::from(self.real(*r).method));
             svc.flags |= if nat {
@@ -158,6 +159,20 @@ impl Lab {
                 abi::RVS_SVC_F_DIRECT
             } as u32;
         }
+        (key, svc)
+    }
+
+    /// Add a service with reals (index, weight); `persist` = (timeout s, prefix).
+    pub fn add_service(
+        &mut self,
+        index: u32,
+        vip: SocketAddr,
+        proto: u8,
+        reals: &[(u32, u32)],
+        persist: Option<(u32, u8)>,
+    ) {
+        let real_indexes: Vec<u32> = reals.iter().map(|(r, _)| *r).collect();
+        let (key, svc) = self.service_entry(index, vip, proto, &real_indexes, persist);
         self.b.set_service(&key, &svc).unwrap();
         self.services.push(LabService {
             index,
