@@ -4,10 +4,10 @@
  * service's (rvs_vip_ports): the flow's live connection entry (rvs_conns for DR/TUN flows,
  * rvs_nat_conns for NAT/FULLNAT ones, as the port's bits say), else the service (rvs_services)
  * and a new real (sched.h; an ICMP error about a flow with no entry, or a UDP datagram of a
- * one-packet service to a DR/TUN real: the real a new flow would get, no entry made) → hand the packet to its forwarding method: DR (dr.h) or TUN (tun.h,
- * with icmp_too_big.h for packets that would not fit after encapsulation), NAT or FULLNAT
- * (nat.h); packets matching no service may be NAT/FULLNAT replies (nat.h). Every exit counts
- * one rvs_outcome.
+ * one-packet service to a DR/TUN real: the real a new flow would get, no entry made) → hand
+ * the packet to its forwarding method: DR (dr.h) or TUN (tun.h, with icmp_too_big.h for
+ * packets that would not fit after encapsulation), NAT or FULLNAT (nat.h); packets matching no
+ * service may be NAT/FULLNAT replies (nat.h). Every exit counts one rvs_outcome.
  *
  * Packets that are not ours — not IP, no service, fragments, other protocols, headers we cannot
  * validate — go to the kernel (XDP_PASS) untouched.
