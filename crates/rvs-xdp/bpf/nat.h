@@ -16,19 +16,19 @@
  * drives the flow's TCP state as IPVS's output direction (conn_state.h). Not when the flow's
  * connection entry expired or is on another real or local port now: a packet by such a stale
  * reverse entry goes to the kernel untouched (RVS_OUTCOME_NAT_STALE). A flow whose connection
- * entry is gone (removed an instant before its reverse entry) is still rewritten, counted as RVS_OUTCOME_NAT_NO_CONN. A reply
- * rewritten back (and an ICMP error from the real side) counts in the out-direction counters
- * of the reverse entry's real and of the flow's service (c->svc; the real's only when the
- * connection entry is gone).
+ * entry is gone (removed an instant before its reverse entry) is still rewritten, counted as
+ * RVS_OUTCOME_NAT_NO_CONN. A reply rewritten back (and an ICMP error from the real side)
+ * counts in the out-direction counters of the reverse entry's real and of the flow's service
+ * (c->svc; the real's only when the connection entry is gone).
  *
  * ICMP errors about a tracked flow are rewritten like the flow (nat_rw.h) in both directions.
  *
  * Out: bpf_fib_lookup finds the next hop (cached for a second: per CPU in rvs_nh_cache towards
- * reals, in the flow's reverse entry towards its client). Same interface → XDP_TX; another one → bpf_redirect_map through rvs_tx_ports
- * (XDP_PASS, MACs untouched, when the interface is not in it). When the
- * lookup does not succeed (e.g. no neighbour entry yet) a packet to a real whose MAC the engine
- * resolved goes out again (XDP_TX) to that MAC, anything else goes to the kernel already
- * rewritten (XDP_PASS), which forwards it.
+ * reals, in the flow's reverse entry towards its client). Same interface → XDP_TX; another
+ * one → bpf_redirect_map through rvs_tx_ports (XDP_PASS, MACs untouched, when the interface is
+ * not in it). When the lookup does not succeed (e.g. no neighbour entry yet) a packet to a
+ * real whose MAC the engine resolved goes out again (XDP_TX) to that MAC, anything else goes
+ * to the kernel already rewritten (XDP_PASS), which forwards it.
  */
 #ifndef RVS_NAT_H
 #define RVS_NAT_H
@@ -154,8 +154,9 @@ static __always_inline int rvs_rev_conn(const struct rvs_config *cfg,
 }
 
 /* The reverse entry of a new NAT flow, or the local address and port of a new FULLNAT flow
- * (into c->lport / c->laddr), made before its connection entry `c` is inserted. Returns -1 with *outcome
- * set when the flow cannot be made (the packet is dropped, nothing left behind). */
+ * (into c->lport / c->laddr), made before its connection entry `c` is inserted. Returns -1
+ * with *outcome set when the flow cannot be made (the packet is dropped, nothing left
+ * behind). */
 static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 				       const struct rvs_real *real, struct rvs_conn *c,
 				       __u32 *outcome)
