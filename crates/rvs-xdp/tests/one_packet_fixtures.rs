@@ -14,7 +14,7 @@ mod common;
 
 use common::frames::{ACK, SYN, TCP, UDP};
 use common::lab::*;
-use rvs_xdp::abi::{self, Counters, Real, addr_of};
+use rvs_xdp::abi::{self, Counters, addr_of};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -128,25 +128,15 @@ fn set_one_packet(lab: &mut Lab, svc: u32, on: bool) {
 
 /// Rewrite real `idx`'s entry with the one-packet and down flags given.
 fn write_real(lab: &mut Lab, idx: u32, one_packet: bool, down: bool) {
-    let r = lab.real(idx);
-    let (addr, family) = addr_of(r.ip);
-    let mut flags = abi::RVS_REAL_F_PRESENT as u8;
-    if one_packet && (r.method == DR || r.method == TUN) {
+    let method = lab.real(idx).method;
+    let mut flags = 0;
+    if one_packet && (method == DR || method == TUN) {
         flags |= abi::RVS_REAL_F_ONE_PACKET as u8;
     }
     if down {
         flags |= abi::RVS_REAL_F_DOWN as u8;
     }
-    let value = Real {
-        addr,
-        family,
-        method: r.method,
-        flags,
-        has_mac: 1,
-        mac: r.mac,
-        pad: [0; 2],
-    };
-    lab.b.set_real(idx, &value).unwrap();
+    lab.set_real_flags(idx, flags);
 }
 
 fn counters(lab: &Lab, slot: u32) -> Counters {

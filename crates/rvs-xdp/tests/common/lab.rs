@@ -95,17 +95,19 @@ impl Lab {
     /// Set or clear a real's RVS_REAL_F_DOWN flag (the engine's EditReal of a real whose health
     /// went down or that the operator disabled).
     pub fn set_real_down(&mut self, index: u32, down: bool) {
+        let flags = if down { abi::RVS_REAL_F_DOWN as u8 } else { 0 };
+        self.set_real_flags(index, flags);
+    }
+
+    /// Rewrite a real's entry with `flags` (RVS_REAL_F_PRESENT is always added).
+    pub fn set_real_flags(&mut self, index: u32, flags: u8) {
         let r = self.real(index);
         let (addr, family) = addr_of(r.ip);
-        let mut flags = abi::RVS_REAL_F_PRESENT as u8;
-        if down {
-            flags |= abi::RVS_REAL_F_DOWN as u8;
-        }
         let value = Real {
             addr,
             family,
             method: r.method,
-            flags,
+            flags: flags | abi::RVS_REAL_F_PRESENT as u8,
             has_mac: 1,
             mac: r.mac,
             pad: [0; 2],
