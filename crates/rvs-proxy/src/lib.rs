@@ -9,7 +9,8 @@
 //!   `SO_REUSEPORT` listener per service ([`worker`], [`listen`]);
 //! * accept ([`accept`]): batched non-blocking `accept4` under an engine-wide connection cap
 //!   ([`cap`]: at the cap clients wait in the listen backlog);
-//! * TCP ([`tcp`]): bounded connect retries on other reals (timeouts on a per-worker ticker,
+//! * TCP ([`tcp`]): bounded connect retries on other reals (a local failure — descriptors,
+//!   memory, local address — is not the real's and is not retried: [`connect`]) (timeouts on a per-worker ticker,
 //!   [`ticker`]), `splice(2)` relay with pooled pipes
 //!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
 //! * UDP ([`udp`]): sessions by client address with the UDP timeout, replies from the VIP,
@@ -24,6 +25,7 @@
 pub mod accept;
 pub mod balance;
 pub mod cap;
+pub mod connect;
 pub mod engine;
 pub mod listen;
 pub mod pp;

@@ -3,6 +3,7 @@
 //! idle-timeout watcher every connection runs.
 
 use crate::cap::ConnCap;
+use crate::connect::LogLimit;
 use crate::stats::Outcomes;
 use crate::track::{Clock, ConnTable, ConnTrack};
 use rvs_core::desired::Timeouts;
@@ -15,6 +16,8 @@ use std::time::Duration;
 pub struct EngineShared {
     pub clock: Clock,
     pub outcomes: Outcomes,
+    /// Paces the log of local connect errors ([`crate::connect::ConnectError::Local`]).
+    pub local_error_log: LogLimit,
     /// One table per worker, indexed by worker number.
     pub tables: Vec<Arc<ConnTable>>,
     pub use_splice: bool,
@@ -49,6 +52,7 @@ impl EngineShared {
         EngineShared {
             clock: Clock(std::time::Instant::now()),
             outcomes: Outcomes::default(),
+            local_error_log: LogLimit::default(),
             tables: (0..workers)
                 .map(|_| Arc::new(ConnTable::default()))
                 .collect(),

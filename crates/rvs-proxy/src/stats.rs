@@ -68,6 +68,10 @@ pub struct Outcomes {
     pub connect_timeout: AtomicU64,
     pub connect_error: AtomicU64,
     pub connect_retry: AtomicU64,
+    /// A connect to a real failed before its SYN left, for the director's own reasons (no
+    /// descriptor, no memory, a FULLNAT local address or ephemeral port unavailable): the client
+    /// was closed; the real was not blamed nor another tried.
+    pub connect_local_error: AtomicU64,
     pub no_real: AtomicU64,
     /// An accept failed for another reason than the descriptor limit (`ENOBUFS`, `ENOMEM`).
     pub accept_error: AtomicU64,
@@ -104,6 +108,10 @@ impl Outcomes {
             ("connect_timeout", self.connect_timeout.load(Relaxed)),
             ("connect_error", self.connect_error.load(Relaxed)),
             ("connect_retry", self.connect_retry.load(Relaxed)),
+            (
+                "connect_local_error",
+                self.connect_local_error.load(Relaxed),
+            ),
             ("no_real", self.no_real.load(Relaxed)),
             ("accept_error", self.accept_error.load(Relaxed)),
             ("accept_fd_limit", self.accept_fd_limit.load(Relaxed)),

@@ -4,6 +4,7 @@
 
 use crate::accept::Admitted;
 use crate::balance::{Picked, ServiceShared};
+use crate::connect::{ConnectError, connect};
 use crate::pp;
 use crate::relay::Sock;
 use crate::relay::{self, OnChunk};
@@ -11,7 +12,7 @@ use crate::shared::EngineShared;
 use crate::stats::Outcomes;
 use crate::track::{ConnGuard, ConnState, ConnTable, NewConn};
 use rvs_core::{Protocol, Timestamp};
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::SockRef;
 use std::io;
 use std::net::SocketAddr;
 use std::net::TcpStream;
@@ -184,7 +185,9 @@ async fn relay_both(
 }
 
 /// Schedules and connects; a refused or timed-out connect is retried on another real, at most
-/// `connect_retries` times. The connection is counted (`conns`) only once connected.
+/// `connect_retries` times. The connection is counted (`conns`) only once connected. A local
+/// failure ([`ConnectError::Local`]) ends the attempt at once: counted in
+/// `connect_local_error`, not against the real, not retried.
 async fn connect_with_retries(
     peer: SocketAddr,
     vaddr: SocketAddr,
@@ -220,7 +223,8 @@ async fn connect_with_retries(
             &engine.clock,
         );
         let timeout = Duration::from_millis(opts.connect_timeout_ms.max(1) as u64);
-        match crate::ticker::within(timeout, connect(real.addr, svc.local_for(real.addr)))
+        let local = svc.local_for(real.addr);
+        match crate::ticker::within(timeout, connect(real.addr, local))
             .await
             .ok_or(())
         {
@@ -232,7 +236,22 @@ async fn connect_with_retries(
                 svc.counters.add_conn();
                 return Some((server, picked, guard));
             }
-            Ok(Err(e)) => {
+            Ok(Err(ConnectError::Local { what, source })) => {
+                // The director's own failure (descriptors, memory, local address or ports):
+                // not the real's, and another real would fail the same way.
+                Outcomes::bump(&engine.outcomes.connect_local_error);
+                if let Some(suppressed) = engine.local_error_log.due(engine.clock.now_ms()) {
+                    let from = local.map_or("the host's address".to_string(), |a| a.to_string());
+                    log::error!(
+                        "proxy: cannot connect to real {} from {from}: {what} failed: {source} \
+                         (a local failure: the client is closed, no real is blamed nor retried; \
+                         {suppressed} more since the last line)",
+                        real.addr
+                    );
+                }
+                return None;
+            }
+            Ok(Err(ConnectError::Real(e))) => {
                 let refused = e.kind() == io::ErrorKind::ConnectionRefused;
                 Outcomes::bump(match refused {
                     true => &engine.outcomes.connect_refused,
@@ -273,34 +292,4 @@ fn passive_failure(svc: &ServiceShared, picked: &Picked, engine: &EngineShared) 
     if out.kept_last {
         Outcomes::bump(&engine.outcomes.passive_all_out);
     }
-}
-
-/// A non-blocking connect to `addr`, from `local` if given (a FULLNAT local address), registered
-/// with the reactor, with `TCP_NODELAY`.
-async fn connect(addr: SocketAddr, local: Option<std::net::IpAddr>) -> io::Result<Sock> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        None,
-    )?;
-    sock.set_tcp_nodelay(true)?;
-    if let Some(l) = local {
-        crate::listen::bind_local(&sock, l)?;
-    }
-    match sock.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    let sock = relay::register(TcpStream::from(sock))?;
-    let ready = sock.writable().await?;
-    // A failed connect (refused, unreachable) shows as a hang-up of the write side; a
-    // successful one needs no SO_ERROR query (a real that answered and already closed its
-    // side shows only as read-closed, and is connected).
-    if ready.ready().is_write_closed() {
-        let err = sock.get_ref().take_error()?;
-        return Err(err.unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
-    }
-    drop(ready);
-    Ok(sock)
 }

@@ -12,23 +12,7 @@ use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
 use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
-
-fn set_soft_nofile(limit: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit value.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        let old = lim.rlim_cur;
-        lim.rlim_cur = limit;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        old
-    }
-}
 
 /// User + system CPU time of this process, in milliseconds.
 fn cpu_ms() -> u64 {
@@ -64,14 +48,7 @@ fn out_of_descriptors_the_listener_rests_counts_and_serves_the_clients_later() {
         .map(|_| Socket::new(Domain::IPV4, Type::STREAM, None).unwrap())
         .collect();
     // The lowest free descriptor number becomes the limit: no new descriptor can be made.
-    // SAFETY: F_DUPFD on an open descriptor; the copy is closed at once.
-    let lowest_free = unsafe {
-        let fd = libc::fcntl(clients[0].as_raw_fd(), libc::F_DUPFD, 0);
-        assert!(fd >= 0);
-        libc::close(fd);
-        fd as u64
-    };
-    let before = set_soft_nofile(lowest_free);
+    let before = set_soft_nofile(lowest_free_fd());
     for c in &clients {
         c.connect(&vip.into())
             .expect("the kernel completes the handshake");

@@ -75,3 +75,49 @@ fn the_engine_default_pool_serves_services_without_their_own() {
         BTreeMap::from([("127.0.0.4".parse().unwrap(), 3)])
     );
 }
+
+/// A local address that is not on this host cannot be bound (`EADDRNOTAVAIL`): the director's
+/// failure, not the reals'. Each client is closed and counted in `connect_local_error`; no real
+/// is blamed (no connect failure, not taken out) and none is retried; once the pool is fixed
+/// every real serves.
+#[test]
+fn a_local_address_that_cannot_be_bound_blames_no_real() {
+    let mut e = engine();
+    let reals = [peer_echo(), peer_echo()];
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    let rs: Vec<_> = reals.iter().map(|r| fullnat(*r, 1)).collect();
+    add_service(&mut e, key, options(SchedulerKind::Rr), &rs);
+    e.set_fullnat_pool(key, vec!["192.0.2.1".parse().unwrap()]); // TEST-NET-1: on no interface
+    for _ in 0..5 {
+        let mut c = TcpStream::connect(vip).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        assert!(s.is_empty(), "closed without an answer: {s:?}");
+    }
+    let stats = rvs_core::engine::Engine::stats(&e);
+    assert_eq!(
+        stats.outcomes["connect_local_error"], 5,
+        "{:?}",
+        stats.outcomes
+    );
+    for name in ["connect_retry", "connect_error", "no_real", "passive_down"] {
+        assert_eq!(stats.outcomes[name], 0, "{name}: {:?}", stats.outcomes);
+    }
+    for r in &reals {
+        let s = &stats.services[&key].reals[r];
+        assert_eq!(
+            (s.connect_failures, s.passive_downs, s.passive_out_ms),
+            (0, 0, 0),
+            "{r}"
+        );
+    }
+    // The pool fixed: both reals serve in turn (neither was taken out).
+    e.set_fullnat_pool(key, Vec::new());
+    assert_eq!(sources(vip, 4).values().sum::<usize>(), 4);
+    let stats = rvs_core::engine::Engine::stats(&e);
+    for r in &reals {
+        assert_eq!(stats.services[&key].reals[r].counters.conns, 2, "{r}");
+    }
+}

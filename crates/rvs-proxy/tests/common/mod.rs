@@ -237,3 +237,28 @@ pub fn full_listener() -> (TcpListener, Vec<Socket>) {
     std::thread::sleep(Duration::from_millis(200));
     (listener, fillers)
 }
+
+/// Sets the soft open-files limit of this process; returns the one before. Only for a test alone
+/// in its binary: every thread of the process is bound by it.
+pub fn set_soft_nofile(limit: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit value.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        let old = lim.rlim_cur;
+        lim.rlim_cur = limit;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        old
+    }
+}
+
+/// The lowest descriptor number free now (the next one the process would get: `open` returns
+/// the lowest free number).
+pub fn lowest_free_fd() -> u64 {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open("/dev/null").unwrap();
+    f.as_raw_fd() as u64
+}
