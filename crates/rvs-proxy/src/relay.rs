@@ -4,7 +4,9 @@
 //!   written straight on (a heap buffer is only taken if the destination cannot take it all);
 //! * once a read fills that buffer the direction is bulk and switches to `splice(2)` through a
 //!   pipe borrowed from a per-worker pool while data is in flight (HAProxy's "splice-auto");
-//!   it switches back when reads get small again. `splice = false` disables splicing.
+//!   it switches back when reads get small again. `splice = false` disables splicing. When no
+//!   pipe can be made (out of descriptors), that chunk is copied instead and the connection
+//!   goes on (counted in `splice_fallback`).
 //!
 //! A copy read shorter than the buffer means the socket is drained: its readiness is cleared then
 //! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up, and never clears the
@@ -100,6 +102,8 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// Called with the size of every chunk read from the source.
 pub trait OnChunk {
     fn chunk(&self, bytes: usize);
+    /// A bulk chunk went through the copy buffer because no pipe could be made for it.
+    fn splice_fallback(&self) {}
 }
 
 /// Relays `src` → `dst` until EOF on `src` or an error. At EOF the FIN is passed on with
@@ -114,10 +118,19 @@ pub async fn pump(
 ) -> io::Result<()> {
     let mut bulk = false;
     loop {
-        let moved = if bulk {
-            splice_once(src, dst).await?
-        } else {
-            copy_once(src, dst).await?
+        let spliced = match bulk {
+            true => splice_once(src, dst).await?,
+            false => None,
+        };
+        let moved = match spliced {
+            Some(moved) => moved,
+            None if bulk => {
+                // No pipe (out of descriptors): this chunk goes through the copy buffer, and
+                // the connection goes on.
+                on.splice_fallback();
+                copy_once(src, dst).await?
+            }
+            None => copy_once(src, dst).await?,
         };
         match moved {
             Moved::Eof => break,
@@ -185,20 +198,24 @@ async fn copy_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
 }
 
 /// One `splice` from the source into a pooled pipe, then out of it into the destination.
-async fn splice_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
+/// `None` if no pipe could be made (`EMFILE`, `ENFILE`, ...): nothing was read, the source is
+/// still readable, and the caller copies instead.
+async fn splice_once(src: &Sock, dst: &Sock) -> io::Result<Option<Moved>> {
     let mut ready = src.readable().await?;
-    let pipe = take_pipe()?;
+    let Ok(pipe) = take_pipe() else {
+        return Ok(None);
+    };
     let wfd = pipe.write.as_raw_fd();
     let n = match ready.try_io(|s| splice(s.as_raw_fd(), wfd, SPLICE_CHUNK)) {
         Ok(Ok(0)) => {
             put_pipe(pipe);
-            return Ok(Moved::Eof);
+            return Ok(Some(Moved::Eof));
         }
         Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(e),
         Err(_would_block) => {
             put_pipe(pipe);
-            return Ok(Moved::Nothing);
+            return Ok(Some(Moved::Nothing));
         }
     };
     // No "short read means drained" here: splice stops when the pipe's slots are full, which
@@ -222,10 +239,10 @@ async fn splice_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
         }
     }
     put_pipe(pipe);
-    Ok(Moved::Bytes {
+    Ok(Some(Moved::Bytes {
         n,
         full: n >= COPY_BUF,
-    })
+    }))
 }
 
 /// Writes all of `data` to `dst`.

@@ -83,6 +83,8 @@ pub struct Outcomes {
     pub reset_by_operator: AtomicU64,
     /// A relay ended by a socket error (a peer's reset): the other side was reset too.
     pub relay_reset: AtomicU64,
+    /// A bulk chunk was copied instead of spliced: no pipe could be made (out of descriptors).
+    pub splice_fallback: AtomicU64,
     pub udp_send_error: AtomicU64,
     /// A UDP session ended because its real was removed or went down.
     pub udp_real_gone: AtomicU64,
@@ -119,6 +121,7 @@ impl Outcomes {
             ("idle_timeout", self.idle_timeout.load(Relaxed)),
             ("reset_by_operator", self.reset_by_operator.load(Relaxed)),
             ("relay_reset", self.relay_reset.load(Relaxed)),
+            ("splice_fallback", self.splice_fallback.load(Relaxed)),
             ("udp_send_error", self.udp_send_error.load(Relaxed)),
             ("udp_real_gone", self.udp_real_gone.load(Relaxed)),
             ("udp_session_limit", self.udp_session_limit.load(Relaxed)),

@@ -48,6 +48,10 @@ impl OnChunk for Dir<'_> {
         }
         self.guard.track.touch(&self.engine.clock);
     }
+
+    fn splice_fallback(&self) {
+        Outcomes::bump(&self.engine.outcomes.splice_fallback);
+    }
 }
 
 /// Serves one accepted client; `admitted` holds its place under the engine's connection cap
