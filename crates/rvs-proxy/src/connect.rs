@@ -35,6 +35,18 @@ impl ConnectError {
     fn local(what: &'static str) -> impl FnOnce(io::Error) -> ConnectError {
         move |source| ConnectError::Local { what, source }
     }
+
+    /// An error `connect(2)` returned at once: local for a lack of ports, memory or
+    /// descriptors, else the real's (unreachable, ...).
+    pub fn from_connect(e: io::Error) -> ConnectError {
+        match e.raw_os_error().is_some_and(is_local_connect_errno) {
+            true => ConnectError::Local {
+                what: "connect (no local port or memory)",
+                source: e,
+            },
+            false => ConnectError::Real(e),
+        }
+    }
 }
 
 /// Errors `connect(2)` returns at once for a lack of local resources (ports, memory,
@@ -70,13 +82,7 @@ pub async fn connect(addr: SocketAddr, local: Option<IpAddr>) -> Result<Sock, Co
     match sock.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) if e.raw_os_error().is_some_and(is_local_connect_errno) => {
-            return Err(ConnectError::Local {
-                what: "connect (no local port or memory)",
-                source: e,
-            });
-        }
-        Err(e) => return Err(ConnectError::Real(e)),
+        Err(e) => return Err(ConnectError::from_connect(e)),
     }
     let sock = relay::register(TcpStream::from(sock))
         .map_err(ConnectError::local("registering with the reactor"))?;

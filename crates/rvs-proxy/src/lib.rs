@@ -15,7 +15,8 @@
 //!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
 //! * UDP ([`udp`]): sessions by client address with the UDP timeout, replies from the VIP,
 //!   one-packet scheduling (`-o`, a session ends with its reply), a cap on sessions (each
-//!   holds a descriptor);
+//!   holds a descriptor), a real that refuses a datagram (ICMP port unreachable) counted for
+//!   passive failure detection as a refused TCP connect;
 //! * accounting ([`track`], [`stats`]): IPVS states (`SYN_RECV`, `ESTABLISHED`, `FIN_WAIT`,
 //!   `CLOSE_WAIT`, `UDP`), active/inactive counts that feed the schedulers, lock-free counters.
 //!

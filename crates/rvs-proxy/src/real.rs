@@ -25,7 +25,8 @@ pub struct RealShared {
     /// sessions end (checked per datagram, and the sessions are woken through `reset`), the
     /// client's next datagram is rescheduled.
     available: AtomicBool,
-    /// Failed connects to the real (refused, failed, timed out), and when (engine clock, ms)
+    /// Failed connects to the real (refused, failed, timed out; UDP sessions whose datagram it
+    /// refused), and when (engine clock, ms)
     /// one was last logged: at most one log line per real per [`FAILURE_LOG_MS`].
     connect_failures: AtomicU64,
     failure_logged_ms: AtomicU64,

@@ -86,6 +86,9 @@ pub struct Outcomes {
     /// A bulk chunk was copied instead of spliced: no pipe could be made (out of descriptors).
     pub splice_fallback: AtomicU64,
     pub udp_send_error: AtomicU64,
+    /// A UDP real refused a datagram (ICMP port unreachable): counted as a failure of that real
+    /// (its `connect_failures`, passive failure detection), the session ended.
+    pub udp_refused: AtomicU64,
     /// A UDP session ended because its real was removed or went down.
     pub udp_real_gone: AtomicU64,
     /// A datagram from a new UDP client dropped: the engine's cap on UDP sessions was reached.
@@ -123,6 +126,7 @@ impl Outcomes {
             ("relay_reset", self.relay_reset.load(Relaxed)),
             ("splice_fallback", self.splice_fallback.load(Relaxed)),
             ("udp_send_error", self.udp_send_error.load(Relaxed)),
+            ("udp_refused", self.udp_refused.load(Relaxed)),
             ("udp_real_gone", self.udp_real_gone.load(Relaxed)),
             ("udp_session_limit", self.udp_session_limit.load(Relaxed)),
             ("passive_down", self.passive_down.load(Relaxed)),

@@ -282,9 +282,9 @@ async fn connect_with_retries(
     }
 }
 
-/// Reports a failed connect to passive failure detection; counts a take-out (per real and
+/// Reports a failed connect (or a UDP datagram refused by the real) to passive failure detection; counts a take-out (per real and
 /// engine-wide) and a real kept in because it was the last.
-fn passive_failure(svc: &ServiceShared, picked: &Picked, engine: &EngineShared) {
+pub(crate) fn passive_failure(svc: &ServiceShared, picked: &Picked, engine: &EngineShared) {
     let now = Timestamp::from_millis(engine.clock.now_ms());
     let out = svc.connect_failed(picked, now);
     if out.taken_out {

@@ -121,3 +121,28 @@ fn a_local_address_that_cannot_be_bound_blames_no_real() {
         assert_eq!(stats.services[&key].reals[r].counters.conns, 2, "{r}");
     }
 }
+
+/// The same for a UDP session: its socket cannot be bound, the datagram is dropped and counted
+/// in `connect_local_error`; the real is not blamed, and serves once the pool is fixed.
+#[test]
+fn a_udp_local_address_that_cannot_be_bound_blames_no_real() {
+    let mut e = engine();
+    let (vip, key, reals) = udp_echo_service(&mut e, &["u"], options(SchedulerKind::Rr));
+    e.set_fullnat_pool(key, vec!["192.0.2.1".parse().unwrap()]);
+    let (answered, _c) = new_udp_clients(vip, 3, Duration::from_millis(300));
+    assert_eq!(answered, 0);
+    let stats = rvs_core::engine::Engine::stats(&e);
+    assert_eq!(
+        stats.outcomes["connect_local_error"], 3,
+        "{:?}",
+        stats.outcomes
+    );
+    assert_eq!(stats.outcomes["connect_error"], 0, "{:?}", stats.outcomes);
+    let r = &stats.services[&key].reals[&reals[0]];
+    assert_eq!(
+        (r.connect_failures, r.passive_downs, r.counters.conns),
+        (0, 0, 0)
+    );
+    e.set_fullnat_pool(key, Vec::new());
+    assert_eq!(new_udp_clients(vip, 3, Duration::from_secs(2)).0, 3);
+}

@@ -6,35 +6,31 @@
 //! ends after the UDP timeout without traffic, when the operator resets its real, when the
 //! service is removed (a session holds the listening socket, which must close then), or when
 //! its real is removed or its health goes down — the client's next datagram is then scheduled
-//! anew (IPVS's `expire_nodest_conn`). An operator's drain (weight 0, `drain`, `disabled`)
+//! anew (IPVS's `expire_nodest_conn`) — or when its real refuses a datagram (ICMP port
+//! unreachable: a failure of the real for passive failure detection, see [`session`]). An
+//! operator's drain (weight 0, `drain`, `disabled`)
 //! keeps existing sessions, as it keeps TCP connections.
 //!
 //! Each session holds a descriptor (its socket to the real), so the engine caps their number
-//! ([`EngineShared::udp_slot`]): a new client over the cap is dropped, leaving descriptors for
+//! ([`EngineShared::udp_slot`](crate::shared::EngineShared::udp_slot)): a new client over the cap is dropped, leaving descriptors for
 //! TCP and the control API. With one-packet scheduling (`-o`, DNS-style) a session ends as soon
 //! as every datagram it carried has had its reply.
 
 use crate::balance::ServiceShared;
+use crate::connect::ConnectError;
 use crate::real::RealEvent;
-use crate::shared::{EngineShared, UdpSlot};
 use crate::stats::Outcomes;
 use crate::tcp::WorkerCtx;
 use crate::track::{ConnGuard, ConnState, NewConn};
 use rvs_core::{Protocol, Timestamp};
-use std::cell::RefCell;
+use session::{MAX_DATAGRAM, Session, replies};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65536;
-
-thread_local! {
-    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_DATAGRAM]);
-}
+mod session;
 
 /// Client (and, with `-o`, real).
 type SessionKey = (SocketAddr, Option<SocketAddr>);
@@ -42,44 +38,9 @@ type SessionKey = (SocketAddr, Option<SocketAddr>);
 /// Sessions of one listening socket.
 type SessionMap = Arc<Mutex<HashMap<SessionKey, Arc<Session>>>>;
 
-struct Session {
-    upstream: UdpSocket,
-    guard: ConnGuard,
-    /// Its place under the engine's cap on UDP sessions (released when the session is dropped).
-    _slot: UdpSlot,
-    /// One-packet scheduling: the session ends once every datagram it carried was answered.
-    one_packet: bool,
-    /// Datagrams sent and not yet answered (one-packet sessions only).
-    pending: AtomicU32,
-}
-
-impl Session {
-    /// A datagram is about to go out through this session (counted before any await, so the
-    /// reply to an earlier datagram cannot end the session under it).
-    fn expect_reply(&self) {
-        if self.one_packet {
-            self.pending.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// A datagram was not sent after all.
-    fn no_reply(&self) {
-        if self.one_packet {
-            let _ = self
-                .pending
-                .fetch_update(Relaxed, Relaxed, |p| p.checked_sub(1));
-        }
-    }
-
-    /// A reply was relayed; true if a one-packet session has nothing left to wait for.
-    fn answered(&self) -> bool {
-        self.one_packet
-            && self
-                .pending
-                .fetch_update(Relaxed, Relaxed, |p| p.checked_sub(1))
-                .is_ok_and(|before| before <= 1)
-    }
-}
+/// A datagram refused by a session's real (its error came back on this send) is scheduled
+/// again at most this many times, each time away from the reals that refused it.
+const REFUSED_RESENDS: usize = 1;
 
 /// Receives datagrams for `svc` on this worker's `SO_REUSEPORT` socket, forever.
 pub async fn recv_loop(sock: Arc<UdpSocket>, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
@@ -90,19 +51,44 @@ pub async fn recv_loop(sock: Arc<UdpSocket>, svc: Arc<ServiceShared>, ctx: Worke
             Ok(v) => v,
             Err(_) => continue, // ICMP errors surface here on some kernels; keep serving
         };
-        let Some(session) = session_for(client, &sock, &svc, &ctx, &sessions).await else {
-            continue;
+        forward(&buf[..n], client, &sock, &svc, &ctx, &sessions).await;
+    }
+}
+
+/// Sends one datagram from `client` to its session's real. If the real refused an earlier
+/// datagram (the error comes back on this send), the session ends and the datagram is
+/// scheduled again, away from that real.
+async fn forward(
+    datagram: &[u8],
+    client: SocketAddr,
+    sock: &Arc<UdpSocket>,
+    svc: &Arc<ServiceShared>,
+    ctx: &WorkerCtx,
+    sessions: &SessionMap,
+) {
+    let mut refused: Vec<SocketAddr> = Vec::new();
+    while refused.len() <= REFUSED_RESENDS {
+        let Some(session) = session_for(client, sock, svc, ctx, sessions, &refused).await else {
+            return;
         };
         let real = &session.guard.track.real;
-        match session.upstream.send(&buf[..n]).await {
-            Ok(_) => {
+        match session.upstream.send(datagram).await {
+            Ok(n) => {
                 real.counters.add_in(n as u64);
                 svc.counters.add_in(n as u64);
                 session.guard.track.touch(&ctx.engine.clock);
+                session.sent(svc);
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                session.no_reply();
+                session.refused(svc, &ctx.engine);
+                refused.push(real.addr);
             }
             Err(_) => {
                 session.no_reply();
-                Outcomes::bump(&ctx.engine.outcomes.udp_send_error)
+                Outcomes::bump(&ctx.engine.outcomes.udp_send_error);
+                return;
             }
         }
     }
@@ -117,6 +103,7 @@ async fn session_for(
     svc: &Arc<ServiceShared>,
     ctx: &WorkerCtx,
     sessions: &SessionMap,
+    exclude: &[SocketAddr],
 ) -> Option<Arc<Session>> {
     let one_packet = svc.one_packet();
     if !one_packet && let Some(s) = live_session(sessions, &(client, None)) {
@@ -133,7 +120,7 @@ async fn session_for(
         return None;
     };
     let now = Timestamp::from_millis(engine.clock.now_ms());
-    let Some(picked) = svc.open(client, now, &[]) else {
+    let Some(picked) = svc.open(client, now, exclude) else {
         Outcomes::bump(&engine.outcomes.no_real);
         return None;
     };
@@ -152,9 +139,14 @@ async fn session_for(
     }
     let upstream = match connect_upstream(real.addr, svc.local_for(real.addr)).await {
         Ok(u) => u,
-        Err(_) => {
+        Err(e) => {
+            // Nothing was sent yet: no real is blamed. Making or binding the socket, or a
+            // connect(2) without a port or memory, is the director's failure.
             svc.conn_closed(picked.conn, false, now);
-            Outcomes::bump(&engine.outcomes.connect_error);
+            Outcomes::bump(match e {
+                ConnectError::Local { .. } => &engine.outcomes.connect_local_error,
+                ConnectError::Real(_) => &engine.outcomes.connect_error,
+            });
             return None;
         }
     };
@@ -174,13 +166,8 @@ async fn session_for(
         engine.udp_timeout_ms(),
         &engine.clock,
     );
-    let session = Arc::new(Session {
-        upstream,
-        guard,
-        _slot: slot,
-        one_packet,
-        pending: AtomicU32::new(0),
-    });
+    let reset_gen = picked.reset_gen; // read when the real was picked
+    let session = Arc::new(Session::new(upstream, guard, slot, picked, one_packet));
     session.expect_reply();
     lock(sessions).insert(key, Arc::clone(&session));
     let (sock, svc, engine, sessions) = (
@@ -190,11 +177,11 @@ async fn session_for(
         Arc::clone(sessions),
     );
     let s = Arc::clone(&session);
-    let reset_gen = picked.reset_gen; // read when the real was picked
     tokio::spawn(async move {
         tokio::select! {
             _ = replies(&s, &sock, client, &svc, &engine) => {}
             _ = engine.idle_expired(&s.guard.track) => {}
+            _ = s.ended() => {} // the real refused a datagram
             ev = s.guard.track.real.reset_or_gone(reset_gen) => match ev {
                 RealEvent::Reset => Outcomes::bump(&engine.outcomes.reset_by_operator),
                 RealEvent::Gone if svc.is_removed() => {} // the whole service went
@@ -207,10 +194,11 @@ async fn session_for(
 }
 
 /// The session under `key` if its real is still available. One whose real was removed or went
-/// down is taken out of the map (its task ends on its own), so the datagram is rescheduled.
+/// down, or refused a datagram, is taken out of the map (its task ends on its own), so the
+/// datagram is rescheduled.
 fn live_session(sessions: &SessionMap, key: &SessionKey) -> Option<Arc<Session>> {
     let s = lock(sessions).get(key).cloned()?;
-    if s.guard.track.real.is_available() {
+    if s.guard.track.real.is_available() && !s.is_refused() {
         return Some(s);
     }
     forget(sessions, key, &s);
@@ -229,47 +217,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn connect_upstream(real: SocketAddr, local: Option<IpAddr>) -> io::Result<UdpSocket> {
+/// A UDP socket from `local` (a FULLNAT local address) or the host's address, connected to
+/// `real` (nothing is sent: a failure is local unless `connect` says the real is unreachable).
+async fn connect_upstream(
+    real: SocketAddr,
+    local: Option<IpAddr>,
+) -> Result<UdpSocket, ConnectError> {
     let any: IpAddr = match real {
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let u = UdpSocket::bind(SocketAddr::new(local.unwrap_or(any), 0)).await?;
-    u.connect(real).await?;
+    let u = UdpSocket::bind(SocketAddr::new(local.unwrap_or(any), 0))
+        .await
+        .map_err(|source| ConnectError::Local {
+            what: "binding the UDP socket",
+            source,
+        })?;
+    u.connect(real).await.map_err(ConnectError::from_connect)?;
     Ok(u)
-}
-
-/// Relays the real's replies to the client from the listening socket.
-async fn replies(
-    s: &Session,
-    sock: &UdpSocket,
-    client: SocketAddr,
-    svc: &ServiceShared,
-    engine: &EngineShared,
-) {
-    let real = &s.guard.track.real;
-    loop {
-        if s.upstream.readable().await.is_err() {
-            return;
-        }
-        // Synchronous between awaits: the thread's buffer is never held across one.
-        let r = BUF.with(|b| {
-            let mut b = b.borrow_mut();
-            let n = s.upstream.try_recv(&mut b)?;
-            sock.try_send_to(&b[..n], client).map(|_| n)
-        });
-        match r {
-            Ok(n) => {
-                real.counters.add_out(n as u64);
-                svc.counters.add_out(n as u64);
-                s.guard.track.touch(&engine.clock);
-                if s.answered() {
-                    return; // -o: every datagram answered, the session (and its socket) ends
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {} // ICMP from the real
-            Err(_) => Outcomes::bump(&engine.outcomes.udp_send_error),
-        }
-    }
 }

@@ -1,0 +1,178 @@
+//! Passive failure detection for UDP: a real that answers a datagram with ICMP port unreachable
+//! (nothing listens on its port) refuses it — `ECONNREFUSED` on the session's connected socket.
+//! That counts as the real's failure, as a refused TCP connect does: after `max_fails` it is
+//! out for `fail_timeout_ms`, the refused session ends and the client's next datagram goes to
+//! another real (loopback only).
+
+mod common;
+
+use common::*;
+use rvs_core::engine::{Engine, RealStats};
+use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
+use rvs_proxy::ProxyEngine;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+fn opts(max_fails: u32, fail_timeout_ms: u32) -> ServiceOptions {
+    let mut o = options(SchedulerKind::Rr);
+    o.proxy.max_fails = max_fails;
+    o.proxy.fail_timeout_ms = fail_timeout_ms;
+    o
+}
+
+fn real_stats(e: &ProxyEngine, key: &ServiceKey, real: SocketAddr) -> RealStats {
+    e.stats().services[key].reals[&real]
+}
+
+/// A UDP service over a port where nothing listens (`dead`, first) and an echo real tagged
+/// `live`; returns the VIP, the key, `dead` and the live real.
+fn dead_and_live(e: &mut ProxyEngine, o: ServiceOptions) -> (SocketAddr, ServiceKey, SocketAddr) {
+    let live = echo_backends(&["live"])[0];
+    std::thread::sleep(Duration::from_millis(50)); // let the echo server bind
+    let dead = udp_vip(); // a free UDP port: the kernel answers with port unreachable
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    add_service(e, key, o, &[fullnat(dead, 1), fullnat(live, 1)]);
+    (vip, key, dead)
+}
+
+/// Sends `msg` from `c` to `vip`; the tag of the real that echoed it, or `None` without a reply
+/// within `wait`.
+fn ask(c: &UdpSocket, vip: SocketAddr, msg: &str, wait: Duration) -> Option<String> {
+    c.set_read_timeout(Some(wait)).unwrap();
+    c.send_to(msg.as_bytes(), vip).unwrap();
+    let mut buf = [0u8; 256];
+    let (n, _) = c.recv_from(&mut buf).ok()?;
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let (tag, body) = reply.split_once(": ")?;
+    assert_eq!(body, msg);
+    Some(tag.to_string())
+}
+
+fn new_client() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+/// New clients one after the other until one is not answered (its session went to `dead`);
+/// returns that client.
+fn until_refused(vip: SocketAddr) -> UdpSocket {
+    for i in 0..10 {
+        let c = new_client();
+        match ask(&c, vip, &format!("q{i}"), Duration::from_millis(300)) {
+            Some(tag) => assert_eq!(tag, "live"),
+            None => return c,
+        }
+    }
+    panic!("no client was scheduled to the dead real");
+}
+
+#[test]
+fn a_refusing_udp_real_is_taken_out_and_its_clients_go_to_the_live_one() {
+    let mut e = engine();
+    let (vip, key, dead) = dead_and_live(&mut e, opts(1, 30_000));
+    let refused = until_refused(vip);
+    assert!(
+        wait_until(Duration::from_secs(3), || real_stats(&e, &key, dead)
+            .passive_out_ms
+            > 0),
+        "not taken out: {:?}",
+        real_stats(&e, &key, dead)
+    );
+    // The refused client's next datagram is scheduled anew, to the live real.
+    let tag = ask(&refused, vip, "again", Duration::from_secs(2));
+    assert_eq!(tag.as_deref(), Some("live"));
+    // Every new client now goes to the live real.
+    for i in 0..40 {
+        let tag = ask(&new_client(), vip, &format!("n{i}"), Duration::from_secs(2));
+        assert_eq!(tag.as_deref(), Some("live"), "client {i}");
+    }
+    let stats = e.stats();
+    let d = stats.services[&key].reals[&dead];
+    assert_eq!((d.connect_failures, d.passive_downs), (1, 1), "{d:?}");
+    assert!(d.passive_out_ms > 20_000, "{d:?}");
+    assert_eq!(d.counters.conns, 1, "one session went to it");
+    assert_eq!(stats.outcomes["udp_refused"], 1, "{:?}", stats.outcomes);
+    assert_eq!(stats.outcomes["passive_down"], 1, "{:?}", stats.outcomes);
+    let live = stats.services[&key]
+        .reals
+        .iter()
+        .find(|(a, _)| **a != dead)
+        .unwrap()
+        .1;
+    assert_eq!((live.connect_failures, live.passive_downs), (0, 0));
+}
+
+#[test]
+fn a_udp_real_that_comes_back_is_probed_and_serves_again() {
+    let mut e = engine();
+    let (vip, key, dead) = dead_and_live(&mut e, opts(1, 300));
+    let _refused = until_refused(vip);
+    assert!(wait_until(Duration::from_secs(3), || {
+        real_stats(&e, &key, dead).passive_downs == 1
+    }));
+    std::thread::spawn(move || rvs_demo::serve_udp_echo(dead, "back", true));
+    std::thread::sleep(Duration::from_millis(400)); // fail_timeout passes: on probation
+    let tags: Vec<String> = (0..20)
+        .map(|i| {
+            let c = new_client();
+            ask(&c, vip, &format!("b{i}"), Duration::from_secs(2)).expect("answered")
+        })
+        .collect();
+    let back = tags.iter().filter(|t| *t == "back").count();
+    assert!(
+        (8..=12).contains(&back),
+        "{back} of 20 to the recovered real: {tags:?}"
+    );
+    let d = real_stats(&e, &key, dead);
+    assert_eq!(
+        (d.connect_failures, d.passive_downs, d.passive_out_ms),
+        (1, 1, 0),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn with_passive_detection_off_a_refused_session_still_ends_and_the_client_moves_on() {
+    let mut e = engine();
+    let (vip, key, dead) = dead_and_live(&mut e, opts(0, 10_000));
+    let refused = until_refused(vip);
+    assert!(wait_until(Duration::from_secs(3), || {
+        e.stats().outcomes["udp_refused"] == 1
+    }));
+    // Its next datagram is scheduled anew (round robin: the live real's turn).
+    let tag = ask(&refused, vip, "again", Duration::from_secs(2));
+    assert_eq!(tag.as_deref(), Some("live"));
+    let d = real_stats(&e, &key, dead);
+    assert_eq!(
+        (d.connect_failures, d.passive_downs, d.passive_out_ms),
+        (1, 0, 0),
+        "{d:?}"
+    );
+}
+
+/// A datagram right behind the refused one (sent before the refusal came back) is not lost on
+/// the refused session: it is scheduled anew, to the live real.
+#[test]
+fn a_datagram_right_behind_a_refused_one_is_rescheduled() {
+    let mut e = engine();
+    let (vip, key, dead) = dead_and_live(&mut e, opts(1, 30_000));
+    let mut buf = [0u8; 256];
+    for i in 0..10 {
+        let c = new_client();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        c.send_to(format!("{i}a").as_bytes(), vip).unwrap();
+        c.send_to(format!("{i}b").as_bytes(), vip).unwrap();
+        let n = c.recv(&mut buf).expect("one of the two is answered");
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if reply == format!("live: {i}a") {
+            continue; // scheduled to the live real: both answered; the next goes to the dead one
+        }
+        assert_eq!(reply, format!("live: {i}b"), "the second is rescheduled");
+        assert!(c.recv(&mut buf).is_err(), "the refused one is lost");
+        let d = real_stats(&e, &key, dead);
+        assert_eq!((d.connect_failures, d.passive_downs), (1, 1), "{d:?}");
+        return;
+    }
+    panic!("no client was scheduled to the dead real");
+}
