@@ -7,7 +7,9 @@
 //! connections wait. The listener is still readable, so the loop carries on right after.
 //!
 //! At the cap the loop stops accepting until a connection ends: new clients wait in the listen
-//! backlog (HAProxy's `maxconn`), counted once per pause in `accept_paused`. When the process
+//! backlog (HAProxy's `maxconn`), counted once per stall in `accept_paused` ([`Stall`]: a
+//! listener woken by a freed place that finds the cap reached again — another listener took
+//! the place, or it took one and stopped again — is still in the same stall). When the process
 //! runs out of descriptors (`EMFILE`, `ENFILE`) or the kernel out of memory, the listener rests
 //! [`ACCEPT_BACKOFF`] before trying again (counted in `accept_fd_limit` / `accept_error`)
 //! instead of spinning on a readable listener it cannot accept from.
@@ -45,6 +47,23 @@ pub enum BatchEnd {
     FdLimit,
     /// Another accept error (`ENOBUFS`, `ENOMEM`, ...).
     Error,
+}
+
+/// Whether an accept loop is stalled at the cap, so `accept_paused` counts stalls rather than
+/// wake-ups: a freed place wakes every paused loop, and all but one find the cap reached again.
+/// A stall begins when a batch stops at the cap and ends when one stops for another reason
+/// (the backlog drained, the batch's budget used, an accept error).
+#[derive(Debug, Default)]
+pub struct Stall {
+    stalled: bool,
+}
+
+impl Stall {
+    /// A batch ended with `end`; true if a stall begins (to be counted).
+    pub fn begins(&mut self, end: BatchEnd) -> bool {
+        let was = std::mem::replace(&mut self.stalled, end == BatchEnd::AtCap);
+        self.stalled && !was
+    }
 }
 
 /// A connection accepted under the cap: the place is given back when this is dropped.
@@ -102,6 +121,7 @@ pub fn accept_batch(
 /// Accepts connections for `svc` on this worker's `SO_REUSEPORT` listener, forever.
 pub async fn accept_loop(listener: Listener, svc: Arc<ServiceShared>, ctx: WorkerCtx) {
     let engine = Arc::clone(&ctx.engine);
+    let mut stall = Stall::default();
     loop {
         let Ok(mut ready) = listener.readable().await else {
             return;
@@ -115,6 +135,9 @@ pub async fn accept_loop(listener: Listener, svc: Arc<ServiceShared>, ctx: Worke
                 tokio::spawn(tcp::handle(sock, peer, Arc::clone(&svc), admitted));
             },
         );
+        if stall.begins(end) {
+            Outcomes::bump(&engine.outcomes.accept_paused);
+        }
         match end {
             BatchEnd::Drained => ready.clear_ready(),
             BatchEnd::Budget => {
@@ -126,7 +149,6 @@ pub async fn accept_loop(listener: Listener, svc: Arc<ServiceShared>, ctx: Worke
             BatchEnd::AtCap => {
                 // Clients wait in the backlog; the listener stays readable, so the next round
                 // accepts at once when a place is free.
-                Outcomes::bump(&engine.outcomes.accept_paused);
                 drop(ready);
                 engine.tcp_cap.room().await;
             }
@@ -154,6 +176,25 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let clients = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
         (l, clients)
+    }
+
+    #[test]
+    fn a_stall_is_counted_once_however_often_the_loop_stops_at_the_cap_in_it() {
+        use BatchEnd::*;
+        let mut s = Stall::default();
+        assert!(!s.begins(Drained));
+        assert!(s.begins(AtCap), "a stall begins");
+        assert!(
+            !s.begins(AtCap),
+            "woken, the cap reached again: the same stall"
+        );
+        assert!(!s.begins(AtCap));
+        assert!(!s.begins(Drained), "the backlog drained: it ends");
+        assert!(s.begins(AtCap), "a new stall");
+        assert!(!s.begins(Budget));
+        assert!(s.begins(AtCap));
+        assert!(!s.begins(FdLimit));
+        assert!(s.begins(AtCap));
     }
 
     #[test]

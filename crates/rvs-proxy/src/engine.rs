@@ -35,7 +35,7 @@ pub struct ProxyEngineConfig {
     pub udp_sessions: usize,
     /// Most relayed TCP connections at once, over all services (HAProxy's `maxconn`): at the
     /// cap the listeners stop accepting — new clients wait in the listen backlog — until a
-    /// connection ends (each pause is counted in `accept_paused`). 0 = automatic: half the
+    /// connection ends (each listener's stall is counted once in `accept_paused`). 0 = automatic: half the
     /// open-files limit less a reserve ([`max_conns_default`]).
     pub max_conns: usize,
     /// FULLNAT local addresses every service's connections to its reals leave from (those of

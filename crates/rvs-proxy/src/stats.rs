@@ -77,7 +77,8 @@ pub struct Outcomes {
     pub accept_error: AtomicU64,
     /// An accept failed for want of descriptors (`EMFILE`, `ENFILE`): the listener rested.
     pub accept_fd_limit: AtomicU64,
-    /// An accept loop paused at the engine's connection cap (clients wait in the backlog).
+    /// An accept loop stalled at the engine's connection cap (clients wait in the backlog):
+    /// once per stall of each listener, not per wake-up in it (see `accept::Stall`).
     pub accept_paused: AtomicU64,
     pub idle_timeout: AtomicU64,
     pub reset_by_operator: AtomicU64,

@@ -94,3 +94,51 @@ fn the_automatic_cap_is_what_the_open_files_limit_leaves() {
             >= 16
     );
 }
+
+/// `accept_paused` counts stalls, not wake-ups: a freed place wakes every paused listener, and
+/// those that find the cap reached again are still in the stall they were in. Three services
+/// on one worker, a cap of 1: each listener stalls once while clients queue up and are served
+/// one after another.
+#[test]
+fn accept_paused_counts_each_listener_s_stall_once() {
+    let mut e = ProxyEngine::start(ProxyEngineConfig {
+        workers: 1,
+        max_conns: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let real = rvs_demo::serve_http("127.0.0.1:0".parse().unwrap(), "s").unwrap();
+    let vips: Vec<_> = (0..3)
+        .map(|_| {
+            let (vip, _) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+            vip
+        })
+        .collect();
+    let paused = |e: &ProxyEngine| e.stats().outcomes["accept_paused"];
+    let settle = || std::thread::sleep(Duration::from_millis(150));
+    // The first listener takes the only place and stops at the cap: its stall.
+    let mut a = KeepAlive::connect(vips[0]).unwrap();
+    assert!(a.get().unwrap().starts_with("s "));
+    settle();
+    assert_eq!(paused(&e), 1);
+    // Two clients wait on the other listeners: each stalls.
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let waiting: Vec<TcpStream> = vips[1..].iter().map(|v| client(*v, GET)).collect();
+    settle();
+    assert_eq!(paused(&e), 3);
+    // The place goes from client to client (each release wakes every paused listener): both
+    // are served in full.
+    drop(a);
+    for mut c in waiting {
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).expect("served");
+        assert!(resp.ends_with(&format!("s ({real})\n")), "{resp:?}");
+    }
+    settle();
+    let stats = e.stats();
+    assert_eq!(
+        stats.outcomes["accept_paused"], 3,
+        "one stall per listener: {:?}",
+        stats.outcomes
+    );
+}
