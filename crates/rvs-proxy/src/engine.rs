@@ -4,16 +4,16 @@
 use crate::accept;
 use crate::balance::ServiceShared;
 use crate::shared::EngineShared;
+use crate::support::{FWMARK_REASON, SCTP_REASON, check_real, udp_reason, unsupported};
 use crate::tcp::WorkerCtx;
 use crate::worker::Worker;
-use crate::{listen, udp};
+use crate::{listen, support, udp};
 use rvs_core::desired::{Change, ServiceConfig};
 use rvs_core::engine::{
     ConnectionInfo, Engine, EngineError, EngineKind, EngineStats, RealStats, ServiceStats,
     Unsupported,
 };
-use rvs_core::model::ProxyProtocol;
-use rvs_core::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+use rvs_core::{Protocol, ServiceKey, ServiceOptions};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -198,22 +198,15 @@ impl ProxyEngine {
         Ok(count)
     }
 
-    fn unsupported(service: ServiceKey, reason: &str) -> EngineError {
-        EngineError::Unsupported {
-            service,
-            reason: Unsupported(reason.to_string()),
-        }
-    }
-
     fn add_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), EngineError> {
         let ServiceKey::Addr { protocol, addr } = key else {
-            return Err(Self::unsupported(key, FWMARK_REASON));
+            return Err(unsupported(key, FWMARK_REASON));
         };
         if protocol == Protocol::Sctp {
-            return Err(Self::unsupported(key, SCTP_REASON));
+            return Err(unsupported(key, SCTP_REASON));
         }
         if let Some(why) = udp_reason(&key, &options, std::iter::empty()) {
-            return Err(Self::unsupported(key, why));
+            return Err(unsupported(key, why));
         }
         if self.services.contains_key(&key) {
             return Ok(()); // idempotent: a replayed AddService keeps the running listeners
@@ -328,90 +321,13 @@ enum Bound {
     Udp(std::net::UdpSocket),
 }
 
-const FWMARK_REASON: &str = "firewall-mark services need packet marks, which a userspace proxy \
-     never sees (use the xdp engine)";
-const SCTP_REASON: &str = "the proxy engine relays TCP and UDP only; SCTP needs the xdp engine";
-
-fn check_real(service: &ServiceKey, real: &RealServer) -> Result<(), EngineError> {
-    if real.method != ForwardMethod::FullNat {
-        return Err(ProxyEngine::unsupported(*service, &method_reason(real)));
-    }
-    if let Some(why) = udp_reason(service, &ServiceOptions::default(), std::iter::once(real)) {
-        return Err(ProxyEngine::unsupported(*service, why));
-    }
-    Ok(())
-}
-
-const UDP_ANY_REASON: &str = "a UDP service on the proxy engine needs a specific VIP address \
-     (0.0.0.0 / ::): its replies must come from the address the client sent to";
-const UDP_PP_REASON: &str = "the PROXY protocol is for TCP: the proxy engine sends no header \
-     on UDP (remove proxy_protocol from this UDP service and its reals)";
-
-/// Why the proxy engine cannot serve UDP service `key` with `options` and `reals` as asked, if
-/// it cannot: an unspecified VIP, or a PROXY protocol header asked for.
-fn udp_reason<'a>(
-    key: &ServiceKey,
-    options: &ServiceOptions,
-    reals: impl IntoIterator<Item = &'a RealServer>,
-) -> Option<&'static str> {
-    let ServiceKey::Addr {
-        protocol: Protocol::Udp,
-        addr,
-    } = key
-    else {
-        return None;
-    };
-    if addr.ip().is_unspecified() {
-        return Some(UDP_ANY_REASON);
-    }
-    let asked = |p: ProxyProtocol| p != ProxyProtocol::None;
-    if asked(options.proxy.proxy_protocol)
-        || reals
-            .into_iter()
-            .any(|r| r.proxy_protocol.is_some_and(asked))
-    {
-        return Some(UDP_PP_REASON);
-    }
-    None
-}
-
-fn method_reason(real: &RealServer) -> String {
-    format!(
-        "real {} uses {} ({}); the proxy engine forwards with FULLNAT semantics only (-b): \
-         DR, TUN and NAT rewrite packets and need the xdp engine",
-        real.addr,
-        real.method.ipvs_name(),
-        real.method.flag()
-    )
-}
-
 impl Engine for ProxyEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Proxy
     }
 
     fn supports(&self, service: &ServiceConfig) -> Result<(), Unsupported> {
-        match service.key {
-            ServiceKey::FwMark { .. } => return Err(Unsupported(FWMARK_REASON.into())),
-            ServiceKey::Addr {
-                protocol: Protocol::Sctp,
-                ..
-            } => {
-                return Err(Unsupported(SCTP_REASON.into()));
-            }
-            ServiceKey::Addr { .. } => {}
-        }
-        if let Some(why) = udp_reason(&service.key, &service.options, service.reals.values()) {
-            return Err(Unsupported(why.into()));
-        }
-        match service
-            .reals
-            .values()
-            .find(|r| r.method != ForwardMethod::FullNat)
-        {
-            Some(r) => Err(Unsupported(method_reason(r))),
-            None => Ok(()),
-        }
+        support::supports(service)
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), EngineError> {

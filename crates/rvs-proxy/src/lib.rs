@@ -34,6 +34,7 @@ pub mod real;
 pub mod relay;
 pub mod shared;
 pub mod stats;
+mod support;
 pub mod tcp;
 pub mod ticker;
 pub mod track;

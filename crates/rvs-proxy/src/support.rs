@@ -1,0 +1,100 @@
+//! Which services and reals the proxy engine can serve, and why not: it relays TCP and UDP
+//! with FULLNAT semantics (the reals see the director's address), so firewall-mark and SCTP
+//! services, DR/TUN/NAT reals, and UDP services on an unspecified VIP or with a PROXY header
+//! are refused with a reason the operator sees.
+
+use rvs_core::desired::ServiceConfig;
+use rvs_core::engine::{EngineError, Unsupported};
+use rvs_core::model::ProxyProtocol;
+use rvs_core::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+
+/// Whether the proxy engine can serve `service` as configured.
+pub(crate) fn supports(service: &ServiceConfig) -> Result<(), Unsupported> {
+    match service.key {
+        ServiceKey::FwMark { .. } => return Err(Unsupported(FWMARK_REASON.into())),
+        ServiceKey::Addr {
+            protocol: Protocol::Sctp,
+            ..
+        } => {
+            return Err(Unsupported(SCTP_REASON.into()));
+        }
+        ServiceKey::Addr { .. } => {}
+    }
+    if let Some(why) = udp_reason(&service.key, &service.options, service.reals.values()) {
+        return Err(Unsupported(why.into()));
+    }
+    match service
+        .reals
+        .values()
+        .find(|r| r.method != ForwardMethod::FullNat)
+    {
+        Some(r) => Err(Unsupported(method_reason(r))),
+        None => Ok(()),
+    }
+}
+
+pub(crate) const FWMARK_REASON: &str = "firewall-mark services need packet marks, which a userspace proxy \
+     never sees (use the xdp engine)";
+pub(crate) const SCTP_REASON: &str =
+    "the proxy engine relays TCP and UDP only; SCTP needs the xdp engine";
+
+pub(crate) fn check_real(service: &ServiceKey, real: &RealServer) -> Result<(), EngineError> {
+    if real.method != ForwardMethod::FullNat {
+        return Err(unsupported(*service, &method_reason(real)));
+    }
+    if let Some(why) = udp_reason(service, &ServiceOptions::default(), std::iter::once(real)) {
+        return Err(unsupported(*service, why));
+    }
+    Ok(())
+}
+
+pub(crate) const UDP_ANY_REASON: &str = "a UDP service on the proxy engine needs a specific VIP address \
+     (0.0.0.0 / ::): its replies must come from the address the client sent to";
+pub(crate) const UDP_PP_REASON: &str = "the PROXY protocol is for TCP: the proxy engine sends no header \
+     on UDP (remove proxy_protocol from this UDP service and its reals)";
+
+/// Why the proxy engine cannot serve UDP service `key` with `options` and `reals` as asked, if
+/// it cannot: an unspecified VIP, or a PROXY protocol header asked for.
+pub(crate) fn udp_reason<'a>(
+    key: &ServiceKey,
+    options: &ServiceOptions,
+    reals: impl IntoIterator<Item = &'a RealServer>,
+) -> Option<&'static str> {
+    let ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr,
+    } = key
+    else {
+        return None;
+    };
+    if addr.ip().is_unspecified() {
+        return Some(UDP_ANY_REASON);
+    }
+    let asked = |p: ProxyProtocol| p != ProxyProtocol::None;
+    if asked(options.proxy.proxy_protocol)
+        || reals
+            .into_iter()
+            .any(|r| r.proxy_protocol.is_some_and(asked))
+    {
+        return Some(UDP_PP_REASON);
+    }
+    None
+}
+
+pub(crate) fn method_reason(real: &RealServer) -> String {
+    format!(
+        "real {} uses {} ({}); the proxy engine forwards with FULLNAT semantics only (-b): \
+         DR, TUN and NAT rewrite packets and need the xdp engine",
+        real.addr,
+        real.method.ipvs_name(),
+        real.method.flag()
+    )
+}
+
+/// The error for a service (or one of its reals) the proxy engine cannot serve.
+pub(crate) fn unsupported(service: ServiceKey, reason: &str) -> EngineError {
+    EngineError::Unsupported {
+        service,
+        reason: Unsupported(reason.to_string()),
+    }
+}
