@@ -439,3 +439,45 @@ fn passive_failure_detection_options_default_set_and_located_errors() {
     let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nproxy = { max_fails = -1 }\n");
     assert!(e[0].starts_with("test.toml:3:"), "{e:?}");
 }
+
+#[test]
+fn zero_persistence_and_fwmark_are_located_errors() {
+    // found by tests/toml_robust.rs: both were accepted (ipvsadm and keepalived refuse them)
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\npersistence = { timeout = 0 }\n");
+    assert!(
+        e[0].starts_with("test.toml:3:27:") && e[0].contains("persistence.timeout"),
+        "{e:?}"
+    );
+    let e = errs("[[service]]\nfwmark = 0\n");
+    assert!(
+        e[0].starts_with("test.toml:2:10:") && e[0].contains("fwmark"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn listen_without_token_is_located_at_listen() {
+    let e = errs("\n[daemon]\nlisten = \"127.0.0.1:9901\"\n");
+    assert!(
+        e[0].starts_with("test.toml:3:10:") && e[0].contains("token_file"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn many_errors_are_located_in_linear_time() {
+    // found by tests/toml_robust.rs: each error counted lines from the start of the file
+    let text = "[[service]]\n".repeat(50_000);
+    let t0 = std::time::Instant::now();
+    let e = p(&text).unwrap_err().0;
+    assert_eq!(e.len(), 50_000);
+    assert_eq!(
+        (e[49_999].location.line, e[49_999].location.column),
+        (50_000, 1)
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+}
