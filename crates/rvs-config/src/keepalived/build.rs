@@ -26,6 +26,14 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
         if let Some(name) = ctx.arg(n, 0, "a group name") {
             ctx.at_most(n, 1);
             let members = parse_group(ctx, n);
+            if groups.contains_key(&name.text) {
+                // the second definition used to replace the first silently
+                ctx.error(
+                    name,
+                    format!("virtual_server_group '{}' is defined twice", name.text),
+                );
+                continue;
+            }
             groups.insert(name.text.clone(), members);
         }
     }
@@ -43,13 +51,50 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
             }
             "virtual_server_group" | "local_address_group" => {}
             "virtual_server" => virtual_server(ctx, n, (&groups, &laddr_groups), &mut cfg),
-            "vrrp_instance" => cfg.vrrp.instances.push(vrrp::parse_instance(ctx, n)),
-            "vrrp_sync_group" => cfg.vrrp.sync_groups.push(vrrp::parse_sync_group(ctx, n)),
-            "vrrp_script" => cfg.vrrp.scripts.push(vrrp::parse_script(ctx, n)),
+            "vrrp_instance" => {
+                let v = vrrp::parse_instance(ctx, n);
+                if unique(ctx, n, cfg.vrrp.instances.iter().map(|i| &i.name), &v.name) {
+                    cfg.vrrp.instances.push(v);
+                }
+            }
+            "vrrp_sync_group" => {
+                let g = vrrp::parse_sync_group(ctx, n);
+                if unique(
+                    ctx,
+                    n,
+                    cfg.vrrp.sync_groups.iter().map(|g| &g.name),
+                    &g.name,
+                ) {
+                    cfg.vrrp.sync_groups.push(g);
+                }
+            }
+            "vrrp_script" => {
+                let s = vrrp::parse_script(ctx, n);
+                if unique(ctx, n, cfg.vrrp.scripts.iter().map(|s| &s.name), &s.name) {
+                    cfg.vrrp.scripts.push(s);
+                }
+            }
             _ => ctx.unsupported(n, "the top level"),
         }
     }
     cfg
+}
+
+/// Whether `name` (of block `n`) is not among `names` already; an error at the name if it is.
+fn unique<'a>(
+    ctx: &mut Ctx,
+    n: &Node,
+    mut names: impl Iterator<Item = &'a String>,
+    name: &str,
+) -> bool {
+    if name.is_empty() || !names.any(|x| x == name) {
+        return true;
+    }
+    ctx.error(
+        &n.args[0],
+        format!("{} '{name}' is defined twice", n.keyword.text),
+    );
+    false
 }
 
 /// One member of a `virtual_server_group`.

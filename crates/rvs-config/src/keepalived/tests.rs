@@ -851,3 +851,19 @@ fn many_tokens_on_one_line_are_located_in_linear_time() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn named_blocks_defined_twice_are_errors() {
+    // found by tests/keepalived_robust.rs: the second virtual_server_group replaced the first,
+    // and two vrrp_instance / vrrp_script / vrrp_sync_group of one name were both kept
+    for block in [
+        "virtual_server_group G {\n 10.0.0.1 80\n}",
+        "vrrp_instance V {\n}",
+        "vrrp_script S {\n}",
+        "vrrp_sync_group Y {\n}",
+    ] {
+        let e = errs(&format!("{block}\n{block}\n"));
+        assert!(e[0].message.contains("defined twice"), "{e:?}");
+        assert_eq!(e[0].location.line, block.lines().count() + 1, "{e:?}");
+    }
+}
