@@ -272,6 +272,30 @@ fn nothing_is_accepted_without_a_word() {
     );
 }
 
+#[test]
+fn top_level_blocks_defined_twice_are_errors() {
+    let mut missed = Vec::new();
+    for seed in SEEDS {
+        let lines: Vec<&str> = seed.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let top = !line.starts_with(char::is_whitespace) && line.trim_end().ends_with('{');
+            if !top || line.starts_with("global_defs") {
+                continue;
+            }
+            let Some(end) = (i..lines.len()).find(|&j| lines[j] == "}") else {
+                continue;
+            };
+            let mut l = lines.clone();
+            l.splice(end + 1..end + 1, lines[i..=end].iter().copied());
+            let text = l.join("\n");
+            if parse(&text).is_ok() {
+                missed.push(line.to_string());
+            }
+        }
+    }
+    assert!(missed.is_empty(), "accepted twice: {missed:?}");
+}
+
 /// Write `files` (name, text) into a fresh directory; `load` the first; check every finding is
 /// located in the file it names, and that two loads agree.
 fn load_tree(tag: &str, files: &[(&str, String)]) -> (Vec<ConfigError>, Vec<ConfigError>) {
