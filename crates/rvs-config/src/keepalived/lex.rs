@@ -67,6 +67,8 @@ pub enum Includes {
 /// Tokenize one text; an unterminated `"` is an error (the string runs to the end of its line).
 fn tokenize(text: &str, path: &Rc<Path>, errors: &mut Vec<ConfigError>) -> Vec<Tok> {
     let mut out = Vec::new();
+    // a byte order mark (editors on Windows write one) is not part of the first keyword
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (lineno, line) in text.lines().enumerate() {
         // (column in characters, char); columns counted as we go, not from the line's start
         let mut chars = line.chars().enumerate().map(|(i, c)| (i + 1, c)).peekable();
@@ -167,8 +169,15 @@ fn expand(
         let at_line_start = i == 0 || toks[i - 1] == Tok::Newline;
         match &toks[i] {
             Tok::Word(w) if at_line_start && w.text == "include" => {
-                match toks.get(i + 1) {
-                    Some(Tok::Word(pat)) => include(pat, path, includes, seen, out, errors),
+                match (toks.get(i + 1), toks.get(i + 2)) {
+                    (
+                        Some(Tok::Word(_)),
+                        Some(Tok::Word(extra) | Tok::Open(extra) | Tok::Close(extra)),
+                    ) => errors.push(extra.error(format!(
+                        "unexpected '{}': 'include' takes one file name or glob pattern",
+                        extra.text
+                    ))),
+                    (Some(Tok::Word(pat)), _) => include(pat, path, includes, seen, out, errors),
                     _ => {
                         errors.push(w.error("expected a file name or glob pattern after 'include'"))
                     }

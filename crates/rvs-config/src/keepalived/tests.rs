@@ -867,3 +867,17 @@ fn named_blocks_defined_twice_are_errors() {
         assert_eq!(e[0].location.line, block.lines().count() + 1, "{e:?}");
     }
 }
+
+#[test]
+fn include_takes_one_pattern_and_a_bom_is_not_a_keyword() {
+    // 'include a.conf b.conf' read a.conf and dropped b.conf silently
+    let e = errs("include a.conf b.conf\n");
+    assert_eq!((e[0].location.line, e[0].location.column), (1, 16), "{e:?}");
+    assert!(e[0].message.contains("one file name"), "{e:?}");
+    // a BOM made the first keyword '\u{feff}global_defs', ignored with a warning
+    let c = ok("\u{feff}global_defs {\n router_id x\n}\n");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.global.router_id.as_deref(), Some("x"));
+    let e = errs("\u{feff}virtual_server 10.0.0.300 80 {\n}");
+    assert_eq!(e[0].location.column, 16, "columns as an editor shows them");
+}
