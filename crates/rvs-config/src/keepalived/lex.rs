@@ -285,13 +285,8 @@ pub fn read_limited(path: &Path) -> Result<String, ReadError> {
     }
     let bytes = std::fs::read(path)?;
     String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let good = std::str::from_utf8(good).unwrap_or_default();
-        let line_start = good.rfind('\n').map_or(0, |i| i + 1);
-        ReadError::NotUtf8 {
-            line: good.matches('\n').count() + 1,
-            column: good[line_start..].chars().count() + 1,
-        }
+        let (line, column) = crate::error::utf8_error_location(e.as_bytes(), &e.utf8_error());
+        ReadError::NotUtf8 { line, column }
     })
 }
 

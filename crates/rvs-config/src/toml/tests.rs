@@ -481,3 +481,13 @@ fn many_errors_are_located_in_linear_time() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_located_at_the_first_bad_byte() {
+    let path = std::env::temp_dir().join(format!("rvs-toml-utf8-{}.toml", std::process::id()));
+    std::fs::write(&path, b"[daemon]\nlog_level = \"inf\xf6\"\n").unwrap();
+    let e = load(&path).unwrap_err().0;
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 17), "{e:?}");
+    assert!(e[0].message.contains("UTF-8"), "{e:?}");
+}
