@@ -403,7 +403,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 None => {}
             },
             "ops" => s.options.one_packet = ctx.flag(n),
-            "delay_loop" => h.delay_loop = ctx.secs(n).unwrap_or(h.delay_loop),
+            "delay_loop" => h.delay_loop = ctx.period(n).unwrap_or(h.delay_loop),
             "quorum" => h.quorum = ctx.num(n, "a weight sum").unwrap_or(h.quorum),
             "hysteresis" => h.hysteresis = ctx.num(n, "a weight").unwrap_or(h.hysteresis),
             "alpha" => h.alpha = ctx.flag(n),

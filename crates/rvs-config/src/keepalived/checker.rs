@@ -73,12 +73,12 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
             "connect_port" => c.connect_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
             "bindto" => c.bindto = ctx.one(n, "an address").and_then(|w| ctx.ip(w, "bindto")),
             "bind_port" => c.bind_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
-            "connect_timeout" => c.connect_timeout = ctx.secs(n).unwrap_or(c.connect_timeout),
+            "connect_timeout" => c.connect_timeout = ctx.period(n).unwrap_or(c.connect_timeout),
             "retry" | "nb_get_retry" => c.retry = ctx.num(n, "a retry count").unwrap_or(c.retry),
             "delay_before_retry" => {
                 c.delay_before_retry = ctx.secs(n).unwrap_or(c.delay_before_retry)
             }
-            "delay_loop" => c.delay_loop = ctx.secs(n).unwrap_or(c.delay_loop),
+            "delay_loop" => c.delay_loop = ctx.period(n).unwrap_or(c.delay_loop),
             "warmup" => warmup = ctx.secs(n),
             "alpha" => c.alpha = ctx.flag(n),
             _ => {
@@ -140,7 +140,7 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
         },
         CheckKind::Misc(m) => match kw {
             "misc_path" => m.path = ctx.rest(n, "a command line").unwrap_or_default(),
-            "misc_timeout" => m.timeout = ctx.secs(n),
+            "misc_timeout" => m.timeout = ctx.period(n),
             "misc_dynamic" => m.dynamic = ctx.flag(n),
             "user" => m.user = ctx.word(n, "a user name"),
             _ => return false,

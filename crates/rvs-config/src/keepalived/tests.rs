@@ -881,3 +881,27 @@ fn include_takes_one_pattern_and_a_bom_is_not_a_keyword() {
     let e = errs("\u{feff}virtual_server 10.0.0.300 80 {\n}");
     assert_eq!(e[0].location.column, 16, "columns as an editor shows them");
 }
+
+#[test]
+fn zero_periods_are_errors() {
+    // delay_loop 0 ran checks back to back, connect_timeout 0 failed every check at once
+    for (kw, in_checker) in [
+        ("delay_loop", false),
+        ("delay_loop", true),
+        ("connect_timeout", true),
+    ] {
+        let text = if in_checker {
+            format!(
+                "virtual_server 10.0.0.3 80 {{\n real_server 10.0.0.7 80 {{\n TCP_CHECK {{\n {kw} 0\n }}\n }}\n}}"
+            )
+        } else {
+            vs(&format!("{kw} 0.0"))
+        };
+        let e = errs(&text);
+        assert!(e[0].message.contains("more than 0 seconds"), "{kw}: {e:?}");
+    }
+    let e = errs("vrrp_instance V {\n advert_int 0\n}");
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 13), "{e:?}");
+    let c = ok(&vs("delay_loop 0.5"));
+    assert_eq!(c.virtual_servers[0].delay_loop, Duration::from_millis(500));
+}

@@ -114,6 +114,23 @@ impl Ctx {
         }
     }
 
+    /// Seconds that must be more than 0: a period or time limit (0 would check back to back, or
+    /// fail every check at once).
+    pub fn period(&mut self, node: &Node) -> Option<Duration> {
+        let d = self.secs(node)?;
+        if d.is_zero() {
+            self.error(
+                &node.args[0],
+                format!(
+                    "expected more than 0 seconds for '{}', found '{}'",
+                    node.keyword.text, node.args[0].text
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     /// An IP address from a word.
     pub fn ip(&mut self, w: &Word, what: &str) -> Option<IpAddr> {
         match w.text.parse() {

@@ -93,7 +93,7 @@ pub fn parse_instance(ctx: &mut Ctx, node: &Node) -> VrrpInstance {
                 Some(p) => v.priority = p,
                 None => {}
             },
-            "advert_int" => v.advert_int = ctx.secs(n).unwrap_or(v.advert_int),
+            "advert_int" => v.advert_int = ctx.period(n).unwrap_or(v.advert_int),
             "nopreempt" => v.nopreempt = ctx.flag(n),
             "preempt_delay" => v.preempt_delay = ctx.secs(n),
             "authentication" => {
@@ -235,8 +235,8 @@ pub fn parse_script(ctx: &mut Ctx, node: &Node) -> VrrpScript {
     for n in ctx.block(node) {
         match n.keyword.text.as_str() {
             "script" => s.script = ctx.rest(n, "a command"),
-            "interval" => s.interval = ctx.secs(n).unwrap_or(s.interval),
-            "timeout" => s.timeout = ctx.secs(n),
+            "interval" => s.interval = ctx.period(n).unwrap_or(s.interval),
+            "timeout" => s.timeout = ctx.period(n),
             "weight" => {
                 if let Some(w) = ctx.num::<i32>(n, "a weight (-253..253)") {
                     if (-253..=253).contains(&w) {
