@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::keepalived::{BAD_VALUES, KEYWORD_BLOCKS, ONE_ARG};
 use common::{Rng, TempDir, check_location, mutate, run_bounded, shown};
 use rvs_config::keepalived::{Includes, KeepalivedConfig, check_file, load, parse_with};
 use rvs_config::{ConfigError, ConfigErrors};
@@ -121,78 +122,6 @@ fn deep_nesting_and_huge_inputs_are_bounded() {
     assert!(!check(&format!("\"{}", "x".repeat(1 << 20))));
 }
 
-/// keyword → how many arguments it takes (for the lines of the seeds where it is a value).
-const ONE_ARG: &[&str] = &[
-    "router_id",
-    "weight",
-    "delay_loop",
-    "lb_algo",
-    "lvs_sched",
-    "lb_kind",
-    "lvs_method",
-    "persistence_timeout",
-    "persistence_granularity",
-    "protocol",
-    "family",
-    "quorum",
-    "hysteresis",
-    "virtualhost",
-    "uthreshold",
-    "lthreshold",
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "warmup",
-    "path",
-    "digest",
-    "payload",
-    "require_reply",
-    "min_reply_length",
-    "max_reply_length",
-    "type",
-    "name",
-    "misc_timeout",
-    "user",
-    "state",
-    "interface",
-    "virtual_router_id",
-    "priority",
-    "advert_int",
-    "preempt_delay",
-    "auth_type",
-    "auth_pass",
-    "unicast_src_ip",
-    "interval",
-    "timeout",
-    "fall",
-    "rise",
-    "laddr_group_name",
-];
-
-/// Keywords that open a block whose lines are keywords (not a list of values).
-const KEYWORD_BLOCKS: &[&str] = &[
-    "global_defs",
-    "vrrp_script",
-    "vrrp_instance",
-    "authentication",
-    "vrrp_sync_group",
-    "virtual_server",
-    "real_server",
-    "TCP_CHECK",
-    "HTTP_GET",
-    "SSL_GET",
-    "UDP_CHECK",
-    "DNS_CHECK",
-    "MISC_CHECK",
-    "PING_CHECK",
-    "url",
-];
-
 fn reported_at(text: &str, line: usize, column: usize, errors_only: bool) -> bool {
     let (errors, warnings) = match parse(text) {
         Ok(c) => (Vec::new(), c.warnings),
@@ -270,6 +199,37 @@ fn nothing_is_accepted_without_a_word() {
         missed.len(),
         missed.join("\n")
     );
+}
+
+#[test]
+fn bad_values_are_errors_on_their_line() {
+    let (mut missed, mut tried) = (Vec::new(), 0);
+    for seed in SEEDS {
+        let lines: Vec<&str> = seed.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let mut words = line.split_whitespace();
+            let (Some(kw), Some(value)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Some((_, bad)) = BAD_VALUES.iter().find(|(k, _)| *k == kw) else {
+                continue;
+            };
+            for v in *bad {
+                let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+                l[i] = line.replacen(value, v, 1);
+                let text = l.join("\n");
+                check(&text);
+                tried += 1;
+                let on_line =
+                    matches!(parse(&text), Err(e) if e.0.iter().any(|e| e.location.line == i + 1));
+                if !on_line {
+                    missed.push(l[i].clone());
+                }
+            }
+        }
+    }
+    assert!(tried > 150, "only {tried} cases");
+    assert!(missed.is_empty(), "accepted: {missed:#?}");
 }
 
 #[test]

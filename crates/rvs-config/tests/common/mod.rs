@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod keepalived;
+
 use rvs_config::ConfigError;
 use std::time::{Duration, Instant};
 
