@@ -238,6 +238,8 @@ struct VsSettings {
     method: ForwardMethod,
     protocol: Protocol,
     family: AddressFamily,
+    /// The `family` word, if given (checked against address services' own family).
+    family_word: Option<Word>,
     granularity: Option<Word>,
     /// `laddr_group_name` (DPVS / Ali-LVS FULLNAT local addresses).
     laddr_group: Option<Word>,
@@ -263,6 +265,17 @@ fn virtual_server(
         }
     }
     let keys = service_keys(ctx, n, s.protocol, s.family, groups);
+    if let Some(w) = &s.family_word
+        && let Some(k) = keys
+            .iter()
+            .find(|k| matches!(k, ServiceKey::Addr { .. }) && k.family() != s.family)
+    {
+        // it was ignored: an address service has its address's family
+        ctx.error(
+            w,
+            format!("family '{}' does not match the address of {k}", w.text),
+        );
+    }
     let fullnat = s.method == ForwardMethod::FullNat
         || reals
             .iter()
@@ -322,6 +335,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
         method: DEFAULT_LB_KIND,
         protocol: Protocol::Tcp,
         family: AddressFamily::V4,
+        family_word: None,
         granularity: None,
         laddr_group: None,
         health: VirtualServerHealth {
@@ -397,8 +411,14 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 }
             }
             "family" => match ctx.one(n, "'inet' or 'inet6'") {
-                Some(w) if w.text == "inet" => s.family = AddressFamily::V4,
-                Some(w) if w.text == "inet6" => s.family = AddressFamily::V6,
+                Some(w) if w.text == "inet" || w.text == "inet6" => {
+                    s.family = if w.text == "inet" {
+                        AddressFamily::V4
+                    } else {
+                        AddressFamily::V6
+                    };
+                    s.family_word = Some(w.clone());
+                }
                 Some(w) => ctx.error(w, format!("expected 'inet' or 'inet6', found '{}'", w.text)),
                 None => {}
             },

@@ -28,6 +28,8 @@ pub struct Word {
     pub path: Rc<Path>,
     pub line: usize,
     pub column: usize,
+    /// The column just after the token as written (after the closing `"` of a quoted word).
+    pub end_column: usize,
 }
 
 impl Word {
@@ -72,12 +74,14 @@ fn tokenize(text: &str, path: &Rc<Path>, errors: &mut Vec<ConfigError>) -> Vec<T
     for (lineno, line) in text.lines().enumerate() {
         // (column in characters, char); columns counted as we go, not from the line's start
         let mut chars = line.chars().enumerate().map(|(i, c)| (i + 1, c)).peekable();
+        let after_line = line.chars().count() + 1;
         while let Some(&(column, c)) = chars.peek() {
-            let word = |t: String| Word {
+            let word = |t: String, end_column: usize| Word {
                 text: t,
                 path: path.clone(),
                 line: lineno + 1,
                 column,
+                end_column,
             };
             match c {
                 c if c.is_whitespace() => {
@@ -86,11 +90,11 @@ fn tokenize(text: &str, path: &Rc<Path>, errors: &mut Vec<ConfigError>) -> Vec<T
                 '#' | '!' => break,
                 '{' => {
                     chars.next();
-                    out.push(Tok::Open(word("{".into())));
+                    out.push(Tok::Open(word("{".into(), column + 1)));
                 }
                 '}' => {
                     chars.next();
-                    out.push(Tok::Close(word("}".into())));
+                    out.push(Tok::Close(word("}".into(), column + 1)));
                 }
                 '"' => {
                     chars.next();
@@ -103,7 +107,8 @@ fn tokenize(text: &str, path: &Rc<Path>, errors: &mut Vec<ConfigError>) -> Vec<T
                         }
                         s.push(c);
                     }
-                    let w = word(s);
+                    let end = chars.peek().map_or(after_line, |&(c, _)| c);
+                    let w = word(s, end);
                     if !closed {
                         errors.push(w.error(
                             "this '\"' is never closed (expected '\"' before the end of the line)",
@@ -120,7 +125,8 @@ fn tokenize(text: &str, path: &Rc<Path>, errors: &mut Vec<ConfigError>) -> Vec<T
                         s.push(c);
                         chars.next();
                     }
-                    out.push(Tok::Word(word(s)));
+                    let end = chars.peek().map_or(after_line, |&(c, _)| c);
+                    out.push(Tok::Word(word(s, end)));
                 }
             }
         }

@@ -905,3 +905,15 @@ fn zero_periods_are_errors() {
     let c = ok(&vs("delay_loop 0.5"));
     assert_eq!(c.virtual_servers[0].delay_loop, Duration::from_millis(500));
 }
+
+#[test]
+fn missing_argument_is_located_after_a_quoted_word_and_family_must_match() {
+    // the column was the quoted text's length after its start: inside the quotes
+    let e = errs(&vs("sorry_server \"10.0.0.9\""));
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 24), "{e:?}");
+    // family was ignored silently for an address service of the other family
+    let e = errs(&vs("family inet6"));
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 8), "{e:?}");
+    assert!(e[0].message.contains("does not match"), "{e:?}");
+    ok(&vs("family inet"));
+}

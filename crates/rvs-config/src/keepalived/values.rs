@@ -35,7 +35,7 @@ impl Ctx {
         if got.is_none() {
             let kw = &node.keyword;
             let at = node.args.last().unwrap_or(kw);
-            let column = at.column + at.text.chars().count();
+            let column = at.end_column;
             self.errors.push(ConfigError::new(
                 at.path.to_path_buf(),
                 at.line,

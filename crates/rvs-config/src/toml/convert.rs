@@ -46,7 +46,10 @@ impl<'a> Reporter<'a> {
         }
         // the last line starting at or before `offset`
         let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts[line - 1];
+        let mut start = self.line_starts[line - 1];
+        if start == 0 && self.text.starts_with('\u{feff}') && offset >= 3 {
+            start = 3; // a byte order mark is no column an editor shows
+        }
         (line, self.text[start..offset].chars().count() + 1)
     }
 

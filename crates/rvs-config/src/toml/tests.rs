@@ -491,3 +491,11 @@ fn a_file_that_is_not_utf8_is_located_at_the_first_bad_byte() {
     assert_eq!((e[0].location.line, e[0].location.column), (2, 17), "{e:?}");
     assert!(e[0].message.contains("UTF-8"), "{e:?}");
 }
+
+#[test]
+fn a_byte_order_mark_is_no_column() {
+    let e = errs("\u{feff}[daemon]\nlog_level = 1\n");
+    assert!(e[0].starts_with("test.toml:2:13:"), "{e:?}");
+    let e = errs("\u{feff}x = 1\n");
+    assert!(e[0].starts_with("test.toml:1:1:"), "{e:?}");
+}
