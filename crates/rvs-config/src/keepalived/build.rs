@@ -77,6 +77,7 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
             _ => ctx.unsupported(n, "the top level"),
         }
     }
+    vrrp::check_references(ctx, nodes, &mut cfg.vrrp);
     cfg
 }
 

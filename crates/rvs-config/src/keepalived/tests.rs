@@ -786,12 +786,12 @@ fn extra_arguments_and_stray_blocks_are_errors_not_skipped() {
 
 #[test]
 fn track_weight_is_a_warning_not_a_script_name() {
-    let c = ok("vrrp_instance V {\n track_script {\n chk weight 10\n }\n}");
+    let c = ok("vrrp_script chk {\n}\nvrrp_instance V {\n track_script {\n chk weight 10\n }\n}");
     assert_eq!(c.vrrp.instances[0].track_script, vec!["chk".to_string()]);
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert_eq!(
         (c.warnings[0].location.line, c.warnings[0].location.column),
-        (3, 6)
+        (5, 6)
     );
 }
 
@@ -916,4 +916,20 @@ fn missing_argument_is_located_after_a_quoted_word_and_family_must_match() {
     assert_eq!((e[0].location.line, e[0].location.column), (2, 8), "{e:?}");
     assert!(e[0].message.contains("does not match"), "{e:?}");
     ok(&vs("family inet"));
+}
+
+#[test]
+fn vrrp_references_to_nothing_are_located_warnings() {
+    // accepted silently before: a typo in a track_script or sync group member did nothing
+    let c = ok(
+        "vrrp_script chk {\n}\nvrrp_instance V {\n track_script {\n chk\n chkk\n }\n}\nvrrp_sync_group G {\n group {\n V W\n }\n}",
+    );
+    assert_eq!(c.vrrp.instances[0].track_script, vec!["chk".to_string()]);
+    assert_eq!(c.vrrp.sync_groups[0].group, vec!["V".to_string()]);
+    let at: Vec<_> = c
+        .warnings
+        .iter()
+        .map(|w| (w.location.line, w.location.column))
+        .collect();
+    assert_eq!(at, vec![(6, 2), (11, 4)], "{:?}", c.warnings);
 }

@@ -221,6 +221,53 @@ pub fn parse_sync_group(ctx: &mut Ctx, node: &Node) -> VrrpSyncGroup {
     g
 }
 
+/// keepalived ignores, with a warning, a `track_script` entry naming no `vrrp_script` and a
+/// sync group member naming no `vrrp_instance`; so does rvs, located at the name.
+pub fn check_references(ctx: &mut Ctx, nodes: &[Node], vrrp: &mut VrrpConfig) {
+    let scripts: Vec<String> = vrrp.scripts.iter().map(|s| s.name.clone()).collect();
+    let instances: Vec<String> = vrrp.instances.iter().map(|i| i.name.clone()).collect();
+    let blocks = |top: &'static str, inner: &'static str| {
+        nodes
+            .iter()
+            .filter(move |n| n.keyword.text == top)
+            .filter_map(|n| Some((n.args.first()?.text.clone(), n.block.as_ref()?)))
+            .flat_map(move |(name, body)| {
+                body.iter()
+                    .filter(move |b| b.keyword.text == inner)
+                    .filter_map(move |b| Some((name.clone(), b.block.as_ref()?)))
+            })
+    };
+    for (name, entries) in blocks("vrrp_instance", "track_script") {
+        for w in entries.iter().map(|e| &e.keyword) {
+            if !scripts.contains(&w.text) {
+                ctx.warnings.push(w.error(format!(
+                    "track_script '{}' names no vrrp_script; ignored",
+                    w.text
+                )));
+                if let Some(v) = vrrp.instances.iter_mut().find(|v| v.name == name) {
+                    v.track_script.retain(|s| *s != w.text);
+                }
+            }
+        }
+    }
+    for (name, entries) in blocks("vrrp_sync_group", "group") {
+        for w in entries
+            .iter()
+            .flat_map(|e| std::iter::once(&e.keyword).chain(&e.args))
+        {
+            if !instances.contains(&w.text) {
+                ctx.warnings.push(w.error(format!(
+                    "sync group member '{}' names no vrrp_instance; ignored",
+                    w.text
+                )));
+                if let Some(g) = vrrp.sync_groups.iter_mut().find(|g| g.name == name) {
+                    g.group.retain(|s| *s != w.text);
+                }
+            }
+        }
+    }
+}
+
 /// `vrrp_script NAME { ... }`.
 pub fn parse_script(ctx: &mut Ctx, node: &Node) -> VrrpScript {
     let mut s = VrrpScript {
