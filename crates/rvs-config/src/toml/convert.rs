@@ -219,6 +219,17 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let engines = raw.engines.and_then(|e| {
+        if e.get_ref().is_empty() {
+            rep.error_at(
+                e.span(),
+                "engines is empty: name at least one of \"proxy\", \"xdp\", or leave it out to run \
+                 every engine that can run here",
+            );
+            return None;
+        }
+        Some(e.into_inner())
+    });
     let fullnat_local = raw
         .fullnat_local
         .and_then(|list| local_addresses(list, None, rep))
@@ -227,7 +238,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         socket: raw.socket,
         listen,
         token_file: raw.token_file,
-        engines: raw.engines,
+        engines,
         xdp_interfaces: raw.xdp_interfaces,
         xdp_nat_conns,
         proxy_workers,

@@ -29,7 +29,7 @@ pub(super) struct RawDaemon {
     pub socket: Option<PathBuf>,
     pub listen: Option<Spanned<String>>,
     pub token_file: Option<PathBuf>,
-    pub engines: Option<Vec<EngineKind>>,
+    pub engines: Option<Spanned<Vec<EngineKind>>>,
     #[serde(default)]
     pub xdp_interfaces: Vec<String>,
     pub xdp_nat_conns: Option<Spanned<u32>>,

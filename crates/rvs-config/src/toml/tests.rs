@@ -499,3 +499,13 @@ fn a_byte_order_mark_is_no_column() {
     let e = errs("\u{feff}x = 1\n");
     assert!(e[0].starts_with("test.toml:1:1:"), "{e:?}");
 }
+
+#[test]
+fn an_empty_engine_list_is_an_error() {
+    // accepted before: rvsd then ran no engine and served nothing
+    let e = errs("[daemon]\nengines = []\n");
+    assert!(
+        e[0].starts_with("test.toml:2:11:") && e[0].contains("engines is empty"),
+        "{e:?}"
+    );
+}
