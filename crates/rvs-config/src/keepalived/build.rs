@@ -297,6 +297,22 @@ fn virtual_server(
             g.error("persistence_granularity without persistence_timeout has no effect; ignored"),
         );
     }
+    if s.options.persistence.is_none()
+        && let Some(k) = keys
+            .iter()
+            .find(|k| matches!(k, ServiceKey::Addr { addr, .. } if addr.port() == 0))
+    {
+        // as ipvsadm and keepalived: port 0 means every port, which only persistence uses
+        let at = n
+            .args
+            .get(1)
+            .filter(|w| w.text == "0")
+            .unwrap_or(&n.keyword);
+        ctx.error(
+            at,
+            format!("port 0 (every port) of {k} needs persistence_timeout"),
+        );
+    }
     for key in keys {
         if let Some(g) = &s.granularity {
             let prefix = granularity(ctx, g, key.family());

@@ -933,3 +933,11 @@ fn vrrp_references_to_nothing_are_located_warnings() {
         .collect();
     assert_eq!(at, vec![(6, 2), (11, 4)], "{:?}", c.warnings);
 }
+
+#[test]
+fn port_zero_needs_persistence() {
+    let e = errs("virtual_server 10.0.0.3 0 {\n}");
+    assert_eq!((e[0].location.line, e[0].location.column), (1, 25), "{e:?}");
+    assert!(e[0].message.contains("port 0"), "{e:?}");
+    ok("virtual_server 10.0.0.3 0 {\n persistence_timeout 60\n}");
+}

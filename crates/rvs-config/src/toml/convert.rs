@@ -439,6 +439,16 @@ fn add_service(
         pools.insert(key, pool);
     }
     let options = service_options(&svc, &key, rep);
+    if let (ServiceKey::Addr { addr, .. }, None, Some(a)) = (key, options.persistence, &svc.address)
+        && addr.port() == 0
+    {
+        // as ipvsadm and keepalived: port 0 means every port, which only persistence uses
+        rep.error_at(
+            a.span(),
+            "port 0 (every port) needs persistence, as with ipvsadm: give a port or \
+             persistence = { ... }",
+        );
+    }
     if let Err(e) = state.add_service(key, options) {
         let at = match (&e, &svc.persistence) {
             (StateError::BadNetmask { .. }, Some(p)) => p.span(),

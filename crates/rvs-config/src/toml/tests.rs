@@ -509,3 +509,13 @@ fn an_empty_engine_list_is_an_error() {
         "{e:?}"
     );
 }
+
+#[test]
+fn port_zero_needs_persistence() {
+    let e = errs("[[service]]\naddress = \"10.0.0.3:0\"\n");
+    assert!(
+        e[0].starts_with("test.toml:2:11:") && e[0].contains("port 0"),
+        "{e:?}"
+    );
+    p("[[service]]\naddress = \"10.0.0.3:0\"\npersistence = {}\n").unwrap();
+}
