@@ -46,6 +46,17 @@ impl ConfigError {
     }
 }
 
+/// Line and column (1-based, in characters) of the first byte of `bytes` that is not UTF-8,
+/// for reporting a file that is not text at the place an editor would show.
+pub(crate) fn utf8_error_location(bytes: &[u8], e: &std::str::Utf8Error) -> (usize, usize) {
+    let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+    let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+    (
+        good.matches('\n').count() + 1,
+        good[line_start..].chars().count() + 1,
+    )
+}
+
 /// Every error found in one input (parsers report all of them, not just the first).
 #[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

@@ -120,9 +120,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Read and parse a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| ConfigError::new(path, 0, 0, format!("cannot read the file: {e}")))?;
-    parse(&text, path)
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse(text, path),
+        Err(e) => {
+            // at the first bad byte, not 0:0
+            let (line, column) = crate::error::utf8_error_location(&bytes, &e);
+            Err(
+                ConfigError::new(path, line, column, "not valid UTF-8 (expected UTF-8 text)")
+                    .into(),
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,16 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
         .filter(|n| n.keyword.text == "virtual_server_group")
     {
         if let Some(name) = ctx.arg(n, 0, "a group name") {
+            ctx.at_most(n, 1);
             let members = parse_group(ctx, n);
+            if groups.contains_key(&name.text) {
+                // the second definition used to replace the first silently
+                ctx.error(
+                    name,
+                    format!("virtual_server_group '{}' is defined twice", name.text),
+                );
+                continue;
+            }
             groups.insert(name.text.clone(), members);
         }
     }
@@ -32,22 +41,61 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
     for n in nodes {
         match n.keyword.text.as_str() {
             "global_defs" => {
+                ctx.at_most(n, 0);
                 for g in ctx.block(n) {
                     match g.keyword.text.as_str() {
-                        "router_id" => cfg.global.router_id = ctx.rest(g, "a router id"),
+                        "router_id" => cfg.global.router_id = ctx.word(g, "a router id"),
                         _ => ctx.unsupported(g, "global_defs"),
                     }
                 }
             }
             "virtual_server_group" | "local_address_group" => {}
             "virtual_server" => virtual_server(ctx, n, (&groups, &laddr_groups), &mut cfg),
-            "vrrp_instance" => cfg.vrrp.instances.push(vrrp::parse_instance(ctx, n)),
-            "vrrp_sync_group" => cfg.vrrp.sync_groups.push(vrrp::parse_sync_group(ctx, n)),
-            "vrrp_script" => cfg.vrrp.scripts.push(vrrp::parse_script(ctx, n)),
+            "vrrp_instance" => {
+                let v = vrrp::parse_instance(ctx, n);
+                if unique(ctx, n, cfg.vrrp.instances.iter().map(|i| &i.name), &v.name) {
+                    cfg.vrrp.instances.push(v);
+                }
+            }
+            "vrrp_sync_group" => {
+                let g = vrrp::parse_sync_group(ctx, n);
+                if unique(
+                    ctx,
+                    n,
+                    cfg.vrrp.sync_groups.iter().map(|g| &g.name),
+                    &g.name,
+                ) {
+                    cfg.vrrp.sync_groups.push(g);
+                }
+            }
+            "vrrp_script" => {
+                let s = vrrp::parse_script(ctx, n);
+                if unique(ctx, n, cfg.vrrp.scripts.iter().map(|s| &s.name), &s.name) {
+                    cfg.vrrp.scripts.push(s);
+                }
+            }
             _ => ctx.unsupported(n, "the top level"),
         }
     }
+    vrrp::check_references(ctx, nodes, &mut cfg.vrrp);
     cfg
+}
+
+/// Whether `name` (of block `n`) is not among `names` already; an error at the name if it is.
+fn unique<'a>(
+    ctx: &mut Ctx,
+    n: &Node,
+    mut names: impl Iterator<Item = &'a String>,
+    name: &str,
+) -> bool {
+    if name.is_empty() || !names.any(|x| x == name) {
+        return true;
+    }
+    ctx.error(
+        &n.args[0],
+        format!("{} '{name}' is defined twice", n.keyword.text),
+    );
+    false
 }
 
 /// One member of a `virtual_server_group`.
@@ -61,12 +109,15 @@ fn parse_group(ctx: &mut Ctx, node: &Node) -> Vec<GroupMember> {
     let mut out = Vec::new();
     for n in ctx.block(node) {
         if n.keyword.text == "fwmark" {
-            if let Some(m) = ctx.num(n, "a firewall mark") {
+            if let Some(m) = ctx
+                .num(n, "a firewall mark")
+                .and_then(|m| mark(ctx, n, 0, m))
+            {
                 out.push(GroupMember::FwMark(m));
             }
             continue;
         }
-        let Some(port) = ctx.arg(n, 0, "a port").and_then(|w| ctx.port(w)) else {
+        let Some(port) = ctx.one(n, "a port").and_then(|w| ctx.port(w)) else {
             continue;
         };
         for ip in address_range(ctx, &n.keyword) {
@@ -74,6 +125,18 @@ fn parse_group(ctx: &mut Ctx, node: &Node) -> Vec<GroupMember> {
         }
     }
     out
+}
+
+/// A firewall mark (argument `i` of `n`): at least 1, as ipvsadm and the kernel require.
+fn mark(ctx: &mut Ctx, n: &Node, i: usize, m: u32) -> Option<u32> {
+    if m == 0 {
+        ctx.error(
+            &n.args[i],
+            "expected a firewall mark of at least 1, found 0 (the mark of unmarked packets)",
+        );
+        return None;
+    }
+    Some(m)
 }
 
 /// `10.0.0.1` or keepalived's range form `10.0.0.1-10` (last octet / last group varies).
@@ -128,10 +191,12 @@ fn service_keys(
     let Some(first) = ctx.arg(n, 0, "an address and port, 'fwmark N' or 'group NAME'") else {
         return Vec::new();
     };
+    ctx.at_most(n, 2);
     let fwmark = |mark| ServiceKey::FwMark { mark, family };
     match first.text.as_str() {
         "fwmark" => ctx
             .parse(n, 1, "a firewall mark")
+            .and_then(|m| mark(ctx, n, 1, m))
             .map(fwmark)
             .into_iter()
             .collect(),
@@ -174,6 +239,8 @@ struct VsSettings {
     method: ForwardMethod,
     protocol: Protocol,
     family: AddressFamily,
+    /// The `family` word, if given (checked against address services' own family).
+    family_word: Option<Word>,
     granularity: Option<Word>,
     /// `laddr_group_name` (DPVS / Ali-LVS FULLNAT local addresses).
     laddr_group: Option<Word>,
@@ -199,6 +266,17 @@ fn virtual_server(
         }
     }
     let keys = service_keys(ctx, n, s.protocol, s.family, groups);
+    if let Some(w) = &s.family_word
+        && let Some(k) = keys
+            .iter()
+            .find(|k| matches!(k, ServiceKey::Addr { .. }) && k.family() != s.family)
+    {
+        // it was ignored: an address service has its address's family
+        ctx.error(
+            w,
+            format!("family '{}' does not match the address of {k}", w.text),
+        );
+    }
     let fullnat = s.method == ForwardMethod::FullNat
         || reals
             .iter()
@@ -212,6 +290,29 @@ fn virtual_server(
         }
         other => other.as_ref(),
     };
+    if let Some(g) = &s.granularity
+        && s.options.persistence.is_none()
+    {
+        ctx.warnings.push(
+            g.error("persistence_granularity without persistence_timeout has no effect; ignored"),
+        );
+    }
+    if s.options.persistence.is_none()
+        && let Some(k) = keys
+            .iter()
+            .find(|k| matches!(k, ServiceKey::Addr { addr, .. } if addr.port() == 0))
+    {
+        // as ipvsadm and keepalived: port 0 means every port, which only persistence uses
+        let at = n
+            .args
+            .get(1)
+            .filter(|w| w.text == "0")
+            .unwrap_or(&n.keyword);
+        ctx.error(
+            at,
+            format!("port 0 (every port) of {k} needs persistence_timeout"),
+        );
+    }
     for key in keys {
         if let Some(g) = &s.granularity {
             let prefix = granularity(ctx, g, key.family());
@@ -251,6 +352,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
         method: DEFAULT_LB_KIND,
         protocol: Protocol::Tcp,
         family: AddressFamily::V4,
+        family_word: None,
         granularity: None,
         laddr_group: None,
         health: VirtualServerHealth {
@@ -277,7 +379,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
         match n.keyword.text.as_str() {
             "real_server" => {}
             "lb_algo" | "lvs_sched" => {
-                if let Some(w) = ctx.arg(n, 0, "a scheduler name") {
+                if let Some(w) = ctx.one(n, "a scheduler name") {
                     match w.text.parse() {
                         Ok(k) => s.options.scheduler = k,
                         Err(e) => ctx.error(w, format!("{e}")),
@@ -286,28 +388,37 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
             }
             "lb_kind" | "lvs_method" => {
                 if let Some(m) = ctx
-                    .arg(n, 0, "NAT, DR, TUN or FNAT")
+                    .one(n, "NAT, DR, TUN or FNAT")
                     .and_then(|w| method(ctx, w))
                 {
                     s.method = m;
                 }
             }
             "persistence_timeout" => {
-                let timeout = ctx
-                    .num(n, "a number of seconds")
-                    .unwrap_or(Persistence::DEFAULT_TIMEOUT);
+                let timeout = match ctx.num(n, "a number of seconds (at least 1)") {
+                    Some(0) => {
+                        // keepalived and ipvsadm refuse it too; leave the keyword out instead
+                        ctx.error(
+                            &n.args[0],
+                            "expected a persistence_timeout of at least 1 second, found 0 \
+                             (leave persistence_timeout out for a service without persistence)",
+                        );
+                        Persistence::DEFAULT_TIMEOUT
+                    }
+                    Some(t) => t,
+                    None => Persistence::DEFAULT_TIMEOUT,
+                };
                 s.options.persistence = Some(Persistence {
                     timeout,
                     prefix_len: 32,
                 });
             }
-            "persistence_granularity" => s.granularity = ctx.arg(n, 0, "a netmask").cloned(),
+            "persistence_granularity" => s.granularity = ctx.one(n, "a netmask").cloned(),
             "laddr_group_name" => {
-                s.laddr_group = ctx.arg(n, 0, "a local_address_group name").cloned();
-                ctx.at_most(n, 1);
+                s.laddr_group = ctx.one(n, "a local_address_group name").cloned();
             }
             "protocol" => {
-                if let Some(w) = ctx.arg(n, 0, "TCP, UDP or SCTP") {
+                if let Some(w) = ctx.one(n, "TCP, UDP or SCTP") {
                     match w.text.to_ascii_uppercase().as_str() {
                         "TCP" => s.protocol = Protocol::Tcp,
                         "UDP" => s.protocol = Protocol::Udp,
@@ -316,19 +427,28 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                     }
                 }
             }
-            "family" => match n.args.first().map(|w| w.text.as_str()) {
-                Some("inet") => s.family = AddressFamily::V4,
-                Some("inet6") => s.family = AddressFamily::V6,
-                _ => ctx.error(&n.keyword, "expected 'inet' or 'inet6' after 'family'"),
+            "family" => match ctx.one(n, "'inet' or 'inet6'") {
+                Some(w) if w.text == "inet" || w.text == "inet6" => {
+                    s.family = if w.text == "inet" {
+                        AddressFamily::V4
+                    } else {
+                        AddressFamily::V6
+                    };
+                    s.family_word = Some(w.clone());
+                }
+                Some(w) => ctx.error(w, format!("expected 'inet' or 'inet6', found '{}'", w.text)),
+                None => {}
             },
             "ops" => s.options.one_packet = ctx.flag(n),
-            "delay_loop" => h.delay_loop = ctx.secs(n).unwrap_or(h.delay_loop),
+            "delay_loop" => h.delay_loop = ctx.period(n).unwrap_or(h.delay_loop),
             "quorum" => h.quorum = ctx.num(n, "a weight sum").unwrap_or(h.quorum),
             "hysteresis" => h.hysteresis = ctx.num(n, "a weight").unwrap_or(h.hysteresis),
             "alpha" => h.alpha = ctx.flag(n),
             "omega" => h.omega = ctx.flag(n),
             "inhibit_on_failure" => h.inhibit_on_failure = ctx.flag(n),
             "sorry_server" => {
+                ctx.at_most(n, 2);
+                ctx.no_block(n);
                 let ip = ctx
                     .arg(n, 0, "an address")
                     .and_then(|w| ctx.ip(w, "sorry_server"));
@@ -338,7 +458,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 }
             }
             "sorry_server_inhibit" => h.sorry_server_inhibit = ctx.flag(n),
-            "virtualhost" => h.virtualhost = ctx.rest(n, "a host name"),
+            "virtualhost" => h.virtualhost = ctx.word(n, "a host name"),
             "quorum_up" => h.quorum_up = ctx.rest(n, "a command"),
             "quorum_down" => h.quorum_down = ctx.rest(n, "a command"),
             _ => ctx.unsupported(n, "virtual_server"),
@@ -425,7 +545,7 @@ fn real_server(
             "lthreshold" => real.lower_threshold = ctx.num(r, "a connection count").unwrap_or(0),
             "lb_kind" | "lvs_method" => {
                 if let Some(m) = ctx
-                    .arg(r, 0, "NAT, DR, TUN or FNAT")
+                    .one(r, "NAT, DR, TUN or FNAT")
                     .and_then(|w| method(ctx, w))
                 {
                     real.method = m;

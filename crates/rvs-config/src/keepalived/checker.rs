@@ -61,27 +61,24 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
     };
     let mut warmup = None;
     let within = node.keyword.text.clone();
+    ctx.at_most(node, 0);
     for n in ctx.block(node).iter() {
         let kw = n.keyword.text.as_str();
         match kw {
             "connect_ip" => {
                 c.connect_ip = ctx
-                    .arg(n, 0, "an address")
+                    .one(n, "an address")
                     .and_then(|w| ctx.ip(w, "connect_ip"))
             }
-            "connect_port" => c.connect_port = ctx.arg(n, 0, "a port").and_then(|w| ctx.port(w)),
-            "bindto" => {
-                c.bindto = ctx
-                    .arg(n, 0, "an address")
-                    .and_then(|w| ctx.ip(w, "bindto"))
-            }
-            "bind_port" => c.bind_port = ctx.arg(n, 0, "a port").and_then(|w| ctx.port(w)),
-            "connect_timeout" => c.connect_timeout = ctx.secs(n).unwrap_or(c.connect_timeout),
+            "connect_port" => c.connect_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
+            "bindto" => c.bindto = ctx.one(n, "an address").and_then(|w| ctx.ip(w, "bindto")),
+            "bind_port" => c.bind_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
+            "connect_timeout" => c.connect_timeout = ctx.period(n).unwrap_or(c.connect_timeout),
             "retry" | "nb_get_retry" => c.retry = ctx.num(n, "a retry count").unwrap_or(c.retry),
             "delay_before_retry" => {
                 c.delay_before_retry = ctx.secs(n).unwrap_or(c.delay_before_retry)
             }
-            "delay_loop" => c.delay_loop = ctx.secs(n).unwrap_or(c.delay_loop),
+            "delay_loop" => c.delay_loop = ctx.period(n).unwrap_or(c.delay_loop),
             "warmup" => warmup = ctx.secs(n),
             "alpha" => c.alpha = ctx.flag(n),
             _ => {
@@ -107,7 +104,7 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
     match kind {
         CheckKind::Http(h) | CheckKind::Ssl(h) => match kw {
             "url" => h.urls.push(parse_url(ctx, n)),
-            "virtualhost" => h.virtualhost = ctx.rest(n, "a host name"),
+            "virtualhost" => h.virtualhost = ctx.word(n, "a host name"),
             "enable_sni" => h.enable_sni = ctx.flag(n),
             "tls_verify" => h.tls_verify = ctx.flag(n),
             _ => return false,
@@ -121,7 +118,7 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
         },
         CheckKind::Dns(d) => match kw {
             "type" => {
-                if let Some(w) = ctx.arg(n, 0, "a query type") {
+                if let Some(w) = ctx.one(n, "a query type") {
                     match DnsType::parse(&w.text) {
                         Some(t) => d.qtype = t,
                         None => ctx.error(
@@ -136,16 +133,16 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
             }
             "name" => {
                 d.name = ctx
-                    .rest(n, "a domain name")
+                    .word(n, "a domain name")
                     .unwrap_or_else(|| d.name.clone())
             }
             _ => return false,
         },
         CheckKind::Misc(m) => match kw {
             "misc_path" => m.path = ctx.rest(n, "a command line").unwrap_or_default(),
-            "misc_timeout" => m.timeout = ctx.secs(n),
+            "misc_timeout" => m.timeout = ctx.period(n),
             "misc_dynamic" => m.dynamic = ctx.flag(n),
-            "user" => m.user = ctx.rest(n, "a user name"),
+            "user" => m.user = ctx.word(n, "a user name"),
             _ => return false,
         },
         CheckKind::Tcp | CheckKind::Ping => return false,
@@ -154,7 +151,7 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
 }
 
 fn hex_arg(ctx: &mut Ctx, n: &Node) -> Option<Vec<u8>> {
-    let w = ctx.arg(n, 0, "hex bytes")?;
+    let w = ctx.one(n, "hex bytes")?;
     let b = hex_bytes(&w.text);
     if b.is_none() {
         ctx.error(
@@ -173,11 +170,12 @@ fn parse_url(ctx: &mut Ctx, node: &Node) -> UrlCheck {
         status: Vec::new(),
         virtualhost: None,
     };
+    ctx.at_most(node, 0);
     for n in ctx.block(node).iter() {
         match n.keyword.text.as_str() {
-            "path" => u.path = ctx.rest(n, "a URL path").unwrap_or_default(),
+            "path" => u.path = ctx.word(n, "a URL path").unwrap_or_default(),
             "digest" => {
-                if let Some(w) = ctx.arg(n, 0, "an MD5 digest") {
+                if let Some(w) = ctx.one(n, "an MD5 digest") {
                     if w.text.len() == 32 && w.text.bytes().all(|b| b.is_ascii_hexdigit()) {
                         u.digest = Some(w.text.to_ascii_lowercase());
                     } else {
@@ -189,6 +187,7 @@ fn parse_url(ctx: &mut Ctx, node: &Node) -> UrlCheck {
                 }
             }
             "status_code" => {
+                ctx.no_block(n);
                 for w in &n.args {
                     match parse_status(&w.text) {
                         Some(r) => u.status.push(r),
@@ -205,7 +204,7 @@ fn parse_url(ctx: &mut Ctx, node: &Node) -> UrlCheck {
                     ctx.arg(n, 0, "a status code");
                 }
             }
-            "virtualhost" => u.virtualhost = ctx.rest(n, "a host name"),
+            "virtualhost" => u.virtualhost = ctx.word(n, "a host name"),
             _ => ctx.unsupported(n, "url"),
         }
     }

@@ -56,6 +56,7 @@ pub fn parse_groups(ctx: &mut Ctx, nodes: &[Node]) -> Groups {
 fn parse_group(ctx: &mut Ctx, node: &Node, name: &Word) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
     for entry in ctx.block(node) {
+        ctx.no_block(entry);
         if let Some(dev) = entry.args.first() {
             ctx.warnings.push(dev.error(format!(
                 "interface '{}' after a local address is ignored: rvs uses the address as \

@@ -11,8 +11,11 @@ use crate::error::ConfigError;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// Deepest include nesting accepted (guards against include loops).
+/// Deepest include nesting accepted.
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// Most files read through `include` in all (guards against a glob including a wide tree many
+/// times over; cycles are refused outright).
+const MAX_INCLUDED_FILES: usize = 1000;
 /// Largest file read (guards against `include /dev/zero` and the like).
 const MAX_FILE_BYTES: u64 = 16 << 20;
 /// Deepest block nesting accepted (keeps the recursive parser's stack bounded).
@@ -25,6 +28,8 @@ pub struct Word {
     pub path: Rc<Path>,
     pub line: usize,
     pub column: usize,
+    /// The column just after the token as written (after the closing `"` of a quoted word).
+    pub end_column: usize,
 }
 
 impl Word {
@@ -40,6 +45,8 @@ pub struct Node {
     pub keyword: Word,
     pub args: Vec<Word>,
     pub block: Option<Vec<Node>>,
+    /// The `{` that opened `block`.
+    pub brace: Option<Word>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +66,22 @@ pub enum Includes {
     Refuse,
 }
 
-/// Tokenize one text.
-fn tokenize(text: &str, path: &Rc<Path>) -> Vec<Tok> {
+/// Tokenize one text; an unterminated `"` is an error (the string runs to the end of its line).
+fn tokenize(text: &str, path: &Rc<Path>, errors: &mut Vec<ConfigError>) -> Vec<Tok> {
     let mut out = Vec::new();
+    // a byte order mark (editors on Windows write one) is not part of the first keyword
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (lineno, line) in text.lines().enumerate() {
-        let mut chars = line.char_indices().peekable();
-        while let Some(&(i, c)) = chars.peek() {
-            let word = |t: String| Word {
+        // (column in characters, char); columns counted as we go, not from the line's start
+        let mut chars = line.chars().enumerate().map(|(i, c)| (i + 1, c)).peekable();
+        let after_line = line.chars().count() + 1;
+        while let Some(&(column, c)) = chars.peek() {
+            let word = |t: String, end_column: usize| Word {
                 text: t,
                 path: path.clone(),
                 line: lineno + 1,
-                column: col(line, i),
+                column,
+                end_column,
             };
             match c {
                 c if c.is_whitespace() => {
@@ -78,22 +90,31 @@ fn tokenize(text: &str, path: &Rc<Path>) -> Vec<Tok> {
                 '#' | '!' => break,
                 '{' => {
                     chars.next();
-                    out.push(Tok::Open(word("{".into())));
+                    out.push(Tok::Open(word("{".into(), column + 1)));
                 }
                 '}' => {
                     chars.next();
-                    out.push(Tok::Close(word("}".into())));
+                    out.push(Tok::Close(word("}".into(), column + 1)));
                 }
                 '"' => {
                     chars.next();
                     let mut s = String::new();
+                    let mut closed = false;
                     for (_, c) in chars.by_ref() {
                         if c == '"' {
+                            closed = true;
                             break;
                         }
                         s.push(c);
                     }
-                    out.push(Tok::Word(word(s)));
+                    let end = chars.peek().map_or(after_line, |&(c, _)| c);
+                    let w = word(s, end);
+                    if !closed {
+                        errors.push(w.error(
+                            "this '\"' is never closed (expected '\"' before the end of the line)",
+                        ));
+                    }
+                    out.push(Tok::Word(w));
                 }
                 _ => {
                     let mut s = String::new();
@@ -104,18 +125,14 @@ fn tokenize(text: &str, path: &Rc<Path>) -> Vec<Tok> {
                         s.push(c);
                         chars.next();
                     }
-                    out.push(Tok::Word(word(s)));
+                    let end = chars.peek().map_or(after_line, |&(c, _)| c);
+                    out.push(Tok::Word(word(s, end)));
                 }
             }
         }
         out.push(Tok::Newline);
     }
     out
-}
-
-/// 1-based column in characters of byte offset `i`.
-fn col(line: &str, i: usize) -> usize {
-    line[..i].chars().count() + 1
 }
 
 /// Parse `text` (from `path`) into statements, expanding includes as `includes` says.
@@ -127,9 +144,17 @@ pub fn parse_tree(
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Node> {
     let mut toks = Vec::new();
-    expand(text, path, includes, 0, &mut toks, errors);
+    let mut seen = Expansion::default();
+    expand(text, path, includes, &mut seen, &mut toks, errors);
     let mut pos = 0;
     parse_block(&toks, &mut pos, None, 0, errors)
+}
+
+/// The files being expanded (the include chain, for cycles) and how many were read in all.
+#[derive(Default)]
+struct Expansion {
+    chain: Vec<PathBuf>,
+    files: usize,
 }
 
 /// Tokenize `text` and splice in the tokens of included files.
@@ -137,19 +162,28 @@ fn expand(
     text: &str,
     path: &Path,
     includes: Includes,
-    depth: usize,
+    seen: &mut Expansion,
     out: &mut Vec<Tok>,
     errors: &mut Vec<ConfigError>,
 ) {
     let rc: Rc<Path> = Rc::from(path);
-    let toks = tokenize(text, &rc);
+    let toks = tokenize(text, &rc, errors);
+    seen.chain
+        .push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
     let mut i = 0;
     while i < toks.len() {
         let at_line_start = i == 0 || toks[i - 1] == Tok::Newline;
         match &toks[i] {
             Tok::Word(w) if at_line_start && w.text == "include" => {
-                match toks.get(i + 1) {
-                    Some(Tok::Word(pat)) => include(pat, path, includes, depth, out, errors),
+                match (toks.get(i + 1), toks.get(i + 2)) {
+                    (
+                        Some(Tok::Word(_)),
+                        Some(Tok::Word(extra) | Tok::Open(extra) | Tok::Close(extra)),
+                    ) => errors.push(extra.error(format!(
+                        "unexpected '{}': 'include' takes one file name or glob pattern",
+                        extra.text
+                    ))),
+                    (Some(Tok::Word(pat)), _) => include(pat, path, includes, seen, out, errors),
                     _ => {
                         errors.push(w.error("expected a file name or glob pattern after 'include'"))
                     }
@@ -164,13 +198,14 @@ fn expand(
             }
         }
     }
+    seen.chain.pop();
 }
 
 fn include(
     pat: &Word,
     from: &Path,
     includes: Includes,
-    depth: usize,
+    seen: &mut Expansion,
     out: &mut Vec<Tok>,
     errors: &mut Vec<ConfigError>,
 ) {
@@ -178,9 +213,9 @@ fn include(
         errors.push(pat.error("'include' is not allowed here (no file system access)"));
         return;
     }
-    if depth >= MAX_INCLUDE_DEPTH {
+    if seen.chain.len() > MAX_INCLUDE_DEPTH {
         errors.push(pat.error(format!(
-            "includes nested deeper than {MAX_INCLUDE_DEPTH} (an include loop?)"
+            "includes nested deeper than {MAX_INCLUDE_DEPTH} (expected at most {MAX_INCLUDE_DEPTH} levels)"
         )));
         return;
     }
@@ -197,8 +232,23 @@ fn include(
         errors.push(pat.error(format!("included file {} not found", full.display())));
     }
     for file in files {
+        let canonical = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if seen.chain.contains(&canonical) {
+            errors.push(pat.error(format!(
+                "include cycle: {} includes itself (expected a file not already being read)",
+                file.display()
+            )));
+            continue;
+        }
+        if seen.files >= MAX_INCLUDED_FILES {
+            errors.push(pat.error(format!(
+                "more than {MAX_INCLUDED_FILES} files included in all (expected fewer)"
+            )));
+            return;
+        }
+        seen.files += 1;
         match read_limited(&file) {
-            Ok(text) => expand(&text, &file, includes, depth + 1, out, errors),
+            Ok(text) => expand(&text, &file, includes, seen, out, errors),
             Err(e) => {
                 errors.push(pat.error(format!("cannot read included file {}: {e}", file.display())))
             }
@@ -206,19 +256,44 @@ fn include(
     }
 }
 
-/// Read a regular file of bounded size.
-pub fn read_limited(path: &Path) -> std::io::Result<String> {
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not valid UTF-8 at line {line}, column {column} (expected UTF-8 text)")]
+    NotUtf8 { line: usize, column: usize },
+}
+
+impl ReadError {
+    /// The error located in `path` (at the bad byte for [`ReadError::NotUtf8`]).
+    pub fn located(&self, path: &Path) -> ConfigError {
+        match self {
+            ReadError::Io(e) => ConfigError::new(path, 0, 0, format!("cannot read: {e}")),
+            ReadError::NotUtf8 { line, column } => ConfigError::new(
+                path,
+                *line,
+                *column,
+                "not valid UTF-8 (expected UTF-8 text)",
+            ),
+        }
+    }
+}
+
+/// Read a regular file of bounded size holding UTF-8 text.
+pub fn read_limited(path: &Path) -> Result<String, ReadError> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+        return Err(std::io::Error::other("not a regular file").into());
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "larger than {MAX_FILE_BYTES} bytes"
-        )));
+        return Err(std::io::Error::other(format!("larger than {MAX_FILE_BYTES} bytes")).into());
     }
     let bytes = std::fs::read(path)?;
-    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not valid UTF-8"))
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = crate::error::utf8_error_location(e.as_bytes(), &e.utf8_error());
+        ReadError::NotUtf8 { line, column }
+    })
 }
 
 /// Statements up to the `}` matching `open` (or the end, at top level).
@@ -256,7 +331,8 @@ fn parse_block(
                 let block = parse_block(toks, pos, Some(w), depth + 1, errors);
                 match nodes.last_mut() {
                     Some(last) if can_take_block && last.block.is_none() => {
-                        last.block = Some(block)
+                        last.block = Some(block);
+                        last.brace = Some(w.clone());
                     }
                     _ => errors.push(w.error("unexpected '{' (expected a keyword before it)")),
                 }
@@ -275,11 +351,13 @@ fn parse_block(
                     keyword,
                     args,
                     block: None,
+                    brace: None,
                 };
                 if let Some(Tok::Open(o)) = toks.get(*pos) {
                     *pos += 1;
                     let o = o.clone();
                     node.block = Some(parse_block(toks, pos, Some(&o), depth + 1, errors));
+                    node.brace = Some(o);
                     can_take_block = false;
                 } else {
                     can_take_block = true;

@@ -82,7 +82,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<KeepalivedConfig, ConfigErro
 pub fn load(path: &Path) -> Result<KeepalivedConfig, ConfigErrors> {
     match lex::read_limited(path) {
         Ok(text) => parse_str(&text, path),
-        Err(e) => Err(ConfigError::new(path, 0, 0, format!("cannot read: {e}")).into()),
+        Err(e) => Err(e.located(path).into()),
     }
 }
 
@@ -94,10 +94,7 @@ pub fn check_file(path: &Path) -> (Vec<ConfigError>, Vec<ConfigError>) {
             let (_, ctx) = run(&text, path, Includes::FileSystem);
             (ctx.errors, ctx.warnings)
         }
-        Err(e) => (
-            vec![ConfigError::new(path, 0, 0, format!("cannot read: {e}"))],
-            Vec::new(),
-        ),
+        Err(e) => (vec![e.located(path)], Vec::new()),
     }
 }
 

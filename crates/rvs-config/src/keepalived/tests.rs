@@ -506,12 +506,23 @@ fn include_loops_stop() {
     let dir = std::env::temp_dir().join(format!("rvs-kloop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a.conf"), "include a.conf\n").unwrap();
-    let (errors, _) = check_file(&dir.join("a.conf"));
+    // a chain without a cycle, deeper than the limit: c0 -> c1 -> ... -> c11
+    for i in 0..12 {
+        std::fs::write(
+            dir.join(format!("c{i}.conf")),
+            format!("include c{}.conf\n", i + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("c12.conf"), "").unwrap();
+    let (cycle, _) = check_file(&dir.join("a.conf"));
+    let (deep, _) = check_file(&dir.join("c0.conf"));
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(
-        errors.iter().any(|e| e.message.contains("nested deeper")),
-        "{errors:?}"
-    );
+    assert_eq!(cycle.len(), 1, "{cycle:?}");
+    assert!(cycle[0].message.contains("includes itself"), "{cycle:?}");
+    assert_eq!(deep.len(), 1, "{deep:?}");
+    assert!(deep[0].message.contains("nested deeper"), "{deep:?}");
+    assert!(deep[0].location.path.ends_with("c8.conf"), "{deep:?}");
 }
 
 #[test]
@@ -707,4 +718,226 @@ virtual_server 10.0.0.3 81 {
             && got[5].contains("no IPv4 address for tcp 10.0.0.3:81"),
         "{got:?}"
     );
+}
+
+#[test]
+fn extra_arguments_and_stray_blocks_are_errors_not_skipped() {
+    // found by tests/keepalived_robust.rs: each was accepted, the extra part dropped silently
+    for (text, at, needle) in [
+        (vs("delay_loop 6 7"), (2, 14), "takes 1 argument"),
+        (vs("lb_kind DR NAT"), (2, 12), "takes 1 argument"),
+        (
+            vs("virtualhost a.example b.example"),
+            (2, 23),
+            "takes 1 argument",
+        ),
+        (vs("family inet6 x"), (2, 14), "takes 1 argument"),
+        (
+            vs("sorry_server 10.0.0.9 80 81"),
+            (2, 26),
+            "takes 2 argument",
+        ),
+        (
+            vs("lb_algo rr { x }"),
+            (2, 12),
+            "takes a value, not a block",
+        ),
+        (
+            "global_defs x {\n}\n".to_string(),
+            (1, 13),
+            "takes 0 argument",
+        ),
+        (
+            "virtual_server 10.0.0.3 80 x {\n}\n".to_string(),
+            (1, 28),
+            "takes 2 argument",
+        ),
+        (
+            "virtual_server 10.0.0.3 80 {\n real_server 10.0.0.7 80 {\n TCP_CHECK x {\n }\n }\n}"
+                .to_string(),
+            (3, 12),
+            "takes 0 argument",
+        ),
+        (
+            "virtual_server 10.0.0.3 80 {\n real_server 10.0.0.7 80 {\n weight 1 {\n }\n }\n}"
+                .to_string(),
+            (3, 11),
+            "not a block",
+        ),
+        (
+            "vrrp_instance V {\n unicast_peer {\n 10.0.0.6 10.0.0.9\n }\n}".to_string(),
+            (3, 11),
+            "takes 0 argument",
+        ),
+        (
+            "vrrp_instance V {\n interface eth0 eth1\n}".to_string(),
+            (2, 17),
+            "takes 1 argument",
+        ),
+    ] {
+        let e = errs(&text);
+        assert!(
+            e.iter()
+                .any(|e| (e.location.line, e.location.column) == at && e.message.contains(needle)),
+            "{text}\n{e:?}"
+        );
+    }
+}
+
+#[test]
+fn track_weight_is_a_warning_not_a_script_name() {
+    let c = ok("vrrp_script chk {\n}\nvrrp_instance V {\n track_script {\n chk weight 10\n }\n}");
+    assert_eq!(c.vrrp.instances[0].track_script, vec!["chk".to_string()]);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(
+        (c.warnings[0].location.line, c.warnings[0].location.column),
+        (5, 6)
+    );
+}
+
+#[test]
+fn out_of_range_values_are_errors() {
+    let e = errs(&vs("persistence_timeout 0"));
+    assert!(e[0].message.contains("at least 1 second"), "{e:?}");
+    for (body, needle) in [
+        ("auth_type NONE", "PASS or AH"),
+        ("priority 0", "priority (1-255)"),
+        ("virtual_router_id 0", "router id (1-255)"),
+    ] {
+        let text = format!("vrrp_instance V {{\n authentication {{\n {body}\n }}\n}}");
+        let text = if body.starts_with("auth") {
+            text
+        } else {
+            format!("vrrp_instance V {{\n {body}\n}}")
+        };
+        let e = errs(&text);
+        assert!(e[0].message.contains(needle), "{body}: {e:?}");
+    }
+    // granularity without persistence does nothing: said so
+    let c = ok(&vs("persistence_granularity 255.255.255.0"));
+    assert!(
+        c.warnings[0]
+            .message
+            .contains("without persistence_timeout")
+    );
+}
+
+#[test]
+fn unterminated_quote_is_an_error() {
+    let e = errs(&vs("quorum_up \"/bin/up arg"));
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 11));
+    assert!(e[0].message.contains("never closed"), "{e:?}");
+}
+
+#[test]
+fn fwmark_zero_is_an_error() {
+    let e = errs("virtual_server fwmark 0 {\n real_server 10.0.0.7 0 { }\n}");
+    assert_eq!((e[0].location.line, e[0].location.column), (1, 23), "{e:?}");
+    let e = errs("virtual_server_group G {\n fwmark 0\n}\nvirtual_server group G {\n}");
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 9), "{e:?}");
+}
+
+#[test]
+fn many_tokens_on_one_line_are_located_in_linear_time() {
+    // found by tests/keepalived_robust.rs: each token's column was counted from the line's start
+    let text = "{}".repeat(100_000);
+    let t0 = std::time::Instant::now();
+    let e = errs(&text);
+    assert_eq!(e.len(), 100_000);
+    assert_eq!(e[99_999].location.column, 199_999);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn named_blocks_defined_twice_are_errors() {
+    // found by tests/keepalived_robust.rs: the second virtual_server_group replaced the first,
+    // and two vrrp_instance / vrrp_script / vrrp_sync_group of one name were both kept
+    for block in [
+        "virtual_server_group G {\n 10.0.0.1 80\n}",
+        "vrrp_instance V {\n}",
+        "vrrp_script S {\n}",
+        "vrrp_sync_group Y {\n}",
+    ] {
+        let e = errs(&format!("{block}\n{block}\n"));
+        assert!(e[0].message.contains("defined twice"), "{e:?}");
+        assert_eq!(e[0].location.line, block.lines().count() + 1, "{e:?}");
+    }
+}
+
+#[test]
+fn include_takes_one_pattern_and_a_bom_is_not_a_keyword() {
+    // 'include a.conf b.conf' read a.conf and dropped b.conf silently
+    let e = errs("include a.conf b.conf\n");
+    assert_eq!((e[0].location.line, e[0].location.column), (1, 16), "{e:?}");
+    assert!(e[0].message.contains("one file name"), "{e:?}");
+    // a BOM made the first keyword '\u{feff}global_defs', ignored with a warning
+    let c = ok("\u{feff}global_defs {\n router_id x\n}\n");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.global.router_id.as_deref(), Some("x"));
+    let e = errs("\u{feff}virtual_server 10.0.0.300 80 {\n}");
+    assert_eq!(e[0].location.column, 16, "columns as an editor shows them");
+}
+
+#[test]
+fn zero_periods_are_errors() {
+    // delay_loop 0 ran checks back to back, connect_timeout 0 failed every check at once
+    for (kw, in_checker) in [
+        ("delay_loop", false),
+        ("delay_loop", true),
+        ("connect_timeout", true),
+    ] {
+        let text = if in_checker {
+            format!(
+                "virtual_server 10.0.0.3 80 {{\n real_server 10.0.0.7 80 {{\n TCP_CHECK {{\n {kw} 0\n }}\n }}\n}}"
+            )
+        } else {
+            vs(&format!("{kw} 0.0"))
+        };
+        let e = errs(&text);
+        assert!(e[0].message.contains("more than 0 seconds"), "{kw}: {e:?}");
+    }
+    let e = errs("vrrp_instance V {\n advert_int 0\n}");
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 13), "{e:?}");
+    let c = ok(&vs("delay_loop 0.5"));
+    assert_eq!(c.virtual_servers[0].delay_loop, Duration::from_millis(500));
+}
+
+#[test]
+fn missing_argument_is_located_after_a_quoted_word_and_family_must_match() {
+    // the column was the quoted text's length after its start: inside the quotes
+    let e = errs(&vs("sorry_server \"10.0.0.9\""));
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 24), "{e:?}");
+    // family was ignored silently for an address service of the other family
+    let e = errs(&vs("family inet6"));
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 8), "{e:?}");
+    assert!(e[0].message.contains("does not match"), "{e:?}");
+    ok(&vs("family inet"));
+}
+
+#[test]
+fn vrrp_references_to_nothing_are_located_warnings() {
+    // accepted silently before: a typo in a track_script or sync group member did nothing
+    let c = ok(
+        "vrrp_script chk {\n}\nvrrp_instance V {\n track_script {\n chk\n chkk\n }\n}\nvrrp_sync_group G {\n group {\n V W\n }\n}",
+    );
+    assert_eq!(c.vrrp.instances[0].track_script, vec!["chk".to_string()]);
+    assert_eq!(c.vrrp.sync_groups[0].group, vec!["V".to_string()]);
+    let at: Vec<_> = c
+        .warnings
+        .iter()
+        .map(|w| (w.location.line, w.location.column))
+        .collect();
+    assert_eq!(at, vec![(6, 2), (11, 4)], "{:?}", c.warnings);
+}
+
+#[test]
+fn port_zero_needs_persistence() {
+    let e = errs("virtual_server 10.0.0.3 0 {\n}");
+    assert_eq!((e[0].location.line, e[0].location.column), (1, 25), "{e:?}");
+    assert!(e[0].message.contains("port 0"), "{e:?}");
+    ok("virtual_server 10.0.0.3 0 {\n persistence_timeout 60\n}");
 }

@@ -35,7 +35,7 @@ impl Ctx {
         if got.is_none() {
             let kw = &node.keyword;
             let at = node.args.last().unwrap_or(kw);
-            let column = at.column + at.text.chars().count();
+            let column = at.end_column;
             self.errors.push(ConfigError::new(
                 at.path.to_path_buf(),
                 at.line,
@@ -64,14 +64,41 @@ impl Ctx {
         }
     }
 
-    /// The first argument as a number.
+    /// A keyword that takes values, not a block: a `{` after it is an error.
+    pub fn no_block(&mut self, node: &Node) {
+        if let Some(b) = &node.brace {
+            self.error(
+                b,
+                format!(
+                    "unexpected '{{': '{}' takes a value, not a block",
+                    node.keyword.text
+                ),
+            );
+        }
+    }
+
+    /// The one argument of a keyword that takes exactly one (more is an error, as is a block).
+    pub fn one<'a>(&mut self, node: &'a Node, what: &str) -> Option<&'a Word> {
+        self.at_most(node, 1);
+        self.no_block(node);
+        self.arg(node, 0, what)
+    }
+
+    /// The one argument as an owned string (names, interfaces, paths).
+    pub fn word(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.one(node, what).map(|w| w.text.clone())
+    }
+
+    /// The one argument as a number.
     pub fn num<T: FromStr>(&mut self, node: &Node, what: &str) -> Option<T> {
+        self.at_most(node, 1);
+        self.no_block(node);
         self.parse(node, 0, what)
     }
 
-    /// The first argument as seconds (decimals allowed, as keepalived accepts `0.5`).
+    /// The one argument as seconds (decimals allowed, as keepalived accepts `0.5`).
     pub fn secs(&mut self, node: &Node) -> Option<Duration> {
-        let w = self.arg(node, 0, "a number of seconds")?;
+        let w = self.one(node, "a number of seconds")?;
         match w.text.parse::<f64>() {
             Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Some(Duration::from_secs_f64(s)),
             _ => {
@@ -85,6 +112,23 @@ impl Ctx {
                 None
             }
         }
+    }
+
+    /// Seconds that must be more than 0: a period or time limit (0 would check back to back, or
+    /// fail every check at once).
+    pub fn period(&mut self, node: &Node) -> Option<Duration> {
+        let d = self.secs(node)?;
+        if d.is_zero() {
+            self.error(
+                &node.args[0],
+                format!(
+                    "expected more than 0 seconds for '{}', found '{}'",
+                    node.keyword.text, node.args[0].text
+                ),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// An IP address from a word.
@@ -117,6 +161,8 @@ impl Ctx {
 
     /// A flag keyword: no argument means on; keepalived also accepts `on/off`, `yes/no`, `true/false`.
     pub fn flag(&mut self, node: &Node) -> bool {
+        self.at_most(node, 1);
+        self.no_block(node);
         match node.args.first().map(|w| w.text.to_ascii_lowercase()) {
             None => true,
             Some(s) if matches!(s.as_str(), "on" | "yes" | "true" | "1") => true,
@@ -137,6 +183,7 @@ impl Ctx {
 
     /// The arguments joined by spaces (command lines, names); an error if there are none.
     pub fn rest(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.no_block(node);
         self.arg(node, 0, what)?;
         Some(
             node.args

@@ -7,17 +7,41 @@ use std::time::Duration;
 
 /// The block name (first argument) of a named block.
 fn name(ctx: &mut Ctx, node: &Node) -> String {
+    ctx.at_most(node, 1);
     ctx.arg(node, 0, "a name")
         .map(|w| w.text.clone())
         .unwrap_or_default()
 }
 
-/// Words inside a list block (`track_script { a b }`, `group { VI_1 VI_2 }`).
+/// Words inside a list block (`group { VI_1 VI_2 }`): any number per line.
 fn list(ctx: &mut Ctx, node: &Node) -> Vec<String> {
+    ctx.at_most(node, 0);
     let mut out = Vec::new();
     for n in ctx.block(node) {
+        ctx.no_block(n);
         out.push(n.keyword.text.clone());
         out.extend(n.args.iter().map(|w| w.text.clone()));
+    }
+    out
+}
+
+/// `track_interface` / `track_script`: one name per line, optionally `weight N` (keepalived's
+/// dynamic priority, which rvs does not implement: a warning).
+fn tracked(ctx: &mut Ctx, node: &Node) -> Vec<String> {
+    ctx.at_most(node, 0);
+    let mut out = Vec::new();
+    for n in ctx.block(node) {
+        ctx.no_block(n);
+        out.push(n.keyword.text.clone());
+        match n.args.first() {
+            Some(w) if w.text == "weight" && n.args.len() == 2 => {
+                ctx.warnings.push(w.error(format!(
+                    "'weight' in {} is not supported by rvs; ignored",
+                    node.keyword.text
+                )))
+            }
+            _ => ctx.at_most(n, 0),
+        }
     }
     out
 }
@@ -48,7 +72,7 @@ pub fn parse_instance(ctx: &mut Ctx, node: &Node) -> VrrpInstance {
     for n in ctx.block(node) {
         match n.keyword.text.as_str() {
             "state" => {
-                if let Some(w) = ctx.arg(n, 0, "MASTER or BACKUP") {
+                if let Some(w) = ctx.one(n, "MASTER or BACKUP") {
                     v.state = match w.text.to_ascii_uppercase().as_str() {
                         "MASTER" => Some(VrrpState::Master),
                         "BACKUP" => Some(VrrpState::Backup),
@@ -59,22 +83,39 @@ pub fn parse_instance(ctx: &mut Ctx, node: &Node) -> VrrpInstance {
                     }
                 }
             }
-            "interface" => v.interface = ctx.rest(n, "an interface name"),
-            "virtual_router_id" => v.virtual_router_id = ctx.num(n, "a router id (0-255)"),
-            "priority" => v.priority = ctx.num(n, "a priority (1-255)").unwrap_or(v.priority),
-            "advert_int" => v.advert_int = ctx.secs(n).unwrap_or(v.advert_int),
+            "interface" => v.interface = ctx.word(n, "an interface name"),
+            "virtual_router_id" => match ctx.num::<u8>(n, "a router id (1-255)") {
+                Some(0) => ctx.error(&n.args[0], "expected a router id (1-255), found 0"),
+                id => v.virtual_router_id = id,
+            },
+            "priority" => match ctx.num::<u8>(n, "a priority (1-255)") {
+                Some(0) => ctx.error(&n.args[0], "expected a priority (1-255), found 0"),
+                Some(p) => v.priority = p,
+                None => {}
+            },
+            "advert_int" => v.advert_int = ctx.period(n).unwrap_or(v.advert_int),
             "nopreempt" => v.nopreempt = ctx.flag(n),
             "preempt_delay" => v.preempt_delay = ctx.secs(n),
             "authentication" => {
+                ctx.at_most(n, 0);
                 for a in ctx.block(n) {
                     match a.keyword.text.as_str() {
-                        "auth_type" => v.auth_type = ctx.rest(a, "PASS or AH"),
-                        "auth_pass" => v.auth_pass = ctx.rest(a, "a password"),
+                        "auth_type" => match ctx.one(a, "PASS or AH") {
+                            Some(w) if matches!(w.text.as_str(), "PASS" | "AH") => {
+                                v.auth_type = Some(w.text.clone())
+                            }
+                            Some(w) => {
+                                ctx.error(w, format!("expected PASS or AH, found '{}'", w.text))
+                            }
+                            None => {}
+                        },
+                        "auth_pass" => v.auth_pass = ctx.word(a, "a password"),
                         _ => ctx.unsupported(a, "authentication"),
                     }
                 }
             }
             "virtual_ipaddress" => {
+                ctx.at_most(n, 0);
                 for a in ctx.block(n) {
                     if let Some(vip) = virtual_address(ctx, a) {
                         v.virtual_ipaddress.push(vip);
@@ -83,18 +124,21 @@ pub fn parse_instance(ctx: &mut Ctx, node: &Node) -> VrrpInstance {
             }
             "unicast_src_ip" => {
                 v.unicast_src_ip = ctx
-                    .arg(n, 0, "an address")
+                    .one(n, "an address")
                     .and_then(|w| ctx.ip(w, "unicast_src_ip"))
             }
             "unicast_peer" => {
+                ctx.at_most(n, 0);
                 for a in ctx.block(n) {
+                    ctx.at_most(a, 0);
+                    ctx.no_block(a);
                     if let Some(ip) = ctx.ip(&a.keyword, "a unicast peer") {
                         v.unicast_peer.push(ip);
                     }
                 }
             }
-            "track_interface" => v.track_interface = list(ctx, n),
-            "track_script" => v.track_script = list(ctx, n),
+            "track_interface" => v.track_interface = tracked(ctx, n),
+            "track_script" => v.track_script = tracked(ctx, n),
             "notify_master" => v.notify_master = ctx.rest(n, "a command"),
             "notify_backup" => v.notify_backup = ctx.rest(n, "a command"),
             "notify_fault" => v.notify_fault = ctx.rest(n, "a command"),
@@ -107,6 +151,7 @@ pub fn parse_instance(ctx: &mut Ctx, node: &Node) -> VrrpInstance {
 
 /// One line of `virtual_ipaddress`: `ADDR[/PREFIX] [dev IF] [label L] ...`.
 fn virtual_address(ctx: &mut Ctx, n: &Node) -> Option<VirtualAddress> {
+    ctx.no_block(n);
     let w = &n.keyword;
     let (addr_s, prefix_s) = match w.text.split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -176,6 +221,53 @@ pub fn parse_sync_group(ctx: &mut Ctx, node: &Node) -> VrrpSyncGroup {
     g
 }
 
+/// keepalived ignores, with a warning, a `track_script` entry naming no `vrrp_script` and a
+/// sync group member naming no `vrrp_instance`; so does rvs, located at the name.
+pub fn check_references(ctx: &mut Ctx, nodes: &[Node], vrrp: &mut VrrpConfig) {
+    let scripts: Vec<String> = vrrp.scripts.iter().map(|s| s.name.clone()).collect();
+    let instances: Vec<String> = vrrp.instances.iter().map(|i| i.name.clone()).collect();
+    let blocks = |top: &'static str, inner: &'static str| {
+        nodes
+            .iter()
+            .filter(move |n| n.keyword.text == top)
+            .filter_map(|n| Some((n.args.first()?.text.clone(), n.block.as_ref()?)))
+            .flat_map(move |(name, body)| {
+                body.iter()
+                    .filter(move |b| b.keyword.text == inner)
+                    .filter_map(move |b| Some((name.clone(), b.block.as_ref()?)))
+            })
+    };
+    for (name, entries) in blocks("vrrp_instance", "track_script") {
+        for w in entries.iter().map(|e| &e.keyword) {
+            if !scripts.contains(&w.text) {
+                ctx.warnings.push(w.error(format!(
+                    "track_script '{}' names no vrrp_script; ignored",
+                    w.text
+                )));
+                if let Some(v) = vrrp.instances.iter_mut().find(|v| v.name == name) {
+                    v.track_script.retain(|s| *s != w.text);
+                }
+            }
+        }
+    }
+    for (name, entries) in blocks("vrrp_sync_group", "group") {
+        for w in entries
+            .iter()
+            .flat_map(|e| std::iter::once(&e.keyword).chain(&e.args))
+        {
+            if !instances.contains(&w.text) {
+                ctx.warnings.push(w.error(format!(
+                    "sync group member '{}' names no vrrp_instance; ignored",
+                    w.text
+                )));
+                if let Some(g) = vrrp.sync_groups.iter_mut().find(|g| g.name == name) {
+                    g.group.retain(|s| *s != w.text);
+                }
+            }
+        }
+    }
+}
+
 /// `vrrp_script NAME { ... }`.
 pub fn parse_script(ctx: &mut Ctx, node: &Node) -> VrrpScript {
     let mut s = VrrpScript {
@@ -190,8 +282,8 @@ pub fn parse_script(ctx: &mut Ctx, node: &Node) -> VrrpScript {
     for n in ctx.block(node) {
         match n.keyword.text.as_str() {
             "script" => s.script = ctx.rest(n, "a command"),
-            "interval" => s.interval = ctx.secs(n).unwrap_or(s.interval),
-            "timeout" => s.timeout = ctx.secs(n),
+            "interval" => s.interval = ctx.period(n).unwrap_or(s.interval),
+            "timeout" => s.timeout = ctx.period(n),
             "weight" => {
                 if let Some(w) = ctx.num::<i32>(n, "a weight (-253..253)") {
                     if (-253..=253).contains(&w) {

@@ -20,25 +20,37 @@ use std::path::Path;
 pub(super) struct Reporter<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Byte offset where each line starts (counted once: a file with many errors stays linear).
+    line_starts: Vec<usize>,
     pub errors: Vec<ConfigError>,
 }
 
 impl<'a> Reporter<'a> {
     pub fn new(path: &'a Path, text: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Reporter {
             path,
             text,
+            line_starts,
             errors: Vec::new(),
         }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        (line, before[line_start..].chars().count() + 1)
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // the last line starting at or before `offset`
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let mut start = self.line_starts[line - 1];
+        if start == 0 && self.text.starts_with('\u{feff}') && offset >= 3 {
+            start = 3; // a byte order mark is no column an editor shows
+        }
+        (line, self.text[start..offset].chars().count() + 1)
     }
 
     pub fn error_at(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -149,6 +161,7 @@ fn fail_timeout(value: Option<Spanned<u32>>, rep: &mut Reporter<'_>) -> Option<u
 }
 
 fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
+    let listen_span = raw.listen.as_ref().map(|l| l.span());
     let listen = raw.listen.and_then(|l| {
         let span = l.span();
         match l.into_inner().parse::<SocketAddr>() {
@@ -162,9 +175,9 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             }
         }
     });
-    if listen.is_some() && raw.token_file.is_none() {
+    if let (Some(_), Some(span), None) = (listen, listen_span, &raw.token_file) {
         rep.error_at(
-            0..0,
+            span,
             "[daemon] listen needs token_file: the TCP API always requires a bearer token",
         );
     }
@@ -206,6 +219,17 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let engines = raw.engines.and_then(|e| {
+        if e.get_ref().is_empty() {
+            rep.error_at(
+                e.span(),
+                "engines is empty: name at least one of \"proxy\", \"xdp\", or leave it out to run \
+                 every engine that can run here",
+            );
+            return None;
+        }
+        Some(e.into_inner())
+    });
     let fullnat_local = raw
         .fullnat_local
         .and_then(|list| local_addresses(list, None, rep))
@@ -214,7 +238,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         socket: raw.socket,
         listen,
         token_file: raw.token_file,
-        engines: raw.engines,
+        engines,
         xdp_interfaces: raw.xdp_interfaces,
         xdp_nat_conns,
         proxy_workers,
@@ -287,7 +311,7 @@ fn parse_addr(s: &Spanned<String>, what: &str, rep: &mut Reporter<'_>) -> Option
 }
 
 fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> Option<ServiceKey> {
-    match (&svc.address, svc.fwmark) {
+    match (&svc.address, svc.fwmark.clone()) {
         (Some(_), Some(_)) => {
             rep.error_at(span, "a service has either address or fwmark, not both");
             None
@@ -311,6 +335,16 @@ fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> 
             Some(ServiceKey::Addr { protocol, addr })
         }
         (None, Some(mark)) => {
+            let mark_span = mark.span();
+            let mark = mark.into_inner();
+            if mark == 0 {
+                // as ipvsadm: a mark of 0 is no mark (every unmarked packet has it)
+                rep.error_at(
+                    mark_span,
+                    "fwmark must be at least 1 (0 is the mark of unmarked packets)",
+                );
+                return None;
+            }
             if svc.protocol.is_some() {
                 rep.error_at(
                     span,
@@ -335,9 +369,24 @@ fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -
             RawFlag::MhPort => flags.mh_port = true,
         }
     }
-    let persistence = svc.persistence.as_ref().map(|p| Persistence {
-        timeout: p.get_ref().timeout.unwrap_or(Persistence::DEFAULT_TIMEOUT),
-        prefix_len: p.get_ref().prefix_len.unwrap_or(key.family().max_prefix()),
+    let persistence = svc.persistence.as_ref().map(|p| {
+        let timeout = match &p.get_ref().timeout {
+            Some(t) if *t.get_ref() == 0 => {
+                // as ipvsadm -p and keepalived's persistence_timeout
+                rep.error_at(
+                    t.span(),
+                    "persistence.timeout must be at least 1 (seconds); leave persistence out \
+                     for a service without it",
+                );
+                Persistence::DEFAULT_TIMEOUT
+            }
+            Some(t) => *t.get_ref(),
+            None => Persistence::DEFAULT_TIMEOUT,
+        };
+        Persistence {
+            timeout,
+            prefix_len: p.get_ref().prefix_len.unwrap_or(key.family().max_prefix()),
+        }
     });
     let d = ProxyOptions::default();
     let proxy = match &svc.proxy {
@@ -390,6 +439,16 @@ fn add_service(
         pools.insert(key, pool);
     }
     let options = service_options(&svc, &key, rep);
+    if let (ServiceKey::Addr { addr, .. }, None, Some(a)) = (key, options.persistence, &svc.address)
+        && addr.port() == 0
+    {
+        // as ipvsadm and keepalived: port 0 means every port, which only persistence uses
+        rep.error_at(
+            a.span(),
+            "port 0 (every port) needs persistence, as with ipvsadm: give a port or \
+             persistence = { ... }",
+        );
+    }
     if let Err(e) = state.add_service(key, options) {
         let at = match (&e, &svc.persistence) {
             (StateError::BadNetmask { .. }, Some(p)) => p.span(),

@@ -29,7 +29,7 @@ pub(super) struct RawDaemon {
     pub socket: Option<PathBuf>,
     pub listen: Option<Spanned<String>>,
     pub token_file: Option<PathBuf>,
-    pub engines: Option<Vec<EngineKind>>,
+    pub engines: Option<Spanned<Vec<EngineKind>>>,
     #[serde(default)]
     pub xdp_interfaces: Vec<String>,
     pub xdp_nat_conns: Option<Spanned<u32>>,
@@ -58,7 +58,7 @@ pub(super) struct RawTimeouts {
 pub(super) struct RawService {
     pub protocol: Option<Protocol>,
     pub address: Option<Spanned<String>>,
-    pub fwmark: Option<u32>,
+    pub fwmark: Option<Spanned<u32>>,
     pub family: Option<AddressFamily>,
     pub scheduler: Option<SchedulerKind>,
     #[serde(default)]
@@ -88,7 +88,7 @@ pub(super) enum RawFlag {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPersistence {
-    pub timeout: Option<u32>,
+    pub timeout: Option<Spanned<u32>>,
     pub prefix_len: Option<u8>,
 }
 

@@ -439,3 +439,83 @@ fn passive_failure_detection_options_default_set_and_located_errors() {
     let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\nproxy = { max_fails = -1 }\n");
     assert!(e[0].starts_with("test.toml:3:"), "{e:?}");
 }
+
+#[test]
+fn zero_persistence_and_fwmark_are_located_errors() {
+    // found by tests/toml_robust.rs: both were accepted (ipvsadm and keepalived refuse them)
+    let e = errs("[[service]]\naddress = \"10.0.0.3:80\"\npersistence = { timeout = 0 }\n");
+    assert!(
+        e[0].starts_with("test.toml:3:27:") && e[0].contains("persistence.timeout"),
+        "{e:?}"
+    );
+    let e = errs("[[service]]\nfwmark = 0\n");
+    assert!(
+        e[0].starts_with("test.toml:2:10:") && e[0].contains("fwmark"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn listen_without_token_is_located_at_listen() {
+    let e = errs("\n[daemon]\nlisten = \"127.0.0.1:9901\"\n");
+    assert!(
+        e[0].starts_with("test.toml:3:10:") && e[0].contains("token_file"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn many_errors_are_located_in_linear_time() {
+    // found by tests/toml_robust.rs: each error counted lines from the start of the file
+    let text = "[[service]]\n".repeat(50_000);
+    let t0 = std::time::Instant::now();
+    let e = p(&text).unwrap_err().0;
+    assert_eq!(e.len(), 50_000);
+    assert_eq!(
+        (e[49_999].location.line, e[49_999].location.column),
+        (50_000, 1)
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_located_at_the_first_bad_byte() {
+    let path = std::env::temp_dir().join(format!("rvs-toml-utf8-{}.toml", std::process::id()));
+    std::fs::write(&path, b"[daemon]\nlog_level = \"inf\xf6\"\n").unwrap();
+    let e = load(&path).unwrap_err().0;
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!((e[0].location.line, e[0].location.column), (2, 17), "{e:?}");
+    assert!(e[0].message.contains("UTF-8"), "{e:?}");
+}
+
+#[test]
+fn a_byte_order_mark_is_no_column() {
+    let e = errs("\u{feff}[daemon]\nlog_level = 1\n");
+    assert!(e[0].starts_with("test.toml:2:13:"), "{e:?}");
+    let e = errs("\u{feff}x = 1\n");
+    assert!(e[0].starts_with("test.toml:1:1:"), "{e:?}");
+}
+
+#[test]
+fn an_empty_engine_list_is_an_error() {
+    // accepted before: rvsd then ran no engine and served nothing
+    let e = errs("[daemon]\nengines = []\n");
+    assert!(
+        e[0].starts_with("test.toml:2:11:") && e[0].contains("engines is empty"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn port_zero_needs_persistence() {
+    let e = errs("[[service]]\naddress = \"10.0.0.3:0\"\n");
+    assert!(
+        e[0].starts_with("test.toml:2:11:") && e[0].contains("port 0"),
+        "{e:?}"
+    );
+    p("[[service]]\naddress = \"10.0.0.3:0\"\npersistence = {}\n").unwrap();
+}
