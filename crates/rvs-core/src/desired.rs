@@ -100,6 +100,12 @@ pub enum StateError {
         real: SocketAddr,
         family: AddressFamily,
     },
+    #[error("firewall mark 0 cannot identify a service (marks start at 1)")]
+    ZeroFwMark,
+    #[error("persistence timeout 0 (persistence needs a timeout of at least 1 s)")]
+    ZeroPersistence,
+    #[error("service {0} has port 0, which is only allowed with persistence (-p)")]
+    PortZeroWithoutPersistence(ServiceKey),
 }
 
 /// One change an engine applies. [`diff`] produces them in an order that is safe to apply one by
@@ -305,8 +311,20 @@ impl DesiredState {
     }
 }
 
+/// The rules ipvsadm and the kernel apply to a service: a firewall mark of at least 1, a
+/// persistence timeout of at least 1 s, port 0 only with persistence, a netmask that fits.
 fn validate_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), StateError> {
+    match key {
+        ServiceKey::FwMark { mark: 0, .. } => return Err(StateError::ZeroFwMark),
+        ServiceKey::Addr { addr, .. } if addr.port() == 0 && options.persistence.is_none() => {
+            return Err(StateError::PortZeroWithoutPersistence(*key));
+        }
+        _ => {}
+    }
     if let Some(p) = options.persistence {
+        if p.timeout == 0 {
+            return Err(StateError::ZeroPersistence);
+        }
         let family = key.family();
         if p.prefix_len > family.max_prefix() {
             return Err(StateError::BadNetmask {
@@ -342,6 +360,7 @@ fn validate_real(service: &ServiceKey, real: &RealServer) -> Result<(), StateErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Persistence;
 
     fn key() -> ServiceKey {
         ServiceKey::tcp("10.0.0.3:80".parse().unwrap())
@@ -384,6 +403,43 @@ mod tests {
             Err(StateError::NoSuchService(other))
         );
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn services_follow_ipvsadm_rules() {
+        let mut s = DesiredState::default();
+        let persist = |timeout| ServiceOptions {
+            persistence: Some(Persistence {
+                timeout,
+                prefix_len: 32,
+            }),
+            ..ServiceOptions::default()
+        };
+        let mark0 = ServiceKey::FwMark {
+            mark: 0,
+            family: AddressFamily::V4,
+        };
+        assert_eq!(
+            s.add_service(mark0, ServiceOptions::default()),
+            Err(StateError::ZeroFwMark)
+        );
+        let any_port = ServiceKey::tcp("10.0.0.3:0".parse().unwrap());
+        assert_eq!(
+            s.add_service(any_port, ServiceOptions::default()),
+            Err(StateError::PortZeroWithoutPersistence(any_port))
+        );
+        assert_eq!(
+            s.add_service(key(), persist(0)),
+            Err(StateError::ZeroPersistence)
+        );
+        assert_eq!(s, DesiredState::default());
+        s.add_service(any_port, persist(60)).unwrap();
+        s.add_service(key(), persist(1)).unwrap();
+        // Taking persistence off a port-0 service would leave it invalid.
+        assert_eq!(
+            s.edit_service(any_port, ServiceOptions::default()),
+            Err(StateError::PortZeroWithoutPersistence(any_port))
+        );
     }
 
     #[test]

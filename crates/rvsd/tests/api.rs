@@ -83,6 +83,37 @@ fn services_crud_and_errors() {
         "{}",
         r.body
     );
+    // The rules ipvsadm and the kernel apply, whichever way a service comes in.
+    for (body, kind) in [
+        (
+            r#"{"key": {"kind": "fwmark", "mark": 0, "family": "v4"}}"#,
+            "zero_fwmark",
+        ),
+        (
+            r#"{"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.4:0"}}"#,
+            "port_zero_without_persistence",
+        ),
+        (
+            r#"{"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.4:80"},
+                "options": {"scheduler": "rr",
+                            "persistence": {"timeout": 0, "prefix_len": 32}}}"#,
+            "zero_persistence",
+        ),
+    ] {
+        let r = d.req("POST", "/v1/services", Some(body));
+        assert_eq!((r.status, r.kind().as_str()), (400, kind), "{}", r.body);
+    }
+    let r = d.req(
+        "PUT",
+        "/v1/services/tcp:10.0.0.3:80",
+        Some(r#"{"scheduler": "rr", "persistence": {"timeout": 0, "prefix_len": 32}}"#),
+    );
+    assert_eq!(
+        (r.status, r.kind().as_str()),
+        (400, "zero_persistence"),
+        "{}",
+        r.body
+    );
     assert_eq!(
         state(&d),
         before,

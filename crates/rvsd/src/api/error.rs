@@ -51,6 +51,11 @@ impl From<StateError> for ApiError {
             StateError::ThresholdOrder { .. } => (StatusCode::BAD_REQUEST, "threshold_order"),
             StateError::BadNetmask { .. } => (StatusCode::BAD_REQUEST, "bad_netmask"),
             StateError::FamilyMismatch { .. } => (StatusCode::BAD_REQUEST, "family_mismatch"),
+            StateError::ZeroFwMark => (StatusCode::BAD_REQUEST, "zero_fwmark"),
+            StateError::ZeroPersistence => (StatusCode::BAD_REQUEST, "zero_persistence"),
+            StateError::PortZeroWithoutPersistence(_) => {
+                (StatusCode::BAD_REQUEST, "port_zero_without_persistence")
+            }
         };
         ApiError::new(status, kind, e.to_string())
     }
