@@ -206,7 +206,12 @@ struct rvs_conn {
 	__u32 real;    /* real index */
 	__u32 svc;     /* service index */
 	__u64 last_ns; /* bpf_ktime_get_ns of the last packet */
-	__u32 state;   /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
+	__u8 state;    /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
+	__u8 method;   /* RVS_METHOD_* the flow is sent with: its real's when the entry was made.
+			* IPVS fixes a connection's forwarding method at creation (ipvsadm -e -r
+			* ... -g to -i changes new connections only): every packet of the flow,
+			* and for NAT/FULLNAT the entry's table and reverse entry, follow this. */
+	__u16 pad;
 	__u16 lport;   /* FULLNAT: local port (network order); 0 = none */
 	__u8 laddr;    /* FULLNAT: local address, index into the service's rvs_fnat_pool (bits
 			* RVS_LADDR_INDEX), and RVS_LADDR_F_SYN_RECV */

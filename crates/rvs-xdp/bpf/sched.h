@@ -115,7 +115,7 @@ static __always_inline void rvs_persist_touch(const struct rvs_conn *c,
 
 /*
  * The flow's live connection entry, after stepping its state with this packet (*real: its
- * real's entry); 0 when the flow has no live entry or its real is gone, when its real is a
+ * real's entry, for the address and MAC; the flow is sent with the entry's own method); 0 when the flow has no live entry or its real is gone, when its real is a
  * DR/TUN real of a one-packet service (RVS_REAL_F_ONE_PACKET: an entry made before the
  * service became one-packet; the datagram is scheduled on its own), or when `syn` (a SYN
  * without ACK) opens a new connection on the tuple of a closing one (rvs_conn_reusable): that
@@ -146,9 +146,9 @@ static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config 
 		return 0;
 	const struct rvs_real *r = rvs_real_get(c->real);
 	if (!r || (r->flags & RVS_REAL_F_ONE_PACKET) ||
-	    (syn && rvs_conn_reusable(c->state, r->method)))
+	    (syn && rvs_conn_reusable(c->state, c->method)))
 		return 0;
-	if (rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS) &&
+	if (rvs_conn_step(cfg, c, rvs_client_dir(c->method), pkt, now, RVS_REFRESH_NS) &&
 	    c->persist)
 		rvs_persist_touch(c, &pkt->flow, now);
 	*real = r;

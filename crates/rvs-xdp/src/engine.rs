@@ -231,27 +231,31 @@ impl XdpEngine {
         b.persist_templates()
     }
 
-    /// Insert connection entries as the program makes them (connection sync, tests): in the
-    /// NAT/FULLNAT table when the entry's real is a NAT or FULLNAT real, else in the DR/TUN
-    /// table.
+    /// Insert connection entries as the program makes them (connection sync, tests). An entry
+    /// keeps its method (`Conn::method`, what its flow is sent with); one without (0) gets its
+    /// real's current method. NAT/FULLNAT entries go to the NAT/FULLNAT table, others to the
+    /// DR/TUN table.
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
-        let nat: std::collections::HashSet<u32> = inner
+        let methods: std::collections::HashMap<u32, u8> = inner
             .services
             .values()
             .flat_map(|s| s.reals.values())
-            .filter(|r| matches!(r.real.method, ForwardMethod::Nat | ForwardMethod::FullNat))
-            .map(|r| r.index)
+            .map(|r| (r.index, r.abi().method))
             .collect();
         let b = inner
             .balancer
             .as_mut()
             .ok_or(XdpError::Missing("balancer"))?;
         entries.iter().try_for_each(|(k, c)| {
-            if nat.contains(&c.real) {
-                b.insert_nat_conn(k, c)
+            let mut c = *c;
+            if c.method == 0 {
+                c.method = methods.get(&c.real).copied().unwrap_or(0);
+            }
+            if crate::state::is_nat_method(c.method) {
+                b.insert_nat_conn(k, &c)
             } else {
-                b.insert_conn(k, c)
+                b.insert_conn(k, &c)
             }
         })
     }
@@ -363,8 +367,9 @@ impl Inner {
         let vk =
             vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
         let svc = self.svc(key)?;
+        svc.tables |= crate::state::method_flags(svc.reals.values().map(|r| r.real.method));
         let mut value = service_abi(svc.index, key, &svc.options);
-        value.flags |= crate::state::method_flags(svc.reals.values().map(|r| r.real.method));
+        value.flags |= svc.tables;
         let mut svc = svc.clone();
         let b = self.balancer()?;
         // The table first: a new service's block holds no real (or a removed service's reals)
@@ -399,6 +404,7 @@ impl Inner {
                 options,
                 reals: BTreeMap::new(),
                 table: Vec::new(),
+                tables: 0,
             },
         );
         self.write_service(&key)

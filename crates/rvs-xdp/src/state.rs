@@ -104,6 +104,12 @@ pub(crate) struct SvcSlot {
     pub reals: BTreeMap<SocketAddr, RealSlot>,
     /// The table last written to the map (real slot indexes).
     pub table: Vec<u32>,
+    /// `RVS_SVC_F_DIRECT` / `RVS_SVC_F_NAT`: the kinds of methods its reals have had since
+    /// the service was added ([`method_flags`] of every real ever written). A flow keeps the
+    /// method its entry was made with, so a port whose last NAT real became DR (or the other
+    /// way) still has flows in the other table: its port keeps both tables looked up until
+    /// the service is removed (with its entries).
+    pub tables: u32,
 }
 
 /// The map key of a service (only address services reach the engine).
@@ -140,6 +146,12 @@ pub(crate) fn service_abi(index: u32, key: &ServiceKey, options: &ServiceOptions
         s.flags |= abi::RVS_SVC_F_ONE_PACKET as u32;
     }
     s
+}
+
+/// Whether `method` (`RVS_METHOD_*`) is NAT or FULLNAT: its flows' entries are in
+/// `rvs_nat_conns`.
+pub(crate) fn is_nat_method(method: u8) -> bool {
+    [abi::RVS_METHOD_NAT, abi::RVS_METHOD_FULLNAT].contains(&u64::from(method))
 }
 
 /// The service flags saying which kinds of reals it has (`RVS_SVC_F_DIRECT`: DR/TUN,
