@@ -10,9 +10,8 @@
 use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
 use crate::error::XdpError;
-use crate::state::{
-    RealSlot, Slots, SvcSlot, config_abi, one_packet_real, service_abi, sync_table, vip_key,
-};
+use crate::service_writes::{self, Target};
+use crate::state::{RealSlot, Slots, SvcSlot, config_abi, one_packet_real, vip_key};
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
@@ -364,23 +363,26 @@ impl Inner {
     }
 
     fn write_service(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
+        self.write_with(key, service_writes::write_service)
+    }
+
+    /// Run `write` (a [`service_writes`] order) on a copy of service `key`'s slot and keep the
+    /// copy when it succeeded.
+    fn write_with(
+        &mut self,
+        key: &ServiceKey,
+        write: impl FnOnce(&mut Balancer, &Target, &mut SvcSlot) -> Result<(), XdpError>,
+    ) -> Result<(), EngineError> {
         let vk =
             vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
-        let svc = self.svc(key)?;
-        svc.tables |= crate::state::method_flags(svc.reals.values().map(|r| r.real.method));
-        let mut value = service_abi(svc.index, key, &svc.options);
-        value.flags |= svc.tables;
-        let mut svc = svc.clone();
-        let b = self.balancer()?;
-        // The table first: a new service's block holds no real (or a removed service's reals)
-        // until it is written, and the program reads it as soon as the service key exists.
-        sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
-        b.set_service(&vk, &value)
-            .map_err(io_err(format!("service {key}")))?;
+        let mut svc = self.svc(key)?.clone();
         let pool = self.fullnat.for_service(key);
-        self.balancer()?
-            .set_fnat_pool(svc.index, &pool)
-            .map_err(io_err(format!("FULLNAT pool of {key}")))?;
+        let target = Target {
+            vk,
+            key,
+            pool: &pool,
+        };
+        write(self.balancer()?, &target, &mut svc).map_err(io_err(format!("service {key}")))?;
         self.services.insert(*key, svc);
         Ok(())
     }
@@ -507,15 +509,10 @@ impl Inner {
         if slot.mac.is_none() {
             self.resolve(&mut slot);
         }
-        let value = slot.abi();
         let port = crate::nat_engine::real_port(&real);
-        let b = self.balancer()?;
-        b.set_real_port(slot.index, port)
-            .map_err(io_err(format!("real {}", real.addr)))?;
-        b.set_real(slot.index, &value)
-            .map_err(io_err(format!("real {}", real.addr)))?;
-        self.svc(&key)?.reals.insert(real.addr, slot);
-        self.write_service(&key)
+        self.write_with(&key, |b, t, svc| {
+            service_writes::write_real(b, t, svc, slot, port)
+        })
     }
 
     fn remove_real(&mut self, key: ServiceKey, addr: SocketAddr) -> Result<(), EngineError> {

@@ -1,9 +1,8 @@
 //! The engine's bookkeeping: which service and real slots are in use, each service's Maglev
 //! table (written to the map as a diff of the previous one), and the ABI values derived from
-//! the core model. Pure except for the writes through [`Balancer`].
+//! the core model. Pure except for the writes through [`crate::service_writes::MapWrites`].
 
 use crate::abi::{self, Real, Service, VipKey, addr_of};
-use crate::balancer::Balancer;
 use crate::error::XdpError;
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::Timeouts;
@@ -212,7 +211,10 @@ impl Slots {
 }
 
 /// Rebuild `svc`'s Maglev table from its reals and write the slots that changed.
-pub(crate) fn sync_table(b: &mut Balancer, svc: &mut SvcSlot) -> Result<(), XdpError> {
+pub(crate) fn sync_table(
+    b: &mut impl crate::service_writes::MapWrites,
+    svc: &mut SvcSlot,
+) -> Result<(), XdpError> {
     let reals: Vec<&RealSlot> = svc.reals.values().collect();
     let input: Vec<(SocketAddr, u32)> = reals
         .iter()
