@@ -83,9 +83,11 @@
  * not followed (the client is scheduled afresh). A drained real (weight 0) keeps it clear: its
  * persistent clients still reach it, as with IPVS's default expire_quiescent_template=0. */
 #define RVS_REAL_F_DOWN 2
-/* A DR/TUN real of a one-packet service (RVS_SVC_F_ONE_PACKET): a connection entry naming it
- * (one made before the service became one-packet) is not followed, so a datagram to it is
- * scheduled on its own without a service lookup first on the established path. */
+/* A DR/TUN real of a one-packet service (RVS_SVC_F_ONE_PACKET): a DR/TUN connection entry
+ * naming it (one made before the service became one-packet) is not followed, so a datagram to
+ * it is scheduled on its own without a service lookup first on the established path. A NAT
+ * entry naming it (made before the real was edited from NAT) is followed: it keeps its
+ * method, and its replies need it. */
 #define RVS_REAL_F_ONE_PACKET 4
 
 /* Connection states (rvs_conn.state): rvs_core::conn::ConnState::code — the IPVS TCP states

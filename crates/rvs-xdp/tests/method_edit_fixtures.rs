@@ -4,7 +4,9 @@
 //! real's new one. DR -> TUN and TUN -> DR (stateless per packet: the next ACK of the flow goes
 //! out as before byte for byte), NAT -> FULLNAT (the NAT flow keeps its reverse entry and gets
 //! no local port; its replies are still rewritten back), NAT -> DR -> NAT (with the engine's
-//! port bits, which keep both connection tables looked up once a service had both kinds).
+//! port bits, which keep both connection tables looked up once a service had both kinds), and
+//! NAT -> DR on a one-packet (`-o`) UDP service (the NAT flow's datagrams stay NAT; new ones
+//! are scheduled one by one, DR).
 //!
 //! Runs in a network namespace of its own (unshare), where bpf_fib_lookup finds no route: NAT
 //! packets go out again to the real's resolved MAC (XDP_TX), replies to the kernel rewritten.
@@ -13,7 +15,7 @@
 mod common;
 mod nat_support;
 
-use common::frames::{ACK, SYN, TCP};
+use common::frames::{ACK, SYN, TCP, UDP};
 use common::lab::*;
 use nat_support::*;
 use rvs_xdp::abi;
@@ -36,20 +38,22 @@ fn client(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), port)
 }
 
-/// Services 0-3 (10.0.0.3-6:80 TCP), one real each: DR, TUN, NAT, NAT (real port 8080).
+/// Services 0-3 (10.0.0.3-6:80 TCP), one real each: DR, TUN, NAT, NAT; service 4
+/// (10.0.0.7:80 UDP) with a NAT real. The reals' port is 8080.
 fn setup(lab: &mut Lab) {
     let reals = [
-        (v4(1, 7), DR),
-        (v4(1, 8), TUN),
-        (v4(2, 7), NAT),
-        (v4(2, 8), NAT),
+        (v4(1, 7), DR, TCP),
+        (v4(1, 8), TUN, TCP),
+        (v4(2, 7), NAT, TCP),
+        (v4(2, 8), NAT, TCP),
+        (v4(2, 9), NAT, UDP),
     ];
-    for (i, (ip, method)) in reals.into_iter().enumerate() {
+    for (i, (ip, method, proto)) in reals.into_iter().enumerate() {
         let i = i as u32;
         lab.add_real(i, ip, mac(0x10 + i as u8), method);
         lab.b.set_real_port(i, RPORT).unwrap();
         let vip = SocketAddr::new(v4(0, 3 + i as u8), 80);
-        lab.add_service(i, vip, TCP, &[(i, 1)], None);
+        lab.add_service(i, vip, proto, &[(i, 1)], None);
     }
     lab.b.set_fnat_pool(2, &[v4(3, 1)]).unwrap();
 }
@@ -243,6 +247,43 @@ fn nat_dr_nat(lab: &mut Lab) {
     assert_eq!(entry_method(lab, 3, c3), NAT);
 }
 
+/// A datagram of `c` to UDP service `svc`, NAT-rewritten to its real.
+fn nat_udp(lab: &mut Lab, svc: u32, c: SocketAddr, what: &str) {
+    let vip = lab.svc(svc).vip;
+    let (r, rmac) = (real_sa(lab, svc), lab.real(svc).mac);
+    let input = from_client(c, vip, UDP, &seg(UDP, 0, b"q"));
+    let want = frame(rmac, DIR_MAC, c, r, UDP, &seg(UDP, 0, b"q"));
+    check(lab, what, &input, XDP_TX, "nat_forwarded", |_| want);
+}
+
+/// NAT -> DR on a one-packet UDP service: the engine flags the real RVS_REAL_F_ONE_PACKET (a
+/// DR real of a `-o` service), which skips DR/TUN entries made before `-o`; the NAT flow's
+/// entry is still followed, new datagrams are DR without entries.
+fn one_packet_nat_to_dr(lab: &mut Lab) {
+    let flags = (abi::RVS_SVC_F_ONE_PACKET | abi::RVS_SVC_F_NAT) as u32;
+    set_tables(lab, 4, flags);
+    let (c, c2) = (client(44000), client(44001));
+    nat_udp(lab, 4, c, "-o, NAT -> DR: a datagram before the edit, NAT");
+    edit(lab, 4, DR);
+    lab.set_real_flags(4, abi::RVS_REAL_F_ONE_PACKET as u8);
+    set_tables(lab, 4, flags | abi::RVS_SVC_F_DIRECT as u32);
+    nat_udp(
+        lab,
+        4,
+        c,
+        "-o, NAT -> DR: the NAT flow's next datagram, still NAT",
+    );
+    let dgram = lab.client_packet(4, c2, 0, b"q");
+    let f = fwd(
+        lab,
+        "-o, NAT -> DR: a new client's datagram, DR".into(),
+        dgram,
+        4,
+    );
+    lab.run(f);
+    assert!(conn_of(lab, 4, c2).is_none(), "one-packet: no entry");
+}
+
 fn own_netns() {
     // SAFETY: unshare only changes this thread's network namespace.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
@@ -260,7 +301,8 @@ fn method_edit_fixtures() {
     direct_edits(&mut lab);
     nat_to_fullnat(&mut lab);
     nat_dr_nat(&mut lab);
+    one_packet_nat_to_dr(&mut lab);
     let n = lab.ran.len();
     println!("{n} method-edit fixtures passed");
-    assert_eq!(n, 23, "fixtures run");
+    assert_eq!(n, 26, "fixtures run");
 }
