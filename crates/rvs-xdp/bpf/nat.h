@@ -166,7 +166,7 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 		return -1;
 	}
 	__u16 rport = rvs_real_port(idx, pkt->flow.dport);
-	if (real->method == RVS_METHOD_FULLNAT) {
+	if (c->method == RVS_METHOD_FULLNAT) {
 		if (rvs_fnat_alloc(c->svc, pkt, real, rport, c, outcome))
 			return -1;
 		if (pkt->flow.proto == RVS_PROTO_TCP)
@@ -195,7 +195,7 @@ static __always_inline void rvs_nat_unmake(const struct rvs_pkt *pkt, const stru
 				   .family = pkt->flow.family };
 	__builtin_memcpy(rk.src, real->addr, 16);
 	__builtin_memcpy(rk.dst, pkt->flow.src, 16);
-	if (real->method == RVS_METHOD_FULLNAT) {
+	if (c->method == RVS_METHOD_FULLNAT) {
 		const __u32 *laddr = rvs_fnat_laddr(c);
 		if (!laddr)
 			return;
@@ -205,7 +205,8 @@ static __always_inline void rvs_nat_unmake(const struct rvs_pkt *pkt, const stru
 	bpf_map_delete_elem(&rvs_nat_rev, &rk);
 }
 
-/* Rewrite a packet of NAT/FULLNAT flow `c` (to real `idx`) towards the real and send it. */
+/* Rewrite a packet of NAT/FULLNAT flow `c` (to real `idx`) towards the real and send it, by
+ * the flow's method c->method (a NAT flow stays NAT when its real is edited to FULLNAT). */
 static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 					   struct rvs_conn *c, __u32 idx,
 					   const struct rvs_real *real, int new_conn,
@@ -220,10 +221,10 @@ static __always_inline int rvs_nat_forward(struct xdp_md *ctx, const struct rvs_
 				   .family = pkt->flow.family, .proto = pkt->flow.proto };
 	__builtin_memcpy(t.src, pkt->flow.src, 16);
 	__builtin_memcpy(t.dst, real->addr, 16);
-	int fullnat = real->method == RVS_METHOD_FULLNAT;
+	int fullnat = c->method == RVS_METHOD_FULLNAT;
 	if (fullnat) {
 		if (!c->lport) {
-			/* An entry made while the real had another method. */
+			/* An entry written by userspace (connection sync) without a local port. */
 			if (pkt->is_icmp_err) {
 				*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
 				return XDP_PASS;

@@ -83,9 +83,11 @@
  * not followed (the client is scheduled afresh). A drained real (weight 0) keeps it clear: its
  * persistent clients still reach it, as with IPVS's default expire_quiescent_template=0. */
 #define RVS_REAL_F_DOWN 2
-/* A DR/TUN real of a one-packet service (RVS_SVC_F_ONE_PACKET): a connection entry naming it
- * (one made before the service became one-packet) is not followed, so a datagram to it is
- * scheduled on its own without a service lookup first on the established path. */
+/* A DR/TUN real of a one-packet service (RVS_SVC_F_ONE_PACKET): a DR/TUN connection entry
+ * naming it (one made before the service became one-packet) is not followed, so a datagram to
+ * it is scheduled on its own without a service lookup first on the established path. A NAT
+ * entry naming it (made before the real was edited from NAT) is followed: it keeps its
+ * method, and its replies need it. */
 #define RVS_REAL_F_ONE_PACKET 4
 
 /* Connection states (rvs_conn.state): rvs_core::conn::ConnState::code — the IPVS TCP states
@@ -206,7 +208,12 @@ struct rvs_conn {
 	__u32 real;    /* real index */
 	__u32 svc;     /* service index */
 	__u64 last_ns; /* bpf_ktime_get_ns of the last packet */
-	__u32 state;   /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
+	__u8 state;    /* RVS_STATE_*: IPVS TCP state, or RVS_STATE_UDP */
+	__u8 method;   /* RVS_METHOD_* the flow is sent with: its real's when the entry was made.
+			* IPVS fixes a connection's forwarding method at creation (ipvsadm -e -r
+			* ... -g to -i changes new connections only): every packet of the flow,
+			* and for NAT/FULLNAT the entry's table and reverse entry, follow this. */
+	__u16 pad;
 	__u16 lport;   /* FULLNAT: local port (network order); 0 = none */
 	__u8 laddr;    /* FULLNAT: local address, index into the service's rvs_fnat_pool (bits
 			* RVS_LADDR_INDEX), and RVS_LADDR_F_SYN_RECV */

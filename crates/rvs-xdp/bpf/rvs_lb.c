@@ -5,7 +5,8 @@
  * rvs_nat_conns for NAT/FULLNAT ones, as the port's bits say), else the service (rvs_services)
  * and a new real (sched.h; an ICMP error about a flow with no entry, or a UDP datagram of a
  * one-packet service to a DR/TUN real: the real a new flow would get, no entry made) → hand
- * the packet to its forwarding method: DR (dr.h) or TUN (tun.h, with icmp_too_big.h for
+ * the packet to the flow's forwarding method (kept in its entry from the real's method when
+ * the entry was made, as IPVS does): DR (dr.h) or TUN (tun.h, with icmp_too_big.h for
  * packets that would not fit after encapsulation), NAT or FULLNAT (nat.h); packets matching no
  * service may be NAT/FULLNAT replies (nat.h). Every exit counts one rvs_outcome.
  *
@@ -57,9 +58,9 @@ static __always_inline const struct rvs_iface *rvs_iface_get(struct xdp_md *ctx)
 	return i && i->mtu ? i : 0;
 }
 
-/* Send the packet to `real` by its method. */
+/* Send the packet to `real` by DR/TUN `method` (the flow's, see struct rvs_conn). */
 static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
-				       const struct rvs_real *real, __u32 *outcome)
+				       __u8 method, const struct rvs_real *real, __u32 *outcome)
 {
 	const struct rvs_iface *iface = rvs_iface_get(ctx);
 	if (!iface) {
@@ -70,7 +71,7 @@ static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt 
 		*outcome = RVS_OUTCOME_NO_NEIGH;
 		return XDP_DROP;
 	}
-	switch (real->method) {
+	switch (method) {
 	case RVS_METHOD_DR:
 		return rvs_forward_dr(ctx, real, iface);
 	case RVS_METHOD_TUN: {
@@ -92,15 +93,17 @@ static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt 
 }
 
 /*
- * Send the packet of service `svc` to its DR/TUN real `idx`; *outcome is `sent` unless sending
- * fails. Counts the packet (and a connection if `new_conn`) for the service and the real.
+ * Send the packet of service `svc` to its real `idx` by DR/TUN `method`; *outcome is `sent`
+ * unless sending fails. Counts the packet (and a connection if `new_conn`) for the service and
+ * the real.
  */
 static __always_inline int rvs_send_direct(struct xdp_md *ctx, const struct rvs_pkt *pkt,
-					   __u32 svc, __u32 idx, const struct rvs_real *real,
-					   int new_conn, __u32 sent, __u32 *outcome)
+					   __u32 svc, __u32 idx, __u8 method,
+					   const struct rvs_real *real, int new_conn, __u32 sent,
+					   __u32 *outcome)
 {
 	*outcome = sent;
-	int action = rvs_forward(ctx, pkt, real, outcome);
+	int action = rvs_forward(ctx, pkt, method, real, outcome);
 	if (action == XDP_TX && *outcome == sent) {
 		rvs_count(svc, pkt->l3_len, new_conn);
 		rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
@@ -108,14 +111,15 @@ static __always_inline int rvs_send_direct(struct xdp_md *ctx, const struct rvs_
 	return action;
 }
 
-/* Send the packet of VIP flow `c` to its real `idx` by the real's method. */
+/* Send the packet of VIP flow `c` to its real `idx` by the flow's method (c->method, fixed
+ * when the entry was made: an edit of the real's method changes new flows only). */
 static __always_inline int rvs_send(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 				    struct rvs_conn *c, __u32 idx, const struct rvs_real *real,
 				    int new_conn, __u32 *outcome, __u64 now)
 {
-	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT)
+	if (c->method == RVS_METHOD_NAT || c->method == RVS_METHOD_FULLNAT)
 		return rvs_nat_forward(ctx, pkt, c, idx, real, new_conn, outcome, now);
-	return rvs_send_direct(ctx, pkt, c->svc, idx, real, new_conn,
+	return rvs_send_direct(ctx, pkt, c->svc, idx, c->method, real, new_conn,
 			       pkt->is_icmp_err ? RVS_OUTCOME_ICMP_FORWARDED : RVS_OUTCOME_FORWARDED,
 			       outcome);
 }
@@ -140,7 +144,7 @@ static __always_inline int rvs_icmp_no_conn(struct xdp_md *ctx, const struct rvs
 		*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
 		return XDP_PASS;
 	}
-	return rvs_send_direct(ctx, pkt, svc->index, idx, real, 0,
+	return rvs_send_direct(ctx, pkt, svc->index, idx, real->method, real, 0,
 			       RVS_OUTCOME_ICMP_NO_CONN_MAGLEV, outcome);
 }
 
@@ -217,15 +221,16 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 		return 1;
 	}
 	if (rvs_one_packet(svc, pkt, real)) {
-		*action = rvs_send_direct(ctx, pkt, svc->index, idx, real, 1,
+		*action = rvs_send_direct(ctx, pkt, svc->index, idx, real->method, real, 1,
 					  RVS_OUTCOME_FORWARDED, outcome);
 		return 1;
 	}
 	struct rvs_conn v = { .real = idx, .svc = svc->index, .last_ns = now,
-			      .state = rvs_conn_initial(cfg, rvs_client_dir(real->method), pkt) };
+			      .state = rvs_conn_initial(cfg, rvs_client_dir(real->method), pkt),
+			      .method = real->method };
 	if (svc->flags & RVS_SVC_F_PERSIST)
 		v.persist = svc->persist_prefix + 1;
-	if (real->method == RVS_METHOD_NAT || real->method == RVS_METHOD_FULLNAT) {
+	if (v.method == RVS_METHOD_NAT || v.method == RVS_METHOD_FULLNAT) {
 		if (rvs_nat_new(pkt, idx, real, &v, outcome)) {
 			*action = XDP_DROP;
 			return 1;

@@ -115,9 +115,11 @@ static __always_inline void rvs_persist_touch(const struct rvs_conn *c,
 
 /*
  * The flow's live connection entry, after stepping its state with this packet (*real: its
- * real's entry); 0 when the flow has no live entry or its real is gone, when its real is a
- * DR/TUN real of a one-packet service (RVS_REAL_F_ONE_PACKET: an entry made before the
- * service became one-packet; the datagram is scheduled on its own), or when `syn` (a SYN
+ * real's entry, for the address and MAC; the flow is sent with the entry's own method); 0
+ * when the flow has no live entry or its real is gone, when it is a DR/TUN entry on a DR/TUN
+ * real of a one-packet service (RVS_REAL_F_ONE_PACKET: an entry made before the service
+ * became one-packet; the datagram is scheduled on its own; a NAT entry of a real since edited
+ * to DR/TUN is followed: its replies need it), or when `syn` (a SYN
  * without ACK) opens a new connection on the tuple of a closing one (rvs_conn_reusable): that
  * SYN is scheduled afresh, and its new entry replaces the old. A hit needs no service lookup:
  * entries exist only for VIP flows, and removing a service removes them.
@@ -145,10 +147,12 @@ static __always_inline struct rvs_conn *rvs_conn_follow(const struct rvs_config 
 	if (!c || now - c->last_ns > rvs_conn_timeout(cfg, c->state))
 		return 0;
 	const struct rvs_real *r = rvs_real_get(c->real);
-	if (!r || (r->flags & RVS_REAL_F_ONE_PACKET) ||
-	    (syn && rvs_conn_reusable(c->state, r->method)))
+	if (!r ||
+	    ((r->flags & RVS_REAL_F_ONE_PACKET) &&
+	     rvs_client_dir(c->method) == RVS_DIR_INPUT_ONLY) ||
+	    (syn && rvs_conn_reusable(c->state, c->method)))
 		return 0;
-	if (rvs_conn_step(cfg, c, rvs_client_dir(r->method), pkt, now, RVS_REFRESH_NS) &&
+	if (rvs_conn_step(cfg, c, rvs_client_dir(c->method), pkt, now, RVS_REFRESH_NS) &&
 	    c->persist)
 		rvs_persist_touch(c, &pkt->flow, now);
 	*real = r;

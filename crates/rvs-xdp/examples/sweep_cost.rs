@@ -47,7 +47,7 @@ fn entries(n: usize) -> Vec<(FlowKey, Conn)> {
             );
             let idle_s = if i % 2 == 1 { 200 } else { 1 };
             let conn = Conn {
-                state: abi::RVS_STATE_TIME_WAIT as u32,
+                state: abi::RVS_STATE_TIME_WAIT as u8,
                 last_ns: NOW - idle_s * 1_000_000_000,
                 ..Default::default()
             };

@@ -58,7 +58,13 @@ pub struct Conn {
     pub real: u32,
     pub svc: u32,
     pub last_ns: u64,
-    pub state: u32,
+    /// `RVS_STATE_*`.
+    pub state: u8,
+    /// `RVS_METHOD_*` the flow is sent with: its real's when the entry was made (an edit of
+    /// the real's method changes new flows only, as IPVS). Also says the entry's table:
+    /// `rvs_nat_conns` for NAT/FULLNAT, `rvs_conns` for DR/TUN.
+    pub method: u8,
+    pub pad: u16,
     /// FULLNAT: local port (network order); 0 = none.
     pub lport: u16,
     /// FULLNAT: index of the local address in the service's pool (bits `RVS_LADDR_INDEX`),

@@ -70,25 +70,22 @@ pub fn timeouts(base: &ConnTimeouts, set: &Timeouts) -> ConnTimeouts {
 }
 
 /// The state an entry's code stands for (`None` for a code the program never writes).
-pub fn state_of(code: u32) -> Option<ConnState> {
-    u8::try_from(code)
-        .ok()
-        .and_then(ConnState::from_code)
-        .filter(|s| matches!(s, ConnState::Tcp(_) | ConnState::Udp))
+pub fn state_of(code: u8) -> Option<ConnState> {
+    ConnState::from_code(code).filter(|s| matches!(s, ConnState::Tcp(_) | ConnState::Udp))
 }
 
 /// The name `ipvsadm -lnc` prints for a state code.
-pub fn state_name(code: u32) -> &'static str {
+pub fn state_name(code: u8) -> &'static str {
     state_of(code).map_or("UNKNOWN", ConnState::name)
 }
 
 /// Counts as an active connection (ESTABLISHED only, as IPVS).
-pub fn is_active(code: u32) -> bool {
+pub fn is_active(code: u8) -> bool {
     state_of(code).is_some_and(ConnState::is_active)
 }
 
 /// How long an entry in state `code` lives without traffic under `cfg`.
-pub fn timeout_ns(cfg: &Config, code: u32) -> u64 {
+pub fn timeout_ns(cfg: &Config, code: u8) -> u64 {
     cfg.timeout_ns[code as usize % STATES]
 }
 
@@ -129,23 +126,21 @@ mod tests {
         ];
         for (s, code) in TcpState::ALL.into_iter().zip(abi_codes) {
             assert_eq!(u64::from(ConnState::Tcp(s).code()), code, "{}", s.name());
-            assert_eq!(state_name(code as u32), s.name());
+            assert_eq!(state_name(code as u8), s.name());
         }
         assert_eq!(
             u64::from(ConnState::Udp.code()),
             abi::RVS_STATE_UDP,
             "UDP code"
         );
-        assert_eq!(state_name(abi::RVS_STATE_UDP as u32), "UDP");
+        assert_eq!(state_name(abi::RVS_STATE_UDP as u8), "UDP");
         assert_eq!(
             state_name(16),
             "UNKNOWN",
             "SCTP codes are not the program's"
         );
-        assert!(is_active(abi::RVS_STATE_ESTABLISHED as u32));
-        assert!(
-            !is_active(abi::RVS_STATE_UDP as u32) && !is_active(abi::RVS_STATE_SYN_RECV as u32)
-        );
+        assert!(is_active(abi::RVS_STATE_ESTABLISHED as u8));
+        assert!(!is_active(abi::RVS_STATE_UDP as u8) && !is_active(abi::RVS_STATE_SYN_RECV as u8));
     }
 
     #[test]
@@ -237,7 +232,7 @@ mod tests {
         assert_eq!(c.timeout_ns[abi::RVS_STATE_CLOSE as usize], 10 * s);
         let cfg = config(&t);
         let conn = Conn {
-            state: abi::RVS_STATE_TIME_WAIT as u32,
+            state: abi::RVS_STATE_TIME_WAIT as u8,
             last_ns: 10 * s,
             ..Default::default()
         };

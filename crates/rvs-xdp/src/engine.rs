@@ -10,9 +10,8 @@
 use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
 use crate::error::XdpError;
-use crate::state::{
-    RealSlot, Slots, SvcSlot, config_abi, one_packet_real, service_abi, sync_table, vip_key,
-};
+use crate::service_writes::{self, Target};
+use crate::state::{RealSlot, Slots, SvcSlot, config_abi, one_packet_real, vip_key};
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
@@ -231,27 +230,31 @@ impl XdpEngine {
         b.persist_templates()
     }
 
-    /// Insert connection entries as the program makes them (connection sync, tests): in the
-    /// NAT/FULLNAT table when the entry's real is a NAT or FULLNAT real, else in the DR/TUN
-    /// table.
+    /// Insert connection entries as the program makes them (connection sync, tests). An entry
+    /// keeps its method (`Conn::method`, what its flow is sent with); one without (0) gets its
+    /// real's current method. NAT/FULLNAT entries go to the NAT/FULLNAT table, others to the
+    /// DR/TUN table.
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
-        let nat: std::collections::HashSet<u32> = inner
+        let methods: std::collections::HashMap<u32, u8> = inner
             .services
             .values()
             .flat_map(|s| s.reals.values())
-            .filter(|r| matches!(r.real.method, ForwardMethod::Nat | ForwardMethod::FullNat))
-            .map(|r| r.index)
+            .map(|r| (r.index, r.abi().method))
             .collect();
         let b = inner
             .balancer
             .as_mut()
             .ok_or(XdpError::Missing("balancer"))?;
         entries.iter().try_for_each(|(k, c)| {
-            if nat.contains(&c.real) {
-                b.insert_nat_conn(k, c)
+            let mut c = *c;
+            if c.method == 0 {
+                c.method = methods.get(&c.real).copied().unwrap_or(0);
+            }
+            if crate::state::is_nat_method(c.method) {
+                b.insert_nat_conn(k, &c)
             } else {
-                b.insert_conn(k, c)
+                b.insert_conn(k, &c)
             }
         })
     }
@@ -360,22 +363,26 @@ impl Inner {
     }
 
     fn write_service(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
+        self.write_with(key, service_writes::write_service)
+    }
+
+    /// Run `write` (a [`service_writes`] order) on a copy of service `key`'s slot and keep the
+    /// copy when it succeeded.
+    fn write_with(
+        &mut self,
+        key: &ServiceKey,
+        write: impl FnOnce(&mut Balancer, &Target, &mut SvcSlot) -> Result<(), XdpError>,
+    ) -> Result<(), EngineError> {
         let vk =
             vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
-        let svc = self.svc(key)?;
-        let mut value = service_abi(svc.index, key, &svc.options);
-        value.flags |= crate::state::method_flags(svc.reals.values().map(|r| r.real.method));
-        let mut svc = svc.clone();
-        let b = self.balancer()?;
-        // The table first: a new service's block holds no real (or a removed service's reals)
-        // until it is written, and the program reads it as soon as the service key exists.
-        sync_table(b, &mut svc).map_err(io_err(format!("Maglev table of {key}")))?;
-        b.set_service(&vk, &value)
-            .map_err(io_err(format!("service {key}")))?;
+        let mut svc = self.svc(key)?.clone();
         let pool = self.fullnat.for_service(key);
-        self.balancer()?
-            .set_fnat_pool(svc.index, &pool)
-            .map_err(io_err(format!("FULLNAT pool of {key}")))?;
+        let target = Target {
+            vk,
+            key,
+            pool: &pool,
+        };
+        write(self.balancer()?, &target, &mut svc).map_err(io_err(format!("service {key}")))?;
         self.services.insert(*key, svc);
         Ok(())
     }
@@ -399,6 +406,7 @@ impl Inner {
                 options,
                 reals: BTreeMap::new(),
                 table: Vec::new(),
+                tables: 0,
             },
         );
         self.write_service(&key)
@@ -501,15 +509,10 @@ impl Inner {
         if slot.mac.is_none() {
             self.resolve(&mut slot);
         }
-        let value = slot.abi();
         let port = crate::nat_engine::real_port(&real);
-        let b = self.balancer()?;
-        b.set_real_port(slot.index, port)
-            .map_err(io_err(format!("real {}", real.addr)))?;
-        b.set_real(slot.index, &value)
-            .map_err(io_err(format!("real {}", real.addr)))?;
-        self.svc(&key)?.reals.insert(real.addr, slot);
-        self.write_service(&key)
+        self.write_with(&key, |b, t, svc| {
+            service_writes::write_real(b, t, svc, slot, port)
+        })
     }
 
     fn remove_real(&mut self, key: ServiceKey, addr: SocketAddr) -> Result<(), EngineError> {

@@ -20,6 +20,7 @@ pub mod nat;
 mod nat_engine;
 pub mod programs;
 pub mod realserver;
+mod service_writes;
 mod state;
 mod sweep;
 mod upkeep;

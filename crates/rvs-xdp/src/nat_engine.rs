@@ -49,12 +49,11 @@ impl Pools {
     }
 }
 
-/// The port to write for a real: NAT and FULLNAT map ports, DR and TUN cannot.
+/// The port to write for a real: its own, whatever its method. Only NAT/FULLNAT flows read
+/// it (DR and TUN cannot map ports), and a NAT flow keeps its method when its real is edited
+/// to DR or TUN, so it must still find the port it was made with.
 pub(crate) fn real_port(real: &RealServer) -> u16 {
-    match real.method {
-        ForwardMethod::Nat | ForwardMethod::FullNat => real.addr.port(),
-        _ => 0,
-    }
+    real.addr.port()
 }
 
 /// A FULLNAT real needs a local address of the service's family; NAT and FULLNAT need the

@@ -1,9 +1,8 @@
 //! The engine's bookkeeping: which service and real slots are in use, each service's Maglev
 //! table (written to the map as a diff of the previous one), and the ABI values derived from
-//! the core model. Pure except for the writes through [`Balancer`].
+//! the core model. Pure except for the writes through [`crate::service_writes::MapWrites`].
 
 use crate::abi::{self, Real, Service, VipKey, addr_of};
-use crate::balancer::Balancer;
 use crate::error::XdpError;
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::Timeouts;
@@ -104,6 +103,12 @@ pub(crate) struct SvcSlot {
     pub reals: BTreeMap<SocketAddr, RealSlot>,
     /// The table last written to the map (real slot indexes).
     pub table: Vec<u32>,
+    /// `RVS_SVC_F_DIRECT` / `RVS_SVC_F_NAT`: the kinds of methods its reals have had since
+    /// the service was added ([`method_flags`] of every real ever written). A flow keeps the
+    /// method its entry was made with, so a port whose last NAT real became DR (or the other
+    /// way) still has flows in the other table: its port keeps both tables looked up until
+    /// the service is removed (with its entries).
+    pub tables: u32,
 }
 
 /// The map key of a service (only address services reach the engine).
@@ -140,6 +145,12 @@ pub(crate) fn service_abi(index: u32, key: &ServiceKey, options: &ServiceOptions
         s.flags |= abi::RVS_SVC_F_ONE_PACKET as u32;
     }
     s
+}
+
+/// Whether `method` (`RVS_METHOD_*`) is NAT or FULLNAT: its flows' entries are in
+/// `rvs_nat_conns`.
+pub(crate) fn is_nat_method(method: u8) -> bool {
+    [abi::RVS_METHOD_NAT, abi::RVS_METHOD_FULLNAT].contains(&u64::from(method))
 }
 
 /// The service flags saying which kinds of reals it has (`RVS_SVC_F_DIRECT`: DR/TUN,
@@ -200,7 +211,10 @@ impl Slots {
 }
 
 /// Rebuild `svc`'s Maglev table from its reals and write the slots that changed.
-pub(crate) fn sync_table(b: &mut Balancer, svc: &mut SvcSlot) -> Result<(), XdpError> {
+pub(crate) fn sync_table(
+    b: &mut impl crate::service_writes::MapWrites,
+    svc: &mut SvcSlot,
+) -> Result<(), XdpError> {
     let reals: Vec<&RealSlot> = svc.reals.values().collect();
     let input: Vec<(SocketAddr, u32)> = reals
         .iter()

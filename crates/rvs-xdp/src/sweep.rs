@@ -388,7 +388,7 @@ mod tests {
     /// A TIME_WAIT entry (120 s) idle for `idle_s`, FULLNAT local port `lport` (0 = NAT).
     pub(super) fn conn(idle_s: u64, lport: u16) -> Conn {
         Conn {
-            state: abi::RVS_STATE_TIME_WAIT as u32,
+            state: abi::RVS_STATE_TIME_WAIT as u8,
             last_ns: NOW - idle_s * S,
             lport: lport.to_be(),
             ..Default::default()

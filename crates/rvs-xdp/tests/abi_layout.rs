@@ -21,7 +21,7 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_service", Service, ["index" => index, "flags" => flags, "persist_timeout" => persist_timeout, "persist_prefix" => persist_prefix]);
     layout!(v, "rvs_real", Real, ["addr" => addr, "family" => family, "method" => method, "flags" => flags, "has_mac" => has_mac, "mac" => mac]);
     layout!(v, "rvs_flow_key", FlowKey, ["src" => src, "dst" => dst, "sport" => sport, "dport" => dport, "proto" => proto, "family" => family]);
-    layout!(v, "rvs_conn", Conn, ["real" => real, "svc" => svc, "last_ns" => last_ns, "state" => state, "lport" => lport, "laddr" => laddr, "persist" => persist]);
+    layout!(v, "rvs_conn", Conn, ["real" => real, "svc" => svc, "last_ns" => last_ns, "state" => state, "method" => method, "lport" => lport, "laddr" => laddr, "persist" => persist]);
     layout!(v, "rvs_persist_key", PersistKey, ["svc" => svc, "addr" => addr]);
     layout!(v, "rvs_persist", Persist, ["real" => real, "last_ns" => last_ns]);
     layout!(v, "rvs_iface", Iface, ["mac" => mac, "mtu" => mtu, "src4" => src4, "src6" => src6]);

@@ -34,7 +34,7 @@ fn flows_inserted_on_one_cpu_fill_the_whole_table() {
         real: 1,
         svc: 0,
         last_ns: 1,
-        state: abi::RVS_STATE_ESTABLISHED as u32,
+        state: abi::RVS_STATE_ESTABLISHED as u8,
         ..Default::default()
     };
     for i in 0..n {

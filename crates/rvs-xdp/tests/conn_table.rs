@@ -58,7 +58,7 @@ fn flows(n: u32) -> Vec<(FlowKey, Conn)> {
                 real: i % 7,
                 svc: i % 2,
                 last_ns: NOW - idle,
-                state: state as u32,
+                state: state as u8,
                 ..Default::default()
             };
             (key(i, proto), conn)

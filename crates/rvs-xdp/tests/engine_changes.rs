@@ -254,7 +254,7 @@ fn c_entries_written_with_the_engine_clock_are_live() {
                 real: slots[other],
                 svc: 0,
                 last_ns: rvs_xdp::engine::monotonic_ns(),
-                state: abi::RVS_STATE_ESTABLISHED as u32,
+                state: abi::RVS_STATE_ESTABLISHED as u8,
                 ..Default::default()
             };
             e.insert_conns(&[(key, conn)]).unwrap();

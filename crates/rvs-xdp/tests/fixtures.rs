@@ -868,7 +868,7 @@ fn tos_mixed_neigh(lab: &mut Lab) {
     lab.run(f);
     assert_eq!(
         conn_state(lab, 0, c2),
-        Some(abi::RVS_STATE_TIME_WAIT as u32),
+        Some(abi::RVS_STATE_TIME_WAIT as u8),
         "DR FIN after a SYN (replies unseen): IPVS's input-only SYN_RECV -> TIME_WAIT"
     );
     // A real whose MAC is not resolved yet.
@@ -893,7 +893,7 @@ fn tos_mixed_neigh(lab: &mut Lab) {
 }
 
 /// The state of `client`'s entry for service `svc`, if any.
-fn conn_state(lab: &Lab, svc: u32, client: SocketAddr) -> Option<u32> {
+fn conn_state(lab: &Lab, svc: u32, client: SocketAddr) -> Option<u8> {
     conn_of(lab, svc, client).map(|c| c.state)
 }
 
@@ -925,7 +925,7 @@ fn dr_tun_states(lab: &mut Lab) {
                 real,
             );
             lab.run(f);
-            assert_eq!(conn_state(lab, svc, c), Some(want as u32), "{what}");
+            assert_eq!(conn_state(lab, svc, c), Some(want as u8), "{what}");
         }
     }
     // RST on an established flow: CLOSE at once.
@@ -940,7 +940,7 @@ fn dr_tun_states(lab: &mut Lab) {
             real,
         );
         lab.run(f);
-        assert_eq!(conn_state(lab, 0, c), Some(want as u32));
+        assert_eq!(conn_state(lab, 0, c), Some(want as u8));
     }
     // UDP has its one state.
     let c = client_for(1, 43003);
@@ -948,7 +948,7 @@ fn dr_tun_states(lab: &mut Lab) {
     let input = lab.client_packet(1, c, 0, b"q");
     let f = fwd(lab, "v4 UDP DR: entry in state UDP".into(), input, real);
     lab.run(f);
-    assert_eq!(conn_state(lab, 1, c), Some(abi::RVS_STATE_UDP as u32));
+    assert_eq!(conn_state(lab, 1, c), Some(abi::RVS_STATE_UDP as u8));
     // Per-state timeouts: two entries 11 s old on the real Maglev does not pick. CLOSE (10 s)
     // has expired: the flow is scheduled afresh; ESTABLISHED (900 s) still holds it.
     let now = rvs_xdp::engine::monotonic_ns();
@@ -960,7 +960,8 @@ fn dr_tun_states(lab: &mut Lab) {
             real: other,
             svc: 0,
             last_ns: now - 11_000_000_000,
-            state: state as u32,
+            state: state as u8,
+            method: DR,
             ..Default::default()
         };
         lab.b.insert_conn(&flow_key(lab, 0, c), &conn).unwrap();
@@ -974,7 +975,7 @@ fn dr_tun_states(lab: &mut Lab) {
         lab.run(f);
         let want = if follows { ESTABLISHED } else { CLOSE };
         let got = conn_of(lab, 0, c).unwrap();
-        assert_eq!((got.real, got.state), (real, want as u32), "{what}");
+        assert_eq!((got.real, got.state), (real, want as u8), "{what}");
         assert!(got.last_ns > now - 1_000_000_000, "{what}: timer restarted");
     }
 }

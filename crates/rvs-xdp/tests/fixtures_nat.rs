@@ -181,7 +181,7 @@ fn nat_states(lab: &mut Lab) {
     nat_round(lab, 0, c, FIN | ACK, ACK, "v4 TCP client FIN");
     assert_eq!(
         conn_state(lab, &flow(c, vip, TCP)),
-        Some(abi::RVS_STATE_CLOSE_WAIT as u32),
+        Some(abi::RVS_STATE_CLOSE_WAIT as u8),
         "client FIN on ESTABLISHED: CLOSE_WAIT (the reply's ACK keeps it)"
     );
     // RST from the real.
@@ -189,7 +189,7 @@ fn nat_states(lab: &mut Lab) {
     nat_round(lab, 0, c, ACK, RST, "v4 TCP real RST");
     assert_eq!(
         conn_state(lab, &flow(c, vip, TCP)),
-        Some(abi::RVS_STATE_CLOSE as u32),
+        Some(abi::RVS_STATE_CLOSE as u8),
         "real RST: CLOSE"
     );
     // FIN from the real, v6.
@@ -198,13 +198,13 @@ fn nat_states(lab: &mut Lab) {
     nat_round(lab, 2, c, ACK, FIN | ACK, "v6 TCP real FIN");
     assert_eq!(
         conn_state(lab, &flow(c, vip6, TCP)),
-        Some(abi::RVS_STATE_FIN_WAIT as u32),
+        Some(abi::RVS_STATE_FIN_WAIT as u8),
         "real FIN v6 on ESTABLISHED: FIN_WAIT"
     );
     let c = client(false, 40002);
     assert_eq!(
         conn_state(lab, &flow(c, vip, TCP)),
-        Some(abi::RVS_STATE_ESTABLISHED as u32),
+        Some(abi::RVS_STATE_ESTABLISHED as u8),
         "untouched flow stays ESTABLISHED"
     );
 }
@@ -229,7 +229,7 @@ fn fnat_in(lab: &mut Lab, svc: u32, c: SocketAddr, flags: u8, opts: &[u8], what:
 fn toa_due(lab: &Lab, key: &abi::FlowKey, flags: u8, opts: &[u8], ip_len: usize) -> bool {
     let client = SocketAddr::new(abi::ip_of(&key.src, key.family), u16::from_be(key.sport));
     let handshake_ack = flags & (SYN | ACK | FIN | RST) == ACK
-        && conn_state(lab, key) == Some(abi::RVS_STATE_SYN_RECV as u32);
+        && conn_state(lab, key) == Some(abi::RVS_STATE_SYN_RECV as u8);
     let n = toa(client).len();
     (flags & (SYN | ACK) == SYN || handshake_ack)
         && opts.len() + n <= 40
@@ -372,7 +372,7 @@ fn nat_state_machine(lab: &mut Lab) {
                 (true, true) => fnat_in(lab, svc, c, flags, b"", &what),
                 (true, false) => fnat_out(lab, svc, c, flags, &what),
             }
-            assert_eq!(conn_state(lab, &key), Some(want as u32), "{what}");
+            assert_eq!(conn_state(lab, &key), Some(want as u8), "{what}");
         }
     }
     // UDP flows have their one state.
@@ -380,7 +380,7 @@ fn nat_state_machine(lab: &mut Lab) {
     nat_round(lab, 1, c, 0, 0, "UDP state");
     assert_eq!(
         conn_state(lab, &flow(c, lab.svc(1).vip, UDP)),
-        Some(abi::RVS_STATE_UDP as u32)
+        Some(abi::RVS_STATE_UDP as u8)
     );
 }
 
@@ -428,7 +428,7 @@ fn fullnat(lab: &mut Lab) {
     fnat_round(lab, 6, client(true, 47000), FIN | ACK, b"", "v6 TCP FIN");
     assert_eq!(
         conn_state(lab, &flow(client(true, 47000), lab.svc(6).vip, TCP)),
-        Some(abi::RVS_STATE_CLOSE_WAIT as u32),
+        Some(abi::RVS_STATE_CLOSE_WAIT as u8),
         "client FIN on ESTABLISHED, reply ACK: CLOSE_WAIT"
     );
     fnat_round(lab, 7, client(true, 48000), 0, b"", "v6 UDP");
@@ -501,7 +501,7 @@ fn toa_handshake_ack(lab: &mut Lab) {
         fnat_in(lab, svc, c, SYN, &syn_opts, &format!("{what}: SYN"));
         fnat_out(lab, svc, c, SYN | ACK, &format!("{what}: SYN+ACK"));
         let key = flow(c, lab.svc(svc).vip, TCP);
-        assert_eq!(conn_state(lab, &key), Some(SYN_RECV as u32), "{what}");
+        assert_eq!(conn_state(lab, &key), Some(SYN_RECV as u8), "{what}");
         key
     };
     for (svc, v6c, port) in [(4u32, false, 52000u16), (6, true, 52001)] {
@@ -518,7 +518,7 @@ fn toa_handshake_ack(lab: &mut Lab) {
             true,
             &format!("FULLNAT {fam} ACK completing the handshake: TOA first, then its options"),
         );
-        assert_eq!(conn_state(lab, &key), Some(ESTABLISHED as u32));
+        assert_eq!(conn_state(lab, &key), Some(ESTABLISHED as u8));
         fnat_seg(
             lab,
             svc,
@@ -611,7 +611,7 @@ fn toa_handshake_ack(lab: &mut Lab) {
     let c = client(false, 52008);
     let key = handshake(lab, 4, c, "real's ACK first");
     fnat_out(lab, 4, c, ACK, "real's ACK in SYN_RECV");
-    assert_eq!(conn_state(lab, &key), Some(ESTABLISHED as u32));
+    assert_eq!(conn_state(lab, &key), Some(ESTABLISHED as u8));
     fnat_seg(
         lab,
         4,

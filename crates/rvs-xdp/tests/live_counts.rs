@@ -28,7 +28,7 @@ fn established(from: u32, n: u32, real: u32) -> Vec<(FlowKey, Conn)> {
                 real,
                 svc: 0,
                 last_ns: now,
-                state: abi::RVS_STATE_ESTABLISHED as u32,
+                state: abi::RVS_STATE_ESTABLISHED as u8,
                 ..Default::default()
             };
             (key(i), c)

@@ -181,7 +181,8 @@ fn a_full_nat_table_drops_new_flows_as_table_full_and_leaves_nothing_behind() {
     let live = Conn {
         real: 2,
         svc: 3,
-        state: abi::RVS_STATE_ESTABLISHED as u32,
+        state: abi::RVS_STATE_ESTABLISHED as u8,
+        method: NAT,
         last_ns: rvs_xdp::engine::monotonic_ns(),
         ..Default::default()
     };
@@ -299,8 +300,10 @@ fn a_service_mixing_dr_and_nat_reals_finds_the_flows_of_each() {
     // tuple's earlier connection went to the other real): the new flow's entry goes to its
     // real's table and the old one is deleted, so it is never followed instead.
     let mut lab = lab;
+    let methods: Vec<u8> = (0..3).map(|i| lab.real(i).method).collect();
     let closing = |real: u32| Conn {
-        state: abi::RVS_STATE_TIME_WAIT as u32,
+        state: abi::RVS_STATE_TIME_WAIT as u8,
+        method: methods[real as usize],
         last_ns: rvs_xdp::engine::monotonic_ns(),
         real,
         svc: 2,

@@ -192,10 +192,10 @@ fn reused_tuples(lab: &mut Lab) {
         }
         let mut entry = conn_of(lab, PLAIN, c).expect("entry");
         if let Some(state) = state
-            && entry.state != state as u32
+            && entry.state != state as u8
         {
             // TIME_WAIT: a state DR never reaches by itself (a NAT flow's), set directly.
-            entry.state = state as u32;
+            entry.state = state as u8;
             lab.b.insert_conn(&flow_key(lab, PLAIN, c), &entry).unwrap();
         }
         // Drain x: only a rescheduled SYN avoids it.
@@ -222,7 +222,7 @@ fn reused_tuples(lab: &mut Lab) {
         let got = conn_of(lab, PLAIN, c).expect("entry");
         assert_eq!(got.real, to, "{name}: entry's real");
         if anew {
-            assert_eq!(got.state, SYN_RECV as u32, "{name}: a fresh entry");
+            assert_eq!(got.state, SYN_RECV as u8, "{name}: a fresh entry");
         }
     }
     lab.set_weights(PLAIN, &[(0, 1), (1, 1)]);
@@ -324,7 +324,7 @@ fn nat_reused_tuples() {
         let (action, out) = lab.b.test_run(&lab.client_packet(0, c, SYN, b"")).unwrap();
         assert_eq!((action, &out[0..6]), (XDP_TX, &lab.real(x).mac[..]));
         let mut entry = conn_of(&lab, 0, c).expect("entry");
-        entry.state = state as u32;
+        entry.state = state as u8;
         lab.b
             .insert_nat_conn(&flow_key(&lab, 0, c), &entry)
             .unwrap();

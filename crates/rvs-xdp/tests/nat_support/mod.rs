@@ -151,7 +151,7 @@ pub fn local_of(lab: &Lab, key: &FlowKey) -> Option<SocketAddr> {
 }
 
 /// Connection state of a flow (0 active, 1 closing), if tracked.
-pub fn conn_state(lab: &Lab, key: &FlowKey) -> Option<u32> {
+pub fn conn_state(lab: &Lab, key: &FlowKey) -> Option<u8> {
     lab.b
         .conns()
         .unwrap()
