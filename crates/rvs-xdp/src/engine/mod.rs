@@ -10,20 +10,23 @@
 use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
 use crate::error::XdpError;
-use crate::service_writes::{self, Target};
-use crate::state::{RealSlot, Slots, SvcSlot, config_abi, one_packet_real, vip_key};
+
+use crate::state::{Slots, SvcSlot, config_abi};
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
     ConnectionInfo, Counters, Engine, EngineError, EngineKind, EngineStats, RealStats,
     ServiceStats, Unsupported,
 };
-use rvs_core::model::{ForwardMethod, Protocol, RealServer, ServiceKey, ServiceOptions};
+use rvs_core::model::{Protocol, ServiceKey};
 use rvs_net::Netlink;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+mod apply;
+use apply::check_method;
 
 /// How to start the engine.
 #[derive(Debug, Clone)]
@@ -303,265 +306,6 @@ pub(crate) fn describe_interface(nl: &Netlink, name: &str) -> Result<(u32, Iface
         iface.src6 = addr_of(*ip).0;
     }
     Ok((link.index, iface))
-}
-
-impl Inner {
-    /// ActiveConn / InActConn per real slot. Counted afresh from the connection table while
-    /// the upkeep's last pass read at most [`crate::sweep::SLICE_BUDGET`] entries (a read of
-    /// that many costs ~13 ms); above that, the counts of the last completed pass, so stats
-    /// and `-Ln` cost the same at any table size and lag by up to one pass (ceil(entries /
-    /// budget) upkeep rounds).
-    pub fn live_counts(&self) -> crate::sweep::LiveCounts {
-        match &self.live_pass {
-            Some((live, entries)) if *entries > crate::sweep::SLICE_BUDGET => live.clone(),
-            _ => crate::upkeep::live_counts(self),
-        }
-    }
-
-    fn balancer(&mut self) -> Result<&mut Balancer, EngineError> {
-        self.balancer.as_mut().ok_or_else(|| EngineError::Io {
-            context: "xdp engine".into(),
-            source: std::io::Error::other("engine was shut down"),
-        })
-    }
-
-    fn svc(&mut self, key: &ServiceKey) -> Result<&mut SvcSlot, EngineError> {
-        self.services
-            .get_mut(key)
-            .ok_or(EngineError::UnknownService(*key))
-    }
-
-    /// Resolve a real's next hop and MAC (unresolved is not an error: upkeep retries).
-    pub(crate) fn resolve(&self, slot: &mut RealSlot) {
-        let wait = self
-            .resolve_until
-            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
-            .unwrap_or_default();
-        match self.netlink.resolve(slot.real.addr.ip(), wait) {
-            Ok((mac, oif)) => {
-                let hop = self
-                    .netlink
-                    .route_get(slot.real.addr.ip())
-                    .map(|r| r.next_hop(slot.real.addr.ip()));
-                slot.next_hop = Some((hop.unwrap_or(slot.real.addr.ip()), oif));
-                slot.mac = Some(mac);
-            }
-            // Said once when the real is configured; the upkeep retries quietly.
-            Err(e) if self.resolve_until.is_some() => log::warn!(
-                "xdp: real {}: {e}; retrying in the background",
-                slot.real.addr
-            ),
-            Err(e) => log::debug!("xdp: real {}: {e}", slot.real.addr),
-        }
-    }
-
-    fn write_config(&mut self) -> Result<(), EngineError> {
-        let cfg = config_abi(&self.state_timeouts, &self.timeouts);
-        self.balancer()?
-            .set_config(&cfg)
-            .map_err(io_err("timeouts"))
-    }
-
-    fn write_service(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
-        self.write_with(key, service_writes::write_service)
-    }
-
-    /// Run `write` (a [`service_writes`] order) on a copy of service `key`'s slot and keep the
-    /// copy when it succeeded.
-    fn write_with(
-        &mut self,
-        key: &ServiceKey,
-        write: impl FnOnce(&mut Balancer, &Target, &mut SvcSlot) -> Result<(), XdpError>,
-    ) -> Result<(), EngineError> {
-        let vk =
-            vip_key(key).ok_or_else(|| unsupported(key, "only TCP and UDP address services"))?;
-        let mut svc = self.svc(key)?.clone();
-        let pool = self.fullnat.for_service(key);
-        let target = Target {
-            vk,
-            key,
-            pool: &pool,
-        };
-        write(self.balancer()?, &target, &mut svc).map_err(io_err(format!("service {key}")))?;
-        self.services.insert(*key, svc);
-        Ok(())
-    }
-
-    fn add_service(&mut self, key: ServiceKey, options: ServiceOptions) -> Result<(), EngineError> {
-        if self.services.contains_key(&key) {
-            return self.edit_service(key, options);
-        }
-        let index = self
-            .slots
-            .service()
-            .map_err(io_err(format!("service {key}")))?;
-        // A reused index: nothing of the service that had it before.
-        self.balancer()?
-            .zero_counters(index)
-            .map_err(io_err(format!("counters of {key}")))?;
-        self.services.insert(
-            key,
-            SvcSlot {
-                index,
-                options,
-                reals: BTreeMap::new(),
-                table: Vec::new(),
-                tables: 0,
-            },
-        );
-        self.write_service(&key)
-    }
-
-    fn edit_service(
-        &mut self,
-        key: ServiceKey,
-        options: ServiceOptions,
-    ) -> Result<(), EngineError> {
-        self.svc(&key)?.options = options;
-        self.write_service(&key)?;
-        self.write_one_packet_reals(&key)
-    }
-
-    /// Rewrite the program's entries of `key`'s reals whose one-packet flag (`-o` on a UDP
-    /// service, DR/TUN real) no longer matches the service's options.
-    fn write_one_packet_reals(&mut self, key: &ServiceKey) -> Result<(), EngineError> {
-        let svc = self.svc(key)?;
-        let options = svc.options;
-        let mut changed = Vec::new();
-        for slot in svc.reals.values_mut() {
-            let on = one_packet_real(key, &options, &slot.real);
-            if slot.one_packet != on {
-                slot.one_packet = on;
-                changed.push((slot.index, slot.real.addr, slot.abi()));
-            }
-        }
-        let b = self.balancer()?;
-        for (index, addr, value) in changed {
-            b.set_real(index, &value)
-                .map_err(io_err(format!("real {addr}")))?;
-        }
-        Ok(())
-    }
-
-    fn remove_service(&mut self, key: ServiceKey) -> Result<(), EngineError> {
-        let svc = self
-            .services
-            .remove(&key)
-            .ok_or(EngineError::UnknownService(key))?;
-        let b = self.balancer()?;
-        if let Some(vk) = vip_key(&key) {
-            b.remove_service(&vk)
-                .map_err(io_err(format!("service {key}")))?;
-        }
-        let empty = vec![abi::RVS_NO_REAL as u32; abi::RVS_MAGLEV_SIZE as usize];
-        b.set_maglev(svc.index, &empty)
-            .map_err(io_err(format!("service {key}")))?;
-        for r in svc.reals.values() {
-            b.set_real(r.index, &abi::Real::default())
-                .map_err(io_err(format!("real {}", r.real.addr)))?;
-        }
-        // The program follows a live entry without looking its service up; templates are
-        // keyed by the service's index, which the next service added reuses.
-        b.remove_service_conns(svc.index)
-            .map_err(io_err(format!("connections of {key}")))?;
-        b.remove_service_templates(svc.index)
-            .map_err(io_err(format!("persistence templates of {key}")))?;
-        for r in svc.reals.values() {
-            self.slots.free_real(r.index);
-        }
-        self.slots.free_service(svc.index);
-        Ok(())
-    }
-
-    fn put_real(&mut self, key: ServiceKey, real: RealServer) -> Result<(), EngineError> {
-        check_method(&key, real.method)?;
-        let existing = self.svc(&key)?.reals.get(&real.addr).cloned();
-        let mut slot = match existing {
-            Some(mut s) => {
-                // IPVS (__ip_vs_update_dest): no upper threshold any more, or a higher one,
-                // clears the overload at once; the upkeep re-judges it from live counts.
-                let (old, new) = (s.real.upper_threshold, real.upper_threshold);
-                if new == 0 || new > old {
-                    s.overloaded = false;
-                }
-                s.real = real;
-                s
-            }
-            None => {
-                let index = self
-                    .slots
-                    .real()
-                    .map_err(io_err(format!("real {}", real.addr)))?;
-                self.balancer()?
-                    .zero_counters(abi::RVS_MAX_SERVICES as u32 + index)
-                    .map_err(io_err(format!("counters of real {}", real.addr)))?;
-                RealSlot {
-                    index,
-                    real,
-                    next_hop: None,
-                    mac: None,
-                    overloaded: false,
-                    one_packet: false,
-                }
-            }
-        };
-        slot.one_packet = one_packet_real(&key, &self.svc(&key)?.options, &slot.real);
-        if slot.mac.is_none() {
-            self.resolve(&mut slot);
-        }
-        let port = crate::nat_engine::real_port(&real);
-        self.write_with(&key, |b, t, svc| {
-            service_writes::write_real(b, t, svc, slot, port)
-        })
-    }
-
-    fn remove_real(&mut self, key: ServiceKey, addr: SocketAddr) -> Result<(), EngineError> {
-        let slot = self
-            .svc(&key)?
-            .reals
-            .remove(&addr)
-            .ok_or(EngineError::UnknownService(key))?;
-        self.write_service(&key)?;
-        let b = self.balancer()?;
-        b.set_real(slot.index, &abi::Real::default())
-            .map_err(io_err(format!("real {addr}")))?;
-        // Its clients' templates would lead to whatever real takes the slot next.
-        b.remove_real_templates(slot.index)
-            .map_err(io_err(format!("persistence templates of real {addr}")))?;
-        self.slots.free_real(slot.index);
-        Ok(())
-    }
-
-    fn apply_one(&mut self, change: &Change) -> Result<(), EngineError> {
-        match change {
-            Change::SetTimeouts(t) => {
-                self.timeouts = *t;
-                self.write_config()
-            }
-            Change::AddService { key, options } => self.add_service(*key, *options),
-            Change::EditService { key, options } => self.edit_service(*key, *options),
-            Change::RemoveService(key) => self.remove_service(*key),
-            Change::AddReal { service, real } | Change::EditReal { service, real } => {
-                self.put_real(*service, *real)
-            }
-            Change::RemoveReal { service, addr } => self.remove_real(*service, *addr),
-        }
-    }
-}
-
-fn unsupported(key: &ServiceKey, why: &str) -> EngineError {
-    EngineError::Unsupported {
-        service: *key,
-        reason: Unsupported(why.to_string()),
-    }
-}
-
-fn check_method(_key: &ServiceKey, m: ForwardMethod) -> Result<(), EngineError> {
-    match m {
-        ForwardMethod::Dr | ForwardMethod::Tun | ForwardMethod::Nat | ForwardMethod::FullNat => {
-            Ok(())
-        }
-    }
 }
 
 fn to_counters(c: &abi::Counters) -> Counters {
