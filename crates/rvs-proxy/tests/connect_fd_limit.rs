@@ -58,23 +58,7 @@ fn out_of_descriptors_for_the_real_side_closes_the_client_and_blames_no_real() {
     assert!(resp.is_empty(), "no answer: {resp:?}");
     assert!(counted, "{:?}", e.stats().outcomes);
 
-    let stats = e.stats();
-    assert_eq!(
-        stats.outcomes["connect_local_error"], 1,
-        "{:?}",
-        stats.outcomes
-    );
-    for name in ["connect_retry", "connect_error", "no_real", "passive_down"] {
-        assert_eq!(stats.outcomes[name], 0, "{name}: {:?}", stats.outcomes);
-    }
-    for r in &reals {
-        let s = &stats.services[&key].reals[r];
-        assert_eq!(
-            (s.connect_failures, s.passive_downs, s.passive_out_ms),
-            (0, 0, 0),
-            "{r}"
-        );
-    }
+    assert_only_local_errors(&e.stats(), &key, &reals, 1);
     // Descriptors are back: both reals take their turns.
     let bodies: Vec<String> = (0..4).map(|_| http_get(vip).expect("served")).collect();
     for tag in ["a ", "b "] {

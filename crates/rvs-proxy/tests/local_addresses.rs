@@ -96,23 +96,7 @@ fn a_local_address_that_cannot_be_bound_blames_no_real() {
         let _ = c.read_to_string(&mut s);
         assert!(s.is_empty(), "closed without an answer: {s:?}");
     }
-    let stats = rvs_core::engine::Engine::stats(&e);
-    assert_eq!(
-        stats.outcomes["connect_local_error"], 5,
-        "{:?}",
-        stats.outcomes
-    );
-    for name in ["connect_retry", "connect_error", "no_real", "passive_down"] {
-        assert_eq!(stats.outcomes[name], 0, "{name}: {:?}", stats.outcomes);
-    }
-    for r in &reals {
-        let s = &stats.services[&key].reals[r];
-        assert_eq!(
-            (s.connect_failures, s.passive_downs, s.passive_out_ms),
-            (0, 0, 0),
-            "{r}"
-        );
-    }
+    assert_only_local_errors(&rvs_core::engine::Engine::stats(&e), &key, &reals, 5);
     // The pool fixed: both reals serve in turn (neither was taken out).
     e.set_fullnat_pool(key, Vec::new());
     assert_eq!(sources(vip, 4).values().sum::<usize>(), 4);

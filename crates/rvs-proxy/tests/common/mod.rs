@@ -262,3 +262,30 @@ pub fn lowest_free_fd() -> u64 {
     let f = std::fs::File::open("/dev/null").unwrap();
     f.as_raw_fd() as u64
 }
+
+/// After connects that failed on the director's side: exactly `n` counted as
+/// `connect_local_error`, nothing retried or blamed on a real (no connect failure, never taken
+/// out).
+pub fn assert_only_local_errors(
+    stats: &EngineStats,
+    key: &ServiceKey,
+    reals: &[SocketAddr],
+    n: u64,
+) {
+    assert_eq!(
+        stats.outcomes["connect_local_error"], n,
+        "{:?}",
+        stats.outcomes
+    );
+    for name in ["connect_retry", "connect_error", "no_real", "passive_down"] {
+        assert_eq!(stats.outcomes[name], 0, "{name}: {:?}", stats.outcomes);
+    }
+    for r in reals {
+        let s = &stats.services[key].reals[r];
+        assert_eq!(
+            (s.connect_failures, s.passive_downs, s.passive_out_ms),
+            (0, 0, 0),
+            "{r}"
+        );
+    }
+}
