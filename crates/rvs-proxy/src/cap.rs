@@ -94,10 +94,7 @@ mod tests {
 
     #[test]
     fn a_loop_waiting_for_room_wakes_when_a_connection_ends() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = crate::test_rt();
         rt.block_on(async {
             let c = Arc::new(ConnCap::new(1));
             assert!(c.try_take());

@@ -133,13 +133,7 @@ impl LogLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
+    use crate::test_rt as rt;
 
     #[test]
     fn a_local_address_not_on_this_host_is_a_local_error() {

@@ -42,3 +42,12 @@ pub mod udp;
 pub mod worker;
 
 pub use engine::{ProxyEngine, ProxyEngineConfig};
+
+/// A current-thread runtime with IO and time, as a worker has (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}

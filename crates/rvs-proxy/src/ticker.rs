@@ -102,13 +102,7 @@ pub async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
+    use crate::test_rt as rt;
 
     #[test]
     fn a_future_that_finishes_is_returned() {

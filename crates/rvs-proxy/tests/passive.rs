@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use rvs_core::engine::{Engine, EngineStats, RealStats};
-use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
+use rvs_core::ServiceKey;
+use rvs_core::engine::{Engine, EngineStats};
 use rvs_proxy::ProxyEngine;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,18 +16,6 @@ fn live_backends(n: usize) -> Vec<SocketAddr> {
     (0..n)
         .map(|i| rvs_demo::serve_http(bind, &format!("live{i}")).unwrap())
         .collect()
-}
-
-/// Round robin with passive failure detection set as given.
-fn opts(max_fails: u32, fail_timeout_ms: u32) -> ServiceOptions {
-    let mut o = options(SchedulerKind::Rr);
-    o.proxy.max_fails = max_fails;
-    o.proxy.fail_timeout_ms = fail_timeout_ms;
-    o
-}
-
-fn real_stats(e: &ProxyEngine, key: &ServiceKey, real: SocketAddr) -> RealStats {
-    e.stats().services[key].reals[&real]
 }
 
 /// `n` clients, `threads` at a time, each one request on a new connection; returns how many
@@ -64,7 +52,7 @@ fn a_refusing_real_gets_no_attempts_after_max_fails_and_no_client_fails() {
         let (vip, key) = tcp_service(
             &mut e,
             "127.0.0.1",
-            opts(max_fails, 30_000),
+            passive_options(max_fails, 30_000),
             &[dead, live[0], live[1]],
         );
         until_out(&e, &key, vip, dead, 10 * max_fails as usize);
@@ -89,7 +77,12 @@ fn after_fail_timeout_one_connection_probes_and_a_recovered_real_is_back() {
     let mut e = engine();
     let live = live_backends(2);
     let dead = free_addr("127.0.0.1");
-    let (vip, key) = tcp_service(&mut e, "127.0.0.1", opts(1, 300), &[dead, live[0], live[1]]);
+    let (vip, key) = tcp_service(
+        &mut e,
+        "127.0.0.1",
+        passive_options(1, 300),
+        &[dead, live[0], live[1]],
+    );
     until_out(&e, &key, vip, dead, 10);
     assert_eq!(real_stats(&e, &key, dead).connect_failures, 1);
     // fail_timeout passes: one connection probes it, fails over, and it is out again.
@@ -118,7 +111,7 @@ fn a_real_that_times_out_costs_one_timeout_per_fail_timeout() {
     let live = live_backends(2);
     let (stuck, _fillers) = full_listener(); // SYNs dropped: connects time out
     let slow = stuck.local_addr().unwrap();
-    let mut o = opts(1, 1000);
+    let mut o = passive_options(1, 1000);
     o.proxy.connect_timeout_ms = 150;
     let (vip, key) = tcp_service(&mut e, "127.0.0.1", o, &[slow, live[0], live[1]]);
     let start = Instant::now();
@@ -148,7 +141,7 @@ fn a_real_that_times_out_costs_one_timeout_per_fail_timeout() {
 fn with_every_real_refusing_connections_are_still_attempted() {
     let mut e = engine();
     let dead = [free_addr("127.0.0.1"), free_addr("127.0.0.1")];
-    let (vip, key) = tcp_service(&mut e, "127.0.0.1", opts(1, 30_000), &dead);
+    let (vip, key) = tcp_service(&mut e, "127.0.0.1", passive_options(1, 30_000), &dead);
     for _ in 0..20 {
         assert!(http_get(vip).is_err(), "no real answers");
     }

@@ -7,22 +7,11 @@
 mod common;
 
 use common::*;
-use rvs_core::engine::{Engine, RealStats};
-use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
+use rvs_core::engine::Engine;
+use rvs_core::{ServiceKey, ServiceOptions};
 use rvs_proxy::ProxyEngine;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
-
-fn opts(max_fails: u32, fail_timeout_ms: u32) -> ServiceOptions {
-    let mut o = options(SchedulerKind::Rr);
-    o.proxy.max_fails = max_fails;
-    o.proxy.fail_timeout_ms = fail_timeout_ms;
-    o
-}
-
-fn real_stats(e: &ProxyEngine, key: &ServiceKey, real: SocketAddr) -> RealStats {
-    e.stats().services[key].reals[&real]
-}
 
 /// A UDP service over a port where nothing listens (`dead`, first) and an echo real tagged
 /// `live`; returns the VIP, the key, `dead` and the live real.
@@ -69,7 +58,7 @@ fn until_refused(vip: SocketAddr) -> UdpSocket {
 #[test]
 fn a_refusing_udp_real_is_taken_out_and_its_clients_go_to_the_live_one() {
     let mut e = engine();
-    let (vip, key, dead) = dead_and_live(&mut e, opts(1, 30_000));
+    let (vip, key, dead) = dead_and_live(&mut e, passive_options(1, 30_000));
     let refused = until_refused(vip);
     assert!(
         wait_until(Duration::from_secs(3), || real_stats(&e, &key, dead)
@@ -105,7 +94,7 @@ fn a_refusing_udp_real_is_taken_out_and_its_clients_go_to_the_live_one() {
 #[test]
 fn a_udp_real_that_comes_back_is_probed_and_serves_again() {
     let mut e = engine();
-    let (vip, key, dead) = dead_and_live(&mut e, opts(1, 300));
+    let (vip, key, dead) = dead_and_live(&mut e, passive_options(1, 300));
     let _refused = until_refused(vip);
     assert!(wait_until(Duration::from_secs(3), || {
         real_stats(&e, &key, dead).passive_downs == 1
@@ -134,7 +123,7 @@ fn a_udp_real_that_comes_back_is_probed_and_serves_again() {
 #[test]
 fn with_passive_detection_off_a_refused_session_still_ends_and_the_client_moves_on() {
     let mut e = engine();
-    let (vip, key, dead) = dead_and_live(&mut e, opts(0, 10_000));
+    let (vip, key, dead) = dead_and_live(&mut e, passive_options(0, 10_000));
     let refused = until_refused(vip);
     assert!(wait_until(Duration::from_secs(3), || {
         e.stats().outcomes["udp_refused"] == 1
@@ -155,7 +144,7 @@ fn with_passive_detection_off_a_refused_session_still_ends_and_the_client_moves_
 #[test]
 fn a_datagram_right_behind_a_refused_one_is_rescheduled() {
     let mut e = engine();
-    let (vip, key, dead) = dead_and_live(&mut e, opts(1, 30_000));
+    let (vip, key, dead) = dead_and_live(&mut e, passive_options(1, 30_000));
     let mut buf = [0u8; 256];
     for i in 0..10 {
         let c = new_client();

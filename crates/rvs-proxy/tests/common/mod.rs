@@ -289,3 +289,20 @@ pub fn assert_only_local_errors(
         );
     }
 }
+
+/// Round robin with passive failure detection set as given.
+pub fn passive_options(max_fails: u32, fail_timeout_ms: u32) -> ServiceOptions {
+    let mut o = options(SchedulerKind::Rr);
+    o.proxy.max_fails = max_fails;
+    o.proxy.fail_timeout_ms = fail_timeout_ms;
+    o
+}
+
+/// A real's stats as the engine reports them now.
+pub fn real_stats(
+    e: &ProxyEngine,
+    key: &ServiceKey,
+    real: SocketAddr,
+) -> rvs_core::engine::RealStats {
+    e.stats().services[key].reals[&real]
+}
