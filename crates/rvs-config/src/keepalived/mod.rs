@@ -16,6 +16,7 @@
 mod build;
 mod checker;
 mod glob;
+mod keywords;
 mod laddr;
 pub mod lex;
 pub mod model;

@@ -15,13 +15,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A keyword rvs does not implement: warned about, with where it is, never silently dropped.
+    /// A keyword rvs does not read here: warned about, with where it is, never silently
+    /// dropped; the warning says where a known keyword belongs, or which one a typo meant.
     pub fn unsupported(&mut self, node: &Node, within: &str) {
         let w = &node.keyword;
-        self.warnings.push(w.error(format!(
-            "keyword '{}' in {within} is not supported by rvs; ignored",
-            w.text
-        )));
+        self.warnings
+            .push(w.error(super::keywords::ignored(&w.text, within)));
     }
 
     /// A located error.
