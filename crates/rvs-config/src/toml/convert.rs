@@ -8,6 +8,7 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::local_addr::{self, ServicePools};
 use ::toml::Spanned;
 use rvs_core::desired::{DesiredState, StateError, TcpStateTimeouts, Timeouts};
+use rvs_core::engine::EngineKind;
 use rvs_core::model::{
     AddressFamily, Persistence, ProxyOptions, RealServer, SchedFlags, ServiceKey, ServiceOptions,
 };
@@ -228,8 +229,30 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             );
             return None;
         }
-        Some(e.into_inner())
+        let list = e.into_inner();
+        let mut out: Vec<EngineKind> = Vec::with_capacity(list.len());
+        for k in list {
+            if out.contains(k.get_ref()) {
+                rep.error_at(k.span(), "this engine is already listed in engines");
+            } else {
+                out.push(k.into_inner());
+            }
+        }
+        Some(out)
     });
+    let mut xdp_interfaces: Vec<String> = Vec::with_capacity(raw.xdp_interfaces.len());
+    for name in raw.xdp_interfaces {
+        if name.get_ref().is_empty() {
+            rep.error_at(name.span(), "expected an interface name, found \"\"");
+        } else if xdp_interfaces.contains(name.get_ref()) {
+            rep.error_at(
+                name.span(),
+                "this interface is already listed in xdp_interfaces",
+            );
+        } else {
+            xdp_interfaces.push(name.into_inner());
+        }
+    }
     let fullnat_local = raw
         .fullnat_local
         .and_then(|list| local_addresses(list, None, rep))
@@ -239,7 +262,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         listen,
         token_file: raw.token_file,
         engines,
-        xdp_interfaces: raw.xdp_interfaces,
+        xdp_interfaces,
         xdp_nat_conns,
         proxy_workers,
         proxy_udp_sessions,

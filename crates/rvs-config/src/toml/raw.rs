@@ -29,9 +29,9 @@ pub(super) struct RawDaemon {
     pub socket: Option<PathBuf>,
     pub listen: Option<Spanned<String>>,
     pub token_file: Option<PathBuf>,
-    pub engines: Option<Spanned<Vec<EngineKind>>>,
+    pub engines: Option<Spanned<Vec<Spanned<EngineKind>>>>,
     #[serde(default)]
-    pub xdp_interfaces: Vec<String>,
+    pub xdp_interfaces: Vec<Spanned<String>>,
     pub xdp_nat_conns: Option<Spanned<u32>>,
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,

@@ -519,3 +519,29 @@ fn port_zero_needs_persistence() {
     );
     p("[[service]]\naddress = \"10.0.0.3:0\"\npersistence = {}\n").unwrap();
 }
+
+#[test]
+fn an_engine_or_interface_listed_twice_is_an_error() {
+    let e = errs("[daemon]\nengines = [\"proxy\", \"xdp\", \"proxy\"]\n");
+    assert!(
+        e[0].starts_with("test.toml:2:28:") && e[0].contains("already listed in engines"),
+        "{e:?}"
+    );
+    let e = errs("[daemon]\nxdp_interfaces = [\"eth0\", \"eth0\"]\n");
+    assert!(
+        e[0].starts_with("test.toml:2:27:") && e[0].contains("already listed in xdp_interfaces"),
+        "{e:?}"
+    );
+    let e = errs("[daemon]\nxdp_interfaces = [\"\"]\n");
+    assert!(
+        e[0].starts_with("test.toml:2:19:") && e[0].contains("interface name"),
+        "{e:?}"
+    );
+    let c = p("[daemon]\nengines = [\"xdp\", \"proxy\"]\nxdp_interfaces = [\"eth0\", \"eth1\"]\n")
+        .unwrap();
+    assert_eq!(c.daemon.xdp_interfaces, ["eth0", "eth1"]);
+    assert_eq!(
+        c.daemon.engines,
+        Some(vec![EngineKind::Xdp, EngineKind::Proxy])
+    );
+}
