@@ -116,12 +116,12 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         engines: if args.engines.is_empty() {
             file.engines.clone()
         } else {
-            Some(args.engines.clone())
+            Some(first_of_each(&args.engines))
         },
         xdp_interfaces: if args.xdp_interfaces.is_empty() {
             file.xdp_interfaces.clone()
         } else {
-            args.xdp_interfaces.clone()
+            first_of_each(&args.xdp_interfaces)
         },
         xdp_nat_conns: file.xdp_nat_conns,
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
@@ -130,6 +130,18 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         log_level: file.log_level,
         fullnat_local: file.fullnat_local.clone(),
     }
+}
+
+/// `list` without repeats (a flag given twice names the same engine or interface once; the
+/// config file's lists refuse repeats with a located error instead).
+fn first_of_each<T: Clone + PartialEq>(list: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(list.len());
+    for x in list {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
 }
 
 /// Keep what the daemon observed (health, dynamic weights, quorum gating) on reals that a
@@ -146,5 +158,31 @@ pub fn carry_observed(old: &DesiredState, new: &mut DesiredState) {
                 real.quorum_gated = oreal.quorum_gated;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_flag_given_twice_names_its_engine_or_interface_once() {
+        let args = Args::parse_from([
+            "rvsd",
+            "--xdp-interface",
+            "eth1",
+            "--xdp-interface",
+            "eth0",
+            "--xdp-interface",
+            "eth1",
+            "--engine",
+            "xdp",
+            "--engine",
+            "xdp",
+        ]);
+        let d = effective_daemon(&args, &DaemonConfig::default());
+        assert_eq!(d.xdp_interfaces, ["eth1", "eth0"]);
+        assert_eq!(d.engines, Some(vec![rvs_core::engine::EngineKind::Xdp]));
     }
 }
