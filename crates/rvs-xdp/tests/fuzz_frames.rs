@@ -2,10 +2,11 @@
 //! drop, never a crash"). Valid frames of every kind the fixtures use — DR, TUN (both families
 //! of outer header), NAT and FULLNAT services, v4 and v6, client TCP SYN/ACK/FIN/RST and UDP,
 //! replies of tracked NAT/FULLNAT flows, ICMP errors quoting tracked flows, IPv4 options, an
-//! IPv6 fragment header — are mutated by a seeded generator written here (flipped header bytes,
-//! length fields too small / too large / odd, truncation inside the headers, junk appended,
-//! fragment bits, swapped protocols, bad ethertypes and VLAN tags; half of the time the IPv4
-//! header and L4 checksums are then made right again so the mutation gets past them) and run
+//! IPv6 fragment header, full-MTU segments too big for a tunnel — are mutated by a seeded
+//! generator written here (flipped header bytes, length fields too small / too large / odd,
+//! truncation inside the headers, junk appended, fragment bits, swapped protocols, bad
+//! ethertypes and VLAN tags; half of the time the IPv4 header and L4 checksums are then made
+//! right again so the mutation gets past them) and run
 //! through BPF_PROG_TEST_RUN. For every run:
 //!
 //! 1. BPF_PROG_TEST_RUN succeeds;
@@ -263,6 +264,19 @@ fn bases(lab: &mut Lab) -> Vec<Base> {
                 ),
             );
         }
+    }
+    // Too big to encapsulate (TUN, v4 and v6 outer headers): "fragmentation needed" / "packet
+    // too big" back to the client.
+    for svc in [4u32, 6, 8, 9] {
+        let s = lab.svc(svc);
+        let (vip, proto) = (s.vip, s.proto);
+        let c = client(vip.is_ipv6(), 45000 + svc as u16);
+        let hl = if vip.is_ipv6() { 40 } else { 20 };
+        let payload = vec![0x5a; usize::from(MTU) - hl - 20];
+        add(
+            format!("svc {svc} {vip} full-MTU segment (too big for the tunnel)"),
+            from_client(c, vip, proto, &seg(proto, ACK, &payload)),
+        );
     }
     // Tracked flows: open them, then replies and ICMP errors about them.
     for svc in 0..18u32 {
