@@ -110,11 +110,12 @@ static __always_inline int rvs_rw_pkt(struct xdp_md *ctx, __u8 family,
 
 /*
  * The quoted packet at q (an IPv4 header): addresses and ports to `t`, its header checksum,
- * and its TCP/UDP checksum when quoted. Returns the change to the enclosing ICMP checksum in
- * *icmp_d, -1 when out of bounds.
+ * and its TCP/UDP checksum when quoted — inside the quote's `qlen` bytes (by the IP length;
+ * bytes past it in the frame are not covered by the ICMP checksum). Returns the change to the
+ * enclosing ICMP checksum in *icmp_d, -1 when out of bounds.
  */
-static __always_inline int rvs_rw_quoted4(void *q, void *end, const struct rvs_nat_tuple *t,
-					  __u64 *icmp_d)
+static __always_inline int rvs_rw_quoted4(void *q, void *end, __u32 qlen,
+					  const struct rvs_nat_tuple *t, __u64 *icmp_d)
 {
 	struct iphdr *ip = q;
 	if ((void *)(ip + 1) > end)
@@ -128,7 +129,8 @@ static __always_inline int rvs_rw_quoted4(void *q, void *end, const struct rvs_n
 	ip->daddr = t->dst[0];
 	*icmp_d += d;
 	rvs_acc16(icmp_d, old_check, ip->check);
-	__u16 *p = (void *)ip + ((ip->ihl * 4) & 0x3c);
+	__u32 qihl = (ip->ihl * 4) & 0x3c;
+	__u16 *p = (void *)ip + qihl;
 	if ((void *)(p + 2) > end)
 		return -1;
 	rvs_acc16(&d, p[0], t->sport);
@@ -138,9 +140,10 @@ static __always_inline int rvs_rw_quoted4(void *q, void *end, const struct rvs_n
 	p[0] = t->sport;
 	p[1] = t->dport;
 	__u16 *c = 0;
-	if (ip->protocol == IPPROTO_TCP && (void *)(p + 9) <= end)
+	if (ip->protocol == IPPROTO_TCP && (void *)(p + 9) <= end && qihl + 18 <= qlen)
 		c = p + 8;
-	else if (ip->protocol == IPPROTO_UDP && (void *)(p + 4) <= end && p[3])
+	else if (ip->protocol == IPPROTO_UDP && (void *)(p + 4) <= end && qihl + 8 <= qlen &&
+		 p[3])
 		c = p + 3;
 	if (c) {
 		__u16 old = *c;
@@ -150,8 +153,8 @@ static __always_inline int rvs_rw_quoted4(void *q, void *end, const struct rvs_n
 	return 0;
 }
 
-static __always_inline int rvs_rw_quoted6(void *q, void *end, const struct rvs_nat_tuple *t,
-					  __u64 *icmp_d)
+static __always_inline int rvs_rw_quoted6(void *q, void *end, __u32 qlen,
+					  const struct rvs_nat_tuple *t, __u64 *icmp_d)
 {
 	struct ipv6hdr *ip = q;
 	if ((void *)(ip + 1) > end)
@@ -172,9 +175,9 @@ static __always_inline int rvs_rw_quoted6(void *q, void *end, const struct rvs_n
 	p[0] = t->sport;
 	p[1] = t->dport;
 	__u16 *c = 0;
-	if (ip->nexthdr == IPPROTO_TCP && (void *)(p + 9) <= end)
+	if (ip->nexthdr == IPPROTO_TCP && (void *)(p + 9) <= end && 40 + 18 <= qlen)
 		c = p + 8;
-	else if (ip->nexthdr == IPPROTO_UDP && (void *)(p + 4) <= end)
+	else if (ip->nexthdr == IPPROTO_UDP && (void *)(p + 4) <= end && 40 + 8 <= qlen)
 		c = p + 3;
 	if (c) {
 		__u16 old = *c;
@@ -209,10 +212,12 @@ static __always_inline int rvs_rw_icmp(struct xdp_md *ctx, __u8 family,
 		ip->check = rvs_csum_add(ip->check, d);
 		ip->saddr = nsrc;
 		ip->daddr = t->dst[0];
-		struct rvs_icmphdr *ic = (void *)ip + ((ip->ihl * 4) & 0x3c);
+		__u32 ihl = (ip->ihl * 4) & 0x3c, tot = bpf_ntohs(ip->tot_len);
+		struct rvs_icmphdr *ic = (void *)ip + ihl;
 		if ((void *)(ic + 1) > end)
 			return -1;
-		if (rvs_rw_quoted4(ic + 1, end, &q, &icmp_d))
+		__u32 qlen = tot > ihl + sizeof(*ic) ? tot - ihl - sizeof(*ic) : 0;
+		if (rvs_rw_quoted4(ic + 1, end, qlen, &q, &icmp_d))
 			return -1;
 		ic->checksum = rvs_csum_add(ic->checksum, icmp_d);
 		return 0;
@@ -230,7 +235,9 @@ static __always_inline int rvs_rw_icmp(struct xdp_md *ctx, __u8 family,
 	if ((void *)(ic6 + 1) > end)
 		return -1;
 	icmp_d = d; /* the ICMPv6 checksum covers the pseudo header */
-	if (rvs_rw_quoted6(ic6 + 1, end, &q, &icmp_d))
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	__u32 qlen = plen > sizeof(*ic6) ? plen - sizeof(*ic6) : 0;
+	if (rvs_rw_quoted6(ic6 + 1, end, qlen, &q, &icmp_d))
 		return -1;
 	ic6->icmp6_cksum = rvs_csum_add(ic6->icmp6_cksum, icmp_d);
 	return 0;

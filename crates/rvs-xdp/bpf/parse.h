@@ -65,18 +65,22 @@ static __always_inline int rvs_ports(void *l4, void *end, __u16 *sport, __u16 *d
 	return 0;
 }
 
-/* The quoted IPv4 packet in an ICMP error: fill flow reversed (so it reads client → VIP). */
-static __always_inline int rvs_parse_quoted4(void *q, void *end, struct rvs_pkt *pkt)
+/*
+ * The quoted IPv4 packet in an ICMP error: fill flow reversed (so it reads client → VIP).
+ * `qlen`: the bytes of the ICMP message after its header, by the IP length (bytes past it in
+ * the frame, e.g. Ethernet padding, are not part of the quote).
+ */
+static __always_inline int rvs_parse_quoted4(void *q, void *end, __u32 qlen, struct rvs_pkt *pkt)
 {
 	struct iphdr *ip = q;
-	if ((void *)(ip + 1) > end)
+	if ((void *)(ip + 1) > end || qlen < sizeof(*ip))
 		return RVS_PARSE_MALFORMED;
 	__u32 ihl = ip->ihl * 4;
 	if (ihl < sizeof(*ip) || ip->version != 4)
 		return RVS_PARSE_MALFORMED;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return RVS_PARSE_OTHER_L4;
-	if (ihl > 60)
+	if (ihl > 60 || qlen < ihl + 4)
 		return RVS_PARSE_MALFORMED;
 	if (rvs_ports(q + ihl, end, &pkt->flow.dport, &pkt->flow.sport))
 		return RVS_PARSE_MALFORMED;
@@ -86,14 +90,14 @@ static __always_inline int rvs_parse_quoted4(void *q, void *end, struct rvs_pkt 
 	return RVS_PARSE_OK;
 }
 
-static __always_inline int rvs_parse_quoted6(void *q, void *end, struct rvs_pkt *pkt)
+static __always_inline int rvs_parse_quoted6(void *q, void *end, __u32 qlen, struct rvs_pkt *pkt)
 {
 	struct ipv6hdr *ip = q;
-	if ((void *)(ip + 1) > end)
+	if ((void *)(ip + 1) > end || qlen < sizeof(*ip))
 		return RVS_PARSE_MALFORMED;
 	if (ip->nexthdr != IPPROTO_TCP && ip->nexthdr != IPPROTO_UDP)
 		return RVS_PARSE_OTHER_L4;
-	if (rvs_ports(ip + 1, end, &pkt->flow.dport, &pkt->flow.sport))
+	if (qlen < sizeof(*ip) + 4 || rvs_ports(ip + 1, end, &pkt->flow.dport, &pkt->flow.sport))
 		return RVS_PARSE_MALFORMED;
 	__builtin_memcpy(pkt->flow.src, &ip->daddr, 16);
 	__builtin_memcpy(pkt->flow.dst, &ip->saddr, 16);
@@ -101,19 +105,24 @@ static __always_inline int rvs_parse_quoted6(void *q, void *end, struct rvs_pkt 
 	return RVS_PARSE_OK;
 }
 
-/* TCP or UDP header at l4: ports, and TCP flags. */
-static __always_inline int rvs_parse_l4(void *l4, void *end, __u8 proto, struct rvs_pkt *pkt)
+/*
+ * TCP or UDP header at l4: ports, and TCP flags. `len`: the segment's length by the IP length;
+ * the header (TCP: with its options) must lie inside it, not merely inside the frame — bytes
+ * past the IP packet are not the packet's, and NAT/FULLNAT would rewrite them.
+ */
+static __always_inline int rvs_parse_l4(void *l4, void *end, __u8 proto, __u32 len,
+					struct rvs_pkt *pkt)
 {
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
-		if ((void *)(th + 1) > end || th->doff < 5)
+		if ((void *)(th + 1) > end || th->doff < 5 || len < th->doff * 4)
 			return RVS_PARSE_MALFORMED;
 		pkt->flow.sport = th->source;
 		pkt->flow.dport = th->dest;
 		pkt->tcp_flags = ((__u8 *)th)[13];
 	} else {
 		struct udphdr *uh = l4;
-		if ((void *)(uh + 1) > end)
+		if ((void *)(uh + 1) > end || len < sizeof(*uh))
 			return RVS_PARSE_MALFORMED;
 		pkt->flow.sport = uh->source;
 		pkt->flow.dport = uh->dest;
@@ -141,18 +150,18 @@ static __always_inline int rvs_parse_ip4(void *data, void *end, struct rvs_pkt *
 	void *l4 = (void *)ip + ihl;
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct rvs_icmphdr *ic = l4;
-		if ((void *)(ic + 1) > end)
+		if ((void *)(ic + 1) > end || tot - ihl < sizeof(*ic))
 			return RVS_PARSE_MALFORMED;
 		if (ic->type != RVS_ICMP_DEST_UNREACH && ic->type != RVS_ICMP_TIME_EXCEEDED)
 			return RVS_PARSE_OTHER_L4;
 		pkt->is_icmp_err = 1;
-		return rvs_parse_quoted4(ic + 1, end, pkt);
+		return rvs_parse_quoted4(ic + 1, end, tot - ihl - sizeof(*ic), pkt);
 	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return RVS_PARSE_OTHER_L4;
 	pkt->flow.src[0] = ip->saddr;
 	pkt->flow.dst[0] = ip->daddr;
-	return rvs_parse_l4(l4, end, ip->protocol, pkt);
+	return rvs_parse_l4(l4, end, ip->protocol, tot - ihl, pkt);
 }
 
 static __always_inline int rvs_parse_ip6(void *data, void *end, struct rvs_pkt *pkt)
@@ -172,19 +181,19 @@ static __always_inline int rvs_parse_ip6(void *data, void *end, struct rvs_pkt *
 		return RVS_PARSE_FRAGMENT;
 	if (ip->nexthdr == IPPROTO_ICMPV6) {
 		struct icmp6hdr *ic = l4;
-		if ((void *)(ic + 1) > end)
+		if ((void *)(ic + 1) > end || tot - sizeof(*ip) < sizeof(*ic))
 			return RVS_PARSE_MALFORMED;
 		if (ic->icmp6_type != ICMPV6_DEST_UNREACH && ic->icmp6_type != ICMPV6_PKT_TOOBIG &&
 		    ic->icmp6_type != ICMPV6_TIME_EXCEED)
 			return RVS_PARSE_OTHER_L4;
 		pkt->is_icmp_err = 1;
-		return rvs_parse_quoted6(ic + 1, end, pkt);
+		return rvs_parse_quoted6(ic + 1, end, tot - sizeof(*ip) - sizeof(*ic), pkt);
 	}
 	if (ip->nexthdr != IPPROTO_TCP && ip->nexthdr != IPPROTO_UDP)
 		return RVS_PARSE_OTHER_L4;
 	__builtin_memcpy(pkt->flow.src, &ip->saddr, 16);
 	__builtin_memcpy(pkt->flow.dst, &ip->daddr, 16);
-	return rvs_parse_l4(l4, end, ip->nexthdr, pkt);
+	return rvs_parse_l4(l4, end, ip->nexthdr, tot - sizeof(*ip), pkt);
 }
 
 /* Parse the frame [data, end) into pkt. */
