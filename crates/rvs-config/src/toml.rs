@@ -44,6 +44,10 @@ pub struct Config {
     pub local_addresses: ServicePools,
 }
 
+/// The highest `xdp_icmp_rate`: beyond ten million errors per second per CPU the limit would
+/// limit nothing (0 is the way to say unlimited).
+pub const MAX_XDP_ICMP_RATE: u32 = 10_000_000;
+
 /// `[daemon]`. Every field is optional; command-line flags override them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DaemonConfig {
@@ -60,6 +64,9 @@ pub struct DaemonConfig {
     /// NAT/FULLNAT flows the xdp engine can track (its NAT connection table and reverse table,
     /// not the DR/TUN table); `None` = its default (262,144).
     pub xdp_nat_conns: Option<u32>,
+    /// ICMP errors per second per CPU the xdp engine sends on about DR/TUN flows it has no
+    /// entry for (0 = unlimited, at most [`MAX_XDP_ICMP_RATE`]); `None` = its default (1,000).
+    pub xdp_icmp_rate: Option<u32>,
     /// FULLNAT local addresses of every FULLNAT service without its own `local_addresses`
     /// (those of the VIP's family; at most [`crate::local_addr::MAX_PER_FAMILY`] per family).
     pub fullnat_local: Vec<IpAddr>,

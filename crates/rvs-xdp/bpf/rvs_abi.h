@@ -159,7 +159,10 @@ enum rvs_outcome {
 					 * connection entry here (e.g. seen by another director
 					 * behind ECMP), sent to the real a new flow of it would get
 					 * (persistence template, else Maglev); no entry made */
-	RVS_OUTCOME_MAX = 20,
+	RVS_OUTCOME_ICMP_RATE_LIMITED = 20, /* DR/TUN: such an ICMP error (no connection entry)
+					 * over the per-CPU limit rvs_config.icmp_rate /
+					 * icmp_burst: dropped (icmp_limit.h) */
+	RVS_OUTCOME_MAX = 21,
 };
 
 /* ---- map values and keys -------------------------------------------------------------- */
@@ -252,10 +255,28 @@ struct rvs_iface {
 /* rvs_config value (array, one entry), written by the loader from rvs-core:
  * - timeout_ns: how long an entry lives without traffic, by its state (RVS_STATE_*);
  * - tcp_next: rvs_core::conn::tcp::transition (IPVS's tcp_states table), the next state at
- *   [(dir * RVS_TCP_EVENTS + event) * RVS_CONN_STATES + state]. */
+ *   [(dir * RVS_TCP_EVENTS + event) * RVS_CONN_STATES + state];
+ * - icmp_rate, icmp_burst: the per-CPU token bucket of ICMP errors about DR/TUN flows with no
+ *   connection entry (icmp_limit.h): errors per second and bucket size; rate 0 = unlimited. */
 struct rvs_config {
 	__u64 timeout_ns[RVS_CONN_STATES];
 	__u8 tcp_next[RVS_DIRS * RVS_TCP_EVENTS * RVS_CONN_STATES];
+	__u32 icmp_rate;
+	__u32 icmp_burst;
+};
+
+/* Defaults of rvs_config.icmp_rate / icmp_burst (docs/xdp.md "ICMP errors": why these). */
+#define RVS_ICMP_RATE_DEFAULT 1000
+#define RVS_ICMP_BURST_DEFAULT 200
+/* rvs_icmp_bucket.tokens counts in these units per error, so a refill of rate * elapsed ns is
+ * exact in integers. */
+#define RVS_ICMP_TOKEN 1000000000
+
+/* rvs_icmp_bucket value (per-CPU array, one entry; icmp_limit.h). The loader never writes it;
+ * tests may (e.g. last_ns in the future: no refill until then). */
+struct rvs_icmp_bucket {
+	__u64 tokens;  /* RVS_ICMP_TOKEN per error, at most icmp_burst * RVS_ICMP_TOKEN */
+	__u64 last_ns; /* bpf_ktime_get_coarse_ns of the last refill */
 };
 
 /* rvs_stats value (per-CPU array, RVS_STATS_SLOTS entries: services then reals). In: client →

@@ -22,6 +22,7 @@
 #include "dr.h"
 #include "tun.h"
 #include "icmp_too_big.h"
+#include "icmp_limit.h"
 #include "nat.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -131,9 +132,12 @@ static __always_inline int rvs_send(struct xdp_md *ctx, const struct rvs_pkt *pk
  * director: the error goes to the real a new flow of it would get (rvs_schedule_peek: the
  * client's live persistence template, else the Maglev slot of the same flow hash as the flow's
  * SYN), as Katran does, and no entry is made. NAT/FULLNAT need the flow's state (addresses to
- * rewrite): passed, as is an error for a service with no available real.
+ * rewrite): passed, as is an error for a service with no available real. Anyone can send such
+ * errors (the quote is not checked against any state), so those that would be sent are
+ * limited per CPU (icmp_limit.h): over the limit, dropped.
  */
 static __always_inline int rvs_icmp_no_conn(struct xdp_md *ctx, const struct rvs_pkt *pkt,
+					    const struct rvs_config *cfg,
 					    const struct rvs_service *svc, __u64 now,
 					    __u32 *outcome)
 {
@@ -143,6 +147,10 @@ static __always_inline int rvs_icmp_no_conn(struct xdp_md *ctx, const struct rvs
 	    (real->method != RVS_METHOD_DR && real->method != RVS_METHOD_TUN)) {
 		*outcome = RVS_OUTCOME_ICMP_UNTRACKED;
 		return XDP_PASS;
+	}
+	if (!rvs_icmp_allow(cfg, now)) {
+		*outcome = RVS_OUTCOME_ICMP_RATE_LIMITED;
+		return XDP_DROP;
 	}
 	return rvs_send_direct(ctx, pkt, svc->index, idx, real->method, real, 0,
 			       RVS_OUTCOME_ICMP_NO_CONN_MAGLEV, outcome);
@@ -211,7 +219,7 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 			return 0;
 	}
 	if (pkt->is_icmp_err) {
-		*action = rvs_icmp_no_conn(ctx, pkt, svc, now, outcome);
+		*action = rvs_icmp_no_conn(ctx, pkt, cfg, svc, now, outcome);
 		return 1;
 	}
 	__u32 idx = rvs_schedule_new(svc, pkt, now, &real);

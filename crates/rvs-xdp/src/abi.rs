@@ -108,6 +108,22 @@ pub struct Config {
     pub timeout_ns: [u64; RVS_CONN_STATES as usize],
     /// Next TCP state at `[(dir * RVS_TCP_EVENTS + event) * RVS_CONN_STATES + state]`.
     pub tcp_next: [u8; (RVS_DIRS * RVS_TCP_EVENTS * RVS_CONN_STATES) as usize],
+    /// ICMP errors about DR/TUN flows with no connection entry sent on per second per CPU;
+    /// 0 = unlimited (`bpf/icmp_limit.h`).
+    pub icmp_rate: u32,
+    /// Their burst: the bucket's size in errors.
+    pub icmp_burst: u32,
+}
+
+/// `struct rvs_icmp_bucket`: one CPU's token bucket of untracked ICMP errors (the program's;
+/// tests set it to simulate time).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IcmpBucket {
+    /// `RVS_ICMP_TOKEN` per error.
+    pub tokens: u64,
+    /// The program's clock (`bpf_ktime_get_coarse_ns`) at the last refill.
+    pub last_ns: u64,
 }
 
 impl Default for Config {
@@ -194,6 +210,7 @@ unsafe impl aya::Pod for PersistKey {}
 unsafe impl aya::Pod for Persist {}
 unsafe impl aya::Pod for Iface {}
 unsafe impl aya::Pod for Config {}
+unsafe impl aya::Pod for IcmpBucket {}
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for DecapKey {}
 unsafe impl aya::Pod for BenchFrame {}

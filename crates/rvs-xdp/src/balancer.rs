@@ -5,7 +5,8 @@
 //! ([`crate::whole_map`]), entry by entry on kernels without them.
 
 use crate::abi::{
-    self, Config, Conn, Counters, FlowKey, Iface, Persist, PersistKey, Real, Service, VipKey,
+    self, Config, Conn, Counters, FlowKey, IcmpBucket, Iface, Persist, PersistKey, Real, Service,
+    VipKey,
 };
 use crate::error::{XdpError, map_err};
 use crate::whole_map;
@@ -143,6 +144,33 @@ impl Balancer {
         self.array::<Config>("rvs_config")?
             .set(0, cfg, 0)
             .map_err(map_err("rvs_config"))
+    }
+
+    /// Set every CPU's token bucket of untracked ICMP errors to `bucket` (tests: e.g. empty
+    /// with `last_ns` a second ago, or full with `last_ns` far ahead so nothing refills).
+    pub fn set_icmp_buckets(&mut self, bucket: &IcmpBucket) -> Result<(), XdpError> {
+        const NAME: &str = "rvs_icmp_bucket";
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Invalid(e.to_string()))?;
+        let values = PerCpuValues::try_from(vec![*bucket; cpus])
+            .map_err(|e| XdpError::Invalid(e.to_string()))?;
+        let mut map: PerCpuArray<&mut MapData, IcmpBucket> =
+            PerCpuArray::try_from(self.ebpf.map_mut(NAME).ok_or(XdpError::Missing(NAME))?)
+                .map_err(map_err(NAME))?;
+        map.set(0, values, 0).map_err(map_err(NAME))
+    }
+
+    /// Every CPU's token bucket of untracked ICMP errors.
+    pub fn icmp_buckets(&self) -> Result<Vec<IcmpBucket>, XdpError> {
+        const NAME: &str = "rvs_icmp_bucket";
+        let map: PerCpuArray<&MapData, IcmpBucket> =
+            PerCpuArray::try_from(self.ebpf.map(NAME).ok_or(XdpError::Missing(NAME))?)
+                .map_err(map_err(NAME))?;
+        Ok(map
+            .get(&0, 0)
+            .map_err(map_err(NAME))?
+            .iter()
+            .copied()
+            .collect())
     }
 
     /// Our MAC, MTU and tunnel source addresses on `ifindex` (0 = any interface).

@@ -35,11 +35,14 @@ pub fn table_index(dir: u64, event: u64, state: u64) -> usize {
 }
 
 /// The `rvs_config` value for `timeouts`: rvs-core's TCP table; cells the program never
-/// reaches (unused direction row, state codes above SYNACK) keep the state unchanged.
+/// reaches (unused direction row, state codes above SYNACK) keep the state unchanged. The
+/// untracked-ICMP limit is the default (`RVS_ICMP_RATE_DEFAULT` / `RVS_ICMP_BURST_DEFAULT`).
 pub fn config(timeouts: &ConnTimeouts) -> Config {
     let mut c = Config {
         timeout_ns: [0; STATES],
         tcp_next: [0; (abi::RVS_DIRS * abi::RVS_TCP_EVENTS * abi::RVS_CONN_STATES) as usize],
+        icmp_rate: abi::RVS_ICMP_RATE_DEFAULT as u32,
+        icmp_burst: abi::RVS_ICMP_BURST_DEFAULT as u32,
     };
     for (i, cell) in c.tcp_next.iter_mut().enumerate() {
         *cell = (i % STATES) as u8;

@@ -170,6 +170,14 @@ pub(crate) fn config_abi(base: &ConnTimeouts, set: &Timeouts) -> abi::Config {
     crate::conntrack::config(&crate::conntrack::timeouts(base, set))
 }
 
+/// `cfg` with the untracked-ICMP limit (`rate` errors/s per CPU, 0 = unlimited; `burst`,
+/// raised to 1: a bucket of 0 would drop every error at any rate).
+pub(crate) fn with_icmp_limit(mut cfg: abi::Config, (rate, burst): (u32, u32)) -> abi::Config {
+    cfg.icmp_rate = rate;
+    cfg.icmp_burst = burst.max(1);
+    cfg
+}
+
 /// Slot allocator: lowest free index for services; reals are reused oldest-freed first, so a
 /// connection entry still naming a removed real's slot rarely meets a new real there.
 #[derive(Debug)]
@@ -253,6 +261,23 @@ pub(crate) fn sync_table(
 mod tests {
     use super::*;
     use rvs_core::model::{AdminState, Health};
+
+    #[test]
+    fn icmp_limit_is_written_with_the_timeouts_and_burst_is_at_least_one() {
+        let base = config_abi(&ConnTimeouts::default(), &Timeouts::default());
+        assert_eq!(
+            (base.icmp_rate, base.icmp_burst),
+            (
+                abi::RVS_ICMP_RATE_DEFAULT as u32,
+                abi::RVS_ICMP_BURST_DEFAULT as u32
+            )
+        );
+        let c = with_icmp_limit(base, (50, 0));
+        assert_eq!((c.icmp_rate, c.icmp_burst), (50, 1));
+        assert_eq!(c.timeout_ns, base.timeout_ns);
+        let c = with_icmp_limit(base, (0, 7));
+        assert_eq!((c.icmp_rate, c.icmp_burst), (0, 7));
+    }
 
     #[test]
     fn down_or_disabled_reals_are_flagged_drained_ones_not() {

@@ -25,7 +25,8 @@ fn rust_layout() -> Vec<(String, usize)> {
     layout!(v, "rvs_persist_key", PersistKey, ["svc" => svc, "addr" => addr]);
     layout!(v, "rvs_persist", Persist, ["real" => real, "last_ns" => last_ns]);
     layout!(v, "rvs_iface", Iface, ["mac" => mac, "mtu" => mtu, "src4" => src4, "src6" => src6]);
-    layout!(v, "rvs_config", Config, ["timeout_ns" => timeout_ns, "tcp_next" => tcp_next]);
+    layout!(v, "rvs_config", Config, ["timeout_ns" => timeout_ns, "tcp_next" => tcp_next, "icmp_rate" => icmp_rate, "icmp_burst" => icmp_burst]);
+    layout!(v, "rvs_icmp_bucket", IcmpBucket, ["tokens" => tokens, "last_ns" => last_ns]);
     layout!(v, "rvs_counters", Counters, ["conns" => conns, "packets" => packets, "bytes" => bytes, "out_packets" => out_packets, "out_bytes" => out_bytes]);
     layout!(v, "rvs_nat_rev", NatRev, ["orig" => orig, "nh_expires_ns" => nh_expires_ns, "nh_ingress" => nh_ingress, "nh_ifindex" => nh_ifindex, "nh_dmac" => nh_dmac, "nh_smac" => nh_smac, "real" => real]);
     layout!(v, "rvs_decap_key", DecapKey, ["addr" => addr, "family" => family]);

@@ -124,6 +124,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
             first_of_each(&args.xdp_interfaces)
         },
         xdp_nat_conns: file.xdp_nat_conns,
+        xdp_icmp_rate: file.xdp_icmp_rate,
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         proxy_udp_sessions: file.proxy_udp_sessions,
         proxy_max_conns: file.proxy_max_conns,

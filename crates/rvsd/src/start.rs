@@ -86,6 +86,9 @@ fn start_xdp(cfg: &DaemonConfig, dry_run: bool) -> Started {
         nat_conns: cfg
             .xdp_nat_conns
             .unwrap_or(rvs_xdp::XdpConfig::default().nat_conns),
+        icmp_rate: cfg
+            .xdp_icmp_rate
+            .unwrap_or(rvs_xdp::XdpConfig::default().icmp_rate),
         ..Default::default()
     };
     rvs_xdp::XdpEngine::start(config)

@@ -198,6 +198,20 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let xdp_icmp_rate = raw.xdp_icmp_rate.and_then(|n| {
+        if *n.get_ref() > super::MAX_XDP_ICMP_RATE {
+            rep.error_at(
+                n.span(),
+                format!(
+                    "xdp_icmp_rate must be at most {} errors per second (0 = unlimited)",
+                    super::MAX_XDP_ICMP_RATE
+                ),
+            );
+            None
+        } else {
+            Some(n.into_inner())
+        }
+    });
     let proxy_udp_sessions = raw.proxy_udp_sessions.and_then(|n| {
         if *n.get_ref() == 0 {
             rep.error_at(
@@ -264,6 +278,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         engines,
         xdp_interfaces,
         xdp_nat_conns,
+        xdp_icmp_rate,
         proxy_workers,
         proxy_udp_sessions,
         proxy_max_conns,

@@ -33,6 +33,7 @@ pub(super) struct RawDaemon {
     #[serde(default)]
     pub xdp_interfaces: Vec<Spanned<String>>,
     pub xdp_nat_conns: Option<Spanned<u32>>,
+    pub xdp_icmp_rate: Option<Spanned<u32>>,
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,
     pub proxy_max_conns: Option<Spanned<u32>>,

@@ -24,6 +24,7 @@ listen = "127.0.0.1:9901"
 token_file = "/etc/rvs/token"
 engines = ["proxy"]
 xdp_nat_conns = 1000000
+xdp_icmp_rate = 0
 proxy_workers = 2
 proxy_udp_sessions = 4000
 proxy_max_conns = 7000
@@ -63,6 +64,7 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.engines, Some(vec![EngineKind::Proxy]));
     assert_eq!(c.daemon.proxy_workers, Some(2));
     assert_eq!(c.daemon.xdp_nat_conns, Some(1_000_000));
+    assert_eq!(c.daemon.xdp_icmp_rate, Some(0));
     assert_eq!(c.daemon.proxy_udp_sessions, Some(4000));
     assert_eq!(c.daemon.proxy_max_conns, Some(7000));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
@@ -232,6 +234,14 @@ fn daemon_section_is_checked() {
         e[0].starts_with("test.toml:2:17:") && e[0].contains("xdp_nat_conns must be at least 1"),
         "{e:?}"
     );
+    let e = errs("[daemon]\nxdp_icmp_rate = 10000001\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("test.toml:2:17:") && e[0].contains("xdp_icmp_rate must be at most"),
+        "{e:?}"
+    );
+    let e = errs("[daemon]\nxdp_icmp_rate = -1\n");
+    assert!(e[0].starts_with("test.toml:2:17:"), "{e:?}");
     let e = errs("[daemon]\nproxy_udp_sessions = 0\n");
     assert!(
         e[0].starts_with("test.toml:2:22:")

@@ -7,7 +7,7 @@ use crate::abi;
 use crate::balancer::Balancer;
 use crate::error::XdpError;
 use crate::service_writes::{self, Target};
-use crate::state::{RealSlot, SvcSlot, config_abi, one_packet_real, vip_key};
+use crate::state::{RealSlot, SvcSlot, config_abi, one_packet_real, vip_key, with_icmp_limit};
 use rvs_core::desired::Change;
 use rvs_core::engine::{EngineError, Unsupported};
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
@@ -65,7 +65,10 @@ impl Inner {
     }
 
     pub(crate) fn write_config(&mut self) -> Result<(), EngineError> {
-        let cfg = config_abi(&self.state_timeouts, &self.timeouts);
+        let cfg = with_icmp_limit(
+            config_abi(&self.state_timeouts, &self.timeouts),
+            self.icmp_limit,
+        );
         self.balancer()?
             .set_config(&cfg)
             .map_err(io_err("timeouts"))

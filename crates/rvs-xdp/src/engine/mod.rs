@@ -11,7 +11,7 @@ use crate::abi::{self, Iface, addr_of, ip_of};
 use crate::balancer::{AttachMode, Balancer};
 use crate::error::XdpError;
 
-use crate::state::{Slots, SvcSlot, config_abi};
+use crate::state::{Slots, SvcSlot, config_abi, with_icmp_limit};
 use rvs_core::conn::ConnTimeouts;
 use rvs_core::desired::{Change, ServiceConfig, Timeouts};
 use rvs_core::engine::{
@@ -51,6 +51,12 @@ pub struct XdpConfig {
     /// `rvs_nat_conns` and of the reverse table (a full table is the outcome `table_full`).
     /// DR/TUN flows have a table of their own (`RVS_MAX_CONNS`), so they never evict these.
     pub nat_conns: u32,
+    /// ICMP errors about DR/TUN flows with no connection entry here that are sent on to a
+    /// real, per second per CPU (over it: dropped, outcome `icmp_rate_limited`); 0 =
+    /// unlimited. Errors about tracked flows are never limited. See docs/xdp.md "ICMP errors".
+    pub icmp_rate: u32,
+    /// Their burst (the bucket's size in errors; at least 1).
+    pub icmp_burst: u32,
 }
 
 impl Default for XdpConfig {
@@ -62,6 +68,8 @@ impl Default for XdpConfig {
             upkeep_interval: Duration::from_secs(1),
             fullnat_local: Vec::new(),
             nat_conns: abi::RVS_MAX_NAT_CONNS as u32,
+            icmp_rate: abi::RVS_ICMP_RATE_DEFAULT as u32,
+            icmp_burst: abi::RVS_ICMP_BURST_DEFAULT as u32,
         }
     }
 }
@@ -90,6 +98,8 @@ pub(crate) struct Inner {
     /// The live connections per real counted by the upkeep's last full pass over the
     /// connection table, and how many entries that pass read (see [`Inner::live_counts`]).
     pub live_pass: Option<(crate::sweep::LiveCounts, usize)>,
+    /// [`XdpConfig::icmp_rate`] and [`XdpConfig::icmp_burst`] (written with the timeouts).
+    pub icmp_limit: (u32, u32),
 }
 
 /// The XDP data plane.
@@ -120,7 +130,10 @@ impl XdpEngine {
         })?;
         let timeouts = Timeouts::default();
         balancer
-            .set_config(&config_abi(&ConnTimeouts::default(), &timeouts))
+            .set_config(&with_icmp_limit(
+                config_abi(&ConnTimeouts::default(), &timeouts),
+                (cfg.icmp_rate, cfg.icmp_burst),
+            ))
             .map_err(io_err("configuring timeouts"))?;
         let mut attached = Vec::new();
         for (i, name) in cfg.interfaces.iter().enumerate() {
@@ -167,6 +180,7 @@ impl XdpEngine {
             resolve_until: None,
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
             live_pass: None,
+            icmp_limit: (cfg.icmp_rate, cfg.icmp_burst),
         }));
         let upkeep = crate::upkeep::Upkeep::start(inner.clone(), cfg.upkeep_interval);
         Ok(XdpEngine {
