@@ -160,6 +160,7 @@ fn out_of_range_and_wrongly_typed_values_are_located_errors() {
         "prefix_len",
         "proxy_workers",
         "xdp_nat_conns",
+        "xdp_icmp_rate",
     ];
     let (mut missed, mut tried) = (Vec::new(), 0);
     for seed in seeds() {
@@ -174,6 +175,7 @@ fn out_of_range_and_wrongly_typed_values_are_located_errors() {
                     "weight" => bad.push("65536"),
                     "connect_retries" => bad.push("256"),
                     "prefix_len" => bad.push("129"),
+                    "xdp_icmp_rate" => bad.push("10000001"),
                     _ => {}
                 }
                 for v in bad {
