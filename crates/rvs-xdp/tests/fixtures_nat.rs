@@ -17,7 +17,7 @@ use common::lab::*;
 use nat_support::*;
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 const NAT: u8 = abi::RVS_METHOD_NAT as u8;
 const FNAT: u8 = abi::RVS_METHOD_FULLNAT as u8;
@@ -25,22 +25,6 @@ const XDP_REDIRECT: u32 = 4;
 
 fn v4(d: u8, c: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, c, d))
-}
-fn v6(last: u16, net: u16) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::new(0xfd00, net, 0, 0, 0, 0, 0, last))
-}
-fn sa(ip: IpAddr, port: u16) -> SocketAddr {
-    SocketAddr::new(ip, port)
-}
-fn mac(x: u8) -> [u8; 6] {
-    [0x02, 0, 0, 0, 0, x]
-}
-fn client(v6c: bool, port: u16) -> SocketAddr {
-    if v6c {
-        sa(v6(0x10, 0xc), port)
-    } else {
-        sa(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), port)
-    }
 }
 
 /// Services: 0-3 NAT (v4 TCP, v4 UDP, v6 TCP, v6 UDP), 4-7 FULLNAT (same order), 8 FULLNAT

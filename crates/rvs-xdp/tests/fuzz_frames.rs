@@ -32,10 +32,12 @@ mod nat_support;
 
 use common::frames::{self, ACK, FIN, Ip4, RST, SYN, TCP, UDP};
 use common::lab::*;
-use nat_support::{fix_l4, frame, from_client, icmp_frame, ip_packet, local_of, seg, tcp_opts};
+use nat_support::{
+    client, fix_l4, frame, from_client, icmp_frame, ip_packet, local_of, mac, sa, seg, tcp_opts, v6,
+};
 use rvs_xdp::abi;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 const DR: u8 = abi::RVS_METHOD_DR as u8;
@@ -60,22 +62,6 @@ const DROP_REASONS: [&str; 7] = [
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-fn v6(last: u16, net: u16) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::new(0xfd00, net, 0, 0, 0, 0, 0, last))
-}
-fn sa(ip: IpAddr, port: u16) -> SocketAddr {
-    SocketAddr::new(ip, port)
-}
-fn mac(x: u8) -> [u8; 6] {
-    [0x02, 0, 0, 0, 0, x]
-}
-fn client(v6c: bool, port: u16) -> SocketAddr {
-    if v6c {
-        sa(v6(0x10, 0xc), port)
-    } else {
-        sa(v4(192, 168, 1, 10), port)
-    }
 }
 
 /// splitmix64: small, deterministic, good enough to pick mutations.

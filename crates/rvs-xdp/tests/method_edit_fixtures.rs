@@ -31,9 +31,6 @@ const RPORT: u16 = 8080;
 fn v4(c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, c, d))
 }
-fn mac(x: u8) -> [u8; 6] {
-    [0x02, 0, 0, 0, 0, x]
-}
 fn client(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)), port)
 }

@@ -27,9 +27,6 @@ const DR_TABLE: u32 = 64;
 fn v4(c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, c, d))
 }
-fn mac(x: u8) -> [u8; 6] {
-    [0x02, 0, 0, 0, 0, x]
-}
 fn client(i: u32, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 + i)), port)
 }

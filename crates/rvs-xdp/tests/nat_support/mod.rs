@@ -8,7 +8,7 @@
 use crate::common::frames::{self, Ip4, Mac};
 use crate::common::lab::{CLIENT_MAC, DIR_MAC, Lab, hex};
 use rvs_xdp::abi::{self, FlowKey, addr_of};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// Recompute the TCP/UDP checksum of an IP packet (`ip` starts at the IP header).
 pub fn fix_l4(ip: &mut [u8]) {
@@ -194,4 +194,27 @@ pub fn check(
 /// A client frame to the director.
 pub fn from_client(client: SocketAddr, vip: SocketAddr, proto: u8, seg: &[u8]) -> Vec<u8> {
     frame(DIR_MAC, CLIENT_MAC, client, vip, proto, seg)
+}
+
+/// fd00:NET::LAST, the NAT labs' IPv6 addresses.
+pub fn v6(last: u16, net: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0xfd00, net, 0, 0, 0, 0, 0, last))
+}
+
+pub fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+/// 02:00:00:00:00:X.
+pub fn mac(x: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, x]
+}
+
+/// The NAT labs' client: 192.168.1.10 or fd00:c::10, on `port`.
+pub fn client(v6c: bool, port: u16) -> SocketAddr {
+    if v6c {
+        sa(v6(0x10, 0xc), port)
+    } else {
+        sa(IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 10)), port)
+    }
 }
