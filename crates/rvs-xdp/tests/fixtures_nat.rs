@@ -1029,19 +1029,7 @@ fn malformed(lab: &mut Lab) {
 }
 
 fn new_lab(nat_conns: u32) -> Lab {
-    let mut lab = Lab::new();
-    lab.b = Balancer::load_sized(nat_conns).unwrap();
-    lab.b
-        .set_iface(
-            0,
-            &abi::Iface {
-                mac: DIR_MAC,
-                mtu: MTU,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    lab.b.set_config(&Config::default()).unwrap();
+    let mut lab = Lab::with_balancer(Balancer::load_sized(nat_conns).unwrap());
     setup(&mut lab);
     lab
 }

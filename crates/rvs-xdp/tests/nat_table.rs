@@ -34,19 +34,7 @@ fn client(i: u32, port: u16) -> SocketAddr {
 /// Services: 0 = 10.0.0.3:80 DR (real 0), 1 = 10.0.0.4:81 FULLNAT (real 1, local address
 /// 10.0.3.1), 2 = 10.0.0.5:82 DR real 0 and NAT real 2 mixed, 3 = 10.0.0.6:83 NAT (real 2).
 fn lab(nat_conns: u32) -> Lab {
-    let mut lab = Lab::new();
-    lab.b = Balancer::load_tables(DR_TABLE, nat_conns).expect("load");
-    lab.b
-        .set_iface(
-            0,
-            &abi::Iface {
-                mac: DIR_MAC,
-                mtu: MTU,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    lab.b.set_config(&Config::default()).unwrap();
+    let mut lab = Lab::with_balancer(Balancer::load_tables(DR_TABLE, nat_conns).expect("load"));
     lab.add_real(0, v4(2, 7), mac(0x07), DR);
     lab.add_real(1, v4(3, 7), mac(0x17), FNAT);
     lab.add_real(2, v4(3, 8), mac(0x18), NAT);

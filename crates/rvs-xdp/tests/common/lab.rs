@@ -56,7 +56,12 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Lab {
-        let mut b = Balancer::load().expect("load rvs_lb");
+        Lab::with_balancer(Balancer::load().expect("load rvs_lb"))
+    }
+
+    /// A lab around `b` (e.g. loaded with table sizes of its own): the director's interface
+    /// and the default config written.
+    pub fn with_balancer(mut b: Balancer) -> Lab {
         let iface = Iface {
             mac: DIR_MAC,
             mtu: MTU,
