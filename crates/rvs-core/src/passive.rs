@@ -32,6 +32,10 @@ pub enum PassiveEvent {
     Picked(Timestamp),
     /// Time passed (the out time may be over).
     Tick(Timestamp),
+    /// The probe's connection ended without telling anything about the real (the director's
+    /// own failure before the connect went out: no descriptor, no local port): the real is on
+    /// probation again, and the next connection picked is the probe.
+    Abandoned,
 }
 
 /// The state of one real.
@@ -123,6 +127,9 @@ impl PassiveState {
                 (S::Probation, false)
             }
             (_, E::Tick(_)) => (self, false),
+            // The probe never reached the real: the next connection probes instead.
+            (S::Probing { .. }, E::Abandoned) => (S::Probation, false),
+            (_, E::Abandoned) => (self, false),
         }
     }
 
@@ -230,6 +237,23 @@ mod tests {
         );
         // Its outcome never comes: on probation again when its time is over.
         assert_eq!(probing.next(E::Tick(ms(2100)), L, true).0, S::Probation);
+        // It is abandoned before reaching the real: on probation at once, nothing counted.
+        assert_eq!(probing.next(E::Abandoned, L, true), (S::Probation, false));
+    }
+
+    #[test]
+    fn an_abandoned_connection_changes_nothing_but_a_probe() {
+        for s in [
+            S::In,
+            S::Failing {
+                fails: 1,
+                since: ms(0),
+            },
+            S::Out { until: ms(9) },
+            S::Probation,
+        ] {
+            assert_eq!(s.next(E::Abandoned, L, true), (s, false), "{s:?}");
+        }
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Picked {
     /// The real's reset generation when it was picked (read under the service lock): a reset
     /// after this moment — even while the connect is still pending — cuts the connection.
     pub reset_gen: u64,
+    /// This connection is the real's passive-detection probe ([`rvs_core::runtime::Scheduled::probe`]).
+    pub probe: bool,
     /// Every real was out (passive failure detection) and they were brought back for this pick.
     pub all_out: bool,
 }
@@ -282,8 +284,22 @@ impl ServiceShared {
             real,
             conn: scheduled.conn,
             options: *b.runtime.options(),
+            probe: scheduled.probe,
             all_out: scheduled.all_out,
         })
+    }
+
+    /// The connection of `picked` ended before its connect reached the real (the director's
+    /// own failure): if it was the real's probe, the real is on probation again at once
+    /// instead of staying out until `fail_timeout` passes.
+    pub fn connect_abandoned(&self, picked: &Picked) {
+        if picked.probe {
+            let mut b = self.lock();
+            b.runtime.probe_abandoned(picked.conn.real);
+            picked
+                .real
+                .set_passive_report(b.runtime.wants_success(picked.conn.real));
+        }
     }
 
     /// A connect to the real of `picked` failed at `now` (passive failure detection; the failure

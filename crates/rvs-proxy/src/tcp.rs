@@ -244,6 +244,7 @@ async fn connect_with_retries(
                 // The director's own failure (descriptors, memory, local address or ports):
                 // not the real's, and another real would fail the same way.
                 Outcomes::bump(&engine.outcomes.connect_local_error);
+                svc.connect_abandoned(&picked);
                 if let Some(suppressed) = engine.local_error_log.due(engine.clock.now_ms()) {
                     let from = local.map_or("the host's address".to_string(), |a| a.to_string());
                     log::error!(

@@ -14,7 +14,11 @@ use std::time::Duration;
 
 /// A real that answers each connection with the address it came from, forever.
 fn peer_echo() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    peer_echo_on(TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`peer_echo`] on a listener of the caller's.
+fn peer_echo_on(l: TcpListener) -> std::net::SocketAddr {
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
         for s in l.incoming() {
@@ -129,4 +133,52 @@ fn a_udp_local_address_that_cannot_be_bound_blames_no_real() {
     );
     e.set_fullnat_pool(key, Vec::new());
     assert_eq!(new_udp_clients(vip, 3, Duration::from_secs(2)).0, 3);
+}
+
+/// A real's passive-detection probe that fails on the director's side (the local address
+/// cannot be bound) never reached the real: the real is on probation again at once — not out
+/// for another `fail_timeout` — and the next connection scheduled to it probes it.
+#[test]
+fn a_probe_that_fails_locally_leaves_the_real_on_probation() {
+    let mut e = engine();
+    let down = free_addr("127.0.0.1"); // nothing listens yet: refused
+    let up = peer_echo();
+    let vip = free_addr("127.0.0.1");
+    let key = ServiceKey::tcp(vip);
+    let fail_timeout_ms = 1500;
+    let rs = [fullnat(down, 1), fullnat(up, 1)];
+    add_service(&mut e, key, passive_options(1, fail_timeout_ms), &rs);
+    // One refused connect takes `down` out (the client is retried on `up`).
+    assert_eq!(sources(vip, 2).values().sum::<usize>(), 2);
+    assert_eq!(real_stats(&e, &key, down).passive_downs, 1);
+    peer_echo_on(TcpListener::bind(down).unwrap());
+    std::thread::sleep(Duration::from_millis(fail_timeout_ms as u64 + 100));
+    // On probation. The pool is broken: of the next two connections (round robin), one is the
+    // probe of `down`, and both fail on the director's side.
+    e.set_fullnat_pool(key, vec!["192.0.2.1".parse().unwrap()]); // TEST-NET-1: on no interface
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(vip).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        assert!(s.is_empty(), "closed without an answer: {s:?}");
+    }
+    let stats = rvs_core::engine::Engine::stats(&e);
+    assert_eq!(
+        stats.outcomes["connect_local_error"], 2,
+        "{:?}",
+        stats.outcomes
+    );
+    let d = &stats.services[&key].reals[&down];
+    assert_eq!(
+        (d.passive_downs, d.passive_out_ms),
+        (1, 0),
+        "not out again: on probation"
+    );
+    // The pool fixed: `down` is probed by the next connection to it, and serves.
+    e.set_fullnat_pool(key, Vec::new());
+    assert_eq!(sources(vip, 4).values().sum::<usize>(), 4);
+    let d = real_stats(&e, &key, down);
+    assert!(d.counters.conns >= 1, "{d:?}");
+    assert_eq!(d.passive_downs, 1);
 }

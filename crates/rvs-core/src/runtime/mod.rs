@@ -62,6 +62,10 @@ pub struct Scheduled {
     /// The engine must report a successful connect ([`ServiceRuntime::connect_succeeded`]):
     /// the real has failures counted, or this connection is its probe.
     pub report: bool,
+    /// This connection is the real's probe (it was on probation): the real is out until the
+    /// engine reports the outcome, or [`ServiceRuntime::probe_abandoned`] if the connect never
+    /// went out.
+    pub probe: bool,
     /// Every real was out (passive failure detection): they were brought back in for this pick.
     pub all_out: bool,
 }

@@ -19,8 +19,13 @@ impl ServiceRuntime {
         now: Timestamp,
     ) -> Scheduled {
         let slot = self.live[pos];
+        let mut probe = false;
         if self.slots[slot as usize].passive == PassiveState::Probation {
             self.passive_event(slot, PassiveEvent::Picked(now));
+            probe = matches!(
+                self.slots[slot as usize].passive,
+                PassiveState::Probing { .. }
+            );
         }
         Scheduled {
             conn: ConnRef {
@@ -31,7 +36,16 @@ impl ServiceRuntime {
             addr: self.states[pos].addr,
             from_template: from,
             report: self.slots[slot as usize].passive.wants_success(),
+            probe,
             all_out,
+        }
+    }
+
+    /// The probe of `real` ([`Scheduled::probe`]) ended before its connect went out (the
+    /// director's own failure): the real is on probation again, the next connection probes it.
+    pub fn probe_abandoned(&mut self, real: RealId) {
+        if self.slot(real).is_some() {
+            self.passive_event(real.0, PassiveEvent::Abandoned);
         }
     }
 

@@ -96,6 +96,45 @@ fn a_failed_probe_takes_the_real_out_again() {
     assert!(!picks(&mut rt, 10, 20, ms(2049)).contains(&addr(1)));
 }
 
+/// A probe that never reached the real (the director's own failure: no descriptor, no local
+/// port) tells nothing: the real is on probation again at once, and the next connection
+/// picked for it is the probe — not out until the probe's fail_timeout.
+#[test]
+fn an_abandoned_probe_puts_the_real_back_on_probation() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let id = rt.id_of(addr(1)).unwrap();
+    rt.connect_failed(id, ms(0));
+    let mut picked = (0..2).map(|c| rt.schedule(&req(c, ms(1000))).unwrap());
+    let probe = picked.find(|s| s.addr == addr(1)).expect("the probe");
+    assert!(probe.probe && probe.report);
+    // While the probe runs the real is out.
+    assert!(!picks(&mut rt, 10, 10, ms(1001)).contains(&addr(1)));
+    rt.probe_abandoned(id);
+    assert_eq!(rt.real_info(id).unwrap().passive_out_until, None);
+    // The next pick of it is the probe again, and it is out while that one runs.
+    let again = (20..22)
+        .map(|c| rt.schedule(&req(c, ms(1002))).unwrap())
+        .find(|s| s.addr == addr(1))
+        .expect("probed again at once");
+    assert!(again.probe);
+    assert!(!picks(&mut rt, 30, 10, ms(1003)).contains(&addr(1)));
+    // A connection that is not a probe is not flagged, and abandoning it changes nothing.
+    assert!(rt.connect_succeeded(id));
+    let ordinary = (40..42)
+        .map(|c| rt.schedule(&req(c, ms(1004))).unwrap())
+        .find(|s| s.addr == addr(1))
+        .unwrap();
+    assert!(!ordinary.probe);
+    rt.probe_abandoned(id);
+    assert_eq!(
+        picks(&mut rt, 50, 10, ms(1005))
+            .iter()
+            .filter(|a| **a == addr(1))
+            .count(),
+        5
+    );
+}
+
 #[test]
 fn max_fails_counts_within_fail_timeout_and_success_resets() {
     let mut rt = runtime(SchedulerKind::Rr, 3, 3);

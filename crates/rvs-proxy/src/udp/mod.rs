@@ -143,6 +143,7 @@ async fn session_for(
             // Nothing was sent yet: no real is blamed. Making or binding the socket, or a
             // connect(2) without a port or memory, is the director's failure.
             svc.conn_closed(picked.conn, false, now);
+            svc.connect_abandoned(&picked);
             Outcomes::bump(match e {
                 ConnectError::Local { .. } => &engine.outcomes.connect_local_error,
                 ConnectError::Real(_) => &engine.outcomes.connect_error,
