@@ -7,7 +7,8 @@
 #   1. install missing Debian packages (root only; `apt-get update` once, only when something is
 #      missing) and missing rustup components (rustfmt, clippy);
 #   2. build every workspace binary (`cargo build --workspace --bins --locked`) — end-to-end tests
-#      find them through `rvs_testbed::bin_path`;
+#      find them through `rvs_testbed::bin_path` (which also builds them when missing, so a bare
+#      `cargo test -p <crate>` in a fresh target directory works too);
 #   3. run every test: cargo-nextest when installed (plus doctests), `cargo test` otherwise.
 #      Root-only tests (network namespaces, XDP) run when we are root and skip with a printed
 #      reason otherwise;

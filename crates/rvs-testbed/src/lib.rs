@@ -36,6 +36,7 @@
 //! # } // dropping `topo` and `_web` removes every namespace and stops nginx
 //! ```
 
+pub mod bins;
 pub mod clients;
 pub mod cmd;
 pub mod director_cost;
@@ -46,31 +47,12 @@ pub mod servers;
 pub mod topology;
 pub mod xdp_pass;
 
-use std::path::PathBuf;
-
+pub use bins::bin_path;
 pub use clients::{WrkOptions, WrkResult, curl, iperf3, ping, wrk};
 pub use error::{Result, TestbedError};
 pub use netns::{Netns, Process};
 pub use servers::{ConfiguredServer, Haproxy, Iperf3Server, Nginx, NginxOptions, Tcpdump};
 pub use topology::{Director, Host, Kind, Topology};
-
-/// Path of a binary of this workspace (`rvsd`, `rvsadm`, ...), built by `cargo build` into the
-/// same target directory as the running test. Panics with a clear message if it is missing.
-pub fn bin_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("test binary in target/<profile>/deps");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not found: build the workspace binaries first (`cargo build --workspace --bins`, as scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
 
 /// True when running as root (tests that need root skip with a printed reason otherwise).
 pub fn is_root() -> bool {
