@@ -191,6 +191,17 @@ pub trait Engine: Send {
     /// Detach from the system: close listeners, unload programs. Called once on exit.
     fn shutdown(&mut self);
 
+    /// A graceful stop begins: take no new connection, let the open ones run to their end
+    /// (the daemon then waits for [`open_connections`](Self::open_connections) to reach 0, at
+    /// most its grace period, before [`shutdown`](Self::shutdown)). Engines that hold no
+    /// connections of their own (the xdp engine forwards packets) keep the default: nothing.
+    fn stop_accepting(&mut self) {}
+
+    /// Connections this engine relays now, for the graceful stop; 0 for engines that hold none.
+    fn open_connections(&self) -> usize {
+        0
+    }
+
     /// Cut the existing connections of one real (`DELETE ...?reset=true`). The daemon calls it
     /// before removing the real — engines that cannot do this keep the default, which says so,
     /// and the daemon then refuses the request and changes nothing — and again once the real is

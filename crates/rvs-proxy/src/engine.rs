@@ -406,6 +406,17 @@ impl Engine for ProxyEngine {
             .map_err(|e| Unsupported(e.to_string()))
     }
 
+    /// The listeners close (clients that connect now are refused; those already in a listen
+    /// backlog are reset by the kernel) and UDP sessions end (see [`ServiceEntry`]'s drop);
+    /// relayed TCP connections run on until they end.
+    fn stop_accepting(&mut self) {
+        self.services.clear();
+    }
+
+    fn open_connections(&self) -> usize {
+        self.shared.tcp_cap.current()
+    }
+
     fn shutdown(&mut self) {
         self.services.clear();
         for w in &mut self.workers {

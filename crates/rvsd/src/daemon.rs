@@ -19,6 +19,9 @@ pub enum UpdateError {
     /// Several validation errors (a whole-state replace).
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
+    /// The daemon is stopping (SIGTERM: its open connections are draining); nothing changes.
+    #[error("rvsd is stopping (draining its open connections): the state is frozen")]
+    Stopping,
 }
 
 /// Why removing a real was refused (the running state is unchanged).
@@ -43,6 +46,8 @@ pub struct Daemon {
     desired: DesiredState,
     engines: EngineManager,
     ready: bool,
+    /// A graceful stop began ([`Self::begin_stop`]): every edit is refused.
+    stopping: bool,
     last_sample: Option<(Instant, EngineStats)>,
     rates: BTreeMap<ServiceKey, ServiceRates>,
     /// What the health checkers observed, for listings and counters (see [`crate::health`]).
@@ -55,6 +60,7 @@ impl Daemon {
             desired: DesiredState::default(),
             engines,
             ready: false,
+            stopping: false,
             last_sample: None,
             rates: BTreeMap::new(),
             health: Default::default(),
@@ -77,6 +83,19 @@ impl Daemon {
         self.ready
     }
 
+    /// Whether a graceful stop began ([`Self::begin_stop`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// A graceful stop begins: the engines take no new connection and the state is frozen
+    /// (edits fail with [`UpdateError::Stopping`]). Returns the connections still open.
+    pub fn begin_stop(&mut self) -> usize {
+        self.stopping = true;
+        self.engines.stop_accepting();
+        self.engines.open_connections()
+    }
+
     /// Edit a copy of the desired state with `edit`; if that succeeds, commit it and apply the
     /// difference to the engines (what an engine cannot serve is flagged, see
     /// [`EngineManager::apply`]). On an error nothing changes.
@@ -84,6 +103,9 @@ impl Daemon {
         &mut self,
         edit: impl FnOnce(&mut DesiredState) -> Result<T, UpdateError>,
     ) -> Result<T, UpdateError> {
+        if self.stopping {
+            return Err(UpdateError::Stopping);
+        }
         let mut next = self.desired.clone();
         let out = edit(&mut next)?;
         // observed health is the checkers' to say, whatever the edit (e.g. `PUT /v1/state`) carried

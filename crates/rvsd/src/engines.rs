@@ -333,6 +333,19 @@ impl EngineManager {
         }
     }
 
+    /// A graceful stop begins: every engine takes no new connection (see
+    /// [`Engine::stop_accepting`]).
+    pub fn stop_accepting(&mut self) {
+        for e in &mut self.engines {
+            e.stop_accepting();
+        }
+    }
+
+    /// Connections the engines still relay (the graceful stop waits for 0).
+    pub fn open_connections(&self) -> usize {
+        self.engines.iter().map(|e| e.open_connections()).sum()
+    }
+
     /// Detach every engine (on exit).
     pub fn shutdown(&mut self) {
         for e in &mut self.engines {

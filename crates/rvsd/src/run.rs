@@ -199,20 +199,78 @@ async fn serve(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(RATE_INTERVAL);
-    loop {
+    let graceful = loop {
         tokio::select! {
             _ = hup.recv() => reload(&shared, &sources, &args, &cfg, &mut health),
-            _ = term.recv() => { tracing::info!("SIGTERM: exiting"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: exiting"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break true; }
+            _ = int.recv() => { tracing::info!("SIGINT: exiting now"); break false; }
             _ = tick.tick() => {
                 api::lock(&shared).sample(Instant::now());
                 health.publish(&shared);
             }
         }
-    }
+    };
     health.shutdown().await;
+    if graceful {
+        drain(&shared, stop_grace(&cfg), &mut term, &mut int).await;
+    }
     Ok(())
 }
+
+/// The graceful stop (SIGTERM): the engines take no new connection, the state is frozen, and
+/// the open connections run on until they end, at most `grace` (`[daemon] stop_grace_ms`);
+/// SIGTERM or SIGINT again ends the wait. The API answers meanwhile (`/v1/ready` says
+/// `stopping`); the xdp engine keeps forwarding until the daemon exits.
+async fn drain(
+    shared: &api::Shared,
+    grace: Duration,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    let open = api::lock(shared).begin_stop();
+    if open == 0 {
+        return;
+    }
+    if grace.is_zero() {
+        tracing::info!(open, "closing the open connections now (stop_grace_ms = 0)");
+        return;
+    }
+    tracing::info!(
+        open,
+        grace_ms = grace.as_millis() as u64,
+        "draining: no new connections; waiting for the open ones to end (SIGTERM or SIGINT again: stop now)"
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut poll = tokio::time::interval(DRAIN_POLL);
+    loop {
+        tokio::select! {
+            _ = poll.tick() => {
+                let open = api::lock(shared).engines().open_connections();
+                if open == 0 {
+                    tracing::info!("drained: every connection ended");
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(open, "stop grace over: closing the connections still open");
+                    return;
+                }
+            }
+            _ = term.recv() => { tracing::warn!("SIGTERM again: closing the open connections now"); return; }
+            _ = int.recv() => { tracing::warn!("SIGINT: closing the open connections now"); return; }
+        }
+    }
+}
+
+/// How often the graceful stop looks at the count of open connections.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// `[daemon] stop_grace_ms`, or its default.
+fn stop_grace(_cfg: &DaemonConfig) -> Duration {
+    Duration::from_millis(DEFAULT_STOP_GRACE_MS)
+}
+
+/// Default of `[daemon] stop_grace_ms`.
+const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
 
 /// SIGHUP: re-read the sources; apply only the difference; on any error keep everything.
 fn reload(

@@ -66,6 +66,9 @@ impl From<UpdateError> for ApiError {
         match e {
             UpdateError::State(s) => s.into(),
             UpdateError::Invalid(v) => ApiError::bad_request("invalid_state", v.join("; ")),
+            e @ UpdateError::Stopping => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string())
+            }
         }
     }
 }

@@ -27,15 +27,16 @@ pub async fn health(State(d): State<Shared>) -> Json<Health> {
 
 pub async fn ready(State(d): State<Shared>) -> Response {
     let d = lock(&d);
-    if d.is_ready() {
-        Json(health_body("ok", d.engines().running())).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(health_body("starting", d.engines().running())),
-        )
-            .into_response()
-    }
+    let status = match (d.is_stopping(), d.is_ready()) {
+        (false, true) => return Json(health_body("ok", d.engines().running())).into_response(),
+        (true, _) => "stopping",
+        (false, false) => "starting",
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(health_body(status, d.engines().running())),
+    )
+        .into_response()
 }
 
 pub async fn get_timeouts(State(d): State<Shared>) -> Json<Timeouts> {
