@@ -30,6 +30,15 @@ fn peer_echo_on(l: TcpListener) -> std::net::SocketAddr {
     addr
 }
 
+/// A client of `vip` is closed without an answer (the director failed to connect to a real).
+fn closed_without_answer(vip: std::net::SocketAddr) {
+    let mut c = TcpStream::connect(vip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut s = String::new();
+    let _ = c.read_to_string(&mut s);
+    assert!(s.is_empty(), "closed without an answer: {s:?}");
+}
+
 /// How many connections through `vip` came from each source address.
 fn sources(vip: std::net::SocketAddr, n: usize) -> BTreeMap<IpAddr, usize> {
     let mut seen = BTreeMap::new();
@@ -94,11 +103,7 @@ fn a_local_address_that_cannot_be_bound_blames_no_real() {
     add_service(&mut e, key, options(SchedulerKind::Rr), &rs);
     e.set_fullnat_pool(key, vec!["192.0.2.1".parse().unwrap()]); // TEST-NET-1: on no interface
     for _ in 0..5 {
-        let mut c = TcpStream::connect(vip).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let mut s = String::new();
-        let _ = c.read_to_string(&mut s);
-        assert!(s.is_empty(), "closed without an answer: {s:?}");
+        closed_without_answer(vip);
     }
     assert_only_local_errors(&rvs_core::engine::Engine::stats(&e), &key, &reals, 5);
     // The pool fixed: both reals serve in turn (neither was taken out).
@@ -157,11 +162,7 @@ fn a_probe_that_fails_locally_leaves_the_real_on_probation() {
     // probe of `down`, and both fail on the director's side.
     e.set_fullnat_pool(key, vec!["192.0.2.1".parse().unwrap()]); // TEST-NET-1: on no interface
     for _ in 0..2 {
-        let mut c = TcpStream::connect(vip).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let mut s = String::new();
-        let _ = c.read_to_string(&mut s);
-        assert!(s.is_empty(), "closed without an answer: {s:?}");
+        closed_without_answer(vip);
     }
     let stats = rvs_core::engine::Engine::stats(&e);
     assert_eq!(

@@ -61,6 +61,20 @@ fn closed(c: &mut TcpStream) -> bool {
     }
 }
 
+/// After `sig`, rvsd exits (successfully) within 5 s and client `c`'s connection is closed.
+fn exits_at_once(d: &mut Rvsd, sig: &str, c: &mut TcpStream) {
+    let sent = Instant::now();
+    d.signal(sig);
+    let st = d.wait_exit();
+    assert!(st.success(), "{st}: {}", d.log());
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(closed(c), "the client's connection is closed");
+}
+
 #[test]
 fn sigterm_drains_the_open_connections_then_exits() {
     let v = vip();
@@ -109,17 +123,8 @@ fn a_second_sigterm_closes_the_open_connections_at_once() {
     let mut c = connected(v);
     d.signal("TERM");
     d.wait_log("draining", 1);
-    let again = Instant::now();
-    d.signal("TERM");
-    let st = d.wait_exit();
-    assert!(st.success(), "{st}: {}", d.log());
-    assert!(
-        again.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        again.elapsed()
-    );
+    exits_at_once(&mut d, "TERM", &mut c);
     assert!(d.log().contains("SIGTERM again"), "{}", d.log());
-    assert!(closed(&mut c), "the client's connection is closed");
 }
 
 #[test]
@@ -127,15 +132,6 @@ fn sigint_exits_at_once() {
     let v = vip();
     let mut d = Rvsd::start(&fullnat_config(v, &[echo_backend()]), &[]);
     let mut c = connected(v);
-    let sent = Instant::now();
-    d.signal("INT");
-    let st = d.wait_exit();
-    assert!(st.success(), "{st}: {}", d.log());
-    assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        sent.elapsed()
-    );
+    exits_at_once(&mut d, "INT", &mut c);
     assert!(!d.log().contains("draining"), "{}", d.log());
-    assert!(closed(&mut c), "the client's connection is closed");
 }
