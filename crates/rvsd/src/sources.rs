@@ -30,7 +30,8 @@ impl Sources {
     }
 
     /// Read every source and merge them into one validated configuration, with the warnings
-    /// (keywords of keepalived.conf that rvs does not implement, located).
+    /// (settings of the TOML file without effect, keywords of keepalived.conf that rvs does not
+    /// implement; located).
     pub fn load(&self) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
         self.load_all().map(|l| (l.config, l.warnings))
     }
@@ -45,14 +46,14 @@ impl Sources {
             let rules = load_ipvsadm_rules(path)?;
             merge(&mut config.state, rules, path)?;
         }
-        let mut warnings = Vec::new();
+        let mut warnings = std::mem::take(&mut config.warnings);
         let mut health = Vec::new();
         if let Some(path) = &self.keepalived_conf {
             let k = rvs_config::keepalived::load(path)?;
             merge(&mut config.state, k.desired, path)?;
             // a service is defined in one source only, so its pool comes from that one
             config.local_addresses.extend(k.local_addresses);
-            warnings = k.warnings;
+            warnings.extend(k.warnings);
             health = k.virtual_servers;
         }
         Ok(Loaded {
@@ -67,7 +68,9 @@ impl Sources {
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
     pub config: Config,
-    /// Located warnings (keepalived.conf keywords rvs does not implement).
+    /// Located warnings: settings of the TOML file without effect, keepalived.conf keywords
+    /// rvs does not implement. (Settings of an engine that is not running are warned about
+    /// once the engines are known: [`rvs_config::toml::engine_warnings`].)
     pub warnings: Vec<ConfigError>,
     /// keepalived.conf's checkers, sorry servers and quorum settings, one per service.
     pub health: Vec<rvs_config::keepalived::VirtualServerHealth>,
@@ -125,6 +128,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         },
         xdp_nat_conns: file.xdp_nat_conns,
         xdp_icmp_rate: file.xdp_icmp_rate,
+        xdp_icmp_burst: file.xdp_icmp_burst,
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         proxy_udp_sessions: file.proxy_udp_sessions,
         proxy_max_conns: file.proxy_max_conns,
