@@ -30,11 +30,12 @@ pub mod warn;
 
 pub use warn::{EngineSetting, engine_warnings};
 
-use crate::error::{ConfigError, ConfigErrors};
+use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::local_addr::ServicePools;
 use rvs_core::desired::DesiredState;
 use rvs_core::engine::EngineKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,9 @@ pub struct Config {
     pub warnings: Vec<ConfigError>,
     /// Settings only one engine uses, located: without effect when that engine does not run.
     pub engine_settings: Vec<EngineSetting>,
+    /// Where each `[daemon]` key the file gives is (for warning that a command-line flag
+    /// overrides it).
+    pub daemon_keys: BTreeMap<String, Location>,
 }
 
 /// The highest `xdp_icmp_rate`: beyond ten million errors per second per CPU the limit would
@@ -136,10 +140,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             return Err(rep.finish());
         }
     };
-    let (warnings, engine_settings) = warn::file_warnings(&raw, &rep);
+    let found = warn::file_warnings(&raw, &rep);
     let mut config = convert::convert(raw, &mut rep);
-    config.warnings = warnings;
-    config.engine_settings = engine_settings;
+    config.warnings = found.warnings;
+    config.engine_settings = found.settings;
+    config.daemon_keys = found.daemon_keys;
     if rep.errors.is_empty() {
         Ok(config)
     } else {

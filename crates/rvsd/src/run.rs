@@ -35,7 +35,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let daemon_cfg = effective_daemon(&args, &config.daemon);
     init_logging(args.log_level.as_deref(), &daemon_cfg)?;
-    for w in &warnings {
+    for w in warnings
+        .iter()
+        .chain(&crate::sources::overridden(&args, &config))
+    {
         tracing::warn!("{w}");
     }
     if daemon_cfg.listen.is_some() && daemon_cfg.token_file.is_none() {
@@ -250,7 +253,11 @@ fn reload(
     tracing::info!("SIGHUP: reloading");
     let (mut config, health_cfg) = match sources.load_all() {
         Ok(l) => {
-            for w in &l.warnings {
+            for w in l
+                .warnings
+                .iter()
+                .chain(&crate::sources::overridden(args, &l.config))
+            {
                 tracing::warn!("reload: {w}");
             }
             (l.config, l.health)

@@ -5,6 +5,7 @@ use crate::args::Args;
 use rvs_config::toml::{Config, DaemonConfig};
 use rvs_config::{ConfigError, ConfigErrors};
 use rvs_core::desired::DesiredState;
+use rvs_core::engine::EngineKind;
 use std::path::{Path, PathBuf};
 
 /// The inputs named on the command line (re-read on SIGHUP).
@@ -137,6 +138,67 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
     }
 }
 
+/// The file's `[daemon]` keys that a command-line flag overrides with another value, as located
+/// warnings: the file's value has no effect while the flag is given.
+pub fn overridden(args: &Args, file: &Config) -> Vec<ConfigError> {
+    let d = &file.daemon;
+    let sorted = |mut v: Vec<EngineKind>| {
+        v.sort();
+        v
+    };
+    let replaced = [
+        (
+            "socket",
+            "--socket",
+            args.socket.is_some() && args.socket != d.socket,
+        ),
+        (
+            "listen",
+            "--listen",
+            args.listen.is_some() && args.listen != d.listen,
+        ),
+        (
+            "token_file",
+            "--token-file",
+            args.token_file.is_some() && args.token_file != d.token_file,
+        ),
+        (
+            "engines",
+            "--engine",
+            !args.engines.is_empty()
+                && Some(sorted(first_of_each(&args.engines))) != d.engines.clone().map(sorted),
+        ),
+        (
+            "xdp_interfaces",
+            "--xdp-interface",
+            !args.xdp_interfaces.is_empty()
+                && first_of_each(&args.xdp_interfaces) != d.xdp_interfaces,
+        ),
+        (
+            "proxy_workers",
+            "--proxy-workers",
+            args.proxy_workers.is_some() && args.proxy_workers != d.proxy_workers,
+        ),
+        (
+            "log_level",
+            "--log-level",
+            args.log_level
+                .as_deref()
+                .is_some_and(|l| Some(l) != d.log_level.map(|f| f.as_str())),
+        ),
+    ];
+    replaced
+        .into_iter()
+        .filter(|(_, _, replaced)| *replaced)
+        .filter_map(|(key, flag, _)| {
+            Some(ConfigError {
+                location: file.daemon_keys.get(key)?.clone(),
+                message: format!("{key} has no effect: {flag} on the command line overrides it"),
+            })
+        })
+        .collect()
+}
+
 /// `list` without repeats (a flag given twice names the same engine or interface once; the
 /// config file's lists refuse repeats with a located error instead).
 fn first_of_each<T: Clone + PartialEq>(list: &[T]) -> Vec<T> {
@@ -189,5 +251,66 @@ mod tests {
         let d = effective_daemon(&args, &DaemonConfig::default());
         assert_eq!(d.xdp_interfaces, ["eth1", "eth0"]);
         assert_eq!(d.engines, Some(vec![rvs_core::engine::EngineKind::Xdp]));
+    }
+
+    const DAEMON: &str = "[daemon]\nsocket = \"/run/a.sock\"\nengines = [\"xdp\", \"proxy\"]\n\
+                          xdp_interfaces = [\"eth0\"]\nproxy_workers = 2\nlog_level = \"info\"\n";
+
+    fn overridden_by(flags: &[&str]) -> Vec<String> {
+        let file = rvs_config::toml::parse(DAEMON, Path::new("d.toml")).unwrap();
+        let args = Args::parse_from(std::iter::once("rvsd").chain(flags.iter().copied()));
+        overridden(&args, &file)
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn daemon_keys_a_flag_overrides_are_located_warnings() {
+        assert_eq!(
+            overridden_by(&[
+                "--socket",
+                "/tmp/b.sock",
+                "--xdp-interface",
+                "eth1",
+                "--proxy-workers",
+                "4",
+                "--log-level",
+                "debug",
+                "--engine",
+                "proxy",
+            ]),
+            [
+                "d.toml:2:10: socket has no effect: --socket on the command line overrides it",
+                "d.toml:3:11: engines has no effect: --engine on the command line overrides it",
+                "d.toml:4:18: xdp_interfaces has no effect: --xdp-interface on the command line \
+                 overrides it",
+                "d.toml:5:17: proxy_workers has no effect: --proxy-workers on the command line \
+                 overrides it",
+                "d.toml:6:13: log_level has no effect: --log-level on the command line overrides it",
+            ]
+        );
+        // no flag, or a flag giving the file's value (engines in another order): nothing
+        assert!(overridden_by(&[]).is_empty());
+        assert!(
+            overridden_by(&[
+                "--socket",
+                "/run/a.sock",
+                "--engine",
+                "proxy",
+                "--engine",
+                "xdp",
+                "--xdp-interface",
+                "eth0",
+                "--proxy-workers",
+                "2",
+                "--log-level",
+                "info",
+                // a flag for a key the file leaves out
+                "--listen",
+                "127.0.0.1:9901",
+            ])
+            .is_empty()
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Settings of the TOML file that have no effect are located warnings in rvsd's log: with
-//! `--check`, at start and on SIGHUP, beside keepalived.conf's; the state is loaded all the same.
+//! Settings of the TOML file that have no effect (as written, without their engine, or replaced
+//! by a flag) are located warnings in rvsd's log: with `--check`, at start and on SIGHUP, beside
+//! keepalived.conf's; the state is loaded all the same.
 //! Loopback only, no privileges (the xdp engine is left out with `--engine proxy`).
 
 mod common;
@@ -18,7 +19,7 @@ fn check_prints_file_and_engine_warnings_with_their_place() {
     let path = dir.0.join("w.toml");
     std::fs::write(
         &path,
-        "[daemon]\nxdp_nat_conns = 1000\n\n[[service]]\naddress = \"10.0.0.3:80\"\n\
+        "[daemon]\nxdp_nat_conns = 1000\nengines = [\"xdp\"]\n\n[[service]]\naddress = \"10.0.0.3:80\"\n\
          local_addresses = [\"10.0.2.1\"]\n[[service.real]]\naddress = \"10.0.0.7:80\"\n\
          method = \"dr\"\n",
     )
@@ -34,13 +35,14 @@ fn check_prints_file_and_engine_warnings_with_their_place() {
     let p = path.display();
     for want in [
         format!(
-            "{p}:6:19: local_addresses has no effect: this service has no FULLNAT real (only \
+            "{p}:7:19: local_addresses has no effect: this service has no FULLNAT real (only \
              FULLNAT rewrites the client's address to a local address)"
         ),
         format!(
             "{p}:2:17: xdp_nat_conns has no effect: the xdp engine is not running (not enabled \
              in [daemon] engines / --engine)"
         ),
+        format!("{p}:3:11: engines has no effect: --engine on the command line overrides it"),
     ] {
         assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
     }

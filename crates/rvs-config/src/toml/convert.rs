@@ -297,9 +297,9 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         .and_then(|list| local_addresses(list, None, rep))
         .unwrap_or_default();
     DaemonConfig {
-        socket: raw.socket,
+        socket: raw.socket.map(Spanned::into_inner),
         listen,
-        token_file: raw.token_file,
+        token_file: raw.token_file.map(Spanned::into_inner),
         engines,
         xdp_interfaces,
         xdp_nat_conns,
@@ -308,7 +308,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         proxy_workers,
         proxy_udp_sessions,
         proxy_max_conns,
-        log_level: raw.log_level,
+        log_level: raw.log_level.map(Spanned::into_inner),
         fullnat_local,
     }
 }

@@ -26,9 +26,9 @@ pub(super) struct RawFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDaemon {
-    pub socket: Option<PathBuf>,
+    pub socket: Option<Spanned<PathBuf>>,
     pub listen: Option<Spanned<String>>,
-    pub token_file: Option<PathBuf>,
+    pub token_file: Option<Spanned<PathBuf>>,
     pub engines: Option<Spanned<Vec<Spanned<EngineKind>>>>,
     pub xdp_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     pub xdp_nat_conns: Option<Spanned<u32>>,
@@ -37,7 +37,7 @@ pub(super) struct RawDaemon {
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,
     pub proxy_max_conns: Option<Spanned<u32>>,
-    pub log_level: Option<super::LogLevel>,
+    pub log_level: Option<Spanned<super::LogLevel>>,
     pub fullnat_local: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

@@ -16,10 +16,11 @@
 //!   is needed for xdp, so rvsd asks once they are started.
 
 use super::convert::Reporter;
-use super::raw::{RawFile, RawFlag, RawProxy, RawService};
+use super::raw::{RawDaemon, RawFile, RawFlag, RawProxy, RawService};
 use crate::error::{ConfigError, Location};
 use rvs_core::engine::EngineKind;
 use rvs_core::model::{EnginePin, ForwardMethod, Protocol, SchedulerKind};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// A setting of the file that only `engine` uses, and where it is.
@@ -69,6 +70,14 @@ fn method_name(m: ForwardMethod) -> &'static str {
     }
 }
 
+/// What the walk over the file found.
+pub(super) struct Found {
+    pub warnings: Vec<ConfigError>,
+    pub settings: Vec<EngineSetting>,
+    /// Where each `[daemon]` key given is.
+    pub daemon_keys: BTreeMap<String, Location>,
+}
+
 /// Collects both kinds while walking the file.
 struct Findings<'r, 'a> {
     rep: &'r Reporter<'a>,
@@ -77,12 +86,16 @@ struct Findings<'r, 'a> {
 }
 
 impl Findings<'_, '_> {
+    fn location(&self, span: Range<usize>) -> Location {
+        self.rep.at(span, String::new()).location
+    }
+
     fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.warnings.push(self.rep.at(span, message));
     }
 
     fn engine_only(&mut self, engine: EngineKind, key: &str, span: Range<usize>) {
-        let location = self.rep.at(span, String::new()).location;
+        let location = self.location(span);
         self.settings.push(EngineSetting {
             engine,
             key: key.to_string(),
@@ -91,11 +104,9 @@ impl Findings<'_, '_> {
     }
 }
 
-/// Both kinds of finding for a file that deserialized (in the order of the file's sections).
-pub(super) fn file_warnings(
-    raw: &RawFile,
-    rep: &Reporter<'_>,
-) -> (Vec<ConfigError>, Vec<EngineSetting>) {
+/// Both kinds of finding for a file that deserialized (in the order of the file's sections),
+/// and where the `[daemon]` keys are.
+pub(super) fn file_warnings(raw: &RawFile, rep: &Reporter<'_>) -> Found {
     let mut f = Findings {
         rep,
         warnings: Vec::new(),
@@ -105,7 +116,30 @@ pub(super) fn file_warnings(
     for svc in &raw.services {
         service(svc.get_ref(), &mut f);
     }
-    (f.warnings, f.settings)
+    Found {
+        daemon_keys: daemon_keys(&raw.daemon)
+            .into_iter()
+            .filter_map(|(k, span)| Some((k.to_string(), f.location(span?))))
+            .collect(),
+        warnings: f.warnings,
+        settings: f.settings,
+    }
+}
+
+/// The `[daemon]` keys a command-line flag can override, with their values' spans.
+fn daemon_keys(d: &RawDaemon) -> [(&'static str, Option<Range<usize>>); 7] {
+    [
+        ("socket", d.socket.as_ref().map(|v| v.span())),
+        ("listen", d.listen.as_ref().map(|v| v.span())),
+        ("token_file", d.token_file.as_ref().map(|v| v.span())),
+        ("engines", d.engines.as_ref().map(|v| v.span())),
+        (
+            "xdp_interfaces",
+            d.xdp_interfaces.as_ref().map(|v| v.span()),
+        ),
+        ("proxy_workers", d.proxy_workers.as_ref().map(|v| v.span())),
+        ("log_level", d.log_level.as_ref().map(|v| v.span())),
+    ]
 }
 
 fn daemon(raw: &RawFile, f: &mut Findings<'_, '_>) {
