@@ -6,7 +6,7 @@
 //!
 //! * decided by the file alone ([`file_warnings`]): `local_addresses` on a service without a
 //!   FULLNAT real; proxy options or a PROXY header on a service or real the proxy engine never
-//!   serves (pinned to the xdp engine, or DR/TUN/NAT reals); scheduler flags of another
+//!   serves (firewall-mark or SCTP, pinned to the xdp engine, or DR/TUN/NAT reals); scheduler flags of another
 //!   scheduler; `one_packet` on TCP/SCTP; the proxy's connect and idle options on UDP;
 //!   `fail_timeout_ms` with `max_fails = 0`; `lower_threshold` without `upper_threshold`;
 //!   `xdp_icmp_burst` with `xdp_icmp_rate = 0`;
@@ -199,6 +199,11 @@ fn daemon(raw: &RawFile, f: &mut Findings<'_, '_>) {
 
 /// Why the proxy engine never serves `svc` as written (`None`: it may).
 fn never_on_proxy(svc: &RawService) -> Option<String> {
+    match protocol(svc) {
+        None => return Some("the proxy engine relays no firewall-mark service".into()),
+        Some(Protocol::Sctp) => return Some("the proxy engine relays TCP and UDP only".into()),
+        Some(Protocol::Tcp | Protocol::Udp) => {}
+    }
     if svc.engine == EnginePin::Xdp {
         return Some("it is pinned to the xdp engine".into());
     }

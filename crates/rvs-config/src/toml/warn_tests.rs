@@ -71,6 +71,21 @@ fn proxy_options_of_a_service_the_proxy_never_serves() {
         w[0].contains("(it is pinned to the xdp engine)") && w[0].starts_with("5:1: "),
         "{w:?}"
     );
+    // firewall-mark and SCTP services
+    one(
+        "[[service]]\nfwmark = 3\nproxy = { max_fails = 3 }\n",
+        (3, 9),
+        "(the proxy engine relays no firewall-mark service)",
+    );
+    one(
+        &format!(
+            "[[service]]\nprotocol = \"sctp\"\naddress = \"10.0.0.3:80\"\n{FULLNAT_REAL}\
+             proxy_protocol = \"v1\"\n"
+        ),
+        (7, 18),
+        "proxy_protocol has no effect: only the proxy engine sends a PROXY protocol header, and \
+         it never serves this service (the proxy engine relays TCP and UDP only)",
+    );
     // the options are still loaded
     let key = ServiceKey::tcp("10.0.0.3:80".parse().unwrap());
     assert_eq!(p(&text).state.services[&key].options.proxy.max_fails, 3);
