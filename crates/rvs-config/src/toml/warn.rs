@@ -4,7 +4,7 @@
 //!
 //! Two kinds:
 //!
-//! * decided by the file alone ([`file_warnings`]): `local_addresses` on a service without a
+//! * decided by the file alone (`file_warnings`): `local_addresses` on a service without a
 //!   FULLNAT real; proxy options or a PROXY header on a service or real the proxy engine never
 //!   serves (firewall-mark or SCTP, pinned to the xdp engine, or DR/TUN/NAT reals); scheduler flags of another
 //!   scheduler; `one_packet` on TCP/SCTP; the proxy's connect and idle options on UDP;
