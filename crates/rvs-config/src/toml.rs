@@ -19,16 +19,23 @@
 //! [`DesiredState`]) or every problem found, each with `path:line:column` and what was expected.
 //! Syntax errors, unknown keys and values of the wrong type stop parsing at the first one (that
 //! is where the TOML parser stops); validation errors (bad addresses, duplicates, weights out of
-//! range, ...) are all reported together.
+//! range, ...) are all reported together. Settings that are accepted but have no effect as
+//! written come back as located [`Config::warnings`]; those that only one engine uses are
+//! listed in [`Config::engine_settings`], which [`engine_warnings`] turns into warnings once the
+//! daemon knows which engines run (module [`warn`]).
 
 mod convert;
 mod raw;
+pub mod warn;
 
-use crate::error::{ConfigError, ConfigErrors};
+pub use warn::{EngineSetting, engine_warnings};
+
+use crate::error::{ConfigError, ConfigErrors, Location};
 use crate::local_addr::ServicePools;
 use rvs_core::desired::DesiredState;
 use rvs_core::engine::EngineKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -42,11 +49,24 @@ pub struct Config {
     /// Services' own FULLNAT local addresses (`local_addresses`), checked against the VIP's
     /// family; a service not listed uses `[daemon] fullnat_local`.
     pub local_addresses: ServicePools,
+    /// Settings accepted but without effect as written (located; they change nothing loaded).
+    pub warnings: Vec<ConfigError>,
+    /// Settings only one engine uses, located: without effect when that engine does not run.
+    pub engine_settings: Vec<EngineSetting>,
+    /// Where each `[daemon]` key the file gives is (for warning that a command-line flag
+    /// overrides it).
+    pub daemon_keys: BTreeMap<String, Location>,
 }
 
 /// The highest `xdp_icmp_rate`: beyond ten million errors per second per CPU the limit would
 /// limit nothing (0 is the way to say unlimited).
 pub const MAX_XDP_ICMP_RATE: u32 = 10_000_000;
+
+/// The highest `xdp_icmp_burst`. The program takes any bucket size (it counts tokens in 64
+/// bits, `burst` × 10⁹ fits), but a burst above the highest rate lets errors through
+/// unlimited for as long as a flood of that size lasts (0 is refused: a bucket of 0 would drop
+/// every error whatever the rate).
+pub const MAX_XDP_ICMP_BURST: u32 = 10_000_000;
 
 /// `[daemon]`. Every field is optional; command-line flags override them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,6 +87,9 @@ pub struct DaemonConfig {
     /// ICMP errors per second per CPU the xdp engine sends on about DR/TUN flows it has no
     /// entry for (0 = unlimited, at most [`MAX_XDP_ICMP_RATE`]); `None` = its default (1,000).
     pub xdp_icmp_rate: Option<u32>,
+    /// The burst of that limit: the bucket's size in errors (1 to [`MAX_XDP_ICMP_BURST`]);
+    /// `None` = its default (200).
+    pub xdp_icmp_burst: Option<u32>,
     /// FULLNAT local addresses of every FULLNAT service without its own `local_addresses`
     /// (those of the VIP's family; at most [`crate::local_addr::MAX_PER_FAMILY`] per family).
     pub fullnat_local: Vec<IpAddr>,
@@ -117,7 +140,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
             return Err(rep.finish());
         }
     };
-    let config = convert::convert(raw, &mut rep);
+    let found = warn::file_warnings(&raw, &rep);
+    let mut config = convert::convert(raw, &mut rep);
+    config.warnings = found.warnings;
+    config.engine_settings = found.settings;
+    config.daemon_keys = found.daemon_keys;
     if rep.errors.is_empty() {
         Ok(config)
     } else {
@@ -144,3 +171,5 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod warn_tests;

@@ -44,6 +44,27 @@ fn check_accepted(c: &Config, text: &str) {
         "{}",
         shown(text)
     );
+    let d = &c.daemon;
+    assert!(
+        d.xdp_icmp_rate
+            .is_none_or(|r| r <= rvs_config::toml::MAX_XDP_ICMP_RATE)
+            && d.xdp_icmp_burst
+                .is_none_or(|b| (1..=rvs_config::toml::MAX_XDP_ICMP_BURST).contains(&b)),
+        "{}",
+        shown(text)
+    );
+    // warnings and the engine-only settings are located inside the file, as errors are
+    let lines = line_lengths(text);
+    for w in &c.warnings {
+        check_location_in(w, &lines, text);
+    }
+    for s in &c.engine_settings {
+        let as_error = rvs_config::ConfigError {
+            location: s.location.clone(),
+            message: s.key.clone(),
+        };
+        check_location_in(&as_error, &lines, text);
+    }
     let mut again = DesiredState::default();
     for (key, svc) in &c.state.services {
         if let rvs_core::model::ServiceKey::FwMark { mark, .. } = key {
@@ -121,6 +142,7 @@ const NOT_ZERO: &[&str] = &[
     "time_wait",
     "proxy_workers",
     "xdp_nat_conns",
+    "xdp_icmp_burst",
     "proxy_udp_sessions",
     "proxy_max_conns",
     "connect_timeout_ms",
@@ -161,6 +183,7 @@ fn out_of_range_and_wrongly_typed_values_are_located_errors() {
         "proxy_workers",
         "xdp_nat_conns",
         "xdp_icmp_rate",
+        "xdp_icmp_burst",
     ];
     let (mut missed, mut tried) = (Vec::new(), 0);
     for seed in seeds() {
@@ -175,7 +198,7 @@ fn out_of_range_and_wrongly_typed_values_are_located_errors() {
                     "weight" => bad.push("65536"),
                     "connect_retries" => bad.push("256"),
                     "prefix_len" => bad.push("129"),
-                    "xdp_icmp_rate" => bad.push("10000001"),
+                    "xdp_icmp_rate" | "xdp_icmp_burst" => bad.push("10000001"),
                     _ => {}
                 }
                 for v in bad {

@@ -14,7 +14,10 @@
 use rvs_config::local_addr::ServicePools;
 use rvs_core::desired::{Change, DesiredState, ServiceConfig, diff};
 use rvs_core::engine::{ConnectionInfo, Engine, EngineKind, EngineStats, Unsupported};
-use rvs_core::model::{EnginePin, ForwardMethod, Protocol, SchedFlags, SchedulerKind, ServiceKey};
+use rvs_core::model::{
+    EnginePin, ForwardMethod, Protocol, ProxyOptions, ProxyProtocol, SchedFlags, SchedulerKind,
+    ServiceKey,
+};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -92,6 +95,11 @@ impl EngineManager {
 
     fn engine_mut(&mut self, kind: EngineKind) -> Option<&mut Box<dyn ManagedEngine>> {
         self.engines.iter_mut().find(|e| e.kind() == kind)
+    }
+
+    /// Why engine `kind` is not running (`None` when it runs).
+    pub fn not_running(&self, kind: EngineKind) -> Option<String> {
+        self.engine(kind).is_none().then(|| self.missing(kind))
     }
 
     fn missing(&self, kind: EngineKind) -> String {
@@ -406,6 +414,9 @@ fn xdp_note(svc: &ServiceConfig) -> Option<String> {
     if let Some(why) = one_packet_not_applied(svc) {
         ignored.push(why.to_string());
     }
+    if let Some(what) = proxy_options_not_applied(svc) {
+        ignored.push(what.to_string());
+    }
     (!ignored.is_empty()).then(|| {
         format!(
             "on the xdp engine: new flows are placed by weighted Maglev hashing of their \
@@ -413,6 +424,25 @@ fn xdp_note(svc: &ServiceConfig) -> Option<String> {
             ignored.join(", ")
         )
     })
+}
+
+/// The proxy engine's options of a service the xdp engine serves (a FULLNAT service that could
+/// have been on either): the xdp engine forwards packets, so it sends no PROXY protocol header
+/// and has no connect timeouts, retries or passive failure detection.
+fn proxy_options_not_applied(svc: &ServiceConfig) -> Option<&'static str> {
+    let asked = |p: ProxyProtocol| p != ProxyProtocol::None;
+    if asked(svc.options.proxy.proxy_protocol)
+        || svc
+            .reals
+            .values()
+            .any(|r| r.proxy_protocol.is_some_and(asked))
+    {
+        return Some(
+            "the proxy engine's options ([service.proxy]; no PROXY protocol header is sent)",
+        );
+    }
+    (svc.options.proxy != ProxyOptions::default())
+        .then_some("the proxy engine's options ([service.proxy])")
 }
 
 /// Where the xdp engine does not apply a service's `-o`: on TCP, and to NAT/FULLNAT reals.

@@ -35,7 +35,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let daemon_cfg = effective_daemon(&args, &config.daemon);
     init_logging(args.log_level.as_deref(), &daemon_cfg)?;
-    for w in &warnings {
+    for w in warnings
+        .iter()
+        .chain(&crate::sources::overridden(&args, &config))
+    {
         tracing::warn!("{w}");
     }
     if daemon_cfg.listen.is_some() && daemon_cfg.token_file.is_none() {
@@ -50,6 +53,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     check_socket_free(&socket)?;
     let engines = crate::start::start_engines(&daemon_cfg, false)?;
+    for w in engine_warnings(&config, &engines) {
+        tracing::warn!("{w}");
+    }
     let mut daemon = Daemon::new(engines);
     daemon
         .engines_mut()
@@ -110,6 +116,9 @@ fn check(
 ) -> anyhow::Result<()> {
     let state = &config.state;
     let engines = crate::start::start_engines(cfg, true)?;
+    for w in engine_warnings(config, &engines) {
+        tracing::warn!("{w}");
+    }
     for svc in state.services.values() {
         match engines.place(svc) {
             Ok(k) => println!(
@@ -131,6 +140,19 @@ fn check(
     }
     println!("configuration OK: {} service(s)", state.services.len());
     Ok(())
+}
+
+/// The file's settings of an engine that is not running, as located warnings (under `--check`
+/// the xdp engine it would attach counts as running).
+fn engine_warnings(
+    config: &rvs_config::toml::Config,
+    engines: &EngineManager,
+) -> Vec<rvs_config::ConfigError> {
+    rvs_config::toml::engine_warnings(&config.engine_settings, |kind| {
+        engines
+            .not_running(kind)
+            .filter(|why| why != crate::start::NOT_ATTACHED_BY_CHECK)
+    })
 }
 
 /// `--check`: the local addresses a FULLNAT service would use on the xdp engine.
@@ -289,7 +311,11 @@ fn reload(
     tracing::info!("SIGHUP: reloading");
     let (mut config, health_cfg) = match sources.load_all() {
         Ok(l) => {
-            for w in &l.warnings {
+            for w in l
+                .warnings
+                .iter()
+                .chain(&crate::sources::overridden(args, &l.config))
+            {
                 tracing::warn!("reload: {w}");
             }
             (l.config, l.health)
@@ -307,6 +333,9 @@ fn reload(
     };
     let new_cfg = effective_daemon(args, &config.daemon);
     let mut d = api::lock(shared);
+    for w in engine_warnings(&config, d.engines()) {
+        tracing::warn!("reload: {w}");
+    }
     carry_observed(d.desired(), &mut config.state);
     crate::health::reset_unchecked(&mut config.state, &health_cfg);
     d.health.retain_checked(&health_cfg);

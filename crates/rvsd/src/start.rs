@@ -53,6 +53,9 @@ pub fn start_engines(cfg: &DaemonConfig, dry_run: bool) -> anyhow::Result<Engine
 /// An engine, or why it is not running.
 type Started = Result<Box<dyn ManagedEngine>, String>;
 
+/// Why the xdp engine is "not running" under `--check`, which attaches nothing: it would run.
+pub const NOT_ATTACHED_BY_CHECK: &str = "not attached by --check";
+
 fn not_enabled() -> String {
     "not enabled in [daemon] engines / --engine".to_string()
 }
@@ -78,25 +81,68 @@ fn start_xdp(cfg: &DaemonConfig, dry_run: bool) -> Started {
         return Err("needs root and --xdp-interface".into());
     }
     if dry_run {
-        return Err("not attached by --check".into());
+        return Err(NOT_ATTACHED_BY_CHECK.into());
     }
-    let config = rvs_xdp::XdpConfig {
-        interfaces: cfg.xdp_interfaces.clone(),
-        fullnat_local: cfg.fullnat_local.clone(),
-        nat_conns: cfg
-            .xdp_nat_conns
-            .unwrap_or(rvs_xdp::XdpConfig::default().nat_conns),
-        icmp_rate: cfg
-            .xdp_icmp_rate
-            .unwrap_or(rvs_xdp::XdpConfig::default().icmp_rate),
-        ..Default::default()
-    };
-    rvs_xdp::XdpEngine::start(config)
+    rvs_xdp::XdpEngine::start(xdp_config(cfg))
         .map(|e| Box::new(e) as Box<dyn ManagedEngine>)
         .map_err(|e| format!("the xdp engine failed to start: {e}"))
+}
+
+/// What the xdp engine is started with: `[daemon]`'s `xdp_*` keys (and `--xdp-interface`),
+/// the engine's defaults for those left out.
+#[cfg(feature = "xdp")]
+fn xdp_config(cfg: &DaemonConfig) -> rvs_xdp::XdpConfig {
+    let d = rvs_xdp::XdpConfig::default();
+    rvs_xdp::XdpConfig {
+        interfaces: cfg.xdp_interfaces.clone(),
+        fullnat_local: cfg.fullnat_local.clone(),
+        nat_conns: cfg.xdp_nat_conns.unwrap_or(d.nat_conns),
+        icmp_rate: cfg.xdp_icmp_rate.unwrap_or(d.icmp_rate),
+        icmp_burst: cfg.xdp_icmp_burst.unwrap_or(d.icmp_burst),
+        ..d
+    }
 }
 
 #[cfg(not(feature = "xdp"))]
 fn start_xdp(_: &DaemonConfig, _: bool) -> Started {
     Err("this rvsd was built without the xdp engine (cargo feature `xdp`)".into())
+}
+
+#[cfg(all(test, feature = "xdp"))]
+mod tests {
+    use super::*;
+    use crate::sources::effective_daemon;
+    use clap::Parser;
+
+    /// The file's `[daemon]` through the command line's overrides to the xdp engine's config.
+    fn xdp_of(toml: &str) -> rvs_xdp::XdpConfig {
+        let file = rvs_config::toml::parse(toml, std::path::Path::new("t.toml")).unwrap();
+        let args = crate::args::Args::parse_from(["rvsd", "--xdp-interface", "eth9"]);
+        xdp_config(&effective_daemon(&args, &file.daemon))
+    }
+
+    #[test]
+    fn xdp_keys_reach_the_xdp_engine() {
+        let c = xdp_of(
+            "[daemon]\nxdp_interfaces = [\"eth0\"]\nxdp_nat_conns = 4096\n\
+             xdp_icmp_rate = 50\nxdp_icmp_burst = 7\nfullnat_local = [\"10.0.2.1\"]\n",
+        );
+        assert_eq!(c.interfaces, ["eth9"]); // the flag overrides the file
+        assert_eq!((c.nat_conns, c.icmp_rate, c.icmp_burst), (4096, 50, 7));
+        assert_eq!(
+            c.fullnat_local,
+            ["10.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        // left out: the engine's defaults (1,000/s, burst 200)
+        let d = rvs_xdp::XdpConfig::default();
+        let c = xdp_of("");
+        assert_eq!(
+            (c.nat_conns, c.icmp_rate, c.icmp_burst),
+            (d.nat_conns, d.icmp_rate, d.icmp_burst)
+        );
+        assert_eq!((d.icmp_rate, d.icmp_burst), (1000, 200));
+        // the burst alone
+        let c = xdp_of("[daemon]\nxdp_icmp_burst = 1\n");
+        assert_eq!((c.icmp_rate, c.icmp_burst), (1000, 1));
+    }
 }

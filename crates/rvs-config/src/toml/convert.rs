@@ -54,10 +54,15 @@ impl<'a> Reporter<'a> {
         (line, self.text[start..offset].chars().count() + 1)
     }
 
-    pub fn error_at(&mut self, span: Range<usize>, message: impl Into<String>) {
+    /// `message`, located at the start of `span` (an error or a warning).
+    pub fn at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         let (line, column) = self.line_col(span.start);
-        self.errors
-            .push(ConfigError::new(self.path, line, column, message));
+        ConfigError::new(self.path, line, column, message)
+    }
+
+    pub fn error_at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let e = self.at(span, message);
+        self.errors.push(e);
     }
 
     pub fn finish(self) -> ConfigErrors {
@@ -88,6 +93,7 @@ pub(super) fn convert(raw: RawFile, rep: &mut Reporter<'_>) -> Config {
         daemon,
         state,
         local_addresses,
+        ..Config::default()
     }
 }
 
@@ -212,6 +218,21 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let xdp_icmp_burst = raw.xdp_icmp_burst.and_then(|n| {
+        if !(1..=super::MAX_XDP_ICMP_BURST).contains(n.get_ref()) {
+            rep.error_at(
+                n.span(),
+                format!(
+                    "xdp_icmp_burst must be 1 to {} errors (a bucket of 0 would drop every \
+                     error; leave it out for the default, 200)",
+                    super::MAX_XDP_ICMP_BURST
+                ),
+            );
+            None
+        } else {
+            Some(n.into_inner())
+        }
+    });
     let proxy_udp_sessions = raw.proxy_udp_sessions.and_then(|n| {
         if *n.get_ref() == 0 {
             rep.error_at(
@@ -254,8 +275,12 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         }
         Some(out)
     });
-    let mut xdp_interfaces: Vec<String> = Vec::with_capacity(raw.xdp_interfaces.len());
-    for name in raw.xdp_interfaces {
+    let raw_interfaces = raw
+        .xdp_interfaces
+        .map(Spanned::into_inner)
+        .unwrap_or_default();
+    let mut xdp_interfaces: Vec<String> = Vec::with_capacity(raw_interfaces.len());
+    for name in raw_interfaces {
         if name.get_ref().is_empty() {
             rep.error_at(name.span(), "expected an interface name, found \"\"");
         } else if xdp_interfaces.contains(name.get_ref()) {
@@ -272,17 +297,18 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         .and_then(|list| local_addresses(list, None, rep))
         .unwrap_or_default();
     DaemonConfig {
-        socket: raw.socket,
+        socket: raw.socket.map(Spanned::into_inner),
         listen,
-        token_file: raw.token_file,
+        token_file: raw.token_file.map(Spanned::into_inner),
         engines,
         xdp_interfaces,
         xdp_nat_conns,
         xdp_icmp_rate,
+        xdp_icmp_burst,
         proxy_workers,
         proxy_udp_sessions,
         proxy_max_conns,
-        log_level: raw.log_level,
+        log_level: raw.log_level.map(Spanned::into_inner),
         fullnat_local,
     }
 }
@@ -400,7 +426,7 @@ fn service_key(svc: &RawService, span: Range<usize>, rep: &mut Reporter<'_>) -> 
 fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -> ServiceOptions {
     let mut flags = SchedFlags::default();
     for f in &svc.flags {
-        match f {
+        match f.get_ref() {
             RawFlag::ShFallback => flags.sh_fallback = true,
             RawFlag::ShPort => flags.sh_port = true,
             RawFlag::MhFallback => flags.mh_fallback = true,
@@ -427,7 +453,7 @@ fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -
         }
     });
     let d = ProxyOptions::default();
-    let proxy = match &svc.proxy {
+    let proxy = match svc.proxy.as_ref().map(Spanned::get_ref) {
         None => d,
         Some(p) => ProxyOptions {
             connect_timeout_ms: positive(
@@ -437,7 +463,10 @@ fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -
                 rep,
             )
             .unwrap_or(d.connect_timeout_ms),
-            connect_retries: p.connect_retries.unwrap_or(d.connect_retries),
+            connect_retries: p
+                .connect_retries
+                .as_ref()
+                .map_or(d.connect_retries, |r| *r.get_ref()),
             idle_timeout_ms: positive(
                 p.idle_timeout_ms.clone(),
                 "proxy.idle_timeout_ms",
@@ -455,7 +484,7 @@ fn service_options(svc: &RawService, key: &ServiceKey, rep: &mut Reporter<'_>) -
         scheduler: svc.scheduler.unwrap_or_default(),
         flags,
         persistence,
-        one_packet: svc.one_packet,
+        one_packet: svc.one_packet.as_ref().is_some_and(|o| *o.get_ref()),
         engine: svc.engine,
         proxy,
     }
@@ -521,8 +550,8 @@ fn add_real(
         real.weight.map(|w| w.into_inner()).unwrap_or(1),
     );
     rs.upper_threshold = real.upper_threshold;
-    rs.lower_threshold = real.lower_threshold;
-    rs.proxy_protocol = real.proxy_protocol;
+    rs.lower_threshold = real.lower_threshold.as_ref().map_or(0, |l| *l.get_ref());
+    rs.proxy_protocol = real.proxy_protocol.as_ref().map(|p| *p.get_ref());
     rs.admin = real.admin;
     if let Err(e) = state.add_real(key, rs) {
         let at = match &e {

@@ -26,18 +26,18 @@ pub(super) struct RawFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDaemon {
-    pub socket: Option<PathBuf>,
+    pub socket: Option<Spanned<PathBuf>>,
     pub listen: Option<Spanned<String>>,
-    pub token_file: Option<PathBuf>,
+    pub token_file: Option<Spanned<PathBuf>>,
     pub engines: Option<Spanned<Vec<Spanned<EngineKind>>>>,
-    #[serde(default)]
-    pub xdp_interfaces: Vec<Spanned<String>>,
+    pub xdp_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     pub xdp_nat_conns: Option<Spanned<u32>>,
     pub xdp_icmp_rate: Option<Spanned<u32>>,
+    pub xdp_icmp_burst: Option<Spanned<u32>>,
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,
     pub proxy_max_conns: Option<Spanned<u32>>,
-    pub log_level: Option<super::LogLevel>,
+    pub log_level: Option<Spanned<super::LogLevel>>,
     pub fullnat_local: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -63,13 +63,12 @@ pub(super) struct RawService {
     pub family: Option<AddressFamily>,
     pub scheduler: Option<SchedulerKind>,
     #[serde(default)]
-    pub flags: Vec<RawFlag>,
+    pub flags: Vec<Spanned<RawFlag>>,
     pub persistence: Option<Spanned<RawPersistence>>,
-    #[serde(default)]
-    pub one_packet: bool,
+    pub one_packet: Option<Spanned<bool>>,
     #[serde(default)]
     pub engine: EnginePin,
-    pub proxy: Option<RawProxy>,
+    pub proxy: Option<Spanned<RawProxy>>,
     pub local_addresses: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default, rename = "real")]
     pub reals: Vec<Spanned<RawReal>>,
@@ -98,7 +97,7 @@ pub(super) struct RawPersistence {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProxy {
     pub connect_timeout_ms: Option<Spanned<u32>>,
-    pub connect_retries: Option<u8>,
+    pub connect_retries: Option<Spanned<u8>>,
     pub idle_timeout_ms: Option<Spanned<u32>>,
     pub proxy_protocol: Option<ProxyProtocol>,
     pub max_fails: Option<u32>,
@@ -114,9 +113,8 @@ pub(super) struct RawReal {
     pub weight: Option<Spanned<u32>>,
     #[serde(default)]
     pub upper_threshold: u32,
-    #[serde(default)]
-    pub lower_threshold: u32,
-    pub proxy_protocol: Option<ProxyProtocol>,
+    pub lower_threshold: Option<Spanned<u32>>,
+    pub proxy_protocol: Option<Spanned<ProxyProtocol>>,
     #[serde(default)]
     pub admin: AdminState,
 }

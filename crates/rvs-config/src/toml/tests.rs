@@ -17,7 +17,7 @@ fn errs(text: &str) -> Vec<String> {
         .collect()
 }
 
-const FULL: &str = r#"
+pub(super) const FULL: &str = r#"
 [daemon]
 socket = "/tmp/x.sock"
 listen = "127.0.0.1:9901"
@@ -242,6 +242,26 @@ fn daemon_section_is_checked() {
     );
     let e = errs("[daemon]\nxdp_icmp_rate = -1\n");
     assert!(e[0].starts_with("test.toml:2:17:"), "{e:?}");
+    for bad in ["0", "10000001"] {
+        let e = errs(&format!("[daemon]\nxdp_icmp_burst = {bad}\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("test.toml:2:18:")
+                && e[0].contains("xdp_icmp_burst must be 1 to 10000000 errors"),
+            "{e:?}"
+        );
+    }
+    let e = errs("[daemon]\nxdp_icmp_burst = -1\n");
+    assert!(e[0].starts_with("test.toml:2:18:"), "{e:?}");
+    let burst = |v: &str| {
+        p(&format!("[daemon]\nxdp_icmp_burst = {v}\n"))
+            .unwrap()
+            .daemon
+            .xdp_icmp_burst
+    };
+    assert_eq!(burst("1"), Some(1));
+    assert_eq!(burst("10000000"), Some(10_000_000));
+    assert_eq!(p("").unwrap().daemon.xdp_icmp_burst, None);
     let e = errs("[daemon]\nproxy_udp_sessions = 0\n");
     assert!(
         e[0].starts_with("test.toml:2:22:")

@@ -403,6 +403,41 @@ fn the_xdp_engine_notes_the_scheduling_options_it_does_not_apply() {
     );
 }
 
+/// A FULLNAT service with options of the proxy engine, placed on the xdp engine: the note says
+/// they are not applied (and that no PROXY header is sent when one was asked for).
+#[test]
+fn the_xdp_engine_notes_the_proxy_options_it_does_not_apply() {
+    let (x, _, _) = xdp_with_pools(&["10.0.0.5"]);
+    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut s = DesiredState::default();
+    let mh = ServiceOptions {
+        scheduler: SchedulerKind::Mh,
+        ..Default::default()
+    };
+    let mut retries = mh;
+    retries.proxy.connect_retries = 9;
+    for (port, o) in [(80, mh), (81, retries), (82, mh)] {
+        s.add_service(key(port), o).unwrap();
+        let mut r = real(7, ForwardMethod::FullNat, 1);
+        if port == 82 {
+            r.proxy_protocol = Some(ProxyProtocol::V2);
+        }
+        s.add_real(&key(port), r).unwrap();
+    }
+    m.apply(&s);
+    assert_eq!(m.note(&key(80)), None);
+    let tail = |port| {
+        let n = m.note(&key(port)).expect("a note");
+        assert_eq!(m.placement(&key(port)), Some(&Ok(EngineKind::Xdp)), "{n}");
+        n.rsplit("not applied: ").next().unwrap().to_string()
+    };
+    assert_eq!(tail(81), "the proxy engine's options ([service.proxy])");
+    assert_eq!(
+        tail(82),
+        "the proxy engine's options ([service.proxy]; no PROXY protocol header is sent)"
+    );
+}
+
 /// `-o` is applied to UDP datagrams to DR/TUN reals: no note for a `-s mh -o` UDP service of
 /// such reals; noted for TCP and for NAT/FULLNAT reals (which keep connection entries).
 #[test]
