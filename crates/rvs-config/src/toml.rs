@@ -68,6 +68,13 @@ pub const MAX_XDP_ICMP_RATE: u32 = 10_000_000;
 /// every error whatever the rate).
 pub const MAX_XDP_ICMP_BURST: u32 = 10_000_000;
 
+/// The default of `stop_grace_ms`: 10 s.
+pub const DEFAULT_STOP_GRACE_MS: u32 = 10_000;
+
+/// The highest `stop_grace_ms`: a day (a larger figure is more likely seconds or µs taken for
+/// ms than a wish).
+pub const MAX_STOP_GRACE_MS: u32 = 86_400_000;
+
 /// `[daemon]`. Every field is optional; command-line flags override them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DaemonConfig {
@@ -101,6 +108,10 @@ pub struct DaemonConfig {
     /// Most TCP connections the proxy engine relays at once (clients beyond wait in the listen
     /// backlog); `None` = what the open-files limit leaves after the UDP cap.
     pub proxy_max_conns: Option<u32>,
+    /// How long a graceful stop (SIGTERM) waits for the proxy engine's open connections to
+    /// end, in ms (0: close them at once; at most [`MAX_STOP_GRACE_MS`]); `None` =
+    /// [`DEFAULT_STOP_GRACE_MS`].
+    pub stop_grace_ms: Option<u32>,
     /// Log level; `None` = `info` (or `RUST_LOG`).
     pub log_level: Option<LogLevel>,
 }

@@ -49,7 +49,9 @@ fn check_accepted(c: &Config, text: &str) {
         d.xdp_icmp_rate
             .is_none_or(|r| r <= rvs_config::toml::MAX_XDP_ICMP_RATE)
             && d.xdp_icmp_burst
-                .is_none_or(|b| (1..=rvs_config::toml::MAX_XDP_ICMP_BURST).contains(&b)),
+                .is_none_or(|b| (1..=rvs_config::toml::MAX_XDP_ICMP_BURST).contains(&b))
+            && d.stop_grace_ms
+                .is_none_or(|g| g <= rvs_config::toml::MAX_STOP_GRACE_MS),
         "{}",
         shown(text)
     );
@@ -184,6 +186,7 @@ fn out_of_range_and_wrongly_typed_values_are_located_errors() {
         "xdp_nat_conns",
         "xdp_icmp_rate",
         "xdp_icmp_burst",
+        "stop_grace_ms",
     ];
     let (mut missed, mut tried) = (Vec::new(), 0);
     for seed in seeds() {
@@ -199,6 +202,7 @@ fn out_of_range_and_wrongly_typed_values_are_located_errors() {
                     "connect_retries" => bad.push("256"),
                     "prefix_len" => bad.push("129"),
                     "xdp_icmp_rate" | "xdp_icmp_burst" => bad.push("10000001"),
+                    "stop_grace_ms" => bad.push("86400001"),
                     _ => {}
                 }
                 for v in bad {

@@ -287,12 +287,12 @@ async fn drain(
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// `[daemon] stop_grace_ms`, or its default.
-fn stop_grace(_cfg: &DaemonConfig) -> Duration {
-    Duration::from_millis(DEFAULT_STOP_GRACE_MS)
+fn stop_grace(cfg: &DaemonConfig) -> Duration {
+    let ms = cfg
+        .stop_grace_ms
+        .unwrap_or(rvs_config::toml::DEFAULT_STOP_GRACE_MS);
+    Duration::from_millis(ms.into())
 }
-
-/// Default of `[daemon] stop_grace_ms`.
-const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
 
 /// SIGHUP: re-read the sources; apply only the difference; on any error keep everything.
 fn reload(

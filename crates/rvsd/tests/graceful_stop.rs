@@ -135,3 +135,40 @@ fn sigint_exits_at_once() {
     exits_at_once(&mut d, "INT", &mut c);
     assert!(!d.log().contains("draining"), "{}", d.log());
 }
+
+#[test]
+fn the_open_connections_are_closed_when_the_stop_grace_is_over() {
+    let v = vip();
+    let config = format!(
+        "[daemon]\nstop_grace_ms = 400\n{}",
+        fullnat_config(v, &[echo_backend()])
+    );
+    let mut d = Rvsd::start(&config, &[]);
+    let mut c = connected(v);
+    let sent = Instant::now();
+    d.signal("TERM");
+    d.wait_log("draining", 1);
+    assert_eq!(round_trip(&mut c, b"during").unwrap(), b"during");
+    let st = d.wait_exit();
+    let took = sent.elapsed();
+    assert!(st.success(), "{st}: {}", d.log());
+    assert!(d.log().contains("stop grace over"), "{}", d.log());
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(closed(&mut c), "the client's connection is closed");
+}
+
+#[test]
+fn stop_grace_zero_closes_the_open_connections_at_once() {
+    let v = vip();
+    let config = format!(
+        "[daemon]\nstop_grace_ms = 0\n{}",
+        fullnat_config(v, &[echo_backend()])
+    );
+    let mut d = Rvsd::start(&config, &[]);
+    let mut c = connected(v);
+    exits_at_once(&mut d, "TERM", &mut c);
+    assert!(d.log().contains("stop_grace_ms = 0"), "{}", d.log());
+}

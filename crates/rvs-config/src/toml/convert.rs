@@ -244,6 +244,20 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
             Some(n.into_inner())
         }
     });
+    let stop_grace_ms = raw.stop_grace_ms.and_then(|n| {
+        if *n.get_ref() > super::MAX_STOP_GRACE_MS {
+            rep.error_at(
+                n.span(),
+                format!(
+                    "stop_grace_ms must be at most {} (a day; 0 closes open connections at once)",
+                    super::MAX_STOP_GRACE_MS
+                ),
+            );
+            None
+        } else {
+            Some(n.into_inner())
+        }
+    });
     let proxy_max_conns = raw.proxy_max_conns.and_then(|n| {
         if *n.get_ref() == 0 {
             rep.error_at(
@@ -308,6 +322,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         proxy_workers,
         proxy_udp_sessions,
         proxy_max_conns,
+        stop_grace_ms,
         log_level: raw.log_level.map(Spanned::into_inner),
         fullnat_local,
     }

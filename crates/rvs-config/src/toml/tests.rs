@@ -28,6 +28,7 @@ xdp_icmp_rate = 0
 proxy_workers = 2
 proxy_udp_sessions = 4000
 proxy_max_conns = 7000
+stop_grace_ms = 0
 log_level = "debug"
 
 [timeouts]
@@ -67,6 +68,7 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.xdp_icmp_rate, Some(0));
     assert_eq!(c.daemon.proxy_udp_sessions, Some(4000));
     assert_eq!(c.daemon.proxy_max_conns, Some(7000));
+    assert_eq!(c.daemon.stop_grace_ms, Some(0));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
     assert_eq!(
         c.state.timeouts,
@@ -271,6 +273,11 @@ fn daemon_section_is_checked() {
     let e = errs("[daemon]\nproxy_max_conns = 0\n");
     assert!(
         e[0].starts_with("test.toml:2:19:") && e[0].contains("proxy_max_conns must be at least 1"),
+        "{e:?}"
+    );
+    let e = errs("[daemon]\nstop_grace_ms = 86400001\n");
+    assert!(
+        e[0].starts_with("test.toml:2:17:") && e[0].contains("stop_grace_ms must be at most"),
         "{e:?}"
     );
     let e = errs("[daemon]\nengines = [\"turbo\"]\n");

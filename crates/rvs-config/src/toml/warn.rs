@@ -181,6 +181,7 @@ fn daemon(raw: &RawFile, f: &mut Findings<'_, '_>) {
             "proxy_max_conns",
             d.proxy_max_conns.as_ref().map(|v| v.span()),
         ),
+        ("stop_grace_ms", d.stop_grace_ms.as_ref().map(|v| v.span())),
     ];
     for (key, span) in proxy {
         if let Some(span) = span {

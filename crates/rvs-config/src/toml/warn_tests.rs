@@ -236,6 +236,7 @@ xdp_icmp_burst = 5
 proxy_workers = 2
 proxy_udp_sessions = 10
 proxy_max_conns = 10
+stop_grace_ms = 500
 
 [timeouts.tcp_states]
 time_wait = 7
@@ -270,12 +271,13 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
             (Xdp, "xdp_nat_conns", 3, 17),
             (Xdp, "xdp_icmp_rate", 4, 17),
             (Xdp, "xdp_icmp_burst", 5, 18),
-            (Xdp, "[timeouts.tcp_states]", 11, 1),
+            (Xdp, "[timeouts.tcp_states]", 12, 1),
             (Proxy, "proxy_workers", 6, 17),
             (Proxy, "proxy_udp_sessions", 7, 22),
             (Proxy, "proxy_max_conns", 8, 19),
-            (Proxy, "[service.proxy]", 17, 1),
-            (Proxy, "proxy_protocol", 23, 18),
+            (Proxy, "stop_grace_ms", 9, 17),
+            (Proxy, "[service.proxy]", 18, 1),
+            (Proxy, "proxy_protocol", 24, 18),
         ]
     );
     // both engines run: nothing
@@ -291,7 +293,7 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
         "w.toml:2:18: xdp_interfaces has no effect: the xdp engine is not running (needs root \
          and --xdp-interface)"
     );
-    assert!(shown[4].starts_with("w.toml:11:1: [timeouts.tcp_states] has no effect"));
+    assert!(shown[4].starts_with("w.toml:12:1: [timeouts.tcp_states] has no effect"));
     // only the xdp engine runs: the proxy settings
     let w = engine_warnings(&c.engine_settings, |k| {
         (k == EngineKind::Proxy).then(|| "not enabled".to_string())
@@ -306,12 +308,13 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
             "proxy_workers",
             "proxy_udp_sessions",
             "proxy_max_conns",
+            "stop_grace_ms",
             "[service.proxy]",
             "proxy_protocol"
         ]
     );
     assert!(
-        w[3].message
+        w[4].message
             .ends_with("the proxy engine is not running (not enabled)")
     );
 }
