@@ -1,7 +1,7 @@
 //! Health checking in the daemon: keepalived.conf's checkers run by [`rvs_health`]'s
 //! supervisor, their verdicts applied to the desired state as diffs.
 //!
-//! * [`HealthManager`] runs one [`HealthSupervisor`] per virtual server that has checkers. On a
+//! * [`HealthManager`] runs one [`HealthSupervisor`](rvs_health::HealthSupervisor) per virtual server that has checkers. On a
 //!   reload ([`HealthManager::sync`]) only services whose health settings changed are restarted;
 //!   the others keep checking (and keep their verdicts).
 //! * [`apply_event`] carries out one supervisor event on the [`Daemon`]: a real's observed
