@@ -20,6 +20,7 @@ mod keywords;
 mod laddr;
 pub mod lex;
 pub mod model;
+mod repeats;
 mod values;
 mod vrrp;
 
@@ -71,6 +72,7 @@ fn run(text: &str, path: &Path, includes: Includes) -> (KeepalivedConfig, values
         warnings: Vec::new(),
     };
     let cfg = build::build(&mut ctx, &tree);
+    repeats::warn(&tree, &mut ctx.warnings);
     (cfg, ctx)
 }
 
