@@ -7,10 +7,15 @@
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Iface};
 use rvs_xdp::bench::{Bench, MAC_SWAP, RESTORE_ONLY, WRAP};
-use rvs_xdp::bench_setup::{Results, two_services};
+use rvs_xdp::bench_setup::{Results, set_tables, two_services};
 use std::net::Ipv4Addr;
 
 const XDP_TX: u32 = 3;
+const DIRECT: u32 = abi::RVS_SVC_F_DIRECT as u32;
+const NAT: u32 = abi::RVS_SVC_F_NAT as u32;
+/// A port's `rvs_vip_ports` bits: DR/TUN table only, both tables.
+const PORT_DIRECT: u32 = abi::RVS_PORT_DIRECT as u32;
+const BOTH: u32 = (abi::RVS_PORT_DIRECT | abi::RVS_PORT_NAT) as u32;
 /// Offset of the IPv4 source address in an Ethernet frame (varied for new flows).
 const SRC4_OFFSET: u32 = 14 + 12;
 /// Repetitions of a new-flow run: well under the connection table's size, so "new flow" never
@@ -82,12 +87,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dr_ack = frame(Ipv4Addr::new(10, 0, 0, 3), ACK);
     let tun_ack = frame(Ipv4Addr::new(10, 0, 0, 4), ACK);
     let new_repeat = repeat.min(NEW_FLOW_REPEAT);
+    let forwarded = abi::RVS_OUTCOME_FORWARDED as usize;
     let mut results = Results::default();
-    let mut push = |subject, scenario, v: f64| results.push(subject, scenario, v);
     for _ in 0..rounds {
         let t = Bench::load()?.run(MAC_SWAP, &dr, repeat)?;
-        check(t.action, "mac swap")?;
-        push("ceiling (mac swap)", "any", t.ns);
+        check(t.action, XDP_TX, "mac swap")?;
+        results.push("ceiling (mac swap)", "any", t.ns);
         for (subject, syn, ack) in [("rvs dr", &dr, &dr_ack), ("rvs tun", &tun, &tun_ack)] {
             // A fresh program and maps every round, so "new flow" starts from an empty table.
             let b = setup()?;
@@ -109,26 +114,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
             ];
             for (scenario, f, vary, n, warmup) in scenarios {
-                bench.set_frame(f, vary)?;
-                let w = bench.run(RESTORE_ONLY, f, n)?;
-                check(w.action, "restore only")?;
+                let run = Run {
+                    frame: f,
+                    vary,
+                    repeat: n,
+                    warmup,
+                    action: XDP_TX,
+                    outcome: forwarded,
+                };
+                let (w, t) = timed(&mut bench, &b, &run, &format!("{subject} {scenario}"))?;
                 if subject == "rvs dr" {
-                    push("wrapper (restore only)", scenario, w.ns);
+                    results.push("wrapper (restore only)", scenario, w);
                 }
-                if warmup > 0 {
-                    bench.run(WRAP, f, warmup)?; // establish the flow / fill the table
-                }
-                let before = b.outcomes()?[abi::RVS_OUTCOME_FORWARDED as usize];
-                let t = bench.run(WRAP, f, n)?;
-                let forwarded = b.outcomes()?[abi::RVS_OUTCOME_FORWARDED as usize] - before;
-                check(t.action, subject)?;
-                if forwarded != u64::from(n) {
-                    return Err(
-                        format!("{subject} {scenario}: {forwarded} of {n} runs forwarded").into(),
-                    );
-                }
-                push(subject, scenario, t.ns - w.ns);
+                results.push(subject, scenario, t);
             }
+        }
+        // DR established on port 80 while its bits say both tables (a service of the port had
+        // NAT reals too: an rvs_nat_conns miss first), and after they were narrowed back to
+        // DIRECT (what the engine writes once the sweep proved the NAT flows gone).
+        for (scenario, steps, bits) in [
+            ("established, port mixed", &[DIRECT | NAT][..], BOTH),
+            (
+                "established, port narrowed",
+                &[DIRECT | NAT, DIRECT][..],
+                PORT_DIRECT,
+            ),
+        ] {
+            let mut b = setup()?;
+            for flags in steps {
+                set_tables(&mut b, 0, *flags)?;
+            }
+            if b.port_tables(80)? != bits {
+                return Err(format!("{scenario}: port 80 bits {}", b.port_tables(80)?).into());
+            }
+            let mut bench = Bench::load()?;
+            bench.set_target(b.program()?)?;
+            bench.set_frame(&dr, 0)?;
+            bench.run(WRAP, &dr, 1)?;
+            let run = Run {
+                frame: &dr_ack,
+                vary: 0,
+                repeat,
+                warmup: 1,
+                action: XDP_TX,
+                outcome: forwarded,
+            };
+            let (_, t) = timed(&mut bench, &b, &run, &format!("rvs dr {scenario}"))?;
+            results.push("rvs dr", scenario, t);
         }
     }
     let med = |subject: &str, scenario: &str| results.median(subject, scenario);
@@ -136,6 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notes = vec![
         format!("rvs figures are wrapper+program minus the wrapper's own cost measured in the same round (median wrapper: {:.1} ns established, {:.1} ns new flow)", med("wrapper (restore only)", "established flow"), med("wrapper (restore only)", "new flow")),
         "every timed run checked: last action XDP_TX and the forwarded counter grew by exactly the repeat count".to_string(),
+        "rvs dr 'established, port mixed': service 0's port (80) looks up rvs_nat_conns (a miss) before rvs_conns, as a port whose services have NAT/FULLNAT reals too; 'established, port narrowed': its bits written both, then DIRECT again, as the engine does once the sweep proved the port's NAT flows gone (docs/xdp.md); compare with 'established flow' (always DR-only)".to_string(),
         "established flow: opened by one SYN, then timed on its ACKs (entry ESTABLISHED: the program looks the connection up before the service); new flows are SYNs (service looked up first)".to_string(),
         "new flow: the wrapper writes a per-run counter into the IPv4 source address, so every run misses the connection table, hashes, looks up Maglev and inserts an entry; fresh program and maps each round, at most 50,000 runs (table never full)".to_string(),
         "new flow, table full: the same after filling the LRU connection table past its 262,144 entries, so every insert evicts (a SYN flood's steady state)".to_string(),
@@ -165,12 +198,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn check(action: u32, what: &str) -> Result<(), String> {
-    if action == XDP_TX {
+/// One timed run: `frame` `repeat` times (with `vary` as in [`Bench::set_frame`]) after
+/// `warmup` untimed runs; each must end in `action` and count `outcome` once.
+struct Run<'a> {
+    frame: &'a [u8],
+    vary: u32,
+    repeat: u32,
+    warmup: u32,
+    action: u32,
+    outcome: usize,
+}
+
+/// Time `run` through the wrapper, checked: the last action is `run.action` and outcome
+/// `run.outcome` grew by exactly the repeat count. The wrapper's own cost (restore only) and
+/// the program's (wrapper + program minus the wrapper), in ns per packet.
+fn timed(
+    bench: &mut Bench,
+    b: &Balancer,
+    run: &Run,
+    what: &str,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    bench.set_frame(run.frame, run.vary)?;
+    let w = bench.run(RESTORE_ONLY, run.frame, run.repeat)?;
+    check(w.action, XDP_TX, "restore only")?;
+    if run.warmup > 0 {
+        bench.run(WRAP, run.frame, run.warmup)?; // establish the flow / fill the table
+    }
+    let before = b.outcomes()?[run.outcome];
+    let t = bench.run(WRAP, run.frame, run.repeat)?;
+    let counted = b.outcomes()?[run.outcome] - before;
+    check(t.action, run.action, what)?;
+    if counted != u64::from(run.repeat) {
+        let name = abi::outcome_name(run.outcome as u32).unwrap_or("?");
+        return Err(format!("{what}: {counted} of {} runs counted {name}", run.repeat).into());
+    }
+    Ok((w.ns, t.ns - w.ns))
+}
+
+fn check(action: u32, want: u32, what: &str) -> Result<(), String> {
+    if action == want {
         Ok(())
     } else {
         Err(format!(
-            "{what}: last run returned action {action}, not XDP_TX"
+            "{what}: last run returned action {action}, not {want}"
         ))
     }
 }
