@@ -5,11 +5,12 @@
 //! Usage: rvs-xdp-bench [--mode smoke|quick|full] [--repeat N] [--out FILE]   (root)
 
 use rvs_xdp::Balancer;
-use rvs_xdp::abi::{self, Iface};
+use rvs_xdp::abi::{self, Config, IcmpBucket, Iface};
 use rvs_xdp::bench::{Bench, MAC_SWAP, RESTORE_ONLY, WRAP};
 use rvs_xdp::bench_setup::{Results, set_tables, two_services};
 use std::net::Ipv4Addr;
 
+const XDP_DROP: u32 = 1;
 const XDP_TX: u32 = 3;
 const DIRECT: u32 = abi::RVS_SVC_F_DIRECT as u32;
 const NAT: u32 = abi::RVS_SVC_F_NAT as u32;
@@ -44,6 +45,54 @@ fn frame(dst: Ipv4Addr, flags: u8) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xc1, 0x08, 0x00];
     f.extend_from_slice(&ip);
     f.extend_from_slice(&tcp);
+    f
+}
+
+/// Internet checksum of `data`.
+fn csum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 header of `len` bytes in all, `proto`, `src` → `dst`, checksum filled.
+fn ip4(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> Vec<u8> {
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&len.to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip
+}
+
+/// "Fragmentation needed" (MTU 1400) from router 192.168.1.1 to VIP 10.0.0.3, quoting IP + 8
+/// bytes of the DR service's reply 10.0.0.3:80 → 192.168.1.10:40001: a flow with no
+/// connection entry here (the timed DR flow is from port 40000), so the program sends the
+/// error to the real the flow's SYN would get (Maglev) after its per-CPU ICMP limit.
+fn icmp_frag_needed() -> Vec<u8> {
+    let client = [192, 168, 1, 10];
+    let mut quote = ip4([10, 0, 0, 3], client, 6, 40);
+    quote.extend_from_slice(&[0, 80, 0x9c, 0x41, 0, 0, 0x03, 0xe8]);
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&1400u16.to_be_bytes());
+    icmp.extend_from_slice(&quote);
+    let c = csum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 0x08, 0x00];
+    f.extend_from_slice(&ip4(
+        [192, 168, 1, 1],
+        [10, 0, 0, 3],
+        1,
+        20 + icmp.len() as u16,
+    ));
+    f.extend_from_slice(&icmp);
     f
 }
 
@@ -88,6 +137,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tun_ack = frame(Ipv4Addr::new(10, 0, 0, 4), ACK);
     let new_repeat = repeat.min(NEW_FLOW_REPEAT);
     let forwarded = abi::RVS_OUTCOME_FORWARDED as usize;
+    let icmp = icmp_frag_needed();
+    let icmp_sent = abi::RVS_OUTCOME_ICMP_NO_CONN_MAGLEV as usize;
+    let icmp_limited = abi::RVS_OUTCOME_ICMP_RATE_LIMITED as usize;
     let mut results = Results::default();
     for _ in 0..rounds {
         let t = Bench::load()?.run(MAC_SWAP, &dr, repeat)?;
@@ -129,6 +181,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 results.push(subject, scenario, t);
             }
         }
+        // ICMP errors about a DR flow with no entry: the limiter skipped (rate 0), within it
+        // (a bucket so big it never empties), and over it (empty, never refilled: dropped).
+        let mut b = setup()?;
+        let mut bench = Bench::load()?;
+        bench.set_target(b.program()?)?;
+        for (scenario, limit, action, outcome) in [
+            ("icmp no entry, unlimited", None, XDP_TX, icmp_sent),
+            (
+                "icmp no entry, within limit",
+                Some(u32::MAX),
+                XDP_TX,
+                icmp_sent,
+            ),
+            ("icmp no entry, over limit", Some(1), XDP_DROP, icmp_limited),
+        ] {
+            b.set_config(&Config {
+                icmp_rate: limit.unwrap_or(0),
+                icmp_burst: limit.unwrap_or(1),
+                ..Config::default()
+            })?;
+            if limit == Some(1) {
+                b.set_icmp_buckets(&IcmpBucket {
+                    tokens: 0,
+                    last_ns: u64::MAX,
+                })?;
+            }
+            let run = Run {
+                frame: &icmp,
+                vary: 0,
+                repeat,
+                warmup: 0,
+                action,
+                outcome,
+            };
+            let (_, t) = timed(&mut bench, &b, &run, &format!("rvs dr {scenario}"))?;
+            results.push("rvs dr", scenario, t);
+        }
         // DR established on port 80 while its bits say both tables (a service of the port had
         // NAT reals too: an rvs_nat_conns miss first), and after they were narrowed back to
         // DIRECT (what the engine writes once the sweep proved the NAT flows gone).
@@ -168,6 +257,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notes = vec![
         format!("rvs figures are wrapper+program minus the wrapper's own cost measured in the same round (median wrapper: {:.1} ns established, {:.1} ns new flow)", med("wrapper (restore only)", "established flow"), med("wrapper (restore only)", "new flow")),
         "every timed run checked: last action XDP_TX and the forwarded counter grew by exactly the repeat count".to_string(),
+        "rvs dr 'icmp no entry, *': an ICMP fragmentation-needed error (v4) about a DR flow with no connection entry, sent by Maglev (outcome icmp_no_conn_maglev, XDP_TX) with the per-CPU limit off (icmp_rate 0: bucket not read), within it (rate and burst 2^32-1: read and written, never empty) and over it (rate 1, bucket empty and never refilled: XDP_DROP, every run counted icmp_rate_limited)".to_string(),
         "rvs dr 'established, port mixed': service 0's port (80) looks up rvs_nat_conns (a miss) before rvs_conns, as a port whose services have NAT/FULLNAT reals too; 'established, port narrowed': its bits written both, then DIRECT again, as the engine does once the sweep proved the port's NAT flows gone (docs/xdp.md); compare with 'established flow' (always DR-only)".to_string(),
         "established flow: opened by one SYN, then timed on its ACKs (entry ESTABLISHED: the program looks the connection up before the service); new flows are SYNs (service looked up first)".to_string(),
         "new flow: the wrapper writes a per-run counter into the IPv4 source address, so every run misses the connection table, hashes, looks up Maglev and inserts an entry; fresh program and maps each round, at most 50,000 runs (table never full)".to_string(),
