@@ -54,6 +54,26 @@ pub fn two_services(
     Ok(b)
 }
 
+/// Add to a [`two_services`] balancer service index 2: UDP 10.0.0.3:53 with the reals of
+/// service 0 (indexes 0 and 1, alternating in its Maglev table), its port marked DIRECT.
+pub fn add_udp_service(b: &mut Balancer) -> Result<(), XdpError> {
+    let (addr, family) = addr_of(IpAddr::from([10, 0, 0, 3]));
+    let key = VipKey {
+        addr,
+        port: 53u16.to_be(),
+        proto: abi::RVS_PROTO_UDP as u8,
+        family,
+    };
+    let table: Vec<u32> = (0..abi::RVS_MAGLEV_SIZE as u32).map(|s| s % 2).collect();
+    b.set_maglev(2, &table)?;
+    let value = Service {
+        index: 2,
+        flags: abi::RVS_SVC_F_DIRECT as u32,
+        ..Default::default()
+    };
+    b.set_service(&key, &value)
+}
+
 /// Rewrite service `svc` (0 or 1) of [`two_services`] with table flags `flags`
 /// (`RVS_SVC_F_DIRECT` / `RVS_SVC_F_NAT`), from which the loader sets its port's
 /// `rvs_vip_ports` bits (both services are on port 80): e.g. both, as a port whose reals

@@ -7,7 +7,7 @@
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, IcmpBucket, Iface};
 use rvs_xdp::bench::{Bench, MAC_SWAP, RESTORE_ONLY, WRAP};
-use rvs_xdp::bench_setup::{Results, set_tables, two_services};
+use rvs_xdp::bench_setup::{Results, add_udp_service, set_tables, two_services};
 use std::net::Ipv4Addr;
 
 const XDP_DROP: u32 = 1;
@@ -96,6 +96,15 @@ fn icmp_frag_needed() -> Vec<u8> {
     f
 }
 
+/// A UDP datagram 192.168.1.10:40000 → 10.0.0.3:53 with a 12-byte payload (no checksum).
+fn udp_frame() -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xc1, 0x08, 0x00];
+    f.extend_from_slice(&ip4([192, 168, 1, 10], [10, 0, 0, 3], 17, 20 + 8 + 12));
+    f.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 20, 0, 0]);
+    f.extend_from_slice(b"query000000\n");
+    f
+}
+
 /// Service 0: 10.0.0.3:80 DR, service 1: 10.0.0.4:80 TUN, two reals each.
 fn setup() -> Result<Balancer, Box<dyn std::error::Error>> {
     let iface = Iface {
@@ -138,6 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_repeat = repeat.min(NEW_FLOW_REPEAT);
     let forwarded = abi::RVS_OUTCOME_FORWARDED as usize;
     let icmp = icmp_frag_needed();
+    let udp = udp_frame();
     let icmp_sent = abi::RVS_OUTCOME_ICMP_NO_CONN_MAGLEV as usize;
     let icmp_limited = abi::RVS_OUTCOME_ICMP_RATE_LIMITED as usize;
     let mut results = Results::default();
@@ -181,6 +191,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 results.push(subject, scenario, t);
             }
         }
+        // A UDP flow to a DR service: its first datagram makes the entry, the next are timed.
+        let mut b = setup()?;
+        add_udp_service(&mut b)?;
+        let mut bench = Bench::load()?;
+        bench.set_target(b.program()?)?;
+        bench.set_frame(&udp, 0)?;
+        bench.run(WRAP, &udp, 1)?;
+        let run = Run {
+            frame: &udp,
+            vary: 0,
+            repeat,
+            warmup: 1,
+            action: XDP_TX,
+            outcome: forwarded,
+        };
+        let (_, t) = timed(&mut bench, &b, &run, "rvs dr udp established flow")?;
+        results.push("rvs dr", "udp established flow", t);
         // ICMP errors about a DR flow with no entry: the limiter skipped (rate 0), within it
         // (a bucket so big it never empties), and over it (empty, never refilled: dropped).
         let mut b = setup()?;
@@ -257,6 +284,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notes = vec![
         format!("rvs figures are wrapper+program minus the wrapper's own cost measured in the same round (median wrapper: {:.1} ns established, {:.1} ns new flow)", med("wrapper (restore only)", "established flow"), med("wrapper (restore only)", "new flow")),
         "every timed run checked: last action XDP_TX and the forwarded counter grew by exactly the repeat count".to_string(),
+        "rvs dr 'udp established flow': a 12-byte UDP datagram of a flow with an entry (made by one datagram before the timed runs) to a DR service on 10.0.0.3:53".to_string(),
         "rvs dr 'icmp no entry, *': an ICMP fragmentation-needed error (v4) about a DR flow with no connection entry, sent by Maglev (outcome icmp_no_conn_maglev, XDP_TX) with the per-CPU limit off (icmp_rate 0: bucket not read), within it (rate and burst 2^32-1: read and written, never empty) and over it (rate 1, bucket empty and never refilled: XDP_DROP, every run counted icmp_rate_limited)".to_string(),
         "rvs dr 'established, port mixed': service 0's port (80) looks up rvs_nat_conns (a miss) before rvs_conns, as a port whose services have NAT/FULLNAT reals too; 'established, port narrowed': its bits written both, then DIRECT again, as the engine does once the sweep proved the port's NAT flows gone (docs/xdp.md); compare with 'established flow' (always DR-only)".to_string(),
         "established flow: opened by one SYN, then timed on its ACKs (entry ESTABLISHED: the program looks the connection up before the service); new flows are SYNs (service looked up first)".to_string(),
