@@ -108,7 +108,11 @@ static __always_inline int rvs_parse_quoted6(void *q, void *end, __u32 qlen, str
 /*
  * TCP or UDP header at l4: ports, and TCP flags. `len`: the segment's length by the IP length;
  * the header (TCP: with its options) must lie inside it, not merely inside the frame — bytes
- * past the IP packet are not the packet's, and NAT/FULLNAT would rewrite them.
+ * past the IP packet are not the packet's, and NAT/FULLNAT would rewrite them. A UDP length
+ * below the header's 8 bytes or above `len` is malformed too (the kernel drops such a
+ * datagram, and NAT/FULLNAT's checksum update would cover bytes that are not the datagram's);
+ * one below `len` (bytes after the datagram inside the IP packet) is accepted, as the kernel
+ * does.
  */
 static __always_inline int rvs_parse_l4(void *l4, void *end, __u8 proto, __u32 len,
 					struct rvs_pkt *pkt)
@@ -123,6 +127,9 @@ static __always_inline int rvs_parse_l4(void *l4, void *end, __u8 proto, __u32 l
 	} else {
 		struct udphdr *uh = l4;
 		if ((void *)(uh + 1) > end || len < sizeof(*uh))
+			return RVS_PARSE_MALFORMED;
+		__u32 ulen = bpf_ntohs(uh->len);
+		if (ulen < sizeof(*uh) || ulen > len)
 			return RVS_PARSE_MALFORMED;
 		pkt->flow.sport = uh->source;
 		pkt->flow.dport = uh->dest;

@@ -221,6 +221,18 @@ impl Balancer {
             .map_err(map_err("rvs_vip_ports"))
     }
 
+    /// The `rvs_vip_ports` bits of `port` (host order): `RVS_PORT_DIRECT` / `RVS_PORT_NAT`,
+    /// 0 when no service has it.
+    pub fn port_tables(&self, port: u16) -> Result<u32, XdpError> {
+        const NAME: &str = "rvs_vip_ports";
+        let map: Array<&MapData, u64> =
+            Array::try_from(self.ebpf.map(NAME).ok_or(XdpError::Missing(NAME))?)
+                .map_err(map_err(NAME))?;
+        let port = port.to_be();
+        let word = map.get(&u32::from(port >> 5), 0).map_err(map_err(NAME))?;
+        Ok(((word >> ((port & 31) * 2)) & (abi::RVS_PORT_DIRECT | abi::RVS_PORT_NAT)) as u32)
+    }
+
     /// Remove the connection entries of service slot `index` (when the service goes: the
     /// program follows a live entry without looking the service up). Returns how many.
     pub fn remove_service_conns(&mut self, index: u32) -> Result<usize, XdpError> {

@@ -22,30 +22,14 @@ pub fn two_services(
     let mut b = Balancer::load()?;
     b.set_iface(0, iface)?;
     b.set_config(&Config::default())?;
-    for (svc, vip, method, base) in [
-        (0u32, [10, 0, 0, 3], methods[0], 0u32),
-        (1, [10, 0, 0, 4], methods[1], 2),
-    ] {
-        let (addr, family) = addr_of(IpAddr::from(vip));
-        let key = VipKey {
-            addr,
-            port: 80u16.to_be(),
-            proto: 6,
-            family,
-        };
+    for (svc, method, base) in [(0u32, methods[0], 0u32), (1, methods[1], 2)] {
         let nat = [abi::RVS_METHOD_NAT, abi::RVS_METHOD_FULLNAT].contains(&u64::from(method));
-        b.set_service(
-            &key,
-            &Service {
-                index: svc,
-                flags: if nat {
-                    abi::RVS_SVC_F_NAT
-                } else {
-                    abi::RVS_SVC_F_DIRECT
-                } as u32,
-                ..Default::default()
-            },
-        )?;
+        let tables = if nat {
+            abi::RVS_SVC_F_NAT
+        } else {
+            abi::RVS_SVC_F_DIRECT
+        };
+        set_tables(&mut b, svc, tables as u32)?;
         for i in 0..2u32 {
             let (addr, family) = addr_of(IpAddr::from([10, 0, 1, 7 + i as u8]));
             let real = Real {
@@ -68,6 +52,47 @@ pub fn two_services(
         b.set_maglev(svc, &table)?;
     }
     Ok(b)
+}
+
+/// Add to a [`two_services`] balancer service index 2: UDP 10.0.0.3:53 with the reals of
+/// service 0 (indexes 0 and 1, alternating in its Maglev table), its port marked DIRECT.
+pub fn add_udp_service(b: &mut Balancer) -> Result<(), XdpError> {
+    let (addr, family) = addr_of(IpAddr::from([10, 0, 0, 3]));
+    let key = VipKey {
+        addr,
+        port: 53u16.to_be(),
+        proto: abi::RVS_PROTO_UDP as u8,
+        family,
+    };
+    let table: Vec<u32> = (0..abi::RVS_MAGLEV_SIZE as u32).map(|s| s % 2).collect();
+    b.set_maglev(2, &table)?;
+    let value = Service {
+        index: 2,
+        flags: abi::RVS_SVC_F_DIRECT as u32,
+        ..Default::default()
+    };
+    b.set_service(&key, &value)
+}
+
+/// Rewrite service `svc` (0 or 1) of [`two_services`] with table flags `flags`
+/// (`RVS_SVC_F_DIRECT` / `RVS_SVC_F_NAT`), from which the loader sets its port's
+/// `rvs_vip_ports` bits (both services are on port 80): e.g. both, as a port whose reals
+/// mix methods has, then one again, as the engine writes once the port is narrowed.
+pub fn set_tables(b: &mut Balancer, svc: u32, flags: u32) -> Result<(), XdpError> {
+    let vip = [[10, 0, 0, 3], [10, 0, 0, 4]][svc as usize % 2];
+    let (addr, family) = addr_of(IpAddr::from(vip));
+    let key = VipKey {
+        addr,
+        port: 80u16.to_be(),
+        proto: 6,
+        family,
+    };
+    let value = Service {
+        index: svc,
+        flags,
+        ..Default::default()
+    };
+    b.set_service(&key, &value)
 }
 
 /// The figures of one subject in one scenario, one per round.

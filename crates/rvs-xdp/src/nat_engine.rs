@@ -77,6 +77,10 @@ pub(crate) fn check(pools: &Pools, key: &ServiceKey, real: &RealServer) -> Resul
     Ok(())
 }
 
+/// What a complete pass over the connection tables found: live connections per real, and the
+/// ports with entries in each table.
+pub(crate) type Pass = (crate::sweep::LiveCounts, crate::sweep::PortsSeen);
+
 /// What the upkeep thread does outside the engine's lock in one round: the timeouts in force,
 /// and whether the live connections it counts feed overload thresholds.
 pub(crate) struct SweepJob {
@@ -109,11 +113,8 @@ pub(crate) fn sweep_job(inner: &Inner, sweeper: &mut Option<Sweeper>) -> Option<
 /// the reverse table, remove expired DR/TUN (and NAT) entries of the next slice of the
 /// connection tables (`rvs_conns`, then `rvs_nat_conns`). Returns the connection entries this
 /// round read and, when it completed a pass over both tables, the live connections per real
-/// counted over the pass.
-pub(crate) fn sweep(
-    sweeper: &mut Sweeper,
-    job: &SweepJob,
-) -> Option<(usize, Option<crate::sweep::LiveCounts>)> {
+/// counted over the pass and the ports it read entries of ([`crate::sweep::PortsSeen`]).
+pub(crate) fn sweep(sweeper: &mut Sweeper, job: &SweepJob) -> Option<(usize, Option<Pass>)> {
     match sweeper.round(&job.cfg, monotonic_ns()) {
         Ok(r) => {
             if r.nat.reclaimed > 0 {
@@ -126,7 +127,7 @@ pub(crate) fn sweep(
             if r.removed > 0 {
                 log::debug!("xdp: removed {} expired connection entries", r.removed);
             }
-            Some((r.conns_read, r.live))
+            Some((r.conns_read, r.live.zip(r.ports)))
         }
         Err(e) => {
             log::warn!("xdp: sweeping expired flows: {e}");

@@ -11,9 +11,11 @@
 //!   or a FULLNAT SYN would find no local address yet (`no_lport`).
 //! - A new service's Maglev table comes before its key: the program reads the table as soon as
 //!   the key exists.
-//! - The bits are never narrowed while the service exists ([`SvcSlot::tables`]): entries of
-//!   either kind may outlive the reals that made them (a flow keeps its method); they go with
-//!   the service, whose key goes first.
+//! - Writes never narrow the bits ([`SvcSlot::tables`]): entries of either kind may outlive the
+//!   reals that made them (a flow keeps its method). A bit no real needs any more is noted
+//!   ([`crate::narrow::note`]) and goes only when a pass of the sweep proved its table holds
+//!   no flow of the port ([`narrow`]), by a rewrite of the service's entry alone; or with the
+//!   service, whose key goes first.
 //!
 //! [`MapWrites`] is the seam the order is tested through: [`Balancer`] implements it, the unit
 //! tests below record the calls.
@@ -21,7 +23,9 @@
 use crate::abi::{Real, Service, VipKey};
 use crate::balancer::Balancer;
 use crate::error::XdpError;
+use crate::narrow as rules;
 use crate::state::{RealSlot, SvcSlot, method_flags, service_abi, sync_table};
+use crate::sweep::PortsSeen;
 use rvs_core::model::ServiceKey;
 use std::net::IpAddr;
 
@@ -56,11 +60,13 @@ impl MapWrites for Balancer {
     }
 }
 
-/// A service as written: its map key, its configuration key and its FULLNAT local addresses.
+/// A service as written: its map key, its configuration key, its FULLNAT local addresses, and
+/// when (monotonic ns; what bits no real needs any more are noted with).
 pub(crate) struct Target<'a> {
     pub vk: VipKey,
     pub key: &'a ServiceKey,
     pub pool: &'a [IpAddr],
+    pub now: u64,
 }
 
 /// The service's entry: options, and the table flags of every method its reals have had.
@@ -86,10 +92,14 @@ fn prepare(w: &mut impl MapWrites, t: &Target, svc: &mut SvcSlot) -> Result<(), 
     Ok(())
 }
 
-/// The Maglev table (as a diff of the last one), then the entry.
+/// The Maglev table (as a diff of the last one), then the entry; bits no real needs any more
+/// noted from now.
 fn finish(w: &mut impl MapWrites, t: &Target, svc: &mut SvcSlot) -> Result<(), XdpError> {
     sync_table(w, svc)?;
-    w.set_service(&t.vk, &entry(t, svc))
+    w.set_service(&t.vk, &entry(t, svc))?;
+    let needed = method_flags(svc.reals.values().map(|r| r.real.method));
+    rules::note(svc.tables, needed, &mut svc.unneeded, t.now);
+    Ok(())
 }
 
 /// Write service `svc` as `t`: pool and widened bits, Maglev table, entry.
@@ -117,6 +127,46 @@ pub(crate) fn write_real(
     w.set_real_port(index, port)?;
     w.set_real(index, &value)?;
     finish(w, t, svc)
+}
+
+/// Narrow service `svc`'s bits by what sweep pass `pass` proved ([`crate::narrow`]): only
+/// its entry is rewritten, and only when a bit went. Whether one did.
+pub(crate) fn narrow(
+    w: &mut impl MapWrites,
+    t: &Target,
+    svc: &mut SvcSlot,
+    pass: &PortsSeen,
+) -> Result<bool, XdpError> {
+    let tables = rules::narrowed(svc.tables, &mut svc.unneeded, t.vk.port, pass);
+    if tables == svc.tables {
+        return Ok(false);
+    }
+    svc.tables = tables;
+    if !svc.table.is_empty() {
+        w.set_service(&t.vk, &entry(t, svc))?;
+    }
+    Ok(true)
+}
+
+/// Widen service `svc`'s bits by `flags` before entries of those kinds are put in the tables
+/// from outside the program (connection sync): a bit no real needs is noted from now, so it
+/// goes again once the sweep proves those entries gone.
+pub(crate) fn widen(
+    w: &mut impl MapWrites,
+    t: &Target,
+    svc: &mut SvcSlot,
+    flags: u32,
+) -> Result<(), XdpError> {
+    if svc.tables | flags == svc.tables {
+        return Ok(());
+    }
+    svc.tables |= flags;
+    if !svc.table.is_empty() {
+        w.set_service(&t.vk, &entry(t, svc))?;
+    }
+    let needed = method_flags(svc.reals.values().map(|r| r.real.method));
+    rules::note(svc.tables, needed, &mut svc.unneeded, t.now);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -103,12 +103,14 @@ pub(crate) struct SvcSlot {
     pub reals: BTreeMap<SocketAddr, RealSlot>,
     /// The table last written to the map (real slot indexes).
     pub table: Vec<u32>,
-    /// `RVS_SVC_F_DIRECT` / `RVS_SVC_F_NAT`: the kinds of methods its reals have had since
-    /// the service was added ([`method_flags`] of every real ever written). A flow keeps the
-    /// method its entry was made with, so a port whose last NAT real became DR (or the other
-    /// way) still has flows in the other table: its port keeps both tables looked up until
-    /// the service is removed (with its entries).
+    /// `RVS_SVC_F_DIRECT` / `RVS_SVC_F_NAT`: the kinds of methods its reals have had
+    /// ([`method_flags`] of every real written) since the sweep last proved a kind's table
+    /// holds no flow of its port. A flow keeps the method its entry was made with, so a port
+    /// whose last NAT real became DR (or the other way) may still have flows in the other
+    /// table: its port keeps both tables looked up until then ([`crate::narrow`]).
     pub tables: u32,
+    /// Since when no real has needed each bit of `tables` ([`crate::narrow::note`]).
+    pub unneeded: crate::narrow::Unneeded,
 }
 
 /// The map key of a service (only address services reach the engine).

@@ -36,16 +36,20 @@
 //!    ignores expired entries either way).
 //! 3. Live entries of the slice are counted per real; the counts of a whole pass come out in
 //!    the round that completes it ([`sliced::Round::live`]), so overload thresholds react one pass
-//!    late at most.
+//!    late at most. So do the destination ports of every entry the pass read, per table
+//!    ([`sliced::Round::ports`], [`PortsSeen`]): the engine stops looking a table up for a port
+//!    only after a pass proved it holds no flow of that port ([`crate::narrow`]).
 //!
 //! The sweep works on [`ConnTables`], handles of its own on the three maps, so the upkeep thread
 //! runs it without the engine's lock. [`Balancer::sweep`] is one round without a budget (all
 //! tables whole, judged by the whole read); [`Balancer::sweep_nat`] and
 //! [`Balancer::sweep_conns`] are its two halves.
 
+mod ports_seen;
 mod seen_live;
 mod sliced;
 
+pub use ports_seen::PortsSeen;
 pub use sliced::{Round, Sweeper};
 
 use crate::abi::{Config, Conn, FlowKey, NatRev};

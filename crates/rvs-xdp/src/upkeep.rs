@@ -8,7 +8,9 @@
 //! live counts of a whole pass over the table are applied when the pass completes (one pass
 //! = ceil(entries / budget) rounds: the thresholds' reaction delay) and kept for the stats
 //! of tables too big to count on every request ([`Inner::live_counts`]). Also the read-side
-//! helpers that turn the connection table into counts and `ipvsadm -Lnc` rows.
+//! helpers that turn the connection table into counts and `ipvsadm -Lnc` rows. A completed pass
+//! also narrows the connection-table bits of ports whose flows of a kind are all gone
+//! ([`crate::narrow`]).
 
 use crate::abi;
 use crate::conntrack;
@@ -77,11 +79,12 @@ impl Upkeep {
                         continue;
                     };
                     pass_read += read;
-                    if let Some(live) = pass {
+                    if let Some((live, ports)) = pass {
                         let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
                         if job.thresholds {
                             apply_overload(&mut guard, &live);
                         }
+                        guard.narrow_tables(&ports);
                         guard.live_pass = Some((live, pass_read));
                         pass_read = 0;
                     }

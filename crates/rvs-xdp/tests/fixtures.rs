@@ -520,6 +520,38 @@ fn malformed(lab: &mut Lab) {
         XDP_PASS,
         "malformed",
     ));
+    udp_lengths(lab);
+}
+
+/// A UDP length field below the header's 8 bytes or beyond the IP payload is malformed (v4
+/// and v6 DR services); one below the IP payload (bytes after the datagram) is forwarded.
+fn udp_lengths(lab: &mut Lab) {
+    for (svc, v6, family) in [(1, false, "v4"), (3, true, "v6")] {
+        let c = if v6 { client6(44100) } else { client4(44100) };
+        let good = lab.client_packet(svc, c, 0, b"datagram");
+        let at = 14 + if v6 { 40 } else { 20 } + 4;
+        let sent = (good.len() - at + 4) as u16;
+        for (len, why) in [
+            (0, "0"),
+            (7, "below 8"),
+            (sent + 1, "beyond the IP payload"),
+        ] {
+            let mut bad = good.clone();
+            bad[at..at + 2].copy_from_slice(&len.to_be_bytes());
+            lab.run(untouched(
+                &format!("{family} UDP length {len} ({why}) to a DR VIP"),
+                bad,
+                XDP_PASS,
+                "malformed",
+            ));
+        }
+        let mut short = good.clone();
+        short[at..at + 2].copy_from_slice(&(sent - 1).to_be_bytes());
+        let real = lab.maglev_real(svc, c);
+        let desc = format!("{family} UDP length 1 below the IP payload: forwarded (DR)");
+        let f = fwd(lab, desc, short, real);
+        lab.run(f);
+    }
 }
 
 fn options_and_fragments(lab: &mut Lab) {

@@ -1026,6 +1026,38 @@ fn malformed(lab: &mut Lab) {
         "malformed",
         |_| input.clone(),
     );
+    udp_lengths(lab);
+}
+
+/// A UDP length field below 8 or beyond the IP payload is malformed, to a NAT VIP (v4, v6)
+/// and in a reply of a tracked NAT flow: passed untouched, nothing rewritten.
+fn udp_lengths(lab: &mut Lab) {
+    for (svc, v6) in [(1, false), (3, true)] {
+        let c = client(v6, 41100);
+        nat_round(lab, svc, c, 0, 0, "UDP flow for the length fixtures");
+        let vip = lab.svc(svc).vip;
+        let r = real_sa(lab, real_for(lab, svc, c), vip.port());
+        let rmac = lab.real(real_for(lab, svc, c)).mac;
+        let to_vip = from_client(c, vip, UDP, &seg(UDP, 0, b"datagram"));
+        let reply = frame(DIR_MAC, rmac, r, c, UDP, &seg(UDP, 0, b"answer"));
+        let at = 14 + if v6 { 40 } else { 20 } + 4;
+        for (what, good) in [("to the VIP", to_vip), ("reply from the real", reply)] {
+            let sent = (good.len() - at + 4) as u16;
+            for len in [7, sent + 1] {
+                let mut input = good.clone();
+                input[at..at + 2].copy_from_slice(&len.to_be_bytes());
+                let family = if v6 { "v6" } else { "v4" };
+                check(
+                    lab,
+                    &format!("{family} NAT UDP {what}, UDP length {len} of {sent}: malformed"),
+                    &input,
+                    XDP_PASS,
+                    "malformed",
+                    |_| input.clone(),
+                );
+            }
+        }
+    }
 }
 
 fn new_lab(nat_conns: u32) -> Lab {

@@ -18,7 +18,8 @@
 //! 4. XDP_TX / XDP_REDIRECT (and the rewritten passes) give a well-formed frame: each IPv4
 //!    header's checksum verifies, IP lengths fit the frame, an encapsulated packet fits its
 //!    outer header, TTL / hop limit is kept or decremented by one (an outer header's is not 0),
-//!    the forwarded TCP/UDP header lies inside its IP packet, and a TCP/UDP/ICMP checksum that
+//!    the forwarded TCP/UDP header lies inside its IP packet (a UDP length field between 8
+//!    and the IP payload: any other is `malformed`), and a TCP/UDP/ICMP checksum that
 //!    verified in the input (non-fragment; UDP checksum 0 excepted) verifies in the output, as
 //!    does the header checksum of an IPv4 packet quoted in an ICMP error.
 //!
@@ -503,6 +504,15 @@ fn well_formed(input: &[u8], out: &[u8], outcome: &str) -> Result<(), String> {
             UDP if seg.len() < 8 => {
                 return Err(format!("UDP header outside the IP packet ({})", seg.len()));
             }
+            UDP if !(8..=seg.len())
+                .contains(&usize::from(u16::from_be_bytes([seg[4], seg[5]]))) =>
+            {
+                return Err(format!(
+                    "UDP length {} outside 8..={} (the IP payload)",
+                    u16::from_be_bytes([seg[4], seg[5]]),
+                    seg.len()
+                ));
+            }
             _ => {}
         }
     }
@@ -921,6 +931,35 @@ fn regressions(lab: &Lab) {
     assert_eq!(out[out.len() - 12..], padding, "padding untouched");
 }
 
+/// Every base frame that is a UDP datagram (not a fragment), with its UDP length field below 8
+/// or beyond the IP payload: passed untouched as `malformed` (DR, TUN, NAT, FULLNAT services,
+/// v4 and v6, and replies of tracked NAT/FULLNAT flows). How many frames were checked.
+fn udp_lengths(lab: &Lab, bases: &[Base]) -> usize {
+    let mut checked = 0;
+    for b in bases {
+        let Some((ip, v6, l4, UDP)) = offsets(&b.frame) else {
+            continue;
+        };
+        if v6 && b.frame[ip + 6] != UDP {
+            continue; // a fragment header
+        }
+        let payload = b.frame.len() - l4;
+        for len in [0, 1, 7, payload + 1, 0xffff] {
+            let mut f = b.frame.clone();
+            set16(&mut f, l4 + 4, len as u16);
+            assert_eq!(
+                check_one(lab, &f),
+                Ok((XDP_PASS, "malformed")),
+                "{}: UDP length {len} of {payload}\n   input {}",
+                b.name,
+                hex(&f)
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 /// `f` with its IPv4 header checksum recomputed.
 fn with_ip4_csum(f: &[u8]) -> Vec<u8> {
     let mut f = f.to_vec();
@@ -963,6 +1002,8 @@ fn mutated_frames() {
     setup(&mut lab);
     let bases = bases(&mut lab);
     regressions(&lab);
+    let udp = udp_lengths(&lab, &bases);
+    assert!(udp >= 40, "only {udp} UDP length cases");
     println!("seed {seed:#x}, {} base frames, {runs} runs", bases.len());
     let mut rng = Rng(seed);
     let mut failures: Vec<String> = vec![];

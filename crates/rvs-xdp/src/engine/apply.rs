@@ -93,10 +93,52 @@ impl Inner {
             vk,
             key,
             pool: &pool,
+            now: super::monotonic_ns(),
         };
         write(self.balancer()?, &target, &mut svc).map_err(io_err(format!("service {key}")))?;
         self.services.insert(*key, svc);
         Ok(())
+    }
+
+    /// Narrow the table bits of every service by what sweep pass `pass` proved
+    /// ([`crate::narrow`]); a service whose entry cannot be rewritten keeps its bits (and is
+    /// tried again after the next pass).
+    pub(crate) fn narrow_tables(&mut self, pass: &crate::sweep::PortsSeen) {
+        let keys: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.unneeded != Default::default())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let mut narrowed = false;
+            let done = self.write_with(&key, |b, t, svc| {
+                narrowed = service_writes::narrow(b, t, svc, pass)?;
+                Ok(())
+            });
+            match done {
+                Ok(()) if narrowed => {
+                    let tables = self.services.get(&key).map_or(0, |s| s.tables);
+                    log::info!("xdp: service {key}: connection tables narrowed to {tables:#x}");
+                }
+                Ok(()) => {}
+                Err(e) => log::warn!("xdp: narrowing the connection tables of {key}: {e}"),
+            }
+        }
+    }
+
+    /// Widen the table bits of the service with slot `index` (if any) by `flags` before
+    /// entries of those kinds are inserted from outside the program.
+    pub(crate) fn widen_tables(&mut self, index: u32, flags: u32) -> Result<(), EngineError> {
+        let Some(key) = self
+            .services
+            .iter()
+            .find(|(_, s)| s.index == index)
+            .map(|(k, _)| *k)
+        else {
+            return Ok(());
+        };
+        self.write_with(&key, |b, t, svc| service_writes::widen(b, t, svc, flags))
     }
 
     pub(crate) fn add_service(
@@ -123,6 +165,7 @@ impl Inner {
                 reals: BTreeMap::new(),
                 table: Vec::new(),
                 tables: 0,
+                unneeded: Default::default(),
             },
         );
         self.write_service(&key)

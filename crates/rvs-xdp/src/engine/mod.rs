@@ -250,7 +250,8 @@ impl XdpEngine {
     /// Insert connection entries as the program makes them (connection sync, tests). An entry
     /// keeps its method (`Conn::method`, what its flow is sent with); one without (0) gets its
     /// real's current method. NAT/FULLNAT entries go to the NAT/FULLNAT table, others to the
-    /// DR/TUN table.
+    /// DR/TUN table; the service's port looks that table up before they go in
+    /// ([`crate::narrow`]).
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
         let methods: std::collections::HashMap<u32, u8> = inner
@@ -259,21 +260,49 @@ impl XdpEngine {
             .flat_map(|s| s.reals.values())
             .map(|r| (r.index, r.abi().method))
             .collect();
+        let mut kinds: BTreeMap<u32, u32> = BTreeMap::new();
+        let entries: Vec<(abi::FlowKey, abi::Conn)> = entries
+            .iter()
+            .map(|(k, c)| {
+                let mut c = *c;
+                if c.method == 0 {
+                    c.method = methods.get(&c.real).copied().unwrap_or(0);
+                }
+                *kinds.entry(c.svc).or_default() |= if crate::state::is_nat_method(c.method) {
+                    abi::RVS_SVC_F_NAT
+                } else {
+                    abi::RVS_SVC_F_DIRECT
+                } as u32;
+                (*k, c)
+            })
+            .collect();
+        for (svc, flags) in kinds {
+            inner
+                .widen_tables(svc, flags)
+                .map_err(|e| XdpError::Invalid(e.to_string()))?;
+        }
         let b = inner
             .balancer
             .as_mut()
             .ok_or(XdpError::Missing("balancer"))?;
         entries.iter().try_for_each(|(k, c)| {
-            let mut c = *c;
-            if c.method == 0 {
-                c.method = methods.get(&c.real).copied().unwrap_or(0);
-            }
             if crate::state::is_nat_method(c.method) {
-                b.insert_nat_conn(k, &c)
+                b.insert_nat_conn(k, c)
             } else {
-                b.insert_conn(k, &c)
+                b.insert_conn(k, c)
             }
         })
+    }
+
+    /// The `rvs_vip_ports` bits of `port` (`RVS_PORT_DIRECT` / `RVS_PORT_NAT`: which
+    /// connection tables the program looks its flows up in; 0: no service). Tests.
+    pub fn port_tables(&self, port: u16) -> Result<u32, XdpError> {
+        let inner = self.lock();
+        let b = inner
+            .balancer
+            .as_ref()
+            .ok_or(XdpError::Missing("balancer"))?;
+        b.port_tables(port)
     }
 
     /// Run one frame through the loaded program with `BPF_PROG_TEST_RUN` (tests): its action

@@ -82,6 +82,7 @@ fn new_service(w: &mut Recorder, t: &Target) -> SvcSlot {
         reals: BTreeMap::new(),
         table: Vec::new(),
         tables: 0,
+        unneeded: Default::default(),
     };
     write_service(w, t, &mut svc).unwrap();
     svc
@@ -92,8 +93,12 @@ fn target<'a>(key: &'a ServiceKey, pool: &'a [IpAddr]) -> Target<'a> {
         vk: crate::state::vip_key(key).unwrap(),
         key,
         pool,
+        now: T0,
     }
 }
+
+/// When the tests' writes happen (monotonic ns).
+const T0: u64 = 10_000_000_000;
 
 /// Index of the first op matching `f`.
 fn first(ops: &[Op], f: impl Fn(&Op) -> bool) -> usize {
@@ -162,10 +167,10 @@ fn a_real_edited_to_nat_gets_its_port_bit_first() {
     assert!(bits < real, "{ops:?}");
 }
 
-/// The bits are never narrowed while the service exists: a NAT real edited to DR, then
-/// removed, leaves its NAT flows reachable.
+/// Writes never narrow the bits: a NAT real edited to DR, then removed, leaves its NAT flows
+/// reachable until a pass of the sweep proves them gone.
 #[test]
-fn port_bits_are_not_narrowed_while_the_service_exists() {
+fn writes_alone_never_narrow_the_port_bits() {
     let key = key();
     let t = target(&key, &[]);
     let mut w = Recorder::default();
@@ -175,15 +180,137 @@ fn port_bits_are_not_narrowed_while_the_service_exists() {
     write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Dr), 80).unwrap();
     svc.reals.clear();
     write_service(&mut w, &t, &mut svc).unwrap();
-    let flags: Vec<u32> =
-        w.0.iter()
-            .filter_map(|o| match o {
-                Op::Service(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
+    let flags = service_flags(&w.0);
     assert!(
         !flags.is_empty() && flags.iter().all(|f| *f == DIRECT | NAT),
         "{flags:?}"
     );
+}
+
+fn service_flags(ops: &[Op]) -> Vec<u32> {
+    ops.iter()
+        .filter_map(|o| match o {
+            Op::Service(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A pass of the sweep started long enough after the service's last NAT real became DR.
+fn pass_after(t: &Target) -> PortsSeen {
+    PortsSeen::new(t.now + crate::narrow::SETTLE_NS)
+}
+
+/// A NAT real edited to DR: the NAT bit stays while a pass sees an entry to the port in
+/// `rvs_nat_conns`, and goes after one that saw none, by a rewrite of the service entry alone.
+#[test]
+fn a_port_whose_nat_flows_are_gone_is_narrowed_by_its_entry_alone() {
+    let key = key();
+    let t = target(&key, &[]);
+    let mut w = Recorder::default();
+    let mut svc = new_service(&mut w, &t);
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Nat), 80).unwrap();
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Dr), 80).unwrap();
+    w.0.clear();
+    let mut busy = pass_after(&t);
+    busy.mark(NAT, t.vk.port);
+    assert!(
+        !narrow(&mut w, &t, &mut svc, &busy).unwrap(),
+        "a NAT flow left"
+    );
+    assert!(w.0.is_empty(), "{:?}", w.0);
+    assert!(narrow(&mut w, &t, &mut svc, &pass_after(&t)).unwrap());
+    assert_eq!(
+        w.0,
+        [Op::Service(DIRECT)],
+        "the entry alone, with DIRECT only"
+    );
+    assert!(!narrow(&mut w, &t, &mut svc, &pass_after(&t)).unwrap());
+    assert_eq!(w.0.len(), 1, "nothing more to narrow");
+}
+
+/// A NAT real again after the narrowing: the bit comes back before the real and its slots
+/// (the write order is unchanged); a NAT real that came and went again restarts the wait.
+#[test]
+fn a_nat_real_again_widens_first_and_restarts_the_wait() {
+    let key = key();
+    let t = target(&key, &[]);
+    let mut w = Recorder::default();
+    let mut svc = new_service(&mut w, &t);
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Nat), 80).unwrap();
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Dr), 80).unwrap();
+    assert!(narrow(&mut w, &t, &mut svc, &pass_after(&t)).unwrap());
+    w.0.clear();
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Nat), 80).unwrap();
+    let ops = &w.0;
+    let bits = first(ops, |o| *o == Op::Service(DIRECT | NAT));
+    let real = first(ops, |o| matches!(o, Op::Real(NAMED, _)));
+    assert!(bits < real, "{ops:?}");
+    // Back to DR later: a pass that started within SETTLE_NS of that proves nothing.
+    let later = Target {
+        now: t.now + 5 * crate::narrow::SETTLE_NS,
+        ..t
+    };
+    write_real(
+        &mut w,
+        &later,
+        &mut svc,
+        slot(NAMED, 7, ForwardMethod::Dr),
+        80,
+    )
+    .unwrap();
+    assert!(!narrow(&mut w, &later, &mut svc, &pass_after(&t)).unwrap());
+    assert!(narrow(&mut w, &later, &mut svc, &pass_after(&later)).unwrap());
+    assert_eq!(svc.tables, DIRECT);
+}
+
+/// The other way: a DR real edited to NAT loses DIRECT once no DR flow of the port is left;
+/// a service left without reals loses every bit no flow needs.
+#[test]
+fn direct_goes_like_nat_and_a_service_without_reals_keeps_no_bit() {
+    let key = key();
+    let pool = ["10.0.3.1".parse().unwrap()];
+    let t = target(&key, &pool);
+    let mut w = Recorder::default();
+    let mut svc = new_service(&mut w, &t);
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Dr), 80).unwrap();
+    write_real(
+        &mut w,
+        &t,
+        &mut svc,
+        slot(NAMED, 7, ForwardMethod::FullNat),
+        80,
+    )
+    .unwrap();
+    let mut busy = pass_after(&t);
+    busy.mark(DIRECT, t.vk.port);
+    assert!(!narrow(&mut w, &t, &mut svc, &busy).unwrap());
+    w.0.clear();
+    assert!(narrow(&mut w, &t, &mut svc, &pass_after(&t)).unwrap());
+    assert_eq!(w.0, [Op::Service(NAT)]);
+    svc.reals.clear();
+    write_service(&mut w, &t, &mut svc).unwrap();
+    assert!(narrow(&mut w, &t, &mut svc, &pass_after(&t)).unwrap());
+    assert_eq!(svc.tables, 0, "the loader marks such a port DIRECT");
+}
+
+/// Entries put in from outside the program (connection sync) widen the bits first; they go
+/// again once a pass proves those entries gone.
+#[test]
+fn inserted_entries_widen_the_bits_until_a_pass_proves_them_gone() {
+    let key = key();
+    let t = target(&key, &[]);
+    let mut w = Recorder::default();
+    let mut svc = new_service(&mut w, &t);
+    write_real(&mut w, &t, &mut svc, slot(NAMED, 7, ForwardMethod::Dr), 80).unwrap();
+    w.0.clear();
+    widen(&mut w, &t, &mut svc, NAT).unwrap();
+    assert_eq!(w.0, [Op::Service(DIRECT | NAT)]);
+    widen(&mut w, &t, &mut svc, NAT).unwrap();
+    assert_eq!(w.0.len(), 1, "already wide");
+    let mut busy = pass_after(&t);
+    busy.mark(NAT, t.vk.port);
+    assert!(!narrow(&mut w, &t, &mut svc, &busy).unwrap());
+    assert!(narrow(&mut w, &t, &mut svc, &pass_after(&t)).unwrap());
+    assert_eq!(svc.tables, DIRECT);
 }

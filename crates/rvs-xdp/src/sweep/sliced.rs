@@ -1,6 +1,7 @@
 //! The sweep in slices ([`Sweeper`]): each round sweeps the next slice of each table and
 //! remembers where to go on (see [`crate::sweep`] for what a round does, and why).
 
+use super::ports_seen::PortsSeen;
 use super::seen_live::SeenLive;
 use super::{ConnTables, LiveCounts, NAT_REV, SweepReport, Table};
 use crate::abi::{Config, Conn, FlowKey, NatRev};
@@ -20,6 +21,7 @@ impl Balancer {
             revs_at: None,
             live: LiveCounts::new(),
             seen: SeenLive::default(),
+            ports: None,
         })
     }
 }
@@ -44,6 +46,9 @@ pub struct Round {
     /// When a pass over the connection tables completed: the live flows per real counted
     /// over it.
     pub live: Option<LiveCounts>,
+    /// When a pass over the connection tables completed: the ports it read entries of, per
+    /// table, and when it started ([`PortsSeen`]).
+    pub ports: Option<PortsSeen>,
 }
 
 /// The sweep's place in the tables between rounds, and the live counts of the pass over
@@ -57,6 +62,8 @@ pub struct Sweeper {
     revs_at: Option<Token>,
     live: LiveCounts,
     seen: SeenLive,
+    /// The ports of the pass under way (`None` until its first round).
+    ports: Option<PortsSeen>,
 }
 
 impl Sweeper {
@@ -74,6 +81,7 @@ impl Sweeper {
         // The slice of the connection tables: the rest of rvs_conns, then (budget left) on
         // into rvs_nat_conns.
         let (mut table, mut at) = self.conns_at;
+        let ports = self.ports.get_or_insert_with(|| PortsSeen::new(now));
         let mut slices = Vec::new();
         let mut read = 0;
         let conns_pass_done = loop {
@@ -86,6 +94,7 @@ impl Sweeper {
                 self.budget.saturating_sub(read).max(1),
             )?;
             read += slice.entries.len();
+            ports.record(table, &slice.entries);
             let next = slice.next;
             slices.push((table, slice.entries));
             match (table, next) {
@@ -132,6 +141,11 @@ impl Sweeper {
             conns_pass_done,
             revs_pass_done: revs.next.is_none(),
             live: conns_pass_done.then(|| std::mem::take(&mut self.live)),
+            ports: if conns_pass_done {
+                self.ports.take()
+            } else {
+                None
+            },
         })
     }
 }
