@@ -14,7 +14,8 @@
 #      reason otherwise;
 #   4. the benchmark smoke run (`bench/run.sh --smoke`: one very short run of each comparison,
 #      asserting each produced numbers);
-#   5. `cargo fmt --check` and `cargo clippy --workspace --all-targets -- -D warnings`.
+#   5. `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and
+#      `cargo doc --workspace --no-deps` with `RUSTDOCFLAGS=-D warnings` (broken doc links).
 #
 # Environment: CARGO_TARGET_DIR is honoured; CI=true makes cargo output plain.
 set -uo pipefail
@@ -27,7 +28,7 @@ for arg in "$@"; do
         --no-install) INSTALL=0 ;;
         --no-bench) BENCH=0 ;;
         --no-lint) LINT=0 ;;
-        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -160,6 +161,7 @@ run_step test run_tests
 if [ "$LINT" = 1 ]; then
     run_step fmt cargo fmt --all --check
     run_step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+    run_step doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 fi
 
 echo

@@ -1,5 +1,5 @@
 //! One virtual service as the workers share it: the core's
-//! [`ServiceRuntime`](rvs_core::runtime::ServiceRuntime) (scheduler, persistence templates,
+//! [`ServiceRuntime`] (scheduler, persistence templates,
 //! active/inactive accounting, `-x`/`-y` overload, stable real ids) behind one mutex, plus the
 //! lock-free per-real counters the relay bumps.
 //!

@@ -407,7 +407,7 @@ impl Engine for ProxyEngine {
     }
 
     /// The listeners close (clients that connect now are refused; those already in a listen
-    /// backlog are reset by the kernel) and UDP sessions end (see [`ServiceEntry`]'s drop);
+    /// backlog are reset by the kernel) and UDP sessions end (see `ServiceEntry`'s drop);
     /// relayed TCP connections run on until they end.
     fn stop_accepting(&mut self) {
         self.services.clear();

@@ -2,7 +2,7 @@
 //! touches them. The [`crate::engine::XdpEngine`] decides what goes in; this module only puts
 //! it there, reads counters back, runs frames through `BPF_PROG_TEST_RUN`, and attaches.
 //! Whole hash maps are read (and bulk-deleted from) with the kernel's batch commands
-//! ([`crate::whole_map`]), entry by entry on kernels without them.
+//! (`crate::whole_map`), entry by entry on kernels without them.
 
 use crate::abi::{
     self, Config, Conn, Counters, FlowKey, IcmpBucket, Iface, Persist, PersistKey, Real, Service,

@@ -1,7 +1,7 @@
 //! NAT and FULLNAT maps from userspace (the program side is `bpf/nat.h`, `bpf/fullnat.h`,
 //! `bpf/conntrack.h`): reals' ports, FULLNAT local address pools, the device map of interfaces
 //! NAT may send out of, and reading the reverse table. The sweep that reclaims the reverse
-//! entries of expired flows is [`crate::sweep`].
+//! entries of expired flows is `crate::sweep`.
 
 use crate::abi::{self, FlowKey, FnatPool, NatRev, addr_of};
 use crate::balancer::Balancer;

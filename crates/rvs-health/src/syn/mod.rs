@@ -14,9 +14,9 @@
 //!   unreachable real is reported as a timeout, not as "no route".
 //!
 //! Source ports come from a reserved block ([`ports`]); the check's identity is in the ISN
-//! ([`prober`]), so replies are matched in O(1). A classic BPF filter ([`filter`]) keeps every
+//! (`prober`), so replies are matched in O(1). A classic BPF filter ([`filter`]) keeps every
 //! other TCP packet of the host out of the process. Probes due in the same timer tick leave in
-//! one `sendmmsg`; replies are read with `recvmmsg` until `EAGAIN` ([`mmsg`]).
+//! one `sendmmsg`; replies are read with `recvmmsg` until `EAGAIN` (`mmsg`).
 //!
 //! Kept from keepalived's `TCP_CHECK`: `connect_ip`, `connect_port`, `bindto` (the source address;
 //! it must be local), `connect_timeout`, and everything the state machine does (`retry`,

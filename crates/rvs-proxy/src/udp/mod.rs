@@ -7,7 +7,7 @@
 //! service is removed (a session holds the listening socket, which must close then), or when
 //! its real is removed or its health goes down — the client's next datagram is then scheduled
 //! anew (IPVS's `expire_nodest_conn`) — or when its real refuses a datagram (ICMP port
-//! unreachable: a failure of the real for passive failure detection, see [`session`]). An
+//! unreachable: a failure of the real for passive failure detection, see `session`). An
 //! operator's drain (weight 0, `drain`, `disabled`)
 //! keeps existing sessions, as it keeps TCP connections.
 //!

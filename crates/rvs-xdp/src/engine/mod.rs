@@ -2,7 +2,7 @@
 //!
 //! `apply` turns each [`Change`] into map writes (services, reals, Maglev tables as diffs,
 //! timeouts); reals' MACs come from the kernel's neighbour table through rvs-net and are kept
-//! current by a background thread ([`crate::upkeep`]) that also applies the overload thresholds.
+//! current by a background thread (`crate::upkeep`) that also applies the overload thresholds.
 //! Counters are read back from the per-CPU maps: NAT/FULLNAT replies count in the out
 //! direction; a DR/TUN director never sees replies, so their out-direction counters stay 0 —
 //! which is exactly what shows replies bypass it (IPVS shows the same).
@@ -251,7 +251,7 @@ impl XdpEngine {
     /// keeps its method (`Conn::method`, what its flow is sent with); one without (0) gets its
     /// real's current method. NAT/FULLNAT entries go to the NAT/FULLNAT table, others to the
     /// DR/TUN table; the service's port looks that table up before they go in
-    /// ([`crate::narrow`]).
+    /// (`crate::narrow`).
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
         let mut inner = self.lock();
         let methods: std::collections::HashMap<u32, u8> = inner
