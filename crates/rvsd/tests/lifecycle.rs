@@ -296,3 +296,53 @@ fn keepalived_conf_services_are_loaded() {
         .expect("must fail");
     assert!(err.contains(&format!("{}:2:", conf.display())), "{err}");
 }
+
+/// `examples/systemd/rvsd.service` passes `systemd-analyze verify` (with its `ExecStart` pointed
+/// at the binary under test), and lets a graceful stop finish: `TimeoutStopSec` is longer than
+/// the default `stop_grace_ms`.
+#[test]
+fn the_systemd_unit_example_verifies() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("skipping: systemd-analyze is not installed");
+        return;
+    };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/systemd");
+    let unit = std::fs::read_to_string(format!("{dir}/rvsd.service")).unwrap();
+    let timeout: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec")
+        .parse()
+        .unwrap();
+    assert!(
+        timeout * 1000 > u64::from(rvs_config::toml::DEFAULT_STOP_GRACE_MS),
+        "TimeoutStopSec={timeout} would cut the default stop grace short"
+    );
+    let bin = rvs_testbed::bin_path("rvsd");
+    let tmp = TempDir::new();
+    let copy = tmp.0.join("rvsd.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/rvsd", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
