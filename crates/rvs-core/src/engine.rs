@@ -22,6 +22,16 @@ pub enum EngineKind {
     Proxy,
 }
 
+impl EngineKind {
+    /// Its name in configuration, logs and metrics (`xdp`, `proxy`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Xdp => "xdp",
+            EngineKind::Proxy => "proxy",
+        }
+    }
+}
+
 /// Why an engine cannot serve a service (shown to the operator, never silently dropped).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{0}")]

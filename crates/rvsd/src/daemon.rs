@@ -2,7 +2,7 @@
 //! edit (API, reload) goes through [`Daemon::update`]: validate on a copy with `DesiredState`'s
 //! edit methods, hand the engines only the difference, and commit only if all that succeeded.
 
-use crate::engines::{EngineManager, kind_name};
+use crate::engines::EngineManager;
 use rvs_api::{RealView, ServiceView, StatsView};
 use rvs_core::desired::{DesiredState, ServiceConfig, StateError};
 use rvs_core::engine::{Counters, EngineStats, Rates, ServiceStats};
@@ -260,7 +260,11 @@ impl Daemon {
 
     /// The names of the running engines.
     pub fn engine_names(&self) -> Vec<&'static str> {
-        self.engines.running().into_iter().map(kind_name).collect()
+        self.engines
+            .running()
+            .into_iter()
+            .map(rvs_core::engine::EngineKind::name)
+            .collect()
     }
 }
 

@@ -166,10 +166,10 @@ impl EngineManager {
                     "{} the {} engine, which is not running ({})",
                     match (svc.options.engine, needs_xdp) {
                         (EnginePin::Auto, Some(r)) =>
-                            format!("forwarding method {} needs", method_name(r.method)),
+                            format!("forwarding method {} needs", r.method.short_name()),
                         _ => "the service is pinned to".to_string(),
                     },
-                    kind_name(kind),
+                    kind.name(),
                     self.missing(kind)
                 )),
                 Some(e) => e
@@ -282,7 +282,7 @@ impl EngineManager {
                 match key {
                     Some(k) => failed.push((
                         k,
-                        format!("the {} engine could not serve it: {e}", kind_name(kind)),
+                        format!("the {} engine could not serve it: {e}", kind.name()),
                     )),
                     None => {
                         tracing::error!(engine = ?kind, error = %e, "engine refused {change:?}")
@@ -305,7 +305,7 @@ impl EngineManager {
         for e in &self.engines {
             let s = e.stats();
             for (k, v) in s.outcomes {
-                outcomes.insert(format!("{}.{k}", kind_name(e.kind())), v);
+                outcomes.insert(format!("{}.{k}", e.kind().name()), v);
             }
             merged.services.extend(s.services);
         }
@@ -360,23 +360,6 @@ impl EngineManager {
             tracing::info!(engine = ?e.kind(), "shutting down engine");
             e.shutdown();
         }
-    }
-}
-
-/// `xdp` / `proxy`.
-pub fn kind_name(kind: EngineKind) -> &'static str {
-    match kind {
-        EngineKind::Xdp => "xdp",
-        EngineKind::Proxy => "proxy",
-    }
-}
-
-fn method_name(m: ForwardMethod) -> &'static str {
-    match m {
-        ForwardMethod::Dr => "DR",
-        ForwardMethod::Tun => "TUN",
-        ForwardMethod::Nat => "NAT",
-        ForwardMethod::FullNat => "FULLNAT",
     }
 }
 

@@ -124,7 +124,7 @@ fn check(
             Ok(k) => println!(
                 "{}: {} engine, {} real(s)",
                 svc.key,
-                crate::engines::kind_name(k),
+                k.name(),
                 svc.reals.len()
             ),
             Err(why) => println!("{}: NOT SERVED: {why}", svc.key),

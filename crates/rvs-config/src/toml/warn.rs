@@ -47,27 +47,11 @@ pub fn engine_warnings(
                 message: format!(
                     "{} has no effect: the {} engine is not running ({why})",
                     s.key,
-                    engine_name(s.engine)
+                    s.engine.name()
                 ),
             })
         })
         .collect()
-}
-
-fn engine_name(kind: EngineKind) -> &'static str {
-    match kind {
-        EngineKind::Xdp => "xdp",
-        EngineKind::Proxy => "proxy",
-    }
-}
-
-fn method_name(m: ForwardMethod) -> &'static str {
-    match m {
-        ForwardMethod::Dr => "DR",
-        ForwardMethod::Tun => "TUN",
-        ForwardMethod::Nat => "NAT",
-        ForwardMethod::FullNat => "FULLNAT",
-    }
 }
 
 /// What the walk over the file found.
@@ -216,7 +200,7 @@ fn never_on_proxy(svc: &RawService) -> Option<String> {
             format!(
                 "its real {} uses {}, which only the xdp engine forwards",
                 r.address.get_ref(),
-                method_name(r.method.unwrap_or_default())
+                r.method.unwrap_or_default().short_name()
             )
         })
 }
@@ -267,7 +251,7 @@ fn service(svc: &RawService, f: &mut Findings<'_, '_>) {
                 format!(
                     "proxy_protocol has no effect on a {} real: only the proxy engine sends a \
                      PROXY protocol header, and it forwards to FULLNAT reals only",
-                    method_name(method)
+                    method.short_name()
                 ),
             );
         } else if let Some(why) = &off_proxy {

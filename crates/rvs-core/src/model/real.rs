@@ -35,6 +35,16 @@ impl ForwardMethod {
         }
     }
 
+    /// The method's short name in messages (`DR`, `TUN`, `NAT`, `FULLNAT`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ForwardMethod::Nat => "NAT",
+            ForwardMethod::Dr => "DR",
+            ForwardMethod::Tun => "TUN",
+            ForwardMethod::FullNat => "FULLNAT",
+        }
+    }
+
     /// The ipvsadm flag that selects the method.
     pub fn flag(self) -> &'static str {
         match self {

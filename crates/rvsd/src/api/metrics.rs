@@ -133,7 +133,10 @@ pub fn render(view: &StatsView) -> String {
     );
     let _ = writeln!(out, "# TYPE rvs_service_served gauge");
     for s in &view.services {
-        let engine = s.engine.map(crate::engines::kind_name).unwrap_or("none");
+        let engine = s
+            .engine
+            .map(rvs_core::engine::EngineKind::name)
+            .unwrap_or("none");
         let _ = writeln!(
             out,
             "rvs_service_served{{service=\"{}\",engine=\"{engine}\"}} {}",
