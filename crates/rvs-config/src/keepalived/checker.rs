@@ -3,8 +3,8 @@
 //!
 //! `SMTP_CHECK` may still hold keepalived 1.x `host { ... }` blocks (deprecated there, in favour
 //! of one `SMTP_CHECK` per host): each becomes a checker of its own, with the block's connection
-//! options over the enclosing ones, so the real is up only when every host answers — what
-//! keepalived does with its host list.
+//! options over those written before it (as keepalived 2.x copies them), so the real is up only
+//! when every host answers — what keepalived does with its host list.
 
 use super::lex::Node;
 use super::model::*;
@@ -78,7 +78,8 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker>
             continue;
         }
         match kw {
-            "host" if matches!(kind, CheckKind::Smtp(_)) => hosts.push(n),
+            // keepalived 2.x: a host starts from the options written before its block
+            "host" if matches!(kind, CheckKind::Smtp(_)) => hosts.push(smtp_host(ctx, &c, n)),
             "retry" | "nb_get_retry" => c.retry = ctx.num(n, "a retry count").unwrap_or(c.retry),
             "delay_before_retry" => {
                 c.delay_before_retry = ctx.secs(n).unwrap_or(c.delay_before_retry)
@@ -99,14 +100,23 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker>
     {
         ctx.error(&node.keyword, "MISC_CHECK needs 'misc_path'");
     }
-    if matches!(kind, CheckKind::Smtp(_)) && c.connect_port.is_none() {
-        c.connect_port = Some(DEFAULT_SMTP_PORT);
-    }
     c.kind = kind;
     if hosts.is_empty() {
-        return vec![c];
+        hosts.push(c.clone());
     }
-    hosts.into_iter().map(|h| smtp_host(ctx, &c, h)).collect()
+    hosts
+        .into_iter()
+        .map(|h| {
+            let mut out = c.clone();
+            (out.connect_ip, out.connect_port) = (h.connect_ip, h.connect_port);
+            (out.bindto, out.bind_port) = (h.bindto, h.bind_port);
+            out.connect_timeout = h.connect_timeout;
+            if matches!(out.kind, CheckKind::Smtp(_)) && out.connect_port.is_none() {
+                out.connect_port = Some(DEFAULT_SMTP_PORT);
+            }
+            out
+        })
+        .collect()
 }
 
 /// The connection options every checker (and an `SMTP_CHECK` `host` block) takes; false if
@@ -127,8 +137,8 @@ fn connect_option(ctx: &mut Ctx, c: &mut Checker, n: &Node) -> bool {
     true
 }
 
-/// One `host { connect_ip ...; connect_port ...; ... }` of an `SMTP_CHECK`: a copy of the
-/// enclosing checker with the block's connection options.
+/// One `host { connect_ip ...; connect_port ...; ... }` of an `SMTP_CHECK`: the connection
+/// options of the enclosing block so far, with the block's own over them.
 fn smtp_host(ctx: &mut Ctx, outer: &Checker, node: &Node) -> Checker {
     ctx.warnings.push(node.keyword.error(
         "SMTP_CHECK host blocks are deprecated by keepalived (write one SMTP_CHECK per host); \

@@ -1007,6 +1007,23 @@ fn smtp_check_host_blocks_become_one_checker_each_with_a_warning() {
     assert!(w[0].1.contains("deprecated"), "{w:?}");
     assert_eq!(w[1].0, 9);
 
+    // a host starts from the connection options written before it (keepalived 2.x), while the
+    // other options apply wherever they are
+    let c = ok(&smtp(
+        "SMTP_CHECK {\n connect_port 2525\n host {\n connect_ip 10.0.0.8\n }\n connect_timeout 7\n bindto 10.0.0.1\n retry 4\n helo_name late.example\n host {\n connect_ip 10.0.0.9\n }\n}",
+    ));
+    let checkers = &c.virtual_servers[0].reals[0].checkers;
+    assert_eq!(checkers[0].target(real), sa("10.0.0.8:2525"));
+    assert_eq!(checkers[0].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(checkers[0].bindto, None);
+    assert_eq!(checkers[1].target(real), sa("10.0.0.9:2525"));
+    assert_eq!(checkers[1].connect_timeout, Duration::from_secs(7));
+    assert_eq!(checkers[1].bindto, Some("10.0.0.1".parse().unwrap()));
+    for ch in checkers {
+        assert_eq!(ch.retry, 4);
+        assert!(matches!(&ch.kind, CheckKind::Smtp(s) if s.helo_name == "late.example"));
+    }
+
     // only connection options belong in a host block
     let c = ok(&smtp("SMTP_CHECK {\n host {\n retry 3\n }\n}"));
     assert!(
