@@ -39,7 +39,8 @@ fi
 
 # Debian packages the tests and benchmarks use as peers or tools.
 PACKAGES=(nginx libnginx-mod-stream haproxy keepalived bird2 dnsutils curl wrk iperf3 nftables
-    tcpdump iputils-ping ethtool clang llvm libbpf-dev bpftool iproute2 procps python3-matplotlib)
+    tcpdump iputils-ping ethtool clang llvm libbpf-dev bpftool iproute2 procps python3-matplotlib
+    opensmtpd)
 
 declare -a STEP_NAMES=() STEP_RESULTS=() STEP_SECS=()
 FAILED=0

@@ -3,9 +3,9 @@
 //! Checkers, one file each: [`tcp`] (`TCP_CHECK` by connect) and [`syn`] (`TCP_CHECK` by a SYN
 //! on a shared raw socket, the default when permitted), [`http`] (`HTTP_GET`, and `SSL_GET` over
 //! [`tls`]), [`udp`] (`UDP_CHECK`), [`dns`] (`DNS_CHECK`), [`misc`] (`MISC_CHECK`), [`ping`]
-//! (`PING_CHECK`). [`run::run_check`] runs any of them once. Their configuration is the
-//! keepalived model in [`rvs_config::keepalived`]; the decisions (retries, thresholds, quorum,
-//! sorry server) are the pure state machines of [`rvs_core::health`].
+//! (`PING_CHECK`), [`smtp`] (`SMTP_CHECK`). [`run::run_check`] runs any of them once. Their
+//! configuration is the keepalived model in [`rvs_config::keepalived`]; the decisions (retries,
+//! thresholds, quorum, sorry server) are the pure state machines of [`rvs_core::health`].
 //!
 //! ## Using it from the daemon
 //!
@@ -46,6 +46,7 @@ pub mod http;
 pub mod misc;
 pub mod ping;
 pub mod run;
+pub mod smtp;
 pub mod stats;
 pub mod supervisor;
 pub mod syn;

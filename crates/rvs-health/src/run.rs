@@ -1,7 +1,7 @@
 //! One check of one real, whatever its kind.
 
 use crate::error::CheckError;
-use crate::{dns, http, misc, ping, tcp, udp};
+use crate::{dns, http, misc, ping, smtp, tcp, udp};
 use rvs_config::keepalived::{CheckKind, Checker};
 use std::net::SocketAddr;
 
@@ -27,5 +27,6 @@ pub async fn run_check(
         CheckKind::Dns(d) => dns::check(checker, d, target, seq).await.map(|_| None),
         CheckKind::Misc(m) => misc::check(checker, m).await,
         CheckKind::Ping => ping::check(checker, target, seq).await.map(|_| None),
+        CheckKind::Smtp(s) => smtp::check(checker, s, target).await.map(|_| None),
     }
 }

@@ -8,7 +8,8 @@
 //! * [`Topology`] — the three topologies ([`Kind::L2Segment`] for DR/TUN, [`Kind::TwoArm`] for
 //!   NAT, [`Kind::FullNat`]) with a fixed address plan (see [`topology`]).
 //! * [`Nginx`], [`Haproxy`], [`Iperf3Server`], [`Tcpdump`] — servers inside a namespace, stopped
-//!   on drop; [`curl`], [`ping`], [`wrk`], [`iperf3`] — clients.
+//!   on drop; [`curl`], [`ping`], [`wrk`], [`iperf3`] — clients. [`Smtpd`] — OpenSMTPD on a
+//!   loopback port, for `SMTP_CHECK`.
 //! * [`procstat`] — CPU time, scheduler runtime and RSS of a process, for cost per request.
 //! * [`director_cost`] — the director-cost method (threaded NAPI, pinned kthreads);
 //!   [`xdp_pass`] — a pass-through XDP program for the peer end of a veth an XDP balancer sends on.
@@ -44,6 +45,7 @@ pub mod error;
 pub mod netns;
 pub mod procstat;
 pub mod servers;
+pub mod smtpd;
 pub mod topology;
 pub mod xdp_pass;
 
@@ -52,6 +54,7 @@ pub use clients::{WrkOptions, WrkResult, curl, iperf3, ping, wrk};
 pub use error::{Result, TestbedError};
 pub use netns::{Netns, Process};
 pub use servers::{ConfiguredServer, Haproxy, Iperf3Server, Nginx, NginxOptions, Tcpdump};
+pub use smtpd::Smtpd;
 pub use topology::{Director, Host, Kind, Topology};
 
 /// True when running as root (tests that need root skip with a printed reason otherwise).

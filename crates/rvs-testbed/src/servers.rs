@@ -27,25 +27,25 @@ pub fn command_in(ns: Option<&Netns>, cpus: Option<&str>, program: &str) -> Comm
     }
 }
 
-fn temp_dir(what: &str) -> Result<TempDir> {
+pub(crate) fn temp_dir(what: &str) -> Result<TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("rvs-testbed-{what}-"))
         .tempdir()
         .map_err(|e| TestbedError::io("creating a temporary directory", e))
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text)
         .map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
 }
 
-fn read(path: &Path) -> Result<String> {
+pub(crate) fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| TestbedError::io(format!("reading {}", path.display()), e))
 }
 
 /// Spawns `cmd` with stderr going to `dir/stderr.txt`.
-fn spawn_logged(cmd: &mut Command, dir: &Path) -> Result<Process> {
+pub(crate) fn spawn_logged(cmd: &mut Command, dir: &Path) -> Result<Process> {
     let path = dir.join("stderr.txt");
     let f = std::fs::File::create(&path)
         .map_err(|e| TestbedError::io(format!("creating {}", path.display()), e))?;

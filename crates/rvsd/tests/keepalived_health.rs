@@ -1,6 +1,7 @@
 //! rvsd run from a keepalived.conf with its health checkers, end to end on loopback: the proxy
 //! engine serves a FULLNAT virtual service on 127.0.0.1 in front of in-process HTTP backends
-//! that the tests stop and restart. Needs no privileges. (The same scenarios with nginx in
+//! that the tests stop and restart. Needs no privileges, except the `SMTP_CHECK` test against
+//! OpenSMTPD (root; skipped with a reason otherwise). (The same scenarios with nginx in
 //! network namespaces are in `keepalived_netns.rs`, root only.)
 
 mod common;
@@ -327,4 +328,78 @@ fn sorry_server_answers_when_quorum_is_lost_and_every_real_is_down() {
             "{o}: {metrics}"
         );
     }
+}
+
+/// A TCP server on loopback that answers every connection with `banner` and closes.
+fn banner_server(banner: &'static [u8]) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            use std::io::Write;
+            let _ = s.write_all(banner);
+        }
+    });
+    addr
+}
+
+#[test]
+fn smtp_check_follows_a_real_smtp_server_and_fails_a_non_smtp_one() {
+    if !rvs_testbed::is_root() {
+        eprintln!(
+            "SKIP keepalived_health::smtp_check_follows_a_real_smtp_server_and_fails_a_non_smtp_one: \
+             needs root (smtpd drops privileges to its own users and runs in a private mount \
+             namespace)"
+        );
+        return;
+    }
+    let mail = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut smtpd = rvs_testbed::Smtpd::start(mail).unwrap_or_else(|e| panic!("{e}"));
+    let web = banner_server(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+    let vip = vip();
+    // the mail real has `alpha`: it starts down, so "up" can only come from a passed check; the
+    // other starts up (the API shows a reason with a transition)
+    let smtp = |port: u16, alpha: &str| {
+        format!(
+            "        SMTP_CHECK {{\n            connect_port {port}\n            helo_name rvs.test\n            connect_timeout 1\n            retry 1\n            delay_before_retry 1\n{alpha}\n        }}"
+        )
+    };
+    let (d, _) = start(&conf(
+        vip,
+        "",
+        &[
+            (mail, 1, &smtp(mail.port(), "alpha")),
+            (web, 1, &smtp(web.port(), "")),
+        ],
+    ));
+    wait_health(&d, vip, mail, "up", Duration::from_secs(5));
+    let last_error = |real| {
+        real_view(&d, vip, real).and_then(|v| v["health"]["last_error"].as_str().map(String::from))
+    };
+    wait_for("the non-SMTP real checked", Duration::from_secs(5), || {
+        last_error(web).is_some()
+    });
+    let v = real_view(&d, vip, web).unwrap();
+    assert_eq!(v["health"]["state"], "down", "{v}");
+    let why = v["health"]["last_error"].as_str().unwrap_or("");
+    assert_eq!(
+        why, "SMTP: malformed reply line 'HTTP/1.0 400 Bad Request'",
+        "{v}"
+    );
+
+    smtpd.stop();
+    let took = wait_health(&d, vip, mail, "down", BOUND + Duration::from_secs(5));
+    println!("SMTP real removed {took:?} after smtpd stopped (bound {BOUND:?})");
+    assert!(
+        took <= BOUND + SLACK,
+        "removal took {took:?}, bound {BOUND:?}"
+    );
+    let v = real_view(&d, vip, mail).unwrap();
+    assert_eq!(v["effective_weight"], 0, "{v}");
+    let why = v["health"]["last_error"].as_str().unwrap_or("");
+    assert!(why.starts_with("connect failed"), "{v}");
+
+    // back on the same port: up again
+    let _smtpd = rvs_testbed::Smtpd::start(mail).unwrap_or_else(|e| panic!("{e}"));
+    wait_health(&d, vip, mail, "up", Duration::from_secs(5));
 }

@@ -551,7 +551,7 @@ fn real_server(
                     real.method = m;
                 }
             }
-            _ if is_checker(kw) => check.checkers.push(parse_checker(ctx, r, inh)),
+            _ if is_checker(kw) => check.checkers.extend(parse_checker(ctx, r, inh)),
             _ => ctx.unsupported(r, "real_server"),
         }
     }

@@ -1,5 +1,10 @@
 //! Checker blocks inside `real_server`: `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `UDP_CHECK`,
-//! `DNS_CHECK`, `MISC_CHECK`, `PING_CHECK`, with the parameters they share.
+//! `DNS_CHECK`, `MISC_CHECK`, `PING_CHECK`, `SMTP_CHECK`, with the parameters they share.
+//!
+//! `SMTP_CHECK` may still hold keepalived 1.x `host { ... }` blocks (deprecated there, in favour
+//! of one `SMTP_CHECK` per host): each becomes a checker of its own, with the block's connection
+//! options over those written before it (as keepalived 2.x copies them), so the real is up only
+//! when every host answers — what keepalived does with its host list.
 
 use super::lex::Node;
 use super::model::*;
@@ -24,11 +29,12 @@ pub fn is_checker(keyword: &str) -> bool {
             | "DNS_CHECK"
             | "MISC_CHECK"
             | "PING_CHECK"
+            | "SMTP_CHECK"
     )
 }
 
-/// Parse one checker block.
-pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
+/// Parse one checker block: one checker, or one per `host` block of an `SMTP_CHECK`.
+pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker> {
     let mut kind = match node.keyword.text.as_str() {
         "HTTP_GET" => CheckKind::Http(HttpCheck::default()),
         "SSL_GET" => CheckKind::Ssl(HttpCheck::default()),
@@ -44,6 +50,9 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
             user: None,
         }),
         "PING_CHECK" => CheckKind::Ping,
+        "SMTP_CHECK" => CheckKind::Smtp(SmtpCheck {
+            helo_name: DEFAULT_SMTP_HELO.into(),
+        }),
         _ => CheckKind::Tcp,
     };
     let mut c = Checker {
@@ -60,20 +69,17 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
         alpha: inh.alpha,
     };
     let mut warmup = None;
+    let mut hosts = Vec::new();
     let within = node.keyword.text.clone();
     ctx.at_most(node, 0);
     for n in ctx.block(node).iter() {
         let kw = n.keyword.text.as_str();
+        if connect_option(ctx, &mut c, n) {
+            continue;
+        }
         match kw {
-            "connect_ip" => {
-                c.connect_ip = ctx
-                    .one(n, "an address")
-                    .and_then(|w| ctx.ip(w, "connect_ip"))
-            }
-            "connect_port" => c.connect_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
-            "bindto" => c.bindto = ctx.one(n, "an address").and_then(|w| ctx.ip(w, "bindto")),
-            "bind_port" => c.bind_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
-            "connect_timeout" => c.connect_timeout = ctx.period(n).unwrap_or(c.connect_timeout),
+            // keepalived 2.x: a host starts from the options written before its block
+            "host" if matches!(kind, CheckKind::Smtp(_)) => hosts.push(smtp_host(ctx, &c, n)),
             "retry" | "nb_get_retry" => c.retry = ctx.num(n, "a retry count").unwrap_or(c.retry),
             "delay_before_retry" => {
                 c.delay_before_retry = ctx.secs(n).unwrap_or(c.delay_before_retry)
@@ -95,7 +101,75 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Checker {
         ctx.error(&node.keyword, "MISC_CHECK needs 'misc_path'");
     }
     c.kind = kind;
+    if hosts.is_empty() {
+        hosts.push(c.clone());
+    }
+    hosts
+        .into_iter()
+        .map(|h| {
+            let mut out = c.clone();
+            (out.connect_ip, out.connect_port) = (h.connect_ip, h.connect_port);
+            (out.bindto, out.bind_port) = (h.bindto, h.bind_port);
+            out.connect_timeout = h.connect_timeout;
+            if matches!(out.kind, CheckKind::Smtp(_)) && out.connect_port.is_none() {
+                out.connect_port = Some(DEFAULT_SMTP_PORT);
+            }
+            out
+        })
+        .collect()
+}
+
+/// The connection options every checker (and an `SMTP_CHECK` `host` block) takes; false if
+/// `n` is not one of them.
+fn connect_option(ctx: &mut Ctx, c: &mut Checker, n: &Node) -> bool {
+    match n.keyword.text.as_str() {
+        "connect_ip" => {
+            c.connect_ip = ctx
+                .one(n, "an address")
+                .and_then(|w| ctx.ip(w, "connect_ip"))
+        }
+        "connect_port" => c.connect_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
+        "bindto" => c.bindto = ctx.one(n, "an address").and_then(|w| ctx.ip(w, "bindto")),
+        "bind_port" => c.bind_port = ctx.one(n, "a port").and_then(|w| ctx.port(w)),
+        "connect_timeout" => c.connect_timeout = ctx.period(n).unwrap_or(c.connect_timeout),
+        _ => return false,
+    }
+    true
+}
+
+/// One `host { connect_ip ...; connect_port ...; ... }` of an `SMTP_CHECK`: the connection
+/// options of the enclosing block so far, with the block's own over them.
+fn smtp_host(ctx: &mut Ctx, outer: &Checker, node: &Node) -> Checker {
+    ctx.warnings.push(node.keyword.error(
+        "SMTP_CHECK host blocks are deprecated by keepalived (write one SMTP_CHECK per host); \
+         rvs checks each host as an SMTP_CHECK of its own",
+    ));
+    let mut c = outer.clone();
+    ctx.at_most(node, 0);
+    for n in ctx.block(node).iter() {
+        if !connect_option(ctx, &mut c, n) {
+            ctx.unsupported(n, "host");
+        }
+    }
     c
+}
+
+/// `helo_name`: one word that can follow `HELO ` on an SMTP command line.
+fn helo_name(ctx: &mut Ctx, n: &Node) -> Option<String> {
+    let w = ctx.one(n, "a host name")?;
+    let ok =
+        !w.text.is_empty() && w.text.len() <= 255 && w.text.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        ctx.error(
+            w,
+            format!(
+                "expected a HELO name (1-255 printable ASCII characters, no spaces), found '{}'",
+                w.text.escape_debug()
+            ),
+        );
+        return None;
+    }
+    Some(w.text.clone())
 }
 
 /// A keyword specific to the checker kind; false if the kind does not know it.
@@ -143,6 +217,14 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
             "misc_timeout" => m.timeout = ctx.period(n),
             "misc_dynamic" => m.dynamic = ctx.flag(n),
             "user" => m.user = ctx.word(n, "a user name"),
+            _ => return false,
+        },
+        CheckKind::Smtp(s) => match kw {
+            "helo_name" => {
+                if let Some(name) = helo_name(ctx, n) {
+                    s.helo_name = name;
+                }
+            }
             _ => return false,
         },
         CheckKind::Tcp | CheckKind::Ping => return false,

@@ -79,6 +79,7 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "DNS_CHECK",
             "MISC_CHECK",
             "PING_CHECK",
+            "SMTP_CHECK",
         ],
     ),
     ("TCP_CHECK", &[]),
@@ -104,6 +105,18 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
     (
         "MISC_CHECK",
         &["misc_path", "misc_timeout", "misc_dynamic", "user"],
+    ),
+    ("SMTP_CHECK", &["helo_name", "host"]),
+    // keepalived 1.x's `host` blocks inside SMTP_CHECK: connection options only
+    (
+        "host",
+        &[
+            "connect_ip",
+            "connect_port",
+            "bindto",
+            "bind_port",
+            "connect_timeout",
+        ],
     ),
     ("url", &["path", "digest", "status_code", "virtualhost"]),
     (
@@ -166,9 +179,9 @@ fn elsewhere(keyword: &str, block: &str) -> Vec<&'static str> {
         .map(|(b, _)| *b)
         .filter(|b| *b != block && of(b).any(|k| k == keyword))
         .collect();
-    // The common checker keywords: one name for all checker blocks.
+    // The common checker keywords: one name for all checker blocks (and SMTP_CHECK's `host`).
     if !is_checker(block) && CHECKER.contains(&keyword) {
-        out.retain(|b| !is_checker(b));
+        out.retain(|b| !is_checker(b) && *b != "host");
         out.push("a checker block");
     }
     out
@@ -212,6 +225,7 @@ mod tests {
             "virtual_server" => format!("virtual_server 10.0.0.1 80 {{\n{kw}\n}}\n"),
             "real_server" => rs(kw.to_string()),
             "url" => rs(format!("HTTP_GET {{\nurl {{\n{kw}\n}}\n}}")),
+            "host" => rs(format!("SMTP_CHECK {{\nhost {{\n{kw}\n}}\n}}")),
             "authentication" => format!("vrrp_instance VI {{\nauthentication {{\n{kw}\n}}\n}}\n"),
             "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" => {
                 format!("{block} N {{\n{kw}\n}}\n")

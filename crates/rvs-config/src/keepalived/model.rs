@@ -122,6 +122,8 @@ pub enum CheckKind {
     Misc(MiscCheck),
     /// `PING_CHECK`: ICMP echo.
     Ping,
+    /// `SMTP_CHECK`: greeting 220, `HELO` answered 250.
+    Smtp(SmtpCheck),
 }
 
 impl CheckKind {
@@ -135,6 +137,7 @@ impl CheckKind {
             CheckKind::Dns(_) => "DNS_CHECK",
             CheckKind::Misc(_) => "MISC_CHECK",
             CheckKind::Ping => "PING_CHECK",
+            CheckKind::Smtp(_) => "SMTP_CHECK",
         }
     }
 }
@@ -187,6 +190,18 @@ pub struct UdpCheck {
     /// `min_reply_length` / `max_reply_length`.
     pub min_reply_length: Option<usize>,
     pub max_reply_length: Option<usize>,
+}
+
+/// keepalived's default `helo_name` of `SMTP_CHECK`.
+pub const DEFAULT_SMTP_HELO: &str = "smtpchecker.keepalived.org";
+/// keepalived's default `connect_port` of `SMTP_CHECK` (not the real's port).
+pub const DEFAULT_SMTP_PORT: u16 = 25;
+
+/// `SMTP_CHECK` parameters (the port default, 25, is set in the checker's `connect_port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpCheck {
+    /// `helo_name`: the name sent in `HELO` (default [`DEFAULT_SMTP_HELO`]).
+    pub helo_name: String,
 }
 
 /// `DNS_CHECK` parameters.

@@ -941,3 +941,151 @@ fn port_zero_needs_persistence() {
     assert!(e[0].message.contains("port 0"), "{e:?}");
     ok("virtual_server 10.0.0.3 0 {\n persistence_timeout 60\n}");
 }
+
+/// `SMTP_CHECK` inside one real `10.0.0.7 80`.
+fn smtp(block: &str) -> String {
+    format!("virtual_server 10.0.0.3 80 {{\n real_server 10.0.0.7 80 {{\n{block}\n }}\n}}\n")
+}
+
+#[test]
+fn smtp_check_defaults_to_port_25_and_keepalived_helo_name() {
+    let c = ok(&smtp("SMTP_CHECK {\n}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let ch = &c.virtual_servers[0].reals[0].checkers[0];
+    assert_eq!(
+        ch.kind,
+        CheckKind::Smtp(SmtpCheck {
+            helo_name: "smtpchecker.keepalived.org".into()
+        })
+    );
+    assert_eq!(ch.kind.name(), "SMTP_CHECK");
+    assert_eq!(ch.target(sa("10.0.0.7:80")), sa("10.0.0.7:25"));
+    assert_eq!(ch.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+
+    let c = ok(&smtp(
+        "SMTP_CHECK {\n helo_name \"mx.example.org\"\n connect_ip 10.0.0.8\n connect_port 2525\n bindto 10.0.0.1\n bind_port 4000\n connect_timeout 3\n retry 2\n delay_before_retry 4\n delay_loop 9\n warmup 1\n alpha\n}",
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let ch = &c.virtual_servers[0].reals[0].checkers[0];
+    let CheckKind::Smtp(s) = &ch.kind else {
+        panic!("{:?}", ch.kind)
+    };
+    assert_eq!(s.helo_name, "mx.example.org");
+    assert_eq!(ch.target(sa("10.0.0.7:80")), sa("10.0.0.8:2525"));
+    assert_eq!(ch.bindto, Some("10.0.0.1".parse().unwrap()));
+    assert_eq!(ch.bind_port, Some(4000));
+    assert_eq!(ch.connect_timeout, Duration::from_secs(3));
+    assert_eq!(ch.retry, 2);
+    assert_eq!(ch.delay_before_retry, Duration::from_secs(4));
+    assert_eq!(ch.delay_loop, Duration::from_secs(9));
+    assert_eq!(ch.warmup, Duration::from_secs(1));
+    assert!(ch.alpha);
+}
+
+#[test]
+fn smtp_check_host_blocks_become_one_checker_each_with_a_warning() {
+    let c = ok(&smtp(
+        "SMTP_CHECK {\n helo_name h.example\n connect_timeout 2\n host {\n connect_ip 10.0.0.8\n }\n host {\n connect_ip 10.0.0.9\n connect_port 587\n connect_timeout 1\n }\n}",
+    ));
+    let checkers = &c.virtual_servers[0].reals[0].checkers;
+    assert_eq!(checkers.len(), 2, "{checkers:?}");
+    let real = sa("10.0.0.7:80");
+    assert_eq!(checkers[0].target(real), sa("10.0.0.8:25"));
+    assert_eq!(checkers[0].connect_timeout, Duration::from_secs(2));
+    assert_eq!(checkers[1].target(real), sa("10.0.0.9:587"));
+    assert_eq!(checkers[1].connect_timeout, Duration::from_secs(1));
+    for ch in checkers {
+        assert!(matches!(&ch.kind, CheckKind::Smtp(s) if s.helo_name == "h.example"));
+    }
+    let w: Vec<_> = c
+        .warnings
+        .iter()
+        .map(|w| (w.location.line, w.message.as_str()))
+        .collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w[0].0, 6);
+    assert!(w[0].1.contains("deprecated"), "{w:?}");
+    assert_eq!(w[1].0, 9);
+
+    // a host starts from the connection options written before it (keepalived 2.x), while the
+    // other options apply wherever they are
+    let c = ok(&smtp(
+        "SMTP_CHECK {\n connect_port 2525\n host {\n connect_ip 10.0.0.8\n }\n connect_timeout 7\n bindto 10.0.0.1\n retry 4\n helo_name late.example\n host {\n connect_ip 10.0.0.9\n }\n}",
+    ));
+    let checkers = &c.virtual_servers[0].reals[0].checkers;
+    assert_eq!(checkers[0].target(real), sa("10.0.0.8:2525"));
+    assert_eq!(checkers[0].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(checkers[0].bindto, None);
+    assert_eq!(checkers[1].target(real), sa("10.0.0.9:2525"));
+    assert_eq!(checkers[1].connect_timeout, Duration::from_secs(7));
+    assert_eq!(checkers[1].bindto, Some("10.0.0.1".parse().unwrap()));
+    for ch in checkers {
+        assert_eq!(ch.retry, 4);
+        assert!(matches!(&ch.kind, CheckKind::Smtp(s) if s.helo_name == "late.example"));
+    }
+
+    // only connection options belong in a host block
+    let c = ok(&smtp("SMTP_CHECK {\n host {\n retry 3\n }\n}"));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.location.line == 5 && w.message.contains("'retry' does not belong in host")),
+        "{:?}",
+        c.warnings
+    );
+    // and `host` is SMTP_CHECK's alone
+    let c = ok(&smtp("TCP_CHECK {\n host {\n connect_ip 10.0.0.8\n }\n}"));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.location.line == 4 && w.message.contains("'host'")),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(c.virtual_servers[0].reals[0].checkers.len(), 1);
+}
+
+#[test]
+fn bad_smtp_check_values_are_located_errors() {
+    for (block, line, column, needle) in [
+        ("SMTP_CHECK {\n helo_name\n}", 4, 11, "expected a host name"),
+        (
+            "SMTP_CHECK {\n helo_name \"two words\"\n}",
+            4,
+            12,
+            "expected a HELO name",
+        ),
+        (
+            "SMTP_CHECK {\n helo_name \"\"\n}",
+            4,
+            12,
+            "expected a HELO name",
+        ),
+        ("SMTP_CHECK {\n helo_name a b\n}", 4, 14, "takes 1 argument"),
+        (
+            "SMTP_CHECK {\n connect_port 99999\n}",
+            4,
+            15,
+            "expected a port",
+        ),
+        ("SMTP_CHECK {\n connect_timeout 0\n}", 4, 18, "more than 0"),
+        (
+            "SMTP_CHECK {\n host {\n connect_ip nowhere\n }\n}",
+            5,
+            13,
+            "connect_ip",
+        ),
+        ("SMTP_CHECK {\n host\n}", 4, 2, "expected '{'"),
+        ("SMTP_CHECK mail {\n}", 3, 12, "takes 0 argument"),
+    ] {
+        let e = errs(&smtp(block));
+        assert!(
+            e.iter().any(|e| e.message.contains(needle)
+                && (e.location.line, e.location.column) == (line, column)),
+            "{block}: {e:?}"
+        );
+    }
+    let long = "a".repeat(256);
+    let e = errs(&smtp(&format!("SMTP_CHECK {{\n helo_name {long}\n}}")));
+    assert!(e[0].message.contains("1-255"), "{e:?}");
+}

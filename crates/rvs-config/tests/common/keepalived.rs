@@ -36,6 +36,7 @@ pub const ONE_ARG: &[&str] = &[
     "type",
     "name",
     "misc_timeout",
+    "helo_name",
     "user",
     "state",
     "interface",
@@ -69,6 +70,8 @@ pub const KEYWORD_BLOCKS: &[&str] = &[
     "DNS_CHECK",
     "MISC_CHECK",
     "PING_CHECK",
+    "SMTP_CHECK",
+    "host",
     "url",
 ];
 
@@ -102,6 +105,7 @@ pub const BAD_VALUES: &[(&str, &[&str])] = &[
     ("state", &["PRIMARY"]),
     ("type", &["BOGUS"]),
     ("digest", &["zz"]),
+    ("helo_name", &["\"a b\"", "\"\""]),
     ("payload", &["xyz", "0"]),
     ("connect_ip", &["1.2.3.256"]),
     ("bindto", &["x"]),
