@@ -97,6 +97,10 @@ pub struct DaemonConfig {
     /// The burst of that limit: the bucket's size in errors (1 to [`MAX_XDP_ICMP_BURST`]);
     /// `None` = its default (200).
     pub xdp_icmp_burst: Option<u32>,
+    /// Leave the xdp engine's program attached with its flows when rvsd exits, for the next
+    /// rvsd to adopt (docs/xdp.md "Restart without losing flows"); `false` (the default)
+    /// detaches it.
+    pub xdp_keep_on_exit: bool,
     /// FULLNAT local addresses of every FULLNAT service without its own `local_addresses`
     /// (those of the VIP's family; at most [`crate::local_addr::MAX_PER_FAMILY`] per family).
     pub fullnat_local: Vec<IpAddr>,

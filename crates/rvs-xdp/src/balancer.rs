@@ -42,6 +42,8 @@ pub struct Balancer {
     ebpf: Ebpf,
     /// Whole-map reads and bulk deletes with the batch commands (else entry by entry).
     batch_ops: bool,
+    /// The program's links, by interface (so they can be pinned: `crate::keep`).
+    pub(crate) links: Vec<(String, aya::programs::xdp::XdpLinkId)>,
 }
 
 impl Balancer {
@@ -71,6 +73,7 @@ impl Balancer {
         Ok(Balancer {
             ebpf,
             batch_ops: true,
+            links: Vec::new(),
         })
     }
 
@@ -80,6 +83,10 @@ impl Balancer {
 
     pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    pub(crate) fn prog_mut(&mut self) -> Result<&mut Xdp, XdpError> {
+        crate::programs::xdp_mut(&mut self.ebpf, PROG)
     }
 
     fn prog(&self) -> Result<&Xdp, XdpError> {
@@ -124,6 +131,26 @@ impl Balancer {
     ) -> Result<usize, XdpError> {
         let map = self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?;
         whole_map::delete::<K, V>(map, name, self.batch_ops, keys)
+    }
+
+    /// Insert `entries` into hash map `name` with update flags `flags`; with `BPF_NOEXIST` (1)
+    /// keys already there keep their value.
+    pub(crate) fn insert_entries<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        entries: &[(K, V)],
+        flags: u64,
+    ) -> Result<(), XdpError> {
+        let mut h = self.hash::<K, V>(name)?;
+        for (k, v) in entries {
+            match h.insert(k, v, flags) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if flags == 1 && e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(map_err(name)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Whether whole maps are read with the batch commands ([`Balancer::set_batch_ops`]).
@@ -448,7 +475,9 @@ impl Balancer {
 
     fn attach_mode(&mut self, interface: &str, generic_only: bool) -> Result<AttachMode, XdpError> {
         let prog: &mut Xdp = crate::programs::xdp_mut(&mut self.ebpf, PROG)?;
-        crate::programs::attach(prog, interface, generic_only).map(|(mode, _)| mode)
+        let (mode, id) = crate::programs::attach(prog, interface, generic_only)?;
+        self.links.push((interface.to_string(), id));
+        Ok(mode)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod flow_hash;
 pub mod forward;
+mod keep;
 mod map_batch;
 mod narrow;
 pub mod nat;

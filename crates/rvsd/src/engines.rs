@@ -33,6 +33,10 @@ pub trait ManagedEngine: Engine {
         let _ = (key, addrs);
         Ok(())
     }
+
+    /// The desired state has just been applied in full: the xdp engine adopts the flows a
+    /// previous rvsd kept ([`rvs_xdp::XdpEngine::adopt`]), if any.
+    fn settled(&mut self) {}
 }
 
 impl ManagedEngine for rvs_proxy::ProxyEngine {
@@ -46,6 +50,19 @@ impl ManagedEngine for rvs_proxy::ProxyEngine {
 impl ManagedEngine for rvs_xdp::XdpEngine {
     fn set_fullnat_pool(&mut self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), String> {
         rvs_xdp::XdpEngine::set_fullnat_pool(self, key, addrs).map_err(|e| e.to_string())
+    }
+
+    fn settled(&mut self) {
+        if !self.has_kept_state() {
+            return;
+        }
+        match self.adopt() {
+            Ok(n) => tracing::info!(entries = n, "xdp: adopted the flows the last rvsd kept"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "xdp: could not adopt the flows the last rvsd kept; started fresh"
+            ),
+        }
     }
 }
 
@@ -242,6 +259,9 @@ impl EngineManager {
             }
             for (key, why) in self.apply_engine(kind, &mut view) {
                 placement.insert(key, Err(why));
+            }
+            if let Some(e) = self.engine_mut(kind) {
+                e.settled();
             }
             self.views.insert(kind, view);
         }

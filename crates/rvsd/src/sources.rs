@@ -130,6 +130,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         xdp_nat_conns: file.xdp_nat_conns,
         xdp_icmp_rate: file.xdp_icmp_rate,
         xdp_icmp_burst: file.xdp_icmp_burst,
+        xdp_keep_on_exit: file.xdp_keep_on_exit,
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         proxy_udp_sessions: file.proxy_udp_sessions,
         proxy_max_conns: file.proxy_max_conns,

@@ -99,6 +99,7 @@ fn xdp_config(cfg: &DaemonConfig) -> rvs_xdp::XdpConfig {
         nat_conns: cfg.xdp_nat_conns.unwrap_or(d.nat_conns),
         icmp_rate: cfg.xdp_icmp_rate.unwrap_or(d.icmp_rate),
         icmp_burst: cfg.xdp_icmp_burst.unwrap_or(d.icmp_burst),
+        keep_on_exit: cfg.xdp_keep_on_exit,
         ..d
     }
 }
@@ -144,5 +145,9 @@ mod tests {
         // the burst alone
         let c = xdp_of("[daemon]\nxdp_icmp_burst = 1\n");
         assert_eq!((c.icmp_rate, c.icmp_burst), (1000, 1));
+        // keeping the program on exit: off unless asked for
+        assert!(!d.keep_on_exit && !c.keep_on_exit);
+        assert!(xdp_of("[daemon]\nxdp_keep_on_exit = true\n").keep_on_exit);
+        assert!(!xdp_of("[daemon]\nxdp_keep_on_exit = false\n").keep_on_exit);
     }
 }

@@ -319,6 +319,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         xdp_nat_conns,
         xdp_icmp_rate,
         xdp_icmp_burst,
+        xdp_keep_on_exit: raw.xdp_keep_on_exit.is_some_and(|v| *v.get_ref()),
         proxy_workers,
         proxy_udp_sessions,
         proxy_max_conns,

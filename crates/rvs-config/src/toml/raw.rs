@@ -34,6 +34,7 @@ pub(super) struct RawDaemon {
     pub xdp_nat_conns: Option<Spanned<u32>>,
     pub xdp_icmp_rate: Option<Spanned<u32>>,
     pub xdp_icmp_burst: Option<Spanned<u32>>,
+    pub xdp_keep_on_exit: Option<Spanned<bool>>,
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,
     pub proxy_max_conns: Option<Spanned<u32>>,

@@ -139,6 +139,10 @@ fn daemon(raw: &RawFile, f: &mut Findings<'_, '_>) {
             "xdp_icmp_burst",
             d.xdp_icmp_burst.as_ref().map(|v| v.span()),
         ),
+        (
+            "xdp_keep_on_exit",
+            d.xdp_keep_on_exit.as_ref().map(|v| v.span()),
+        ),
     ];
     for (key, span) in xdp {
         if let Some(span) = span {

@@ -25,6 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+mod adopt;
 mod apply;
 use apply::check_method;
 
@@ -57,6 +58,10 @@ pub struct XdpConfig {
     pub icmp_rate: u32,
     /// Their burst (the bucket's size in errors; at least 1).
     pub icmp_burst: u32,
+    /// On exit, leave the program attached (forwarding with its flows while no engine runs)
+    /// and pin what the next engine needs to adopt them ([`XdpEngine::adopt`]) instead of
+    /// detaching it. See docs/xdp.md "Restart without losing flows".
+    pub keep_on_exit: bool,
 }
 
 impl Default for XdpConfig {
@@ -70,6 +75,7 @@ impl Default for XdpConfig {
             nat_conns: abi::RVS_MAX_NAT_CONNS as u32,
             icmp_rate: abi::RVS_ICMP_RATE_DEFAULT as u32,
             icmp_burst: abi::RVS_ICMP_BURST_DEFAULT as u32,
+            keep_on_exit: false,
         }
     }
 }
@@ -100,6 +106,8 @@ pub(crate) struct Inner {
     pub live_pass: Option<(crate::sweep::LiveCounts, usize)>,
     /// [`XdpConfig::icmp_rate`] and [`XdpConfig::icmp_burst`] (written with the timeouts).
     pub icmp_limit: (u32, u32),
+    /// A kept state found at start, until [`XdpEngine::adopt`] (`crate::keep`).
+    pub pending: Option<crate::keep::Pending>,
 }
 
 /// The XDP data plane.
@@ -107,6 +115,10 @@ pub struct XdpEngine {
     inner: Arc<Mutex<Inner>>,
     attached: Vec<(String, AttachMode)>,
     upkeep: Option<crate::upkeep::Upkeep>,
+    /// (interface, ifindex) of `attached`.
+    ifindexes: Vec<(String, u32)>,
+    force_generic: bool,
+    keep_on_exit: bool,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(XdpError) -> EngineError {
@@ -135,6 +147,14 @@ impl XdpEngine {
                 (cfg.icmp_rate, cfg.icmp_burst),
             ))
             .map_err(io_err("configuring timeouts"))?;
+        let mut ifindexes = Vec::new();
+        for name in &cfg.interfaces {
+            ifindexes.push((name.clone(), describe_interface(&netlink, name)?.0));
+        }
+        let pending = crate::keep::find(&ifindexes).unwrap_or_else(|e| {
+            log::warn!("xdp: looking for a kept state: {e}");
+            None
+        });
         let mut attached = Vec::new();
         for (i, name) in cfg.interfaces.iter().enumerate() {
             let iface = describe_interface(&netlink, name)?;
@@ -159,6 +179,14 @@ impl XdpEngine {
                     .set_iface(0, &iface.1)
                     .map_err(io_err(format!("describing {name}")))?;
             }
+            if let Some(mode) = pending.as_ref().and_then(|p| p.mode(iface.0)) {
+                log::info!(
+                    "xdp: {name} has the previous program and its flows ({mode:?} mode) until \
+                     they are adopted"
+                );
+                attached.push((name.clone(), mode));
+                continue;
+            }
             let mode = if cfg.force_generic {
                 balancer.attach_generic(name)
             } else {
@@ -181,13 +209,78 @@ impl XdpEngine {
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
             live_pass: None,
             icmp_limit: (cfg.icmp_rate, cfg.icmp_burst),
+            pending,
         }));
         let upkeep = crate::upkeep::Upkeep::start(inner.clone(), cfg.upkeep_interval);
         Ok(XdpEngine {
             inner,
             attached,
             upkeep: Some(upkeep),
+            ifindexes,
+            force_generic: cfg.force_generic,
+            keep_on_exit: cfg.keep_on_exit,
         })
+    }
+
+    /// Whether a state kept by the previous engine ([`XdpConfig::keep_on_exit`]) waits to be
+    /// adopted: its program still serves the interfaces it was kept on.
+    pub fn has_kept_state(&self) -> bool {
+        self.lock().pending.is_some()
+    }
+
+    /// Adopt the state the previous engine kept ([`XdpConfig::keep_on_exit`]), once the
+    /// desired state is applied: its connection entries, NAT/FULLNAT reverse entries and
+    /// persistence templates go into our maps with their service and real indexes translated
+    /// by address (entries whose service, real or FULLNAT local address is gone are left
+    /// behind), our program replaces the old one in its links atomically, and the entries the
+    /// old program made meanwhile are copied too. Returns how many entries were carried over
+    /// (0: nothing was kept). On failure the old program is detached and ours attached fresh
+    /// (so no flow is kept, but the interfaces are served), and the error says why.
+    pub fn adopt(&mut self) -> Result<usize, XdpError> {
+        let mut inner = self.lock();
+        let Some(p) = inner.pending.take() else {
+            return Ok(0);
+        };
+        let names: std::collections::HashMap<u32, String> = self
+            .ifindexes
+            .iter()
+            .map(|(n, i)| (*i, n.clone()))
+            .collect();
+        let err = match adopt::adopt(&mut inner, &p, &names) {
+            Ok(n) => {
+                log::info!("xdp: adopted the kept state: {n} entries carried over");
+                return Ok(n);
+            }
+            Err(e) => e,
+        };
+        log::warn!("xdp: adopting the kept state failed ({err}): detaching it, starting fresh");
+        crate::keep::discard(&p.dir);
+        let mut modes = Vec::new();
+        if let Some(b) = inner.balancer.as_mut() {
+            for (ifindex, _, _) in &p.links {
+                let Some(name) = names.get(ifindex) else {
+                    continue;
+                };
+                if b.links.iter().any(|(n, _)| n == name) {
+                    continue;
+                }
+                match if self.force_generic {
+                    b.attach_generic(name)
+                } else {
+                    b.attach(name)
+                } {
+                    Ok(mode) => modes.push((name.clone(), mode)),
+                    Err(e) => log::warn!("xdp: attaching to {name}: {e}"),
+                }
+            }
+        }
+        drop(inner);
+        for (name, mode) in modes {
+            if let Some(a) = self.attached.iter_mut().find(|(n, _)| *n == name) {
+                a.1 = mode;
+            }
+        }
+        Err(err)
     }
 
     /// Give FULLNAT service `key` its own local addresses (empty: back to the default pool).
@@ -253,45 +346,7 @@ impl XdpEngine {
     /// DR/TUN table; the service's port looks that table up before they go in
     /// (`crate::narrow`).
     pub fn insert_conns(&self, entries: &[(abi::FlowKey, abi::Conn)]) -> Result<(), XdpError> {
-        let mut inner = self.lock();
-        let methods: std::collections::HashMap<u32, u8> = inner
-            .services
-            .values()
-            .flat_map(|s| s.reals.values())
-            .map(|r| (r.index, r.abi().method))
-            .collect();
-        let mut kinds: BTreeMap<u32, u32> = BTreeMap::new();
-        let entries: Vec<(abi::FlowKey, abi::Conn)> = entries
-            .iter()
-            .map(|(k, c)| {
-                let mut c = *c;
-                if c.method == 0 {
-                    c.method = methods.get(&c.real).copied().unwrap_or(0);
-                }
-                *kinds.entry(c.svc).or_default() |= if crate::state::is_nat_method(c.method) {
-                    abi::RVS_SVC_F_NAT
-                } else {
-                    abi::RVS_SVC_F_DIRECT
-                } as u32;
-                (*k, c)
-            })
-            .collect();
-        for (svc, flags) in kinds {
-            inner
-                .widen_tables(svc, flags)
-                .map_err(|e| XdpError::Invalid(e.to_string()))?;
-        }
-        let b = inner
-            .balancer
-            .as_mut()
-            .ok_or(XdpError::Missing("balancer"))?;
-        entries.iter().try_for_each(|(k, c)| {
-            if crate::state::is_nat_method(c.method) {
-                b.insert_nat_conn(k, c)
-            } else {
-                b.insert_conn(k, c)
-            }
-        })
+        self.lock().insert_conn_entries(entries, 0)
     }
 
     /// The `rvs_vip_ports` bits of `port` (`RVS_PORT_DIRECT` / `RVS_PORT_NAT`: which
@@ -323,6 +378,54 @@ impl XdpEngine {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// See [`XdpEngine::insert_conns`]; `flags` of the map update (`BPF_NOEXIST`: entries
+    /// already there stay).
+    pub(crate) fn insert_conn_entries(
+        &mut self,
+        entries: &[(abi::FlowKey, abi::Conn)],
+        flags: u64,
+    ) -> Result<(), XdpError> {
+        let inner = self;
+        let methods: std::collections::HashMap<u32, u8> = inner
+            .services
+            .values()
+            .flat_map(|s| s.reals.values())
+            .map(|r| (r.index, r.abi().method))
+            .collect();
+        let mut kinds: BTreeMap<u32, u32> = BTreeMap::new();
+        let entries: Vec<(abi::FlowKey, abi::Conn)> = entries
+            .iter()
+            .map(|(k, c)| {
+                let mut c = *c;
+                if c.method == 0 {
+                    c.method = methods.get(&c.real).copied().unwrap_or(0);
+                }
+                *kinds.entry(c.svc).or_default() |= if crate::state::is_nat_method(c.method) {
+                    abi::RVS_SVC_F_NAT
+                } else {
+                    abi::RVS_SVC_F_DIRECT
+                } as u32;
+                (*k, c)
+            })
+            .collect();
+        for (svc, flags) in kinds {
+            inner
+                .widen_tables(svc, flags)
+                .map_err(|e| XdpError::Invalid(e.to_string()))?;
+        }
+        let b = inner
+            .balancer
+            .as_mut()
+            .ok_or(XdpError::Missing("balancer"))?;
+        let (nat, direct): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|(_, c)| crate::state::is_nat_method(c.method));
+        b.insert_entries(crate::balancer::NAT_CONNS, &nat, flags)?;
+        b.insert_entries(crate::balancer::CONNS, &direct, flags)
     }
 }
 
@@ -491,8 +594,36 @@ impl Engine for XdpEngine {
         if let Some(u) = self.upkeep.take() {
             u.stop();
         }
-        // Dropping the program detaches it from every interface (bpf_link / netlink detach).
-        self.lock().balancer = None;
+        let mut inner = self.lock();
+        if let Some(p) = inner.pending.take() {
+            if self.keep_on_exit {
+                log::info!("xdp: the kept state was not adopted: it stays attached");
+            } else {
+                crate::keep::discard(&p.dir);
+            }
+        } else if self.keep_on_exit
+            && let Some(b) = inner.balancer.as_mut()
+        {
+            let ifaces: Vec<(String, u32, AttachMode)> = self
+                .attached
+                .iter()
+                .filter_map(|(n, m)| {
+                    let i = self.ifindexes.iter().find(|(x, _)| x == n)?.1;
+                    Some((n.clone(), i, *m))
+                })
+                .collect();
+            match crate::keep::pin(b, &ifaces) {
+                Ok(dir) => log::info!(
+                    "xdp: left attached with its flows (kept under {})",
+                    dir.display()
+                ),
+                Err(e) => log::warn!("xdp: keeping the program attached failed ({e}): detaching"),
+            }
+        }
+        // Dropping the program detaches it from every interface it still holds (bpf_link /
+        // netlink detach); pinned links stay.
+        inner.balancer = None;
+        drop(inner);
         self.attached.clear();
     }
 }

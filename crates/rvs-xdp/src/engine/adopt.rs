@@ -1,0 +1,160 @@
+//! Adopting a kept state ([`crate::keep`]) once the desired state is applied: read the old
+//! maps from their pins, translate their entries to the new indexes, insert them, swap the new
+//! program into the pinned links, copy what the old program made in between, and drop the
+//! old state. Any failure before the swap leaves the new program unattached: the caller
+//! detaches the old one and attaches the new one fresh.
+
+use super::Inner;
+use crate::abi::{self, Conn, FlowKey, NatRev, Persist, PersistKey, Service, VipKey, ip_of};
+use crate::error::{XdpError, map_err};
+use crate::keep::{Carried, NewService, Pending, Translate};
+use aya::maps::{Array, Map, MapData};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// `BPF_NOEXIST`: insert only when the key is absent.
+const NOEXIST: u64 = 1;
+
+fn open(dir: &Path, name: &'static str) -> Result<Map, XdpError> {
+    let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
+    Ok(match name {
+        "rvs_conns" | "rvs_persist" => Map::LruHashMap(data),
+        "rvs_reals" | "rvs_real_ports" | "rvs_fnat_pools" => Map::Array(data),
+        _ => Map::HashMap(data),
+    })
+}
+
+fn read_hash<K: aya::Pod, V: aya::Pod>(
+    dir: &Path,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, XdpError> {
+    crate::whole_map::read(&open(dir, name)?, name, true)
+}
+
+fn array<V: aya::Pod>(dir: &Path, name: &'static str) -> Result<Array<MapData, V>, XdpError> {
+    Array::try_from(open(dir, name)?).map_err(map_err(name))
+}
+
+/// The old state's tables, translated to the new indexes of `inner`'s services.
+fn carry_over(inner: &Inner, dir: &Path) -> Result<Carried, XdpError> {
+    let mut conns: Vec<(FlowKey, Conn)> = read_hash(dir, "rvs_conns")?;
+    conns.extend(read_hash::<FlowKey, Conn>(dir, "rvs_nat_conns")?);
+    let revs: Vec<(FlowKey, NatRev)> = read_hash(dir, "rvs_nat_rev")?;
+    let persist: Vec<(PersistKey, Persist)> = read_hash(dir, "rvs_persist")?;
+    let services: Vec<(VipKey, Service)> = read_hash(dir, "rvs_services")?;
+    let svc_port: HashMap<u32, u16> = services
+        .iter()
+        .map(|(k, s)| (s.index, u16::from_be(k.port)))
+        .collect();
+    // The old reals named by entries, with their service (for a port of 0).
+    let mut named: HashMap<u32, u32> = conns.iter().map(|(_, c)| (c.real, c.svc)).collect();
+    named.extend(persist.iter().map(|(k, v)| (v.real, k.svc)));
+    let reals_map = array::<abi::Real>(dir, "rvs_reals")?;
+    let ports_map = array::<u16>(dir, "rvs_real_ports")?;
+    let mut reals = HashMap::new();
+    for (real, svc) in named {
+        let (Ok(r), Ok(port)) = (reals_map.get(&real, 0), ports_map.get(&real, 0)) else {
+            continue;
+        };
+        let port = match u16::from_be(port) {
+            0 => svc_port.get(&svc).copied().unwrap_or(0),
+            p => p,
+        };
+        reals.insert(real, SocketAddr::new(ip_of(&r.addr, r.family), port));
+    }
+    let pools_map = array::<abi::FnatPool>(dir, "rvs_fnat_pools")?;
+    let pools = services
+        .iter()
+        .filter_map(|(k, s)| {
+            let p = pools_map.get(&s.index, 0).ok()?;
+            let family = k.family;
+            let addrs = p.addrs[..(p.count as usize).min(p.addrs.len())]
+                .iter()
+                .map(|a| ip_of(a, family))
+                .collect();
+            Some((s.index, addrs))
+        })
+        .collect();
+    let new = inner
+        .services
+        .iter()
+        .filter_map(|(key, s)| {
+            Some((
+                crate::state::vip_key(key)?,
+                NewService {
+                    index: s.index,
+                    reals: s.reals.iter().map(|(a, r)| (*a, r.index)).collect(),
+                    pool: inner.fullnat.for_service(key),
+                },
+            ))
+        })
+        .collect();
+    let t = Translate::new(&services, new, reals, pools);
+    Ok(crate::keep::carry(&t, &conns, &revs, &persist))
+}
+
+/// Insert `c` into the new maps (`flags`: 0, or [`NOEXIST`] to keep entries already there).
+fn insert(inner: &mut Inner, c: &Carried, flags: u64) -> Result<(), XdpError> {
+    inner.insert_conn_entries(&c.conns, flags)?;
+    let b = inner
+        .balancer
+        .as_mut()
+        .ok_or(XdpError::Missing("balancer"))?;
+    b.insert_entries("rvs_nat_rev", &c.revs, flags)?;
+    b.insert_entries("rvs_persist", &c.persist, flags)
+}
+
+/// Replace the old program in each pinned link of `p` by ours; unpin them (ours now: it
+/// detaches when we exit without keeping).
+fn swap(inner: &mut Inner, p: &Pending, names: &HashMap<u32, String>) -> Result<(), XdpError> {
+    let b = inner
+        .balancer
+        .as_mut()
+        .ok_or(XdpError::Missing("balancer"))?;
+    for (ifindex, _, path) in &p.links {
+        let pinned = PinnedLink::from_pin(path)
+            .map_err(|e| XdpError::Invalid(format!("{}: {e}", path.display())))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| XdpError::Invalid(format!("{}: {e}", path.display())))?;
+        let id = b
+            .prog_mut()?
+            .attach_to_link(link)
+            .map_err(crate::error::prog_err("rvs_lb"))?;
+        b.links
+            .push((names.get(ifindex).cloned().unwrap_or_default(), id));
+        std::fs::remove_file(path)
+            .map_err(|e| XdpError::Invalid(format!("unpinning {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Adopt `p`: see the module doc. Returns how many entries were carried over.
+pub(super) fn adopt(
+    inner: &mut Inner,
+    p: &Pending,
+    names: &HashMap<u32, String>,
+) -> Result<usize, XdpError> {
+    let first = carry_over(inner, &p.dir)?;
+    insert(inner, &first, 0)?;
+    swap(inner, p, names)?;
+    // What the old program made between the first copy and the swap.
+    let mut n = first.conns.len() + first.revs.len() + first.persist.len();
+    match carry_over(inner, &p.dir).and_then(|second| {
+        n = n.max(second.conns.len() + second.revs.len() + second.persist.len());
+        insert(inner, &second, NOEXIST)
+    }) {
+        Ok(()) => {}
+        Err(e) => log::warn!("xdp: second copy of the kept flows: {e}"),
+    }
+    if first.dropped > 0 {
+        log::info!(
+            "xdp: {} kept entries name a service, real or local address that is gone",
+            first.dropped
+        );
+    }
+    crate::keep::discard(&p.dir);
+    Ok(n)
+}
