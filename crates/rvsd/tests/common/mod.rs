@@ -120,21 +120,36 @@ impl Rvsd {
             .unwrap_or_else(|log| panic!("rvsd did not start:\n{log}"))
     }
 
+    /// Like [`Rvsd::start_in`], but entering only the namespace's network (`nsenter --net`):
+    /// `ip netns exec` remounts /sys, which hides the host's bpffs at /sys/fs/bpf (where the
+    /// xdp engine keeps its state across restarts).
+    pub fn start_net_only(ns: &rvs_testbed::Netns, config: &str, extra: &[&str]) -> Rvsd {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", ns.name()))
+            .arg(rvs_testbed::bin_path("rvsd"));
+        Self::try_spawn(cmd, config, extra)
+            .unwrap_or_else(|log| panic!("rvsd did not start:\n{log}"))
+    }
+
     fn try_start_in(
         ns: Option<&rvs_testbed::Netns>,
         config: &str,
         extra: &[&str],
     ) -> Result<Rvsd, String> {
+        let bin = rvs_testbed::bin_path("rvsd");
+        let cmd = match ns {
+            Some(ns) => ns.command(bin.to_str().unwrap()),
+            None => Command::new(bin),
+        };
+        Self::try_spawn(cmd, config, extra)
+    }
+
+    fn try_spawn(mut cmd: Command, config: &str, extra: &[&str]) -> Result<Rvsd, String> {
         let dir = TempDir::new();
         let socket = dir.0.join("rvsd.sock");
         let cfg = dir.0.join("rvsd.toml");
         let log = dir.0.join("rvsd.log");
         std::fs::write(&cfg, config).unwrap();
-        let bin = rvs_testbed::bin_path("rvsd");
-        let mut cmd = match ns {
-            Some(ns) => ns.command(bin.to_str().unwrap()),
-            None => Command::new(bin),
-        };
         let mut child = cmd
             .arg("--config")
             .arg(&cfg)

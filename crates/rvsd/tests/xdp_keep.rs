@@ -1,0 +1,155 @@
+//! `[daemon] xdp_keep_on_exit = true`: an rvsd restart keeps the xdp engine's FULLNAT flows.
+//! In rvs-testbed's FULLNAT topology (the reals have no route to the client) with two nginx
+//! reals, a client holds one HTTP keep-alive connection through the VIP; rvsd exits (SIGTERM)
+//! keeping the program attached; the connection answers from the same real while no rvsd runs,
+//! and after a new rvsd (configured with the reals in the other order and that real drained,
+//! so nothing but the adopted entry leads there) has adopted the flows; new connections work;
+//! that rvsd, without the key, exits leaving no program and no pins. rvsd runs under
+//! `nsenter --net` (`ip netns exec` would remount /sys and hide the host's bpffs). Root only.
+#![cfg(feature = "xdp")]
+
+mod common;
+
+use common::*;
+use rvs_testbed::{Kind, Nginx, Topology};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const LOCAL: &str = "10.20.2.100";
+
+/// The TOML: the reals in order (`drained`: that one with weight 0).
+fn config(vip: Ipv4Addr, reals: &[SocketAddr], keep: bool, drained: Option<SocketAddr>) -> String {
+    let mut c = format!(
+        "[daemon]\nxdp_interfaces = [\"eth0\", \"eth1\"]\nfullnat_local = [\"{LOCAL}\"]\n\
+         xdp_keep_on_exit = {keep}\n\n[[service]]\naddress = \"{vip}:80\"\n"
+    );
+    for r in reals {
+        let weight = if drained == Some(*r) { 0 } else { 1 };
+        c += &format!(
+            "[[service.real]]\naddress = \"{r}\"\nmethod = \"fullnat\"\nweight = {weight}\n"
+        );
+    }
+    c
+}
+
+/// One keep-alive request on `s`: the body (the real's name).
+fn get(s: &mut TcpStream) -> std::io::Result<String> {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Ok(body[..len].trim().to_string());
+            }
+        }
+    }
+}
+
+fn has_xdp(topo: &Topology, dev: &str) -> bool {
+    topo.director
+        .ns
+        .ip(&["link", "show", dev])
+        .unwrap()
+        .contains("xdp")
+}
+
+#[test]
+fn rvsd_restart_keeps_fullnat_flows() {
+    if !rvs_testbed::skip_unless_root("rvsd_restart_keeps_fullnat_flows") {
+        return;
+    }
+    let topo = Topology::build(Kind::FullNat, 2).expect("topology");
+    let d = &topo.director.ns;
+    let client = &topo.client.ns;
+    client.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    client.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
+    topo.switch
+        .run("ethtool", &["-K", "dir", "gro", "on"])
+        .unwrap();
+    for r in &topo.reals {
+        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    }
+    let vip = topo.vip4;
+    d.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
+        .unwrap();
+    d.ip(&["addr", "add", &format!("{LOCAL}/24"), "dev", "eth1"])
+        .unwrap();
+    let reals: Vec<SocketAddr> = topo
+        .reals
+        .iter()
+        .map(|r| SocketAddr::new(r.ip4.into(), 8080))
+        .collect();
+    let _nginx: Vec<Nginx> = (0..reals.len())
+        .map(|i| {
+            let listen = "0.0.0.0:8080".parse().unwrap();
+            Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap()
+        })
+        .collect();
+    let root = d.in_thread(|| {
+        let ino = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        PathBuf::from(format!("/sys/fs/bpf/rvs/xdp/{ino}"))
+    });
+
+    let mut rvsd = Rvsd::start_net_only(d, &config(vip, &reals, true, None), &[]);
+    let to = SocketAddr::new(vip.into(), 80);
+    let mut held = client.in_thread(|| {
+        let s = TcpStream::connect_timeout(&to, Duration::from_secs(3)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    });
+    let real = get(&mut held).unwrap_or_else(|e| panic!("first request: {e}\n{}", rvsd.log()));
+    rvsd.signal("TERM");
+    assert!(rvsd.wait_exit().success(), "{}", rvsd.log());
+    assert!(rvsd.log().contains("left attached"), "{}", rvsd.log());
+    assert!(has_xdp(&topo, "eth0") && has_xdp(&topo, "eth1"));
+    for _ in 0..3 {
+        assert_eq!(get(&mut held).expect("request while no rvsd runs"), real);
+    }
+
+    let index: usize = real["real".len()..].parse().expect("real's name");
+    let reversed: Vec<SocketAddr> = reals.iter().rev().copied().collect();
+    let mut rvsd = Rvsd::start_net_only(d, &config(vip, &reversed, false, Some(reals[index])), &[]);
+    rvsd.wait_log("adopted the flows the last rvsd kept", 1);
+    for _ in 0..3 {
+        let got = get(&mut held)
+            .unwrap_or_else(|e| panic!("request after adoption: {e}\n{}", rvsd.log()));
+        assert_eq!(got, real);
+    }
+    assert!(
+        std::fs::read_dir(&root).map_or(0, |d| d.count()) == 0,
+        "pins left after adoption"
+    );
+    let url = format!("http://{vip}/");
+    let counts = rvs_testbed::clients::curl_counts(client, &url, 10).expect("curls");
+    assert_eq!(counts.get("FAIL"), None, "{counts:?}\n{}", rvsd.log());
+    // only the other real takes new flows
+    assert_eq!(counts.get(&real), None, "{counts:?}");
+    drop(held);
+    rvsd.signal("TERM");
+    assert!(rvsd.wait_exit().success(), "{}", rvsd.log());
+    assert!(!has_xdp(&topo, "eth0") && !has_xdp(&topo, "eth1"));
+    assert!(
+        std::fs::read_dir(&root).map_or(0, |d| d.count()) == 0,
+        "pins after an exit without xdp_keep_on_exit"
+    );
+    let _ = std::fs::remove_dir(&root);
+    assert!(!rvsd.log().contains("panicked"), "{}", rvsd.log());
+}
