@@ -131,6 +131,10 @@ pub(crate) fn discard(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+    // The namespace's directory too, when that was its last state.
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// At start, with our interfaces `(name, ifindex)`: the kept state of this layout, if any.

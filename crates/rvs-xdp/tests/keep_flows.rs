@@ -7,14 +7,15 @@
 //! connections work too; an exit without keep leaves no program and no pins. A kept state of
 //! another layout is detached and the new engine starts fresh. Root only.
 
+mod common;
+
+use common::keep::{get, has_xdp, kept_root};
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_testbed::{Kind, Netns, Nginx, Topology};
 use rvs_xdp::{XdpConfig, XdpEngine};
-use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -107,49 +108,6 @@ fn changes(
     out
 }
 
-/// One keep-alive request on `s`: the body (the real's name).
-fn get(s: &mut TcpStream) -> std::io::Result<String> {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::Error::other("closed"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return Ok(body[..len].trim().to_string());
-            }
-        }
-    }
-}
-
-/// `/sys/fs/bpf/rvs/xdp/<the director's netns inode>`.
-fn kept_root(lab: &Lab) -> PathBuf {
-    let ino = lab.topo.director.ns.in_thread(|| {
-        std::fs::metadata("/proc/thread-self/ns/net")
-            .expect("netns")
-            .ino()
-    });
-    PathBuf::from(format!("/sys/fs/bpf/rvs/xdp/{ino}"))
-}
-
-fn has_xdp(lab: &Lab, dev: &str) -> bool {
-    let out = lab.topo.director.ns.ip(&["link", "show", dev]).unwrap();
-    out.contains("xdp")
-}
-
 fn start(lab: &Lab, keep: bool) -> XdpEngine {
     lab.topo
         .director
@@ -179,7 +137,7 @@ fn run(kind: Kind, fwd: ForwardMethod) {
     }
     let lab = lab(kind);
     let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
-    let root = kept_root(&lab);
+    let root = kept_root(&lab.topo.director.ns);
     let mut engine = start(&lab, true);
     apply(&lab, &mut engine, &changes(&lab, key, fwd, false, None));
     assert!(!engine.has_kept_state());
@@ -195,7 +153,7 @@ fn run(kind: Kind, fwd: ForwardMethod) {
     lab.topo.director.ns.in_thread(|| engine.shutdown());
     drop(engine);
     assert!(root.exists(), "nothing pinned under {}", root.display());
-    assert!(has_xdp(&lab, "eth0") && has_xdp(&lab, "eth1"));
+    assert!(has_xdp(&lab.topo.director.ns, "eth0") && has_xdp(&lab.topo.director.ns, "eth1"));
     for i in 0..3 {
         assert_eq!(
             get(&mut held).expect("request while no engine runs"),
@@ -246,11 +204,12 @@ fn run(kind: Kind, fwd: ForwardMethod) {
     // A normal exit detaches and pins nothing.
     lab.topo.director.ns.in_thread(|| engine.shutdown());
     drop(engine);
-    assert!(!has_xdp(&lab, "eth0") && !has_xdp(&lab, "eth1"));
+    assert!(!has_xdp(&lab.topo.director.ns, "eth0") && !has_xdp(&lab.topo.director.ns, "eth1"));
     assert!(
         std::fs::read_dir(&root).map_or(0, |d| d.count()) == 0,
         "pins after a normal exit"
     );
+    assert!(!root.exists(), "{} left behind", root.display());
 }
 
 #[test]
@@ -273,7 +232,7 @@ fn another_layout_starts_fresh() {
     }
     let lab = lab(Kind::FullNat);
     let key = ServiceKey::tcp(SocketAddr::new(lab.vip, 80));
-    let root = kept_root(&lab);
+    let root = kept_root(&lab.topo.director.ns);
     let mut engine = start(&lab, true);
     apply(
         &lab,
@@ -302,5 +261,5 @@ fn another_layout_starts_fresh() {
     curls_ok(&lab, 10);
     lab.topo.director.ns.in_thread(|| engine.shutdown());
     drop(engine);
-    assert!(!has_xdp(&lab, "eth0"));
+    assert!(!has_xdp(&lab.topo.director.ns, "eth0"));
 }
