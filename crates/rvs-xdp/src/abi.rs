@@ -76,7 +76,7 @@ pub struct Conn {
 }
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PersistKey {
     pub svc: u32,
     pub addr: Addr,

@@ -15,7 +15,7 @@ use crate::abi::{self, Conn, FlowKey, Persist, PersistKey, Service, VipKey};
 use crate::balancer::AttachMode;
 use crate::error::XdpError;
 use aya::programs::links::{FdLink, PinnedLink};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -369,6 +369,31 @@ pub(crate) fn carry(
         }
     }
     out
+}
+
+impl Carried {
+    /// How many entries it carries.
+    pub fn len(&self) -> usize {
+        self.conns.len() + self.revs.len() + self.persist.len()
+    }
+}
+
+/// The keys already copied: a later copy carries only entries made since.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    conns: HashSet<FlowKey>,
+    revs: HashSet<FlowKey>,
+    persist: HashSet<PersistKey>,
+}
+
+impl Seen {
+    /// `c` without the entries whose keys were seen before; their keys are seen from now on.
+    pub fn take(&mut self, mut c: Carried) -> Carried {
+        c.conns.retain(|(k, _)| self.conns.insert(*k));
+        c.revs.retain(|(k, _)| self.revs.insert(*k));
+        c.persist.retain(|(k, _)| self.persist.insert(*k));
+        c
+    }
 }
 
 #[cfg(test)]

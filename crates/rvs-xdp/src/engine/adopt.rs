@@ -7,7 +7,7 @@
 use super::Inner;
 use crate::abi::{self, Conn, FlowKey, NatRev, Persist, PersistKey, Service, VipKey, ip_of};
 use crate::error::{XdpError, map_err};
-use crate::keep::{Carried, NewService, Pending, Translate};
+use crate::keep::{Carried, NewService, Pending, Seen, Translate};
 use aya::maps::{Array, Map, MapData};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
@@ -132,23 +132,43 @@ fn swap(inner: &mut Inner, p: &Pending, names: &HashMap<u32, String>) -> Result<
 }
 
 /// Adopt `p`: see the module doc. Returns how many entries were carried over.
+///
+/// Three copies: the whole tables; then what the old program made during that copy (a short
+/// one), so that little is left to make during the swap; after the swap, what it made since.
+/// Each later copy carries only keys the earlier ones did not (entries already copied keep
+/// the state they were copied with; the new program updates them from then on). A new flow
+/// whose packet reaches the new program between the swap and the last copy is scheduled
+/// again (docs/xdp.md: the window is the last copy's few milliseconds).
 pub(super) fn adopt(
     inner: &mut Inner,
     p: &Pending,
     names: &HashMap<u32, String>,
 ) -> Result<usize, XdpError> {
-    let first = carry_over(inner, &p.dir)?;
+    let t0 = std::time::Instant::now();
+    let mut seen = Seen::default();
+    let first = seen.take(carry_over(inner, &p.dir)?);
     insert(inner, &first, 0)?;
+    let catch_up = seen.take(carry_over(inner, &p.dir)?);
+    insert(inner, &catch_up, NOEXIST)?;
+    let t1 = std::time::Instant::now();
     swap(inner, p, names)?;
-    // What the old program made between the first copy and the swap.
-    let mut n = first.conns.len() + first.revs.len() + first.persist.len();
-    match carry_over(inner, &p.dir).and_then(|second| {
-        n = n.max(second.conns.len() + second.revs.len() + second.persist.len());
-        insert(inner, &second, NOEXIST)
+    let mut n = first.len() + catch_up.len();
+    match carry_over(inner, &p.dir).and_then(|last| {
+        let last = seen.take(last);
+        n += last.len();
+        insert(inner, &last, NOEXIST)
     }) {
         Ok(()) => {}
-        Err(e) => log::warn!("xdp: second copy of the kept flows: {e}"),
+        Err(e) => log::warn!("xdp: last copy of the kept flows: {e}"),
     }
+    log::info!(
+        "xdp: adoption: copied {} + {} kept entries in {:?} while the old program served; \
+         swap and last copy took {:?}",
+        first.len(),
+        catch_up.len(),
+        t1 - t0,
+        t1.elapsed()
+    );
     if first.dropped > 0 {
         log::info!(
             "xdp: {} kept entries name a service, real or local address that is gone",

@@ -158,3 +158,26 @@ fn link_names_round_trip() {
     assert_eq!(parse_link("rvs_conns"), None);
     assert_eq!(parse_link("link-x-native"), None);
 }
+
+#[test]
+fn a_later_copy_carries_only_new_keys() {
+    let flow = |p: u16| FlowKey {
+        sport: p,
+        ..Default::default()
+    };
+    let carried = |ports: &[u16]| Carried {
+        conns: ports.iter().map(|p| (flow(*p), conn(1, 7))).collect(),
+        revs: ports
+            .iter()
+            .map(|p| (flow(*p + 100), abi::NatRev::default()))
+            .collect(),
+        ..Default::default()
+    };
+    let mut seen = Seen::default();
+    assert_eq!(seen.take(carried(&[1, 2])).len(), 4);
+    let later = seen.take(carried(&[1, 2, 3]));
+    assert_eq!(later.len(), 2);
+    assert_eq!(later.conns[0].0, flow(3));
+    assert_eq!(later.revs[0].0, flow(103));
+    assert_eq!(seen.take(carried(&[3])).len(), 0);
+}
