@@ -237,6 +237,7 @@ proxy_workers = 2
 proxy_udp_sessions = 10
 proxy_max_conns = 10
 stop_grace_ms = 500
+xdp_keep_on_exit = true
 
 [timeouts.tcp_states]
 time_wait = 7
@@ -271,13 +272,14 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
             (Xdp, "xdp_nat_conns", 3, 17),
             (Xdp, "xdp_icmp_rate", 4, 17),
             (Xdp, "xdp_icmp_burst", 5, 18),
-            (Xdp, "[timeouts.tcp_states]", 12, 1),
+            (Xdp, "xdp_keep_on_exit", 10, 20),
+            (Xdp, "[timeouts.tcp_states]", 13, 1),
             (Proxy, "proxy_workers", 6, 17),
             (Proxy, "proxy_udp_sessions", 7, 22),
             (Proxy, "proxy_max_conns", 8, 19),
             (Proxy, "stop_grace_ms", 9, 17),
-            (Proxy, "[service.proxy]", 18, 1),
-            (Proxy, "proxy_protocol", 24, 18),
+            (Proxy, "[service.proxy]", 19, 1),
+            (Proxy, "proxy_protocol", 25, 18),
         ]
     );
     // both engines run: nothing
@@ -287,13 +289,14 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
         (k == EngineKind::Xdp).then(|| "needs root and --xdp-interface".to_string())
     });
     let shown: Vec<String> = w.iter().map(|e| e.to_string()).collect();
-    assert_eq!(shown.len(), 5, "{shown:?}");
+    assert_eq!(shown.len(), 6, "{shown:?}");
     assert_eq!(
         shown[0],
         "w.toml:2:18: xdp_interfaces has no effect: the xdp engine is not running (needs root \
          and --xdp-interface)"
     );
-    assert!(shown[4].starts_with("w.toml:12:1: [timeouts.tcp_states] has no effect"));
+    assert!(shown[4].starts_with("w.toml:10:20: xdp_keep_on_exit has no effect"));
+    assert!(shown[5].starts_with("w.toml:13:1: [timeouts.tcp_states] has no effect"));
     // only the xdp engine runs: the proxy settings
     let w = engine_warnings(&c.engine_settings, |k| {
         (k == EngineKind::Proxy).then(|| "not enabled".to_string())
