@@ -1,11 +1,14 @@
-//! Adopting a kept state ([`crate::keep`]) once the desired state is applied: read the old
-//! maps from their pins, translate their entries to the new indexes, insert them, swap the new
-//! program into the pinned links, copy what the old program made in between, and drop the
-//! old state. Any failure before the swap leaves the new program unattached: the caller
-//! detaches the old one and attaches the new one fresh.
+//! The engine's side of restarting without losing flows ([`crate::keep`]): on exit, pin the
+//! program's links and maps or release a kept state never adopted
+//! (`XdpEngine::keep_or_release`); after the desired state is applied,
+//! [`XdpEngine::adopt`] reads the old maps from their pins, translates their entries to the
+//! new indexes, inserts them, swaps the new program into the pinned links, copies what the old
+//! program made in between, and drops the old state. Any failure before the swap leaves the
+//! new program unattached: the old one is then detached and the new one attached fresh.
 
-use super::Inner;
+use super::{Inner, XdpEngine};
 use crate::abi::{self, Conn, FlowKey, NatRev, Persist, PersistKey, Service, VipKey, ip_of};
+use crate::balancer::AttachMode;
 use crate::error::{XdpError, map_err};
 use crate::keep::{Carried, NewService, Pending, Seen, Translate};
 use aya::maps::{Array, Map, MapData};
@@ -139,7 +142,7 @@ fn swap(inner: &mut Inner, p: &Pending, names: &HashMap<u32, String>) -> Result<
 /// the state they were copied with; the new program updates them from then on). A new flow
 /// whose packet reaches the new program between the swap and the last copy is scheduled
 /// again (docs/xdp.md: the window is the last copy's few milliseconds).
-pub(super) fn adopt(
+fn adopt_into(
     inner: &mut Inner,
     p: &Pending,
     names: &HashMap<u32, String>,
@@ -177,4 +180,98 @@ pub(super) fn adopt(
     }
     crate::keep::discard(&p.dir);
     Ok(n)
+}
+
+impl XdpEngine {
+    /// Whether a state kept by the previous engine ([`crate::XdpConfig::keep_on_exit`]) waits to be
+    /// adopted: its program still serves the interfaces it was kept on.
+    pub fn has_kept_state(&self) -> bool {
+        self.lock().pending.is_some()
+    }
+
+    /// Adopt the state the previous engine kept ([`crate::XdpConfig::keep_on_exit`]), once the
+    /// desired state is applied: its connection entries, NAT/FULLNAT reverse entries and
+    /// persistence templates go into our maps with their service and real indexes translated
+    /// by address (entries whose service, real or FULLNAT local address is gone are left
+    /// behind), our program replaces the old one in its links atomically, and the entries the
+    /// old program made meanwhile are copied too. Returns how many entries were carried over
+    /// (0: nothing was kept). On failure the old program is detached and ours attached fresh
+    /// (so no flow is kept, but the interfaces are served), and the error says why.
+    pub fn adopt(&mut self) -> Result<usize, XdpError> {
+        let mut inner = self.lock();
+        let Some(p) = inner.pending.take() else {
+            return Ok(0);
+        };
+        let names: std::collections::HashMap<u32, String> = self
+            .ifindexes
+            .iter()
+            .map(|(n, i)| (*i, n.clone()))
+            .collect();
+        let err = match adopt_into(&mut inner, &p, &names) {
+            Ok(n) => {
+                log::info!("xdp: adopted the kept state: {n} entries carried over");
+                return Ok(n);
+            }
+            Err(e) => e,
+        };
+        log::warn!("xdp: adopting the kept state failed ({err}): detaching it, starting fresh");
+        crate::keep::discard(&p.dir);
+        let mut modes = Vec::new();
+        if let Some(b) = inner.balancer.as_mut() {
+            for (ifindex, _, _) in &p.links {
+                let Some(name) = names.get(ifindex) else {
+                    continue;
+                };
+                if b.links.iter().any(|(n, _)| n == name) {
+                    continue;
+                }
+                match if self.force_generic {
+                    b.attach_generic(name)
+                } else {
+                    b.attach(name)
+                } {
+                    Ok(mode) => modes.push((name.clone(), mode)),
+                    Err(e) => log::warn!("xdp: attaching to {name}: {e}"),
+                }
+            }
+        }
+        drop(inner);
+        for (name, mode) in modes {
+            if let Some(a) = self.attached.iter_mut().find(|(n, _)| *n == name) {
+                a.1 = mode;
+            }
+        }
+        Err(err)
+    }
+
+    /// On exit: with [`crate::XdpConfig::keep_on_exit`], pin the program's links and maps (or leave
+    /// a kept state that was never adopted as it is); without, detach a kept state that was
+    /// never adopted. Our own links are detached by the caller dropping the program.
+    pub(super) fn keep_or_release(&self, inner: &mut Inner) {
+        if let Some(p) = inner.pending.take() {
+            if self.keep_on_exit {
+                log::info!("xdp: the kept state was not adopted: it stays attached");
+            } else {
+                crate::keep::discard(&p.dir);
+            }
+        } else if self.keep_on_exit
+            && let Some(b) = inner.balancer.as_mut()
+        {
+            let ifaces: Vec<(String, u32, AttachMode)> = self
+                .attached
+                .iter()
+                .filter_map(|(n, m)| {
+                    let i = self.ifindexes.iter().find(|(x, _)| x == n)?.1;
+                    Some((n.clone(), i, *m))
+                })
+                .collect();
+            match crate::keep::pin(b, &ifaces) {
+                Ok(dir) => log::info!(
+                    "xdp: left attached with its flows (kept under {})",
+                    dir.display()
+                ),
+                Err(e) => log::warn!("xdp: keeping the program attached failed ({e}): detaching"),
+            }
+        }
+    }
 }

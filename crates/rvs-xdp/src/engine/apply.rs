@@ -1,6 +1,8 @@
 //! How the engine turns the desired state's changes into map writes: services (their entry,
 //! Maglev table as diffs, FULLNAT pool), reals (entry, port, MAC), and their removal; the
-//! order of the writes is [`crate::service_writes`]'s.
+//! order of the writes is [`crate::service_writes`]'s. Also the insertion of connection
+//! entries made elsewhere (connection sync, adoption of a kept state), which widens their
+//! ports' table bits first.
 
 use super::{Inner, io_err};
 use crate::abi;
@@ -328,5 +330,53 @@ pub(crate) fn check_method(_key: &ServiceKey, m: ForwardMethod) -> Result<(), En
         ForwardMethod::Dr | ForwardMethod::Tun | ForwardMethod::Nat | ForwardMethod::FullNat => {
             Ok(())
         }
+    }
+}
+
+impl Inner {
+    /// See [`super::XdpEngine::insert_conns`]; `flags` of the map update (`BPF_NOEXIST`: entries
+    /// already there stay).
+    pub(crate) fn insert_conn_entries(
+        &mut self,
+        entries: &[(abi::FlowKey, abi::Conn)],
+        flags: u64,
+    ) -> Result<(), XdpError> {
+        let inner = self;
+        let methods: std::collections::HashMap<u32, u8> = inner
+            .services
+            .values()
+            .flat_map(|s| s.reals.values())
+            .map(|r| (r.index, r.abi().method))
+            .collect();
+        let mut kinds: BTreeMap<u32, u32> = BTreeMap::new();
+        let entries: Vec<(abi::FlowKey, abi::Conn)> = entries
+            .iter()
+            .map(|(k, c)| {
+                let mut c = *c;
+                if c.method == 0 {
+                    c.method = methods.get(&c.real).copied().unwrap_or(0);
+                }
+                *kinds.entry(c.svc).or_default() |= if crate::state::is_nat_method(c.method) {
+                    abi::RVS_SVC_F_NAT
+                } else {
+                    abi::RVS_SVC_F_DIRECT
+                } as u32;
+                (*k, c)
+            })
+            .collect();
+        for (svc, flags) in kinds {
+            inner
+                .widen_tables(svc, flags)
+                .map_err(|e| XdpError::Invalid(e.to_string()))?;
+        }
+        let b = inner
+            .balancer
+            .as_mut()
+            .ok_or(XdpError::Missing("balancer"))?;
+        let (nat, direct): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|(_, c)| crate::state::is_nat_method(c.method));
+        b.insert_entries(crate::balancer::NAT_CONNS, &nat, flags)?;
+        b.insert_entries(crate::balancer::CONNS, &direct, flags)
     }
 }

@@ -222,67 +222,6 @@ impl XdpEngine {
         })
     }
 
-    /// Whether a state kept by the previous engine ([`XdpConfig::keep_on_exit`]) waits to be
-    /// adopted: its program still serves the interfaces it was kept on.
-    pub fn has_kept_state(&self) -> bool {
-        self.lock().pending.is_some()
-    }
-
-    /// Adopt the state the previous engine kept ([`XdpConfig::keep_on_exit`]), once the
-    /// desired state is applied: its connection entries, NAT/FULLNAT reverse entries and
-    /// persistence templates go into our maps with their service and real indexes translated
-    /// by address (entries whose service, real or FULLNAT local address is gone are left
-    /// behind), our program replaces the old one in its links atomically, and the entries the
-    /// old program made meanwhile are copied too. Returns how many entries were carried over
-    /// (0: nothing was kept). On failure the old program is detached and ours attached fresh
-    /// (so no flow is kept, but the interfaces are served), and the error says why.
-    pub fn adopt(&mut self) -> Result<usize, XdpError> {
-        let mut inner = self.lock();
-        let Some(p) = inner.pending.take() else {
-            return Ok(0);
-        };
-        let names: std::collections::HashMap<u32, String> = self
-            .ifindexes
-            .iter()
-            .map(|(n, i)| (*i, n.clone()))
-            .collect();
-        let err = match adopt::adopt(&mut inner, &p, &names) {
-            Ok(n) => {
-                log::info!("xdp: adopted the kept state: {n} entries carried over");
-                return Ok(n);
-            }
-            Err(e) => e,
-        };
-        log::warn!("xdp: adopting the kept state failed ({err}): detaching it, starting fresh");
-        crate::keep::discard(&p.dir);
-        let mut modes = Vec::new();
-        if let Some(b) = inner.balancer.as_mut() {
-            for (ifindex, _, _) in &p.links {
-                let Some(name) = names.get(ifindex) else {
-                    continue;
-                };
-                if b.links.iter().any(|(n, _)| n == name) {
-                    continue;
-                }
-                match if self.force_generic {
-                    b.attach_generic(name)
-                } else {
-                    b.attach(name)
-                } {
-                    Ok(mode) => modes.push((name.clone(), mode)),
-                    Err(e) => log::warn!("xdp: attaching to {name}: {e}"),
-                }
-            }
-        }
-        drop(inner);
-        for (name, mode) in modes {
-            if let Some(a) = self.attached.iter_mut().find(|(n, _)| *n == name) {
-                a.1 = mode;
-            }
-        }
-        Err(err)
-    }
-
     /// Give FULLNAT service `key` its own local addresses (empty: back to the default pool).
     /// Takes effect for new flows when the service is next written (now, if it exists).
     pub fn set_fullnat_pool(&self, key: ServiceKey, addrs: Vec<IpAddr>) -> Result<(), EngineError> {
@@ -378,54 +317,6 @@ impl XdpEngine {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Inner {
-    /// See [`XdpEngine::insert_conns`]; `flags` of the map update (`BPF_NOEXIST`: entries
-    /// already there stay).
-    pub(crate) fn insert_conn_entries(
-        &mut self,
-        entries: &[(abi::FlowKey, abi::Conn)],
-        flags: u64,
-    ) -> Result<(), XdpError> {
-        let inner = self;
-        let methods: std::collections::HashMap<u32, u8> = inner
-            .services
-            .values()
-            .flat_map(|s| s.reals.values())
-            .map(|r| (r.index, r.abi().method))
-            .collect();
-        let mut kinds: BTreeMap<u32, u32> = BTreeMap::new();
-        let entries: Vec<(abi::FlowKey, abi::Conn)> = entries
-            .iter()
-            .map(|(k, c)| {
-                let mut c = *c;
-                if c.method == 0 {
-                    c.method = methods.get(&c.real).copied().unwrap_or(0);
-                }
-                *kinds.entry(c.svc).or_default() |= if crate::state::is_nat_method(c.method) {
-                    abi::RVS_SVC_F_NAT
-                } else {
-                    abi::RVS_SVC_F_DIRECT
-                } as u32;
-                (*k, c)
-            })
-            .collect();
-        for (svc, flags) in kinds {
-            inner
-                .widen_tables(svc, flags)
-                .map_err(|e| XdpError::Invalid(e.to_string()))?;
-        }
-        let b = inner
-            .balancer
-            .as_mut()
-            .ok_or(XdpError::Missing("balancer"))?;
-        let (nat, direct): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .partition(|(_, c)| crate::state::is_nat_method(c.method));
-        b.insert_entries(crate::balancer::NAT_CONNS, &nat, flags)?;
-        b.insert_entries(crate::balancer::CONNS, &direct, flags)
     }
 }
 
@@ -595,31 +486,7 @@ impl Engine for XdpEngine {
             u.stop();
         }
         let mut inner = self.lock();
-        if let Some(p) = inner.pending.take() {
-            if self.keep_on_exit {
-                log::info!("xdp: the kept state was not adopted: it stays attached");
-            } else {
-                crate::keep::discard(&p.dir);
-            }
-        } else if self.keep_on_exit
-            && let Some(b) = inner.balancer.as_mut()
-        {
-            let ifaces: Vec<(String, u32, AttachMode)> = self
-                .attached
-                .iter()
-                .filter_map(|(n, m)| {
-                    let i = self.ifindexes.iter().find(|(x, _)| x == n)?.1;
-                    Some((n.clone(), i, *m))
-                })
-                .collect();
-            match crate::keep::pin(b, &ifaces) {
-                Ok(dir) => log::info!(
-                    "xdp: left attached with its flows (kept under {})",
-                    dir.display()
-                ),
-                Err(e) => log::warn!("xdp: keeping the program attached failed ({e}): detaching"),
-            }
-        }
+        self.keep_or_release(&mut inner);
         // Dropping the program detaches it from every interface it still holds (bpf_link /
         // netlink detach); pinned links stay.
         inner.balancer = None;
