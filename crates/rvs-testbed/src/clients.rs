@@ -202,6 +202,35 @@ pub fn parse_iperf3(json: &str) -> Result<f64> {
         })
 }
 
+/// One HTTP/1.1 keep-alive `GET /` on an open connection `s` (the connection stays open for
+/// the next): the response body, trimmed (a demo real's or nginx test page's name).
+pub fn http_keepalive_get(s: &mut std::net::TcpStream) -> std::io::Result<String> {
+    std::io::Write::write_all(s, b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = std::io::Read::read(s, &mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Ok(body[..len].trim().to_string());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

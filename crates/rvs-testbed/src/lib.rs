@@ -50,7 +50,7 @@ pub mod topology;
 pub mod xdp_pass;
 
 pub use bins::bin_path;
-pub use clients::{WrkOptions, WrkResult, curl, iperf3, ping, wrk};
+pub use clients::{WrkOptions, WrkResult, curl, http_keepalive_get, iperf3, ping, wrk};
 pub use error::{Result, TestbedError};
 pub use netns::{Netns, Process};
 pub use servers::{ConfiguredServer, Haproxy, Iperf3Server, Nginx, NginxOptions, Tcpdump};

@@ -34,6 +34,12 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// Whether an XDP program is attached to `dev` in this namespace (`ip link show`).
+    pub fn has_xdp(&self, dev: &str) -> bool {
+        self.ip(&["link", "show", dev])
+            .is_ok_and(|out| out.contains("xdp"))
+    }
+
     /// Creates a namespace whose name ends in `role` (letters, digits, `-`; at most 20 chars),
     /// with its loopback up.
     pub fn new(role: &str) -> Result<Netns> {

@@ -9,11 +9,11 @@
 
 mod common;
 
-use common::keep::{get, has_xdp, kept_root};
+use common::keep::kept_root;
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
-use rvs_testbed::{Kind, Netns, Nginx, Topology};
+use rvs_testbed::{Kind, Netns, Nginx, Topology, http_keepalive_get};
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -147,16 +147,16 @@ fn run(kind: Kind, fwd: ForwardMethod) {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s
     });
-    let real = get(&mut held).expect("first request");
+    let real = http_keepalive_get(&mut held).expect("first request");
     assert!(real.starts_with("real"), "{real}");
     // The engine exits keeping the program attached with its flows.
     lab.topo.director.ns.in_thread(|| engine.shutdown());
     drop(engine);
     assert!(root.exists(), "nothing pinned under {}", root.display());
-    assert!(has_xdp(&lab.topo.director.ns, "eth0") && has_xdp(&lab.topo.director.ns, "eth1"));
+    assert!(lab.topo.director.ns.has_xdp("eth0") && lab.topo.director.ns.has_xdp("eth1"));
     for i in 0..3 {
         assert_eq!(
-            get(&mut held).expect("request while no engine runs"),
+            http_keepalive_get(&mut held).expect("request while no engine runs"),
             real,
             "{i}"
         );
@@ -166,7 +166,7 @@ fn run(kind: Kind, fwd: ForwardMethod) {
     assert!(engine.has_kept_state());
     for i in 0..2 {
         assert_eq!(
-            get(&mut held).expect("request before adoption"),
+            http_keepalive_get(&mut held).expect("request before adoption"),
             real,
             "{i}"
         );
@@ -192,7 +192,11 @@ fn run(kind: Kind, fwd: ForwardMethod) {
         "pins left after adoption"
     );
     for i in 0..3 {
-        assert_eq!(get(&mut held).expect("request after adoption"), real, "{i}");
+        assert_eq!(
+            http_keepalive_get(&mut held).expect("request after adoption"),
+            real,
+            "{i}"
+        );
     }
     let stats = engine.stats();
     assert!(
@@ -204,7 +208,7 @@ fn run(kind: Kind, fwd: ForwardMethod) {
     // A normal exit detaches and pins nothing.
     lab.topo.director.ns.in_thread(|| engine.shutdown());
     drop(engine);
-    assert!(!has_xdp(&lab.topo.director.ns, "eth0") && !has_xdp(&lab.topo.director.ns, "eth1"));
+    assert!(!lab.topo.director.ns.has_xdp("eth0") && !lab.topo.director.ns.has_xdp("eth1"));
     assert!(
         std::fs::read_dir(&root).map_or(0, |d| d.count()) == 0,
         "pins after a normal exit"
@@ -261,5 +265,5 @@ fn another_layout_starts_fresh() {
     curls_ok(&lab, 10);
     lab.topo.director.ns.in_thread(|| engine.shutdown());
     drop(engine);
-    assert!(!has_xdp(&lab.topo.director.ns, "eth0"));
+    assert!(!lab.topo.director.ns.has_xdp("eth0"));
 }

@@ -8,11 +8,12 @@
 mod common;
 
 use common::e2e_lab::{curls, in_ns, lab};
-use common::keep::{get, has_xdp, kept_root, pins};
+use common::keep::{kept_root, pins};
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_net::realserver::Method;
+use rvs_testbed::http_keepalive_get;
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -73,12 +74,15 @@ fn dr_flows_survive_a_restart() {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s
     });
-    let real = get(&mut held).expect("first request");
+    let real = http_keepalive_get(&mut held).expect("first request");
     in_ns(d, || engine.shutdown());
     drop(engine);
-    assert!(pins(&root) > 0 && has_xdp(d, "eth0"));
+    assert!(pins(&root) > 0 && d.has_xdp("eth0"));
     for _ in 0..3 {
-        assert_eq!(get(&mut held).expect("request while no engine runs"), real);
+        assert_eq!(
+            http_keepalive_get(&mut held).expect("request while no engine runs"),
+            real
+        );
     }
     let index: usize = real["real".len()..].parse().expect("real's name");
     let mut engine = in_ns(d, || XdpEngine::start(config(false)).expect("engine"));
@@ -90,7 +94,10 @@ fn dr_flows_survive_a_restart() {
     let carried = in_ns(d, || engine.adopt()).expect("adopt");
     assert!(carried >= 1, "carried {carried}");
     for _ in 0..3 {
-        assert_eq!(get(&mut held).expect("request after adoption"), real);
+        assert_eq!(
+            http_keepalive_get(&mut held).expect("request after adoption"),
+            real
+        );
     }
     let counts = curls(&lab, 20);
     assert_eq!(counts.get("FAIL"), None, "{counts:?}");
@@ -102,7 +109,7 @@ fn dr_flows_survive_a_restart() {
     drop(held);
     in_ns(d, || engine.shutdown());
     drop(engine);
-    assert!(!has_xdp(d, "eth0"));
+    assert!(!d.has_xdp("eth0"));
     assert_eq!(pins(&root), 0);
     assert!(!root.exists(), "{} left behind", root.display());
 }

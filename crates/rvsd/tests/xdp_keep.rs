@@ -12,7 +12,6 @@ mod common;
 
 use common::*;
 use rvs_testbed::{Kind, Nginx, Topology};
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -33,42 +32,6 @@ fn config(vip: Ipv4Addr, reals: &[SocketAddr], keep: bool, drained: Option<Socke
         );
     }
     c
-}
-
-/// One keep-alive request on `s`: the body (the real's name).
-fn get(s: &mut TcpStream) -> std::io::Result<String> {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::Error::other("closed"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return Ok(body[..len].trim().to_string());
-            }
-        }
-    }
-}
-
-fn has_xdp(topo: &Topology, dev: &str) -> bool {
-    topo.director
-        .ns
-        .ip(&["link", "show", dev])
-        .unwrap()
-        .contains("xdp")
 }
 
 #[test]
@@ -115,13 +78,17 @@ fn rvsd_restart_keeps_fullnat_flows() {
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         s
     });
-    let real = get(&mut held).unwrap_or_else(|e| panic!("first request: {e}\n{}", rvsd.log()));
+    let real = rvs_testbed::http_keepalive_get(&mut held)
+        .unwrap_or_else(|e| panic!("first request: {e}\n{}", rvsd.log()));
     rvsd.signal("TERM");
     assert!(rvsd.wait_exit().success(), "{}", rvsd.log());
     assert!(rvsd.log().contains("left attached"), "{}", rvsd.log());
-    assert!(has_xdp(&topo, "eth0") && has_xdp(&topo, "eth1"));
+    assert!(topo.director.ns.has_xdp("eth0") && topo.director.ns.has_xdp("eth1"));
     for _ in 0..3 {
-        assert_eq!(get(&mut held).expect("request while no rvsd runs"), real);
+        assert_eq!(
+            rvs_testbed::http_keepalive_get(&mut held).expect("request while no rvsd runs"),
+            real
+        );
     }
 
     let index: usize = real["real".len()..].parse().expect("real's name");
@@ -129,7 +96,7 @@ fn rvsd_restart_keeps_fullnat_flows() {
     let mut rvsd = Rvsd::start_net_only(d, &config(vip, &reversed, false, Some(reals[index])), &[]);
     rvsd.wait_log("adopted the flows the last rvsd kept", 1);
     for _ in 0..3 {
-        let got = get(&mut held)
+        let got = rvs_testbed::http_keepalive_get(&mut held)
             .unwrap_or_else(|e| panic!("request after adoption: {e}\n{}", rvsd.log()));
         assert_eq!(got, real);
     }
@@ -145,7 +112,7 @@ fn rvsd_restart_keeps_fullnat_flows() {
     drop(held);
     rvsd.signal("TERM");
     assert!(rvsd.wait_exit().success(), "{}", rvsd.log());
-    assert!(!has_xdp(&topo, "eth0") && !has_xdp(&topo, "eth1"));
+    assert!(!topo.director.ns.has_xdp("eth0") && !topo.director.ns.has_xdp("eth1"));
     assert!(
         std::fs::read_dir(&root).map_or(0, |d| d.count()) == 0,
         "pins after an exit without xdp_keep_on_exit"
