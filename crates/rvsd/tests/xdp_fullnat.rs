@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use rvs_testbed::{Kind, Nginx, Topology};
+use rvs_testbed::{Nginx, Topology};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -76,22 +76,9 @@ fn rvsd_serves_fullnat_through_xdp_with_configured_local_addresses() {
     ) {
         return;
     }
-    let topo = Topology::build(Kind::FullNat, 2).expect("topology");
+    let topo = xdp_fullnat_topology(2);
     let d = &topo.director.ns;
-    // veth: checksums stay with "hardware" unless turned off, and a frame XDP sends out of a
-    // veth is dropped unless the peer has GRO (or an XDP program) — DESIGN.md.
-    let client = &topo.client.ns;
-    client.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    client.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-    topo.switch
-        .run("ethtool", &["-K", "dir", "gro", "on"])
-        .unwrap();
-    for r in &topo.reals {
-        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    }
     let vip = topo.vip4;
-    d.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
-        .unwrap();
     for l in LOCAL {
         d.ip(&["addr", "add", &format!("{l}/24"), "dev", "eth1"])
             .unwrap();

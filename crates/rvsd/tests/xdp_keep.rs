@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use rvs_testbed::{Kind, Nginx, Topology};
+use rvs_testbed::Nginx;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -39,20 +39,10 @@ fn rvsd_restart_keeps_fullnat_flows() {
     if !rvs_testbed::skip_unless_root("rvsd_restart_keeps_fullnat_flows") {
         return;
     }
-    let topo = Topology::build(Kind::FullNat, 2).expect("topology");
+    let topo = xdp_fullnat_topology(2);
     let d = &topo.director.ns;
     let client = &topo.client.ns;
-    client.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    client.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-    topo.switch
-        .run("ethtool", &["-K", "dir", "gro", "on"])
-        .unwrap();
-    for r in &topo.reals {
-        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    }
     let vip = topo.vip4;
-    d.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
-        .unwrap();
     d.ip(&["addr", "add", &format!("{LOCAL}/24"), "dev", "eth1"])
         .unwrap();
     let reals: Vec<SocketAddr> = topo

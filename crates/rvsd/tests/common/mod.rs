@@ -290,3 +290,25 @@ pub fn fullnat_config(vip: SocketAddr, reals: &[SocketAddr]) -> String {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// The FULLNAT topology (`Kind::FullNat`, `reals` reals) made ready for the xdp engine on the
+/// director: checksum offload off on the senders and GRO on the peers (a frame XDP sends out of
+/// a veth is dropped unless the peer has GRO — DESIGN.md), and the VIP on the director's `lo`.
+pub fn xdp_fullnat_topology(reals: usize) -> rvs_testbed::Topology {
+    let topo = rvs_testbed::Topology::build(rvs_testbed::Kind::FullNat, reals).expect("topology");
+    let client = &topo.client.ns;
+    client.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    client.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
+    topo.switch
+        .run("ethtool", &["-K", "dir", "gro", "on"])
+        .unwrap();
+    for r in &topo.reals {
+        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
+    }
+    let vip = topo.vip4;
+    topo.director
+        .ns
+        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])
+        .unwrap();
+    topo
+}
