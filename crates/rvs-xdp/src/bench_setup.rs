@@ -188,6 +188,32 @@ pub fn client_flow(i: u32, dst: [u8; 4], dport: u16, proto: u32) -> FlowKey {
     }
 }
 
+/// ESTABLISHED connection entries of clients `from..from + n` ([`client_flow`], TCP to
+/// `dst`:80) for real slot `real` of service slot 0, sent with `method` (an `abi::RVS_METHOD_*`,
+/// 0: the real's), fresh now: for filling tables in tests and measurements.
+pub fn established_conns(
+    from: u32,
+    n: u32,
+    dst: [u8; 4],
+    real: u32,
+    method: u32,
+) -> Vec<(FlowKey, Conn)> {
+    let now = crate::engine::monotonic_ns();
+    (from..from + n)
+        .map(|i| {
+            let c = Conn {
+                real,
+                svc: 0,
+                last_ns: now,
+                state: abi::RVS_STATE_ESTABLISHED as u8,
+                method: method as u8,
+                ..Default::default()
+            };
+            (client_flow(i, dst, 80, abi::RVS_PROTO_TCP as u32), c)
+        })
+        .collect()
+}
+
 /// Insert `entries` into the DR/TUN table `rvs_conns`, spread evenly over the online CPUs (this
 /// thread pinned to each in turn, its affinity restored afterwards), as flows arriving on every
 /// receive queue would be (each CPU keeps a small local list of free entries of the table's

@@ -13,7 +13,7 @@ use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_testbed::Netns;
 use rvs_xdp::abi::{self, Conn, FlowKey};
-use rvs_xdp::bench_setup::client_flow;
+use rvs_xdp::bench_setup::established_conns;
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,20 +22,7 @@ const VIP: [u8; 4] = [10, 9, 0, 100];
 const EACH: u32 = 100_000;
 
 fn entries(from: u32, real: u32, method: u32) -> Vec<(FlowKey, Conn)> {
-    let now = rvs_xdp::engine::monotonic_ns();
-    (from..from + EACH)
-        .map(|i| {
-            let c = Conn {
-                real,
-                svc: 0,
-                last_ns: now,
-                state: abi::RVS_STATE_ESTABLISHED as u8,
-                method: method as u8,
-                ..Default::default()
-            };
-            (client_flow(i, VIP, 80, abi::RVS_PROTO_TCP as u32), c)
-        })
-        .collect()
+    established_conns(from, EACH, VIP, real, method)
 }
 
 fn start(keep: bool, service: ServiceKey, reals: &[(SocketAddr, ForwardMethod)]) -> XdpEngine {

@@ -7,33 +7,17 @@ use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_testbed::Netns;
-use rvs_xdp::abi::{self, Conn, FlowKey};
-use rvs_xdp::bench_setup::client_flow;
+use rvs_xdp::abi::{Conn, FlowKey};
+use rvs_xdp::bench_setup::established_conns;
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const VIP: [u8; 4] = [10, 9, 0, 100];
 
-fn key(i: u32) -> FlowKey {
-    client_flow(i, VIP, 80, abi::RVS_PROTO_TCP as u32)
-}
-
 /// `n` ESTABLISHED entries numbered from `from` for real slot `real`, fresh now.
 fn established(from: u32, n: u32, real: u32) -> Vec<(FlowKey, Conn)> {
-    let now = rvs_xdp::engine::monotonic_ns();
-    (from..from + n)
-        .map(|i| {
-            let c = Conn {
-                real,
-                svc: 0,
-                last_ns: now,
-                state: abi::RVS_STATE_ESTABLISHED as u8,
-                ..Default::default()
-            };
-            (key(i), c)
-        })
-        .collect()
+    established_conns(from, n, VIP, real, 0)
 }
 
 fn active(engine: &XdpEngine, service: &ServiceKey, real: &SocketAddr) -> u32 {

@@ -83,17 +83,7 @@ fn rvsd_serves_fullnat_through_xdp_with_configured_local_addresses() {
         d.ip(&["addr", "add", &format!("{l}/24"), "dev", "eth1"])
             .unwrap();
     }
-    let reals: Vec<SocketAddr> = topo
-        .reals
-        .iter()
-        .map(|r| SocketAddr::new(r.ip4.into(), 8080))
-        .collect();
-    let nginx: Vec<Nginx> = (0..reals.len())
-        .map(|i| {
-            let listen = "0.0.0.0:8080".parse().unwrap();
-            Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap()
-        })
-        .collect();
+    let (reals, nginx) = nginx_reals(&topo);
 
     let mut rvsd = Rvsd::start_in(d, &config(vip, &reals, LOCAL[1]), &[]);
     let listing = Command::new(rvs_testbed::bin_path("rvsadm"))

@@ -11,7 +11,6 @@
 mod common;
 
 use common::*;
-use rvs_testbed::Nginx;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -45,17 +44,7 @@ fn rvsd_restart_keeps_fullnat_flows() {
     let vip = topo.vip4;
     d.ip(&["addr", "add", &format!("{LOCAL}/24"), "dev", "eth1"])
         .unwrap();
-    let reals: Vec<SocketAddr> = topo
-        .reals
-        .iter()
-        .map(|r| SocketAddr::new(r.ip4.into(), 8080))
-        .collect();
-    let _nginx: Vec<Nginx> = (0..reals.len())
-        .map(|i| {
-            let listen = "0.0.0.0:8080".parse().unwrap();
-            Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap()
-        })
-        .collect();
+    let (reals, _nginx) = nginx_reals(&topo);
     let root = d.in_thread(|| {
         let ino = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
         PathBuf::from(format!("/sys/fs/bpf/rvs/xdp/{ino}"))

@@ -312,3 +312,19 @@ pub fn xdp_fullnat_topology(reals: usize) -> rvs_testbed::Topology {
         .unwrap();
     topo
 }
+
+/// nginx on port 8080 in every real of `topo` (each answering its name, `real0`, `real1`, ...):
+/// the reals' addresses and the servers (stopped when dropped).
+pub fn nginx_reals(topo: &rvs_testbed::Topology) -> (Vec<SocketAddr>, Vec<rvs_testbed::Nginx>) {
+    let listen: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    topo.reals
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let addr = SocketAddr::new(r.ip4.into(), 8080);
+            let nginx =
+                rvs_testbed::Nginx::start(Some(&r.ns), listen, &format!("real{i}")).unwrap();
+            (addr, nginx)
+        })
+        .unzip()
+}
