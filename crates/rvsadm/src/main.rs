@@ -97,7 +97,14 @@ fn main() -> ExitCode {
         .map_err(run::RunError::from)
         .and_then(|c| {
             let stdout = std::io::stdout();
-            run::run(cmd, &c, &mut std::io::stdin(), &mut stdout.lock())
+            let stderr = std::io::stderr();
+            run::run(
+                cmd,
+                &c,
+                &mut std::io::stdin(),
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            )
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

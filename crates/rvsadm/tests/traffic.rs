@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, start};
+use common::{free_port, ok, start};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -26,14 +26,6 @@ fn echo_backend() -> u16 {
         }
     });
     port
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The whitespace-separated fields of the listing line that starts with `prefix`.

@@ -129,3 +129,12 @@ pub fn ok(d: &Daemon, line: &str) -> String {
     assert_eq!(o.code, 0, "rvsadm {line} failed: {}", o.stderr);
     o.stdout
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a VIP on loopback).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
