@@ -31,7 +31,7 @@ Options:
   --sched-flags   -b flags    on a service: sh-fallback,sh-port,mh-fallback,mh-port
   --real-server   -r addr[:port]
   --gatewaying    -g          direct routing (default)
-  --ipip          -i          tunnelling
+  --ipip          -i          tunnelling (IPIP; --tun-type ipip is accepted, gue/gre are not)
   --masquerading  -m          NAT
   --fullnat       -b          FULLNAT (on a real server)
   --weight        -w weight   0..65535 (default 1)
@@ -39,7 +39,8 @@ Options:
   --l-threshold   -y n        lower connection threshold
   --numeric       -n          numeric output (always the case)
   --connection    -c          list connections
-  --stats | --rate | --thresholds | --persistent-conn | --timeout | --exact | --sort
+  --stats | --rate | --thresholds | --persistent-conn | --timeout | --sort | --nosort
+  --exact         -X          exact numbers (no K/M/G abbreviation)
   --json                      machine-readable listing
   --socket PATH               rvsd's control socket (default: $RVS_SOCKET, /run/rvs/rvsd.sock
                               as root, else $XDG_RUNTIME_DIR/rvs/rvsd.sock or /tmp/rvs-$UID/)

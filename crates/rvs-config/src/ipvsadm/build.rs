@@ -50,6 +50,7 @@ fn allowed(cmd: Opt) -> Vec<Opt> {
             Ipip,
             Masquerading,
             FullNatOrFlags,
+            TunType,
             Weight,
             UpperThreshold,
             LowerThreshold,
@@ -66,6 +67,7 @@ fn allowed(cmd: Opt) -> Vec<Opt> {
             Thresholds,
             PersistentConn,
             Sort,
+            NoSort,
             Json,
         ]),
         _ => vec![],
@@ -281,6 +283,9 @@ fn list_options(u: &Uses) -> Result<ListOptions, BuildError> {
         Opt::Timeout,
         Opt::Connection,
     ];
+    if let (Some(_), Some(n)) = (u.by_opt.get(&Opt::Sort), u.by_opt.get(&Opt::NoSort)) {
+        return Err((n.column, "--sort and --nosort contradict each other".into()));
+    }
     let given: Vec<&OptUse> = layouts.iter().filter_map(|l| u.by_opt.get(l)).collect();
     if given.len() > 1 {
         return Err((

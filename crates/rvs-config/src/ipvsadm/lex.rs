@@ -55,6 +55,10 @@ pub enum Opt {
     Thresholds,
     PersistentConn,
     Sort,
+    /// `--nosort`: the daemon's order (ipvsadm's opposite of `--sort`).
+    NoSort,
+    /// `--tun-type TYPE` on a tunnelled real: only `ipip` (rvs's one encapsulation).
+    TunType,
     Json,
 }
 
@@ -116,12 +120,50 @@ const TABLE: &[(Option<char>, &str, Opt, Arity)] = &[
     (None, "stats", Opt::Stats, Arity::None),
     (None, "rate", Opt::Rate, Arity::None),
     (None, "timeout", Opt::Timeout, Arity::None),
-    (None, "exact", Opt::Exact, Arity::None),
+    (Some('X'), "exact", Opt::Exact, Arity::None),
     (None, "thresholds", Opt::Thresholds, Arity::None),
     (None, "persistent-conn", Opt::PersistentConn, Arity::None),
     (None, "sort", Opt::Sort, Arity::None),
+    (None, "nosort", Opt::NoSort, Arity::None),
+    (None, "tun-type", Opt::TunType, Arity::One),
     (None, "json", Opt::Json, Arity::None),
 ];
+
+const SYNC: &str = "rvs has no IPVS connection-sync daemon: connection synchronisation between \
+                    directors is not implemented";
+const TUN: &str = "rvs tunnels (-i) with IPIP only (IPv6-in-IPv6 for IPv6 reals): GUE and GRE \
+                   encapsulation and their options are not supported";
+
+/// ipvsadm options rvs knows but does not implement, with why: an error that says so instead of
+/// "unknown option" (long name, reason).
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("start-daemon", SYNC),
+    ("stop-daemon", SYNC),
+    ("daemon", SYNC),
+    ("syncid", SYNC),
+    ("sync-maxlen", SYNC),
+    ("mcast-interface", SYNC),
+    ("mcast-group", SYNC),
+    ("mcast-port", SYNC),
+    ("mcast-ttl", SYNC),
+    ("tun-port", TUN),
+    ("tun-nocsum", TUN),
+    ("tun-csum", TUN),
+    ("tun-remcsum", TUN),
+    (
+        "pe",
+        "persistence engines (--pe, e.g. sip) are not supported: persistence (-p, -M) is by \
+         client address",
+    ),
+];
+
+/// The error for an option that is not in [`TABLE`].
+fn unknown_long(name: &str, column: usize) -> LexError {
+    match UNSUPPORTED.iter().find(|(n, _)| *n == name) {
+        Some((_, why)) => (column, format!("option '--{name}' is not supported: {why}")),
+        None => (column, format!("unknown option '--{name}'")),
+    }
+}
 
 /// Scheduler flag names `-b`/`--sched-flags` accept.
 pub const SCHED_FLAG_NAMES: [&str; 7] = [
@@ -176,7 +218,7 @@ pub fn lex(words: &[Word]) -> Result<Vec<OptUse>, LexError> {
             let (_, _, opt, arity) = TABLE
                 .iter()
                 .find(|e| e.1 == name)
-                .ok_or_else(|| (w.column, format!("unknown option '--{name}'")))?;
+                .ok_or_else(|| unknown_long(name, w.column))?;
             let inline = inline.map(|v| Word {
                 text: v.to_string(),
                 column: w.column,

@@ -119,6 +119,21 @@ pub(super) fn real_spec(u: &Uses) -> Result<(ServiceKey, RealServer), BuildError
         ));
     }
     let method = methods.first().map(|m| m.1).unwrap_or_default();
+    if let Some((t, c)) = u.value(Opt::TunType) {
+        if method != ForwardMethod::Tun {
+            let at = u.by_opt.get(&Opt::TunType).map_or(c, |o| o.column);
+            return Err((at, "--tun-type applies to tunnelling (-i)".into()));
+        }
+        if !t.eq_ignore_ascii_case("ipip") {
+            return Err((
+                c,
+                format!(
+                    "tunnel type '{t}' is not supported: rvs tunnels with IPIP only (IPv6-in-IPv6 \
+                     for IPv6 reals)"
+                ),
+            ));
+        }
+    }
     let weight = match u.value(Opt::Weight) {
         Some((w, c)) => parse_u32(w, "weight", 0, MAX_WEIGHT).map_err(|m| (c, m))?,
         None => 1,
