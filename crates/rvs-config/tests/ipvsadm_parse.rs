@@ -19,6 +19,15 @@ fn bad(line: &str) -> (usize, String) {
     (e.location.column, e.message)
 }
 
+/// Every (line, column, message part) is refused there with that message.
+fn assert_all_bad(cases: &[(&str, usize, &str)]) {
+    for (line, col, msg) in cases {
+        let (c, m) = bad(line);
+        assert!(m.contains(msg), "{line}: got '{m}', expected '{msg}'");
+        assert_eq!(c, *col, "{line}: column of '{m}'");
+    }
+}
+
 fn tcp(s: &str) -> ServiceKey {
     ServiceKey::tcp(s.parse().unwrap())
 }
@@ -341,11 +350,7 @@ fn bad_input_is_named_and_located() {
         ("-C extra", 2, "unexpected argument 'extra'"),
         ("-C --clear=1", 2, "takes no value"),
     ];
-    for (line, col, msg) in cases {
-        let (c, m) = bad(line);
-        assert!(m.contains(msg), "{line}: got '{m}', expected '{msg}'");
-        assert_eq!(c, *col, "{line}: column of '{m}'");
-    }
+    assert_all_bad(cases);
 }
 
 /// ipvsadm options rvs does not implement are named as such, with why, not "unknown"; the
@@ -397,11 +402,7 @@ fn ipvsadm_options_rvs_lacks_say_why() {
             "option --nosort is not allowed with -A",
         ),
     ];
-    for (line, col, msg) in cases {
-        let (c, m) = bad(line);
-        assert!(m.contains(msg), "{line}: '{m}' lacks '{msg}'");
-        assert_eq!(c, *col, "{line}: {m}");
-    }
+    assert_all_bad(cases);
     assert_eq!(
         p("-a -t 10.0.0.3:80 -r 10.0.0.7 -i --tun-type ipip -w 2"),
         p("-a -t 10.0.0.3:80 -r 10.0.0.7 -i -w 2")
