@@ -1,6 +1,6 @@
 //! Which services and reals the proxy engine can serve, and why not: it relays TCP and UDP
 //! with FULLNAT semantics (the reals see the director's address), so firewall-mark and SCTP
-//! services, DR/TUN/NAT reals, and UDP services on an unspecified VIP or with a PROXY header
+//! services, services on every port (port 0), DR/TUN/NAT reals, and UDP services on an unspecified VIP or with a PROXY header
 //! are refused with a reason the operator sees.
 
 use rvs_core::desired::ServiceConfig;
@@ -17,6 +17,9 @@ pub(crate) fn supports(service: &ServiceConfig) -> Result<(), Unsupported> {
             ..
         } => {
             return Err(Unsupported(SCTP_REASON.into()));
+        }
+        ServiceKey::Addr { addr, .. } if addr.port() == 0 => {
+            return Err(Unsupported(PORT_ZERO_REASON.into()));
         }
         ServiceKey::Addr { .. } => {}
     }
@@ -35,6 +38,8 @@ pub(crate) fn supports(service: &ServiceConfig) -> Result<(), Unsupported> {
 
 pub(crate) const FWMARK_REASON: &str = "firewall-mark services need packet marks, which a userspace proxy \
      never sees (use the xdp engine)";
+pub(crate) const PORT_ZERO_REASON: &str = "a service on every port (port 0) is not served by \
+     the proxy engine: it listens on one port per service (binding port 0 would take a random one)";
 pub(crate) const SCTP_REASON: &str =
     "the proxy engine relays TCP and UDP only; SCTP needs the xdp engine";
 
