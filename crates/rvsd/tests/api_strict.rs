@@ -1,7 +1,8 @@
 //! What a script or a UI gets wrong is refused, never half-understood: unknown query
 //! parameters and unknown JSON fields are 400s that change nothing (as unknown TOML keys are
 //! errors), values the TOML config refuses are refused by the API too, and errors raised before
-//! a handler runs (a body too large, a path that is not UTF-8) are `ErrorBody`s like the rest.
+//! a handler runs (a body too large, a path that is not UTF-8) are `ErrorBody`s like the rest;
+//! the TCP listener takes the bearer scheme in any case and names it when it refuses.
 
 mod common;
 
@@ -275,4 +276,38 @@ fn a_large_state_round_trips_and_errors_before_the_handler_are_error_bodies() {
     let r = d.get("/v1/services/tcp:%ff");
     assert_error(&r, 400, "bad_request", "UTF-8");
     assert_eq!(d.get("/v1/services").json().as_array().unwrap().len(), 5000);
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_a_refusal_says_www_authenticate() {
+    let dir = TempDir::new();
+    let token = dir.0.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let port = free_port();
+    let _d = Rvsd::start(
+        "",
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let tcp = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // RFC 9110 §11.1: the scheme is case-insensitive (`bearer` from some clients).
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let auth = format!("Authorization: {scheme} s3cret\r\n");
+        let r = http(tcp(), "GET", "/v1/services", None, &auth);
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+    }
+    for wrong in [
+        "bearer S3CRET",
+        "Basic s3cret",
+        "Bearers3cret",
+        "Bearer  s3cret",
+    ] {
+        let auth = format!("Authorization: {wrong}\r\n");
+        let r = http(tcp(), "GET", "/v1/services", None, &auth);
+        assert_eq!(r.status, 401, "{wrong}");
+    }
 }
