@@ -41,8 +41,8 @@ pub(crate) fn supports(service: &ServiceConfig) -> Result<(), Unsupported> {
 }
 
 /// Whether connecting to `real` reaches the service's own listener: the real is the VIP (a
-/// port 0 real takes the VIP's port), or the VIP is unspecified and the real is on a loopback
-/// or unspecified address with its port. Every connection would then loop through the proxy
+/// port 0 real takes the VIP's port), or on an unspecified address (a connect to it reaches
+/// this host) with the VIP's port, or on a loopback address with it behind an unspecified VIP. Every connection would then loop through the proxy
 /// again, each hop holding two more descriptors, until the engine's connection cap stops all
 /// of its services (one client did that in under a second). A real on another of the host's
 /// own addresses behind an unspecified VIP loops too; it is not detected.
@@ -55,9 +55,11 @@ pub(crate) fn is_own_vip(service: &ServiceKey, real: &RealServer) -> bool {
         p => p,
     };
     let ip = real.addr.ip();
+    // A connect to 0.0.0.0 / :: reaches this host, so the VIP's listener whatever its address.
     port == vip.port()
         && (ip == vip.ip()
-            || (vip.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+            || ip.is_unspecified()
+            || (vip.ip().is_unspecified() && ip.is_loopback()))
 }
 
 pub(crate) fn own_vip_reason(real: &RealServer) -> String {

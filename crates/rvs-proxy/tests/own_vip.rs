@@ -24,6 +24,7 @@ fn a_real_that_is_the_vip_itself_is_refused() {
         (key, zero_port),
         (ServiceKey::tcp(any), vip),
         (ServiceKey::tcp(any), any),
+        (key, any),
         (ServiceKey::udp(vip), vip),
     ] {
         let mut svc = ServiceConfig::new(service, options(SchedulerKind::Rr));
