@@ -311,3 +311,31 @@ fn the_bearer_scheme_is_case_insensitive_and_a_refusal_says_www_authenticate() {
         assert_eq!(r.status, 401, "{wrong}");
     }
 }
+
+#[test]
+fn keys_given_twice_are_refused() {
+    let (d, svc) = service_with_two_reals();
+    let before = state(&d);
+    // One real listed twice in PUT /v1/state, in two spellings of one address: one of the two
+    // definitions was silently lost.
+    let body = r#"{"services": [{"key": {"kind": "addr", "protocol": "tcp", "addr": "[2001:db8::1]:80"},
+        "options": {"scheduler": "rr"},
+        "reals": {"[2001:db8::7]:80": {"addr": "[2001:db8::7]:80", "method": "dr", "weight": 1},
+                  "[2001:db8:0::7]:80": {"addr": "[2001:db8::7]:80", "method": "dr", "weight": 9}}}],
+        "timeouts": {"tcp": 900, "tcp_fin": 120, "udp": 300}}"#;
+    let r = d.req("PUT", "/v1/state", Some(body));
+    assert_error(
+        &r,
+        400,
+        "bad_json",
+        "`[2001:db8:0::7]:80` given twice in `services.reals`",
+    );
+    let r = d.req(
+        "POST",
+        &format!("{svc}/reals"),
+        Some(r#"{"addr": "127.0.0.1:1", "method": "fullnat", "weight": 1, "weight": 0}"#),
+    );
+    // (serde refuses a struct's field twice itself.)
+    assert_error(&r, 400, "bad_json", "duplicate field `weight`");
+    assert_eq!(state(&d), before, "nothing changed");
+}

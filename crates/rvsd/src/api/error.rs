@@ -75,14 +75,16 @@ impl From<UpdateError> for ApiError {
     }
 }
 
-/// Parse a JSON body (400 `bad_json` with serde's reason and position otherwise, and for
-/// fields the body type does not have: see [`super::strict`]).
+/// Parse a JSON body (400 `bad_json` with serde's reason and position otherwise, for a key
+/// given twice in one object ([`super::dups`]) and for fields the body type does not have
+/// ([`super::strict`])).
 pub fn json<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, ApiError> {
     let bad = |e: String| ApiError::bad_request("bad_json", format!("malformed JSON body: {e}"));
     let parsed: T = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let given: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let known = serde_json::to_value(&parsed).map_err(|e| bad(e.to_string()))?;
-    let unknown = super::strict::unknown_fields(&given, &known);
+    let mut unknown = super::dups::duplicate_keys(body).map_err(|e| bad(e.to_string()))?;
+    unknown.extend(super::strict::unknown_fields(&given, &known));
     if unknown.is_empty() {
         Ok(parsed)
     } else {

@@ -2,6 +2,7 @@
 //! `docs/openapi.json`): the router, errors as [`rvs_api::ErrorBody`], JSON and id parsing that
 //! answer 400 with a reason, and the bearer-token check for TCP listeners.
 
+mod dups;
 mod error;
 mod metrics;
 mod misc;
