@@ -116,6 +116,15 @@ impl ServiceShared {
         fits().nth(i % n).copied()
     }
 
+    /// Where a connection to `real` goes: a real on port 0 takes the VIP's port, as in IPVS
+    /// (`dest->port ? dest->port : vport`); connecting to port 0 is always refused.
+    pub fn target(&self, real: SocketAddr) -> SocketAddr {
+        match real.port() {
+            0 => SocketAddr::new(real.ip(), self.vaddr.port()),
+            _ => real,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Balancer> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

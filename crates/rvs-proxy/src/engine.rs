@@ -4,7 +4,9 @@
 use crate::accept;
 use crate::balance::ServiceShared;
 use crate::shared::EngineShared;
-use crate::support::{FWMARK_REASON, SCTP_REASON, check_real, udp_reason, unsupported};
+use crate::support::{
+    FWMARK_REASON, PORT_ZERO_REASON, SCTP_REASON, check_real, udp_reason, unsupported,
+};
 use crate::tcp::WorkerCtx;
 use crate::worker::Worker;
 use crate::{listen, support, udp};
@@ -204,6 +206,9 @@ impl ProxyEngine {
         };
         if protocol == Protocol::Sctp {
             return Err(unsupported(key, SCTP_REASON));
+        }
+        if addr.port() == 0 {
+            return Err(unsupported(key, PORT_ZERO_REASON));
         }
         if let Some(why) = udp_reason(&key, &options, std::iter::empty()) {
             return Err(unsupported(key, why));

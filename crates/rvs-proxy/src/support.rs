@@ -1,6 +1,7 @@
 //! Which services and reals the proxy engine can serve, and why not: it relays TCP and UDP
 //! with FULLNAT semantics (the reals see the director's address), so firewall-mark and SCTP
-//! services, DR/TUN/NAT reals, and UDP services on an unspecified VIP or with a PROXY header
+//! services, services on every port (port 0), DR/TUN/NAT reals, a real that is the VIP
+//! itself (a loop), and UDP services on an unspecified VIP or with a PROXY header
 //! are refused with a reason the operator sees.
 
 use rvs_core::desired::ServiceConfig;
@@ -18,23 +19,61 @@ pub(crate) fn supports(service: &ServiceConfig) -> Result<(), Unsupported> {
         } => {
             return Err(Unsupported(SCTP_REASON.into()));
         }
+        ServiceKey::Addr { addr, .. } if addr.port() == 0 => {
+            return Err(Unsupported(PORT_ZERO_REASON.into()));
+        }
         ServiceKey::Addr { .. } => {}
     }
     if let Some(why) = udp_reason(&service.key, &service.options, service.reals.values()) {
         return Err(Unsupported(why.into()));
     }
-    match service
+    if let Some(r) = service
         .reals
         .values()
         .find(|r| r.method != ForwardMethod::FullNat)
     {
-        Some(r) => Err(Unsupported(method_reason(r))),
+        return Err(Unsupported(method_reason(r)));
+    }
+    match service.reals.values().find(|r| is_own_vip(&service.key, r)) {
+        Some(r) => Err(Unsupported(own_vip_reason(r))),
         None => Ok(()),
     }
 }
 
+/// Whether connecting to `real` reaches the service's own listener: the real is the VIP (a
+/// port 0 real takes the VIP's port), or on an unspecified address (a connect to it reaches
+/// this host) with the VIP's port, or on a loopback address with it behind an unspecified VIP. Every connection would then loop through the proxy
+/// again, each hop holding two more descriptors, until the engine's connection cap stops all
+/// of its services (one client did that in under a second). A real on another of the host's
+/// own addresses behind an unspecified VIP loops too; it is not detected.
+pub(crate) fn is_own_vip(service: &ServiceKey, real: &RealServer) -> bool {
+    let ServiceKey::Addr { addr: vip, .. } = service else {
+        return false;
+    };
+    let port = match real.addr.port() {
+        0 => vip.port(),
+        p => p,
+    };
+    let ip = real.addr.ip();
+    // A connect to 0.0.0.0 / :: reaches this host, so the VIP's listener whatever its address.
+    port == vip.port()
+        && (ip == vip.ip()
+            || ip.is_unspecified()
+            || (vip.ip().is_unspecified() && ip.is_loopback()))
+}
+
+pub(crate) fn own_vip_reason(real: &RealServer) -> String {
+    format!(
+        "real {} is this service's own VIP: the proxy engine would connect to its own listener \
+         and every connection would loop until the descriptors ran out",
+        real.addr
+    )
+}
+
 pub(crate) const FWMARK_REASON: &str = "firewall-mark services need packet marks, which a userspace proxy \
      never sees (use the xdp engine)";
+pub(crate) const PORT_ZERO_REASON: &str = "a service on every port (port 0) is not served by \
+     the proxy engine: it listens on one port per service (binding port 0 would take a random one)";
 pub(crate) const SCTP_REASON: &str =
     "the proxy engine relays TCP and UDP only; SCTP needs the xdp engine";
 
@@ -44,6 +83,9 @@ pub(crate) fn check_real(service: &ServiceKey, real: &RealServer) -> Result<(), 
     }
     if let Some(why) = udp_reason(service, &ServiceOptions::default(), std::iter::once(real)) {
         return Err(unsupported(*service, why));
+    }
+    if is_own_vip(service, real) {
+        return Err(unsupported(*service, &own_vip_reason(real)));
     }
     Ok(())
 }

@@ -228,7 +228,7 @@ async fn connect_with_retries(
         );
         let timeout = Duration::from_millis(opts.connect_timeout_ms.max(1) as u64);
         let local = svc.local_for(real.addr);
-        match crate::ticker::within(timeout, connect(real.addr, local))
+        match crate::ticker::within(timeout, connect(svc.target(real.addr), local))
             .await
             .ok_or(())
         {

@@ -278,10 +278,11 @@ fn supports_only_fullnat_tcp_and_udp() {
     let vip = free_addr("127.0.0.1");
     let key = ServiceKey::tcp(vip);
     let mut svc = ServiceConfig::new(key, options(SchedulerKind::Rr));
-    svc.reals.insert(vip, fullnat(vip, 1));
+    let real = free_addr("127.0.0.1");
+    svc.reals.insert(real, fullnat(real, 1));
     assert!(e.supports(&svc).is_ok());
-    let dr = rvs_core::RealServer::new(vip, ForwardMethod::Dr, 1);
-    svc.reals.insert(vip, dr);
+    let dr = rvs_core::RealServer::new(real, ForwardMethod::Dr, 1);
+    svc.reals.insert(real, dr);
     let err = e.supports(&svc).unwrap_err();
     assert!(err.0.contains("FULLNAT") && err.0.contains("xdp"), "{err}");
     let fw = ServiceConfig::new(

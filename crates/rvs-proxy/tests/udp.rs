@@ -150,7 +150,7 @@ fn unspecified_vips_and_proxy_protocol_are_refused_for_udp() {
     use rvs_core::model::ProxyProtocol;
     let mut e = engine();
     let vip = udp_vip();
-    let real = fullnat(vip, 1);
+    let real = fullnat(udp_vip(), 1);
     // A specific VIP without PROXY protocol: fine.
     let mut svc = ServiceConfig::new(ServiceKey::udp(vip), options(SchedulerKind::Rr));
     svc.reals.insert(real.addr, real);

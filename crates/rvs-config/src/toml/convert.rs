@@ -522,9 +522,9 @@ fn add_service(
         pools.insert(key, pool);
     }
     let options = service_options(&svc, &key, rep);
-    if let (ServiceKey::Addr { addr, .. }, None, Some(a)) = (key, options.persistence, &svc.address)
-        && addr.port() == 0
-    {
+    let port_zero = matches!(key, ServiceKey::Addr { addr, .. } if addr.port() == 0)
+        && options.persistence.is_none();
+    if let (true, Some(a)) = (port_zero, &svc.address) {
         // as ipvsadm and keepalived: port 0 means every port, which only persistence uses
         rep.error_at(
             a.span(),
@@ -537,7 +537,10 @@ fn add_service(
             (StateError::BadNetmask { .. }, Some(p)) => p.span(),
             _ => span,
         };
-        rep.error_at(at, e.to_string());
+        // Port 0 without persistence is reported above, at the address, with the fix.
+        if !(port_zero && matches!(e, StateError::PortZeroWithoutPersistence(_))) {
+            rep.error_at(at, e.to_string());
+        }
         // A duplicate keeps the first definition; its reals are still checked against it.
         if !matches!(e, StateError::ServiceExists(_)) {
             return;

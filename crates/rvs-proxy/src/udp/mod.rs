@@ -137,7 +137,7 @@ async fn session_for(
         s.guard.track.touch(&engine.clock);
         return Some(s);
     }
-    let upstream = match connect_upstream(real.addr, svc.local_for(real.addr)).await {
+    let upstream = match connect_upstream(svc.target(real.addr), svc.local_for(real.addr)).await {
         Ok(u) => u,
         Err(e) => {
             // Nothing was sent yet: no real is blamed. Making or binding the socket, or a

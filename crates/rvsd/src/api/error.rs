@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use rvs_api::{ErrorBody, ServiceId};
 use rvs_core::desired::StateError;
 use rvs_core::model::ServiceKey;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::net::SocketAddr;
 
 /// An error answer.
@@ -73,10 +75,21 @@ impl From<UpdateError> for ApiError {
     }
 }
 
-/// Parse a JSON body (400 `bad_json` with serde's reason and position otherwise).
-pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("malformed JSON body: {e}")))
+/// Parse a JSON body (400 `bad_json` with serde's reason and position otherwise, for a key
+/// given twice in one object ([`super::dups`]) and for fields the body type does not have
+/// ([`super::strict`])).
+pub fn json<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, ApiError> {
+    let bad = |e: String| ApiError::bad_request("bad_json", format!("malformed JSON body: {e}"));
+    let parsed: T = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let given: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let known = serde_json::to_value(&parsed).map_err(|e| bad(e.to_string()))?;
+    let mut unknown = super::dups::duplicate_keys(body).map_err(|e| bad(e.to_string()))?;
+    unknown.extend(super::strict::unknown_fields(&given, &known));
+    if unknown.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(bad(unknown.join("; ")))
+    }
 }
 
 /// Parse a `{id}` path segment.

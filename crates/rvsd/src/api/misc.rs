@@ -101,6 +101,7 @@ fn validated(given: DesiredState) -> Result<DesiredState, Vec<String>> {
             ));
             continue;
         }
+        errors.extend(super::options::option_errors(&key, &svc.options));
         if let Err(e) = out.add_service(key, svc.options) {
             errors.push(e.to_string());
             continue;
@@ -136,8 +137,10 @@ pub async fn stats(State(d): State<Shared>) -> Json<StatsView> {
     Json(lock(&d).stats_view())
 }
 
-/// `?service={id}`.
+/// `?service={id}`. Another parameter is a 400: a typo such as `?servce=...` would otherwise
+/// zero every service's counters.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ZeroQuery {
     service: Option<String>,
 }

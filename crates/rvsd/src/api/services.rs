@@ -1,8 +1,9 @@
 //! Services and their reals: ipvsadm's `-A -E -D -C -a -e -d` as resources.
 
 use super::error::{json, real_addr, service_id};
+use super::options::option_errors;
 use super::{ApiError, Shared, lock};
-use crate::daemon::{Daemon, RemoveRealError};
+use crate::daemon::{Daemon, RemoveRealError, UpdateError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -38,12 +39,22 @@ fn real_view(d: &Daemon, key: &ServiceKey, addr: &SocketAddr) -> Result<RealView
         })
 }
 
+fn checked_options(key: &ServiceKey, options: &ServiceOptions) -> Result<(), ApiError> {
+    let errors = option_errors(key, options);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(UpdateError::Invalid(errors).into())
+    }
+}
+
 pub async fn list(State(d): State<Shared>) -> Json<Vec<ServiceView>> {
     Json(lock(&d).stats_view().services)
 }
 
 pub async fn create(State(d): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
     let new: NewService = json(&body)?;
+    checked_options(&new.key, &new.options)?;
     let mut d = lock(&d);
     d.update(|s| Ok(s.add_service(new.key, new.options)?))?;
     Ok((StatusCode::CREATED, Json(view(&d, &new.key)?)).into_response())
@@ -72,6 +83,7 @@ pub async fn edit(
 ) -> Result<Json<ServiceView>, ApiError> {
     let key = service_id(&id)?;
     let options: ServiceOptions = json(&body)?;
+    checked_options(&key, &options)?;
     let mut d = lock(&d);
     d.update(|s| Ok(s.edit_service(key, options)?))?;
     Ok(Json(view(&d, &key)?))
@@ -151,8 +163,10 @@ pub async fn edit_real(
     Ok(Json(real_view(&d, &key, &addr)?))
 }
 
-/// `?reset=true`.
+/// `?reset=true`. Another parameter is a 400: a typo such as `?rest=true` would otherwise
+/// remove the real without cutting its connections.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResetQuery {
     #[serde(default)]
     reset: bool,
