@@ -217,6 +217,40 @@ fn zero_proxy_timeouts_are_refused_as_in_the_toml_config() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
+/// A JSON body may leave out any service option, as the TOML config may leave out any key:
+/// ipvsadm's defaults apply (`{}` is wlc without persistence), and a partial `proxy` object
+/// keeps the defaults of the fields it leaves out.
+#[test]
+fn options_left_out_take_their_defaults() {
+    let (d, svc) = service_with_two_reals();
+    let r = d.req("PUT", &svc, Some(r#"{"proxy": {"max_fails": 0}}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let o = d.get(&svc).json()["options"].clone();
+    assert_eq!(o["scheduler"], json!("wlc"), "{o}");
+    assert_eq!(o["persistence"], Value::Null, "{o}");
+    assert_eq!(o["proxy"]["max_fails"], json!(0), "{o}");
+    assert_eq!(o["proxy"]["connect_timeout_ms"], json!(3000), "{o}");
+    assert_eq!(o["proxy"]["fail_timeout_ms"], json!(10000), "{o}");
+
+    let r = d.req("PUT", &svc, Some("{}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        d.get(&svc).json()["options"]["proxy"]["max_fails"],
+        json!(1)
+    );
+
+    let body = json!({"key": {"kind": "addr", "protocol": "tcp", "addr": "10.0.0.3:80"},
+                      "options": {"scheduler": "rr", "proxy": {"idle_timeout_ms": 5000}}});
+    let r = d.req("POST", "/v1/services", Some(&body.to_string()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let o = r.json()["options"].clone();
+    assert_eq!(o["proxy"]["idle_timeout_ms"], json!(5000), "{o}");
+    assert_eq!(o["proxy"]["connect_retries"], json!(2), "{o}");
+    // Still strict about what it does not know, inside the partial object too.
+    let r = d.req("PUT", &svc, Some(r#"{"proxy": {"max_fail": 0}}"#));
+    assert_error(&r, 400, "bad_json", "max_fail");
+}
+
 /// A request whose body is `len` spaces (the server stops reading it at its limit, so the
 /// write may fail), answered over the unix socket.
 fn oversized_request(d: &Rvsd, head: &str, len: usize) -> Resp {

@@ -277,8 +277,10 @@ pub enum ProxyProtocol {
     V2,
 }
 
-/// Options of the proxy engine for a service.
+/// Options of the proxy engine for a service. Every field may be left out of a JSON body (its
+/// default then applies), as every key may be left out of the TOML config's `[service.proxy]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProxyOptions {
     /// Milliseconds allowed for a connect to a real before it counts as failed.
     pub connect_timeout_ms: u32,
@@ -291,19 +293,9 @@ pub struct ProxyOptions {
     /// Passive failure detection (nginx's `max_fails`): after this many failed connects to a
     /// real within `fail_timeout_ms`, no new connection is scheduled to it for
     /// `fail_timeout_ms`. 0 = off.
-    #[serde(default = "default_max_fails")]
     pub max_fails: u32,
     /// The window of `max_fails` and how long a real stays out (nginx's `fail_timeout`), ms.
-    #[serde(default = "default_fail_timeout_ms")]
     pub fail_timeout_ms: u32,
-}
-
-fn default_max_fails() -> u32 {
-    ProxyOptions::default().max_fails
-}
-
-fn default_fail_timeout_ms() -> u32 {
-    ProxyOptions::default().fail_timeout_ms
 }
 
 impl Default for ProxyOptions {
@@ -319,8 +311,11 @@ impl Default for ProxyOptions {
     }
 }
 
-/// Everything an operator sets on a virtual service apart from its reals.
+/// Everything an operator sets on a virtual service apart from its reals. Every field may be
+/// left out of a JSON body: ipvsadm's defaults apply (`-E` semantics: what is not given returns
+/// to its default), so `{}` is a wlc service without persistence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServiceOptions {
     /// `-s`: the scheduler (ipvsadm's default is wlc).
     pub scheduler: SchedulerKind,
