@@ -263,16 +263,27 @@ impl Balancer {
     /// Remove the connection entries of service slot `index` (when the service goes: the
     /// program follows a live entry without looking the service up). Returns how many.
     pub fn remove_service_conns(&mut self, index: u32) -> Result<usize, XdpError> {
+        self.remove_conns(|c| c.svc == index)
+    }
+
+    /// Remove the connection entries (both tables) naming real slot `index` (when the real
+    /// goes: the program follows a live entry to whatever real holds its slot, and the slot is
+    /// reused by the next real added, maybe of another service). Returns how many.
+    pub fn remove_real_conns(&mut self, index: u32) -> Result<usize, XdpError> {
+        self.remove_conns(|c| c.real == index)
+    }
+
+    fn remove_conns(&mut self, doomed: impl Fn(&Conn) -> bool) -> Result<usize, XdpError> {
         let mut n = 0;
         for table in [CONNS, NAT_CONNS] {
-            let doomed: Vec<FlowKey> = self
+            let keys: Vec<FlowKey> = self
                 .read_hash::<FlowKey, Conn>(table)?
                 .into_iter()
-                .filter(|(_, c)| c.svc == index)
+                .filter(|(_, c)| doomed(c))
                 .map(|(k, _)| k)
                 .collect();
-            self.delete_keys::<FlowKey, Conn>(table, &doomed)?;
-            n += doomed.len();
+            self.delete_keys::<FlowKey, Conn>(table, &keys)?;
+            n += keys.len();
         }
         Ok(n)
     }

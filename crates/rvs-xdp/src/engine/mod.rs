@@ -412,6 +412,7 @@ impl Engine for XdpEngine {
             return out;
         };
         let live = inner.live_counts();
+        let templates = crate::upkeep::live_templates(&inner, monotonic_ns());
         for (key, svc) in &inner.services {
             let mut s = ServiceStats {
                 counters: to_counters(&b.counters(svc.index).unwrap_or_default()),
@@ -428,7 +429,7 @@ impl Engine for XdpEngine {
                         counters: to_counters(&c),
                         active_conns: active,
                         inactive_conns: inactive,
-                        persistent_conns: 0,
+                        persistent_conns: templates.get(&r.index).copied().unwrap_or(0),
                         connect_failures: 0,
                         passive_downs: 0,
                         passive_out_ms: 0,
