@@ -484,6 +484,25 @@ impl Balancer {
         self.attach_mode(interface, false)
     }
 
+    /// Attach to `interface` again after it was re-created (same name, new ifindex): its old
+    /// link went with the old device, so it is dropped (detaching it fails quietly), then the
+    /// program is attached as by [`Balancer::attach`] (or generic only).
+    pub fn reattach(
+        &mut self,
+        interface: &str,
+        generic_only: bool,
+    ) -> Result<AttachMode, XdpError> {
+        let prog: &mut Xdp = crate::programs::xdp_mut(&mut self.ebpf, PROG)?;
+        let (stale, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(n, _)| n == interface);
+        self.links = kept;
+        for (_, id) in stale {
+            let _ = prog.detach(id);
+        }
+        self.attach_mode(interface, generic_only)
+    }
+
     fn attach_mode(&mut self, interface: &str, generic_only: bool) -> Result<AttachMode, XdpError> {
         let prog: &mut Xdp = crate::programs::xdp_mut(&mut self.ebpf, PROG)?;
         let (mode, id) = crate::programs::attach(prog, interface, generic_only)?;

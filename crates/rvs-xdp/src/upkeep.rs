@@ -1,5 +1,6 @@
 //! Background upkeep of the XDP engine: keeps reals' MACs current from neighbour-table change
-//! notifications (plus a periodic re-check), sweeps expired flows ([`crate::sweep`]), and
+//! notifications (plus a periodic re-check, and marking stale next hops in use so the kernel
+//! re-probes them), attaches the program again to interfaces re-created under their name, sweeps expired flows ([`crate::sweep`]), and
 //! applies the overload thresholds (`-x`/`-y`) from the live connection counts in the
 //! connection tables (DR/TUN `rvs_conns` and NAT/FULLNAT `rvs_nat_conns`, walked as one). Each
 //! round sweeps one slice of each table (at most
@@ -116,6 +117,10 @@ fn refresh_links(inner: &mut Inner) {
                 continue;
             }
         };
+        let old = inner.attached_ifindexes.get(i).copied();
+        if old.is_some_and(|o| o != index) && inner.pending.is_none() {
+            reattach(inner, i, name, index);
+        }
         let Some(b) = inner.balancer.as_mut() else {
             return;
         };
@@ -146,6 +151,32 @@ fn refresh_links(inner: &mut Inner) {
                 Err(e) => log::warn!("xdp: route to real {}: {e}", r.real.addr),
             }
         }
+    }
+}
+
+/// Attach the program again to interface `name` (number `i` of the engine's), re-created under
+/// the same name with ifindex `index` (a bond, VLAN or veth deleted and made again, a container
+/// restarted): the old attachment went with the old device, and without this the VIPs' packets
+/// went to the director's own stack from then on while the engine looked healthy. Also puts
+/// the new device in the program's device map. On failure the next check tries again.
+fn reattach(inner: &mut Inner, i: usize, name: &str, index: u32) {
+    let generic = inner.force_generic;
+    let Some(b) = inner.balancer.as_mut() else {
+        return;
+    };
+    let attached = b
+        .reattach(name, generic)
+        .and_then(|mode| b.set_tx_port(index).map(|()| mode));
+    match attached {
+        Ok(mode) => {
+            log::warn!(
+                "xdp: interface {name} was re-created (ifindex {} -> {index}): attached again \
+                 in {mode:?} mode",
+                inner.attached_ifindexes[i]
+            );
+            inner.attached_ifindexes[i] = index;
+        }
+        Err(e) => log::warn!("xdp: interface {name} was re-created; attaching again: {e}"),
     }
 }
 

@@ -7,7 +7,7 @@
 //! service mixing DR and NAT reals has its flows in both connection tables, listed, counted and
 //! removed with it; each real's PersistConn counts its live persistence templates; a real on
 //! the director's own address is a local node; a removed real's flows are not followed to the
-//! real that takes its slot.
+//! real that takes its slot; an interface re-created under its name is attached again.
 //! Root only (namespaces, XDP); skips with a message otherwise.
 
 mod common;
@@ -768,5 +768,40 @@ fn m_a_removed_reals_flows_do_not_follow_its_slot_to_the_next_real() {
             listed.iter().all(|ci| ci.virtual_addr != vip(100)),
             "{listed:?}"
         );
+    });
+}
+
+/// An interface deleted and made again under the same name (a bond, VLAN or veth re-created,
+/// a container restarted) gets the program attached again by the upkeep's link check (every
+/// 10 upkeep intervals: 2 s here), and the shutdown detaches it from the new device. Before,
+/// the program was gone with the old device and the VIPs' packets went to the director's own
+/// stack while the engine looked healthy.
+#[test]
+fn n_an_interface_re_created_is_attached_again() {
+    if no_root() {
+        return;
+    }
+    let (a, b) = director();
+    a.in_thread(|| {
+        let mut e = start();
+        let before = a.ip(&["link", "show", "eth0"]).unwrap();
+        assert!(before.contains("xdp"), "{before}");
+        a.ip(&["link", "del", "eth0"]).unwrap();
+        a.veth("eth0", &b, "eth0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let link = a.ip(&["link", "show", "eth0"]).unwrap();
+            if link.contains("xdp") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not attached to the new eth0: {link}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        e.shutdown();
+        let link = a.ip(&["link", "show", "eth0"]).unwrap();
+        assert!(!link.contains("xdp"), "detached at shutdown: {link}");
     });
 }
