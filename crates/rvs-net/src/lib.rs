@@ -11,4 +11,4 @@ pub mod realserver;
 pub mod sysctl;
 
 pub use error::NetError;
-pub use netlink::{LinkInfo, Mac, Netlink, RouteInfo};
+pub use netlink::{LinkInfo, Mac, NeighbourDump, Netlink, RouteInfo};

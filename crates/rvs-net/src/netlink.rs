@@ -5,10 +5,13 @@ use crate::error::{NetError, nl};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState,
+};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,8 @@ pub struct RouteInfo {
     pub gateway: Option<IpAddr>,
     /// Preferred source address.
     pub pref_src: Option<IpAddr>,
+    /// The address is one of this host's own (a `local` route, e.g. via `lo`).
+    pub local: bool,
 }
 
 impl RouteInfo {
@@ -40,6 +45,16 @@ impl RouteInfo {
     pub fn next_hop(&self, dst: IpAddr) -> IpAddr {
         self.gateway.unwrap_or(dst)
     }
+}
+
+/// One dump of the neighbour table ([`Netlink::neighbour_dump`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NeighbourDump {
+    /// Entries whose MAC may be used, by (interface index, address).
+    pub usable: HashMap<(u32, IpAddr), Mac>,
+    /// Entries the kernel checks again only when traffic it sends uses them: STALE (its MAC
+    /// may be out of date) and FAILED (not resolved any more).
+    pub unconfirmed: HashSet<(u32, IpAddr)>,
 }
 
 /// A netlink connection usable from synchronous code.
@@ -166,8 +181,8 @@ impl Netlink {
             .map_err(nl(format!("add address {ip}/{prefix}")))
     }
 
-    /// Remove `ip` from interface `index` (absent is fine).
-    pub fn del_address(&self, index: u32, ip: IpAddr) -> Result<(), NetError> {
+    /// Remove `ip` from interface `index` (absent is fine): whether it was there.
+    pub fn del_address(&self, index: u32, ip: IpAddr) -> Result<bool, NetError> {
         let h = self.handle.clone();
         self.run(async move {
             let msgs: Vec<_> = h
@@ -178,10 +193,11 @@ impl Netlink {
                 .execute()
                 .try_collect()
                 .await?;
+            let found = !msgs.is_empty();
             for m in msgs {
                 h.address().del(m).execute().await?;
             }
-            Ok(())
+            Ok(found)
         })
         .map_err(nl(format!("delete address {ip}")))
     }
@@ -202,6 +218,7 @@ impl Netlink {
             oif: 0,
             gateway: None,
             pref_src: None,
+            local: route.header.kind == RouteType::Local,
         };
         for a in &route.attributes {
             match a {
@@ -222,13 +239,21 @@ impl Netlink {
     /// Every usable entry of the neighbour table, by (interface index, address): one dump,
     /// for callers that look up many addresses at once.
     pub fn neighbour_table(&self) -> Result<HashMap<(u32, IpAddr), Mac>, NetError> {
+        Ok(self.neighbour_dump()?.usable)
+    }
+
+    /// One dump of the neighbour table: its usable entries, and the entries that only traffic
+    /// through the kernel would check again ([`NeighbourDump::unconfirmed`]).
+    pub fn neighbour_dump(&self) -> Result<NeighbourDump, NetError> {
         let h = self.handle.clone();
         let msgs: Vec<_> = self
             .run(async move { h.neighbours().get().execute().try_collect().await })
             .map_err(nl("neighbour dump"))?;
-        let mut table = HashMap::new();
+        let mut table = NeighbourDump::default();
         for m in msgs {
-            if !usable(m.header.state) {
+            let state = m.header.state;
+            let unconfirmed = matches!(state, NeighbourState::Stale | NeighbourState::Failed);
+            if !usable(state) && !unconfirmed {
                 continue;
             }
             let mut dst = None;
@@ -245,11 +270,33 @@ impl Netlink {
                     _ => {}
                 }
             }
-            if let (Some(dst), Some(mac)) = (dst, mac) {
-                table.insert((m.header.ifindex, dst), mac);
+            let Some(dst) = dst else { continue };
+            if unconfirmed {
+                table.unconfirmed.insert((m.header.ifindex, dst));
+            }
+            if let Some(mac) = mac.filter(|_| usable(state)) {
+                table.usable.insert((m.header.ifindex, dst), mac);
             }
         }
         Ok(table)
+    }
+
+    /// Tell the kernel that neighbour `ip` on interface `index` is in use, as sending a packet
+    /// to it through the kernel would (`NTF_USE`): a STALE entry goes to DELAY and is probed
+    /// (its MAC confirmed, or the entry fails), a FAILED or missing one is resolved afresh. A
+    /// REACHABLE entry is left alone. For a data plane that bypasses the kernel's neighbour
+    /// code (XDP), which would otherwise never make the kernel notice a changed MAC.
+    pub fn neighbour_use(&self, index: u32, ip: IpAddr) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        self.run(async move {
+            h.neighbours()
+                .add(index, ip)
+                .flags(NeighbourFlags::Use)
+                .replace()
+                .execute()
+                .await
+        })
+        .map_err(nl(format!("neighbour {ip} in use")))
     }
 
     /// The MAC a frame to `dst` must carry and the interface it leaves by: route lookup, then

@@ -81,7 +81,13 @@ pub fn interface_of(
     } else {
         "2001:db8::1".parse().unwrap()
     };
-    let route = nl.route_get(probe)?;
+    let route = nl.route_get(probe).map_err(|_| {
+        NetError::Invalid(format!(
+            "no default route (for {}) to tell the interface the director's traffic arrives \
+             on: name it (rvsadm realserver --interface IF)",
+            if probe.is_ipv4() { "IPv4" } else { "IPv6" }
+        ))
+    })?;
     let links =
         std::fs::read_dir("/sys/class/net").map_err(|e| NetError::Invalid(e.to_string()))?;
     for l in links.flatten() {
@@ -116,7 +122,11 @@ pub fn setup(cfg: &RealServerSetup) -> Result<SetupReport, NetError> {
         .first()
         .ok_or_else(|| NetError::Invalid("no VIP given".into()))?;
     let nl = Netlink::new()?;
-    let iface = interface_of(&nl, &cfg.interface, first)?;
+    // Only TUN's sysctls name the interface: a DR real needs no default route.
+    let iface = match cfg.method {
+        Method::Tun => interface_of(&nl, &cfg.interface, first)?,
+        Method::Dr => cfg.interface.clone().unwrap_or_default(),
+    };
     let lo = nl.link("lo")?;
     let mut report = SetupReport::default();
     let keys = sysctls(cfg.method, &iface);
@@ -140,8 +150,11 @@ pub fn teardown(cfg: &RealServerSetup) -> Result<SetupReport, NetError> {
     let lo = nl.link("lo")?;
     let mut report = SetupReport::default();
     for vip in &cfg.vips {
-        nl.del_address(lo.index, *vip)?;
-        report.lines.push(format!("removed {vip} from lo"));
+        if nl.del_address(lo.index, *vip)? {
+            report.lines.push(format!("removed {vip} from lo"));
+        } else {
+            report.lines.push(format!("{vip} was not on lo"));
+        }
     }
     let remaining = nl
         .addresses(lo.index)?

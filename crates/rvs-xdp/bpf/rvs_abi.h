@@ -89,6 +89,10 @@
  * entry naming it (made before the real was edited from NAT) is followed: it keeps its
  * method, and its replies need it. */
 #define RVS_REAL_F_ONE_PACKET 4
+/* The real is an address of the director itself (IPVS's local node, ipvsadm's "Local"): a
+ * DR/TUN packet to it is passed to the director's own stack untouched, where the VIP is local;
+ * no MAC needed. */
+#define RVS_REAL_F_LOCAL 8
 
 /* Connection states (rvs_conn.state): rvs_core::conn::ConnState::code — the IPVS TCP states
  * 0..=10 in IPVS's order (the names `ipvsadm -lnc` prints), UDP's single state 11. */

@@ -63,6 +63,8 @@ static __always_inline const struct rvs_iface *rvs_iface_get(struct xdp_md *ctx)
 static __always_inline int rvs_forward(struct xdp_md *ctx, const struct rvs_pkt *pkt,
 				       __u8 method, const struct rvs_real *real, __u32 *outcome)
 {
+	if (real->flags & RVS_REAL_F_LOCAL)
+		return XDP_PASS; /* local node: the director's own stack serves it */
 	const struct rvs_iface *iface = rvs_iface_get(ctx);
 	if (!iface) {
 		*outcome = RVS_OUTCOME_UNSUPPORTED;
@@ -105,7 +107,8 @@ static __always_inline int rvs_send_direct(struct xdp_md *ctx, const struct rvs_
 {
 	*outcome = sent;
 	int action = rvs_forward(ctx, pkt, method, real, outcome);
-	if (action == XDP_TX && *outcome == sent) {
+	int delivered = action == XDP_TX || (real->flags & RVS_REAL_F_LOCAL);
+	if (delivered && *outcome == sent) {
 		rvs_count(svc, pkt->l3_len, new_conn);
 		rvs_count(RVS_MAX_SERVICES + idx, pkt->l3_len, new_conn);
 	}

@@ -263,16 +263,27 @@ impl Balancer {
     /// Remove the connection entries of service slot `index` (when the service goes: the
     /// program follows a live entry without looking the service up). Returns how many.
     pub fn remove_service_conns(&mut self, index: u32) -> Result<usize, XdpError> {
+        self.remove_conns(|c| c.svc == index)
+    }
+
+    /// Remove the connection entries (both tables) naming real slot `index` (when the real
+    /// goes: the program follows a live entry to whatever real holds its slot, and the slot is
+    /// reused by the next real added, maybe of another service). Returns how many.
+    pub fn remove_real_conns(&mut self, index: u32) -> Result<usize, XdpError> {
+        self.remove_conns(|c| c.real == index)
+    }
+
+    fn remove_conns(&mut self, doomed: impl Fn(&Conn) -> bool) -> Result<usize, XdpError> {
         let mut n = 0;
         for table in [CONNS, NAT_CONNS] {
-            let doomed: Vec<FlowKey> = self
+            let keys: Vec<FlowKey> = self
                 .read_hash::<FlowKey, Conn>(table)?
                 .into_iter()
-                .filter(|(_, c)| c.svc == index)
+                .filter(|(_, c)| doomed(c))
                 .map(|(k, _)| k)
                 .collect();
-            self.delete_keys::<FlowKey, Conn>(table, &doomed)?;
-            n += doomed.len();
+            self.delete_keys::<FlowKey, Conn>(table, &keys)?;
+            n += keys.len();
         }
         Ok(n)
     }
@@ -471,6 +482,25 @@ impl Balancer {
     /// Attach to `interface` in native mode, falling back to generic mode.
     pub fn attach(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
         self.attach_mode(interface, false)
+    }
+
+    /// Attach to `interface` again after it was re-created (same name, new ifindex): its old
+    /// link went with the old device, so it is dropped (detaching it fails quietly), then the
+    /// program is attached as by [`Balancer::attach`] (or generic only).
+    pub fn reattach(
+        &mut self,
+        interface: &str,
+        generic_only: bool,
+    ) -> Result<AttachMode, XdpError> {
+        let prog: &mut Xdp = crate::programs::xdp_mut(&mut self.ebpf, PROG)?;
+        let (stale, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|(n, _)| n == interface);
+        self.links = kept;
+        for (_, id) in stale {
+            let _ = prog.detach(id);
+        }
+        self.attach_mode(interface, generic_only)
     }
 
     fn attach_mode(&mut self, interface: &str, generic_only: bool) -> Result<AttachMode, XdpError> {

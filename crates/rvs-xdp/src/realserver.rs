@@ -40,14 +40,18 @@ pub fn setup(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
 
 /// Undo [`setup`].
 pub fn teardown(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
+    // The interface first: without it (no default route, no --interface) nothing is undone.
+    let iface = match cfg.method {
+        Method::Tun => Some(interface(cfg)?),
+        Method::Dr => None,
+    };
     let mut report = net::teardown(cfg)?;
-    if cfg.method == Method::Tun {
-        let iface = interface(cfg)?;
-        if decap::uninstall(&iface, &cfg.vips)? {
-            report
-                .lines
-                .push(format!("decapsulation program detached from {iface}"));
-        }
+    if let Some(iface) = iface
+        && decap::uninstall(&iface, &cfg.vips)?
+    {
+        report
+            .lines
+            .push(format!("decapsulation program detached from {iface}"));
     }
     Ok(report)
 }

@@ -23,6 +23,9 @@ pub(crate) struct RealSlot {
     /// A DR/TUN real of a one-packet (`-o`) UDP service: the program follows no connection
     /// entry to it ([`one_packet_real`]).
     pub one_packet: bool,
+    /// Its address is one of the director's own (IPVS's local node): DR/TUN packets to it go
+    /// to the director's stack untouched (`RVS_REAL_F_LOCAL`); it has no next hop.
+    pub local: bool,
 }
 
 impl RealSlot {
@@ -47,7 +50,7 @@ impl RealSlot {
             addr,
             family,
             method,
-            flags: real_flags(&self.real, self.one_packet),
+            flags: real_flags(&self.real, self.one_packet, self.local),
             has_mac: u8::from(self.mac.is_some()),
             mac: self.mac.unwrap_or_default(),
             pad: [0; 2],
@@ -58,9 +61,12 @@ impl RealSlot {
 /// The program's flags of a real: present, and down when health checks see it down or the
 /// operator disabled it (the program then follows no persistence template to it). A drained
 /// real (weight 0, `drain`) is not down: its persistent clients still reach it, as in IPVS.
-/// `one_packet`: see [`one_packet_real`].
-fn real_flags(real: &RealServer, one_packet: bool) -> u8 {
+/// `one_packet`: see [`one_packet_real`]; `local`: see [`RealSlot::local`].
+fn real_flags(real: &RealServer, one_packet: bool, local: bool) -> u8 {
     let mut flags = abi::RVS_REAL_F_PRESENT as u8;
+    if local {
+        flags |= abi::RVS_REAL_F_LOCAL as u8;
+    }
     if real.is_down() {
         flags |= abi::RVS_REAL_F_DOWN as u8;
     }
@@ -286,29 +292,31 @@ mod tests {
         let mut r = RealServer::new("10.0.0.7:80".parse().unwrap(), ForwardMethod::Dr, 1);
         let present = abi::RVS_REAL_F_PRESENT as u8;
         let down = present | abi::RVS_REAL_F_DOWN as u8;
-        assert_eq!(real_flags(&r, false), present);
+        assert_eq!(real_flags(&r, false, false), present);
         r.health = Health::Up;
-        assert_eq!(real_flags(&r, false), present);
+        assert_eq!(real_flags(&r, false, false), present);
         r.health = Health::Down;
-        assert_eq!(real_flags(&r, false), down, "health down");
+        assert_eq!(real_flags(&r, false, false), down, "health down");
         r.health = Health::Up;
         r.admin = AdminState::Disabled;
-        assert_eq!(real_flags(&r, false), down, "disabled");
+        assert_eq!(real_flags(&r, false, false), down, "disabled");
         r.admin = AdminState::Drain;
         assert_eq!(
-            real_flags(&r, false),
+            real_flags(&r, false, false),
             present,
             "drain keeps persistent clients"
         );
         r.admin = AdminState::Enabled;
         r.weight = 0;
         assert_eq!(
-            real_flags(&r, false),
+            real_flags(&r, false, false),
             present,
             "weight 0 keeps persistent clients"
         );
         let ops = present | abi::RVS_REAL_F_ONE_PACKET as u8;
-        assert_eq!(real_flags(&r, true), ops);
+        assert_eq!(real_flags(&r, true, false), ops);
+        let local = present | abi::RVS_REAL_F_LOCAL as u8;
+        assert_eq!(real_flags(&r, false, true), local, "local node");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Background upkeep of the XDP engine: keeps reals' MACs current from neighbour-table change
-//! notifications (plus a periodic re-check), sweeps expired flows ([`crate::sweep`]), and
+//! notifications (plus a periodic re-check, and marking stale next hops in use so the kernel
+//! re-probes them), attaches the program again to interfaces re-created under their name, sweeps expired flows ([`crate::sweep`]), and
 //! applies the overload thresholds (`-x`/`-y`) from the live connection counts in the
 //! connection tables (DR/TUN `rvs_conns` and NAT/FULLNAT `rvs_nat_conns`, walked as one). Each
 //! round sweeps one slice of each table (at most
@@ -116,6 +117,10 @@ fn refresh_links(inner: &mut Inner) {
                 continue;
             }
         };
+        let old = inner.attached_ifindexes.get(i).copied();
+        if old.is_some_and(|o| o != index) && inner.pending.is_none() {
+            reattach(inner, i, name, index);
+        }
         let Some(b) = inner.balancer.as_mut() else {
             return;
         };
@@ -149,21 +154,50 @@ fn refresh_links(inner: &mut Inner) {
     }
 }
 
+/// Attach the program again to interface `name` (number `i` of the engine's), re-created under
+/// the same name with ifindex `index` (a bond, VLAN or veth deleted and made again, a container
+/// restarted): the old attachment went with the old device, and without this the VIPs' packets
+/// went to the director's own stack from then on while the engine looked healthy. Also puts
+/// the new device in the program's device map. On failure the next check tries again.
+fn reattach(inner: &mut Inner, i: usize, name: &str, index: u32) {
+    let generic = inner.force_generic;
+    let Some(b) = inner.balancer.as_mut() else {
+        return;
+    };
+    let attached = b
+        .reattach(name, generic)
+        .and_then(|mode| b.set_tx_port(index).map(|()| mode));
+    match attached {
+        Ok(mode) => {
+            log::warn!(
+                "xdp: interface {name} was re-created (ifindex {} -> {index}): attached again \
+                 in {mode:?} mode",
+                inner.attached_ifindexes[i]
+            );
+            inner.attached_ifindexes[i] = index;
+        }
+        Err(e) => log::warn!("xdp: interface {name} was re-created; attaching again: {e}"),
+    }
+}
+
 /// Re-read every real's next-hop MAC (one dump of the neighbour table per round, however many
 /// reals); write the reals whose MAC changed or appeared. An unresolved real is not waited
 /// for: the kernel is asked to resolve it and the next round (or its neighbour notification)
 /// looks again, so the engine's lock is held for one dump, not 0.5 s per unreachable real.
+/// Next hops whose entry is STALE, FAILED or gone are marked in use ([`confirm_next_hops`]).
 fn refresh_macs(inner: &mut Inner, _event: bool) {
-    let table = match inner.netlink.neighbour_table() {
+    let dump = match inner.netlink.neighbour_dump() {
         Ok(t) => t,
         Err(e) => {
             log::warn!("xdp: reading the neighbour table: {e}");
             return;
         }
     };
+    confirm_next_hops(inner, &dump);
+    let table = dump.usable;
     let mut updates = Vec::new();
     for svc in inner.services.values() {
-        for r in svc.reals.values() {
+        for r in svc.reals.values().filter(|r| !r.local) {
             let mut slot = r.clone();
             let current = match slot.next_hop {
                 Some((hop, oif)) => table.get(&(oif, hop)).copied(),
@@ -198,6 +232,29 @@ fn refresh_macs(inner: &mut Inner, _event: bool) {
             {
                 *r = slot.clone();
             }
+        }
+    }
+}
+
+/// Mark the reals' next hops whose neighbour entry is STALE, FAILED or gone as in use
+/// (`NTF_USE`), as the kernel does when it sends a packet through such an entry: a STALE one
+/// is probed (DELAY, then unicast probes) and FAILED or gone ones are resolved afresh, so a
+/// real whose MAC changed without a gratuitous ARP is learnt again within seconds, as with
+/// IPVS. The program's packets bypass the kernel's neighbour code, so without this nothing
+/// used the entry: it stayed STALE with the old MAC, and every packet to that real went to a
+/// MAC nobody had any more. Costs what IPVS's traffic costs the kernel: a unicast probe per
+/// real every reachable time (~30 s), broadcasts only for next hops that do not answer.
+fn confirm_next_hops(inner: &Inner, dump: &rvs_net::NeighbourDump) {
+    let hops: std::collections::HashSet<(u32, std::net::IpAddr)> = inner
+        .services
+        .values()
+        .flat_map(|s| s.reals.values())
+        .filter_map(|r| r.next_hop.map(|(hop, oif)| (oif, hop)))
+        .filter(|k| dump.unconfirmed.contains(k) || !dump.usable.contains_key(k))
+        .collect();
+    for (oif, hop) in hops {
+        if let Err(e) = inner.netlink.neighbour_use(oif, hop) {
+            log::debug!("xdp: next hop {hop}: {e}");
         }
     }
 }
@@ -274,6 +331,33 @@ pub(crate) fn add_live(
             e.1 += 1;
         }
     }
+}
+
+/// Live persistence templates per real slot (IPVS's `persistconns`, `-Ln --persistent-conn`'s
+/// PersistConn): templates of a persistent service used within its timeout. Reads
+/// `rvs_persist` only while some service has persistence (the table is empty otherwise).
+pub(crate) fn live_templates(inner: &Inner, now: u64) -> HashMap<u32, u32> {
+    let mut out = HashMap::new();
+    let timeouts: HashMap<u32, u64> = inner
+        .services
+        .values()
+        .filter_map(|s| {
+            let p = s.options.persistence?;
+            Some((s.index, u64::from(p.timeout) * 1_000_000_000))
+        })
+        .collect();
+    let Some(b) = inner.balancer.as_ref().filter(|_| !timeouts.is_empty()) else {
+        return out;
+    };
+    for (k, p) in b.persist_templates().unwrap_or_default() {
+        if timeouts
+            .get(&k.svc)
+            .is_some_and(|t| now.saturating_sub(p.last_ns) <= *t)
+        {
+            *out.entry(p.real).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// The connection table and persistence templates as `ipvsadm -Lnc` rows: the state's name

@@ -5,7 +5,9 @@
 //! (connection sync) with the engine's clock are live for the program at once; a persistent
 //! client's template is not followed to a real whose health went down or that was disabled; a
 //! service mixing DR and NAT reals has its flows in both connection tables, listed, counted and
-//! removed with it.
+//! removed with it; each real's PersistConn counts its live persistence templates; a real on
+//! the director's own address is a local node; a removed real's flows are not followed to the
+//! real that takes its slot; an interface re-created under its name is attached again.
 //! Root only (namespaces, XDP); skips with a message otherwise.
 
 mod common;
@@ -621,5 +623,185 @@ fn j_a_service_mixing_dr_and_nat_reals_lists_and_removes_both() {
         }
         e.apply(&[Change::RemoveService(k)]).unwrap();
         assert!(e.connections().is_empty(), "{:?}", e.connections());
+    });
+}
+
+/// `-Ln --persistent-conn`'s PersistConn (IPVS's `persistconns`): the live persistence
+/// templates naming each real, counted from the program's table. It was always 0 on the xdp
+/// engine; expired templates do not count.
+#[test]
+fn k_persistent_conns_count_the_live_templates() {
+    with_engine(|e| {
+        let k = ServiceKey::tcp(vip(100));
+        add(e, k, sticky(), &[dr(0), dr(1)]);
+        let short = ServiceKey::tcp(vip(101));
+        let one_second = ServiceOptions {
+            persistence: Some(Persistence {
+                timeout: 1,
+                prefix_len: 32,
+            }),
+            ..Default::default()
+        };
+        add(e, short, one_second, &[dr(2)]);
+        for i in 0..40 {
+            assert!(send(e, vip(100), client(i), 5000, SYN).is_some());
+        }
+        for i in 0..5 {
+            assert_eq!(send(e, vip(101), client(i), 5000, SYN), Some(2));
+        }
+        let slots = [
+            e.real_index(&k, &real_addr(0)).unwrap(),
+            e.real_index(&k, &real_addr(1)).unwrap(),
+        ];
+        let templates = e.persist_templates().unwrap();
+        let of = |slot: u32| templates.iter().filter(|(_, t)| t.real == slot).count() as u32;
+        let persistent = |e: &XdpEngine, key: &ServiceKey, i: usize| {
+            e.stats().services[key].reals[&real_addr(i)].persistent_conns
+        };
+        let (p0, p1) = (persistent(e, &k, 0), persistent(e, &k, 1));
+        assert_eq!((p0, p1), (of(slots[0]), of(slots[1])), "templates per real");
+        assert_eq!(p0 + p1, 40, "one template per client");
+        assert!(p0 > 0 && p1 > 0, "{p0} + {p1}");
+        assert_eq!(persistent(e, &short, 2), 5);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            persistent(e, &short, 2),
+            0,
+            "expired templates do not count"
+        );
+        assert_eq!(persistent(e, &k, 0), p0, "live ones still do");
+    });
+}
+
+/// A real on one of the director's own addresses (IPVS's local node, ipvsadm's "Local"): the
+/// engine finds the local route and flags it, so its packets go to the director's own stack
+/// untouched and count for it. Before, the engine tried to resolve its MAC, never could, and
+/// the program dropped every packet to it (`no_neigh`).
+#[test]
+fn l_a_real_on_the_directors_own_address_is_a_local_node() {
+    with_engine(|e| {
+        let k = ServiceKey::tcp(vip(100));
+        let own = SocketAddr::from(([10, 9, 0, 1], 80));
+        add(
+            e,
+            k,
+            ServiceOptions::default(),
+            &[RealServer::new(own, ForwardMethod::Dr, 1)],
+        );
+        let f = packet(
+            DIR_MAC,
+            CLIENT_MAC,
+            client(1),
+            vip(100).ip(),
+            TCP,
+            4000,
+            80,
+            SYN,
+            b"",
+        );
+        let (action, out) = e.test_run(&f).expect("test run");
+        const XDP_PASS: u32 = 2;
+        assert_eq!(action, XDP_PASS, "to the director's own stack");
+        assert_eq!(out, f, "untouched");
+        let stats = e.stats();
+        assert_eq!(stats.outcomes.get("no_neigh").copied().unwrap_or(0), 0);
+        let real = &stats.services[&k].reals[&own];
+        assert_eq!((real.counters.conns, real.counters.in_pkts), (1, 1));
+    });
+}
+
+/// A removed real's connection entries go with it. Its slot is reused by a later real added
+/// (maybe of another service), and the program follows a live entry to whatever real holds its
+/// slot: before, an established flow of the removed real (ESTABLISHED lives 900 s) was sent to
+/// that new real, and the entries, naming no configured real, were hidden from `-Lnc`.
+#[test]
+fn m_a_removed_reals_flows_do_not_follow_its_slot_to_the_next_real() {
+    with_engine(|e| {
+        let (ka, kb) = (ServiceKey::tcp(vip(100)), ServiceKey::tcp(vip(101)));
+        add(e, ka, ServiceOptions::default(), &[dr(0)]);
+        let c = client(9);
+        assert_eq!(send(e, vip(100), c, 7000, SYN), Some(0));
+        assert_eq!(send(e, vip(100), c, 7000, ACK), Some(0), "established");
+        let slot = e.real_index(&ka, &real_addr(0)).unwrap();
+        e.apply(&[Change::RemoveReal {
+            service: ka,
+            addr: real_addr(0),
+        }])
+        .unwrap();
+        // Freed slots are reused oldest first: give service B reals until one gets the removed
+        // real's slot (reals on the director's own address: nothing to resolve).
+        add(e, kb, ServiceOptions::default(), &[]);
+        let own = |port: u16| SocketAddr::from(([10, 9, 0, 1], port));
+        let mut taker = None;
+        for chunk in (1000..1000 + abi::RVS_MAX_REALS as u16)
+            .collect::<Vec<_>>()
+            .chunks(64)
+        {
+            let adds: Vec<Change> = chunk
+                .iter()
+                .map(|p| Change::AddReal {
+                    service: kb,
+                    // Weight 0: no Maglev table to build each time.
+                    real: RealServer::new(own(*p), ForwardMethod::Dr, 0),
+                })
+                .collect();
+            e.apply(&adds).unwrap();
+            taker = chunk
+                .iter()
+                .map(|p| own(*p))
+                .find(|a| e.real_index(&kb, a) == Some(slot));
+            if taker.is_some() {
+                break;
+            }
+        }
+        let taker = taker.expect("a real of B took the removed real's slot");
+        let in_pkts = |e: &XdpEngine| e.stats().services[&kb].reals[&taker].counters.in_pkts;
+        let before = in_pkts(e);
+        let _ = send(e, vip(100), c, 7000, ACK);
+        assert_eq!(
+            in_pkts(e),
+            before,
+            "the removed real's flow is not sent to another service's real"
+        );
+        let listed = e.connections();
+        assert!(
+            listed.iter().all(|ci| ci.virtual_addr != vip(100)),
+            "{listed:?}"
+        );
+    });
+}
+
+/// An interface deleted and made again under the same name (a bond, VLAN or veth re-created,
+/// a container restarted) gets the program attached again by the upkeep's link check (every
+/// 10 upkeep intervals: 2 s here), and the shutdown detaches it from the new device. Before,
+/// the program was gone with the old device and the VIPs' packets went to the director's own
+/// stack while the engine looked healthy.
+#[test]
+fn n_an_interface_re_created_is_attached_again() {
+    if no_root() {
+        return;
+    }
+    let (a, b) = director();
+    a.in_thread(|| {
+        let mut e = start();
+        let before = a.ip(&["link", "show", "eth0"]).unwrap();
+        assert!(before.contains("xdp"), "{before}");
+        a.ip(&["link", "del", "eth0"]).unwrap();
+        a.veth("eth0", &b, "eth0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let link = a.ip(&["link", "show", "eth0"]).unwrap();
+            if link.contains("xdp") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not attached to the new eth0: {link}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        e.shutdown();
+        let link = a.ip(&["link", "show", "eth0"]).unwrap();
+        assert!(!link.contains("xdp"), "detached at shutdown: {link}");
     });
 }

@@ -921,6 +921,25 @@ fn tos_mixed_neigh(lab: &mut Lab) {
         XDP_DROP,
         "no_neigh",
     ));
+    // A real that is an address of the director itself (IPVS's local node): its packets go to
+    // the director's own stack untouched, whatever the method, and count for it.
+    for (method, what) in [(DR, "DR"), (TUN, "TUN")] {
+        r.method = method;
+        r.flags = (abi::RVS_REAL_F_PRESENT | abi::RVS_REAL_F_LOCAL) as u8;
+        lab.b.set_real(0, &r).unwrap();
+        let before = lab.b.counters(abi::RVS_MAX_SERVICES as u32).unwrap();
+        let input = lab.client_packet(1, client4(p), 0, b"q");
+        let len = input.len() as u64 - 14;
+        lab.run(untouched(
+            &format!("{what} real that is the director's own address: passed untouched"),
+            input,
+            XDP_PASS,
+            "forwarded",
+        ));
+        let after = lab.b.counters(abi::RVS_MAX_SERVICES as u32).unwrap();
+        assert_eq!(after.packets, before.packets + 1, "{what}: counted");
+        assert_eq!(after.bytes, before.bytes + len, "{what}: counted");
+    }
     lab.add_real(0, v4(10, 0, 0, 7), mac(0x07), DR);
 }
 

@@ -403,8 +403,9 @@ mod tests;
 /// consistent hashing of the flow's addresses and ports (by weight; persistence honoured),
 /// whatever scheduler or scheduler flags the service names. One-packet scheduling (`-o`) it
 /// applies to UDP datagrams to DR/TUN reals (each scheduled on its own, no connection entry);
-/// not to TCP (nor does IPVS) or to NAT/FULLNAT reals (their replies need the entry). `None`
-/// when it applies them all (`-s mh`, no flags, `-o` only where applied).
+/// not to TCP (nor does IPVS) or to NAT/FULLNAT reals (their replies need the entry). Nor the
+/// port of a DR/TUN real that differs from the service's. `None` when it applies them all
+/// (`-s mh`, no flags, `-o` only where applied, DR/TUN reals on the service's port).
 fn xdp_note(svc: &ServiceConfig) -> Option<String> {
     let o = &svc.options;
     let mut ignored = Vec::new();
@@ -419,6 +420,9 @@ fn xdp_note(svc: &ServiceConfig) -> Option<String> {
     }
     if let Some(what) = proxy_options_not_applied(svc) {
         ignored.push(what.to_string());
+    }
+    if let Some(what) = direct_ports_not_applied(svc) {
+        ignored.push(what);
     }
     (!ignored.is_empty()).then(|| {
         format!(
@@ -446,6 +450,30 @@ fn proxy_options_not_applied(svc: &ServiceConfig) -> Option<&'static str> {
     }
     (svc.options.proxy != ProxyOptions::default())
         .then_some("the proxy engine's options ([service.proxy])")
+}
+
+/// DR and TUN reals whose port is not the service's: DR and TUN leave the packet's ports
+/// alone, so such a real is reached on the service's port (ipvsadm makes their port the
+/// service's when they are added; the model keeps what it was given).
+fn direct_ports_not_applied(svc: &ServiceConfig) -> Option<String> {
+    let ServiceKey::Addr { addr, .. } = svc.key else {
+        return None;
+    };
+    let odd: Vec<String> = svc
+        .reals
+        .values()
+        .filter(|r| matches!(r.method, ForwardMethod::Dr | ForwardMethod::Tun))
+        .filter(|r| r.addr.port() != addr.port())
+        .map(|r| r.addr.to_string())
+        .collect();
+    (!odd.is_empty()).then(|| {
+        format!(
+            "the port of DR/TUN reals {} (they are reached on port {}: DR and TUN do not \
+             rewrite ports)",
+            odd.join(", "),
+            addr.port()
+        )
+    })
 }
 
 /// Where the xdp engine does not apply a service's `-o`: on TCP, and to NAT/FULLNAT reals.

@@ -257,12 +257,14 @@ impl XdpEngine {
         } else if self.keep_on_exit
             && let Some(b) = inner.balancer.as_mut()
         {
+            // The ifindexes the program is attached to now (the upkeep attaches again to an
+            // interface re-created since the start).
             let ifaces: Vec<(String, u32, AttachMode)> = self
                 .attached
                 .iter()
                 .filter_map(|(n, m)| {
-                    let i = self.ifindexes.iter().find(|(x, _)| x == n)?.1;
-                    Some((n.clone(), i, *m))
+                    let k = inner.interfaces.iter().position(|x| x == n)?;
+                    Some((n.clone(), *inner.attached_ifindexes.get(k)?, *m))
                 })
                 .collect();
             match crate::keep::pin(b, &ifaces) {

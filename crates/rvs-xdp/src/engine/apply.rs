@@ -48,6 +48,21 @@ impl Inner {
             .resolve_until
             .map(|t| t.saturating_duration_since(std::time::Instant::now()))
             .unwrap_or_default();
+        // One of the director's own addresses (IPVS's local node): no next hop to resolve.
+        if let Ok(route) = self.netlink.route_get(slot.real.addr.ip())
+            && route.local
+        {
+            if !slot.local {
+                log::info!(
+                    "xdp: real {} is an address of this director: DR/TUN packets to it go to \
+                     the director's own stack (local node)",
+                    slot.real.addr
+                );
+            }
+            slot.local = true;
+            return;
+        }
+        slot.local = false;
         match self.netlink.resolve(slot.real.addr.ip(), wait) {
             Ok((mac, oif)) => {
                 let hop = self
@@ -267,6 +282,7 @@ impl Inner {
                     mac: None,
                     overloaded: false,
                     one_packet: false,
+                    local: false,
                 }
             }
         };
@@ -294,9 +310,13 @@ impl Inner {
         let b = self.balancer()?;
         b.set_real(slot.index, &abi::Real::default())
             .map_err(io_err(format!("real {addr}")))?;
-        // Its clients' templates would lead to whatever real takes the slot next.
+        // Its clients' templates and its flows' entries would lead to whatever real takes the
+        // slot next. (A NAT/FULLNAT flow's reverse entry is keyed by this real's address and
+        // port, so no other real matches it; the sweep reclaims it, its flow being gone.)
         b.remove_real_templates(slot.index)
             .map_err(io_err(format!("persistence templates of real {addr}")))?;
+        b.remove_real_conns(slot.index)
+            .map_err(io_err(format!("connections of real {addr}")))?;
         self.slots.free_real(slot.index);
         Ok(())
     }

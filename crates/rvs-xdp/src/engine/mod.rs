@@ -94,6 +94,11 @@ pub(crate) struct Inner {
     pub resolve_timeout: Duration,
     /// The interfaces the program is attached to (re-described by the upkeep).
     pub interfaces: Vec<String>,
+    /// The ifindex each of `interfaces` had when the program was attached to it: the upkeep
+    /// attaches again to an interface re-created under the same name ([`XdpConfig::interfaces`]).
+    pub attached_ifindexes: Vec<u32>,
+    /// [`XdpConfig::force_generic`] (for attaching again).
+    pub force_generic: bool,
     /// While a batch of changes is applied: until when a new real's next hop may be waited for
     /// (one `resolve_timeout` per batch, not per real, so a batch naming many unreachable reals
     /// holds the lock ≤ 0.5 s). `None` (the upkeep): never wait — ask the kernel to resolve
@@ -205,6 +210,8 @@ impl XdpEngine {
             netlink,
             resolve_timeout: cfg.resolve_timeout,
             interfaces: cfg.interfaces.clone(),
+            attached_ifindexes: ifindexes.iter().map(|(_, i)| *i).collect(),
+            force_generic: cfg.force_generic,
             resolve_until: None,
             fullnat: crate::nat_engine::Pools::new(cfg.fullnat_local.clone()),
             live_pass: None,
@@ -412,6 +419,7 @@ impl Engine for XdpEngine {
             return out;
         };
         let live = inner.live_counts();
+        let templates = crate::upkeep::live_templates(&inner, monotonic_ns());
         for (key, svc) in &inner.services {
             let mut s = ServiceStats {
                 counters: to_counters(&b.counters(svc.index).unwrap_or_default()),
@@ -428,7 +436,7 @@ impl Engine for XdpEngine {
                         counters: to_counters(&c),
                         active_conns: active,
                         inactive_conns: inactive,
-                        persistent_conns: 0,
+                        persistent_conns: templates.get(&r.index).copied().unwrap_or(0),
                         connect_failures: 0,
                         passive_downs: 0,
                         passive_out_ms: 0,

@@ -71,6 +71,7 @@ fn slot(index: u32, last: u8, method: ForwardMethod) -> RealSlot {
         mac: Some([2, 0, 0, 0, 0, last]),
         overloaded: false,
         one_packet: false,
+        local: false,
     }
 }
 

@@ -140,6 +140,11 @@ fn real(last: u8, m: ForwardMethod, w: u32) -> RealServer {
     RealServer::new(format!("10.0.0.{last}:80").parse().unwrap(), m, w)
 }
 
+/// Real 10.0.0.`last`:`port`, weight 1 (a DR/TUN real on its service's port gets no note).
+fn real_on(last: u8, port: u16, m: ForwardMethod) -> RealServer {
+    RealServer::new(format!("10.0.0.{last}:{port}").parse().unwrap(), m, 1)
+}
+
 fn state(services: &[(u16, ForwardMethod)]) -> DesiredState {
     let mut s = DesiredState::default();
     for (port, m) in services {
@@ -389,7 +394,7 @@ fn the_xdp_engine_notes_the_scheduling_options_it_does_not_apply() {
     };
     for (port, o) in [(80, mh), (81, udp_o)] {
         s.add_service(key(port), o).unwrap();
-        s.add_real(&key(port), real(7, ForwardMethod::Dr, 1))
+        s.add_real(&key(port), real_on(7, port, ForwardMethod::Dr))
             .unwrap();
     }
     m.apply(&s);
@@ -474,7 +479,11 @@ fn the_xdp_engine_notes_one_packet_only_where_it_does_not_apply_it() {
     for (k, methods, _) in &cases {
         s.add_service(*k, mh_o).unwrap();
         for (i, m) in methods.iter().enumerate() {
-            s.add_real(k, real(7 + i as u8, *m, 1)).unwrap();
+            let ServiceKey::Addr { addr, .. } = k else {
+                unreachable!()
+            };
+            s.add_real(k, real_on(7 + i as u8, addr.port(), *m))
+                .unwrap();
         }
     }
     m.apply(&s);
@@ -486,6 +495,68 @@ fn the_xdp_engine_notes_one_packet_only_where_it_does_not_apply_it() {
             Some(w) => {
                 let note = note.expect("a note");
                 assert!(note.ends_with(&format!("not applied: {w}")), "{k}: {note}");
+            }
+        }
+    }
+}
+
+/// DR and TUN do not rewrite the destination port, so a DR/TUN real given another port than
+/// its service's (`-a -t VIP:80 -r RIP:8080 -g`; ipvsadm silently makes it RIP:80) is reached
+/// on the service's port: the note says so instead of listing a port nothing goes to. NAT and
+/// FULLNAT reals map ports, no note; a DR real on the service's port, no note.
+#[test]
+fn the_xdp_engine_notes_dr_and_tun_reals_whose_port_it_cannot_use() {
+    let (x, _, _) = xdp_with_pools(&["10.0.0.5"]);
+    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut s = DesiredState::default();
+    let mh = ServiceOptions {
+        scheduler: SchedulerKind::Mh,
+        ..Default::default()
+    };
+    let at = |last: u8, port: u16, method| {
+        RealServer::new(format!("10.0.0.{last}:{port}").parse().unwrap(), method, 1)
+    };
+    let cases: [(u16, Vec<RealServer>, Option<&str>); 3] = [
+        (
+            80,
+            vec![
+                at(7, 8080, ForwardMethod::Dr),
+                at(8, 80, ForwardMethod::Dr),
+                at(9, 8081, ForwardMethod::Tun),
+            ],
+            Some(
+                "not applied: the port of DR/TUN reals 10.0.0.7:8080, 10.0.0.9:8081 \
+                 (they are reached on port 80: DR and TUN do not rewrite ports)",
+            ),
+        ),
+        (
+            81,
+            vec![
+                at(7, 8080, ForwardMethod::Nat),
+                at(8, 81, ForwardMethod::Dr),
+            ],
+            None,
+        ),
+        (82, vec![at(7, 82, ForwardMethod::Tun)], None),
+    ];
+    for (port, reals, _) in &cases {
+        s.add_service(key(*port), mh).unwrap();
+        for r in reals {
+            s.add_real(&key(*port), *r).unwrap();
+        }
+    }
+    m.apply(&s);
+    for (port, _, want) in cases {
+        assert_eq!(
+            m.placement(&key(port)),
+            Some(&Ok(EngineKind::Xdp)),
+            "{port}"
+        );
+        match want {
+            None => assert_eq!(m.note(&key(port)), None, "{port}"),
+            Some(w) => {
+                let note = m.note(&key(port)).expect("a note");
+                assert!(note.ends_with(w), "{port}: {note}");
             }
         }
     }
