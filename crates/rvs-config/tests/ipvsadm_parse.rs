@@ -193,7 +193,13 @@ fn every_real_option() {
         };
         assert_eq!(real.method, m);
         assert_eq!(real.weight, 5);
-        assert_eq!(real.addr, "10.0.0.7:8080".parse().unwrap());
+        // DR and TUN reals take the service's port (dr_and_tun_reals_take_the_services_port)
+        let port = if matches!(m, ForwardMethod::Dr | ForwardMethod::Tun) {
+            80
+        } else {
+            8080
+        };
+        assert_eq!(real.addr, format!("10.0.0.7:{port}").parse().unwrap());
     }
     // real without port takes the service's port; weight defaults to 1
     let Command::AddReal { real, .. } = p("-a -t 10.0.0.3:80 -r 10.0.0.7") else {
@@ -416,4 +422,37 @@ fn ipvsadm_options_rvs_lacks_say_why() {
     };
     assert!(l.exact);
     assert_eq!(p("-Ln --nosort"), p("-Ln"));
+}
+
+/// As ipvsadm: a DR or TUN real of an address service takes the service's port (neither method
+/// rewrites ports); NAT and FULLNAT keep theirs (port mapping), and so does any real of a
+/// firewall-mark service.
+#[test]
+fn dr_and_tun_reals_take_the_services_port() {
+    let real_of = |line: &str| match p(line) {
+        Command::AddReal { real, .. } | Command::EditReal { real, .. } => real.addr.to_string(),
+        other => panic!("{line}: {other:?}"),
+    };
+    assert_eq!(
+        real_of("-a -t 10.0.0.3:80 -r 10.0.0.7:8080 -g"),
+        "10.0.0.7:80"
+    );
+    assert_eq!(
+        real_of("-e -t 10.0.0.3:80 -r 10.0.0.7:8080 -i -w 2"),
+        "10.0.0.7:80"
+    );
+    assert_eq!(real_of("-a -t 10.0.0.3:80 -r 10.0.0.7:8080"), "10.0.0.7:80");
+    assert_eq!(
+        real_of("-a -u [2001:db8::3]:53 -r [2001:db8::7]:5353 -g"),
+        "[2001:db8::7]:53"
+    );
+    assert_eq!(
+        real_of("-a -t 10.0.0.3:80 -r 10.0.0.7:8080 -m"),
+        "10.0.0.7:8080"
+    );
+    assert_eq!(
+        real_of("-a -t 10.0.0.3:80 -r 10.0.0.7:8080 -b"),
+        "10.0.0.7:8080"
+    );
+    assert_eq!(real_of("-a -f 1 -r 10.0.0.7:8080 -g"), "10.0.0.7:8080");
 }

@@ -134,6 +134,14 @@ pub(super) fn real_spec(u: &Uses) -> Result<(ServiceKey, RealServer), BuildError
             ));
         }
     }
+    // As ipvsadm does: a DR or TUN real of an address service is reached on the service's port
+    // (neither rewrites ports), so its port is made the service's whatever was written.
+    let mut addr = addr;
+    if matches!(method, ForwardMethod::Dr | ForwardMethod::Tun)
+        && let ServiceKey::Addr { addr: vip, .. } = service
+    {
+        addr.set_port(vip.port());
+    }
     let weight = match u.value(Opt::Weight) {
         Some((w, c)) => parse_u32(w, "weight", 0, MAX_WEIGHT).map_err(|m| (c, m))?,
         None => 1,
