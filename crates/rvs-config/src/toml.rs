@@ -120,6 +120,57 @@ pub struct DaemonConfig {
     pub log_level: Option<LogLevel>,
 }
 
+impl DaemonConfig {
+    /// The `[daemon]` keys whose values differ between `self` and `other` (in field order).
+    pub fn changed_keys(&self, other: &DaemonConfig) -> Vec<&'static str> {
+        // Destructured so that a new field cannot be forgotten here.
+        let DaemonConfig {
+            socket,
+            listen,
+            token_file,
+            engines,
+            xdp_interfaces,
+            xdp_nat_conns,
+            xdp_icmp_rate,
+            xdp_icmp_burst,
+            xdp_keep_on_exit,
+            fullnat_local,
+            proxy_workers,
+            proxy_udp_sessions,
+            proxy_max_conns,
+            stop_grace_ms,
+            log_level,
+        } = self;
+        let differs = [
+            ("socket", *socket != other.socket),
+            ("listen", *listen != other.listen),
+            ("token_file", *token_file != other.token_file),
+            ("engines", *engines != other.engines),
+            ("xdp_interfaces", *xdp_interfaces != other.xdp_interfaces),
+            ("xdp_nat_conns", *xdp_nat_conns != other.xdp_nat_conns),
+            ("xdp_icmp_rate", *xdp_icmp_rate != other.xdp_icmp_rate),
+            ("xdp_icmp_burst", *xdp_icmp_burst != other.xdp_icmp_burst),
+            (
+                "xdp_keep_on_exit",
+                *xdp_keep_on_exit != other.xdp_keep_on_exit,
+            ),
+            ("fullnat_local", *fullnat_local != other.fullnat_local),
+            ("proxy_workers", *proxy_workers != other.proxy_workers),
+            (
+                "proxy_udp_sessions",
+                *proxy_udp_sessions != other.proxy_udp_sessions,
+            ),
+            ("proxy_max_conns", *proxy_max_conns != other.proxy_max_conns),
+            ("stop_grace_ms", *stop_grace_ms != other.stop_grace_ms),
+            ("log_level", *log_level != other.log_level),
+        ];
+        differs
+            .into_iter()
+            .filter_map(|(k, d)| d.then_some(k))
+            .collect()
+    }
+}
+
 /// `log_level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

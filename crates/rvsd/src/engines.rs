@@ -37,6 +37,13 @@ pub trait ManagedEngine: Engine {
     /// The desired state has just been applied in full: the xdp engine adopts the flows a
     /// previous rvsd kept ([`rvs_xdp::XdpEngine::adopt`]), if any.
     fn settled(&mut self) {}
+
+    /// `[daemon] xdp_keep_on_exit` changed by a reload: the xdp engine keeps its flows on exit
+    /// (or not) from now on. Returns whether the engine took a new value.
+    fn set_keep_on_exit(&mut self, keep: bool) -> bool {
+        let _ = keep;
+        false
+    }
 }
 
 impl ManagedEngine for rvs_proxy::ProxyEngine {
@@ -56,13 +63,17 @@ impl ManagedEngine for rvs_xdp::XdpEngine {
         if !self.has_kept_state() {
             return;
         }
-        match self.adopt() {
-            Ok(n) => tracing::info!(entries = n, "xdp: adopted the flows the last rvsd kept"),
-            Err(e) => tracing::warn!(
+        // Success is logged by the engine itself ("xdp: adopted the kept state: N entries").
+        if let Err(e) = self.adopt() {
+            tracing::warn!(
                 error = %e,
                 "xdp: could not adopt the flows the last rvsd kept; started fresh"
-            ),
+            );
         }
+    }
+
+    fn set_keep_on_exit(&mut self, keep: bool) -> bool {
+        rvs_xdp::XdpEngine::set_keep_on_exit(self, keep)
     }
 }
 
@@ -108,6 +119,13 @@ impl EngineManager {
             .iter()
             .find(|e| e.kind() == kind)
             .map(|e| e.as_ref() as &dyn Engine)
+    }
+
+    /// Hand a reloaded `[daemon] xdp_keep_on_exit` to the engines; whether one took it.
+    pub fn set_keep_on_exit(&mut self, keep: bool) -> bool {
+        self.engines
+            .iter_mut()
+            .fold(false, |changed, e| e.set_keep_on_exit(keep) || changed)
     }
 
     fn engine_mut(&mut self, kind: EngineKind) -> Option<&mut Box<dyn ManagedEngine>> {

@@ -91,23 +91,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
+/// Dependencies whose warnings are noise to an operator, with the level they log at unless the
+/// filter names them: netlink-packet-route warns about every attribute of a newer kernel it
+/// cannot parse (`IFLA_INET6_CONF ... expecting 236, got 240`), at every link dump of the xdp
+/// engine's upkeep — every 10 s, forever.
+const QUIET_DEPS: &[&str] = &["netlink_packet_route=error"];
+
+/// `spec` (an `EnvFilter` directive list) with [`QUIET_DEPS`] added for the targets it does not
+/// mention itself.
+fn with_quiet_deps(spec: &str) -> String {
+    QUIET_DEPS
+        .iter()
+        .filter(|d| !spec.contains(d.split('=').next().unwrap_or(d)))
+        .fold(spec.to_string(), |acc, d| format!("{acc},{d}"))
+}
+
 fn init_logging(flag: Option<&str>, cfg: &DaemonConfig) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match (flag, cfg.log_level) {
-        (Some(l), _) => EnvFilter::try_new(l).with_context(|| format!("bad --log-level '{l}'"))?,
-        (None, Some(l)) => EnvFilter::new(l.as_str()),
-        (None, None) => {
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
-        }
-    };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(flag, cfg)?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     Ok(())
 }
 
+/// The log filter: `--log-level`, else `[daemon] log_level`, else `RUST_LOG`, else `info`;
+/// with [`QUIET_DEPS`].
+fn log_filter(
+    flag: Option<&str>,
+    cfg: &DaemonConfig,
+) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    use tracing_subscriber::EnvFilter;
+    let env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let spec = match (flag, cfg.log_level, env) {
+        (Some(l), ..) => l.to_string(),
+        (None, Some(l), _) => l.as_str().to_string(),
+        (None, None, Some(e)) if EnvFilter::try_new(&e).is_ok() => e,
+        _ => "info".to_string(),
+    };
+    EnvFilter::try_new(with_quiet_deps(&spec)).with_context(|| match flag {
+        Some(l) => format!("bad --log-level '{l}'"),
+        None => format!("bad log filter '{spec}'"),
+    })
+}
 /// `--check`: report what would be served, with the engines this host could run.
 fn check(
     config: &rvs_config::toml::Config,
@@ -351,7 +377,82 @@ fn reload(
         }
         Err(e) => tracing::error!(error = %e, "reload refused; the running state is unchanged"),
     }
-    if new_cfg != *running {
-        tracing::warn!("[daemon] settings changed; they take effect when rvsd restarts");
+    let mut keys = running.changed_keys(&new_cfg);
+    // Applied at once: whether the xdp engine keeps its flows when rvsd next exits.
+    keys.retain(|k| *k != "xdp_keep_on_exit");
+    if api::lock(shared)
+        .engines_mut()
+        .set_keep_on_exit(new_cfg.xdp_keep_on_exit)
+    {
+        tracing::info!(
+            xdp_keep_on_exit = new_cfg.xdp_keep_on_exit,
+            "reload: [daemon] xdp_keep_on_exit applies to the next exit"
+        );
+    }
+    if !keys.is_empty() {
+        tracing::warn!(
+            keys = %keys.join(", "),
+            "[daemon] settings changed; they take effect when rvsd restarts"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_filter, with_quiet_deps};
+    use rvs_config::toml::DaemonConfig;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn quiet_deps_are_added_unless_named() {
+        assert_eq!(with_quiet_deps("info"), "info,netlink_packet_route=error");
+        assert_eq!(
+            with_quiet_deps("debug,netlink_packet_route=warn"),
+            "debug,netlink_packet_route=warn"
+        );
+    }
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(flag: Option<&str>, emit: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let out = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(flag, &DaemonConfig::default()).unwrap())
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn netlink_attribute_warnings_are_not_logged_at_the_default_level() {
+        let emit = || {
+            tracing::warn!(target: "netlink_packet_route::link::af_spec::inet6", "IFLA_INET6_CONF expecting 236, got 240");
+            tracing::warn!(target: "rvsd::run", "a warning of ours");
+            tracing::error!(target: "netlink_packet_route::link", "an error of theirs");
+        };
+        let out = logged(Some("info"), emit);
+        assert!(out.contains("a warning of ours"), "{out}");
+        assert!(out.contains("an error of theirs"), "{out}");
+        assert!(!out.contains("IFLA_INET6_CONF"), "{out}");
+        // An operator who asks for them gets them.
+        let out = logged(Some("info,netlink_packet_route=warn"), emit);
+        assert!(out.contains("IFLA_INET6_CONF"), "{out}");
+        assert!(log_filter(Some("info,=bad=="), &DaemonConfig::default()).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `[daemon] xdp_keep_on_exit = true`: an rvsd restart keeps the xdp engine's FULLNAT flows.
+//! `[daemon] xdp_keep_on_exit = true` (here turned on by a reload): an rvsd restart keeps the
+//! xdp engine's FULLNAT flows.
 //! In rvs-testbed's FULLNAT topology (the reals have no route to the client) with two nginx
 //! reals, a client holds one HTTP keep-alive connection through the VIP; rvsd exits (SIGTERM)
 //! keeping the program attached; the connection answers from the same real while no rvsd runs,
@@ -50,7 +51,17 @@ fn rvsd_restart_keeps_fullnat_flows() {
         PathBuf::from(format!("/sys/fs/bpf/rvs/xdp/{ino}"))
     });
 
-    let mut rvsd = Rvsd::start_net_only(d, &config(vip, &reals, true, None), &[]);
+    // Started without the key; a reload turns it on for the next exit (the moment an operator
+    // wants it: before the restart it prepares).
+    let mut rvsd = Rvsd::start_net_only(d, &config(vip, &reals, false, None), &[]);
+    std::fs::write(rvsd.config_path(), config(vip, &reals, true, None)).unwrap();
+    rvsd.signal("HUP");
+    rvsd.wait_log("xdp_keep_on_exit applies to the next exit", 1);
+    assert!(
+        !rvsd.log().contains("take effect when rvsd restarts"),
+        "{}",
+        rvsd.log()
+    );
     let to = SocketAddr::new(vip.into(), 80);
     let mut held = client.in_thread(|| {
         let s = TcpStream::connect_timeout(&to, Duration::from_secs(3)).expect("connect");
@@ -73,7 +84,7 @@ fn rvsd_restart_keeps_fullnat_flows() {
     let index: usize = real["real".len()..].parse().expect("real's name");
     let reversed: Vec<SocketAddr> = reals.iter().rev().copied().collect();
     let mut rvsd = Rvsd::start_net_only(d, &config(vip, &reversed, false, Some(reals[index])), &[]);
-    rvsd.wait_log("adopted the flows the last rvsd kept", 1);
+    rvsd.wait_log("adopted the kept state", 1);
     for _ in 0..3 {
         let got = rvs_testbed::http_keepalive_get(&mut held)
             .unwrap_or_else(|e| panic!("request after adoption: {e}\n{}", rvsd.log()));
@@ -98,4 +109,10 @@ fn rvsd_restart_keeps_fullnat_flows() {
     );
     assert!(!root.exists(), "{} left behind", root.display());
     assert!(!rvsd.log().contains("panicked"), "{}", rvsd.log());
+    assert_eq!(
+        rvsd.log().matches("xdp: adopted").count(),
+        1,
+        "adoption logged once: {}",
+        rvsd.log()
+    );
 }

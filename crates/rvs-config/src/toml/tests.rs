@@ -584,3 +584,24 @@ fn an_engine_or_interface_listed_twice_is_an_error() {
         Some(vec![EngineKind::Xdp, EngineKind::Proxy])
     );
 }
+
+#[test]
+fn changed_daemon_keys_are_named() {
+    let a = p("[daemon]\nproxy_workers = 2\nxdp_keep_on_exit = false\n")
+        .unwrap()
+        .daemon;
+    let b = p("[daemon]\nlog_level = \"debug\"\nproxy_workers = 3\nxdp_keep_on_exit = true\n")
+        .unwrap()
+        .daemon;
+    assert_eq!(
+        a.changed_keys(&b),
+        ["xdp_keep_on_exit", "proxy_workers", "log_level"]
+    );
+    assert_eq!(b.changed_keys(&a), a.changed_keys(&b));
+    assert!(a.changed_keys(&a).is_empty());
+    let full = p(FULL).unwrap().daemon;
+    assert!(
+        full.changed_keys(&DaemonConfig::default())
+            .contains(&"socket")
+    );
+}

@@ -183,6 +183,12 @@ fn adopt_into(
 }
 
 impl XdpEngine {
+    /// Change [`crate::XdpConfig::keep_on_exit`] for this engine's exit (a reload of rvsd's
+    /// `[daemon] xdp_keep_on_exit`); returns whether it changed.
+    pub fn set_keep_on_exit(&mut self, keep: bool) -> bool {
+        std::mem::replace(&mut self.keep_on_exit, keep) != keep
+    }
+
     /// Whether a state kept by the previous engine ([`crate::XdpConfig::keep_on_exit`]) waits to be
     /// adopted: its program still serves the interfaces it was kept on.
     pub fn has_kept_state(&self) -> bool {
