@@ -123,9 +123,11 @@ impl EngineManager {
 
     /// Hand a reloaded `[daemon] xdp_keep_on_exit` to the engines; whether one took it.
     pub fn set_keep_on_exit(&mut self, keep: bool) -> bool {
-        self.engines
-            .iter_mut()
-            .fold(false, |changed, e| e.set_keep_on_exit(keep) || changed)
+        let mut changed = false;
+        for e in &mut self.engines {
+            changed |= e.set_keep_on_exit(keep);
+        }
+        changed
     }
 
     fn engine_mut(&mut self, kind: EngineKind) -> Option<&mut Box<dyn ManagedEngine>> {
