@@ -2,10 +2,11 @@
 //! `virtual_server` (address port, `fwmark`, `group`) with its `real_server`s, the FULLNAT
 //! `local_address_group`s ([`super::laddr`]), and the VRRP blocks.
 
-use super::checker::{Inherited, is_checker, parse_checker};
+use super::checker::Inherited;
 use super::laddr;
 use super::lex::{Node, Word};
 use super::model::*;
+use super::real::{clamp_quorum, real_server, weight};
 use super::values::Ctx;
 use super::{KeepalivedConfig, vrrp};
 use rvs_core::model::*;
@@ -234,17 +235,25 @@ fn service_keys(
 }
 
 /// Settings read from a virtual_server block before its reals.
-struct VsSettings {
-    options: ServiceOptions,
-    method: ForwardMethod,
-    protocol: Protocol,
-    family: AddressFamily,
+pub(super) struct VsSettings {
+    pub(super) options: ServiceOptions,
+    pub(super) method: ForwardMethod,
+    pub(super) protocol: Protocol,
+    pub(super) family: AddressFamily,
     /// The `family` word, if given (checked against address services' own family).
-    family_word: Option<Word>,
-    granularity: Option<Word>,
+    pub(super) family_word: Option<Word>,
+    pub(super) granularity: Option<Word>,
     /// `laddr_group_name` (DPVS / Ali-LVS FULLNAT local addresses).
-    laddr_group: Option<Word>,
-    health: VirtualServerHealth,
+    pub(super) laddr_group: Option<Word>,
+    pub(super) health: VirtualServerHealth,
+    /// What the virtual server gives its reals' checkers (`retry`, `delay_before_retry`,
+    /// `warmup`, `connect_timeout`; `delay_loop` and `alpha` are also in `health`).
+    pub(super) checker_defaults: Inherited,
+    /// `weight`: the weight of a real that sets none (keepalived 2.x; default 1).
+    pub(super) weight: Option<u32>,
+    /// Where `quorum` and `hysteresis` were written (for the warnings of [`clamp_quorum`]).
+    pub(super) quorum_at: Option<Word>,
+    pub(super) hysteresis_at: Option<Word>,
 }
 
 fn virtual_server(
@@ -255,16 +264,13 @@ fn virtual_server(
 ) {
     let body = ctx.block(n);
     let mut s = vs_settings(ctx, body);
-    let inh = Inherited {
-        delay_loop: s.health.delay_loop,
-        alpha: s.health.alpha,
-    };
     let mut reals = Vec::new();
     for r in body.iter().filter(|r| r.keyword.text == "real_server") {
-        if let Some(real) = real_server(ctx, r, &s, inh) {
+        if let Some(real) = real_server(ctx, r, &s) {
             reals.push((r, real));
         }
     }
+    clamp_quorum(ctx, &mut s, &reals);
     let keys = service_keys(ctx, n, s.protocol, s.family, groups);
     if let Some(w) = &s.family_word
         && let Some(k) = keys
@@ -355,6 +361,18 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
         family_word: None,
         granularity: None,
         laddr_group: None,
+        checker_defaults: Inherited {
+            delay_loop: DEFAULT_DELAY_LOOP,
+            alpha: false,
+            retry: None,
+            delay_before_retry: None,
+            warmup: None,
+            connect_timeout: None,
+            virtualhost: None,
+        },
+        weight: None,
+        quorum_at: None,
+        hysteresis_at: None,
         health: VirtualServerHealth {
             service: ServiceKey::FwMark {
                 mark: 0,
@@ -375,6 +393,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
         },
     };
     let h = &mut s.health;
+    let d = &mut s.checker_defaults;
     for n in body {
         match n.keyword.text.as_str() {
             "real_server" => {}
@@ -427,7 +446,8 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                     }
                 }
             }
-            "family" => match ctx.one(n, "'inet' or 'inet6'") {
+            // keepalived's keyword is `ip_family`; `family` is rvs's older spelling
+            "ip_family" | "family" => match ctx.one(n, "'inet' or 'inet6'") {
                 Some(w) if w.text == "inet" || w.text == "inet6" => {
                     s.family = if w.text == "inet" {
                         AddressFamily::V4
@@ -441,8 +461,19 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
             },
             "ops" => s.options.one_packet = ctx.flag(n),
             "delay_loop" => h.delay_loop = ctx.period(n).unwrap_or(h.delay_loop),
-            "quorum" => h.quorum = ctx.num(n, "a weight sum").unwrap_or(h.quorum),
-            "hysteresis" => h.hysteresis = ctx.num(n, "a weight").unwrap_or(h.hysteresis),
+            "retry" => d.retry = ctx.num(n, "a retry count").or(d.retry),
+            "delay_before_retry" => d.delay_before_retry = ctx.secs(n).or(d.delay_before_retry),
+            "warmup" => d.warmup = ctx.secs(n).or(d.warmup),
+            "connect_timeout" => d.connect_timeout = ctx.period(n).or(d.connect_timeout),
+            "weight" => s.weight = weight(ctx, n).or(s.weight),
+            "quorum" => {
+                h.quorum = ctx.num(n, "a weight sum").unwrap_or(h.quorum);
+                s.quorum_at = Some(n.keyword.clone());
+            }
+            "hysteresis" => {
+                h.hysteresis = ctx.num(n, "a weight").unwrap_or(h.hysteresis);
+                s.hysteresis_at = Some(n.keyword.clone());
+            }
             "alpha" => h.alpha = ctx.flag(n),
             "omega" => h.omega = ctx.flag(n),
             "inhibit_on_failure" => h.inhibit_on_failure = ctx.flag(n),
@@ -464,10 +495,13 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
             _ => ctx.unsupported(n, "virtual_server"),
         }
     }
+    d.delay_loop = h.delay_loop;
+    d.alpha = h.alpha;
+    d.virtualhost = None; // the virtual server's is applied at check time
     s
 }
 
-fn method(ctx: &mut Ctx, w: &Word) -> Option<ForwardMethod> {
+pub(super) fn method(ctx: &mut Ctx, w: &Word) -> Option<ForwardMethod> {
     Some(match w.text.to_ascii_uppercase().as_str() {
         "NAT" => ForwardMethod::Nat,
         "DR" => ForwardMethod::Dr,
@@ -504,57 +538,4 @@ fn granularity(ctx: &mut Ctx, w: &Word, family: AddressFamily) -> u8 {
         ),
     );
     max
-}
-
-fn real_server(
-    ctx: &mut Ctx,
-    n: &Node,
-    s: &VsSettings,
-    inh: Inherited,
-) -> Option<(RealServer, RealCheck)> {
-    let ip = ctx
-        .arg(n, 0, "a real server address")
-        .and_then(|w| ctx.ip(w, "a real server address"));
-    let port = match n.args.get(1) {
-        Some(w) => ctx.port(w),
-        None => Some(0),
-    };
-    ctx.at_most(n, 2);
-    let addr = SocketAddr::new(ip?, port?);
-    let mut real = RealServer::new(addr, s.method, 1);
-    let mut check = RealCheck {
-        addr,
-        weight: 1,
-        inhibit_on_failure: s.health.inhibit_on_failure,
-        notify_up: None,
-        notify_down: None,
-        checkers: Vec::new(),
-    };
-    for r in ctx.block(n) {
-        let kw = r.keyword.text.as_str();
-        match kw {
-            "weight" => match ctx.num::<u32>(r, "a weight (0-65535)") {
-                Some(w) if w <= MAX_WEIGHT => real.weight = w,
-                Some(w) => ctx.error(&r.args[0], format!("weight {w} out of range (0-65535)")),
-                None => {}
-            },
-            "inhibit_on_failure" => check.inhibit_on_failure = ctx.flag(r),
-            "notify_up" => check.notify_up = ctx.rest(r, "a command"),
-            "notify_down" => check.notify_down = ctx.rest(r, "a command"),
-            "uthreshold" => real.upper_threshold = ctx.num(r, "a connection count").unwrap_or(0),
-            "lthreshold" => real.lower_threshold = ctx.num(r, "a connection count").unwrap_or(0),
-            "lb_kind" | "lvs_method" => {
-                if let Some(m) = ctx
-                    .one(r, "NAT, DR, TUN or FNAT")
-                    .and_then(|w| method(ctx, w))
-                {
-                    real.method = m;
-                }
-            }
-            _ if is_checker(kw) => check.checkers.extend(parse_checker(ctx, r, inh)),
-            _ => ctx.unsupported(r, "real_server"),
-        }
-    }
-    check.weight = real.weight;
-    Some((real, check))
 }

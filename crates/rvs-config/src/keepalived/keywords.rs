@@ -46,9 +46,15 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "persistence_granularity",
             "laddr_group_name",
             "protocol",
+            "ip_family",
             "family",
             "ops",
             "delay_loop",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "connect_timeout",
+            "weight",
             "quorum",
             "hysteresis",
             "alpha",
@@ -68,6 +74,13 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "inhibit_on_failure",
             "notify_up",
             "notify_down",
+            "delay_loop",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "alpha",
+            "connect_timeout",
+            "virtualhost",
             "uthreshold",
             "lthreshold",
             "lb_kind",
@@ -272,13 +285,13 @@ mod tests {
     #[test]
     fn a_known_keyword_in_the_wrong_block_says_where_it_belongs() {
         assert_eq!(
-            ignored("weight", "virtual_server"),
-            "keyword 'weight' does not belong in virtual_server (rvs reads it in real_server, \
-             vrrp_script); ignored"
+            ignored("weight", "url"),
+            "keyword 'weight' does not belong in url (rvs reads it in virtual_server, \
+             real_server, vrrp_script); ignored"
         );
         assert_eq!(
-            ignored("connect_timeout", "real_server"),
-            "keyword 'connect_timeout' does not belong in real_server (rvs reads it in a \
+            ignored("connect_port", "real_server"),
+            "keyword 'connect_port' does not belong in real_server (rvs reads it in a \
              checker block); ignored"
         );
     }

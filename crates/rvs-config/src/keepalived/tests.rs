@@ -136,7 +136,7 @@ fn defaults_follow_keepalived() {
 #[test]
 fn virtual_server_keywords() {
     let c = ok(&vs(
-        "lb_algo sh\nlb_kind TUN\npersistence_timeout 30\npersistence_granularity 255.255.255.0\nprotocol UDP\ndelay_loop 2.5\nquorum 3\nhysteresis 1\nsorry_server 10.0.0.99 8080\nsorry_server_inhibit\nalpha\nomega\ninhibit_on_failure\nvirtualhost www.example.com\nquorum_up \"/bin/up arg\"\nquorum_down /bin/down\nops",
+        "lb_algo sh\nlb_kind TUN\npersistence_timeout 30\npersistence_granularity 255.255.255.0\nprotocol UDP\ndelay_loop 2.5\nquorum 3\nhysteresis 1\nsorry_server 10.0.0.99 8080\nsorry_server_inhibit\nalpha\nomega\ninhibit_on_failure\nvirtualhost www.example.com\nquorum_up \"/bin/up arg\"\nquorum_down /bin/down\nops\nreal_server 10.0.0.8 80 { weight 5 }",
     ));
     let key = ServiceKey::udp(sa("10.0.0.3:80"));
     let svc = &c.desired.services[&key];
