@@ -3,7 +3,8 @@
 //! Checkers, one file each: [`tcp`] (`TCP_CHECK` by connect) and [`syn`] (`TCP_CHECK` by a SYN
 //! on a shared raw socket, the default when permitted), [`http`] (`HTTP_GET`, and `SSL_GET` over
 //! [`tls`]), [`udp`] (`UDP_CHECK`), [`dns`] (`DNS_CHECK`), [`misc`] (`MISC_CHECK`), [`ping`]
-//! (`PING_CHECK`), [`smtp`] (`SMTP_CHECK`). [`run::run_check`] runs any of them once. Their
+//! (`PING_CHECK`), [`smtp`] (`SMTP_CHECK`). [`run::run_check`] runs any of them once; [`script`]
+//! runs scripts as the configured user and group. Their
 //! configuration is the keepalived model in [`rvs_config::keepalived`]; the decisions (retries,
 //! thresholds, quorum, sorry server) are the pure state machines of [`rvs_core::health`].
 //!
@@ -35,7 +36,7 @@
 //! * Events arrive on an unbounded channel: the initial state of every real at start, then one
 //!   [`HealthEvent`] per transition or dynamic-weight change.
 //! * Notify commands (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`) run through
-//!   `/bin/sh -c`, detached, killed after 30 s.
+//!   `/bin/sh -c` as their user and group (if given), detached, killed after 30 s.
 //! * [`HealthSupervisor::stats`] gives checks run, failures, transitions and the lateness of
 //!   check starts against their schedule (p50/p99/max).
 
@@ -46,6 +47,7 @@ pub mod http;
 pub mod misc;
 pub mod ping;
 pub mod run;
+pub mod script;
 pub mod smtp;
 pub mod stats;
 pub mod supervisor;

@@ -7,7 +7,7 @@ use crate::error::CheckError;
 use crate::run::run_check;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::syn::TcpProber;
-use rvs_config::keepalived::{CheckKind, Checker, VirtualServerHealth};
+use rvs_config::keepalived::{CheckKind, Checker, Script, VirtualServerHealth};
 use rvs_core::health::*;
 use rvs_core::model::{Health, ServiceKey};
 use rvs_core::time::Timestamp;
@@ -203,6 +203,7 @@ impl HealthSupervisor {
                 })
                 .collect();
             let start = machine.start();
+            warn_unrunnable(cfg);
             let entry = Arc::new(ServiceEntry {
                 cfg: cfg.clone(),
                 state: Mutex::new(ServiceState { machine, status }),
@@ -437,7 +438,7 @@ fn notify_command(
     cfg: &VirtualServerHealth,
     real: Option<SocketAddr>,
     event: NotifyEvent,
-) -> Option<String> {
+) -> Option<Script> {
     let r = real.and_then(|a| cfg.reals.iter().find(|r| r.addr == a));
     match event {
         NotifyEvent::RealUp => r?.notify_up.clone(),
@@ -447,15 +448,62 @@ fn notify_command(
     }
 }
 
-/// Run a notify command through `/bin/sh -c`, killed after [`NOTIFY_TIMEOUT`].
-async fn run_notify(cmd: String) {
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&cmd)
+/// Every notify command of a virtual server, named by its keyword (and real).
+fn notify_commands(cfg: &VirtualServerHealth) -> Vec<(String, &Script)> {
+    let mut out: Vec<(String, &Script)> = Vec::new();
+    out.extend(cfg.quorum_up.iter().map(|s| ("quorum_up".to_string(), s)));
+    out.extend(
+        cfg.quorum_down
+            .iter()
+            .map(|s| ("quorum_down".to_string(), s)),
+    );
+    for r in &cfg.reals {
+        out.extend(
+            r.notify_up
+                .iter()
+                .map(|s| (format!("notify_up of {}", r.addr), s)),
+        );
+        out.extend(
+            r.notify_down
+                .iter()
+                .map(|s| (format!("notify_down of {}", r.addr), s)),
+        );
+    }
+    out
+}
+
+/// Say at start which notify commands will not run because their user or group does not
+/// exist (keepalived ignores such a script; a command line written without quotes has its
+/// arguments taken as user and group).
+fn warn_unrunnable(cfg: &VirtualServerHealth) {
+    for (what, s) in notify_commands(cfg) {
+        if let Err(e) = crate::script::credentials(s.user.as_deref(), s.group.as_deref()) {
+            tracing::warn!(service = %cfg.service, command = %s.command, error = %e,
+                "{what} will not run (keepalived reads COMMAND [USER [GROUP]]: quote a command \
+                 line that has arguments)");
+        }
+    }
+}
+
+/// Run a notify command through `/bin/sh -c` as its user and group, killed after
+/// [`NOTIFY_TIMEOUT`].
+async fn run_notify(script: Script) {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&script.command)
         .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    if let Ok(mut child) = child {
-        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await;
+        .kill_on_drop(true);
+    if let Err(e) = crate::script::run_as(&mut cmd, script.user.as_deref(), script.group.as_deref())
+    {
+        tracing::error!(command = %script.command, error = %e, "notify command not run");
+        return;
+    }
+    match cmd.spawn() {
+        Ok(mut child) => {
+            let _ = tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await;
+        }
+        Err(e) => {
+            tracing::error!(command = %script.command, error = %e, "notify command not run")
+        }
     }
 }

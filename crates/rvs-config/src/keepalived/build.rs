@@ -46,6 +46,14 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
                 for g in ctx.block(n) {
                     match g.keyword.text.as_str() {
                         "router_id" => cfg.global.router_id = ctx.word(g, "a router id"),
+                        "script_user" => {
+                            ctx.at_most(g, 2);
+                            ctx.no_block(g);
+                            if let Some(u) = ctx.arg(g, 0, "a user name") {
+                                cfg.global.script_user = Some(u.text.clone());
+                                cfg.global.script_group = g.args.get(1).map(|w| w.text.clone());
+                            }
+                        }
                         _ => ctx.unsupported(g, "global_defs"),
                     }
                 }
@@ -79,7 +87,40 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
         }
     }
     vrrp::check_references(ctx, nodes, &mut cfg.vrrp);
+    apply_script_user(&mut cfg);
     cfg
+}
+
+/// `global_defs`' `script_user` for every notify command and `MISC_CHECK` that names no user.
+fn apply_script_user(cfg: &mut KeepalivedConfig) {
+    let Some(user) = cfg.global.script_user.clone() else {
+        return;
+    };
+    let group = cfg.global.script_group.clone();
+    let fill = |user_slot: &mut Option<String>, group_slot: &mut Option<String>| {
+        if user_slot.is_none() {
+            *user_slot = Some(user.clone());
+            *group_slot = group.clone();
+        }
+    };
+    for vs in &mut cfg.virtual_servers {
+        for s in [&mut vs.quorum_up, &mut vs.quorum_down]
+            .into_iter()
+            .flatten()
+        {
+            fill(&mut s.user, &mut s.group);
+        }
+        for r in &mut vs.reals {
+            for s in [&mut r.notify_up, &mut r.notify_down].into_iter().flatten() {
+                fill(&mut s.user, &mut s.group);
+            }
+            for c in &mut r.checkers {
+                if let CheckKind::Misc(m) = &mut c.kind {
+                    fill(&mut m.user, &mut m.group);
+                }
+            }
+        }
+    }
 }
 
 /// Whether `name` (of block `n`) is not among `names` already; an error at the name if it is.
@@ -490,8 +531,8 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
             }
             "sorry_server_inhibit" => h.sorry_server_inhibit = ctx.flag(n),
             "virtualhost" => h.virtualhost = ctx.word(n, "a host name"),
-            "quorum_up" => h.quorum_up = ctx.rest(n, "a command"),
-            "quorum_down" => h.quorum_down = ctx.rest(n, "a command"),
+            "quorum_up" => h.quorum_up = ctx.script(n),
+            "quorum_down" => h.quorum_down = ctx.script(n),
             _ => ctx.unsupported(n, "virtual_server"),
         }
     }

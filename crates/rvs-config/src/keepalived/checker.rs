@@ -85,6 +85,7 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: &Inherited) -> Vec<Checker
             timeout: None,
             dynamic: false,
             user: None,
+            group: None,
         }),
         "PING_CHECK" => CheckKind::Ping,
         "SMTP_CHECK" => CheckKind::Smtp(SmtpCheck {
@@ -262,7 +263,14 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
             "misc_path" => m.path = ctx.rest(n, "a command line").unwrap_or_default(),
             "misc_timeout" => m.timeout = ctx.period(n),
             "misc_dynamic" => m.dynamic = ctx.flag(n),
-            "user" => m.user = ctx.word(n, "a user name"),
+            "user" => {
+                ctx.at_most(n, 2);
+                ctx.no_block(n);
+                if let Some(u) = ctx.arg(n, 0, "a user name") {
+                    m.user = Some(u.text.clone());
+                    m.group = n.args.get(1).map(|w| w.text.clone());
+                }
+            }
             _ => return false,
         },
         CheckKind::Smtp(s) => match kw {

@@ -33,7 +33,7 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "vrrp_script",
         ],
     ),
-    ("global_defs", &["router_id"]),
+    ("global_defs", &["router_id", "script_user"]),
     (
         "virtual_server",
         &[

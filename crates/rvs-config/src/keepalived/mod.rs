@@ -108,3 +108,5 @@ pub fn check_file(path: &Path) -> (Vec<ConfigError>, Vec<ConfigError>) {
 mod tests;
 #[cfg(test)]
 mod tests_inherit;
+#[cfg(test)]
+mod tests_scripts;

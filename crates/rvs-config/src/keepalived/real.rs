@@ -58,8 +58,8 @@ pub(super) fn real_server(
             "connect_timeout" => own.connect_timeout = ctx.period(r).or(own.connect_timeout),
             "virtualhost" => own.virtualhost = ctx.word(r, "a host name").or(own.virtualhost),
             "inhibit_on_failure" => check.inhibit_on_failure = ctx.flag(r),
-            "notify_up" => check.notify_up = ctx.rest(r, "a command"),
-            "notify_down" => check.notify_down = ctx.rest(r, "a command"),
+            "notify_up" => check.notify_up = ctx.script(r),
+            "notify_down" => check.notify_down = ctx.script(r),
             "uthreshold" => real.upper_threshold = ctx.num(r, "a connection count").unwrap_or(0),
             "lthreshold" => real.lower_threshold = ctx.num(r, "a connection count").unwrap_or(0),
             "lb_kind" | "lvs_method" => {

@@ -159,8 +159,14 @@ fn virtual_server_keywords() {
     assert!(h.inhibit_on_failure && h.reals[0].inhibit_on_failure && h.sorry_server_inhibit);
     assert_eq!(h.sorry_server, Some(sa("10.0.0.99:8080")));
     assert_eq!(h.virtualhost.as_deref(), Some("www.example.com"));
-    assert_eq!(h.quorum_up.as_deref(), Some("/bin/up arg"));
-    assert_eq!(h.quorum_down.as_deref(), Some("/bin/down"));
+    assert_eq!(
+        h.quorum_up.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/up arg")
+    );
+    assert_eq!(
+        h.quorum_down.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/down")
+    );
 }
 
 #[test]
@@ -267,8 +273,14 @@ fn every_checker_and_its_parameters() {
         (5, 100, 50)
     );
     assert!(r.inhibit_on_failure);
-    assert_eq!(r.notify_up.as_deref(), Some("/bin/echo up"));
-    assert_eq!(r.notify_down.as_deref(), Some("/bin/down"));
+    assert_eq!(
+        r.notify_up.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/echo up")
+    );
+    assert_eq!(
+        r.notify_down.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/down")
+    );
     let names: Vec<_> = r.checkers.iter().map(|c| c.kind.name()).collect();
     assert_eq!(
         names,

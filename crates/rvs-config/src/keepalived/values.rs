@@ -2,6 +2,7 @@
 //! with a located error naming what was expected.
 
 use super::lex::{Node, Word};
+use super::model::Script;
 use crate::error::ConfigError;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -191,6 +192,28 @@ impl Ctx {
                 .collect::<Vec<_>>()
                 .join(" "),
         )
+    }
+
+    /// A notify command: `COMMAND [USER [GROUP]]` (keepalived 2.x; a command line with
+    /// arguments is quoted, so it is one word).
+    pub fn script(&mut self, node: &Node) -> Option<Script> {
+        self.no_block(node);
+        let command = self.arg(node, 0, "a command")?.text.clone();
+        if let Some(w) = node.args.get(3) {
+            self.error(
+                w,
+                format!(
+                    "unexpected '{}': '{}' takes a command, then at most a user and a group \
+                     (quote a command line that has arguments)",
+                    w.text, node.keyword.text
+                ),
+            );
+        }
+        Some(Script {
+            command,
+            user: node.args.get(1).map(|w| w.text.clone()),
+            group: node.args.get(2).map(|w| w.text.clone()),
+        })
     }
 
     /// Reject extra arguments after the first `n`.
