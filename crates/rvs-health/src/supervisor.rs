@@ -137,6 +137,20 @@ impl HealthSupervisor {
         services: &[VirtualServerHealth],
         tcp: Option<TcpProber>,
     ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        Self::start_seeded(services, tcp, &[])
+    }
+
+    /// [`HealthSupervisor::start_with`], the reals in `carried` starting from the verdict given
+    /// there (up or down, since when, why) instead of up (down with `alpha`): a reload that
+    /// restarts a virtual server's checks carries over the verdicts of the reals whose checkers
+    /// did not change, as keepalived migrates its checkers (a down real is not put back in
+    /// service by a reload; an up one is not taken out by `alpha`). A seeded real stays as it
+    /// is until a check says otherwise: a down one comes up at its first success.
+    pub fn start_seeded(
+        services: &[VirtualServerHealth],
+        tcp: Option<TcpProber>,
+        carried: &[RealStatus],
+    ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
@@ -156,11 +170,17 @@ impl HealthSupervisor {
             .unwrap_or_default()
             .as_nanos() as u64;
         for (si, cfg) in services.iter().enumerate() {
+            let seeded = |addr: SocketAddr| {
+                carried.iter().find(|s| {
+                    s.service == cfg.service && s.real == addr && s.health != Health::Unknown
+                })
+            };
             let reals = cfg
                 .reals
                 .iter()
                 .enumerate()
                 .map(|(ri, r)| {
+                    let seeded_down = seeded(r.addr).map(|s| s.health == Health::Down);
                     let checkers = r
                         .checkers
                         .iter()
@@ -170,7 +190,10 @@ impl HealthSupervisor {
                             let r =
                                 jitter(seed ^ ((si as u64) << 40) ^ ((ri as u64) << 8) ^ ci as u64);
                             let offset = if max == 0 { 0 } else { r % (max + 1) };
-                            CheckerMachine::new(thresholds(c), now, Duration::from_millis(offset))
+                            let mut t = thresholds(c);
+                            // `alpha` only sets where a checker starts: down, until a success
+                            t.alpha = seeded_down.unwrap_or(t.alpha);
+                            CheckerMachine::new(t, now, Duration::from_millis(offset))
                         })
                         .collect();
                     RealHealth::new(r.addr, r.weight, r.inhibit_on_failure, checkers)
@@ -191,13 +214,14 @@ impl HealthSupervisor {
                     let health = machine.real(&r.addr).map_or(Health::Unknown, |m| {
                         if m.is_up() { Health::Up } else { Health::Down }
                     });
+                    let before = seeded(r.addr);
                     let st = RealStatus {
                         service: cfg.service,
                         real: r.addr,
                         health,
                         dynamic_weight: None,
-                        since: wall,
-                        last_error: None,
+                        since: before.map_or(wall, |s| s.since),
+                        last_error: before.and_then(|s| s.last_error.clone()),
                     };
                     (r.addr, st)
                 })
