@@ -340,9 +340,15 @@ fn virtual_server(
     if let Some(g) = &s.granularity
         && s.options.persistence.is_none()
     {
-        ctx.warnings.push(
-            g.error("persistence_granularity without persistence_timeout has no effect; ignored"),
-        );
+        // keepalived makes the service persistent with its default timeout
+        ctx.warnings.push(g.error(format!(
+            "persistence_granularity without persistence_timeout: persistent for \
+             {KEEPALIVED_PERSISTENCE_TIMEOUT} s (keepalived's default)"
+        )));
+        s.options.persistence = Some(Persistence {
+            timeout: KEEPALIVED_PERSISTENCE_TIMEOUT,
+            prefix_len: 32,
+        });
     }
     if s.options.persistence.is_none()
         && let Some(k) = keys
@@ -455,7 +461,13 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 }
             }
             "persistence_timeout" => {
-                let timeout = match ctx.num(n, "a number of seconds (at least 1)") {
+                let timeout = match ctx.num_or_none(n, "a number of seconds (at least 1)") {
+                    // keepalived: the keyword alone means its default timeout
+                    Ok(None) => Some(KEEPALIVED_PERSISTENCE_TIMEOUT),
+                    Ok(t) => t,
+                    Err(()) => None,
+                };
+                let timeout = match timeout {
                     Some(0) => {
                         // keepalived and ipvsadm refuse it too; leave the keyword out instead
                         ctx.error(

@@ -15,6 +15,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRY: u32 = 1;
 /// keepalived's default `delay_before_retry`.
 pub const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+/// keepalived's persistence timeout for `persistence_timeout` without a value, or
+/// `persistence_granularity` without `persistence_timeout` (seconds; ipvsadm's is 300).
+pub const KEEPALIVED_PERSISTENCE_TIMEOUT: u32 = 360;
 /// keepalived's default `lb_kind` (when a virtual server names none): NAT.
 pub const DEFAULT_LB_KIND: ForwardMethod = ForwardMethod::Nat;
 

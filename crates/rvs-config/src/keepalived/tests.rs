@@ -825,13 +825,40 @@ fn out_of_range_values_are_errors() {
         let e = errs(&text);
         assert!(e[0].message.contains(needle), "{body}: {e:?}");
     }
-    // granularity without persistence does nothing: said so
+    // granularity without persistence: persistent for keepalived's 360 s, said so
     let c = ok(&vs("persistence_granularity 255.255.255.0"));
-    assert!(
-        c.warnings[0]
-            .message
-            .contains("without persistence_timeout")
+    assert_eq!(
+        c.warnings[0].message,
+        "persistence_granularity without persistence_timeout: persistent for 360 s \
+         (keepalived's default)"
     );
+    let p = c
+        .desired
+        .services
+        .values()
+        .next()
+        .unwrap()
+        .options
+        .persistence;
+    assert_eq!(
+        p,
+        Some(Persistence {
+            timeout: 360,
+            prefix_len: 24
+        })
+    );
+    // the keyword alone: keepalived's default too, without a word
+    let c = ok(&vs("persistence_timeout"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let p = c
+        .desired
+        .services
+        .values()
+        .next()
+        .unwrap()
+        .options
+        .persistence;
+    assert_eq!(p.map(|p| p.timeout), Some(360));
 }
 
 #[test]

@@ -96,6 +96,21 @@ impl Ctx {
         self.parse(node, 0, what)
     }
 
+    /// At most one argument as a number: `Ok(None)` when there is none, `Err` after a located
+    /// error.
+    pub fn num_or_none<T: FromStr>(&mut self, node: &Node, what: &str) -> Result<Option<T>, ()> {
+        if node.args.is_empty() {
+            self.no_block(node);
+            return Ok(None);
+        }
+        let before = self.errors.len();
+        let v = self.num(node, what);
+        if self.errors.len() > before {
+            return Err(());
+        }
+        Ok(v)
+    }
+
     /// The one argument as seconds (decimals allowed, as keepalived accepts `0.5`).
     pub fn secs(&mut self, node: &Node) -> Option<Duration> {
         let w = self.one(node, "a number of seconds")?;
