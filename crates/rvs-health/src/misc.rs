@@ -1,7 +1,9 @@
 //! `MISC_CHECK`: run `misc_path` through `/bin/sh -c` with `misc_timeout` (default: the
 //! checker's `delay_loop`). Exit 0 = up; with `misc_dynamic`, exit 2..=255 = up with weight
-//! `code - 2` (keepalived's rule) and exit 1 = down; without it any non-zero exit = down. A
-//! script that outlives its timeout is killed and counts as down. `user USER [GROUP]` (or
+//! `code - 2` (keepalived's rule; exit 0 then puts the configured weight back, which the
+//! supervisor does) and exit 1 = down; without it any non-zero exit = down. A
+//! script that outlives its timeout is stopped with everything it started (SIGTERM to its
+//! process group, SIGKILL 2 s later) and counts as down. `user USER [GROUP]` (or
 //! `global_defs`' `script_user`) runs it as that user and group ([`crate::script`]).
 
 use crate::error::CheckError;
@@ -32,13 +34,13 @@ pub async fn check(checker: &Checker, misc: &MiscCheck) -> Result<DynamicWeight,
         .stderr(Stdio::null());
     cmd.kill_on_drop(true);
     crate::script::run_as(&mut cmd, misc.user.as_deref(), misc.group.as_deref())?;
-    let mut child = cmd.spawn().map_err(CheckError::Spawn)?;
+    let mut child = crate::script::spawn_in_group(&mut cmd).map_err(CheckError::Spawn)?;
     let limit = misc.timeout.unwrap_or(checker.delay_loop);
     let status = match tokio::time::timeout(limit, child.wait()).await {
         Ok(r) => r?,
         Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            // the script and everything it started (keepalived kills the process group)
+            crate::script::stop_group(&mut child).await;
             return Err(CheckError::Timeout(limit));
         }
     };

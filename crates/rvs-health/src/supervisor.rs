@@ -239,6 +239,7 @@ impl HealthSupervisor {
                         shared: shared.clone(),
                         entry: entry.clone(),
                         real: r.addr,
+                        weight: r.weight,
                         index: ci,
                         checker: c.clone(),
                     };
@@ -296,6 +297,8 @@ struct CheckerTask {
     shared: Arc<Shared>,
     entry: Arc<ServiceEntry>,
     real: SocketAddr,
+    /// The real's configured `weight`.
+    weight: u32,
     index: usize,
     checker: Checker,
 }
@@ -327,6 +330,11 @@ impl CheckerTask {
                     .await
                     .map(|_| None),
                 _ => run_check(&self.checker, self.real, vhost.as_deref(), seq).await,
+            };
+            let result = match (&self.checker.kind, result) {
+                // keepalived: with misc_dynamic, exit 0 puts the configured weight back
+                (CheckKind::Misc(m), Ok(None)) if m.dynamic => Ok(Some(self.weight)),
+                (_, r) => r,
             };
             let finished = Instant::now();
             self.shared.stats.record_result(result.is_ok());
@@ -522,9 +530,15 @@ async fn run_notify(script: Script) {
         tracing::error!(command = %script.command, error = %e, "notify command not run");
         return;
     }
-    match cmd.spawn() {
+    match crate::script::spawn_in_group(&mut cmd) {
         Ok(mut child) => {
-            let _ = tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await;
+            if tokio::time::timeout(NOTIFY_TIMEOUT, child.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(command = %script.command, "notify command timed out; stopped");
+                crate::script::stop_group(&mut child).await;
+            }
         }
         Err(e) => {
             tracing::error!(command = %script.command, error = %e, "notify command not run")

@@ -161,3 +161,55 @@ async fn a_notify_command_whose_user_does_not_exist_is_not_run() {
     assert_eq!(files, vec!["other".to_string()], "nothing else was touched");
     sup.shutdown().await;
 }
+
+/// The pids of the processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misc_check_that_times_out_leaves_no_process_behind() {
+    // keepalived kills the script's whole process group; killing only the shell it started
+    // would leave the hung command running, one more at every check
+    let real: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let tag = format!(
+        "{}.{}",
+        1000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let c = common::checker(
+        real,
+        &format!(
+            "MISC_CHECK {{\n misc_path \"/bin/sh -c 'sleep {tag}; true'\"\n misc_timeout 0.5\n}}"
+        ),
+    );
+    let e = rvs_health::run_check(&c, real, None, 1).await.unwrap_err();
+    assert!(e.to_string().contains("timed out"), "{e}");
+    let t0 = Instant::now();
+    while !processes_with(&format!("sleep {tag}")).is_empty()
+        && t0.elapsed() < Duration::from_secs(3)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = processes_with(&format!("sleep {tag}"));
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
+}

@@ -210,3 +210,33 @@ async fn omega_runs_down_notifications_on_shutdown() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misc_dynamic_exit_0_puts_the_configured_weight_back() {
+    // keepalived: with misc_dynamic, exit 2..=255 sets the weight to code - 2 and exit 0 sets it
+    // back to the real's configured weight
+    let dir = std::env::temp_dir().join(format!("rvs-health-dyn0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let code = dir.join("code");
+    std::fs::write(&code, "7").unwrap();
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 0.2\n real_server 127.0.0.1 7002 {{\n  \
+         weight 3\n  MISC_CHECK {{\n   misc_path \"exit $(cat {})\"\n   misc_dynamic\n   \
+         warmup 0\n  }}\n }}\n}}",
+        code.display()
+    );
+    let cfg = config(&text);
+    let real: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let (sup, mut rx) = HealthSupervisor::start(&cfg.virtual_servers);
+    let limit = Duration::from_secs(3);
+    assert_eq!(next_real(&mut rx, real, limit).await.dynamic_weight, None);
+    assert_eq!(
+        next_real(&mut rx, real, limit).await.dynamic_weight,
+        Some(5)
+    );
+    std::fs::write(&code, "0").unwrap();
+    let e = next_real(&mut rx, real, limit).await;
+    assert_eq!((e.health, e.dynamic_weight), (Health::Up, Some(3)));
+    sup.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
