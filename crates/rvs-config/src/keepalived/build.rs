@@ -441,6 +441,7 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
     };
     let h = &mut s.health;
     let d = &mut s.checker_defaults;
+    let mut sched_flags: Vec<&Word> = Vec::new();
     for n in body {
         match n.keyword.text.as_str() {
             "real_server" => {}
@@ -513,6 +514,11 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 None => {}
             },
             "ops" => s.options.one_packet = ctx.flag(n),
+            "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" | "flag-1" | "flag-2" => {
+                if ctx.flag(n) {
+                    sched_flags.push(&n.keyword);
+                }
+            }
             "delay_loop" => h.delay_loop = ctx.period(n).unwrap_or(h.delay_loop),
             "retry" => d.retry = ctx.num(n, "a retry count").or(d.retry),
             "delay_before_retry" => d.delay_before_retry = ctx.secs(n).or(d.delay_before_retry),
@@ -548,10 +554,39 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
             _ => ctx.unsupported(n, "virtual_server"),
         }
     }
-    d.delay_loop = h.delay_loop;
-    d.alpha = h.alpha;
+    sched_flag_keywords(ctx, &mut s.options, &sched_flags);
+    let d = &mut s.checker_defaults;
+    d.delay_loop = s.health.delay_loop;
+    d.alpha = s.health.alpha;
     d.virtualhost = None; // the virtual server's is applied at check time
     s
+}
+
+/// keepalived's scheduler flag keywords (`sh-port`, `sh-fallback`, `mh-port`, `mh-fallback`;
+/// `flag-1`/`flag-2` are the fallback/port flag of the service's scheduler, as in the kernel).
+/// A flag of another scheduler than the service's is a warning and ignored, as keepalived
+/// does.
+fn sched_flag_keywords(ctx: &mut Ctx, options: &mut ServiceOptions, words: &[&Word]) {
+    let sched = options.scheduler;
+    let f = &mut options.flags;
+    for w in words {
+        let (needs, flag) = match (w.text.as_str(), sched) {
+            ("sh-port", _) | ("flag-2", SchedulerKind::Sh) => (SchedulerKind::Sh, &mut f.sh_port),
+            ("sh-fallback", _) | ("flag-1", SchedulerKind::Sh) => {
+                (SchedulerKind::Sh, &mut f.sh_fallback)
+            }
+            ("mh-fallback", _) | ("flag-1", _) => (SchedulerKind::Mh, &mut f.mh_fallback),
+            (_, _) => (SchedulerKind::Mh, &mut f.mh_port),
+        };
+        if sched == needs {
+            *flag = true;
+        } else {
+            ctx.warnings.push(w.error(format!(
+                "'{}' only applies to the {needs} scheduler, not {sched}; ignored",
+                w.text
+            )));
+        }
+    }
 }
 
 pub(super) fn method(ctx: &mut Ctx, w: &Word) -> Option<ForwardMethod> {

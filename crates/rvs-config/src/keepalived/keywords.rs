@@ -49,6 +49,12 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "ip_family",
             "family",
             "ops",
+            "sh-port",
+            "sh-fallback",
+            "mh-port",
+            "mh-fallback",
+            "flag-1",
+            "flag-2",
             "delay_loop",
             "retry",
             "delay_before_retry",
@@ -235,7 +241,15 @@ mod tests {
         };
         match block {
             "the top level" => format!("{kw}\n"),
-            "virtual_server" => format!("virtual_server 10.0.0.1 80 {{\n{kw}\n}}\n"),
+            "virtual_server" => {
+                // a scheduler flag needs its scheduler
+                let algo = match kw {
+                    k if k.starts_with("sh-") || k.starts_with("flag-") => "lb_algo sh\n",
+                    k if k.starts_with("mh-") => "lb_algo mh\n",
+                    _ => "",
+                };
+                format!("virtual_server 10.0.0.1 80 {{\n{algo}{kw}\n}}\n")
+            }
             "real_server" => rs(kw.to_string()),
             "url" => rs(format!("HTTP_GET {{\nurl {{\n{kw}\n}}\n}}")),
             "host" => rs(format!("SMTP_CHECK {{\nhost {{\n{kw}\n}}\n}}")),

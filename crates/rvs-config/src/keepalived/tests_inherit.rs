@@ -195,3 +195,36 @@ fn an_unreachable_quorum_and_a_hysteresis_not_below_it_are_corrected_with_warnin
     let h = &c.virtual_servers[0];
     assert_eq!((h.quorum, h.hysteresis, c.warnings.len()), (2, 1, 0));
 }
+
+#[test]
+fn scheduler_flag_keywords_set_the_service_flags() {
+    let flags = |body: &str| {
+        let c = ok(&format!(
+            "virtual_server 10.0.0.3 80 {{\n{body}\n real_server 10.0.0.7 80 {{\n weight 1\n }}\n}}"
+        ));
+        let svc = c.desired.services.values().next().unwrap();
+        let w: Vec<_> = c.warnings.iter().map(|w| w.to_string()).collect();
+        (svc.options.flags, w)
+    };
+    // written before lb_algo: the scheduler is known once the block is read
+    let (f, w) = flags(" sh-port\n sh-fallback\n lb_algo sh");
+    assert!(
+        f.sh_port && f.sh_fallback && !f.mh_port && !f.mh_fallback,
+        "{f:?}"
+    );
+    assert!(w.is_empty(), "{w:?}");
+    let (f, _) = flags(" lb_algo mh\n mh-port\n flag-1");
+    assert!(
+        f.mh_port && f.mh_fallback && !f.sh_port && !f.sh_fallback,
+        "{f:?}"
+    );
+    let (f, _) = flags(" lb_algo sh\n flag-2");
+    assert!(f.sh_port && !f.sh_fallback, "{f:?}");
+    // another scheduler's flag: a warning, as keepalived ("only applies to sh scheduler")
+    let (f, w) = flags(" lb_algo wrr\n sh-port");
+    assert_eq!(f, Default::default());
+    assert_eq!(
+        w,
+        vec!["/t/k.conf:3:2: 'sh-port' only applies to the sh scheduler, not wrr; ignored"]
+    );
+}
