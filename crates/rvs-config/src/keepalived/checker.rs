@@ -232,6 +232,11 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
         },
         CheckKind::Udp(u) => match kw {
             "payload" => u.payload = hex_arg(ctx, n).unwrap_or_default(),
+            // alone: any reply will do (keepalived); with bytes, the reply must start with them
+            "require_reply" if n.args.is_empty() => {
+                ctx.no_block(n);
+                u.require_reply = Some(Vec::new());
+            }
             "require_reply" => u.require_reply = hex_arg(ctx, n),
             "min_reply_length" => u.min_reply_length = ctx.num(n, "a length"),
             "max_reply_length" => u.max_reply_length = ctx.num(n, "a length"),
@@ -286,16 +291,25 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
     true
 }
 
+/// Hex bytes, as keepalived reads them: the words of the line (spaces allowed, `0a 1b2c` or
+/// `0a1b2c`), two digits a byte, a lone digit before a space or the end a byte of its own.
 fn hex_arg(ctx: &mut Ctx, n: &Node) -> Option<Vec<u8>> {
-    let w = ctx.one(n, "hex bytes")?;
-    let b = hex_bytes(&w.text);
-    if b.is_none() {
-        ctx.error(
-            w,
-            format!("expected hex bytes (like 0a1b2c), found '{}'", w.text),
-        );
+    ctx.no_block(n);
+    ctx.arg(n, 0, "hex bytes")?;
+    let mut out = Vec::new();
+    for w in &n.args {
+        match hex_bytes(&w.text) {
+            Some(b) => out.extend(b),
+            None => {
+                ctx.error(
+                    w,
+                    format!("expected hex bytes (like 0a1b2c), found '{}'", w.text),
+                );
+                return None;
+            }
+        }
     }
-    b
+    Some(out)
 }
 
 /// `url { path ...; digest ...; status_code ...; virtualhost ... }`.

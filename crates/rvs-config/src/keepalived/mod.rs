@@ -107,6 +107,6 @@ pub fn check_file(path: &Path) -> (Vec<ConfigError>, Vec<ConfigError>) {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_inherit;
+mod tests_compat;
 #[cfg(test)]
 mod tests_scripts;

@@ -257,14 +257,15 @@ impl Ctx {
     }
 }
 
-/// Hex bytes (`payload`, `require_reply`): pairs of hex digits, optional `0x`.
+/// Hex bytes of one word (`payload`, `require_reply`): pairs of hex digits, optional `0x`.
 pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+    // two digits a byte; an odd last digit is a byte of its own (keepalived's read_hex_str)
+    s.as_bytes()
+        .chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
         .collect()
 }

@@ -106,7 +106,7 @@ pub const BAD_VALUES: &[(&str, &[&str])] = &[
     ("type", &["BOGUS"]),
     ("digest", &["zz"]),
     ("helo_name", &["\"a b\"", "\"\""]),
-    ("payload", &["xyz", "0"]),
+    ("payload", &["xyz", "0g"]),
     ("connect_ip", &["1.2.3.256"]),
     ("bindto", &["x"]),
     ("unicast_src_ip", &["10.0.0"]),

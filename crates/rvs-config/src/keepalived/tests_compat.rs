@@ -1,6 +1,7 @@
-//! Checker options written on the `real_server` or `virtual_server` (keepalived 2.x), the
-//! defaults that differ by checker kind, `ip_family`, and keepalived's corrections of `quorum`
-//! and `hysteresis`.
+//! keepalived 2.x as operators write it: checker options on the `real_server` or
+//! `virtual_server`, the defaults that differ by checker kind, `ip_family`, keepalived's
+//! corrections of `quorum` and `hysteresis`, the scheduler flag keywords, `UDP_CHECK`'s bare
+//! `require_reply` and spaced hex.
 
 use super::*;
 use rvs_core::model::*;
@@ -226,5 +227,40 @@ fn scheduler_flag_keywords_set_the_service_flags() {
     assert_eq!(
         w,
         vec!["/t/k.conf:3:2: 'sh-port' only applies to the sh scheduler, not wrr; ignored"]
+    );
+}
+
+#[test]
+fn udp_check_require_reply_alone_and_hex_with_spaces() {
+    let c = ok("virtual_server 10.0.0.3 53 {
+    protocol UDP
+    real_server 10.0.0.7 53 {
+        UDP_CHECK {
+            payload 0a 1b2c 3
+        }
+        UDP_CHECK {
+            require_reply
+        }
+        UDP_CHECK {
+            require_reply 0x504f4e47
+        }
+    }
+}
+");
+    let udp: Vec<_> = c.virtual_servers[0].reals[0]
+        .checkers
+        .iter()
+        .map(|c| match &c.kind {
+            CheckKind::Udp(u) => (u.payload.clone(), u.require_reply.clone()),
+            k => panic!("{k:?}"),
+        })
+        .collect();
+    assert_eq!(
+        udp,
+        vec![
+            (vec![0x0a, 0x1b, 0x2c, 0x03], None),
+            (vec![], Some(vec![])),
+            (vec![], Some(b"PONG".to_vec())),
+        ]
     );
 }
