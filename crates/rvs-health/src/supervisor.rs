@@ -133,11 +133,15 @@ impl HealthSupervisor {
 
     /// [`HealthSupervisor::start`] with a given `TCP_CHECK` prober (shared by several
     /// supervisors, or chosen by the caller); `None` makes `TCP_CHECK`s connect per check.
+    ///
+    /// This is a start from nothing (the daemon starting): as in keepalived, until a checker
+    /// has had a first success, one failure is enough to take its real down (keepalived starts
+    /// its checkers with their retries spent); `retry` counts from the first success on.
     pub fn start_with(
         services: &[VirtualServerHealth],
         tcp: Option<TcpProber>,
     ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
-        Self::start_seeded(services, tcp, &[])
+        Self::start_inner(services, tcp, &[], true)
     }
 
     /// [`HealthSupervisor::start_with`], the reals in `carried` starting from the verdict given
@@ -146,10 +150,23 @@ impl HealthSupervisor {
     /// did not change, as keepalived migrates its checkers (a down real is not put back in
     /// service by a reload; an up one is not taken out by `alpha`). A seeded real stays as it
     /// is until a check says otherwise: a down one comes up at its first success.
+    ///
+    /// Unlike [`HealthSupervisor::start_with`] this is a restart (a reload): every checker
+    /// retries as configured from its first check on, as keepalived's new checkers do on a
+    /// reload.
     pub fn start_seeded(
         services: &[VirtualServerHealth],
         tcp: Option<TcpProber>,
         carried: &[RealStatus],
+    ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        Self::start_inner(services, tcp, carried, false)
+    }
+
+    fn start_inner(
+        services: &[VirtualServerHealth],
+        tcp: Option<TcpProber>,
+        carried: &[RealStatus],
+        fresh: bool,
     ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -242,6 +259,7 @@ impl HealthSupervisor {
                         weight: r.weight,
                         index: ci,
                         checker: c.clone(),
+                        untested: fresh && seeded(r.addr).is_none(),
                     };
                     sup.tasks.spawn(task.run());
                 }
@@ -301,6 +319,8 @@ struct CheckerTask {
     weight: u32,
     index: usize,
     checker: Checker,
+    /// No check has succeeded yet since the daemon started: one failure is enough.
+    untested: bool,
 }
 
 impl CheckerTask {
@@ -313,7 +333,7 @@ impl CheckerTask {
             .map(CheckerMachine::next_due)
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let vhost = self.entry.cfg.virtualhost.clone();
         let Some(first) = self.next_due() else { return };
         let mut due = self.shared.epoch + Duration::from_millis(first.as_millis());
@@ -345,7 +365,7 @@ impl CheckerTask {
 
     /// Feed a result to the state machine, carry out the actions; returns the time until the
     /// next check.
-    fn feed(&self, result: Result<Option<u32>, CheckError>) -> Duration {
+    fn feed(&mut self, result: Result<Option<u32>, CheckError>) -> Duration {
         let now = self.shared.now();
         let (outcome, error) = match result {
             Ok(dynamic_weight) => (CheckOutcome::Success { dynamic_weight }, None),
@@ -353,7 +373,18 @@ impl CheckerTask {
         };
         let (actions, next) = {
             let mut st = lock(&self.entry);
-            let actions = st.machine.on_result(now, self.real, self.index, outcome);
+            let mut actions = Vec::new();
+            if std::mem::take(&mut self.untested) && outcome == CheckOutcome::Failure {
+                // keepalived starts a checker with its retries spent (`retry_it = retry`):
+                // spend them here, so that this failure decides
+                for _ in 0..self.checker.retry {
+                    let a = st
+                        .machine
+                        .on_result(now, self.real, self.index, CheckOutcome::Failure);
+                    actions.extend(a);
+                }
+            }
+            actions.extend(st.machine.on_result(now, self.real, self.index, outcome));
             if let Some(s) = st.status.get_mut(&self.real) {
                 s.last_error = error;
             }

@@ -240,3 +240,53 @@ async fn misc_dynamic_exit_0_puts_the_configured_weight_back() {
     sup.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_one_failure_takes_an_unchecked_real_down_then_retries_count() {
+    // keepalived starts its checkers with their retries spent: a real that is dead when the
+    // daemon starts goes down at its first failed check; once a check has succeeded, `retry`
+    // more tries come first. A reload's restart (start_seeded) retries from the start.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 0.5\n real_server {} {} {{\n  TCP_CHECK {{\n   \
+         connect_timeout 0.3\n   retry 2\n   delay_before_retry 0.5\n   warmup 0\n  }}\n }}\n}}",
+        addr.ip(),
+        addr.port()
+    );
+    let cfg = config(&text);
+    let limit = Duration::from_secs(5);
+
+    let t0 = Instant::now();
+    let (sup, mut rx) = HealthSupervisor::start_with(&cfg.virtual_servers, None);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Up);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Down);
+    let fresh = t0.elapsed();
+    assert!(fresh < Duration::from_millis(450), "down after {fresh:?}");
+    assert_eq!(sup.stats().checks, 1, "one check decided");
+    // it comes back, then a failure needs its retries: 2 × 0.5 s at least
+    let l = TcpListener::bind(addr).await.unwrap();
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Up);
+    drop(l);
+    let t1 = Instant::now();
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Down);
+    assert!(
+        t1.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t1.elapsed()
+    );
+    sup.shutdown().await;
+
+    // a reload's restart: retries as configured from the first check
+    let t0 = Instant::now();
+    let (sup, mut rx) = HealthSupervisor::start_seeded(&cfg.virtual_servers, None, &[]);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Up);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Down);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
+    sup.shutdown().await;
+}

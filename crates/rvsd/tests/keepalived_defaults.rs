@@ -110,3 +110,38 @@ fn a_failed_misc_check_takes_the_real_out_at_once_as_keepalived_does() {
     let failed = log.lines().filter(|l| *l == "fail").count();
     assert_eq!(failed, 1, "down after the first failed run: {log:?}");
 }
+
+#[test]
+fn a_real_dead_at_start_is_out_at_its_first_failed_check() {
+    // the seed's checker settings (nb_get_retry 3, delay_before_retry 3): keepalived takes a
+    // real that is dead when it starts out at the first failed check, not after 3 retries 3 s
+    // apart
+    let a = Web::start("a");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let vip = vip();
+    let real = |r: SocketAddr| {
+        format!(
+            "    real_server {} {} {{\n        weight 1\n        TCP_CHECK {{\n            connect_timeout 1\n            \
+             nb_get_retry 3\n            delay_before_retry 3\n        }}\n    }}\n",
+            r.ip(),
+            r.port()
+        )
+    };
+    let text = format!(
+        "virtual_server {} {} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind FNAT\n{}{}}}\n",
+        vip.ip(),
+        vip.port(),
+        real(a.addr),
+        real(dead)
+    );
+    let t0 = std::time::Instant::now();
+    let (d, _dir) = start(&text);
+    wait_health(&d, vip, dead, "down");
+    let took = t0.elapsed();
+    println!("dead real out {took:?} after rvsd started");
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(health(&d, vip, a.addr).as_deref(), Some("up"));
+}

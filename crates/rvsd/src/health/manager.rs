@@ -29,6 +29,8 @@ pub struct HealthManager {
     retired: (u64, u64),
     /// How `TCP_CHECK`s run, shared by every supervisor (made on first need).
     tcp: Option<TcpProber>,
+    /// Whether the first sync (the daemon's start) is done: later starts are reloads.
+    synced: bool,
 }
 
 /// Whether a reload may keep a service's running checks (and their verdicts): nothing but real
@@ -115,8 +117,13 @@ impl HealthManager {
                 self.tcp = Some(TcpProber::from_env());
             }
             let seed = seeds.remove(&key).unwrap_or_default();
-            let (supervisor, mut events) =
-                HealthSupervisor::start_seeded(one, self.tcp.clone(), &seed);
+            // at the daemon's start one failure takes an unchecked real down (keepalived);
+            // services started by a reload retry as configured
+            let (supervisor, mut events) = if self.synced {
+                HealthSupervisor::start_seeded(one, self.tcp.clone(), &seed)
+            } else {
+                HealthSupervisor::start_with(one, self.tcp.clone())
+            };
             let sh = shared.clone();
             let forward = tokio::spawn(async move {
                 while let Some(ev) = events.recv().await {
@@ -134,6 +141,7 @@ impl HealthManager {
                 },
             );
         }
+        self.synced = true;
     }
 
     /// Copy the checks-run and failure counters into the daemon's book (every rate tick).
