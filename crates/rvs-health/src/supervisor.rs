@@ -260,6 +260,7 @@ impl HealthSupervisor {
                         index: ci,
                         checker: c.clone(),
                         untested: fresh && seeded(r.addr).is_none(),
+                        alpha_unrun: c.alpha && seeded(r.addr).is_none(),
                     };
                     sup.tasks.spawn(task.run());
                 }
@@ -321,6 +322,8 @@ struct CheckerTask {
     checker: Checker,
     /// No check has succeeded yet since the daemon started: one failure is enough.
     untested: bool,
+    /// An `alpha` checker that has not run yet: its first failure runs `notify_down`.
+    alpha_unrun: bool,
 }
 
 impl CheckerTask {
@@ -385,6 +388,17 @@ impl CheckerTask {
                 }
             }
             actions.extend(st.machine.on_result(now, self.real, self.index, outcome));
+            // keepalived: the first run of an alpha checker that fails announces the real
+            // down (it started down unannounced)
+            if std::mem::take(&mut self.alpha_unrun)
+                && outcome == CheckOutcome::Failure
+                && st.machine.real(&self.real).is_some_and(|r| !r.is_up())
+            {
+                actions.push(HealthAction::Notify {
+                    real: Some(self.real),
+                    event: NotifyEvent::RealDown,
+                });
+            }
             if let Some(s) = st.status.get_mut(&self.real) {
                 s.last_error = error;
             }

@@ -213,3 +213,47 @@ async fn a_misc_check_that_times_out_leaves_no_process_behind() {
     }
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alpha_real_that_fails_its_first_check_is_announced_down() {
+    // keepalived: with alpha a real starts down without a word; the first failed check runs
+    // its notify_down (a first success runs notify_up, as any transition to up)
+    let dir = Dir::new("alpha");
+    let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = live.local_addr().unwrap();
+    let dead_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let real = |addr: std::net::SocketAddr, name: &str| {
+        format!(
+            " real_server {} {} {{\n  notify_up \"echo up >> {f}\"\n  notify_down \"echo down >> {f}\"\n  \
+             TCP_CHECK {{\n   warmup 0\n   connect_timeout 0.3\n  }}\n }}\n",
+            addr.ip(),
+            addr.port(),
+            f = dir.0.join(name).display()
+        )
+    };
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 0.3\n alpha\n{}{}}}\n",
+        real(up_addr, "live"),
+        real(dead_addr, "dead")
+    );
+    let cfg = config(&text);
+    let (sup, _rx) = HealthSupervisor::start(&cfg.virtual_servers);
+    let limit = Duration::from_secs(5);
+    assert_eq!(
+        read_line(&dir.0.join("dead"), limit).await.as_deref(),
+        Some("down")
+    );
+    assert_eq!(
+        read_line(&dir.0.join("live"), limit).await.as_deref(),
+        Some("up")
+    );
+    // once only: later failures of the down real say nothing
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let dead = std::fs::read_to_string(dir.0.join("dead")).unwrap();
+    assert_eq!(dead, "down\n");
+    drop(live);
+    sup.shutdown().await;
+}
