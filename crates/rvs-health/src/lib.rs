@@ -45,6 +45,7 @@ pub mod dns;
 pub mod error;
 pub mod http;
 pub mod misc;
+mod notify;
 pub mod ping;
 pub mod run;
 pub mod script;
