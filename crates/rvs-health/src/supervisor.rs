@@ -234,7 +234,8 @@ impl HealthSupervisor {
                         service: cfg.service,
                         real: r.addr,
                         health,
-                        dynamic_weight: None,
+                        // a carried misc_dynamic weight stays until the script says otherwise
+                        dynamic_weight: before.and_then(|s| s.dynamic_weight),
                         since: before.map_or(wall, |s| s.since),
                         last_error: before.and_then(|s| s.last_error.clone()),
                     };

@@ -290,3 +290,27 @@ async fn at_start_one_failure_takes_an_unchecked_real_down_then_retries_count() 
     );
     sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_carries_the_misc_dynamic_weight_over() {
+    let text = "virtual_server 10.255.0.1 80 {\n delay_loop 60\n real_server 127.0.0.1 7003 {\n  \
+                weight 3\n  MISC_CHECK {\n   misc_path \"exit 7\"\n   misc_dynamic\n  }\n }\n}";
+    let cfg = config(text);
+    let real: SocketAddr = "127.0.0.1:7003".parse().unwrap();
+    let since = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let carried = rvs_health::RealStatus {
+        service: cfg.virtual_servers[0].service,
+        real,
+        health: Health::Up,
+        dynamic_weight: Some(5),
+        since,
+        last_error: None,
+    };
+    let (sup, mut rx) = HealthSupervisor::start_seeded(&cfg.virtual_servers, None, &[carried]);
+    let e = next_real(&mut rx, real, Duration::from_secs(1)).await;
+    assert_eq!(
+        (e.health, e.dynamic_weight, e.since),
+        (Health::Up, Some(5), since)
+    );
+    sup.shutdown().await;
+}

@@ -147,6 +147,15 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: &Inherited) -> Vec<Checker
     {
         ctx.error(&node.keyword, "MISC_CHECK needs 'misc_path'");
     }
+    if let CheckKind::Http(h) | CheckKind::Ssl(h) = &kind
+        && h.urls.is_empty()
+    {
+        // keepalived drops such a checker ("has no urls specified - ignoring")
+        ctx.warnings.push(node.keyword.error(format!(
+            "{within} without a 'url' block checks nothing; ignored (as keepalived does)"
+        )));
+        return Vec::new();
+    }
     c.kind = kind;
     if hosts.is_empty() {
         hosts.push(c.clone());

@@ -264,3 +264,31 @@ fn udp_check_require_reply_alone_and_hex_with_spaces() {
         ]
     );
 }
+
+#[test]
+fn an_http_checker_without_a_url_is_dropped_with_a_warning() {
+    let c = ok("virtual_server 10.0.0.3 80 {
+    real_server 10.0.0.7 80 {
+        HTTP_GET {
+            connect_timeout 3
+        }
+        TCP_CHECK {
+        }
+    }
+}
+");
+    let kinds: Vec<_> = c.virtual_servers[0].reals[0]
+        .checkers
+        .iter()
+        .map(|c| c.kind.name())
+        .collect();
+    assert_eq!(kinds, vec!["TCP_CHECK"]);
+    let w: Vec<_> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "/t/k.conf:3:9: HTTP_GET without a 'url' block checks nothing; ignored (as \
+             keepalived does)"
+        ]
+    );
+}
