@@ -346,6 +346,7 @@ impl CheckerTask {
                 .stats
                 .record_start(Instant::now().saturating_duration_since(due));
             seq = seq.wrapping_add(1);
+            let started = Instant::now();
             let result = match (&self.checker.kind, &self.shared.tcp) {
                 (CheckKind::Tcp, Some(tcp)) => tcp
                     .check(&self.checker, self.checker.target(self.real))
@@ -361,7 +362,12 @@ impl CheckerTask {
             let finished = Instant::now();
             self.shared.stats.record_result(result.is_ok());
             let delay = self.feed(result);
-            due = finished + delay;
+            // keepalived times a MISC_CHECK's next run from the start of the last one (its
+            // script may take a while); the other checkers from the end of the check
+            due = match self.checker.kind {
+                CheckKind::Misc(_) => (started + delay).max(finished),
+                _ => finished + delay,
+            };
         }
     }
 

@@ -257,3 +257,33 @@ async fn an_alpha_real_that_fails_its_first_check_is_announced_down() {
     drop(live);
     sup.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misc_check_runs_every_delay_loop_from_the_start_of_the_last_run() {
+    // keepalived: the next run of a MISC_CHECK is due delay_loop after the last one started,
+    // however long the script took (not delay_loop after it ended)
+    let dir = Dir::new("cadence");
+    let log = dir.0.join("starts");
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 1\n real_server 127.0.0.1 7004 {{\n  \
+         MISC_CHECK {{\n   misc_path \"date +%s.%N >> {}; sleep 0.6\"\n   warmup 0\n  }}\n }}\n}}",
+        log.display()
+    );
+    let cfg = config(&text);
+    let (sup, _rx) = HealthSupervisor::start(&cfg.virtual_servers);
+    tokio::time::sleep(Duration::from_millis(3400)).await;
+    sup.shutdown().await;
+    let starts: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(starts.len() >= 3, "{starts:?}");
+    for w in starts.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            (0.9..1.3).contains(&gap),
+            "runs {gap:.2} s apart: {starts:?}"
+        );
+    }
+}
