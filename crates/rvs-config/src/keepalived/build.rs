@@ -313,6 +313,11 @@ fn virtual_server(
     }
     clamp_quorum(ctx, &mut s, &reals);
     let keys = service_keys(ctx, n, s.protocol, s.family, groups);
+    if let [ServiceKey::Addr { addr, .. }] = keys.as_slice()
+        && n.args.first().is_some_and(|w| w.text != "group")
+    {
+        real_ports(ctx, addr.port(), &mut reals);
+    }
     if let Some(w) = &s.family_word
         && let Some(k) = keys
             .iter()
@@ -560,6 +565,32 @@ fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
     d.alpha = s.health.alpha;
     d.virtualhost = None; // the virtual server's is applied at check time
     s
+}
+
+/// The ports of a `virtual_server IP PORT`'s reals, as keepalived sets them: a real written
+/// without a port (or port 0) takes the virtual server's, and a DR or TUN real — whose traffic
+/// keeps its destination port — on another port is set to it, with a warning.
+fn real_ports(ctx: &mut Ctx, vport: u16, reals: &mut [(&Node, (RealServer, RealCheck))]) {
+    for (node, (real, check)) in reals.iter_mut() {
+        let port = real.addr.port();
+        let keeps_port = matches!(real.method, ForwardMethod::Dr | ForwardMethod::Tun);
+        if port != 0 && (port == vport || !keeps_port) {
+            continue;
+        }
+        if port != 0 {
+            let kind = if real.method == ForwardMethod::Dr {
+                "DR"
+            } else {
+                "TUN"
+            };
+            ctx.warnings.push(node.args[1].error(format!(
+                "a {kind} real server receives the virtual server's port {vport}, not {port}; \
+                 using {vport} (as keepalived does)"
+            )));
+        }
+        real.addr.set_port(vport);
+        check.addr = real.addr;
+    }
 }
 
 /// keepalived's scheduler flag keywords (`sh-port`, `sh-fallback`, `mh-port`, `mh-fallback`;

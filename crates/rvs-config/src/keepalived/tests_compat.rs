@@ -292,3 +292,53 @@ fn an_http_checker_without_a_url_is_dropped_with_a_warning() {
         ]
     );
 }
+
+#[test]
+fn a_real_without_a_port_takes_the_virtual_servers_port() {
+    let c = ok("virtual_server 10.0.0.3 80 {
+    lb_kind DR
+    real_server 10.0.0.7 {
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.8 8080 {
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.9 8080 {
+        lvs_method NAT
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server fwmark 1 {
+    lb_kind DR
+    persistence_timeout 60
+    real_server 10.0.0.7 {
+        weight 1
+    }
+}
+");
+    let ports: Vec<_> = c.virtual_servers[0]
+        .reals
+        .iter()
+        .map(|r| r.addr.port())
+        .collect();
+    // as keepalived: no port = the virtual server's; DR keeps the destination port, so its
+    // real is set to 80; NAT may map the port
+    assert_eq!(ports, vec![80, 80, 8080]);
+    let svc = &c.desired.services[&ServiceKey::tcp("10.0.0.3:80".parse().unwrap())];
+    let mut desired: Vec<_> = svc.reals.keys().map(|a| a.port()).collect();
+    desired.sort();
+    assert_eq!(desired, vec![80, 80, 8080]);
+    let w: Vec<_> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "/t/k.conf:7:26: a DR real server receives the virtual server's port 80, not 8080; \
+             using 80 (as keepalived does)"
+        ]
+    );
+    // a fwmark service's reals keep no port
+    assert_eq!(c.virtual_servers[1].reals[0].addr.port(), 0);
+}
