@@ -318,6 +318,7 @@ fn virtual_server(
     {
         real_ports(ctx, addr.port(), &mut reals);
     }
+    portless_checks(ctx, &reals);
     if let Some(w) = &s.family_word
         && let Some(k) = keys
             .iter()
@@ -590,6 +591,25 @@ fn real_ports(ctx: &mut Ctx, vport: u16, reals: &mut [(&Node, (RealServer, RealC
         }
         real.addr.set_port(vport);
         check.addr = real.addr;
+    }
+}
+
+/// A checker that would connect to port 0 (a real without a port, in a `fwmark` or `group`
+/// service, and no `connect_port`) fails every check: said so, at the real.
+fn portless_checks(ctx: &mut Ctx, reals: &[(&Node, (RealServer, RealCheck))]) {
+    for (node, (real, check)) in reals {
+        let connects = |c: &Checker| {
+            !matches!(c.kind, CheckKind::Misc(_) | CheckKind::Ping)
+                && c.target(real.addr).port() == 0
+        };
+        if let Some(c) = check.checkers.iter().find(|c| connects(c)) {
+            ctx.warnings.push(node.keyword.error(format!(
+                "real_server {} has no port, so its {} connects to port 0 and fails every \
+                 check; give the checker a connect_port",
+                real.addr.ip(),
+                c.kind.name()
+            )));
+        }
     }
 }
 

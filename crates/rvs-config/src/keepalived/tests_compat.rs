@@ -342,3 +342,32 @@ virtual_server fwmark 1 {
     // a fwmark service's reals keep no port
     assert_eq!(c.virtual_servers[1].reals[0].addr.port(), 0);
 }
+
+#[test]
+fn a_checker_that_would_connect_to_port_0_is_a_warning() {
+    let c = ok("virtual_server fwmark 1 {
+    lb_kind DR
+    persistence_timeout 60
+    real_server 10.0.0.7 {
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.8 {
+        TCP_CHECK {
+            connect_port 80
+        }
+        MISC_CHECK {
+            misc_path /bin/true
+        }
+    }
+}
+");
+    let w: Vec<_> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "/t/k.conf:4:5: real_server 10.0.0.7 has no port, so its TCP_CHECK connects to port \
+             0 and fails every check; give the checker a connect_port"
+        ]
+    );
+}
