@@ -6,7 +6,7 @@
 //! each with `path:line:column` and what was expected. [`check_file`] is `keepalived -t`.
 //!
 //! Stages: [`lex`] (text → located statement tree, includes spliced in), then `build`
-//! (tree → model; `real`, `checker`, `vrrp` and `laddr` for their blocks). A keyword rvs does not
+//! (tree → model; `vs`, `real`, `checker`, `vrrp` and `laddr` for their blocks). A keyword rvs does not
 //! implement is a warning with its location, never silently skipped.
 //!
 //! Defaults follow keepalived: `lb_kind` NAT, `lb_algo` wlc, `protocol` TCP, `delay_loop` 60 s,
@@ -26,6 +26,7 @@ mod real;
 mod repeats;
 mod values;
 mod vrrp;
+mod vs;
 
 pub use lex::Includes;
 pub use model::*;

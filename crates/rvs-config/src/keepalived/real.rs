@@ -1,12 +1,13 @@
 //! A `real_server` block: the real (address, forwarding method, `weight`, thresholds), its
 //! notify commands and checkers, and the checker options it gives them (keepalived 2.x); and
-//! keepalived's corrections of a virtual server's `quorum` and `hysteresis` against its reals.
+//! keepalived's corrections against a virtual server's reals: `quorum` and `hysteresis`, the
+//! reals' ports, checkers that would connect to port 0.
 
-use super::build::{VsSettings, method};
 use super::checker::{Inherited, is_checker, parse_checker};
 use super::lex::Node;
 use super::model::*;
 use super::values::Ctx;
+use super::vs::{VsSettings, method};
 use rvs_core::model::*;
 use std::net::SocketAddr;
 
@@ -129,5 +130,54 @@ pub(super) fn clamp_quorum(
             h.hysteresis, h.quorum
         )));
         h.hysteresis = to;
+    }
+}
+
+/// The ports of a `virtual_server IP PORT`'s reals, as keepalived sets them: a real written
+/// without a port (or port 0) takes the virtual server's, and a DR or TUN real — whose traffic
+/// keeps its destination port — on another port is set to it, with a warning.
+pub(super) fn real_ports(
+    ctx: &mut Ctx,
+    vport: u16,
+    reals: &mut [(&Node, (RealServer, RealCheck))],
+) {
+    for (node, (real, check)) in reals.iter_mut() {
+        let port = real.addr.port();
+        let keeps_port = matches!(real.method, ForwardMethod::Dr | ForwardMethod::Tun);
+        if port != 0 && (port == vport || !keeps_port) {
+            continue;
+        }
+        if port != 0 {
+            let kind = if real.method == ForwardMethod::Dr {
+                "DR"
+            } else {
+                "TUN"
+            };
+            ctx.warnings.push(node.args[1].error(format!(
+                "a {kind} real server receives the virtual server's port {vport}, not {port}; \
+                 using {vport} (as keepalived does)"
+            )));
+        }
+        real.addr.set_port(vport);
+        check.addr = real.addr;
+    }
+}
+
+/// A checker that would connect to port 0 (a real without a port, in a `fwmark` or `group`
+/// service, and no `connect_port`) fails every check: said so, at the real.
+pub(super) fn portless_checks(ctx: &mut Ctx, reals: &[(&Node, (RealServer, RealCheck))]) {
+    for (node, (real, check)) in reals {
+        let connects = |c: &Checker| {
+            !matches!(c.kind, CheckKind::Misc(_) | CheckKind::Ping)
+                && c.target(real.addr).port() == 0
+        };
+        if let Some(c) = check.checkers.iter().find(|c| connects(c)) {
+            ctx.warnings.push(node.keyword.error(format!(
+                "real_server {} has no port, so its {} connects to port 0 and fails every \
+                 check; give the checker a connect_port",
+                real.addr.ip(),
+                c.kind.name()
+            )));
+        }
     }
 }
