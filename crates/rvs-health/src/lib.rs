@@ -23,7 +23,8 @@
 //!         SupervisorEvent::Real(h) => { let _ = (h.service, h.real, h.health, h.dynamic_weight); }
 //!         // add (active) / remove the sorry server as a real of the service
 //!         // (inhibit: keep it at weight 0 instead of removing it)
-//!         SupervisorEvent::SorryServer { service, addr, active, inhibit } => { let _ = (service, addr, active, inhibit); }
+//!         // (method: sorry_server_lvs_method, None = the service's)
+//!         SupervisorEvent::SorryServer { service, addr, active, inhibit, method } => { let _ = (service, addr, active, inhibit, method); }
 //!         // informational (quorum_up / quorum_down commands are already run)
 //!         SupervisorEvent::Quorum { .. } => {}
 //!     }

@@ -10,7 +10,7 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::syn::TcpProber;
 use rvs_config::keepalived::{CheckKind, Checker, VirtualServerHealth};
 use rvs_core::health::*;
-use rvs_core::model::{Health, ServiceKey};
+use rvs_core::model::{ForwardMethod, Health, ServiceKey};
 use rvs_core::time::Timestamp;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +50,8 @@ pub enum SupervisorEvent {
         addr: SocketAddr,
         active: bool,
         inhibit: bool,
+        /// `sorry_server_lvs_method` (`None`: the service's forwarding method).
+        method: Option<ForwardMethod>,
     },
 }
 
@@ -484,6 +486,7 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
                         addr,
                         active,
                         inhibit,
+                        method: entry.cfg.sorry_server_method,
                     });
                 }
             }

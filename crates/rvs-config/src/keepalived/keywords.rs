@@ -68,6 +68,7 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "inhibit_on_failure",
             "sorry_server",
             "sorry_server_inhibit",
+            "sorry_server_lvs_method",
             "virtualhost",
             "quorum_up",
             "quorum_down",

@@ -65,6 +65,9 @@ pub struct VirtualServerHealth {
     pub sorry_server: Option<SocketAddr>,
     /// `sorry_server_inhibit`.
     pub sorry_server_inhibit: bool,
+    /// `sorry_server_lvs_method`: the sorry server's forwarding method (default: the virtual
+    /// server's).
+    pub sorry_server_method: Option<ForwardMethod>,
     /// `virtualhost` default for HTTP checks of this virtual server.
     pub virtualhost: Option<String>,
     /// `quorum_up` command.

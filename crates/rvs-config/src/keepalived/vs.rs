@@ -70,6 +70,7 @@ pub(super) fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
             inhibit_on_failure: false,
             sorry_server: None,
             sorry_server_inhibit: false,
+            sorry_server_method: None,
             virtualhost: None,
             quorum_up: None,
             quorum_down: None,
@@ -185,6 +186,14 @@ pub(super) fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
                 }
             }
             "sorry_server_inhibit" => h.sorry_server_inhibit = ctx.flag(n),
+            "sorry_server_lvs_method" => {
+                if let Some(m) = ctx
+                    .one(n, "NAT, DR, TUN or FNAT")
+                    .and_then(|w| method(ctx, w))
+                {
+                    h.sorry_server_method = Some(m);
+                }
+            }
             "virtualhost" => h.virtualhost = ctx.word(n, "a host name"),
             "quorum_up" => h.quorum_up = ctx.script(n),
             "quorum_down" => h.quorum_down = ctx.script(n),
