@@ -312,6 +312,10 @@ impl HealthSupervisor {
     }
 }
 
+/// Most retries spent at once for a checker's first failure (a `retry` above this keeps the
+/// rest; no configuration needs that many).
+const MAX_SPENT_RETRIES: u32 = 1000;
+
 /// One checker of one real, looping forever.
 struct CheckerTask {
     shared: Arc<Shared>,
@@ -386,8 +390,8 @@ impl CheckerTask {
             let mut actions = Vec::new();
             if std::mem::take(&mut self.untested) && outcome == CheckOutcome::Failure {
                 // keepalived starts a checker with its retries spent (`retry_it = retry`):
-                // spend them here, so that this failure decides
-                for _ in 0..self.checker.retry {
+                // spend them here, so that this failure decides (bounded: `retry` is any u32)
+                for _ in 0..self.checker.retry.min(MAX_SPENT_RETRIES) {
                     let a = st
                         .machine
                         .on_result(now, self.real, self.index, CheckOutcome::Failure);
