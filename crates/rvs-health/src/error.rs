@@ -38,6 +38,8 @@ pub enum CheckError {
     Spawn(io::Error),
     #[error("no such user '{0}'")]
     NoSuchUser(String),
+    #[error("no such group '{0}'")]
+    NoSuchGroup(String),
     #[error("SMTP: {0}")]
     Smtp(String),
     #[error("ICMP: {0}")]

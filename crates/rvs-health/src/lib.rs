@@ -3,7 +3,8 @@
 //! Checkers, one file each: [`tcp`] (`TCP_CHECK` by connect) and [`syn`] (`TCP_CHECK` by a SYN
 //! on a shared raw socket, the default when permitted), [`http`] (`HTTP_GET`, and `SSL_GET` over
 //! [`tls`]), [`udp`] (`UDP_CHECK`), [`dns`] (`DNS_CHECK`), [`misc`] (`MISC_CHECK`), [`ping`]
-//! (`PING_CHECK`), [`smtp`] (`SMTP_CHECK`). [`run::run_check`] runs any of them once. Their
+//! (`PING_CHECK`), [`smtp`] (`SMTP_CHECK`). [`run::run_check`] runs any of them once; [`script`]
+//! runs scripts as the configured user and group. Their
 //! configuration is the keepalived model in [`rvs_config::keepalived`]; the decisions (retries,
 //! thresholds, quorum, sorry server) are the pure state machines of [`rvs_core::health`].
 //!
@@ -22,7 +23,8 @@
 //!         SupervisorEvent::Real(h) => { let _ = (h.service, h.real, h.health, h.dynamic_weight); }
 //!         // add (active) / remove the sorry server as a real of the service
 //!         // (inhibit: keep it at weight 0 instead of removing it)
-//!         SupervisorEvent::SorryServer { service, addr, active, inhibit } => { let _ = (service, addr, active, inhibit); }
+//!         // (method: sorry_server_lvs_method, None = the service's)
+//!         SupervisorEvent::SorryServer { service, addr, active, inhibit, method } => { let _ = (service, addr, active, inhibit, method); }
 //!         // informational (quorum_up / quorum_down commands are already run)
 //!         SupervisorEvent::Quorum { .. } => {}
 //!     }
@@ -35,7 +37,7 @@
 //! * Events arrive on an unbounded channel: the initial state of every real at start, then one
 //!   [`HealthEvent`] per transition or dynamic-weight change.
 //! * Notify commands (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`) run through
-//!   `/bin/sh -c`, detached, killed after 30 s.
+//!   `/bin/sh -c` as their user and group (if given), detached, killed after 30 s.
 //! * [`HealthSupervisor::stats`] gives checks run, failures, transitions and the lateness of
 //!   check starts against their schedule (p50/p99/max).
 
@@ -44,8 +46,10 @@ pub mod dns;
 pub mod error;
 pub mod http;
 pub mod misc;
+mod notify;
 pub mod ping;
 pub mod run;
+pub mod script;
 pub mod smtp;
 pub mod stats;
 pub mod supervisor;

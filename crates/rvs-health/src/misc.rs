@@ -1,7 +1,10 @@
 //! `MISC_CHECK`: run `misc_path` through `/bin/sh -c` with `misc_timeout` (default: the
 //! checker's `delay_loop`). Exit 0 = up; with `misc_dynamic`, exit 2..=255 = up with weight
-//! `code - 2` (keepalived's rule) and exit 1 = down; without it any non-zero exit = down. A
-//! script that outlives its timeout is killed and counts as down.
+//! `code - 2` (keepalived's rule; exit 0 then puts the configured weight back, which the
+//! supervisor does) and exit 1 = down; without it any non-zero exit = down. A
+//! script that outlives its timeout is stopped with everything it started (SIGTERM to its
+//! process group, SIGKILL 2 s later) and counts as down. `user USER [GROUP]` (or
+//! `global_defs`' `script_user`) runs it as that user and group ([`crate::script`]).
 
 use crate::error::CheckError;
 use rvs_config::keepalived::{Checker, MiscCheck};
@@ -30,44 +33,18 @@ pub async fn check(checker: &Checker, misc: &MiscCheck) -> Result<DynamicWeight,
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd.kill_on_drop(true);
-    if let Some(user) = &misc.user {
-        let (uid, gid) = lookup_user(user)?;
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = cmd.spawn().map_err(CheckError::Spawn)?;
+    crate::script::run_as(&mut cmd, misc.user.as_deref(), misc.group.as_deref())?;
+    let mut child = crate::script::spawn_in_group(&mut cmd).map_err(CheckError::Spawn)?;
     let limit = misc.timeout.unwrap_or(checker.delay_loop);
     let status = match tokio::time::timeout(limit, child.wait()).await {
         Ok(r) => r?,
         Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            // the script and everything it started (keepalived kills the process group)
+            crate::script::stop_group(&mut child).await;
             return Err(CheckError::Timeout(limit));
         }
     };
     judge(status.code(), misc.dynamic)
-}
-
-/// uid and gid of a user name, from the password database.
-pub fn lookup_user(name: &str) -> Result<(u32, u32), CheckError> {
-    let cname = std::ffi::CString::new(name).map_err(|_| CheckError::NoSuchUser(name.into()))?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`'s fields,
-    // and only the numeric fields are read.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(CheckError::NoSuchUser(name.into()));
-    }
-    Ok((pwd.pw_uid, pwd.pw_gid))
 }
 
 #[cfg(test)]
@@ -83,7 +60,5 @@ mod tests {
         assert_eq!(judge(Some(255), true).unwrap(), Some(253));
         assert!(judge(Some(12), false).is_err());
         assert!(judge(None, false).is_err());
-        assert_eq!(lookup_user("root").unwrap(), (0, 0));
-        assert!(lookup_user("no-such-user-rvs").is_err());
     }
 }

@@ -4,12 +4,13 @@
 //! listings.
 
 use crate::error::CheckError;
+use crate::notify::{notify_command, run_notify, warn_unrunnable};
 use crate::run::run_check;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::syn::TcpProber;
 use rvs_config::keepalived::{CheckKind, Checker, VirtualServerHealth};
 use rvs_core::health::*;
-use rvs_core::model::{Health, ServiceKey};
+use rvs_core::model::{ForwardMethod, Health, ServiceKey};
 use rvs_core::time::Timestamp;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub enum SupervisorEvent {
         addr: SocketAddr,
         active: bool,
         inhibit: bool,
+        /// `sorry_server_lvs_method` (`None`: the service's forwarding method).
+        method: Option<ForwardMethod>,
     },
 }
 
@@ -62,9 +65,6 @@ pub struct RealStatus {
     pub since: SystemTime,
     pub last_error: Option<String>,
 }
-
-/// Longest a notify command may run before it is killed.
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct ServiceEntry {
     cfg: VirtualServerHealth,
@@ -133,9 +133,40 @@ impl HealthSupervisor {
 
     /// [`HealthSupervisor::start`] with a given `TCP_CHECK` prober (shared by several
     /// supervisors, or chosen by the caller); `None` makes `TCP_CHECK`s connect per check.
+    ///
+    /// This is a start from nothing (the daemon starting): as in keepalived, until a checker
+    /// has had a first success, one failure is enough to take its real down (keepalived starts
+    /// its checkers with their retries spent); `retry` counts from the first success on.
     pub fn start_with(
         services: &[VirtualServerHealth],
         tcp: Option<TcpProber>,
+    ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        Self::start_inner(services, tcp, &[], true)
+    }
+
+    /// [`HealthSupervisor::start_with`], the reals in `carried` starting from the verdict given
+    /// there (up or down, since when, why) instead of up (down with `alpha`): a reload that
+    /// restarts a virtual server's checks carries over the verdicts of the reals whose checkers
+    /// did not change, as keepalived migrates its checkers (a down real is not put back in
+    /// service by a reload; an up one is not taken out by `alpha`). A seeded real stays as it
+    /// is until a check says otherwise: a down one comes up at its first success.
+    ///
+    /// Unlike [`HealthSupervisor::start_with`] this is a restart (a reload): every checker
+    /// retries as configured from its first check on, as keepalived's new checkers do on a
+    /// reload.
+    pub fn start_seeded(
+        services: &[VirtualServerHealth],
+        tcp: Option<TcpProber>,
+        carried: &[RealStatus],
+    ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        Self::start_inner(services, tcp, carried, false)
+    }
+
+    fn start_inner(
+        services: &[VirtualServerHealth],
+        tcp: Option<TcpProber>,
+        carried: &[RealStatus],
+        fresh: bool,
     ) -> (HealthSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -156,11 +187,17 @@ impl HealthSupervisor {
             .unwrap_or_default()
             .as_nanos() as u64;
         for (si, cfg) in services.iter().enumerate() {
+            let seeded = |addr: SocketAddr| {
+                carried.iter().find(|s| {
+                    s.service == cfg.service && s.real == addr && s.health != Health::Unknown
+                })
+            };
             let reals = cfg
                 .reals
                 .iter()
                 .enumerate()
                 .map(|(ri, r)| {
+                    let seeded_down = seeded(r.addr).map(|s| s.health == Health::Down);
                     let checkers = r
                         .checkers
                         .iter()
@@ -170,7 +207,10 @@ impl HealthSupervisor {
                             let r =
                                 jitter(seed ^ ((si as u64) << 40) ^ ((ri as u64) << 8) ^ ci as u64);
                             let offset = if max == 0 { 0 } else { r % (max + 1) };
-                            CheckerMachine::new(thresholds(c), now, Duration::from_millis(offset))
+                            let mut t = thresholds(c);
+                            // `alpha` only sets where a checker starts: down, until a success
+                            t.alpha = seeded_down.unwrap_or(t.alpha);
+                            CheckerMachine::new(t, now, Duration::from_millis(offset))
                         })
                         .collect();
                     RealHealth::new(r.addr, r.weight, r.inhibit_on_failure, checkers)
@@ -191,18 +231,21 @@ impl HealthSupervisor {
                     let health = machine.real(&r.addr).map_or(Health::Unknown, |m| {
                         if m.is_up() { Health::Up } else { Health::Down }
                     });
+                    let before = seeded(r.addr);
                     let st = RealStatus {
                         service: cfg.service,
                         real: r.addr,
                         health,
-                        dynamic_weight: None,
-                        since: wall,
-                        last_error: None,
+                        // a carried misc_dynamic weight stays until the script says otherwise
+                        dynamic_weight: before.and_then(|s| s.dynamic_weight),
+                        since: before.map_or(wall, |s| s.since),
+                        last_error: before.and_then(|s| s.last_error.clone()),
                     };
                     (r.addr, st)
                 })
                 .collect();
             let start = machine.start();
+            warn_unrunnable(cfg);
             let entry = Arc::new(ServiceEntry {
                 cfg: cfg.clone(),
                 state: Mutex::new(ServiceState { machine, status }),
@@ -214,8 +257,11 @@ impl HealthSupervisor {
                         shared: shared.clone(),
                         entry: entry.clone(),
                         real: r.addr,
+                        weight: r.weight,
                         index: ci,
                         checker: c.clone(),
+                        untested: fresh && seeded(r.addr).is_none(),
+                        alpha_unrun: c.alpha && seeded(r.addr).is_none(),
                     };
                     sup.tasks.spawn(task.run());
                 }
@@ -266,13 +312,23 @@ impl HealthSupervisor {
     }
 }
 
+/// Most retries spent at once for a checker's first failure (a `retry` above this keeps the
+/// rest; no configuration needs that many).
+const MAX_SPENT_RETRIES: u32 = 1000;
+
 /// One checker of one real, looping forever.
 struct CheckerTask {
     shared: Arc<Shared>,
     entry: Arc<ServiceEntry>,
     real: SocketAddr,
+    /// The real's configured `weight`.
+    weight: u32,
     index: usize,
     checker: Checker,
+    /// No check has succeeded yet since the daemon started: one failure is enough.
+    untested: bool,
+    /// An `alpha` checker that has not run yet: its first failure runs `notify_down`.
+    alpha_unrun: bool,
 }
 
 impl CheckerTask {
@@ -285,7 +341,7 @@ impl CheckerTask {
             .map(CheckerMachine::next_due)
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let vhost = self.entry.cfg.virtualhost.clone();
         let Some(first) = self.next_due() else { return };
         let mut due = self.shared.epoch + Duration::from_millis(first.as_millis());
@@ -296,6 +352,7 @@ impl CheckerTask {
                 .stats
                 .record_start(Instant::now().saturating_duration_since(due));
             seq = seq.wrapping_add(1);
+            let started = Instant::now();
             let result = match (&self.checker.kind, &self.shared.tcp) {
                 (CheckKind::Tcp, Some(tcp)) => tcp
                     .check(&self.checker, self.checker.target(self.real))
@@ -303,16 +360,26 @@ impl CheckerTask {
                     .map(|_| None),
                 _ => run_check(&self.checker, self.real, vhost.as_deref(), seq).await,
             };
+            let result = match (&self.checker.kind, result) {
+                // keepalived: with misc_dynamic, exit 0 puts the configured weight back
+                (CheckKind::Misc(m), Ok(None)) if m.dynamic => Ok(Some(self.weight)),
+                (_, r) => r,
+            };
             let finished = Instant::now();
             self.shared.stats.record_result(result.is_ok());
             let delay = self.feed(result);
-            due = finished + delay;
+            // keepalived times a MISC_CHECK's next run from the start of the last one (its
+            // script may take a while); the other checkers from the end of the check
+            due = match self.checker.kind {
+                CheckKind::Misc(_) => (started + delay).max(finished),
+                _ => finished + delay,
+            };
         }
     }
 
     /// Feed a result to the state machine, carry out the actions; returns the time until the
     /// next check.
-    fn feed(&self, result: Result<Option<u32>, CheckError>) -> Duration {
+    fn feed(&mut self, result: Result<Option<u32>, CheckError>) -> Duration {
         let now = self.shared.now();
         let (outcome, error) = match result {
             Ok(dynamic_weight) => (CheckOutcome::Success { dynamic_weight }, None),
@@ -320,7 +387,29 @@ impl CheckerTask {
         };
         let (actions, next) = {
             let mut st = lock(&self.entry);
-            let actions = st.machine.on_result(now, self.real, self.index, outcome);
+            let mut actions = Vec::new();
+            if std::mem::take(&mut self.untested) && outcome == CheckOutcome::Failure {
+                // keepalived starts a checker with its retries spent (`retry_it = retry`):
+                // spend them here, so that this failure decides (bounded: `retry` is any u32)
+                for _ in 0..self.checker.retry.min(MAX_SPENT_RETRIES) {
+                    let a = st
+                        .machine
+                        .on_result(now, self.real, self.index, CheckOutcome::Failure);
+                    actions.extend(a);
+                }
+            }
+            actions.extend(st.machine.on_result(now, self.real, self.index, outcome));
+            // keepalived: the first run of an alpha checker that fails announces the real
+            // down (it started down unannounced)
+            if std::mem::take(&mut self.alpha_unrun)
+                && outcome == CheckOutcome::Failure
+                && st.machine.real(&self.real).is_some_and(|r| !r.is_up())
+            {
+                actions.push(HealthAction::Notify {
+                    real: Some(self.real),
+                    event: NotifyEvent::RealDown,
+                });
+            }
             if let Some(s) = st.status.get_mut(&self.real) {
                 s.last_error = error;
             }
@@ -401,6 +490,7 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
                         addr,
                         active,
                         inhibit,
+                        method: entry.cfg.sorry_server_method,
                     });
                 }
             }
@@ -430,32 +520,4 @@ fn apply(shared: &Shared, entry: &ServiceEntry, actions: Vec<HealthAction>, init
         let _ = shared.tx.send(SupervisorEvent::Real(ev));
     }
     drop(st);
-}
-
-/// The command configured for an event, if any.
-fn notify_command(
-    cfg: &VirtualServerHealth,
-    real: Option<SocketAddr>,
-    event: NotifyEvent,
-) -> Option<String> {
-    let r = real.and_then(|a| cfg.reals.iter().find(|r| r.addr == a));
-    match event {
-        NotifyEvent::RealUp => r?.notify_up.clone(),
-        NotifyEvent::RealDown => r?.notify_down.clone(),
-        NotifyEvent::QuorumUp => cfg.quorum_up.clone(),
-        NotifyEvent::QuorumDown => cfg.quorum_down.clone(),
-    }
-}
-
-/// Run a notify command through `/bin/sh -c`, killed after [`NOTIFY_TIMEOUT`].
-async fn run_notify(cmd: String) {
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&cmd)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    if let Ok(mut child) = child {
-        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, child.wait()).await;
-    }
 }

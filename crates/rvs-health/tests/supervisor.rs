@@ -210,3 +210,107 @@ async fn omega_runs_down_notifications_on_shutdown() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misc_dynamic_exit_0_puts_the_configured_weight_back() {
+    // keepalived: with misc_dynamic, exit 2..=255 sets the weight to code - 2 and exit 0 sets it
+    // back to the real's configured weight
+    let dir = std::env::temp_dir().join(format!("rvs-health-dyn0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let code = dir.join("code");
+    std::fs::write(&code, "7").unwrap();
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 0.2\n real_server 127.0.0.1 7002 {{\n  \
+         weight 3\n  MISC_CHECK {{\n   misc_path \"exit $(cat {})\"\n   misc_dynamic\n   \
+         warmup 0\n  }}\n }}\n}}",
+        code.display()
+    );
+    let cfg = config(&text);
+    let real: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let (sup, mut rx) = HealthSupervisor::start(&cfg.virtual_servers);
+    let limit = Duration::from_secs(3);
+    assert_eq!(next_real(&mut rx, real, limit).await.dynamic_weight, None);
+    assert_eq!(
+        next_real(&mut rx, real, limit).await.dynamic_weight,
+        Some(5)
+    );
+    std::fs::write(&code, "0").unwrap();
+    let e = next_real(&mut rx, real, limit).await;
+    assert_eq!((e.health, e.dynamic_weight), (Health::Up, Some(3)));
+    sup.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_one_failure_takes_an_unchecked_real_down_then_retries_count() {
+    // keepalived starts its checkers with their retries spent: a real that is dead when the
+    // daemon starts goes down at its first failed check; once a check has succeeded, `retry`
+    // more tries come first. A reload's restart (start_seeded) retries from the start.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let text = format!(
+        "virtual_server 10.255.0.1 80 {{\n delay_loop 0.5\n real_server {} {} {{\n  TCP_CHECK {{\n   \
+         connect_timeout 0.3\n   retry 2\n   delay_before_retry 0.5\n   warmup 0\n  }}\n }}\n}}",
+        addr.ip(),
+        addr.port()
+    );
+    let cfg = config(&text);
+    let limit = Duration::from_secs(5);
+
+    let t0 = Instant::now();
+    let (sup, mut rx) = HealthSupervisor::start_with(&cfg.virtual_servers, None);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Up);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Down);
+    let fresh = t0.elapsed();
+    assert!(fresh < Duration::from_millis(450), "down after {fresh:?}");
+    assert_eq!(sup.stats().checks, 1, "one check decided");
+    // it comes back, then a failure needs its retries: 2 × 0.5 s at least
+    let l = TcpListener::bind(addr).await.unwrap();
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Up);
+    drop(l);
+    let t1 = Instant::now();
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Down);
+    assert!(
+        t1.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t1.elapsed()
+    );
+    sup.shutdown().await;
+
+    // a reload's restart: retries as configured from the first check
+    let t0 = Instant::now();
+    let (sup, mut rx) = HealthSupervisor::start_seeded(&cfg.virtual_servers, None, &[]);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Up);
+    assert_eq!(next_real(&mut rx, addr, limit).await.health, Health::Down);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_carries_the_misc_dynamic_weight_over() {
+    let text = "virtual_server 10.255.0.1 80 {\n delay_loop 60\n real_server 127.0.0.1 7003 {\n  \
+                weight 3\n  MISC_CHECK {\n   misc_path \"exit 7\"\n   misc_dynamic\n  }\n }\n}";
+    let cfg = config(text);
+    let real: SocketAddr = "127.0.0.1:7003".parse().unwrap();
+    let since = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let carried = rvs_health::RealStatus {
+        service: cfg.virtual_servers[0].service,
+        real,
+        health: Health::Up,
+        dynamic_weight: Some(5),
+        since,
+        last_error: None,
+    };
+    let (sup, mut rx) = HealthSupervisor::start_seeded(&cfg.virtual_servers, None, &[carried]);
+    let e = next_real(&mut rx, real, Duration::from_secs(1)).await;
+    assert_eq!(
+        (e.health, e.dynamic_weight, e.since),
+        (Health::Up, Some(5), since)
+    );
+    sup.shutdown().await;
+}

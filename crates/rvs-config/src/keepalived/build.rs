@@ -2,11 +2,12 @@
 //! `virtual_server` (address port, `fwmark`, `group`) with its `real_server`s, the FULLNAT
 //! `local_address_group`s ([`super::laddr`]), and the VRRP blocks.
 
-use super::checker::{Inherited, is_checker, parse_checker};
 use super::laddr;
 use super::lex::{Node, Word};
 use super::model::*;
+use super::real::{clamp_quorum, portless_checks, real_ports, real_server};
 use super::values::Ctx;
+use super::vs::vs_settings;
 use super::{KeepalivedConfig, vrrp};
 use rvs_core::model::*;
 use std::collections::BTreeMap;
@@ -45,6 +46,14 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
                 for g in ctx.block(n) {
                     match g.keyword.text.as_str() {
                         "router_id" => cfg.global.router_id = ctx.word(g, "a router id"),
+                        "script_user" => {
+                            ctx.at_most(g, 2);
+                            ctx.no_block(g);
+                            if let Some(u) = ctx.arg(g, 0, "a user name") {
+                                cfg.global.script_user = Some(u.text.clone());
+                                cfg.global.script_group = g.args.get(1).map(|w| w.text.clone());
+                            }
+                        }
                         _ => ctx.unsupported(g, "global_defs"),
                     }
                 }
@@ -78,7 +87,40 @@ pub fn build(ctx: &mut Ctx, nodes: &[Node]) -> KeepalivedConfig {
         }
     }
     vrrp::check_references(ctx, nodes, &mut cfg.vrrp);
+    apply_script_user(&mut cfg);
     cfg
+}
+
+/// `global_defs`' `script_user` for every notify command and `MISC_CHECK` that names no user.
+fn apply_script_user(cfg: &mut KeepalivedConfig) {
+    let Some(user) = cfg.global.script_user.clone() else {
+        return;
+    };
+    let group = cfg.global.script_group.clone();
+    let fill = |user_slot: &mut Option<String>, group_slot: &mut Option<String>| {
+        if user_slot.is_none() {
+            *user_slot = Some(user.clone());
+            *group_slot = group.clone();
+        }
+    };
+    for vs in &mut cfg.virtual_servers {
+        for s in [&mut vs.quorum_up, &mut vs.quorum_down]
+            .into_iter()
+            .flatten()
+        {
+            fill(&mut s.user, &mut s.group);
+        }
+        for r in &mut vs.reals {
+            for s in [&mut r.notify_up, &mut r.notify_down].into_iter().flatten() {
+                fill(&mut s.user, &mut s.group);
+            }
+            for c in &mut r.checkers {
+                if let CheckKind::Misc(m) = &mut c.kind {
+                    fill(&mut m.user, &mut m.group);
+                }
+            }
+        }
+    }
 }
 
 /// Whether `name` (of block `n`) is not among `names` already; an error at the name if it is.
@@ -233,20 +275,6 @@ fn service_keys(
     }
 }
 
-/// Settings read from a virtual_server block before its reals.
-struct VsSettings {
-    options: ServiceOptions,
-    method: ForwardMethod,
-    protocol: Protocol,
-    family: AddressFamily,
-    /// The `family` word, if given (checked against address services' own family).
-    family_word: Option<Word>,
-    granularity: Option<Word>,
-    /// `laddr_group_name` (DPVS / Ali-LVS FULLNAT local addresses).
-    laddr_group: Option<Word>,
-    health: VirtualServerHealth,
-}
-
 fn virtual_server(
     ctx: &mut Ctx,
     n: &Node,
@@ -255,17 +283,20 @@ fn virtual_server(
 ) {
     let body = ctx.block(n);
     let mut s = vs_settings(ctx, body);
-    let inh = Inherited {
-        delay_loop: s.health.delay_loop,
-        alpha: s.health.alpha,
-    };
     let mut reals = Vec::new();
     for r in body.iter().filter(|r| r.keyword.text == "real_server") {
-        if let Some(real) = real_server(ctx, r, &s, inh) {
+        if let Some(real) = real_server(ctx, r, &s) {
             reals.push((r, real));
         }
     }
+    clamp_quorum(ctx, &mut s, &reals);
     let keys = service_keys(ctx, n, s.protocol, s.family, groups);
+    if let [ServiceKey::Addr { addr, .. }] = keys.as_slice()
+        && n.args.first().is_some_and(|w| w.text != "group")
+    {
+        real_ports(ctx, addr.port(), &mut reals);
+    }
+    portless_checks(ctx, &reals);
     if let Some(w) = &s.family_word
         && let Some(k) = keys
             .iter()
@@ -293,9 +324,15 @@ fn virtual_server(
     if let Some(g) = &s.granularity
         && s.options.persistence.is_none()
     {
-        ctx.warnings.push(
-            g.error("persistence_granularity without persistence_timeout has no effect; ignored"),
-        );
+        // keepalived makes the service persistent with its default timeout
+        ctx.warnings.push(g.error(format!(
+            "persistence_granularity without persistence_timeout: persistent for \
+             {KEEPALIVED_PERSISTENCE_TIMEOUT} s (keepalived's default)"
+        )));
+        s.options.persistence = Some(Persistence {
+            timeout: KEEPALIVED_PERSISTENCE_TIMEOUT,
+            prefix_len: 32,
+        });
     }
     if s.options.persistence.is_none()
         && let Some(k) = keys
@@ -343,146 +380,6 @@ fn virtual_server(
     }
 }
 
-fn vs_settings(ctx: &mut Ctx, body: &[Node]) -> VsSettings {
-    let mut s = VsSettings {
-        options: ServiceOptions {
-            scheduler: SchedulerKind::Wlc,
-            ..Default::default()
-        },
-        method: DEFAULT_LB_KIND,
-        protocol: Protocol::Tcp,
-        family: AddressFamily::V4,
-        family_word: None,
-        granularity: None,
-        laddr_group: None,
-        health: VirtualServerHealth {
-            service: ServiceKey::FwMark {
-                mark: 0,
-                family: AddressFamily::V4,
-            },
-            delay_loop: DEFAULT_DELAY_LOOP,
-            quorum: 1,
-            hysteresis: 0,
-            alpha: false,
-            omega: false,
-            inhibit_on_failure: false,
-            sorry_server: None,
-            sorry_server_inhibit: false,
-            virtualhost: None,
-            quorum_up: None,
-            quorum_down: None,
-            reals: Vec::new(),
-        },
-    };
-    let h = &mut s.health;
-    for n in body {
-        match n.keyword.text.as_str() {
-            "real_server" => {}
-            "lb_algo" | "lvs_sched" => {
-                if let Some(w) = ctx.one(n, "a scheduler name") {
-                    match w.text.parse() {
-                        Ok(k) => s.options.scheduler = k,
-                        Err(e) => ctx.error(w, format!("{e}")),
-                    }
-                }
-            }
-            "lb_kind" | "lvs_method" => {
-                if let Some(m) = ctx
-                    .one(n, "NAT, DR, TUN or FNAT")
-                    .and_then(|w| method(ctx, w))
-                {
-                    s.method = m;
-                }
-            }
-            "persistence_timeout" => {
-                let timeout = match ctx.num(n, "a number of seconds (at least 1)") {
-                    Some(0) => {
-                        // keepalived and ipvsadm refuse it too; leave the keyword out instead
-                        ctx.error(
-                            &n.args[0],
-                            "expected a persistence_timeout of at least 1 second, found 0 \
-                             (leave persistence_timeout out for a service without persistence)",
-                        );
-                        Persistence::DEFAULT_TIMEOUT
-                    }
-                    Some(t) => t,
-                    None => Persistence::DEFAULT_TIMEOUT,
-                };
-                s.options.persistence = Some(Persistence {
-                    timeout,
-                    prefix_len: 32,
-                });
-            }
-            "persistence_granularity" => s.granularity = ctx.one(n, "a netmask").cloned(),
-            "laddr_group_name" => {
-                s.laddr_group = ctx.one(n, "a local_address_group name").cloned();
-            }
-            "protocol" => {
-                if let Some(w) = ctx.one(n, "TCP, UDP or SCTP") {
-                    match w.text.to_ascii_uppercase().as_str() {
-                        "TCP" => s.protocol = Protocol::Tcp,
-                        "UDP" => s.protocol = Protocol::Udp,
-                        "SCTP" => s.protocol = Protocol::Sctp,
-                        _ => ctx.error(w, format!("expected TCP, UDP or SCTP, found '{}'", w.text)),
-                    }
-                }
-            }
-            "family" => match ctx.one(n, "'inet' or 'inet6'") {
-                Some(w) if w.text == "inet" || w.text == "inet6" => {
-                    s.family = if w.text == "inet" {
-                        AddressFamily::V4
-                    } else {
-                        AddressFamily::V6
-                    };
-                    s.family_word = Some(w.clone());
-                }
-                Some(w) => ctx.error(w, format!("expected 'inet' or 'inet6', found '{}'", w.text)),
-                None => {}
-            },
-            "ops" => s.options.one_packet = ctx.flag(n),
-            "delay_loop" => h.delay_loop = ctx.period(n).unwrap_or(h.delay_loop),
-            "quorum" => h.quorum = ctx.num(n, "a weight sum").unwrap_or(h.quorum),
-            "hysteresis" => h.hysteresis = ctx.num(n, "a weight").unwrap_or(h.hysteresis),
-            "alpha" => h.alpha = ctx.flag(n),
-            "omega" => h.omega = ctx.flag(n),
-            "inhibit_on_failure" => h.inhibit_on_failure = ctx.flag(n),
-            "sorry_server" => {
-                ctx.at_most(n, 2);
-                ctx.no_block(n);
-                let ip = ctx
-                    .arg(n, 0, "an address")
-                    .and_then(|w| ctx.ip(w, "sorry_server"));
-                let port = ctx.arg(n, 1, "a port").and_then(|w| ctx.port(w));
-                if let (Some(ip), Some(port)) = (ip, port) {
-                    h.sorry_server = Some(SocketAddr::new(ip, port));
-                }
-            }
-            "sorry_server_inhibit" => h.sorry_server_inhibit = ctx.flag(n),
-            "virtualhost" => h.virtualhost = ctx.word(n, "a host name"),
-            "quorum_up" => h.quorum_up = ctx.rest(n, "a command"),
-            "quorum_down" => h.quorum_down = ctx.rest(n, "a command"),
-            _ => ctx.unsupported(n, "virtual_server"),
-        }
-    }
-    s
-}
-
-fn method(ctx: &mut Ctx, w: &Word) -> Option<ForwardMethod> {
-    Some(match w.text.to_ascii_uppercase().as_str() {
-        "NAT" => ForwardMethod::Nat,
-        "DR" => ForwardMethod::Dr,
-        "TUN" => ForwardMethod::Tun,
-        "FNAT" | "FULLNAT" => ForwardMethod::FullNat,
-        _ => {
-            ctx.error(
-                w,
-                format!("expected NAT, DR, TUN or FNAT, found '{}'", w.text),
-            );
-            return None;
-        }
-    })
-}
-
 /// `persistence_granularity`: a dotted IPv4 netmask, or a prefix length.
 fn granularity(ctx: &mut Ctx, w: &Word, family: AddressFamily) -> u8 {
     let max = family.max_prefix();
@@ -504,57 +401,4 @@ fn granularity(ctx: &mut Ctx, w: &Word, family: AddressFamily) -> u8 {
         ),
     );
     max
-}
-
-fn real_server(
-    ctx: &mut Ctx,
-    n: &Node,
-    s: &VsSettings,
-    inh: Inherited,
-) -> Option<(RealServer, RealCheck)> {
-    let ip = ctx
-        .arg(n, 0, "a real server address")
-        .and_then(|w| ctx.ip(w, "a real server address"));
-    let port = match n.args.get(1) {
-        Some(w) => ctx.port(w),
-        None => Some(0),
-    };
-    ctx.at_most(n, 2);
-    let addr = SocketAddr::new(ip?, port?);
-    let mut real = RealServer::new(addr, s.method, 1);
-    let mut check = RealCheck {
-        addr,
-        weight: 1,
-        inhibit_on_failure: s.health.inhibit_on_failure,
-        notify_up: None,
-        notify_down: None,
-        checkers: Vec::new(),
-    };
-    for r in ctx.block(n) {
-        let kw = r.keyword.text.as_str();
-        match kw {
-            "weight" => match ctx.num::<u32>(r, "a weight (0-65535)") {
-                Some(w) if w <= MAX_WEIGHT => real.weight = w,
-                Some(w) => ctx.error(&r.args[0], format!("weight {w} out of range (0-65535)")),
-                None => {}
-            },
-            "inhibit_on_failure" => check.inhibit_on_failure = ctx.flag(r),
-            "notify_up" => check.notify_up = ctx.rest(r, "a command"),
-            "notify_down" => check.notify_down = ctx.rest(r, "a command"),
-            "uthreshold" => real.upper_threshold = ctx.num(r, "a connection count").unwrap_or(0),
-            "lthreshold" => real.lower_threshold = ctx.num(r, "a connection count").unwrap_or(0),
-            "lb_kind" | "lvs_method" => {
-                if let Some(m) = ctx
-                    .one(r, "NAT, DR, TUN or FNAT")
-                    .and_then(|w| method(ctx, w))
-                {
-                    real.method = m;
-                }
-            }
-            _ if is_checker(kw) => check.checkers.extend(parse_checker(ctx, r, inh)),
-            _ => ctx.unsupported(r, "real_server"),
-        }
-    }
-    check.weight = real.weight;
-    Some((real, check))
 }

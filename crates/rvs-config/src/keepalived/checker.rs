@@ -11,11 +11,48 @@ use super::model::*;
 use super::values::{Ctx, hex_bytes};
 use std::time::Duration;
 
-/// What a checker inherits from its virtual server.
-#[derive(Debug, Clone, Copy)]
+/// What a checker inherits (keepalived 2.x): an option the checker block does not set comes from
+/// its `real_server`, then its `virtual_server`, then the checker kind's default
+/// ([`kind_defaults`]).
+#[derive(Debug, Clone)]
 pub struct Inherited {
+    /// `delay_loop` (the virtual server's default is 60 s).
     pub delay_loop: Duration,
     pub alpha: bool,
+    pub retry: Option<u32>,
+    pub delay_before_retry: Option<Duration>,
+    pub warmup: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    /// The real server's `virtualhost` (`HTTP_GET`/`SSL_GET` Host header, under the checker's
+    /// own and over the virtual server's).
+    pub virtualhost: Option<String>,
+}
+
+impl Inherited {
+    /// `self` (a real server's settings) over `outer` (its virtual server's).
+    pub fn over(self, outer: &Inherited) -> Inherited {
+        Inherited {
+            delay_loop: self.delay_loop,
+            alpha: self.alpha,
+            retry: self.retry.or(outer.retry),
+            delay_before_retry: self.delay_before_retry.or(outer.delay_before_retry),
+            warmup: self.warmup.or(outer.warmup),
+            connect_timeout: self.connect_timeout.or(outer.connect_timeout),
+            virtualhost: self.virtualhost.or_else(|| outer.virtualhost.clone()),
+        }
+    }
+}
+
+/// keepalived's defaults by checker kind: `retry`, and `delay_before_retry` (`None`: the
+/// checker's `delay_loop`). `HTTP_GET`/`SSL_GET` wait 3 s before a retry, `MISC_CHECK` does not
+/// retry, `DNS_CHECK` retries 3 times `delay_loop` apart; the others retry once after 1 s.
+pub fn kind_defaults(kind: &CheckKind) -> (u32, Option<Duration>) {
+    match kind {
+        CheckKind::Http(_) | CheckKind::Ssl(_) => (DEFAULT_RETRY, Some(Duration::from_secs(3))),
+        CheckKind::Misc(_) => (0, Some(DEFAULT_DELAY_BEFORE_RETRY)),
+        CheckKind::Dns(_) => (3, None),
+        _ => (DEFAULT_RETRY, Some(DEFAULT_DELAY_BEFORE_RETRY)),
+    }
 }
 
 /// Whether `keyword` names a checker block.
@@ -34,7 +71,7 @@ pub fn is_checker(keyword: &str) -> bool {
 }
 
 /// Parse one checker block: one checker, or one per `host` block of an `SMTP_CHECK`.
-pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker> {
+pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: &Inherited) -> Vec<Checker> {
     let mut kind = match node.keyword.text.as_str() {
         "HTTP_GET" => CheckKind::Http(HttpCheck::default()),
         "SSL_GET" => CheckKind::Ssl(HttpCheck::default()),
@@ -48,6 +85,7 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker>
             timeout: None,
             dynamic: false,
             user: None,
+            group: None,
         }),
         "PING_CHECK" => CheckKind::Ping,
         "SMTP_CHECK" => CheckKind::Smtp(SmtpCheck {
@@ -55,20 +93,22 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker>
         }),
         _ => CheckKind::Tcp,
     };
+    let (default_retry, default_delay_before_retry) = kind_defaults(&kind);
     let mut c = Checker {
         kind: CheckKind::Tcp,
         connect_ip: None,
         connect_port: None,
         bindto: None,
         bind_port: None,
-        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        retry: DEFAULT_RETRY,
+        connect_timeout: inh.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        retry: inh.retry.unwrap_or(default_retry),
         delay_before_retry: DEFAULT_DELAY_BEFORE_RETRY,
         delay_loop: inh.delay_loop,
         warmup: inh.delay_loop,
         alpha: inh.alpha,
     };
     let mut warmup = None;
+    let mut delay_before_retry = None;
     let mut hosts = Vec::new();
     let within = node.keyword.text.clone();
     ctx.at_most(node, 0);
@@ -81,11 +121,9 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker>
             // keepalived 2.x: a host starts from the options written before its block
             "host" if matches!(kind, CheckKind::Smtp(_)) => hosts.push(smtp_host(ctx, &c, n)),
             "retry" | "nb_get_retry" => c.retry = ctx.num(n, "a retry count").unwrap_or(c.retry),
-            "delay_before_retry" => {
-                c.delay_before_retry = ctx.secs(n).unwrap_or(c.delay_before_retry)
-            }
+            "delay_before_retry" => delay_before_retry = ctx.secs(n).or(delay_before_retry),
             "delay_loop" => c.delay_loop = ctx.period(n).unwrap_or(c.delay_loop),
-            "warmup" => warmup = ctx.secs(n),
+            "warmup" => warmup = ctx.secs(n).or(warmup),
             "alpha" => c.alpha = ctx.flag(n),
             _ => {
                 if !kind_keyword(ctx, &mut kind, n) {
@@ -94,11 +132,29 @@ pub fn parse_checker(ctx: &mut Ctx, node: &Node, inh: Inherited) -> Vec<Checker>
             }
         }
     }
-    c.warmup = warmup.unwrap_or(c.delay_loop);
+    c.warmup = warmup.or(inh.warmup).unwrap_or(c.delay_loop);
+    c.delay_before_retry = delay_before_retry
+        .or(inh.delay_before_retry)
+        .or(default_delay_before_retry)
+        .unwrap_or(c.delay_loop);
+    if let CheckKind::Http(h) | CheckKind::Ssl(h) = &mut kind
+        && h.virtualhost.is_none()
+    {
+        h.virtualhost = inh.virtualhost.clone();
+    }
     if let CheckKind::Misc(m) = &kind
         && m.path.is_empty()
     {
         ctx.error(&node.keyword, "MISC_CHECK needs 'misc_path'");
+    }
+    if let CheckKind::Http(h) | CheckKind::Ssl(h) = &kind
+        && h.urls.is_empty()
+    {
+        // keepalived drops such a checker ("has no urls specified - ignoring")
+        ctx.warnings.push(node.keyword.error(format!(
+            "{within} without a 'url' block checks nothing; ignored (as keepalived does)"
+        )));
+        return Vec::new();
     }
     c.kind = kind;
     if hosts.is_empty() {
@@ -185,6 +241,11 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
         },
         CheckKind::Udp(u) => match kw {
             "payload" => u.payload = hex_arg(ctx, n).unwrap_or_default(),
+            // alone: any reply will do (keepalived); with bytes, the reply must start with them
+            "require_reply" if n.args.is_empty() => {
+                ctx.no_block(n);
+                u.require_reply = Some(Vec::new());
+            }
             "require_reply" => u.require_reply = hex_arg(ctx, n),
             "min_reply_length" => u.min_reply_length = ctx.num(n, "a length"),
             "max_reply_length" => u.max_reply_length = ctx.num(n, "a length"),
@@ -216,7 +277,14 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
             "misc_path" => m.path = ctx.rest(n, "a command line").unwrap_or_default(),
             "misc_timeout" => m.timeout = ctx.period(n),
             "misc_dynamic" => m.dynamic = ctx.flag(n),
-            "user" => m.user = ctx.word(n, "a user name"),
+            "user" => {
+                ctx.at_most(n, 2);
+                ctx.no_block(n);
+                if let Some(u) = ctx.arg(n, 0, "a user name") {
+                    m.user = Some(u.text.clone());
+                    m.group = n.args.get(1).map(|w| w.text.clone());
+                }
+            }
             _ => return false,
         },
         CheckKind::Smtp(s) => match kw {
@@ -232,16 +300,25 @@ fn kind_keyword(ctx: &mut Ctx, kind: &mut CheckKind, n: &Node) -> bool {
     true
 }
 
+/// Hex bytes, as keepalived reads them: the words of the line (spaces allowed, `0a 1b2c` or
+/// `0a1b2c`), two digits a byte, a lone digit before a space or the end a byte of its own.
 fn hex_arg(ctx: &mut Ctx, n: &Node) -> Option<Vec<u8>> {
-    let w = ctx.one(n, "hex bytes")?;
-    let b = hex_bytes(&w.text);
-    if b.is_none() {
-        ctx.error(
-            w,
-            format!("expected hex bytes (like 0a1b2c), found '{}'", w.text),
-        );
+    ctx.no_block(n);
+    ctx.arg(n, 0, "hex bytes")?;
+    let mut out = Vec::new();
+    for w in &n.args {
+        match hex_bytes(&w.text) {
+            Some(b) => out.extend(b),
+            None => {
+                ctx.error(
+                    w,
+                    format!("expected hex bytes (like 0a1b2c), found '{}'", w.text),
+                );
+                return None;
+            }
+        }
     }
-    b
+    Some(out)
 }
 
 /// `url { path ...; digest ...; status_code ...; virtualhost ... }`.

@@ -33,7 +33,7 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "vrrp_script",
         ],
     ),
-    ("global_defs", &["router_id"]),
+    ("global_defs", &["router_id", "script_user"]),
     (
         "virtual_server",
         &[
@@ -46,9 +46,21 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "persistence_granularity",
             "laddr_group_name",
             "protocol",
+            "ip_family",
             "family",
             "ops",
+            "sh-port",
+            "sh-fallback",
+            "mh-port",
+            "mh-fallback",
+            "flag-1",
+            "flag-2",
             "delay_loop",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "connect_timeout",
+            "weight",
             "quorum",
             "hysteresis",
             "alpha",
@@ -56,6 +68,7 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "inhibit_on_failure",
             "sorry_server",
             "sorry_server_inhibit",
+            "sorry_server_lvs_method",
             "virtualhost",
             "quorum_up",
             "quorum_down",
@@ -68,6 +81,13 @@ pub const BLOCKS: &[(&str, &[&str])] = &[
             "inhibit_on_failure",
             "notify_up",
             "notify_down",
+            "delay_loop",
+            "retry",
+            "delay_before_retry",
+            "warmup",
+            "alpha",
+            "connect_timeout",
+            "virtualhost",
             "uthreshold",
             "lthreshold",
             "lb_kind",
@@ -222,7 +242,15 @@ mod tests {
         };
         match block {
             "the top level" => format!("{kw}\n"),
-            "virtual_server" => format!("virtual_server 10.0.0.1 80 {{\n{kw}\n}}\n"),
+            "virtual_server" => {
+                // a scheduler flag needs its scheduler
+                let algo = match kw {
+                    k if k.starts_with("sh-") || k.starts_with("flag-") => "lb_algo sh\n",
+                    k if k.starts_with("mh-") => "lb_algo mh\n",
+                    _ => "",
+                };
+                format!("virtual_server 10.0.0.1 80 {{\n{algo}{kw}\n}}\n")
+            }
             "real_server" => rs(kw.to_string()),
             "url" => rs(format!("HTTP_GET {{\nurl {{\n{kw}\n}}\n}}")),
             "host" => rs(format!("SMTP_CHECK {{\nhost {{\n{kw}\n}}\n}}")),
@@ -272,13 +300,13 @@ mod tests {
     #[test]
     fn a_known_keyword_in_the_wrong_block_says_where_it_belongs() {
         assert_eq!(
-            ignored("weight", "virtual_server"),
-            "keyword 'weight' does not belong in virtual_server (rvs reads it in real_server, \
-             vrrp_script); ignored"
+            ignored("weight", "url"),
+            "keyword 'weight' does not belong in url (rvs reads it in virtual_server, \
+             real_server, vrrp_script); ignored"
         );
         assert_eq!(
-            ignored("connect_timeout", "real_server"),
-            "keyword 'connect_timeout' does not belong in real_server (rvs reads it in a \
+            ignored("connect_port", "real_server"),
+            "keyword 'connect_port' does not belong in real_server (rvs reads it in a \
              checker block); ignored"
         );
     }

@@ -6,12 +6,14 @@
 //! each with `path:line:column` and what was expected. [`check_file`] is `keepalived -t`.
 //!
 //! Stages: [`lex`] (text → located statement tree, includes spliced in), then `build`
-//! (tree → model; `checker`, `vrrp` and `laddr` for their blocks). A keyword rvs does not
+//! (tree → model; `vs`, `real`, `checker`, `vrrp` and `laddr` for their blocks). A keyword rvs does not
 //! implement is a warning with its location, never silently skipped.
 //!
 //! Defaults follow keepalived: `lb_kind` NAT, `lb_algo` wlc, `protocol` TCP, `delay_loop` 60 s,
-//! `connect_timeout` 5 s, `retry` 1, `delay_before_retry` 1 s, `warmup` = `delay_loop`,
-//! `quorum` 1, `persistence_granularity` /32 (/128).
+//! `connect_timeout` 5 s, `retry` 1 (`MISC_CHECK` 0, `DNS_CHECK` 3), `delay_before_retry` 1 s
+//! (`HTTP_GET`/`SSL_GET` 3 s, `DNS_CHECK` its `delay_loop`), `warmup` = `delay_loop`,
+//! `quorum` 1, `persistence_granularity` /32 (/128). As in keepalived 2.x, a checker option
+//! not written in the checker comes from its `real_server`, then its `virtual_server`.
 
 mod build;
 mod checker;
@@ -20,9 +22,11 @@ mod keywords;
 mod laddr;
 pub mod lex;
 pub mod model;
+mod real;
 mod repeats;
 mod values;
 mod vrrp;
+mod vs;
 
 pub use lex::Includes;
 pub use model::*;
@@ -103,3 +107,7 @@ pub fn check_file(path: &Path) -> (Vec<ConfigError>, Vec<ConfigError>) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compat;
+#[cfg(test)]
+mod tests_scripts;

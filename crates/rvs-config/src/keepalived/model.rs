@@ -15,13 +15,34 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRY: u32 = 1;
 /// keepalived's default `delay_before_retry`.
 pub const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+/// keepalived's persistence timeout for `persistence_timeout` without a value, or
+/// `persistence_granularity` without `persistence_timeout` (seconds; ipvsadm's is 300).
+pub const KEEPALIVED_PERSISTENCE_TIMEOUT: u32 = 360;
 /// keepalived's default `lb_kind` (when a virtual server names none): NAT.
 pub const DEFAULT_LB_KIND: ForwardMethod = ForwardMethod::Nat;
 
-/// `global_defs` (only `router_id` is used; everything else is warned about).
+/// `global_defs` (only `router_id` and `script_user` are used; everything else is warned
+/// about).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GlobalDefs {
     pub router_id: Option<String>,
+    /// `script_user USER [GROUP]`: who runs the notify commands and `MISC_CHECK` scripts that
+    /// name no user of their own (already applied to them in the model).
+    pub script_user: Option<String>,
+    pub script_group: Option<String>,
+}
+
+/// A command run on an event (`notify_up`, `notify_down`, `quorum_up`, `quorum_down`), written
+/// as keepalived 2.x reads it: `KEYWORD COMMAND [USER [GROUP]]`. A command line with arguments
+/// is quoted; the words after it are the user and group to run it as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Script {
+    /// The command line (run through `/bin/sh -c`).
+    pub command: String,
+    /// Run as this user (default: `global_defs`' `script_user`, else rvsd's own user).
+    pub user: Option<String>,
+    /// Run with this group (default: the user's).
+    pub group: Option<String>,
 }
 
 /// Health settings of one virtual server (one per service key; a `group` yields several).
@@ -44,12 +65,15 @@ pub struct VirtualServerHealth {
     pub sorry_server: Option<SocketAddr>,
     /// `sorry_server_inhibit`.
     pub sorry_server_inhibit: bool,
+    /// `sorry_server_lvs_method`: the sorry server's forwarding method (default: the virtual
+    /// server's).
+    pub sorry_server_method: Option<ForwardMethod>,
     /// `virtualhost` default for HTTP checks of this virtual server.
     pub virtualhost: Option<String>,
     /// `quorum_up` command.
-    pub quorum_up: Option<String>,
+    pub quorum_up: Option<Script>,
     /// `quorum_down` command.
-    pub quorum_down: Option<String>,
+    pub quorum_down: Option<Script>,
     /// The reals with their checkers.
     pub reals: Vec<RealCheck>,
 }
@@ -63,9 +87,9 @@ pub struct RealCheck {
     /// `inhibit_on_failure` (its own or the virtual server's).
     pub inhibit_on_failure: bool,
     /// `notify_up` command.
-    pub notify_up: Option<String>,
+    pub notify_up: Option<Script>,
     /// `notify_down` command.
-    pub notify_down: Option<String>,
+    pub notify_down: Option<Script>,
     pub checkers: Vec<Checker>,
 }
 
@@ -263,8 +287,10 @@ pub struct MiscCheck {
     pub timeout: Option<Duration>,
     /// `misc_dynamic`: exit codes 2..=255 set the weight to code − 2.
     pub dynamic: bool,
-    /// `user`: run as this user (name, as given).
+    /// `user USER [GROUP]`: run as this user (name, as given) ...
     pub user: Option<String>,
+    /// ... and group (default: the user's).
+    pub group: Option<String>,
 }
 
 /// The VRRP blocks.

@@ -136,7 +136,7 @@ fn defaults_follow_keepalived() {
 #[test]
 fn virtual_server_keywords() {
     let c = ok(&vs(
-        "lb_algo sh\nlb_kind TUN\npersistence_timeout 30\npersistence_granularity 255.255.255.0\nprotocol UDP\ndelay_loop 2.5\nquorum 3\nhysteresis 1\nsorry_server 10.0.0.99 8080\nsorry_server_inhibit\nalpha\nomega\ninhibit_on_failure\nvirtualhost www.example.com\nquorum_up \"/bin/up arg\"\nquorum_down /bin/down\nops",
+        "lb_algo sh\nlb_kind TUN\npersistence_timeout 30\npersistence_granularity 255.255.255.0\nprotocol UDP\ndelay_loop 2.5\nquorum 3\nhysteresis 1\nsorry_server 10.0.0.99 8080\nsorry_server_inhibit\nalpha\nomega\ninhibit_on_failure\nvirtualhost www.example.com\nquorum_up \"/bin/up arg\"\nquorum_down /bin/down\nops\nreal_server 10.0.0.8 80 { weight 5 }",
     ));
     let key = ServiceKey::udp(sa("10.0.0.3:80"));
     let svc = &c.desired.services[&key];
@@ -159,8 +159,14 @@ fn virtual_server_keywords() {
     assert!(h.inhibit_on_failure && h.reals[0].inhibit_on_failure && h.sorry_server_inhibit);
     assert_eq!(h.sorry_server, Some(sa("10.0.0.99:8080")));
     assert_eq!(h.virtualhost.as_deref(), Some("www.example.com"));
-    assert_eq!(h.quorum_up.as_deref(), Some("/bin/up arg"));
-    assert_eq!(h.quorum_down.as_deref(), Some("/bin/down"));
+    assert_eq!(
+        h.quorum_up.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/up arg")
+    );
+    assert_eq!(
+        h.quorum_down.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/down")
+    );
 }
 
 #[test]
@@ -267,8 +273,14 @@ fn every_checker_and_its_parameters() {
         (5, 100, 50)
     );
     assert!(r.inhibit_on_failure);
-    assert_eq!(r.notify_up.as_deref(), Some("/bin/echo up"));
-    assert_eq!(r.notify_down.as_deref(), Some("/bin/down"));
+    assert_eq!(
+        r.notify_up.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/echo up")
+    );
+    assert_eq!(
+        r.notify_down.as_ref().map(|s| s.command.as_str()),
+        Some("/bin/down")
+    );
     let names: Vec<_> = r.checkers.iter().map(|c| c.kind.name()).collect();
     assert_eq!(
         names,
@@ -813,13 +825,40 @@ fn out_of_range_values_are_errors() {
         let e = errs(&text);
         assert!(e[0].message.contains(needle), "{body}: {e:?}");
     }
-    // granularity without persistence does nothing: said so
+    // granularity without persistence: persistent for keepalived's 360 s, said so
     let c = ok(&vs("persistence_granularity 255.255.255.0"));
-    assert!(
-        c.warnings[0]
-            .message
-            .contains("without persistence_timeout")
+    assert_eq!(
+        c.warnings[0].message,
+        "persistence_granularity without persistence_timeout: persistent for 360 s \
+         (keepalived's default)"
     );
+    let p = c
+        .desired
+        .services
+        .values()
+        .next()
+        .unwrap()
+        .options
+        .persistence;
+    assert_eq!(
+        p,
+        Some(Persistence {
+            timeout: 360,
+            prefix_len: 24
+        })
+    );
+    // the keyword alone: keepalived's default too, without a word
+    let c = ok(&vs("persistence_timeout"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let p = c
+        .desired
+        .services
+        .values()
+        .next()
+        .unwrap()
+        .options
+        .persistence;
+    assert_eq!(p.map(|p| p.timeout), Some(360));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! with a located error naming what was expected.
 
 use super::lex::{Node, Word};
+use super::model::Script;
 use crate::error::ConfigError;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -93,6 +94,21 @@ impl Ctx {
         self.at_most(node, 1);
         self.no_block(node);
         self.parse(node, 0, what)
+    }
+
+    /// At most one argument as a number: `Ok(None)` when there is none, `Err` after a located
+    /// error.
+    pub fn num_or_none<T: FromStr>(&mut self, node: &Node, what: &str) -> Result<Option<T>, ()> {
+        if node.args.is_empty() {
+            self.no_block(node);
+            return Ok(None);
+        }
+        let before = self.errors.len();
+        let v = self.num(node, what);
+        if self.errors.len() > before {
+            return Err(());
+        }
+        Ok(v)
     }
 
     /// The one argument as seconds (decimals allowed, as keepalived accepts `0.5`).
@@ -193,6 +209,28 @@ impl Ctx {
         )
     }
 
+    /// A notify command: `COMMAND [USER [GROUP]]` (keepalived 2.x; a command line with
+    /// arguments is quoted, so it is one word).
+    pub fn script(&mut self, node: &Node) -> Option<Script> {
+        self.no_block(node);
+        let command = self.arg(node, 0, "a command")?.text.clone();
+        if let Some(w) = node.args.get(3) {
+            self.error(
+                w,
+                format!(
+                    "unexpected '{}': '{}' takes a command, then at most a user and a group \
+                     (quote a command line that has arguments)",
+                    w.text, node.keyword.text
+                ),
+            );
+        }
+        Some(Script {
+            command,
+            user: node.args.get(1).map(|w| w.text.clone()),
+            group: node.args.get(2).map(|w| w.text.clone()),
+        })
+    }
+
     /// Reject extra arguments after the first `n`.
     pub fn at_most(&mut self, node: &Node, n: usize) {
         if let Some(w) = node.args.get(n) {
@@ -219,14 +257,15 @@ impl Ctx {
     }
 }
 
-/// Hex bytes (`payload`, `require_reply`): pairs of hex digits, optional `0x`.
+/// Hex bytes of one word (`payload`, `require_reply`): pairs of hex digits, optional `0x`.
 pub fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+    // two digits a byte; an odd last digit is a byte of its own (keepalived's read_hex_str)
+    s.as_bytes()
+        .chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
         .collect()
 }

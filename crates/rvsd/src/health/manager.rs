@@ -1,5 +1,6 @@
 //! The running supervisors: one [`HealthSupervisor`] per checked virtual server, kept across
-//! reloads unless its health settings changed; `--check` descriptions. Every supervisor's
+//! reloads unless its health settings changed (restarted then, carrying over the verdicts of
+//! the reals whose checkers did not change); `--check` descriptions. Every supervisor's
 //! `TCP_CHECK`s share one [`TcpProber`] (one SYN prober: one raw socket per family, one
 //! reserved port block), made when the first `TCP_CHECK` appears and logged once.
 
@@ -8,6 +9,7 @@ use crate::api;
 use rvs_config::keepalived::VirtualServerHealth;
 use rvs_core::desired::DesiredState;
 use rvs_core::model::{Health, ServiceKey};
+use rvs_health::RealStatus;
 use rvs_health::{HealthSupervisor, TcpProber};
 use std::collections::BTreeMap;
 use tokio::task::JoinHandle;
@@ -27,6 +29,8 @@ pub struct HealthManager {
     retired: (u64, u64),
     /// How `TCP_CHECK`s run, shared by every supervisor (made on first need).
     tcp: Option<TcpProber>,
+    /// Whether the first sync (the daemon's start) is done: later starts are reloads.
+    synced: bool,
 }
 
 /// Whether a reload may keep a service's running checks (and their verdicts): nothing but real
@@ -49,6 +53,26 @@ pub(super) fn same_checks(old: &VirtualServerHealth, new: &VirtualServerHealth) 
     unweighted == *old
 }
 
+/// The verdicts a restarted service carries over from its running checks: those of the reals
+/// still configured with the same checkers (keepalived keeps a checker's state across a reload
+/// when the checker compares equal).
+fn carried_over(old: &Running, new: &VirtualServerHealth) -> Vec<RealStatus> {
+    let same = |addr| {
+        let checkers = |c: &VirtualServerHealth| {
+            c.reals
+                .iter()
+                .find(|r| r.addr == addr)
+                .map(|r| r.checkers.clone())
+        };
+        checkers(&old.cfg).is_some_and(|o| Some(o) == checkers(new))
+    };
+    old.supervisor
+        .status()
+        .into_iter()
+        .filter(|s| same(s.real))
+        .collect()
+}
+
 /// Whether a service has anything to check.
 pub(super) fn has_checkers(cfg: &VirtualServerHealth) -> bool {
     cfg.reals.iter().any(|r| !r.checkers.is_empty())
@@ -69,8 +93,12 @@ impl HealthManager {
             .filter(|(k, r)| wanted.get(k).is_none_or(|c| !same_checks(&r.cfg, c)))
             .map(|(k, _)| *k)
             .collect();
+        let mut seeds: BTreeMap<ServiceKey, Vec<RealStatus>> = BTreeMap::new();
         for key in stale {
             if let Some(r) = self.running.remove(&key) {
+                if let Some(new) = wanted.get(&key) {
+                    seeds.insert(key, carried_over(&r, new));
+                }
                 let s = r.supervisor.stats();
                 self.retired.0 += s.checks;
                 self.retired.1 += s.failures;
@@ -88,7 +116,14 @@ impl HealthManager {
             if self.tcp.is_none() && rvs_health::supervisor::has_tcp_check(one) {
                 self.tcp = Some(TcpProber::from_env());
             }
-            let (supervisor, mut events) = HealthSupervisor::start_with(one, self.tcp.clone());
+            let seed = seeds.remove(&key).unwrap_or_default();
+            // at the daemon's start one failure takes an unchecked real down (keepalived);
+            // services started by a reload retry as configured
+            let (supervisor, mut events) = if self.synced {
+                HealthSupervisor::start_seeded(one, self.tcp.clone(), &seed)
+            } else {
+                HealthSupervisor::start_with(one, self.tcp.clone())
+            };
             let sh = shared.clone();
             let forward = tokio::spawn(async move {
                 while let Some(ev) = events.recv().await {
@@ -106,6 +141,7 @@ impl HealthManager {
                 },
             );
         }
+        self.synced = true;
     }
 
     /// Copy the checks-run and failure counters into the daemon's book (every rate tick).

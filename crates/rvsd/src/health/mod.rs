@@ -21,7 +21,7 @@ use crate::daemon::Daemon;
 use rvs_api::RealHealthView;
 use rvs_config::keepalived::VirtualServerHealth;
 use rvs_core::desired::DesiredState;
-use rvs_core::model::{Health, RealServer, ServiceKey};
+use rvs_core::model::{ForwardMethod, Health, RealServer, ServiceKey};
 use rvs_health::{HealthEvent, SupervisorEvent};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +39,8 @@ struct Observed {
 #[derive(Debug, Clone, Copy)]
 struct Sorry {
     addr: SocketAddr,
+    /// Its forwarding method (`sorry_server_lvs_method`, else the service's).
+    method: ForwardMethod,
     /// Whether the daemon added it (it was not a configured real), so removes it again.
     added: bool,
     /// Serving (quorum lost); `false` only for an inhibited one while quorum is held.
@@ -187,16 +189,10 @@ impl HealthBook {
             if !sorry.added {
                 continue;
             }
-            let method = svc
-                .reals
-                .values()
-                .next()
-                .map(|r| r.method)
-                .unwrap_or_default();
             let r = svc
                 .reals
                 .entry(sorry.addr)
-                .or_insert_with(|| RealServer::new(sorry.addr, method, 1));
+                .or_insert_with(|| RealServer::new(sorry.addr, sorry.method, 1));
             r.dynamic_weight = sorry.own_weight();
         }
     }
@@ -261,7 +257,23 @@ fn on_real(d: &mut Daemon, h: HealthEvent) {
     push(d, h.service, h.real);
 }
 
-fn on_sorry(d: &mut Daemon, service: ServiceKey, addr: SocketAddr, active: bool, inhibit: bool) {
+/// A service's forwarding method, as its reals have it (the sorry server's default).
+fn service_method(svc: &rvs_core::desired::ServiceConfig) -> ForwardMethod {
+    svc.reals
+        .values()
+        .next()
+        .map(|r| r.method)
+        .unwrap_or_default()
+}
+
+/// The sorry server `addr` (with its `sorry_server_lvs_method`, if any) goes in or out.
+fn on_sorry(
+    d: &mut Daemon,
+    service: ServiceKey,
+    (addr, method): (SocketAddr, Option<ForwardMethod>),
+    active: bool,
+    inhibit: bool,
+) {
     let current = d.health.sorry.get(&service).copied();
     if current.map(|s| s.active) == Some(active) || (current.is_none() && !active && !inhibit) {
         return;
@@ -270,14 +282,10 @@ fn on_sorry(d: &mut Daemon, service: ServiceKey, addr: SocketAddr, active: bool,
         return;
     };
     let added = current.map_or(!svc.reals.contains_key(&addr), |s| s.added);
-    let method = svc
-        .reals
-        .values()
-        .next()
-        .map(|r| r.method)
-        .unwrap_or_default();
+    let method = method.unwrap_or_else(|| service_method(svc));
     let next = Sorry {
         addr,
+        method,
         added,
         active,
         since: SystemTime::now(),
@@ -369,7 +377,8 @@ pub fn apply_event(d: &mut Daemon, ev: SupervisorEvent) {
             addr,
             active,
             inhibit,
-        } => on_sorry(d, service, addr, active, inhibit),
+            method,
+        } => on_sorry(d, service, (addr, method), active, inhibit),
         SupervisorEvent::Quorum { up, .. } => {
             d.health
                 .count(if up { "quorum_gained" } else { "quorum_lost" });

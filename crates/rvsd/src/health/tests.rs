@@ -94,6 +94,7 @@ fn sorry_server_gates_the_live_reals_and_survives_a_whole_state_replace() {
         addr: addr("10.0.0.9:80"),
         active,
         inhibit: false,
+        method: None,
     };
     apply_event(&mut d, sorry(true));
     assert_eq!(weight(&d, &key, "10.0.0.9:80"), Some(1));
@@ -150,6 +151,7 @@ fn inhibited_sorry_server_stays_listed_at_weight_0_when_not_needed() {
         addr: addr("10.0.0.9:80"),
         active,
         inhibit: true,
+        method: None,
     };
     apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Up, None));
     apply_event(&mut d, real_event(key, "10.0.0.8:80", Health::Up, None));
@@ -245,6 +247,7 @@ async fn restarting_a_services_checks_takes_out_the_sorry_server_it_added() {
         addr: sorry,
         active: true,
         inhibit: false,
+        method: None,
     };
     apply_event(&mut api::lock(&shared), on);
     assert!(
@@ -291,4 +294,32 @@ fn alpha_reals_start_down_until_checked() {
         Some(4),
         "a verdict wins over alpha"
     );
+}
+
+#[test]
+fn sorry_server_lvs_method_sets_the_sorry_servers_forwarding_method() {
+    let text = CONF.replace(
+        "sorry_server 10.0.0.9 80\n",
+        "sorry_server 10.0.0.9 80\n    sorry_server_lvs_method DR\n",
+    );
+    let cfg = parse(&text);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let vs = &cfg.virtual_servers[0];
+    assert_eq!(vs.sorry_server_method, Some(ForwardMethod::Dr));
+    let (mut d, key) = daemon();
+    apply_event(&mut d, real_event(key, "10.0.0.7:80", Health::Down, None));
+    apply_event(&mut d, real_event(key, "10.0.0.8:80", Health::Down, None));
+    let on = SupervisorEvent::SorryServer {
+        service: key,
+        addr: addr("10.0.0.9:80"),
+        active: true,
+        inhibit: false,
+        method: vs.sorry_server_method,
+    };
+    apply_event(&mut d, on);
+    let method = |d: &Daemon| d.desired().services[&key].reals[&addr("10.0.0.9:80")].method;
+    assert_eq!(method(&d), ForwardMethod::Dr, "the reals are NAT");
+    // kept by a whole-state replace, as the sorry server itself
+    d.replace(parse(CONF).desired).unwrap();
+    assert_eq!(method(&d), ForwardMethod::Dr);
 }
