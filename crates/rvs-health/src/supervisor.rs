@@ -198,6 +198,9 @@ impl HealthSupervisor {
                 .enumerate()
                 .map(|(ri, r)| {
                     let seeded_down = seeded(r.addr).map(|s| s.health == Health::Down);
+                    // keepalived starts a checker with its retries spent when the daemon
+                    // starts: one failure before a first success decides
+                    let spent = fresh && seeded(r.addr).is_none();
                     let checkers = r
                         .checkers
                         .iter()
@@ -210,7 +213,8 @@ impl HealthSupervisor {
                             let mut t = thresholds(c);
                             // `alpha` only sets where a checker starts: down, until a success
                             t.alpha = seeded_down.unwrap_or(t.alpha);
-                            CheckerMachine::new(t, now, Duration::from_millis(offset))
+                            let m = CheckerMachine::new(t, now, Duration::from_millis(offset));
+                            if spent { m.with_retries_spent() } else { m }
                         })
                         .collect();
                     RealHealth::new(r.addr, r.weight, r.inhibit_on_failure, checkers)
@@ -260,7 +264,6 @@ impl HealthSupervisor {
                         weight: r.weight,
                         index: ci,
                         checker: c.clone(),
-                        untested: fresh && seeded(r.addr).is_none(),
                         alpha_unrun: c.alpha && seeded(r.addr).is_none(),
                     };
                     sup.tasks.spawn(task.run());
@@ -312,10 +315,6 @@ impl HealthSupervisor {
     }
 }
 
-/// Most retries spent at once for a checker's first failure (a `retry` above this keeps the
-/// rest; no configuration needs that many).
-const MAX_SPENT_RETRIES: u32 = 1000;
-
 /// One checker of one real, looping forever.
 struct CheckerTask {
     shared: Arc<Shared>,
@@ -325,8 +324,6 @@ struct CheckerTask {
     weight: u32,
     index: usize,
     checker: Checker,
-    /// No check has succeeded yet since the daemon started: one failure is enough.
-    untested: bool,
     /// An `alpha` checker that has not run yet: its first failure runs `notify_down`.
     alpha_unrun: bool,
 }
@@ -388,16 +385,6 @@ impl CheckerTask {
         let (actions, next) = {
             let mut st = lock(&self.entry);
             let mut actions = Vec::new();
-            if std::mem::take(&mut self.untested) && outcome == CheckOutcome::Failure {
-                // keepalived starts a checker with its retries spent (`retry_it = retry`):
-                // spend them here, so that this failure decides (bounded: `retry` is any u32)
-                for _ in 0..self.checker.retry.min(MAX_SPENT_RETRIES) {
-                    let a = st
-                        .machine
-                        .on_result(now, self.real, self.index, CheckOutcome::Failure);
-                    actions.extend(a);
-                }
-            }
             actions.extend(st.machine.on_result(now, self.real, self.index, outcome));
             // keepalived: the first run of an alpha checker that fails announces the real
             // down (it started down unannounced)

@@ -63,6 +63,15 @@ impl CheckerMachine {
         }
     }
 
+    /// The same checker with its retries spent, as keepalived starts its checkers when the
+    /// daemon starts (`retry_it = retry`): until its first success one failure takes the real
+    /// down; from then on `retry` counts as configured. (A checker made by a reload retries as
+    /// configured from the start.)
+    pub fn with_retries_spent(mut self) -> Self {
+        self.failures = self.thresholds.retry;
+        self
+    }
+
     /// Whether this checker currently says up.
     pub fn is_up(&self) -> bool {
         self.up

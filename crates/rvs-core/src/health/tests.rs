@@ -350,3 +350,28 @@ fn inhibited_sorry_server_is_listed_from_the_start_and_disabled_not_removed() {
             .any(|x| matches!(x, HealthAction::SorryServer { .. }))
     );
 }
+
+#[test]
+fn a_checker_started_with_its_retries_spent_goes_down_on_its_first_failure_then_retries() {
+    let mut c = CheckerMachine::new(th(3, false), t(0), Duration::ZERO).with_retries_spent();
+    assert!(c.is_up());
+    assert_eq!(c.on_result(t(1000), CheckOutcome::Failure), Verdict::Down);
+    assert_eq!(
+        c.on_result(
+            t(2000),
+            CheckOutcome::Success {
+                dynamic_weight: None
+            }
+        ),
+        Verdict::Up
+    );
+    // after a success, `retry` failures are retried before the next one decides
+    for i in 0..3 {
+        assert_eq!(
+            c.on_result(t(3000 + i), CheckOutcome::Failure),
+            Verdict::Same,
+            "retry {i}"
+        );
+    }
+    assert_eq!(c.on_result(t(4000), CheckOutcome::Failure), Verdict::Down);
+}
