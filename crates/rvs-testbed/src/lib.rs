@@ -57,6 +57,15 @@ pub use servers::{ConfiguredServer, Haproxy, Iperf3Server, Nginx, NginxOptions, 
 pub use smtpd::Smtpd;
 pub use topology::{Director, Host, Kind, Topology};
 
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago (bound, then released): for
+/// a VIP or a backend on loopback, or a port where nothing answers.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
 /// True when running as root (tests that need root skip with a printed reason otherwise).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

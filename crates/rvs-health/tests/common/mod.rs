@@ -29,14 +29,8 @@ pub fn checker(real: SocketAddr, block: &str) -> Checker {
     config(&text).virtual_servers[0].reals[0].checkers[0].clone()
 }
 
-/// A port on loopback that nothing listens on (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use rvs_testbed::free_port;
 
 /// An HTTP/1.0 server on loopback answering every request with `status` and the current body.
 pub async fn http_server(

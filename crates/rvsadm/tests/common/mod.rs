@@ -130,11 +130,5 @@ pub fn ok(d: &Daemon, line: &str) -> String {
     o.stdout
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (for a VIP on loopback).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use rvs_testbed::free_port;

@@ -246,14 +246,8 @@ impl Drop for Rvsd {
     }
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use rvs_testbed::free_port;
 
 /// A TCP backend that answers every connection with `name\n` and closes (runs until the test
 /// process exits).
