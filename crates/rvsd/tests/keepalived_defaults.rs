@@ -11,21 +11,6 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-fn start(text: &str) -> (Rvsd, TempDir) {
-    let dir = TempDir::new();
-    let path = write_conf(&dir, text);
-    let d = Rvsd::start(
-        "",
-        &[
-            "--keepalived-conf",
-            path.to_str().unwrap(),
-            "--engine",
-            "proxy",
-        ],
-    );
-    (d, dir)
-}
-
 fn wait_health(d: &Rvsd, vip: SocketAddr, real: SocketAddr, want: &str) -> Duration {
     wait_for(&format!("{real} {want}"), Duration::from_secs(10), || {
         health(d, vip, real).as_deref() == Some(want)
@@ -54,7 +39,7 @@ fn checker_options_on_the_real_server_set_the_schedule() {
         real(a.addr),
         real(b.addr)
     );
-    let (d, _dir) = start(&text);
+    let (d, _dir, _) = start_keepalived(&text);
     wait_health(&d, vip, a.addr, "up");
     assert!(
         !d.log().contains("does not belong"),
@@ -99,7 +84,7 @@ fn a_failed_misc_check_takes_the_real_out_at_once_as_keepalived_does() {
         a.addr.port(),
         script.display()
     );
-    let (d, _conf) = start(&text);
+    let (d, _dir, _) = start_keepalived(&text);
     wait_for("the script ran", Duration::from_secs(5), || {
         std::fs::read_to_string(&runs).is_ok_and(|t| t.contains("ok"))
     });
@@ -138,7 +123,7 @@ fn a_real_dead_at_start_is_out_at_its_first_failed_check() {
         real(dead)
     );
     let t0 = std::time::Instant::now();
-    let (d, _dir) = start(&text);
+    let (d, _dir, _) = start_keepalived(&text);
     wait_health(&d, vip, dead, "down");
     let took = t0.elapsed();
     println!("dead real out {took:?} after rvsd started");

@@ -35,23 +35,6 @@ const BOUND: Duration = Duration::from_secs(3);
 /// API polling and event application on a shared 2-core machine.
 const SLACK: Duration = Duration::from_millis(300);
 
-/// rvsd on a keepalived.conf of `text`; the file's directory lives as long as the returned
-/// [`TempDir`] (keep it with the daemon).
-fn start(text: &str) -> (Rvsd, TempDir) {
-    let dir = TempDir::new();
-    let path = write_conf(&dir, text);
-    let d = Rvsd::start(
-        "",
-        &[
-            "--keepalived-conf",
-            path.to_str().unwrap(),
-            "--engine",
-            "proxy",
-        ],
-    );
-    (d, dir)
-}
-
 fn wait_health(
     d: &Rvsd,
     vip: SocketAddr,
@@ -91,7 +74,7 @@ fn stopped_real_is_removed_in_time_gets_no_new_connections_and_comes_back() {
         "        notify_down \"echo down >> {0}\"\n        notify_up \"echo up >> {0}\"\n{TCP_CHECK}",
         log.display()
     );
-    let (d, _conf) = start(&conf(
+    let (d, _dir, _) = start_keepalived(&conf(
         vip,
         "",
         &[(a.addr, 1, &with_notify), (b.addr, 1, TCP_CHECK)],
@@ -190,7 +173,7 @@ fn http_get_digest_mismatch_marks_the_real_down() {
     };
     let bad = "00000000000000000000000000000000";
     let (ca, cb) = (check(bad), check(&good));
-    let (d, _conf) = start(&conf(vip, "", &[(a.addr, 1, &ca), (b.addr, 1, &cb)]));
+    let (d, _dir, _) = start_keepalived(&conf(vip, "", &[(a.addr, 1, &ca), (b.addr, 1, &cb)]));
     wait_health(&d, vip, a.addr, "down", Duration::from_secs(5));
     let v = real_view(&d, vip, a.addr).unwrap();
     assert!(
@@ -220,7 +203,7 @@ fn misc_dynamic_sets_the_weight_and_inhibit_keeps_a_down_real_listed_at_zero() {
         code.display()
     );
     let inhibit = format!("        inhibit_on_failure\n{TCP_CHECK}");
-    let (d, _conf) = start(&conf(
+    let (d, _dir, _) = start_keepalived(&conf(
         vip,
         "",
         &[(a.addr, 10, &misc), (b.addr, 4, &inhibit)],
@@ -260,7 +243,7 @@ fn sorry_server_answers_when_quorum_is_lost_and_every_real_is_down() {
         sorry.addr.ip(),
         sorry.addr.port()
     );
-    let (d, _conf) = start(&conf(
+    let (d, _dir, _) = start_keepalived(&conf(
         vip,
         &vs,
         &[(a.addr, 1, TCP_CHECK), (b.addr, 1, TCP_CHECK)],
@@ -365,7 +348,7 @@ fn smtp_check_follows_a_real_smtp_server_and_fails_a_non_smtp_one() {
             "        SMTP_CHECK {{\n            connect_port {port}\n            helo_name rvs.test\n            connect_timeout 1\n            retry 1\n            delay_before_retry 1\n{alpha}\n        }}"
         )
     };
-    let (d, _conf) = start(&conf(
+    let (d, _dir, _) = start_keepalived(&conf(
         vip,
         "",
         &[

@@ -5,7 +5,6 @@
 mod common;
 mod keepalived_common;
 
-use common::*;
 use keepalived_common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -56,17 +55,7 @@ fn sighup_reloads_as_a_diff_keeping_verdicts_and_bad_files_change_nothing() {
             ba.port()
         )
     };
-    let dir = TempDir::new();
-    let path = write_conf(&dir, &text(1, ""));
-    let d = Rvsd::start(
-        "",
-        &[
-            "--keepalived-conf",
-            path.to_str().unwrap(),
-            "--engine",
-            "proxy",
-        ],
-    );
+    let (d, dir, path) = start_keepalived(&text(1, ""));
     // the unimplemented keyword is a located warning
     d.wait_log(&format!("{}:5:", path.display()), 1);
     wait_for("b up", Duration::from_secs(5), || {

@@ -41,17 +41,7 @@ fn conf(vip: SocketAddr, reals: &[(SocketAddr, bool)]) -> String {
 fn a_reload_that_restarts_checks_keeps_down_reals_down_and_up_reals_up() {
     let (mut a, b, c) = (Web::start("a"), Web::start("b"), Web::start("c"));
     let vip = vip();
-    let dir = TempDir::new();
-    let path = write_conf(&dir, &conf(vip, &[(a.addr, false), (b.addr, true)]));
-    let d = Rvsd::start(
-        "",
-        &[
-            "--keepalived-conf",
-            path.to_str().unwrap(),
-            "--engine",
-            "proxy",
-        ],
-    );
+    let (d, _dir, path) = start_keepalived(&conf(vip, &[(a.addr, false), (b.addr, true)]));
     let limit = Duration::from_secs(15);
     let wait = |r: SocketAddr, want: &str| {
         wait_for(&format!("{r} {want}"), limit, || {

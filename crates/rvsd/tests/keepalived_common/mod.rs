@@ -3,14 +3,33 @@
 //! through the virtual service.
 #![allow(dead_code)]
 
-use super::common::Rvsd;
+use super::common::{Rvsd, TempDir};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// rvsd (proxy engine) on a keepalived.conf of `text`, written in a directory that lives as
+/// long as the returned [`TempDir`] (keep it with the daemon); also the file's path, to rewrite
+/// it before a reload.
+pub fn start_keepalived(text: &str) -> (Rvsd, TempDir, PathBuf) {
+    let dir = TempDir::new();
+    let path = write_conf(&dir, text);
+    let d = Rvsd::start(
+        "",
+        &[
+            "--keepalived-conf",
+            path.to_str().unwrap(),
+            "--engine",
+            "proxy",
+        ],
+    );
+    (d, dir, path)
+}
 
 /// An HTTP/1.0 backend on loopback answering `<name>\n`; it can be stopped (connections are
 /// then refused) and restarted on the same port. Requests for `/client` are counted apart from
