@@ -485,19 +485,7 @@ fn traffic_stats_connections_zero_metrics_and_reset() {
 
 #[test]
 fn tcp_listener_requires_the_bearer_token() {
-    let dir = TempDir::new();
-    let token = dir.0.join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    let port = free_port();
-    let d = Rvsd::start(
-        "",
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    let (d, _dir, port) = start_with_token();
     let tcp = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let r = http(tcp(), "GET", "/v1/services", None, "");
     assert_eq!((r.status, r.kind().as_str()), (401, "unauthorized"));

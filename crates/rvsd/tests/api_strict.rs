@@ -314,19 +314,7 @@ fn a_large_state_round_trips_and_errors_before_the_handler_are_error_bodies() {
 
 #[test]
 fn the_bearer_scheme_is_case_insensitive_and_a_refusal_says_www_authenticate() {
-    let dir = TempDir::new();
-    let token = dir.0.join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    let port = free_port();
-    let _d = Rvsd::start(
-        "",
-        &[
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    let (_d, _dir, port) = start_with_token();
     let tcp = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     // RFC 9110 §11.1: the scheme is case-insensitive (`bearer` from some clients).
     for scheme in ["Bearer", "bearer", "BEARER"] {

@@ -249,6 +249,25 @@ impl Drop for Rvsd {
 #[allow(unused_imports)] // not every test binary uses it
 pub use rvs_testbed::free_port;
 
+/// rvsd also serving its API on TCP (`--listen` on a free loopback port) with the bearer token
+/// `s3cret` (`--token-file` in the returned directory); the port.
+pub fn start_with_token() -> (Rvsd, TempDir, u16) {
+    let dir = TempDir::new();
+    let token = dir.0.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let port = free_port();
+    let d = Rvsd::start(
+        "",
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    (d, dir, port)
+}
+
 /// A TCP backend that answers every connection with `name\n` and closes (runs until the test
 /// process exits).
 pub fn backend(name: &str) -> SocketAddr {
