@@ -18,7 +18,7 @@ pub fn spawn_in_group(cmd: &mut Command) -> std::io::Result<Child> {
 }
 
 /// Stop a script started by [`spawn_in_group`] and whatever it started: SIGTERM to its process
-/// group, SIGKILL to the group once the script has exited or after [`TERM_GRACE`], then reap
+/// group, SIGKILL to the group once the script has exited or after `TERM_GRACE` (2 s), then reap
 /// it.
 pub async fn stop_group(child: &mut Child) {
     let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
