@@ -10,88 +10,18 @@ use rvs_core::conn::{ConnTimeouts, TcpState};
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
-use rvs_testbed::{Kind, Netns, Nginx, Topology};
+mod common;
+
+use common::nat_lab::{LOCAL, LOCAL6, Lab, lab};
+use rvs_testbed::{Kind, Netns};
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Run `f` on a thread inside namespace `ns`.
 fn in_ns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
     ns.in_thread(f)
-}
-
-const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
-const LOCAL6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x20, 2, 0, 0, 0, 0, 0x100);
-
-struct Lab {
-    topo: Topology,
-    vip: IpAddr,
-    nginx: Vec<Nginx>,
-    _peers: Vec<rvs_xdp::decap::Decap>,
-}
-
-/// A pass-everything XDP program on `dev` in `ns`: redirected / XDP_TX frames out of a veth
-/// are dropped unless its peer has NAPI, which an XDP program there provides.
-fn peer_prog(ns: &Netns, dev: &str) -> rvs_xdp::decap::Decap {
-    in_ns(ns, || {
-        let mut d = rvs_xdp::decap::Decap::load().expect("load pass program");
-        d.attach(dev).expect("attach to a peer");
-        d
-    })
-}
-
-fn lab(kind: Kind, v6: bool) -> Lab {
-    let topo = Topology::build(kind, 3).expect("topology");
-    let peers = vec![
-        peer_prog(&topo.switch, "dir"),
-        peer_prog(&topo.client.ns, "eth0"),
-    ];
-    // veth leaves checksums to "hardware"; frames that went through XDP lose that state.
-    topo.client
-        .ns
-        .run("ethtool", &["-K", "eth0", "tx", "off"])
-        .unwrap();
-    for r in &topo.reals {
-        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    }
-    let d = &topo.director.ns;
-    // IPv6 neighbour discovery answers only for addresses on the receiving interface.
-    let vip = if v6 {
-        let cidr = format!("{}/128", topo.vip6);
-        d.ip(&["addr", "add", &cidr, "dev", "eth0", "nodad"])
-            .unwrap();
-        IpAddr::V6(topo.vip6)
-    } else {
-        d.ip(&["addr", "add", &format!("{}/32", topo.vip4), "dev", "lo"])
-            .unwrap();
-        IpAddr::V4(topo.vip4)
-    };
-    if kind == Kind::FullNat {
-        d.ip(&["addr", "add", &format!("{LOCAL}/24"), "dev", "eth1"])
-            .unwrap();
-        d.ip(&[
-            "addr",
-            "add",
-            &format!("{LOCAL6}/64"),
-            "dev",
-            "eth1",
-            "nodad",
-        ])
-        .unwrap();
-    }
-    let listen: SocketAddr = if v6 { "[::]:8080" } else { "0.0.0.0:8080" }
-        .parse()
-        .unwrap();
-    let nginx = (0..topo.reals.len())
-        .map(|i| Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap())
-        .collect();
-    Lab {
-        topo,
-        vip,
-        nginx,
-        _peers: peers,
-    }
 }
 
 /// `n` sequential curls from the client; body → count ("FAIL" for failures).

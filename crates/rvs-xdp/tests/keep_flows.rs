@@ -10,64 +10,18 @@
 mod common;
 
 use common::keep::kept_root;
+use common::nat_lab::{self, LOCAL, Lab};
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
-use rvs_testbed::{Kind, Netns, Nginx, Topology, http_keepalive_get};
+use rvs_testbed::{Kind, http_keepalive_get};
 use rvs_xdp::{XdpConfig, XdpEngine};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
-
-struct Lab {
-    topo: Topology,
-    vip: IpAddr,
-    _nginx: Vec<Nginx>,
-    _peers: Vec<rvs_xdp::decap::Decap>,
-}
-
-/// A pass-everything XDP program on `dev` in `ns` (frames sent out of a veth by XDP are
-/// dropped unless its peer has NAPI, which an XDP program there provides).
-fn peer_prog(ns: &Netns, dev: &str) -> rvs_xdp::decap::Decap {
-    ns.in_thread(|| {
-        let mut d = rvs_xdp::decap::Decap::load().expect("load pass program");
-        d.attach(dev).expect("attach to a peer");
-        d
-    })
-}
-
 fn lab(kind: Kind) -> Lab {
-    let topo = Topology::build(kind, 3).expect("topology");
-    let peers = vec![
-        peer_prog(&topo.switch, "dir"),
-        peer_prog(&topo.client.ns, "eth0"),
-    ];
-    topo.client
-        .ns
-        .run("ethtool", &["-K", "eth0", "tx", "off"])
-        .unwrap();
-    for r in &topo.reals {
-        r.ns.run("ethtool", &["-K", "eth0", "tx", "off"]).unwrap();
-    }
-    let d = &topo.director.ns;
-    d.ip(&["addr", "add", &format!("{}/32", topo.vip4), "dev", "lo"])
-        .unwrap();
-    if kind == Kind::FullNat {
-        d.ip(&["addr", "add", &format!("{LOCAL}/24"), "dev", "eth1"])
-            .unwrap();
-    }
-    let listen: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-    let nginx = (0..topo.reals.len())
-        .map(|i| Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap())
-        .collect();
-    Lab {
-        vip: IpAddr::V4(topo.vip4),
-        topo,
-        _nginx: nginx,
-        _peers: peers,
-    }
+    nat_lab::lab(kind, false)
 }
 
 fn config(keep: bool) -> XdpConfig {

@@ -3,3 +3,4 @@ pub mod e2e_lab;
 pub mod frames;
 pub mod keep;
 pub mod lab;
+pub mod nat_lab;
