@@ -34,6 +34,17 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// The persistence of the configuration's first service.
+fn first_persistence(c: &KeepalivedConfig) -> Option<Persistence> {
+    c.desired
+        .services
+        .values()
+        .next()
+        .unwrap()
+        .options
+        .persistence
+}
+
 fn vs(body: &str) -> String {
     format!("virtual_server 10.0.0.3 80 {{\n{body}\n real_server 10.0.0.7 80 {{ weight 1 }}\n}}\n")
 }
@@ -832,14 +843,7 @@ fn out_of_range_values_are_errors() {
         "persistence_granularity without persistence_timeout: persistent for 360 s \
          (keepalived's default)"
     );
-    let p = c
-        .desired
-        .services
-        .values()
-        .next()
-        .unwrap()
-        .options
-        .persistence;
+    let p = first_persistence(&c);
     assert_eq!(
         p,
         Some(Persistence {
@@ -850,14 +854,7 @@ fn out_of_range_values_are_errors() {
     // the keyword alone: keepalived's default too, without a word
     let c = ok(&vs("persistence_timeout"));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    let p = c
-        .desired
-        .services
-        .values()
-        .next()
-        .unwrap()
-        .options
-        .persistence;
+    let p = first_persistence(&c);
     assert_eq!(p.map(|p| p.timeout), Some(360));
 }
 
