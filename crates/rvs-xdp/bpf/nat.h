@@ -154,12 +154,13 @@ static __always_inline int rvs_rev_conn(const struct rvs_config *cfg,
 }
 
 /* The reverse entry of a new NAT flow, or the local address and port of a new FULLNAT flow
- * (into c->lport / c->laddr), made before its connection entry `c` is inserted. Returns -1
- * with *outcome set when the flow cannot be made (the packet is dropped, nothing left
- * behind). */
+ * (into c->lport / c->laddr), made before its connection entry `c` is inserted; `old`: the
+ * live closing entry of the tuple this SYN reopens, or 0 (a FULLNAT flow on the same real
+ * keeps its address and port, rvs_fnat_reuse). Returns -1 with *outcome set when the flow
+ * cannot be made (the packet is dropped, nothing left behind). */
 static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 				       const struct rvs_real *real, struct rvs_conn *c,
-				       __u32 *outcome)
+				       const struct rvs_conn *old, __u32 *outcome)
 {
 	if (real->family != pkt->flow.family) {
 		*outcome = RVS_OUTCOME_UNSUPPORTED;
@@ -167,7 +168,8 @@ static __always_inline int rvs_nat_new(const struct rvs_pkt *pkt, __u32 idx,
 	}
 	__u16 rport = rvs_real_port(idx, pkt->flow.dport);
 	if (c->method == RVS_METHOD_FULLNAT) {
-		if (rvs_fnat_alloc(c->svc, pkt, real, rport, c, outcome))
+		if (rvs_fnat_reuse(pkt, real, rport, old, c) &&
+		    rvs_fnat_alloc(c->svc, pkt, real, rport, c, outcome))
 			return -1;
 		if (pkt->flow.proto == RVS_PROTO_TCP)
 			rvs_fnat_note_state(c);

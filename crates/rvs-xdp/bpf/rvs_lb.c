@@ -242,7 +242,15 @@ static __always_inline int rvs_vip_flow(struct xdp_md *ctx, const struct rvs_pkt
 	if (svc->flags & RVS_SVC_F_PERSIST)
 		v.persist = svc->persist_prefix + 1;
 	if (v.method == RVS_METHOD_NAT || v.method == RVS_METHOD_FULLNAT) {
-		if (rvs_nat_new(pkt, idx, real, &v, outcome)) {
+		/* A SYN reopening a live closing flow's tuple (rvs_conn_follow gave no entry but
+		 * saw one): FULLNAT keeps its local port on the same real. */
+		const struct rvs_conn *old = 0;
+		if (seen == RVS_PORT_NAT && v.method == RVS_METHOD_FULLNAT) {
+			old = bpf_map_lookup_elem(&rvs_nat_conns, &pkt->flow);
+			if (old && now - old->last_ns > rvs_conn_timeout(cfg, old->state))
+				old = 0;
+		}
+		if (rvs_nat_new(pkt, idx, real, &v, old, outcome)) {
 			*action = XDP_DROP;
 			return 1;
 		}

@@ -32,7 +32,8 @@ impl Default for Timeouts {
 
 /// Seconds for the TCP states `ipvsadm --set` does not reach (`None` = IPVS's default, see
 /// [`crate::conn::ConnTimeouts`]). ESTABLISHED and FIN_WAIT are [`Timeouts::tcp`] and
-/// [`Timeouts::tcp_fin`]. A short `time_wait` frees FULLNAT local ports sooner (DPVS uses 7 s).
+/// [`Timeouts::tcp_fin`]. A FULLNAT local port is held while its flow is in TIME_WAIT: shorter
+/// frees ports sooner, but not below the reals' own TIME_WAIT (60 s on Linux; docs/config.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpStateTimeouts {

@@ -214,9 +214,10 @@ fn idle_once(
         }
     };
     holder.release()?;
-    // Let every closed connection finish its FIN exchange while the subject still runs: an rvs
-    // director stopped too early would leave the reals with thousands of half-closed
-    // connections (nginx then runs out of worker connections in the next runs).
+    // The holder resets its connections (no TIME-WAIT left on the client, see `abort` in
+    // main.rs). Wait until the client has none left open while the subject still runs: an rvs
+    // director stopped too early would leave the reals with thousands of open connections
+    // (nginx then runs out of worker connections in the next runs).
     let open = settle_closed(ctx.client, target);
     if open > 0 {
         ctx.rec.note(&format!(
