@@ -1,4 +1,5 @@
-//! `rvsd` binary: parse arguments and run the daemon; errors end with a message and exit 1.
+//! `rvsd` binary: parse arguments and run the daemon; errors end with a message and exit 1
+//! (2: `--check` found services this host would not serve).
 
 use clap::Parser;
 
@@ -8,7 +9,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rvsd: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<rvsd::run::Unserved>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

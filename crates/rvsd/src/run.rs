@@ -145,6 +145,7 @@ fn check(
     for w in engine_warnings(config, &engines) {
         tracing::warn!("{w}");
     }
+    let mut unserved = 0;
     for svc in state.services.values() {
         match engines.place(svc) {
             Ok(k) => println!(
@@ -153,7 +154,10 @@ fn check(
                 k.name(),
                 svc.reals.len()
             ),
-            Err(why) => println!("{}: NOT SERVED: {why}", svc.key),
+            Err(why) => {
+                unserved += 1;
+                println!("{}: NOT SERVED: {why}", svc.key)
+            }
         }
         if let Some(line) = fullnat_line(svc, config.local_addresses.get(&svc.key), cfg) {
             println!("{line}");
@@ -164,9 +168,33 @@ fn check(
             }
         }
     }
+    if unserved > 0 {
+        println!(
+            "configuration valid: {} service(s), {unserved} of them not served on this host",
+            state.services.len()
+        );
+        return Err(Unserved(unserved).into());
+    }
     println!("configuration OK: {} service(s)", state.services.len());
     Ok(())
 }
+
+/// `--check` of a valid configuration with services no engine on this host can serve (each
+/// printed with the reason): rvsd exits with status 2, apart from an invalid file's 1.
+#[derive(Debug)]
+pub struct Unserved(pub usize);
+
+impl std::fmt::Display for Unserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} service(s) would not be served on this host (see above)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Unserved {}
 
 /// The file's settings of an engine that is not running, as located warnings (under `--check`
 /// the xdp engine it would attach counts as running).
