@@ -21,8 +21,13 @@ const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel-internal ENOTSUPP that bpf() returns for a map type without batch operations.
 const ENOTSUPP: i32 = 524;
-/// Entries asked for per lookup call (and keys per delete call).
-pub(crate) const CHUNK: usize = 4096;
+/// Entries asked for per lookup call (and keys per delete call). Small, and the reading
+/// thread yields its CPU after each lookup call ([`read_slice`]): the kernel copies a lookup
+/// batch without a rescheduling point, so on a kernel without preemption
+/// (`CONFIG_PREEMPT_NONE`, common on servers) a sweep of 4,096-entry calls ran 2–6 ms at a
+/// stretch and every other task on that CPU waited (see docs/xdp.md, "The sweep works in
+/// slices").
+pub(crate) const CHUNK: usize = 512;
 /// Largest lookup buffer (entries) tried when one hash bucket does not fit (ENOSPC).
 const MAX_CHUNK: usize = 1 << 20;
 
@@ -200,6 +205,8 @@ pub(crate) fn read_slice<K: Pod, V: Pod>(
                 }
                 resume = Some(next);
                 need = 1;
+                // Let a task woken meanwhile on this CPU run before the next call.
+                std::thread::yield_now();
             }
             // The next bucket holds more entries than `want`: retry from the same place with
             // more room (or end the slice there, above, when that is more than the budget).
