@@ -247,4 +247,40 @@ fn a_syn_reopening_a_closing_tuple_keeps_its_local_port() {
         Some(flow_key(&lab, 1, c))
     );
     println!("ok  real {x} drained: the reopened flow moved to {y}");
+
+    // IPv6: the same on a v6 service (TCP source port after a 40-byte IPv6 header).
+    let v6 = |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 3, 0, 0, 0, 0, 0, last));
+    lab.add_real(2, v6(7), [2, 0, 0, 0, 0, 0x67], FNAT);
+    let vip6 = SocketAddr::new(v6(0x101), 80);
+    lab.add_service(2, vip6, TCP, &[(2, 1)], None);
+    lab.b.set_fnat_pool(2, &[v6(2)]).unwrap();
+    let c = SocketAddr::new(
+        IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 50)),
+        40300,
+    );
+    let key = flow_key(&lab, 2, c);
+    let entry6 = |lab: &Lab| {
+        let e = lab
+            .b
+            .nat_conns()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| *k == key);
+        e.expect("v6 connection entry").1
+    };
+    let sport6 = |frame: &[u8]| u16::from_be_bytes([frame[54], frame[55]]);
+    let (action, first) = lab.b.test_run(&lab.client_packet(2, c, SYN, b"")).unwrap();
+    assert_eq!(action, XDP_TX);
+    let lport = u16::from_be(entry6(&lab).lport);
+    assert_eq!(sport6(&first), lport);
+    let mut e = entry6(&lab);
+    e.state = abi::RVS_STATE_TIME_WAIT as u8;
+    lab.b.insert_nat_conn(&key, &e).unwrap();
+    let (action, again) = lab.b.test_run(&lab.client_packet(2, c, SYN, b"")).unwrap();
+    assert_eq!(action, XDP_TX);
+    let new = entry6(&lab);
+    assert_eq!(new.state, abi::RVS_STATE_SYN_RECV as u8, "v6: a new entry");
+    assert_eq!((u16::from_be(new.lport), sport6(&again)), (lport, lport));
+    assert_eq!(rev_of(&lab, 2, lport), Some(key));
+    println!("ok  IPv6: a SYN reopening the tuple keeps local port {lport}");
 }
