@@ -123,7 +123,19 @@ fn client(i: u32) -> IpAddr {
 /// The real (index into REALS) a packet from `client:sport` with `flags` to `vip` was sent
 /// to, or None when it was not forwarded.
 fn send(e: &XdpEngine, vip: SocketAddr, client: IpAddr, sport: u16, flags: u8) -> Option<usize> {
-    let f = packet(
+    let (action, out) = e
+        .test_run(&frame(vip, client, sport, flags))
+        .expect("test run");
+    const XDP_TX: u32 = 3;
+    if action != XDP_TX {
+        return None;
+    }
+    (0..REALS).find(|i| out[0..6] == real_mac(*i))
+}
+
+/// A TCP segment without payload from `client:sport` to `vip`, as the director receives it.
+fn frame(vip: SocketAddr, client: IpAddr, sport: u16, flags: u8) -> Vec<u8> {
+    packet(
         DIR_MAC,
         CLIENT_MAC,
         client,
@@ -133,13 +145,7 @@ fn send(e: &XdpEngine, vip: SocketAddr, client: IpAddr, sport: u16, flags: u8) -
         vip.port(),
         flags,
         b"",
-    );
-    let (action, out) = e.test_run(&f).expect("test run");
-    const XDP_TX: u32 = 3;
-    if action != XDP_TX {
-        return None;
-    }
-    (0..REALS).find(|i| out[0..6] == real_mac(*i))
+    )
 }
 
 fn vip(last: u8) -> SocketAddr {
@@ -450,18 +456,7 @@ fn h_a_changed_route_to_a_real_is_followed() {
         let k = ServiceKey::tcp(vip(100));
         add(&mut e, k, ServiceOptions::default(), &[dr(0)]);
         let dmac = |e: &XdpEngine, sport: u16| {
-            let f = packet(
-                DIR_MAC,
-                CLIENT_MAC,
-                client(1),
-                vip(100).ip(),
-                TCP,
-                sport,
-                80,
-                SYN,
-                b"",
-            );
-            let (_, out) = e.test_run(&f).unwrap();
+            let (_, out) = e.test_run(&frame(vip(100), client(1), sport, SYN)).unwrap();
             [out[0], out[1], out[2], out[3], out[4], out[5]]
         };
         assert_eq!(dmac(&e, 9000), real_mac(0), "on-link: the real's own MAC");
@@ -688,17 +683,7 @@ fn l_a_real_on_the_directors_own_address_is_a_local_node() {
             ServiceOptions::default(),
             &[RealServer::new(own, ForwardMethod::Dr, 1)],
         );
-        let f = packet(
-            DIR_MAC,
-            CLIENT_MAC,
-            client(1),
-            vip(100).ip(),
-            TCP,
-            4000,
-            80,
-            SYN,
-            b"",
-        );
+        let f = frame(vip(100), client(1), 4000, SYN);
         let (action, out) = e.test_run(&f).expect("test run");
         const XDP_PASS: u32 = 2;
         assert_eq!(action, XDP_PASS, "to the director's own stack");

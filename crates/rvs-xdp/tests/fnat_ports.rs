@@ -92,9 +92,15 @@ fn new_flows_find_a_port_at_ninety_percent_occupancy() {
     assert!(dropped <= 20, "{dropped} of {flows} dropped");
 }
 
-/// The TCP source port of an IPv4 frame without IP options (as the real sees it).
+/// The TCP source port of an IPv4 frame without IP options or an IPv6 frame without extension
+/// headers (as the real sees it).
 fn sport_of(frame: &[u8]) -> u16 {
-    u16::from_be_bytes([frame[34], frame[35]])
+    let at = if frame[12..14] == [0x86, 0xdd] {
+        54
+    } else {
+        34
+    };
+    u16::from_be_bytes([frame[at], frame[at + 1]])
 }
 
 /// A SYN on the tuple of a closing FULLNAT flow (TIME_WAIT or CLOSE) is a new connection
@@ -128,8 +134,9 @@ fn a_syn_reopening_a_closing_tuple_keeps_its_local_port() {
     let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 101)), 80);
     lab.add_service(1, vip, TCP, &[(0, 1), (1, 1)], None);
     lab.b.set_fnat_pool(1, &[laddr]).unwrap();
-    let entry = |lab: &Lab, c: SocketAddr| {
-        let key = flow_key(lab, 1, c);
+    // Service 1 (IPv4) unless `svc` says otherwise.
+    let entry_of = |lab: &Lab, svc: u32, c: SocketAddr| {
+        let key = flow_key(lab, svc, c);
         let e = lab
             .b
             .nat_conns()
@@ -138,6 +145,7 @@ fn a_syn_reopening_a_closing_tuple_keeps_its_local_port() {
             .find(|(k, _)| *k == key);
         e.expect("connection entry").1
     };
+    let entry = |lab: &Lab, c: SocketAddr| entry_of(lab, 1, c);
     let rev_of = |lab: &Lab, real: u32, lport: u16| {
         let rip = abi::addr_of(lab.real(real).ip).0;
         lab.b
@@ -147,16 +155,21 @@ fn a_syn_reopening_a_closing_tuple_keeps_its_local_port() {
             .find(|(k, _)| k.src == rip && k.dport == lport.to_be())
             .map(|(_, orig)| orig)
     };
-    let syn = |lab: &mut Lab, c: SocketAddr| {
-        let (action, out) = lab.b.test_run(&lab.client_packet(1, c, SYN, b"")).unwrap();
+    let syn_to = |lab: &mut Lab, svc: u32, c: SocketAddr| {
+        let (action, out) = lab
+            .b
+            .test_run(&lab.client_packet(svc, c, SYN, b""))
+            .unwrap();
         assert_eq!(action, XDP_TX);
         out
     };
-    let close = |lab: &mut Lab, c: SocketAddr, state: u64| {
-        let mut e = entry(lab, c);
+    let syn = |lab: &mut Lab, c: SocketAddr| syn_to(lab, 1, c);
+    let close_on = |lab: &mut Lab, svc: u32, c: SocketAddr, state: u64| {
+        let mut e = entry_of(lab, svc, c);
         e.state = state as u8;
-        lab.b.insert_nat_conn(&flow_key(lab, 1, c), &e).unwrap();
+        lab.b.insert_nat_conn(&flow_key(lab, svc, c), &e).unwrap();
     };
+    let close = |lab: &mut Lab, c: SocketAddr, state: u64| close_on(lab, 1, c, state);
     for (i, (state, name)) in [
         (abi::RVS_STATE_TIME_WAIT, "TIME_WAIT"),
         (abi::RVS_STATE_CLOSE, "CLOSE"),
@@ -259,28 +272,14 @@ fn a_syn_reopening_a_closing_tuple_keeps_its_local_port() {
         40300,
     );
     let key = flow_key(&lab, 2, c);
-    let entry6 = |lab: &Lab| {
-        let e = lab
-            .b
-            .nat_conns()
-            .unwrap()
-            .into_iter()
-            .find(|(k, _)| *k == key);
-        e.expect("v6 connection entry").1
-    };
-    let sport6 = |frame: &[u8]| u16::from_be_bytes([frame[54], frame[55]]);
-    let (action, first) = lab.b.test_run(&lab.client_packet(2, c, SYN, b"")).unwrap();
-    assert_eq!(action, XDP_TX);
-    let lport = u16::from_be(entry6(&lab).lport);
-    assert_eq!(sport6(&first), lport);
-    let mut e = entry6(&lab);
-    e.state = abi::RVS_STATE_TIME_WAIT as u8;
-    lab.b.insert_nat_conn(&key, &e).unwrap();
-    let (action, again) = lab.b.test_run(&lab.client_packet(2, c, SYN, b"")).unwrap();
-    assert_eq!(action, XDP_TX);
-    let new = entry6(&lab);
+    let first = syn_to(&mut lab, 2, c);
+    let lport = u16::from_be(entry_of(&lab, 2, c).lport);
+    assert_eq!(sport_of(&first), lport);
+    close_on(&mut lab, 2, c, abi::RVS_STATE_TIME_WAIT);
+    let again = syn_to(&mut lab, 2, c);
+    let new = entry_of(&lab, 2, c);
     assert_eq!(new.state, abi::RVS_STATE_SYN_RECV as u8, "v6: a new entry");
-    assert_eq!((u16::from_be(new.lport), sport6(&again)), (lport, lport));
+    assert_eq!((u16::from_be(new.lport), sport_of(&again)), (lport, lport));
     assert_eq!(rev_of(&lab, 2, lport), Some(key));
     println!("ok  IPv6: a SYN reopening the tuple keeps local port {lport}");
 }

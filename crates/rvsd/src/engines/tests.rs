@@ -373,6 +373,20 @@ fn config_limit_is_the_programs() {
 }
 
 /// A service on the xdp engine (default scheduler wlc) is noted as placed by Maglev.
+/// A manager with only the xdp engine (FULLNAT local addresses `pool` by default).
+fn xdp_only(pool: &[&str]) -> EngineManager {
+    let (x, _, _) = xdp_with_pools(pool);
+    EngineManager::new(vec![x], BTreeMap::new())
+}
+
+/// Service options with the Maglev scheduler (the xdp engine's own) and nothing else set.
+fn mh_options() -> ServiceOptions {
+    ServiceOptions {
+        scheduler: SchedulerKind::Mh,
+        ..Default::default()
+    }
+}
+
 fn xdp_noted(m: &EngineManager, port: u16) -> bool {
     m.note(&key(port))
         .is_some_and(|n| n.starts_with("on the xdp engine:") && n.contains("scheduler wlc"))
@@ -380,13 +394,9 @@ fn xdp_noted(m: &EngineManager, port: u16) -> bool {
 
 #[test]
 fn the_xdp_engine_notes_the_scheduling_options_it_does_not_apply() {
-    let (x, _, _) = xdp_with_pools(&[]);
-    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut m = xdp_only(&[]);
     let mut s = DesiredState::default();
-    let mh = ServiceOptions {
-        scheduler: SchedulerKind::Mh,
-        ..Default::default()
-    };
+    let mh = mh_options();
     let udp_o = ServiceOptions {
         scheduler: SchedulerKind::Rr,
         one_packet: true,
@@ -412,13 +422,9 @@ fn the_xdp_engine_notes_the_scheduling_options_it_does_not_apply() {
 /// they are not applied (and that no PROXY header is sent when one was asked for).
 #[test]
 fn the_xdp_engine_notes_the_proxy_options_it_does_not_apply() {
-    let (x, _, _) = xdp_with_pools(&["10.0.0.5"]);
-    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut m = xdp_only(&["10.0.0.5"]);
     let mut s = DesiredState::default();
-    let mh = ServiceOptions {
-        scheduler: SchedulerKind::Mh,
-        ..Default::default()
-    };
+    let mh = mh_options();
     let mut retries = mh;
     retries.proxy.connect_retries = 9;
     for (port, o) in [(80, mh), (81, retries), (82, mh)] {
@@ -447,13 +453,11 @@ fn the_xdp_engine_notes_the_proxy_options_it_does_not_apply() {
 /// such reals; noted for TCP and for NAT/FULLNAT reals (which keep connection entries).
 #[test]
 fn the_xdp_engine_notes_one_packet_only_where_it_does_not_apply_it() {
-    let (x, _, _) = xdp_with_pools(&[]);
-    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut m = xdp_only(&[]);
     let mut s = DesiredState::default();
     let mh_o = ServiceOptions {
-        scheduler: SchedulerKind::Mh,
         one_packet: true,
-        ..Default::default()
+        ..mh_options()
     };
     let udp = |port: u16| ServiceKey::udp(format!("10.0.0.3:{port}").parse().unwrap());
     let cases: [(ServiceKey, &[ForwardMethod], Option<&str>); 6] = [
@@ -506,13 +510,9 @@ fn the_xdp_engine_notes_one_packet_only_where_it_does_not_apply_it() {
 /// FULLNAT reals map ports, no note; a DR real on the service's port, no note.
 #[test]
 fn the_xdp_engine_notes_dr_and_tun_reals_whose_port_it_cannot_use() {
-    let (x, _, _) = xdp_with_pools(&["10.0.0.5"]);
-    let mut m = EngineManager::new(vec![x], BTreeMap::new());
+    let mut m = xdp_only(&["10.0.0.5"]);
     let mut s = DesiredState::default();
-    let mh = ServiceOptions {
-        scheduler: SchedulerKind::Mh,
-        ..Default::default()
-    };
+    let mh = mh_options();
     let at = |last: u8, port: u16, method| {
         RealServer::new(format!("10.0.0.{last}:{port}").parse().unwrap(), method, 1)
     };
