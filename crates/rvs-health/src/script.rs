@@ -44,48 +44,18 @@ fn signal_group(pgid: i32, sig: i32) {
 
 /// uid and gid of a user name, from the password database.
 pub fn lookup_user(name: &str) -> Result<(u32, u32), CheckError> {
-    let cname = std::ffi::CString::new(name).map_err(|_| CheckError::NoSuchUser(name.into()))?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`'s fields,
-    // and only the numeric fields are read.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(CheckError::NoSuchUser(name.into()));
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        _ => Err(CheckError::NoSuchUser(name.into())),
     }
-    Ok((pwd.pw_uid, pwd.pw_gid))
 }
 
 /// gid of a group name, from the group database.
 pub fn lookup_group(name: &str) -> Result<u32, CheckError> {
-    let cname = std::ffi::CString::new(name).map_err(|_| CheckError::NoSuchGroup(name.into()))?;
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    // a group with many members needs a large buffer; 64 KiB covers real systems
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in `lookup_user`; only `gr_gid` is read.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(CheckError::NoSuchGroup(name.into()));
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(CheckError::NoSuchGroup(name.into())),
     }
-    Ok(grp.gr_gid)
 }
 
 /// The uid and gid that `user` and `group` name (`None`: nothing to change). A group without a
