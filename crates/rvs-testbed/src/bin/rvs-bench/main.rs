@@ -248,19 +248,5 @@ fn hold(addr: &str, n: usize) -> BoxResult<()> {
 /// ports nearly all taken (`connect` slows to a crawl: new-connection runs fell from ~20,000
 /// to ~400 requests/s in the first round after the idle figures).
 fn abort(c: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let off = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a `linger` of the size given.
-    unsafe {
-        libc::setsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&off as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = socket2::SockRef::from(c).set_linger(Some(Duration::ZERO));
 }
