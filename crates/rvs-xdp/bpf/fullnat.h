@@ -2,15 +2,21 @@
 /*
  * fullnat.h — FULLNAT's local address and port for a new flow, and the TOA option.
  *
- * Allocation: a random number (bpf_get_prandom_u32) picks one of the service's local addresses
- * and a port in [RVS_FNAT_PORT_MIN, 65535]; the reverse entry real:rport → laddr:lport is
- * inserted with BPF_NOEXIST, which the hash map makes atomic across CPUs, so two live flows
- * never share a local address and port towards the same real; on EEXIST another random
- * address and port are tried, RVS_FNAT_PORT_TRIES times in all (then
- * RVS_OUTCOME_NO_LPORT); any other failure is a full table (RVS_OUTCOME_TABLE_FULL). The
- * caller keeps the address and port in the flow's rvs_nat_conns entry. (A first
- * version stepped by a fixed stride from one random start: that clusters like linear probing
- * and failed a few of 50,000 new flows at 40 % occupancy of one local address.)
+ * Allocation: a 32-bit number picks one of the service's local addresses and a port in
+ * [RVS_FNAT_PORT_MIN, 65535]; the reverse entry real:rport → laddr:lport is inserted with
+ * BPF_NOEXIST, which the hash map makes atomic across CPUs, so two live flows never share a
+ * local address and port towards the same real; on EEXIST another address and port are
+ * tried, RVS_FNAT_PORT_TRIES times in all (then RVS_OUTCOME_NO_LPORT); any other failure is a
+ * full table (RVS_OUTCOME_TABLE_FULL). The caller keeps the address and port in the flow's
+ * rvs_nat_conns entry. The first try's number is a hash of the client's tuple
+ * (rvs_fnat_first), the later ones random (bpf_get_prandom_u32): a client tuple gets the same
+ * local address and port every time it is free, across rvsd restarts that lose the tables
+ * and on a director taking over without synced entries, so the real meets the four-tuple it
+ * may hold in TIME_WAIT for that very client connection (whose timestamps carry on) rather
+ * than another client's (PAWS, see rvs_fnat_reuse). Spread over the range like a random
+ * number, so no likelier to meet a taken port. (A first version stepped by a fixed stride
+ * from one random start: that clusters like linear probing and failed a few of 50,000 new
+ * flows at 40 % occupancy of one local address.)
  *
  * TOA: the client's address and port go to the real in a TCP option as Ali-LVS and DPVS send
  * it — kind 254, length 8, port (2 bytes), IPv4 address (4 bytes); for IPv6 length 20 with the
@@ -36,8 +42,23 @@
 #include "conn_state.h"
 #include "nat_rw.h"
 #include "parse.h"
+#include "flow_hash.h"
 
 #define RVS_EEXIST 17
+
+/* The first try's number for a client tuple: the Maglev flow hash, salted and mixed again
+ * (a bijection, lowbias32's constants) so that the local port does not follow the Maglev slot
+ * and so the real; the same for the same tuple in every program instance. */
+static __always_inline __u32 rvs_fnat_first(const struct rvs_flow_key *f)
+{
+	__u32 h = rvs_flow_hash(f) ^ 0x5bd1e995;
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	h ^= h >> 16;
+	return h;
+}
 
 static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 					  const struct rvs_real *real, __u16 rport,
@@ -58,9 +79,8 @@ static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
 				   .family = pkt->flow.family };
 	__builtin_memcpy(rk.src, real->addr, 16);
 	for (__u32 i = 0; i < RVS_FNAT_PORT_TRIES; i++) {
-		/* A fresh random number per try: a fixed stride would cluster like linear
-		 * probing. */
-		__u32 r = bpf_get_prandom_u32();
+		/* A fresh number per try: a fixed stride would cluster like linear probing. */
+		__u32 r = i ? bpf_get_prandom_u32() : rvs_fnat_first(&pkt->flow);
 		__u32 li = (r & 0xff) % count;
 		__u32 port = RVS_FNAT_PORT_MIN + (r >> 8) % (65536 - RVS_FNAT_PORT_MIN);
 		__builtin_memcpy(rk.dst, pool->addrs[li & (RVS_MAX_LADDRS - 1)], 16);
@@ -226,8 +246,8 @@ static __always_inline const __u32 *rvs_fnat_laddr(const struct rvs_conn *c)
  * TIME_WAIT or CLOSE, rvs_conn_reusable) and is scheduled on the same real keeps the old local
  * address and port: the real then sees the same four-tuple as before, so its TIME_WAIT socket
  * of the old connection takes the SYN (the client's timestamps, and on Linux their offset,
- * which is keyed on the four-tuple, carry on from the old connection). A fresh random port is
- * likely to land on the real's TIME_WAIT socket of *another* client connection, whose
+ * which is keyed on the four-tuple, carry on from the old connection). Another port (the
+ * first try's is the old one, still taken by the closing flow's reverse entry) is likely to land on the real's TIME_WAIT socket of *another* client connection, whose
  * timestamps are unrelated: Linux refuses about half of such SYNs (PAWS, TcpExtPAWSTimewait)
  * with an ACK, the client resets and retries a second later. With clients reusing their
  * ports quickly that cut FULLNAT's new connections per second five-fold.

@@ -3,7 +3,8 @@
 //! `RVS_FNAT_PORT_TRIES` = 64 random ports; at 16 tries about 1 in 5 was dropped as
 //! `no_lport`).
 //! A client reopening its tuple while the old flow closes keeps the old local port on the same
-//! real (the real's TIME_WAIT socket of that four-tuple then takes the SYN).
+//! real (the real's TIME_WAIT socket of that four-tuple then takes the SYN), and a client tuple
+//! gets the same first local address and port from a fresh program instance (a restart).
 //! Root only (BPF_PROG_TEST_RUN); skips with a message otherwise.
 
 mod common;
@@ -282,4 +283,94 @@ fn a_syn_reopening_a_closing_tuple_keeps_its_local_port() {
     assert_eq!((u16::from_be(new.lport), sport_of(&again)), (lport, lport));
     assert_eq!(rev_of(&lab, 2, lport), Some(key));
     println!("ok  IPv6: a SYN reopening the tuple keeps local port {lport}");
+}
+
+/// A client tuple's first local address and port are a function of the tuple: a second program
+/// instance with fresh tables (rvsd restarted without keeping them, or a director taking over
+/// without synced entries) gives the tuple the same address and port, so the real meets the
+/// four-tuple it may still hold in TIME_WAIT for that very client connection rather than
+/// another client's (PAWS, see above). Over many tuples the choice spreads over both local
+/// addresses and the whole port range like a random one, and it is not the client's port.
+#[test]
+fn a_client_tuple_gets_the_same_local_port_after_a_restart() {
+    if skip_unless_root() {
+        return;
+    }
+    // SAFETY: unshare only changes this thread's network namespace (no route: XDP_TX).
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+    let laddrs = [
+        IpAddr::V4(Ipv4Addr::new(10, 0, 3, 2)),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 3, 3)),
+    ];
+    let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 101)), 80);
+    let director = || {
+        let mut lab = Lab::new();
+        for (i, last) in [7u8, 8, 9].into_iter().enumerate() {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 3, last));
+            lab.add_real(i as u32, ip, [2, 0, 0, 0, 0, last], FNAT);
+        }
+        lab.add_service(1, vip, TCP, &[(0, 1), (1, 1), (2, 1)], None);
+        lab.b.set_fnat_pool(1, &laddrs).unwrap();
+        lab
+    };
+    let clients: Vec<SocketAddr> = (0..2000u32)
+        .map(|i| {
+            let ip = Ipv4Addr::new(192, 168, (i / 200) as u8, (i % 200) as u8 + 1);
+            SocketAddr::new(IpAddr::V4(ip), 32768 + (i * 7919 % 28000) as u16)
+        })
+        .collect();
+    // (real, local address index, local port) of each client's flow, in order.
+    let choices = |lab: &mut Lab| -> Vec<(u32, u8, u16)> {
+        for &c in &clients {
+            let (action, _) = lab.b.test_run(&lab.client_packet(1, c, SYN, b"")).unwrap();
+            assert_eq!(action, XDP_TX);
+        }
+        let conns = lab.b.nat_conns().unwrap();
+        clients
+            .iter()
+            .map(|&c| {
+                let key = flow_key(lab, 1, c);
+                let e = conns.iter().find(|(k, _)| *k == key).expect("entry").1;
+                (
+                    e.real,
+                    e.laddr & abi::RVS_LADDR_INDEX as u8,
+                    u16::from_be(e.lport),
+                )
+            })
+            .collect()
+    };
+    let before = choices(&mut director());
+    let after = choices(&mut director());
+    // The first try can meet a port another flow took (same address and port towards the same
+    // real): that flow got a random one, in either instance. Expected ~2000²/2/(2·64512·3)
+    // ≈ 5 such pairs.
+    let same = before.iter().zip(&after).filter(|(a, b)| a == b).count();
+    println!(
+        "{same} of {} client tuples got the same local address and port",
+        clients.len()
+    );
+    assert!(same >= clients.len() - 40, "only {same} the same");
+
+    let on_first = before.iter().filter(|c| c.1 == 0).count();
+    let buckets = 16usize;
+    let span = 65536 - abi::RVS_FNAT_PORT_MIN as usize;
+    let mut per = vec![0usize; buckets];
+    for c in &before {
+        per[(c.2 as usize - abi::RVS_FNAT_PORT_MIN as usize) * buckets / span] += 1;
+    }
+    let kept = clients
+        .iter()
+        .zip(&before)
+        .filter(|(c, b)| c.port() == b.2)
+        .count();
+    println!(
+        "local address 0: {on_first}; ports per 1/16 of the range: {per:?}; client's port kept: {kept}"
+    );
+    assert!((900..=1100).contains(&on_first), "{on_first} on address 0");
+    let even = clients.len() / buckets;
+    assert!(
+        per.iter().all(|&n| n > even / 2 && n < even * 3 / 2),
+        "ports bunched: {per:?}"
+    );
+    assert!(kept < 10, "{kept} flows kept the client's port");
 }
