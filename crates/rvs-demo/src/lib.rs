@@ -10,7 +10,7 @@ mod udp;
 use std::net::SocketAddr;
 
 pub use http::{HttpServer, serve_http};
-pub use udp::serve_udp_echo;
+pub use udp::{UdpEcho, serve_udp_echo, spawn_udp_echo};
 
 /// What the backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

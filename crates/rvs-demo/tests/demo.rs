@@ -29,11 +29,7 @@ fn http_names_itself_and_keeps_the_connection_alive() {
 
 #[test]
 fn udp_echo_tags_replies() {
-    let addr = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    std::thread::spawn(move || rvs_demo::serve_udp_echo(addr, "echo-1", true));
+    let addr = rvs_demo::spawn_udp_echo(([127, 0, 0, 1], 0).into(), "echo-1", true).unwrap();
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
     c.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();

@@ -86,6 +86,7 @@ pub struct Outcomes {
     pub relay_reset: AtomicU64,
     /// A bulk chunk was copied instead of spliced: no pipe could be made (out of descriptors).
     pub splice_fallback: AtomicU64,
+    /// A UDP datagram (client to real) or reply (real to client) could not be sent: dropped.
     pub udp_send_error: AtomicU64,
     /// A UDP real refused a datagram (ICMP port unreachable): counted as a failure of that real
     /// (its `connect_failures`, passive failure detection), the session ended.

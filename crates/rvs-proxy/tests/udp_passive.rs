@@ -17,7 +17,6 @@ use std::time::Duration;
 /// `live`; returns the VIP, the key, `dead` and the live real.
 fn dead_and_live(e: &mut ProxyEngine, o: ServiceOptions) -> (SocketAddr, ServiceKey, SocketAddr) {
     let live = echo_backends(&["live"])[0];
-    std::thread::sleep(Duration::from_millis(50)); // let the echo server bind
     let dead = udp_vip(); // a free UDP port: the kernel answers with port unreachable
     let vip = udp_vip();
     let key = ServiceKey::udp(vip);
@@ -99,7 +98,7 @@ fn a_udp_real_that_comes_back_is_probed_and_serves_again() {
     assert!(wait_until(Duration::from_secs(3), || {
         real_stats(&e, &key, dead).passive_downs == 1
     }));
-    std::thread::spawn(move || rvs_demo::serve_udp_echo(dead, "back", true));
+    rvs_demo::spawn_udp_echo(dead, "back", true).unwrap();
     std::thread::sleep(Duration::from_millis(400)); // fail_timeout passes: on probation
     let tags: Vec<String> = (0..20)
         .map(|i| {

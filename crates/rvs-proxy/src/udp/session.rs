@@ -172,14 +172,18 @@ pub(super) async fn replies(
             true => Interest::ERROR,
             false => Interest::READABLE,
         };
-        // Synchronous between awaits: the thread's buffer is never held across one.
+        // Synchronous between awaits: the thread's buffer is never held across one. The outer
+        // result is the read from the real, the inner one the send to the client.
         let r = BUF.with(|b| {
             let mut b = b.borrow_mut();
             let n = s.upstream.try_io(interest, || (&*upstream).read(&mut b))?;
-            sock.try_send_to(&b[..n], client).map(|_| n)
+            io::Result::Ok(sock.try_send_to(&b[..n], client).map(|_| n))
         });
         match r {
-            Ok(n) => {
+            // The reply was read and could not go out (the listening socket's send buffer
+            // full, `EAGAIN`, or another error): it is lost, as a datagram is, but counted.
+            Ok(Err(_)) => Outcomes::bump(&engine.outcomes.udp_send_error),
+            Ok(Ok(n)) => {
                 real.counters.add_out(n as u64);
                 svc.counters.add_out(n as u64);
                 s.guard.track.touch(&engine.clock);

@@ -59,7 +59,6 @@ pub fn udp_echo_service(
     opts: ServiceOptions,
 ) -> (SocketAddr, ServiceKey, Vec<SocketAddr>) {
     let reals = echo_backends(names);
-    std::thread::sleep(Duration::from_millis(50)); // let the echo servers bind
     let vip = udp_vip();
     let key = ServiceKey::udp(vip);
     let rs: Vec<RealServer> = reals.iter().map(|r| fullnat(*r, 1)).collect();
@@ -176,14 +175,7 @@ pub fn open_conns(e: &ProxyEngine, key: &ServiceKey) -> u32 {
 pub fn echo_backends(names: &[&'static str]) -> Vec<SocketAddr> {
     names
         .iter()
-        .map(|&name| {
-            let addr = UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            std::thread::spawn(move || rvs_demo::serve_udp_echo(addr, name, true));
-            addr
-        })
+        .map(|&name| rvs_demo::spawn_udp_echo(([127, 0, 0, 1], 0).into(), name, true).unwrap())
         .collect()
 }
 
