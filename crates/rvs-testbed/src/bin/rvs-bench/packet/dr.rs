@@ -172,6 +172,7 @@ pub fn run(plan: &Plan, bins: &Binaries, rec: &mut Recorder) -> BoxResult<()> {
     let mut ctx = Ctx {
         plan,
         client: &topo.client.ns,
+        reals: topo.reals.iter().map(|r| &r.ns).collect(),
         kthreads: &kthreads,
         rec,
     };

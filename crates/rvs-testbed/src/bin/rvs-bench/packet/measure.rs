@@ -103,6 +103,8 @@ pub struct Ctx<'a> {
     pub plan: &'a Plan,
     /// The client namespace.
     pub client: &'a Netns,
+    /// The reals' namespaces.
+    pub reals: Vec<&'a Netns>,
     /// The director's NAPI kthreads.
     pub kthreads: &'a [u32],
     /// Where the figures go.
