@@ -27,6 +27,17 @@ static __always_inline __u32 rvs_mix(__u32 h, __u32 k)
 	return h * 5 + 0xe6546b64;
 }
 
+/* MurmurHash3's 32-bit finalizer (fmix32): a bijection that spreads every input bit. */
+static __always_inline __u32 rvs_fmix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
 static __always_inline __u32 rvs_flow_hash(const struct rvs_flow_key *f)
 {
 	__u32 h = RVS_FLOW_SEED;
@@ -47,12 +58,7 @@ static __always_inline __u32 rvs_flow_hash(const struct rvs_flow_key *f)
 	h = rvs_mix(h, (__u32)f->sport | ((__u32)f->dport << 16));
 	h = rvs_mix(h, (__u32)f->proto);
 	h ^= len;
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
+	return rvs_fmix32(h);
 }
 
 #endif

@@ -47,17 +47,11 @@
 #define RVS_EEXIST 17
 
 /* The first try's number for a client tuple: the Maglev flow hash, salted and mixed again
- * (a bijection, lowbias32's constants) so that the local port does not follow the Maglev slot
- * and so the real; the same for the same tuple in every program instance. */
+ * (a bijection) so that the local port does not follow the Maglev slot and so the real; the
+ * same for the same tuple in every program instance. */
 static __always_inline __u32 rvs_fnat_first(const struct rvs_flow_key *f)
 {
-	__u32 h = rvs_flow_hash(f) ^ 0x5bd1e995;
-	h ^= h >> 16;
-	h *= 0x7feb352d;
-	h ^= h >> 15;
-	h *= 0x846ca68b;
-	h ^= h >> 16;
-	return h;
+	return rvs_fmix32(rvs_flow_hash(f) ^ 0x5bd1e995);
 }
 
 static __always_inline int rvs_fnat_alloc(__u32 si, const struct rvs_pkt *pkt,
