@@ -240,9 +240,10 @@ static __always_inline const __u32 *rvs_fnat_laddr(const struct rvs_conn *c)
  * TIME_WAIT or CLOSE, rvs_conn_reusable) and is scheduled on the same real keeps the old local
  * address and port: the real then sees the same four-tuple as before, so its TIME_WAIT socket
  * of the old connection takes the SYN (the client's timestamps, and on Linux their offset,
- * which is keyed on the four-tuple, carry on from the old connection). Another port (the
- * first try's is the old one, still taken by the closing flow's reverse entry) is likely to land on the real's TIME_WAIT socket of *another* client connection, whose
- * timestamps are unrelated: Linux refuses about half of such SYNs (PAWS, TcpExtPAWSTimewait)
+ * which is keyed on the four-tuple, carry on from the old connection). Any other port (the
+ * hashed first try is usually the old one, still held by the closing flow's reverse entry, so
+ * the tries go on at random) is likely to land on the real's TIME_WAIT socket of *another*
+ * client connection, whose timestamps are unrelated: Linux refuses about half of such SYNs (PAWS, TcpExtPAWSTimewait)
  * with an ACK, the client resets and retries a second later. With clients reusing their
  * ports quickly that cut FULLNAT's new connections per second five-fold.
  * Returns 0 when `out` (its real and service set) got the old address and port and the

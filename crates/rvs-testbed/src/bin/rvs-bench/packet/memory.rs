@@ -93,50 +93,44 @@ pub fn program_maps(ns: &Netns, dev: &str) -> BoxResult<Vec<(String, f64, f64)>>
 /// Waits (up to 10 s) until the client has no connection to `target` (ADDR:PORT) in a state
 /// before TIME-WAIT; returns how many are left.
 fn settle_closed(client: &Netns, target: &str) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let filter = format!("dst {target}");
-        let args = [
-            "-Htn",
-            "state",
-            "established",
-            "state",
-            "fin-wait-1",
-            "state",
-            "fin-wait-2",
-            "state",
-            "closing",
-            "state",
-            "last-ack",
-            "state",
-            "close-wait",
-            &filter,
-        ];
-        let open = client
-            .run("ss", &args)
-            .map(|o| o.lines().count())
-            .unwrap_or(0);
-        if open == 0 || std::time::Instant::now() > deadline {
-            return open;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let filter = format!("dst {target}");
+    let args = [
+        "-Htn",
+        "state",
+        "established",
+        "state",
+        "fin-wait-1",
+        "state",
+        "fin-wait-2",
+        "state",
+        "closing",
+        "state",
+        "last-ack",
+        "state",
+        "close-wait",
+        &filter,
+    ];
+    until_none(|| sockets(client, &args))
 }
 
 /// Waits (up to 10 s) until no real has an ESTABLISHED connection on port 80 (nothing else
 /// runs then, so those are held connections whose reset has not arrived); returns how many are
 /// left.
 fn settle_reals(reals: &[&Netns]) -> usize {
+    let args = ["-Htn", "state", "established", "sport = :80"];
+    until_none(|| reals.iter().map(|ns| sockets(ns, &args)).sum())
+}
+
+/// How many sockets `ss args` lists in `ns` (0 if `ss` fails).
+fn sockets(ns: &Netns, args: &[&str]) -> usize {
+    ns.run("ss", args).map(|o| o.lines().count()).unwrap_or(0)
+}
+
+/// Polls `count` every 100 ms until it reads 0 or 10 s have passed; returns the last count.
+fn until_none(count: impl Fn() -> usize) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let open: usize = reals
-            .iter()
-            .map(|ns| {
-                ns.run("ss", &["-Htn", "state", "established", "sport = :80"])
-                    .map(|o| o.lines().count())
-                    .unwrap_or(0)
-            })
-            .sum();
+        let open = count();
         if open == 0 || std::time::Instant::now() > deadline {
             return open;
         }
