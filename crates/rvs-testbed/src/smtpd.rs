@@ -5,8 +5,9 @@
 //! smtpd needs root (it drops privileges to its own users and chroots). Its control socket
 //! (`/run/smtpd.sock`) and spool (`/var/spool/smtpd`) are fixed at build time, so a second
 //! instance on the machine would fail with "control socket already listening": each instance
-//! runs in a private mount namespace (`unshare -m`) with its own tmpfs over `/run` and the
-//! spool, which also keeps the host's spool untouched.
+//! runs in a private mount namespace (`unshare -m`) with its own tmpfs over `/run` and over
+//! `/var/spool`, where it makes the spool directory: that keeps the host's spool untouched, and
+//! works on a machine where the package's spool directory was never made (smtpd never started).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -61,7 +62,8 @@ impl Smtpd {
         // sh's "$0" is the config path
         let script = format!(
             "mount -t tmpfs -o mode=0755 rvs-smtpd /run && \
-             mount -t tmpfs -o mode=0711 rvs-smtpd /var/spool/smtpd && exec {SMTPD} -d -f \"$0\""
+             mount -t tmpfs -o mode=0755 rvs-smtpd /var/spool && mkdir -m 0711 /var/spool/smtpd && \
+             exec {SMTPD} -d -f \"$0\""
         );
         let mut cmd = Command::new("unshare");
         cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])

@@ -100,6 +100,7 @@ pub fn pin_dir(interface: &str) -> Result<PathBuf, XdpError> {
 /// already there.
 pub fn install(interface: &str, vips: &[IpAddr]) -> Result<Option<AttachMode>, XdpError> {
     let dir = pin_dir(interface)?;
+    crate::bpffs::ensure()?; // before attaching: the pins must have somewhere to live
     let map_path = dir.join("vips");
     if map_path.exists() {
         let data = MapData::from_pin(&map_path).map_err(map_err(VIPS))?;

@@ -186,29 +186,13 @@ pub(crate) fn find(ifaces: &[(String, u32)]) -> Result<Option<Pending>, XdpError
     Ok(Some(Pending { dir: ours, links }))
 }
 
-/// Whether `/sys/fs/bpf` is a bpf filesystem (`ip netns exec` remounts /sys, hiding it).
-fn bpffs_mounted() -> bool {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let path = c"/sys/fs/bpf";
-    // SAFETY: statfs writes the struct we pass; path is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(path.as_ptr(), &mut st) };
-    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
-}
-
 /// On exit: pin the maps of [`KEPT_MAPS`] and the links of `b` (interface name → ifindex and
 /// mode in `ifaces`) so the program stays attached. Returns the directory.
 pub(crate) fn pin(
     b: &mut crate::Balancer,
     ifaces: &[(String, u32, AttachMode)],
 ) -> Result<PathBuf, XdpError> {
-    if !bpffs_mounted() {
-        return Err(XdpError::Invalid(
-            "/sys/fs/bpf is not a bpf filesystem here (mount one there; `ip netns exec` \
-             remounts /sys and hides the host's: use `nsenter --net` instead)"
-                .into(),
-        ));
-    }
+    crate::bpffs::ensure()?;
     let dir = stamp_dir(&netns_root()?);
     if dir.exists() {
         discard(&dir);

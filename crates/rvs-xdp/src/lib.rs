@@ -9,6 +9,7 @@ pub mod abi;
 pub mod balancer;
 pub mod bench;
 pub mod bench_setup;
+pub mod bpffs;
 pub mod conntrack;
 pub mod decap;
 pub mod engine;

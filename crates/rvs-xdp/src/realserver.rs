@@ -23,9 +23,18 @@ pub fn kernel_has_ipip() -> bool {
 /// Prepare this host (idempotent). For TUN the decapsulation program is attached unless the
 /// kernel has ipip.
 pub fn setup(cfg: &RealServerSetup) -> Result<SetupReport, RealServerError> {
+    // The decapsulation program's interface and pin location first: when either is missing,
+    // nothing is changed (no VIP left on lo without the program that makes it reachable).
+    let decap_on = match cfg.method == Method::Tun && !kernel_has_ipip() {
+        true => {
+            let iface = interface(cfg)?;
+            crate::bpffs::ensure()?;
+            Some(iface)
+        }
+        false => None,
+    };
     let mut report = net::setup(cfg)?;
-    if cfg.method == Method::Tun && !kernel_has_ipip() {
-        let iface = interface(cfg)?;
+    if let Some(iface) = decap_on {
         match decap::install(&iface, &cfg.vips)? {
             Some(mode) => report.lines.push(format!(
                 "decapsulation program attached to {iface} ({mode:?} mode)"

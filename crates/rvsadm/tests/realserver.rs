@@ -69,3 +69,51 @@ fn realserver_bad_arguments() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad address '10.0.0.300'"));
 }
+
+/// Under `ip netns exec` (a private mount namespace with its own `/sys`, so no bpf file system
+/// that outlives the command), TUN setup on a kernel without ipip refuses before it changes
+/// anything, and says to use `nsenter --net`: no VIP on `lo`, no program on the interface.
+#[test]
+fn tun_setup_under_ip_netns_exec_refuses_and_changes_nothing() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping tun_setup_under_ip_netns_exec_refuses_and_changes_nothing: needs root");
+        return;
+    }
+    if std::path::Path::new("/sys/module/ipip").exists() {
+        eprintln!(
+            "skipping tun_setup_under_ip_netns_exec_refuses_and_changes_nothing: this kernel has \
+             ipip, so TUN setup attaches no program and pins nothing"
+        );
+        return;
+    }
+    let (ns, peer) = (
+        Netns::new("rvsadm-bpffs").unwrap(),
+        Netns::new("rvsadm-bpffp").unwrap(),
+    );
+    ns.veth("eth0", &peer, "eth0").unwrap();
+    let run_dir = std::env::temp_dir().join(format!("rvsadm-bpffs-{}", std::process::id()));
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_rvsadm"))
+        .env("RVS_RUN_DIR", &run_dir)
+        .args([
+            "realserver",
+            "setup",
+            "--vip",
+            "10.0.0.3",
+            "--method",
+            "tun",
+        ])
+        .args(["--interface", "eth0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "setup succeeded: {stderr}");
+    assert!(stderr.contains("nsenter --net"), "{stderr}");
+    let lo = ns.run("ip", &["-o", "addr", "show", "dev", "lo"]).unwrap();
+    assert!(!lo.contains("10.0.0.3"), "the VIP was left on lo: {lo}");
+    let link = ns
+        .run("ip", &["-d", "link", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(!link.contains("xdp"), "a program was left on eth0: {link}");
+    let _ = std::fs::remove_dir_all(&run_dir);
+}
