@@ -174,6 +174,18 @@ mod tests {
         let tree = process_tree(std::process::id()).unwrap();
         assert_eq!(tree[0], std::process::id());
         assert!(tree.contains(&child.id()));
+        // Until the child has exec'd, its memory may read as none (`VmRSS` is missing while
+        // exec swaps it): wait for `sleep`'s own.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while read(&format!("/proc/{}/comm", child.id())).unwrap_or_default() != "sleep\n"
+            || rss_kib(child.id()).unwrap_or(0) == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never ran sleep"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(tree_rss_kib(std::process::id()).unwrap() > rss_kib(std::process::id()).unwrap());
         child.kill().unwrap();
         child.wait().unwrap();
