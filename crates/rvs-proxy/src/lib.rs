@@ -12,7 +12,8 @@
 //! * TCP ([`tcp`]): bounded connect retries on other reals (a local failure — descriptors,
 //!   memory, local address — is not the real's and is not retried: [`connect`]) (timeouts on a per-worker ticker,
 //!   [`ticker`]), `splice(2)` relay with pooled pipes
-//!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset;
+//!   and correct half-close ([`relay`]), idle / FIN timeouts, operator reset (a signal per
+//!   connection, [`stop`]);
 //! * UDP ([`udp`]): sessions by client address with the UDP timeout, replies from the VIP,
 //!   one-packet scheduling (`-o`, a session ends with its reply), a cap on sessions (each
 //!   holds a descriptor), a real that refuses a datagram (ICMP port unreachable) counted for
@@ -34,6 +35,7 @@ pub mod real;
 pub mod relay;
 pub mod shared;
 pub mod stats;
+pub mod stop;
 mod support;
 pub mod tcp;
 pub mod ticker;

@@ -6,10 +6,11 @@
 //! and run to completion (IPVS's behaviour), unless the operator resets them.
 
 use crate::stats::AtomicCounters;
+use crate::stop::{GONE, RESET, Stop, Stops};
 use rvs_core::ProxyProtocol;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
-use tokio::sync::Notify;
 
 /// Shared state of one real of one service.
 #[derive(Debug)]
@@ -20,9 +21,11 @@ pub struct RealShared {
     pub counters: AtomicCounters,
     /// Bumped when the operator resets the real's connections.
     reset_generation: AtomicU64,
-    reset: Notify,
+    /// Each live connection's stop signal: fired on a reset, and for UDP sessions when the
+    /// real becomes unavailable ([`crate::stop`]).
+    stops: Stops,
     /// False while the real is removed (or its service is) or its health is down: its UDP
-    /// sessions end (checked per datagram, and the sessions are woken through `reset`), the
+    /// sessions end (checked per datagram, and the sessions are woken through `stops`), the
     /// client's next datagram is rescheduled.
     available: AtomicBool,
     /// Failed connects to the real (refused, failed, timed out; UDP sessions whose datagram it
@@ -66,7 +69,7 @@ impl RealShared {
             proxy_protocol: AtomicU8::new(encode_pp(proxy_protocol)),
             counters: AtomicCounters::default(),
             reset_generation: AtomicU64::new(0),
-            reset: Notify::new(),
+            stops: Stops::default(),
             available: AtomicBool::new(true),
             connect_failures: AtomicU64::new(0),
             failure_logged_ms: AtomicU64::new(0),
@@ -158,7 +161,24 @@ impl RealShared {
     /// Asks every connection to this real to close now.
     pub fn reset_connections(&self) {
         self.reset_generation.fetch_add(1, Relaxed);
-        self.reset.notify_waiters();
+        self.stops.fire(RESET);
+    }
+
+    /// Registers a connection that started at reset generation `since` (read when the real was
+    /// picked), to hear of a reset or of the real becoming unavailable; unregistered on drop.
+    pub fn watch(self: &Arc<Self>, since: u64) -> Watch {
+        let (stop, slot) = self.stops.watch();
+        Watch {
+            real: Arc::clone(self),
+            stop,
+            slot,
+            since,
+        }
+    }
+
+    /// Connections registered with [`watch`](Self::watch) and not yet ended.
+    pub fn watchers(&self) -> usize {
+        self.stops.len()
     }
 
     /// Whether the real is in the service and not down (see the field's docs).
@@ -166,38 +186,53 @@ impl RealShared {
         self.available.load(Relaxed)
     }
 
-    /// Marks the real available or not; becoming unavailable wakes
-    /// [`reset_or_gone`](Self::reset_or_gone).
+    /// Marks the real available or not; becoming unavailable ends the waits of
+    /// [`Watch::reset_or_gone`].
     pub fn set_available(&self, available: bool) {
         if self.available.swap(available, Relaxed) && !available {
-            self.reset.notify_waiters();
+            self.stops.fire(GONE);
         }
     }
+}
 
-    /// Resolves when the operator resets this real's connections after generation `since`, or
-    /// the real becomes unavailable (one future, so a UDP session polls one `Notify` per wake).
-    pub async fn reset_or_gone(&self, since: u64) -> RealEvent {
-        loop {
-            let notified = self.reset.notified();
-            if self.reset_generation() != since {
-                return RealEvent::Reset;
-            }
-            if !self.is_available() {
-                return RealEvent::Gone;
-            }
-            notified.await;
+/// One connection's registration with its real ([`RealShared::watch`]).
+#[derive(Debug)]
+pub struct Watch {
+    real: Arc<RealShared>,
+    stop: Arc<Stop>,
+    slot: usize,
+    since: u64,
+}
+
+impl Watch {
+    /// Resolves when the operator resets the real's connections (after the generation the
+    /// connection started at).
+    pub async fn reset(&self) {
+        if self.real.reset_generation() != self.since {
+            return;
         }
+        self.stop.fired(RESET).await;
     }
 
-    /// Resolves when the operator resets this real's connections after generation `since`.
-    pub async fn reset_requested(&self, since: u64) {
-        loop {
-            let notified = self.reset.notified();
-            if self.reset_generation() != since {
-                return;
-            }
-            notified.await;
+    /// Resolves when the operator resets the real's connections, or the real becomes
+    /// unavailable (one future, so a UDP session polls one stop per wake).
+    pub async fn reset_or_gone(&self) -> RealEvent {
+        if self.real.reset_generation() != self.since {
+            return RealEvent::Reset;
         }
+        if !self.real.is_available() {
+            return RealEvent::Gone;
+        }
+        match self.stop.fired(RESET | GONE).await {
+            ev if ev & RESET != 0 => RealEvent::Reset,
+            _ => RealEvent::Gone,
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.real.stops.remove(self.slot);
     }
 }
 
@@ -217,5 +252,40 @@ mod tests {
         assert!(r.connect_failed(&why, FAILURE_LOG_MS + 1));
         assert!(!r.connect_failed(&why, FAILURE_LOG_MS + 2));
         assert_eq!(r.connect_failures(), 5);
+    }
+
+    /// A reset between the pick and the registration is not missed (the generation moved); one
+    /// after it wakes the watcher; the real going away ends a UDP watcher but not a TCP one;
+    /// dropped watches leave the real's registry.
+    #[test]
+    fn watches_see_resets_before_and_after_they_start_and_leave_no_registration() {
+        crate::test_rt().block_on(async {
+            let r = Arc::new(RealShared::new("127.0.0.1:9".parse().unwrap(), None));
+            let picked_at = r.reset_generation();
+            r.reset_connections(); // after the pick, before the watch
+            let late = r.watch(picked_at);
+            let quick = std::time::Duration::from_secs(5);
+            tokio::time::timeout(quick, late.reset())
+                .await
+                .expect("missed");
+
+            let tcp = r.watch(r.reset_generation());
+            let udp = r.watch(r.reset_generation());
+            r.set_available(false);
+            let ev = tokio::time::timeout(quick, udp.reset_or_gone()).await;
+            assert_eq!(ev.expect("woken"), RealEvent::Gone);
+            let still = tokio::time::timeout(std::time::Duration::from_millis(20), tcp.reset());
+            assert!(
+                still.await.is_err(),
+                "the real going away reset a TCP connection"
+            );
+            r.reset_connections();
+            tokio::time::timeout(quick, tcp.reset())
+                .await
+                .expect("reset");
+            assert_eq!(r.watchers(), 3);
+            drop((late, tcp, udp));
+            assert_eq!(r.watchers(), 0);
+        });
     }
 }

@@ -96,9 +96,10 @@ pub async fn handle(
     };
     // The reset generation is the one read when the real was picked: a reset while the connect
     // or the PROXY header was pending wins at once (the reset branch is polled first).
+    let watch = picked.real.watch(picked.reset_gen);
     tokio::select! {
         biased;
-        _ = picked.real.reset_requested(picked.reset_gen) => {
+        _ = watch.reset() => {
             Outcomes::bump(&engine.outcomes.reset_by_operator);
             abort(&client, &server);
         }

@@ -178,12 +178,13 @@ async fn session_for(
         Arc::clone(sessions),
     );
     let s = Arc::clone(&session);
+    let watch = s.guard.track.real.watch(reset_gen);
     tokio::spawn(async move {
         tokio::select! {
             _ = replies(&s, &sock, client, &svc, &engine) => {}
             _ = engine.idle_expired(&s.guard.track) => {}
             _ = s.ended() => {} // the real refused a datagram
-            ev = s.guard.track.real.reset_or_gone(reset_gen) => match ev {
+            ev = watch.reset_or_gone() => match ev {
                 RealEvent::Reset => Outcomes::bump(&engine.outcomes.reset_by_operator),
                 RealEvent::Gone if svc.is_removed() => {} // the whole service went
                 RealEvent::Gone => Outcomes::bump(&engine.outcomes.udp_real_gone),
