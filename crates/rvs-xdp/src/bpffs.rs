@@ -50,7 +50,8 @@ pub fn ensure() -> Result<Bpffs, XdpError> {
              instead, or mount one on the host: mount -t bpf bpf {ROOT})"
         )));
     }
-    // SAFETY: every argument is a NUL-terminated string; no flags beyond the defaults.
+    // SAFETY: every argument is a NUL-terminated string that outlives the call; the flags are
+    // the ones systemd mounts the bpf file system with.
     let rc = unsafe {
         libc::mount(
             c"bpf".as_ptr(),
