@@ -34,6 +34,7 @@ pub mod pp;
 pub mod real;
 pub mod relay;
 pub mod shared;
+mod slots;
 pub mod stats;
 pub mod stop;
 mod support;

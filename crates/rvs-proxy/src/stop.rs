@@ -14,6 +14,7 @@
 //! firing changes before it takes the registry's lock), so it either is in the registry when the
 //! firing walks it, or sees the change.
 
+use crate::slots::Slots;
 use atomic_waker::AtomicWaker;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -56,20 +57,14 @@ impl Stop {
     }
 }
 
-/// The stops registered with one real, in a slot vector with a free list.
+/// The stops registered with one real.
 #[derive(Debug, Default)]
 pub struct Stops {
-    slots: Mutex<Slots>,
-}
-
-#[derive(Debug, Default)]
-struct Slots {
-    entries: Vec<Option<Arc<Stop>>>,
-    free: Vec<usize>,
+    slots: Mutex<Slots<Arc<Stop>>>,
 }
 
 impl Stops {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<Arc<Stop>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -77,39 +72,24 @@ impl Stops {
     /// module docs) and unregister with [`Stops::remove`].
     pub fn watch(&self) -> (Arc<Stop>, usize) {
         let stop = Arc::new(Stop::default());
-        let mut s = self.lock();
-        let slot = match s.free.pop() {
-            Some(i) => {
-                s.entries[i] = Some(Arc::clone(&stop));
-                i
-            }
-            None => {
-                s.entries.push(Some(Arc::clone(&stop)));
-                s.entries.len() - 1
-            }
-        };
+        let slot = self.lock().insert(Arc::clone(&stop));
         (stop, slot)
     }
 
     pub fn remove(&self, slot: usize) {
-        let mut s = self.lock();
-        if let Some(e) = s.entries.get_mut(slot) {
-            *e = None;
-            s.free.push(slot);
-        }
+        self.lock().remove(slot);
     }
 
     /// Fires `events` at every registered stop.
     pub fn fire(&self, events: u8) {
-        for stop in self.lock().entries.iter().flatten() {
+        for stop in self.lock().iter() {
             stop.fire(events);
         }
     }
 
-    /// Registered stops (for tests).
+    /// Registered stops.
     pub fn len(&self) -> usize {
-        let s = self.lock();
-        s.entries.len() - s.free.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {

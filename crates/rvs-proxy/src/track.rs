@@ -8,6 +8,7 @@
 
 use crate::balance::ServiceShared;
 use crate::real::RealShared;
+use crate::slots::Slots;
 use rvs_core::engine::ConnectionInfo;
 use rvs_core::runtime::ConnRef;
 use rvs_core::{Protocol, Timestamp};
@@ -98,42 +99,25 @@ impl ConnTrack {
 /// node; a removal is O(1)).
 #[derive(Debug, Default)]
 pub struct ConnTable {
-    slots: Mutex<Slots>,
-}
-
-#[derive(Debug, Default)]
-struct Slots {
-    entries: Vec<Option<Arc<ConnTrack>>>,
-    free: Vec<usize>,
+    slots: Mutex<Slots<Arc<ConnTrack>>>,
 }
 
 impl ConnTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<Arc<ConnTrack>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn insert(&self, t: Arc<ConnTrack>) -> usize {
-        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        match s.free.pop() {
-            Some(i) => {
-                s.entries[i] = Some(t);
-                i
-            }
-            None => {
-                s.entries.push(Some(t));
-                s.entries.len() - 1
-            }
-        }
+        self.lock().insert(t)
     }
 
     fn remove(&self, slot: usize) {
-        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = s.entries.get_mut(slot) {
-            *e = None;
-            s.free.push(slot);
-        }
+        self.lock().remove(slot);
     }
 
     /// Snapshot for `connections()`.
     pub fn snapshot(&self, now_ms: u64, out: &mut Vec<ConnectionInfo>) {
-        let s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        for t in s.entries.iter().flatten() {
+        for t in self.lock().iter() {
             let deadline = t.last_active.load(Relaxed) + t.timeout_ms.load(Relaxed);
             out.push(ConnectionInfo {
                 protocol: t.protocol,
@@ -148,8 +132,7 @@ impl ConnTable {
 
     /// Number of tracked connections.
     pub fn len(&self) -> usize {
-        let s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        s.entries.len() - s.free.len()
+        self.lock().len()
     }
 
     /// No tracked connections.

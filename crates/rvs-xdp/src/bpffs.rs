@@ -26,21 +26,12 @@ pub fn mounted() -> bool {
     rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
 }
 
-/// What [`ensure`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bpffs {
-    /// A bpf file system was already mounted at `/sys/fs/bpf`.
-    Present,
-    /// None was; this call mounted one (mode 0700, as systemd does).
-    Mounted,
-}
-
 /// Makes sure `/sys/fs/bpf` is a bpf file system that outlives this process: mounts one when
 /// the directory is a plain one and this process shares the mount namespace of its ancestors;
 /// refuses (with the reason) inside a mount namespace made for it, such as `ip netns exec`'s.
-pub fn ensure() -> Result<Bpffs, XdpError> {
+pub fn ensure() -> Result<(), XdpError> {
     if mounted() {
-        return Ok(Bpffs::Present);
+        return Ok(());
     }
     if !mount_namespace_is_inherited() {
         return Err(XdpError::Invalid(format!(
@@ -69,7 +60,7 @@ pub fn ensure() -> Result<Bpffs, XdpError> {
         )));
     }
     log::info!("mounted a bpf file system at {ROOT} (none was there)");
-    Ok(Bpffs::Mounted)
+    Ok(())
 }
 
 /// Whether every ancestor process that can be inspected (up to PID 1) shares this process's
@@ -125,7 +116,7 @@ mod tests {
     #[test]
     fn ensure_never_claims_a_mount_that_is_not_there() {
         match ensure() {
-            Ok(_) => assert!(mounted(), "ensure returned Ok but {ROOT} is not bpffs"),
+            Ok(()) => assert!(mounted(), "ensure returned Ok but {ROOT} is not bpffs"),
             Err(e) => {
                 assert!(!mounted());
                 assert!(e.to_string().contains(ROOT), "{e}");
