@@ -1,6 +1,24 @@
 //! A slot vector with a free list: insert returns an index, removal by that index is O(1), no
 //! per-entry map node. Used by the per-worker connection tables ([`crate::track`]) and the
-//! per-real stop registries ([`crate::stop`]); each keeps it behind its own mutex.
+//! per-real stop registries ([`crate::stop`]), each behind its own mutex ([`Locked`]).
+
+use std::sync::{Mutex, MutexGuard};
+
+/// [`Slots`] behind a mutex; a panic while it was held does not make it unusable.
+#[derive(Debug)]
+pub struct Locked<T>(Mutex<Slots<T>>);
+
+impl<T> Default for Locked<T> {
+    fn default() -> Self {
+        Locked(Mutex::new(Slots::default()))
+    }
+}
+
+impl<T> Locked<T> {
+    pub fn lock(&self) -> MutexGuard<'_, Slots<T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Entries by slot index; freed slots are reused.
 #[derive(Debug)]

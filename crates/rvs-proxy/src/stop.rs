@@ -14,11 +14,11 @@
 //! firing changes before it takes the registry's lock), so it either is in the registry when the
 //! firing walks it, or sees the change.
 
-use crate::slots::Slots;
+use crate::slots::Locked;
 use atomic_waker::AtomicWaker;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 /// The operator reset the real's connections.
@@ -60,36 +60,32 @@ impl Stop {
 /// The stops registered with one real.
 #[derive(Debug, Default)]
 pub struct Stops {
-    slots: Mutex<Slots<Arc<Stop>>>,
+    slots: Locked<Arc<Stop>>,
 }
 
 impl Stops {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<Arc<Stop>>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Registers a new stop; the caller must then check the state a firing changes (see the
     /// module docs) and unregister with [`Stops::remove`].
     pub fn watch(&self) -> (Arc<Stop>, usize) {
         let stop = Arc::new(Stop::default());
-        let slot = self.lock().insert(Arc::clone(&stop));
+        let slot = self.slots.lock().insert(Arc::clone(&stop));
         (stop, slot)
     }
 
     pub fn remove(&self, slot: usize) {
-        self.lock().remove(slot);
+        self.slots.lock().remove(slot);
     }
 
     /// Fires `events` at every registered stop.
     pub fn fire(&self, events: u8) {
-        for stop in self.lock().iter() {
+        for stop in self.slots.lock().iter() {
             stop.fire(events);
         }
     }
 
     /// Registered stops.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.slots.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,13 +8,13 @@
 
 use crate::balance::ServiceShared;
 use crate::real::RealShared;
-use crate::slots::Slots;
+use crate::slots::Locked;
 use rvs_core::engine::ConnectionInfo;
 use rvs_core::runtime::ConnRef;
 use rvs_core::{Protocol, Timestamp};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// IPVS connection states the proxy can be in.
@@ -99,25 +99,21 @@ impl ConnTrack {
 /// node; a removal is O(1)).
 #[derive(Debug, Default)]
 pub struct ConnTable {
-    slots: Mutex<Slots<Arc<ConnTrack>>>,
+    slots: Locked<Arc<ConnTrack>>,
 }
 
 impl ConnTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<Arc<ConnTrack>>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn insert(&self, t: Arc<ConnTrack>) -> usize {
-        self.lock().insert(t)
+        self.slots.lock().insert(t)
     }
 
     fn remove(&self, slot: usize) {
-        self.lock().remove(slot);
+        self.slots.lock().remove(slot);
     }
 
     /// Snapshot for `connections()`.
     pub fn snapshot(&self, now_ms: u64, out: &mut Vec<ConnectionInfo>) {
-        for t in self.lock().iter() {
+        for t in self.slots.lock().iter() {
             let deadline = t.last_active.load(Relaxed) + t.timeout_ms.load(Relaxed);
             out.push(ConnectionInfo {
                 protocol: t.protocol,
@@ -132,7 +128,7 @@ impl ConnTable {
 
     /// Number of tracked connections.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.slots.lock().len()
     }
 
     /// No tracked connections.
