@@ -5,6 +5,7 @@
 //! A `RealShared` outlives its removal from the service: existing connections hold an `Arc` to it
 //! and run to completion (IPVS's behaviour), unless the operator resets them.
 
+use crate::connect::LogLimit;
 use crate::stats::AtomicCounters;
 use crate::stop::{GONE, RESET, Stop, Stops};
 use rvs_core::ProxyProtocol;
@@ -37,8 +38,11 @@ pub struct RealShared {
     /// counted, or a probe is pending): mirrors the runtime's state, written under the service
     /// lock, so a successful connect costs one relaxed load when nothing is counted.
     passive_report: AtomicBool,
-    /// Times passive failure detection took the real out.
+    /// Times passive failure detection took the real out, and the rate limit of their log
+    /// lines (a real that keeps failing its probes, e.g. while every real is down and each
+    /// client's retry probes the out ones, is taken out once per client).
     passive_downs: AtomicU64,
+    passive_log: LogLimit,
 }
 
 /// At most one "connect failed" line per real per this many milliseconds.
@@ -75,6 +79,7 @@ impl RealShared {
             failure_logged_ms: AtomicU64::new(0),
             passive_report: AtomicBool::new(false),
             passive_downs: AtomicU64::new(0),
+            passive_log: LogLimit::default(),
         }
     }
 
@@ -123,15 +128,18 @@ impl RealShared {
         self.passive_report.store(report, Relaxed);
     }
 
-    /// Passive failure detection took the real out: counted, and logged with its address (at
-    /// most once per `fail_timeout_ms`, since it stays out that long).
-    pub fn passive_taken_out(&self, fail_timeout_ms: u32) {
+    /// Passive failure detection took the real out at `now_ms` (engine clock): counted, and
+    /// logged with its address (at most one line per [`LogLimit::EVERY_MS`]).
+    pub fn passive_taken_out(&self, fail_timeout_ms: u32, now_ms: u64) {
         let n = self.passive_downs.fetch_add(1, Relaxed) + 1;
-        log::warn!(
-            "proxy: real {} taken out for {fail_timeout_ms} ms after failed connects (passive \
-             failure detection, max_fails; {n} times so far); then one connection probes it",
-            self.addr
-        );
+        if let Some(suppressed) = self.passive_log.due(now_ms) {
+            log::warn!(
+                "proxy: real {} taken out for {fail_timeout_ms} ms after failed connects \
+                 (passive failure detection, max_fails; {n} times so far, {suppressed} since \
+                 the last line); then one connection probes it",
+                self.addr
+            );
+        }
     }
 
     /// Times passive failure detection took the real out since it was configured or zeroed.

@@ -98,7 +98,8 @@ pub struct Outcomes {
     /// Passive failure detection took a real out (`max_fails` failed connects, or a failed probe).
     pub passive_down: AtomicU64,
     /// Every real of a service was out, or would have been: the last one was kept in (a take-out
-    /// not done), or the reals that were out were brought back for a pick.
+    /// not done), the reals that were out were brought back for a pick, or a retry with no real
+    /// left in was sent to one that is out.
     pub passive_all_out: AtomicU64,
 }
 

@@ -293,7 +293,7 @@ pub(crate) fn passive_failure(svc: &ServiceShared, picked: &Picked, engine: &Eng
         Outcomes::bump(&engine.outcomes.passive_down);
         picked
             .real
-            .passive_taken_out(picked.options.proxy.fail_timeout_ms);
+            .passive_taken_out(picked.options.proxy.fail_timeout_ms, engine.clock.now_ms());
     }
     if out.kept_last {
         Outcomes::bump(&engine.outcomes.passive_all_out);

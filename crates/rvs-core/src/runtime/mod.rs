@@ -307,11 +307,27 @@ impl ServiceRuntime {
         }
         let (pos, all_out) = match self.pick(req, avoid) {
             Some(pos) => (pos, false),
-            // Every real that could take it is out: they come back in (the first retry's pick
-            // only: a retry after the reals left in failed does not bring them back).
+            // Every real that could take it is out: they come back in.
             None if avoid.is_empty() && self.passive_due.is_some() => {
                 self.passive_all_in(|_| PassiveState::Probation);
                 let pos = self.pick(req, avoid).ok_or(ScheduleError::NoneAvailable)?;
+                (pos, true)
+            }
+            // A retry with no real left but those out: one of them (out the longest, not
+            // failed for this connection) is this connection's probe, or if it is being
+            // probed already, this connection goes there too. Out is a guess from
+            // earlier connects, turning the client away is certain (a rolling restart: one
+            // real restarted and is out for fail_timeout, then the last one in restarts).
+            // Out to probing without coming in: no scheduler rebuild, so a client flood while
+            // every real is down costs one extra connect per client, not two rebuilds.
+            None if !avoid.is_empty() => {
+                let pos = self
+                    .out_for_retry(avoid)
+                    .ok_or(ScheduleError::NoneAvailable)?;
+                let s = &mut self.slots[self.live[pos] as usize];
+                if matches!(s.passive, PassiveState::Out { .. }) {
+                    s.passive = PassiveState::Probation;
+                }
                 (pos, true)
             }
             None => return Err(ScheduleError::NoneAvailable),
@@ -329,6 +345,30 @@ impl ServiceRuntime {
             t.bind(key, slot, req.now);
         }
         Ok(self.passive_picked(pos, key, false, all_out, req.now))
+    }
+
+    /// The live real (position) a retry may try when none is left in: passively out or
+    /// being probed (another client's retry may be that probe: this one is not turned away
+    /// while it runs), not at `avoid`, up, not overloaded and with a weight; the one whose
+    /// out time ends first (out the longest).
+    fn out_for_retry(&self, avoid: &[SocketAddr]) -> Option<usize> {
+        (0..self.live.len())
+            .filter_map(|pos| {
+                let s = &self.slots[self.live[pos] as usize];
+                match s.passive {
+                    PassiveState::Out { until } | PassiveState::Probing { until }
+                        if !avoid.contains(&self.states[pos].addr)
+                            && !s.server.is_down()
+                            && !s.overloaded
+                            && s.server.effective_weight() > 0 =>
+                    {
+                        Some((until, pos))
+                    }
+                    _ => None,
+                }
+            })
+            .min()
+            .map(|(_, pos)| pos)
     }
 
     /// The scheduler's pick, none of `avoid` (see [`ServiceRuntime::schedule_again`]).

@@ -97,10 +97,14 @@ impl ServiceRuntime {
         let (new, taken_out) = old.next(event, limits, may);
         let kept_last = !may && !new.is_out() && old.next(event, limits, true).0.is_out();
         self.slots[slot as usize].passive = new;
+        // (A retry's probe of an out real goes from out to probing without the scheduler
+        // seeing it in: no weight change, no rebuild.)
+        let weight = self.slots[slot as usize].scheduled_weight();
         if let Some(pos) = pos
             && old.is_out() != new.is_out()
+            && self.states[pos].weight != weight
         {
-            self.states[pos].weight = self.slots[slot as usize].scheduled_weight();
+            self.states[pos].weight = weight;
             self.scheduler.rebuild(&self.states);
         }
         if old.out_until() != new.out_until() {

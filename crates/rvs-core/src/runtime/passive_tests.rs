@@ -193,12 +193,72 @@ fn when_the_reals_left_in_become_unschedulable_the_out_ones_come_back() {
 }
 
 #[test]
-fn a_retry_does_not_bring_out_reals_back() {
+fn a_retry_brings_out_reals_back_when_none_is_left() {
+    // A rolling restart: real 1 restarted a moment ago and is out for fail_timeout; now real 2,
+    // the last one in, restarts. Its refused connect keeps it in (the last real), so the retry
+    // has only the out real left: it comes back on probation instead of the client being
+    // turned away until real 1's time is up.
     let mut rt = runtime(SchedulerKind::Rr, 2, 1);
-    let a = rt.id_of(addr(1)).unwrap();
-    rt.connect_failed(a, ms(0));
+    let (a, b) = (rt.id_of(addr(1)).unwrap(), rt.id_of(addr(2)).unwrap());
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    assert_eq!(picks(&mut rt, 0, 3, ms(5)), vec![addr(2); 3]);
+    assert!(rt.connect_failed(b, ms(6)).kept_last);
+    let s = rt.schedule_again(&req(1, ms(7)), &[addr(2)]).unwrap();
+    assert_eq!((s.addr, s.all_out, s.probe), (addr(1), true, true));
+    // Its probe connects: real 1 is in again; both are scheduled.
+    assert!(rt.connect_succeeded(a));
+    let mut got = picks(&mut rt, 10, 4, ms(8));
+    got.sort();
+    got.dedup();
+    assert_eq!(got, vec![addr(1), addr(2)]);
+}
+
+#[test]
+fn a_retry_probes_the_real_out_the_longest_that_did_not_fail_for_it() {
+    // Reals 1 and 2 out since earlier (1 the longer), 3 kept in as the last and now refusing.
+    let mut rt = runtime(SchedulerKind::Rr, 3, 1);
+    let ids: Vec<RealId> = (1..=3).map(|i| rt.id_of(addr(i)).unwrap()).collect();
+    assert!(rt.connect_failed(ids[0], ms(0)).taken_out);
+    assert!(rt.connect_failed(ids[1], ms(10)).taken_out);
+    assert!(rt.connect_failed(ids[2], ms(11)).kept_last);
+    let s = rt.schedule_again(&req(1, ms(12)), &[addr(3)]).unwrap();
+    assert_eq!((s.addr, s.probe, s.all_out), (addr(1), true, true));
+    // While that probe runs, another client's retry probes the other out real, and a third
+    // client's retry joins the older probe rather than being turned away.
+    let s = rt.schedule_again(&req(2, ms(12)), &[addr(3)]).unwrap();
+    assert_eq!((s.addr, s.probe), (addr(2), true));
+    let s = rt.schedule_again(&req(4, ms(12)), &[addr(3)]).unwrap();
+    assert_eq!((s.addr, s.probe, s.report), (addr(1), false, true));
+    // Both probes are refused: both out again, each for a new fail_timeout.
+    assert!(rt.connect_failed(ids[0], ms(13)).taken_out);
+    assert!(rt.connect_failed(ids[1], ms(14)).taken_out);
+    // A client whose connects to 3 and 1 failed: 2 is left for it; with all three failed
+    // for it, nothing.
+    let s = rt
+        .schedule_again(&req(3, ms(15)), &[addr(3), addr(1)])
+        .unwrap();
+    assert_eq!(s.addr, addr(2));
+    assert!(rt.connect_failed(ids[1], ms(16)).taken_out);
     assert_eq!(
-        rt.schedule_again(&req(1, ms(5)), &[addr(2)]),
+        rt.schedule_again(&req(3, ms(17)), &[addr(1), addr(2), addr(3)]),
+        Err(ScheduleError::NoneAvailable)
+    );
+    // The first pick of a new client still goes to the real kept in, not to an out one.
+    assert_eq!(picks(&mut rt, 10, 3, ms(18)), vec![addr(3); 3]);
+}
+
+#[test]
+fn a_retry_does_not_probe_a_drained_or_down_real() {
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let (a, b) = (rt.id_of(addr(1)).unwrap(), rt.id_of(addr(2)).unwrap());
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    assert!(rt.connect_failed(b, ms(1)).kept_last);
+    // The operator drains the out real: a retry leaves it alone.
+    let mut rs = reals(2);
+    rs[0].weight = 0;
+    rt.set_reals(&rs).unwrap();
+    assert_eq!(
+        rt.schedule_again(&req(1, ms(2)), &[addr(2)]),
         Err(ScheduleError::NoneAvailable)
     );
 }
