@@ -1,6 +1,8 @@
 //! Helpers shared by the proxy engine's loopback tests.
 #![allow(dead_code)]
 
+pub mod churn;
+
 use rvs_core::desired::Change;
 use rvs_core::engine::{Engine, EngineStats};
 use rvs_core::{ForwardMethod, RealServer, SchedulerKind, ServiceKey, ServiceOptions};
