@@ -14,11 +14,11 @@ mod common;
 use common::churn::{Churn, ChurnReal, Cuts, Rng, clients, descriptors, join};
 use common::*;
 use rvs_core::engine::Engine;
-use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
+use rvs_core::{Persistence, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
-use socket2::SockRef;
+use socket2::{Domain, SockRef, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -168,8 +168,12 @@ fn echo(id: u8, mut s: TcpStream) {
 /// One client session: connect, read the real's id, 1-4 messages echoed exactly, our FIN,
 /// then the real's FIN and nothing else. Err(reason) if the session did not complete; a
 /// corrupted byte panics at once (never excusable).
-fn session(vip: SocketAddr, rng: &mut Rng, bytes: &mut u64) -> Result<u8, String> {
-    let mut s = TcpStream::connect(vip).map_err(|e| format!("connect: {e}"))?;
+fn session(vip: SocketAddr, from: IpAddr, rng: &mut Rng, bytes: &mut u64) -> Result<u8, String> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    sock.connect(&vip.into())
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut s: TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut id = [0u8];
     s.read_exact(&mut id)
@@ -221,6 +225,30 @@ fn proxy_options() -> ServiceOptions {
 
 #[test]
 fn data_and_accounting_survive_real_churn() {
+    churn_test(proxy_options(), "");
+}
+
+/// The same with persistence (-p 1): each client thread connects from an address of its own
+/// (127.0.0.10 and on), so each has its template; a template whose real is drained, removed,
+/// crashed (taken out) or fails a connect is rebound.
+#[test]
+fn persistent_clients_survive_real_churn() {
+    let opts = ServiceOptions {
+        persistence: Some(Persistence {
+            timeout: 1,
+            prefix_len: 32,
+        }),
+        ..proxy_options()
+    };
+    churn_test(opts, "persistent ");
+}
+
+/// The source address of client `i`'s connections.
+fn client_addr(i: usize) -> IpAddr {
+    Ipv4Addr::new(127, 0, 0, 10 + i as u8).into()
+}
+
+fn churn_test(opts: ServiceOptions, what: &str) {
     let workers = 2;
     let mut e = ProxyEngine::start(ProxyEngineConfig {
         workers,
@@ -229,29 +257,31 @@ fn data_and_accounting_survive_real_churn() {
     .expect("engine");
     let reals: Vec<Arc<EchoReal>> = (0..3).map(EchoReal::new).collect();
     let vip = free_addr("127.0.0.1");
-    let mut churn = Churn::new(&mut e, ServiceKey::tcp(vip), reals, proxy_options());
+    let mut churn = Churn::new(&mut e, ServiceKey::tcp(vip), reals, opts);
     let key = churn.key;
     // Warm up (the workers' buffers, the first pipes) before the descriptor baseline.
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut warm = 0;
     for _ in 0..30 {
-        session(vip, &mut rng, &mut warm).expect("warm-up session");
+        session(vip, client_addr(0), &mut rng, &mut warm).expect("warm-up session");
     }
-    assert!(wait_until(Duration::from_secs(5), || open_conns(&e, &key) == 0));
+    assert!(wait_until(Duration::from_secs(5), || e
+        .connections()
+        .is_empty()));
     let fds_before = descriptors();
 
     let cuts = Arc::new(Cuts::default());
     let snap: Arc<Mutex<String>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let handles = clients(CLIENTS, &cuts, &stop, &snap, move |_, rng, t| {
-        session(vip, rng, &mut t.bytes)
+    let handles = clients(CLIENTS, &cuts, &stop, &snap, move |i, rng, t| {
+        session(vip, client_addr(i), rng, &mut t.bytes)
     });
     churn.run(&mut e, CHURN, &mut rng, &cuts, &snap);
     stop.store(true, Ordering::SeqCst);
     let (total, failures) = join(handles);
     let ops = churn.ops;
     println!(
-        "churn: changes {ops:?}, {total:?}, {} unexcused failures",
+        "{what}churn: changes {ops:?}, {total:?}, {} unexcused failures",
         failures.len()
     );
     println!("engine outcomes: {:?}", e.stats().outcomes);
@@ -267,12 +297,21 @@ fn data_and_accounting_survive_real_churn() {
         "every kind of change ran: {ops:?}"
     );
     assert!(total.ok > 200, "too few sessions completed: {total:?}");
+    if opts.persistence.is_some() {
+        let templates = e.connections().iter().filter(|c| c.state == "NONE").count();
+        assert!(
+            (1..=CLIENTS).contains(&templates),
+            "one template per client address: {templates}"
+        );
+    }
 
     churn.restore(&mut e);
     let mut served = [0u32; 3];
     let mut bytes = 0;
-    for i in 0..150 {
-        match session(vip, &mut rng, &mut bytes) {
+    // New clients (each from an address of its own: with persistence, a template each).
+    for i in 0..150u8 {
+        let from = Ipv4Addr::new(127, 0, 1, 1 + i).into();
+        match session(vip, from, &mut rng, &mut bytes) {
             Ok(id) => served[id as usize] += 1,
             Err(why) => panic!("session {i} after the churn failed: {why}"),
         }
@@ -289,7 +328,12 @@ fn data_and_accounting_survive_real_churn() {
         "connections left in the engine: {:?}",
         e.connections()
     );
-    assert!(e.connections().is_empty());
+    // Persistence templates (1 s) expire too.
+    assert!(
+        wait_until(Duration::from_secs(10), || e.connections().is_empty()),
+        "entries left in the engine: {:?}",
+        e.connections()
+    );
     let slack = workers * 64 * 2;
     assert!(
         wait_until(Duration::from_secs(10), || {
