@@ -1,0 +1,331 @@
+//! DR churn end to end (rvs-testbed's L2 segment, `common::e2e_lab`: client, director, three
+//! nginx reals): clients in the client's namespace keep opening keep-alive HTTP connections to
+//! the VIP and sending requests on them, while the engine's Maglev table changes under them
+//! every 20-50 ms — weights changed (drained to 0 and back), a real removed and added again,
+//! all weights reshuffled at once. What must hold:
+//!
+//! * an established connection stays on its real whatever the table does (every answer on a
+//!   connection names the same real; a connection that moved would be reset by its new real),
+//!   unless its real was removed meanwhile (a removed real's flows are scheduled afresh and
+//!   reset, docs/xdp.md);
+//! * every new connection is answered while some real has a weight;
+//! * afterwards, with the weights 1:1:1 again, new connections reach every real.
+//!
+//! Root only (namespaces, XDP); skips with a message otherwise.
+
+mod common;
+
+use common::e2e_lab::{in_ns, lab};
+use rvs_core::desired::Change;
+use rvs_core::engine::Engine;
+use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
+use rvs_net::realserver::Method;
+use rvs_xdp::{XdpConfig, XdpEngine};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CHURN: Duration = Duration::from_secs(6);
+const CLIENTS: usize = 6;
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Which real answered: nginx's body is `real<i>\n`.
+fn real_of(body: &[u8]) -> Option<usize> {
+    match body {
+        b"real0\n" => Some(0),
+        b"real1\n" => Some(1),
+        b"real2\n" => Some(2),
+        _ => None,
+    }
+}
+
+/// One keep-alive connection: `n` requests; the real that answered them all, or why not.
+fn connection(vip: SocketAddr, n: u64) -> Result<usize, String> {
+    let s = TcpStream::connect_timeout(&vip, Duration::from_secs(3))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut r = BufReader::new(s);
+    let mut real = None;
+    for i in 0..n {
+        r.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+            .map_err(|e| format!("request {i}: write: {e}"))?;
+        let mut len = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) => return Err(format!("request {i}: closed")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("request {i}: read: {e}")),
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("Content-Length: ") {
+                len = v.parse::<usize>().ok();
+            }
+        }
+        let mut body = vec![0; len.ok_or(format!("request {i}: no length"))?];
+        r.read_exact(&mut body)
+            .map_err(|e| format!("request {i}: body: {e}"))?;
+        let got = real_of(&body).unwrap_or_else(|| panic!("a body no real sends: {body:?}"));
+        match real {
+            None => real = Some(got),
+            Some(was) => assert_eq!(
+                was, got,
+                "request {i} of a connection answered by real{got}, the first by real{was}"
+            ),
+        }
+    }
+    Ok(real.expect("n > 0"))
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    excused: u64,
+    requests: u64,
+    per_real: [u64; 3],
+    failures: Vec<String>,
+}
+
+#[test]
+fn established_dr_flows_stay_on_their_reals_through_table_churn() {
+    if !rvs_testbed::is_root() {
+        eprintln!("skipping: needs root for namespaces and XDP");
+        return;
+    }
+    let lab = lab(Method::Dr, false);
+    let vip = SocketAddr::new(lab.vip, 80);
+    let key = ServiceKey::tcp(vip);
+    let reals: Vec<SocketAddr> = (lab.topo.reals.iter())
+        .map(|r| SocketAddr::new(r.ip(false), 80))
+        .collect();
+    // Removals under way or done since (odd while one is under way), as in the proxy churn.
+    let cuts = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(Mutex::new(String::new()));
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (quiet_tx, quiet_rx) = mpsc::channel::<()>();
+    let (checked_tx, checked_rx) = mpsc::channel::<()>();
+    let lab = &lab;
+    let reals = &reals;
+    thread::scope(move |sc| {
+        let (cuts2, stop2, state2) = (Arc::clone(&cuts), Arc::clone(&stop), Arc::clone(&state));
+        let director = sc.spawn(move || {
+            let (cuts, stop, state) = (cuts2, stop2, state2);
+            in_ns(&lab.topo.director.ns, move || {
+                // The clients stop when this thread ends, also by a panic.
+                let _stop = StopOnDrop(Arc::clone(&stop));
+                let mut e = XdpEngine::start(XdpConfig {
+                    interfaces: vec!["eth0".into()],
+                    ..Default::default()
+                })
+                .expect("engine");
+                let mut changes = vec![Change::AddService {
+                    key,
+                    options: ServiceOptions::default(),
+                }];
+                changes.extend(reals.iter().map(|&a| Change::AddReal {
+                    service: key,
+                    real: RealServer::new(a, ForwardMethod::Dr, 1),
+                }));
+                e.apply(&changes).expect("apply");
+                ready_tx.send(()).unwrap();
+                // None: removed; Some(w): present with weight w.
+                let mut weights: [Option<u32>; 3] = [Some(1); 3];
+                let mut ops = [0u32; 4];
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+                let t0 = Instant::now();
+                while t0.elapsed() < CHURN {
+                    thread::sleep(Duration::from_millis(20 + rng.below(30)));
+                    let r = rng.below(3) as usize;
+                    let op = rng.below(4) as usize;
+                    let mut next = weights;
+                    match op {
+                        0 => next[r] = next[r].map(|_| rng.below(4) as u32),
+                        1 => next[r] = None,
+                        2 => next[r] = Some(next[r].unwrap_or(1)),
+                        _ => {
+                            for w in next.iter_mut().flatten() {
+                                *w = rng.below(4) as u32;
+                            }
+                        }
+                    }
+                    // Some real must keep a weight.
+                    if !next.iter().any(|w| w.is_some_and(|w| w > 0)) {
+                        continue;
+                    }
+                    let mut changes = Vec::new();
+                    for i in 0..3 {
+                        let real = |w| RealServer::new(reals[i], ForwardMethod::Dr, w);
+                        match (weights[i], next[i]) {
+                            (Some(a), Some(b)) if a != b => changes.push(Change::EditReal {
+                                service: key,
+                                real: real(b),
+                            }),
+                            (None, Some(b)) => changes.push(Change::AddReal {
+                                service: key,
+                                real: real(b),
+                            }),
+                            (Some(_), None) => changes.push(Change::RemoveReal {
+                                service: key,
+                                addr: reals[i],
+                            }),
+                            _ => {}
+                        }
+                    }
+                    let removes = changes
+                        .iter()
+                        .any(|c| matches!(c, Change::RemoveReal { .. }));
+                    if removes {
+                        cuts.fetch_add(1, Ordering::SeqCst);
+                    }
+                    e.apply(&changes).expect("apply");
+                    if removes {
+                        cuts.fetch_add(1, Ordering::SeqCst);
+                    }
+                    weights = next;
+                    ops[op] += 1;
+                    *state.lock().unwrap() =
+                        format!("{} ms: weights {weights:?}", t0.elapsed().as_millis());
+                }
+                stop.store(true, Ordering::SeqCst);
+                println!(
+                    "dr churn: changes {ops:?}, {} removals",
+                    cuts.load(Ordering::SeqCst) / 2
+                );
+                assert!(
+                    ops.iter().all(|&n| n > 0),
+                    "every kind of change ran: {ops:?}"
+                );
+                // Quiet: all three back at weight 1.
+                let changes: Vec<Change> = (0..3)
+                    .map(|i| {
+                        let real = RealServer::new(reals[i], ForwardMethod::Dr, 1);
+                        match weights[i] {
+                            Some(_) => Change::EditReal { service: key, real },
+                            None => Change::AddReal { service: key, real },
+                        }
+                    })
+                    .collect();
+                e.apply(&changes).expect("apply");
+                quiet_tx.send(()).unwrap();
+                // (A failed check on the client side drops the sender instead.)
+                let _ = checked_rx.recv_timeout(Duration::from_secs(60));
+                let stats = e.stats();
+                println!("outcomes: {:?}", stats.outcomes);
+                e.shutdown();
+            })
+        });
+        ready_rx.recv().expect("engine up");
+        let tally = in_ns(&lab.topo.client.ns, || {
+            let handles: Vec<_> = (0..CLIENTS)
+                .map(|c| {
+                    let (cuts, stop, state) =
+                        (Arc::clone(&cuts), Arc::clone(&stop), Arc::clone(&state));
+                    thread::spawn(move || {
+                        let mut rng = Rng(0x1234_5678 + c as u64 * 0x9e37_79b9);
+                        let mut t = Tally::default();
+                        while !stop.load(Ordering::SeqCst) {
+                            let before = cuts.load(Ordering::SeqCst);
+                            let n = 5 + rng.below(30);
+                            match connection(vip, n) {
+                                Ok(real) => {
+                                    t.ok += 1;
+                                    t.requests += n;
+                                    t.per_real[real] += 1;
+                                }
+                                Err(_) if settled(&cuts) != before => t.excused += 1,
+                                Err(why) => t
+                                    .failures
+                                    .push(format!("{why} [{}]", state.lock().unwrap())),
+                            }
+                        }
+                        t
+                    })
+                })
+                .collect();
+            let mut total = Tally::default();
+            for h in handles {
+                let t = h.join().expect("client");
+                total.ok += t.ok;
+                total.excused += t.excused;
+                total.requests += t.requests;
+                for i in 0..3 {
+                    total.per_real[i] += t.per_real[i];
+                }
+                total.failures.extend(t.failures);
+            }
+            total
+        });
+        println!(
+            "dr churn: {} connections ({} requests) kept their real, per real {:?}; {} cut by a \
+             removal; {} failed otherwise",
+            tally.ok,
+            tally.requests,
+            tally.per_real,
+            tally.excused,
+            tally.failures.len()
+        );
+        assert!(
+            tally.failures.is_empty(),
+            "{} connections failed with no removal meanwhile, e.g. {:?}",
+            tally.failures.len(),
+            &tally.failures[..tally.failures.len().min(10)]
+        );
+        assert!(tally.ok > 100, "too few connections: {}", tally.ok);
+        quiet_rx.recv().expect("weights restored");
+        let served = in_ns(&lab.topo.client.ns, || {
+            let mut served = [0u32; 3];
+            for i in 0..60 {
+                let real = connection(vip, 2)
+                    .unwrap_or_else(|e| panic!("connection {i} after the churn: {e}"));
+                served[real] += 1;
+            }
+            served
+        });
+        checked_tx.send(()).unwrap();
+        director.join().expect("director thread");
+        assert!(
+            served.iter().all(|&n| n >= 5),
+            "new connections after the churn reach every real: {served:?}"
+        );
+    });
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The removal count once no removal is under way.
+fn settled(cuts: &AtomicU64) -> u64 {
+    loop {
+        let n = cuts.load(Ordering::SeqCst);
+        if n.is_multiple_of(2) {
+            return n;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
