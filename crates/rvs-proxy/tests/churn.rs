@@ -11,207 +11,21 @@
 
 mod common;
 
-use common::churn::{Churn, ChurnReal, Cuts, Rng, clients, descriptors, join};
+use common::churn::{Churn, Cuts, Rng, clients, descriptors, join};
 use common::*;
 use rvs_core::engine::Engine;
 use rvs_core::{Persistence, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
-use socket2::{Domain, SockRef, Socket, Type};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use rvs_testbed::echo::{TcpEchoReal, tcp_session};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 /// How long the churn runs.
 const CHURN: Duration = Duration::from_secs(6);
 /// Client threads.
 const CLIENTS: usize = 8;
-/// Largest message a client sends (the echo must fit the sockets' buffers: the client writes
-/// a whole message before it reads).
-const MAX_MSG: usize = 48 * 1024;
-
-/// An echo real on a fixed port that greets each connection with its id byte, can crash
-/// (listener closed, every connection reset) and come back on the same port.
-struct EchoReal {
-    id: u8,
-    addr: SocketAddr,
-    running: Mutex<Option<Running>>,
-}
-
-struct Running {
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: thread::JoinHandle<()>,
-}
-
-impl EchoReal {
-    fn new(id: u8) -> Arc<EchoReal> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let real = Arc::new(EchoReal {
-            id,
-            addr: listener.local_addr().unwrap(),
-            running: Mutex::new(None),
-        });
-        real.serve(listener);
-        real
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (id, s, c) = (self.id, Arc::clone(&stop), Arc::clone(&conns));
-        let acceptor = thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        c.lock().unwrap().push(stream.try_clone().unwrap());
-                        thread::spawn(move || echo(id, stream));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        thread::sleep(Duration::from_millis(1))
-                    }
-                    Err(e) => panic!("accept: {e}"),
-                }
-            }
-            // The listener closes here: connects are refused from now on.
-        });
-        *self.running.lock().unwrap() = Some(Running {
-            stop,
-            conns,
-            acceptor,
-        });
-    }
-}
-
-impl ChurnReal for EchoReal {
-    fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    fn id(&self) -> u8 {
-        self.id
-    }
-
-    fn is_up(&self) -> bool {
-        self.running.lock().unwrap().is_some()
-    }
-
-    /// No listener, every connection reset.
-    fn crash(&self) {
-        let Some(r) = self.running.lock().unwrap().take() else {
-            return;
-        };
-        r.stop.store(true, Ordering::SeqCst);
-        r.acceptor.join().unwrap();
-        for s in r.conns.lock().unwrap().drain(..) {
-            let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restart(&self) {
-        if self.is_up() {
-            return;
-        }
-        let listener = loop {
-            match TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(e) if e.kind() == ErrorKind::AddrInUse => {
-                    thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => panic!("rebind {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
-    }
-
-    /// Keeps the crash list short.
-    fn prune(&self) {
-        if let Some(r) = self.running.lock().unwrap().as_ref() {
-            r.conns
-                .lock()
-                .unwrap()
-                .retain(|s| s.peer_addr().is_ok() && s.take_error().is_ok());
-        }
-    }
-}
-
-/// One connection of a real: the id byte, then everything echoed until the client's FIN,
-/// answered with ours.
-fn echo(id: u8, mut s: TcpStream) {
-    // Without it Nagle holds each echoed chunk after the first until the proxy's delayed ACK.
-    s.set_nodelay(true).unwrap();
-    if s.write_all(&[id]).is_err() {
-        return;
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => {
-                let _ = s.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// One client session: connect, read the real's id, 1-4 messages echoed exactly, our FIN,
-/// then the real's FIN and nothing else. Err(reason) if the session did not complete; a
-/// corrupted byte panics at once (never excusable).
-fn session(vip: SocketAddr, from: IpAddr, rng: &mut Rng, bytes: &mut u64) -> Result<u8, String> {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
-    sock.connect(&vip.into())
-        .map_err(|e| format!("connect: {e}"))?;
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut id = [0u8];
-    s.read_exact(&mut id)
-        .map_err(|e| format!("greeting: {e}"))?;
-    assert!(id[0] < 3, "greeting {} is no real's id", id[0]);
-    for _ in 0..1 + rng.below(4) {
-        let len = 1 + rng.below(MAX_MSG as u64) as usize;
-        let mut out = vec![0u8; len];
-        rng.fill(&mut out);
-        s.write_all(&out).map_err(|e| format!("write: {e}"))?;
-        let mut back = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match s.read(&mut back[got..]) {
-                Ok(0) => return Err(format!("EOF after {got} of {len} echoed bytes")),
-                Ok(n) => {
-                    assert_eq!(
-                        back[got..got + n],
-                        out[got..got + n],
-                        "echo differs from what was sent (bytes {got}..{} of {len})",
-                        got + n
-                    );
-                    got += n;
-                }
-                Err(e) => return Err(format!("read after {got} of {len}: {e}")),
-            }
-        }
-        *bytes += len as u64;
-    }
-    s.shutdown(Shutdown::Write)
-        .map_err(|e| format!("shutdown: {e}"))?;
-    let mut rest = [0u8; 64];
-    match s.read(&mut rest) {
-        Ok(0) => Ok(id[0]),
-        Ok(n) => panic!("{n} bytes nobody sent arrived after the echo"),
-        Err(e) => Err(format!("final read: {e}")),
-    }
-}
 
 fn proxy_options() -> ServiceOptions {
     let mut opts = options(SchedulerKind::Wlc);
@@ -255,7 +69,7 @@ fn churn_test(opts: ServiceOptions, what: &str) {
         ..Default::default()
     })
     .expect("engine");
-    let reals: Vec<Arc<EchoReal>> = (0..3).map(EchoReal::new).collect();
+    let reals: Vec<Arc<TcpEchoReal>> = (0..3).map(TcpEchoReal::new).collect();
     let vip = free_addr("127.0.0.1");
     let mut churn = Churn::new(&mut e, ServiceKey::tcp(vip), reals, opts);
     let key = churn.key;
@@ -263,7 +77,7 @@ fn churn_test(opts: ServiceOptions, what: &str) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut warm = 0;
     for _ in 0..30 {
-        session(vip, client_addr(0), &mut rng, &mut warm).expect("warm-up session");
+        tcp_session(vip, client_addr(0), &mut rng, &mut warm).expect("warm-up session");
     }
     assert!(wait_until(Duration::from_secs(5), || e
         .connections()
@@ -274,7 +88,7 @@ fn churn_test(opts: ServiceOptions, what: &str) {
     let snap: Arc<Mutex<String>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let handles = clients(CLIENTS, &cuts, &stop, &snap, move |i, rng, t| {
-        session(vip, client_addr(i), rng, &mut t.bytes)
+        tcp_session(vip, client_addr(i), rng, &mut t.bytes)
     });
     churn.run(&mut e, CHURN, &mut rng, &cuts, &snap);
     stop.store(true, Ordering::SeqCst);
@@ -311,7 +125,7 @@ fn churn_test(opts: ServiceOptions, what: &str) {
     // New clients (each from an address of its own: with persistence, a template each).
     for i in 0..150u8 {
         let from = Ipv4Addr::new(127, 0, 1, 1 + i).into();
-        match session(vip, from, &mut rng, &mut bytes) {
+        match tcp_session(vip, from, &mut rng, &mut bytes) {
             Ok(id) => served[id as usize] += 1,
             Err(why) => panic!("session {i} after the churn failed: {why}"),
         }

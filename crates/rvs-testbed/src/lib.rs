@@ -10,6 +10,8 @@
 //! * [`Nginx`], [`Haproxy`], [`Iperf3Server`], [`Tcpdump`] — servers inside a namespace, stopped
 //!   on drop; [`curl`], [`ping`], [`wrk`], [`iperf3`] — clients. [`Smtpd`] — OpenSMTPD on a
 //!   loopback port, for `SMTP_CHECK`.
+//! * [`echo`] — crashable TCP and UDP echo reals on loopback and the clients that check their
+//!   echoes, for churn tests.
 //! * [`procstat`] — CPU time, scheduler runtime and RSS of a process, for cost per request.
 //! * [`director_cost`] — the director-cost method (threaded NAPI, pinned kthreads);
 //!   [`xdp_pass`] — a pass-through XDP program for the peer end of a veth an XDP balancer sends on.
@@ -41,6 +43,7 @@ pub mod bins;
 pub mod clients;
 pub mod cmd;
 pub mod director_cost;
+pub mod echo;
 pub mod error;
 pub mod netns;
 pub mod procstat;

@@ -1,39 +1,20 @@
 //! The churn tests' harness (`tests/churn.rs`, `tests/udp_churn.rs`): a mutator that crashes,
 //! restarts, drains, removes, re-adds and resets the three reals of a service and switches its
 //! scheduler; client threads whose failures are excused only when a crash or reset overlapped
-//! them; a small random number generator.
+//! them. The reals themselves are rvs-testbed's echo reals.
 
 use super::{add_service, fullnat};
 use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::{RealServer, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::ProxyEngine;
+pub use rvs_testbed::echo::Rng;
+use rvs_testbed::echo::{TcpEchoReal, UdpEchoReal};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// xorshift64*: enough randomness for sizes, payloads and the mutator's choices.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
 
 /// Counts events that may legitimately cut a client's connection (a real crashing, an
 /// operator reset): odd while one is under way. A failure is excused only if a cut began or
@@ -336,4 +317,43 @@ pub fn join(handles: Vec<thread::JoinHandle<(Tally, Vec<String>)>>) -> (Tally, V
 /// Open descriptors of this process.
 pub fn descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+impl ChurnReal for TcpEchoReal {
+    fn addr(&self) -> SocketAddr {
+        TcpEchoReal::addr(self)
+    }
+    fn id(&self) -> u8 {
+        TcpEchoReal::id(self)
+    }
+    fn is_up(&self) -> bool {
+        TcpEchoReal::is_up(self)
+    }
+    fn crash(&self) {
+        TcpEchoReal::crash(self)
+    }
+    fn restart(&self) {
+        TcpEchoReal::restart(self)
+    }
+    fn prune(&self) {
+        TcpEchoReal::prune(self)
+    }
+}
+
+impl ChurnReal for UdpEchoReal {
+    fn addr(&self) -> SocketAddr {
+        UdpEchoReal::addr(self)
+    }
+    fn id(&self) -> u8 {
+        UdpEchoReal::id(self)
+    }
+    fn is_up(&self) -> bool {
+        UdpEchoReal::is_up(self)
+    }
+    fn crash(&self) {
+        UdpEchoReal::crash(self)
+    }
+    fn restart(&self) {
+        UdpEchoReal::restart(self)
+    }
 }

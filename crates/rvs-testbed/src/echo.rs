@@ -1,0 +1,383 @@
+//! Echo reals and clients for churn tests: TCP and UDP echo servers on a fixed loopback port
+//! that tag what they send with their id, can crash (nothing listens on the port any more,
+//! connections cut) and come back on the same port; a TCP session and a UDP client that check
+//! every byte they get back; a small random number generator.
+
+use socket2::{Domain, SockRef, Socket, Type};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Largest message a TCP session sends (the echo must fit the sockets' buffers: the client
+/// writes a whole message before it reads).
+pub const MAX_MSG: usize = 48 * 1024;
+/// Requests a UDP client socket makes before the client takes a new one (a new session).
+pub const PER_SOCKET: u64 = 200;
+/// Tries of one UDP request, each waiting [`TRY_WAIT`] for the reply.
+pub const TRIES: u32 = 10;
+pub const TRY_WAIT: Duration = Duration::from_millis(100);
+
+/// xorshift64*: enough randomness for sizes, payloads and the mutator's choices.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// An echo real on a fixed port that greets each connection with its id byte, can crash
+/// (listener closed, every connection reset) and come back on the same port.
+pub struct TcpEchoReal {
+    id: u8,
+    addr: SocketAddr,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: thread::JoinHandle<()>,
+}
+
+impl TcpEchoReal {
+    /// A real tagged `id` on a free port of 127.0.0.1, serving.
+    pub fn new(id: u8) -> Arc<TcpEchoReal> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let real = Arc::new(TcpEchoReal {
+            id,
+            addr: listener.local_addr().unwrap(),
+            running: Mutex::new(None),
+        });
+        real.serve(listener);
+        real
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (id, s, c) = (self.id, Arc::clone(&stop), Arc::clone(&conns));
+        let acceptor = thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        c.lock().unwrap().push(stream.try_clone().unwrap());
+                        thread::spawn(move || echo(id, stream));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+            // The listener closes here: connects are refused from now on.
+        });
+        *self.running.lock().unwrap() = Some(Running {
+            stop,
+            conns,
+            acceptor,
+        });
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.running.lock().unwrap().is_some()
+    }
+
+    /// No listener, every connection reset.
+    pub fn crash(&self) {
+        let Some(r) = self.running.lock().unwrap().take() else {
+            return;
+        };
+        r.stop.store(true, Ordering::SeqCst);
+        r.acceptor.join().unwrap();
+        for s in r.conns.lock().unwrap().drain(..) {
+            let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restart(&self) {
+        if self.is_up() {
+            return;
+        }
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e) if e.kind() == ErrorKind::AddrInUse => {
+                    thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("rebind {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    /// Keeps the crash list short.
+    pub fn prune(&self) {
+        if let Some(r) = self.running.lock().unwrap().as_ref() {
+            r.conns
+                .lock()
+                .unwrap()
+                .retain(|s| s.peer_addr().is_ok() && s.take_error().is_ok());
+        }
+    }
+}
+
+/// One connection of a real: the id byte, then everything echoed until the client's FIN,
+/// answered with ours.
+fn echo(id: u8, mut s: TcpStream) {
+    // Without it Nagle holds each echoed chunk after the first until the proxy's delayed ACK.
+    s.set_nodelay(true).unwrap();
+    if s.write_all(&[id]).is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                let _ = s.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// One client session: connect, read the real's id, 1-4 messages echoed exactly, our FIN,
+/// then the real's FIN and nothing else. Err(reason) if the session did not complete; a
+/// corrupted byte panics at once (never excusable).
+pub fn tcp_session(
+    vip: SocketAddr,
+    from: IpAddr,
+    rng: &mut Rng,
+    bytes: &mut u64,
+) -> Result<u8, String> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    sock.connect(&vip.into())
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut id = [0u8];
+    s.read_exact(&mut id)
+        .map_err(|e| format!("greeting: {e}"))?;
+    assert!(id[0] < 3, "greeting {} is no real's id", id[0]);
+    for _ in 0..1 + rng.below(4) {
+        let len = 1 + rng.below(MAX_MSG as u64) as usize;
+        let mut out = vec![0u8; len];
+        rng.fill(&mut out);
+        s.write_all(&out).map_err(|e| format!("write: {e}"))?;
+        let mut back = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match s.read(&mut back[got..]) {
+                Ok(0) => return Err(format!("EOF after {got} of {len} echoed bytes")),
+                Ok(n) => {
+                    assert_eq!(
+                        back[got..got + n],
+                        out[got..got + n],
+                        "echo differs from what was sent (bytes {got}..{} of {len})",
+                        got + n
+                    );
+                    got += n;
+                }
+                Err(e) => return Err(format!("read after {got} of {len}: {e}")),
+            }
+        }
+        *bytes += len as u64;
+    }
+    s.shutdown(Shutdown::Write)
+        .map_err(|e| format!("shutdown: {e}"))?;
+    let mut rest = [0u8; 64];
+    match s.read(&mut rest) {
+        Ok(0) => Ok(id[0]),
+        Ok(n) => panic!("{n} bytes nobody sent arrived after the echo"),
+        Err(e) => Err(format!("final read: {e}")),
+    }
+}
+
+/// A UDP echo real on a fixed port: replies with its id byte and the datagram; can crash
+/// (its socket closed: datagrams to it draw ICMP port unreachable) and come back.
+pub struct UdpEchoReal {
+    id: u8,
+    addr: SocketAddr,
+    running: Mutex<Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>>,
+}
+
+impl UdpEchoReal {
+    /// A real tagged `id` on a free port of 127.0.0.1, serving.
+    pub fn new(id: u8) -> Arc<UdpEchoReal> {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let real = Arc::new(UdpEchoReal {
+            id,
+            addr: socket.local_addr().unwrap(),
+            running: Mutex::new(None),
+        });
+        real.serve(socket);
+        real
+    }
+
+    fn serve(&self, socket: UdpSocket) {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (id, s) = (self.id, Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            let mut buf = vec![0u8; 2048];
+            while !s.load(Ordering::SeqCst) {
+                match socket.recv_from(&mut buf[1..]) {
+                    Ok((n, from)) => {
+                        buf[0] = id;
+                        let _ = socket.send_to(&buf[..n + 1], from);
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => {} // e.g. an ICMP error about an earlier reply
+                }
+            }
+            // The socket closes here.
+        });
+        *self.running.lock().unwrap() = Some((stop, thread));
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.running.lock().unwrap().is_some()
+    }
+
+    pub fn crash(&self) {
+        if let Some((stop, thread)) = self.running.lock().unwrap().take() {
+            stop.store(true, Ordering::SeqCst);
+            thread.join().unwrap();
+        }
+    }
+
+    pub fn restart(&self) {
+        if self.is_up() {
+            return;
+        }
+        let socket = loop {
+            match UdpSocket::bind(self.addr) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == ErrorKind::AddrInUse => {
+                    thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("rebind {}: {e}", self.addr),
+            }
+        };
+        self.serve(socket);
+    }
+}
+
+/// The datagram of request `seq` of client `client`: its index, the sequence number, and up to
+/// 1,200 bytes that follow from both (so any reply can be checked against what was sent).
+pub fn udp_request(client: u8, seq: u64) -> Vec<u8> {
+    let mut rng = Rng((u64::from(client) << 56) ^ seq ^ 0x5851_f42d_4c95_7f2d);
+    let mut d = vec![0u8; 9 + rng.below(1201) as usize];
+    d[0] = client;
+    d[1..9].copy_from_slice(&seq.to_le_bytes());
+    rng.fill(&mut d[9..]);
+    d
+}
+
+/// One client: a socket, and the number of its next request.
+pub struct UdpClient {
+    index: u8,
+    socket: Option<UdpSocket>,
+    seq: u64,
+}
+
+impl UdpClient {
+    pub fn new(index: u8) -> UdpClient {
+        UdpClient {
+            index,
+            socket: None,
+            seq: 0,
+        }
+    }
+
+    /// One request answered: sent (again after each TRY_WAIT without its reply, TRIES times
+    /// at most); returns the id of the real that answered. Every reply that arrives is checked
+    /// (an altered or foreign one panics); late replies to earlier requests are skipped.
+    pub fn ask(&mut self, vip: SocketAddr, bytes: &mut u64) -> Result<u8, String> {
+        if self.seq.is_multiple_of(PER_SOCKET) {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(TRY_WAIT)).unwrap();
+            self.socket = Some(s);
+        }
+        let s = self.socket.as_ref().unwrap();
+        let seq = self.seq;
+        self.seq += 1;
+        let out = udp_request(self.index, seq);
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..TRIES {
+            // A send may fail with the ICMP error of an earlier datagram: the next try resends.
+            let _ = s.send_to(&out, vip);
+            loop {
+                let (n, from) = match s.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        break;
+                    }
+                    Err(_) => break,
+                };
+                assert_eq!(from, vip, "a reply not from the VIP");
+                assert!(
+                    n >= 10 && buf[0] < 3,
+                    "a reply of {n} bytes tagged {}",
+                    buf[0]
+                );
+                let got = &buf[1..n];
+                assert_eq!(got[0], self.index, "another client's reply arrived here");
+                let got_seq = u64::from_le_bytes(got[1..9].try_into().unwrap());
+                assert!(got_seq <= seq, "a reply to request {got_seq} not yet sent");
+                assert!(
+                    got == udp_request(self.index, got_seq),
+                    "the reply to request {got_seq} differs from the request"
+                );
+                if got_seq == seq {
+                    *bytes += out.len() as u64;
+                    return Ok(buf[0]);
+                }
+            }
+        }
+        Err(format!("request {seq}: no reply to {TRIES} tries"))
+    }
+}
