@@ -1,12 +1,13 @@
 //! Echo reals and clients for churn tests: TCP and UDP echo servers on a fixed loopback port
 //! that tag what they send with their id, can crash (nothing listens on the port any more,
 //! connections cut) and come back on the same port; a TCP session and a UDP client that check
-//! every byte they get back; a small random number generator.
+//! every byte they get back; the count of the events that may cut a client's connection; a
+//! small random number generator.
 
 use socket2::{Domain, SockRef, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -37,6 +38,34 @@ impl Rng {
         for chunk in buf.chunks_mut(8) {
             let v = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Counts events that may legitimately cut a client's connection (a real crashing, an
+/// operator reset): odd while one is under way. A failure is excused only if a cut began or
+/// ended between the session's start and the moment the cut under way then, if any, ended.
+#[derive(Default)]
+pub struct Cuts(AtomicU64);
+
+impl Cuts {
+    pub fn begin(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    pub fn end(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// The count once no cut is under way.
+    pub fn settled(&self) -> u64 {
+        loop {
+            let n = self.now();
+            if n.is_multiple_of(2) {
+                return n;
+            }
+            thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -183,6 +212,26 @@ pub fn tcp_session(
     bytes: &mut u64,
 ) -> Result<u8, String> {
     let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // The port is picked at connect, unique per destination, as for an unbound socket: a
+    // port picked at bind must be free of every socket (TIME_WAIT ones included), and a few
+    // thousand sessions a second from one address run out of them.
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on an open socket with a pointer to a c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "IP_BIND_ADDRESS_NO_PORT: {}",
+        std::io::Error::last_os_error()
+    );
     sock.bind(&SocketAddr::new(from, 0).into()).unwrap();
     sock.connect(&vip.into())
         .map_err(|e| format!("connect: {e}"))?;

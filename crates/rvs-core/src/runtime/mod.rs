@@ -27,7 +27,7 @@
 //! real that is re-added while its tombstone exists gets its old id and counts back, as IPVS
 //! does with its destination trash.
 
-use crate::model::{RealServer, ServiceOptions};
+use crate::model::{Health, RealServer, ServiceOptions};
 use crate::passive::PassiveState;
 use crate::persistence::{TemplateKey, Templates};
 use crate::scheduler::{PickRequest, RealState, Scheduler, SchedulerParams, new_scheduler};
@@ -242,6 +242,12 @@ impl ServiceRuntime {
                 None => self.alloc_slot(*r),
             };
             let s = &mut self.slots[slot as usize];
+            // The checkers saw the real come back: that is newer evidence than the failed
+            // connects that took it out (passive detection), which would keep it out for the
+            // rest of fail_timeout.
+            if s.server.health == Health::Down && r.health == Health::Up {
+                s.passive = PassiveState::In;
+            }
             s.server = *r;
             s.state = SlotState::Live(pos);
             s.overloaded = r.next_overload(s.overloaded, s.total());

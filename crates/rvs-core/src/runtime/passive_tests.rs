@@ -1,7 +1,7 @@
 //! Unit tests of passive failure detection in [`ServiceRuntime`] (time passed in).
 
 use super::*;
-use crate::model::{ForwardMethod, Persistence, Protocol, SchedulerKind};
+use crate::model::{ForwardMethod, Health, Persistence, Protocol, SchedulerKind};
 
 fn addr(n: u8) -> SocketAddr {
     format!("10.0.0.{n}:80").parse().unwrap()
@@ -261,6 +261,32 @@ fn a_retry_does_not_probe_a_drained_or_down_real() {
         rt.schedule_again(&req(1, ms(2)), &[addr(2)]),
         Err(ScheduleError::NoneAvailable)
     );
+}
+
+#[test]
+fn a_real_the_checkers_see_come_back_is_in_at_once() {
+    // Out for fail_timeout (1 s) after a refused connect; the checkers see it down, then up
+    // at 200 ms: it is scheduled again at once, not after the rest of the second.
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let a = rt.id_of(addr(1)).unwrap();
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    assert_eq!(picks(&mut rt, 0, 4, ms(10)), vec![addr(2); 4]);
+    let mut rs = reals(2);
+    rs[0].health = Health::Down;
+    rt.set_reals(&rs).unwrap();
+    assert_eq!(picks(&mut rt, 10, 4, ms(100)), vec![addr(2); 4]);
+    rs[0].health = Health::Up;
+    rt.set_reals(&rs).unwrap();
+    let got = picks(&mut rt, 20, 4, ms(200));
+    assert_eq!(got.iter().filter(|&&x| x == addr(1)).count(), 2, "{got:?}");
+    // Without the checkers' verdict (unknown to up is no news) it would stay out.
+    let mut rt = runtime(SchedulerKind::Rr, 2, 1);
+    let a = rt.id_of(addr(1)).unwrap();
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    let mut rs = reals(2);
+    rs[0].health = Health::Up;
+    rt.set_reals(&rs).unwrap();
+    assert_eq!(picks(&mut rt, 0, 4, ms(200)), vec![addr(2); 4]);
 }
 
 #[test]

@@ -8,41 +8,13 @@ use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::{RealServer, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::ProxyEngine;
-pub use rvs_testbed::echo::Rng;
+pub use rvs_testbed::echo::{Cuts, Rng};
 use rvs_testbed::echo::{TcpEchoReal, UdpEchoReal};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// Counts events that may legitimately cut a client's connection (a real crashing, an
-/// operator reset): odd while one is under way. A failure is excused only if a cut began or
-/// ended between the session's start and the moment the cut under way then, if any, ended.
-#[derive(Default)]
-pub struct Cuts(AtomicU64);
-
-impl Cuts {
-    pub fn begin(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    pub fn end(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    pub fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-    /// The count once no cut is under way.
-    pub fn settled(&self) -> u64 {
-        loop {
-            let n = self.now();
-            if n.is_multiple_of(2) {
-                return n;
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
 
 /// A real server the churn can crash and bring back on the same address.
 pub trait ChurnReal: Send + Sync + 'static {
