@@ -70,58 +70,118 @@ impl Cuts {
     }
 }
 
-/// An echo real on a fixed port that greets each connection with its id byte, can crash
-/// (listener closed, every connection reset) and come back on the same port.
-pub struct TcpEchoReal {
+/// An echo real on a fixed loopback port that tags what it sends with its id (0, 1, 2), can
+/// crash (nothing listens on the port any more; TCP connections reset) and come back on the
+/// same port: [`TcpEchoReal`] greets each connection with its id byte, then echoes;
+/// [`UdpEchoReal`] answers each datagram with its id byte and the datagram.
+pub struct EchoReal<K: Kind> {
     id: u8,
     addr: SocketAddr,
     running: Mutex<Option<Running>>,
+    kind: std::marker::PhantomData<K>,
 }
+
+pub type TcpEchoReal = EchoReal<Tcp>;
+pub type UdpEchoReal = EchoReal<Udp>;
 
 struct Running {
     stop: Arc<AtomicBool>,
+    /// TCP: the connections accepted, to reset at a crash.
     conns: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: thread::JoinHandle<()>,
+    thread: thread::JoinHandle<()>,
 }
 
-impl TcpEchoReal {
+/// What an [`EchoReal`] serves.
+pub trait Kind: Sized {
+    type Socket: Send + 'static;
+    fn bind(addr: SocketAddr) -> std::io::Result<Self::Socket>;
+    fn local_addr(s: &Self::Socket) -> SocketAddr;
+    /// Serve on `s` until `stop`; accepted TCP connections go to `conns`.
+    fn serve(id: u8, s: Self::Socket, stop: Arc<AtomicBool>, conns: Arc<Mutex<Vec<TcpStream>>>);
+}
+
+pub struct Tcp;
+pub struct Udp;
+
+impl Kind for Tcp {
+    type Socket = TcpListener;
+    fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+        TcpListener::bind(addr)
+    }
+    fn local_addr(s: &TcpListener) -> SocketAddr {
+        s.local_addr().unwrap()
+    }
+    fn serve(
+        id: u8,
+        listener: TcpListener,
+        stop: Arc<AtomicBool>,
+        conns: Arc<Mutex<Vec<TcpStream>>>,
+    ) {
+        listener.set_nonblocking(true).unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    conns.lock().unwrap().push(stream.try_clone().unwrap());
+                    thread::spawn(move || echo(id, stream));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        // The listener closes here: connects are refused from now on.
+    }
+}
+
+impl Kind for Udp {
+    type Socket = UdpSocket;
+    fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+        UdpSocket::bind(addr)
+    }
+    fn local_addr(s: &UdpSocket) -> SocketAddr {
+        s.local_addr().unwrap()
+    }
+    fn serve(id: u8, socket: UdpSocket, stop: Arc<AtomicBool>, _: Arc<Mutex<Vec<TcpStream>>>) {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let mut buf = vec![0u8; 2048];
+        while !stop.load(Ordering::SeqCst) {
+            // An error is a timeout, or the ICMP error of an earlier reply.
+            if let Ok((n, from)) = socket.recv_from(&mut buf[1..]) {
+                buf[0] = id;
+                let _ = socket.send_to(&buf[..n + 1], from);
+            }
+        }
+        // The socket closes here: datagrams to the port draw ICMP port unreachable.
+    }
+}
+
+impl<K: Kind> EchoReal<K> {
     /// A real tagged `id` on a free port of 127.0.0.1, serving.
-    pub fn new(id: u8) -> Arc<TcpEchoReal> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let real = Arc::new(TcpEchoReal {
+    pub fn new(id: u8) -> Arc<EchoReal<K>> {
+        let socket = K::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let real = Arc::new(EchoReal {
             id,
-            addr: listener.local_addr().unwrap(),
+            addr: K::local_addr(&socket),
             running: Mutex::new(None),
+            kind: std::marker::PhantomData,
         });
-        real.serve(listener);
+        real.serve(socket);
         real
     }
 
-    fn serve(&self, listener: TcpListener) {
-        listener.set_nonblocking(true).unwrap();
+    fn serve(&self, socket: K::Socket) {
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let (id, s, c) = (self.id, Arc::clone(&stop), Arc::clone(&conns));
-        let acceptor = thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        c.lock().unwrap().push(stream.try_clone().unwrap());
-                        thread::spawn(move || echo(id, stream));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        thread::sleep(Duration::from_millis(1))
-                    }
-                    Err(e) => panic!("accept: {e}"),
-                }
-            }
-            // The listener closes here: connects are refused from now on.
-        });
+        let thread = thread::spawn(move || K::serve(id, socket, s, c));
         *self.running.lock().unwrap() = Some(Running {
             stop,
             conns,
-            acceptor,
+            thread,
         });
     }
 
@@ -137,36 +197,37 @@ impl TcpEchoReal {
         self.running.lock().unwrap().is_some()
     }
 
-    /// No listener, every connection reset.
+    /// Nothing listens on the port any more; every TCP connection is reset.
     pub fn crash(&self) {
         let Some(r) = self.running.lock().unwrap().take() else {
             return;
         };
         r.stop.store(true, Ordering::SeqCst);
-        r.acceptor.join().unwrap();
+        r.thread.join().unwrap();
         for s in r.conns.lock().unwrap().drain(..) {
             let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
+    /// Back on the same port (nothing if it is up).
     pub fn restart(&self) {
         if self.is_up() {
             return;
         }
-        let listener = loop {
-            match TcpListener::bind(self.addr) {
-                Ok(l) => break l,
+        let socket = loop {
+            match K::bind(self.addr) {
+                Ok(s) => break s,
                 Err(e) if e.kind() == ErrorKind::AddrInUse => {
                     thread::sleep(Duration::from_millis(5))
                 }
                 Err(e) => panic!("rebind {}: {e}", self.addr),
             }
         };
-        self.serve(listener);
+        self.serve(socket);
     }
 
-    /// Keeps the crash list short.
+    /// Forget TCP connections that have ended (keeps the crash list short).
     pub fn prune(&self) {
         if let Some(r) = self.running.lock().unwrap().as_ref() {
             r.conns
@@ -272,86 +333,6 @@ pub fn tcp_session(
         Ok(0) => Ok(id[0]),
         Ok(n) => panic!("{n} bytes nobody sent arrived after the echo"),
         Err(e) => Err(format!("final read: {e}")),
-    }
-}
-
-/// A UDP echo real on a fixed port: replies with its id byte and the datagram; can crash
-/// (its socket closed: datagrams to it draw ICMP port unreachable) and come back.
-pub struct UdpEchoReal {
-    id: u8,
-    addr: SocketAddr,
-    running: Mutex<Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>>,
-}
-
-impl UdpEchoReal {
-    /// A real tagged `id` on a free port of 127.0.0.1, serving.
-    pub fn new(id: u8) -> Arc<UdpEchoReal> {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let real = Arc::new(UdpEchoReal {
-            id,
-            addr: socket.local_addr().unwrap(),
-            running: Mutex::new(None),
-        });
-        real.serve(socket);
-        real
-    }
-
-    fn serve(&self, socket: UdpSocket) {
-        socket
-            .set_read_timeout(Some(Duration::from_millis(5)))
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (id, s) = (self.id, Arc::clone(&stop));
-        let thread = thread::spawn(move || {
-            let mut buf = vec![0u8; 2048];
-            while !s.load(Ordering::SeqCst) {
-                match socket.recv_from(&mut buf[1..]) {
-                    Ok((n, from)) => {
-                        buf[0] = id;
-                        let _ = socket.send_to(&buf[..n + 1], from);
-                    }
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                    Err(_) => {} // e.g. an ICMP error about an earlier reply
-                }
-            }
-            // The socket closes here.
-        });
-        *self.running.lock().unwrap() = Some((stop, thread));
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn id(&self) -> u8 {
-        self.id
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.running.lock().unwrap().is_some()
-    }
-
-    pub fn crash(&self) {
-        if let Some((stop, thread)) = self.running.lock().unwrap().take() {
-            stop.store(true, Ordering::SeqCst);
-            thread.join().unwrap();
-        }
-    }
-
-    pub fn restart(&self) {
-        if self.is_up() {
-            return;
-        }
-        let socket = loop {
-            match UdpSocket::bind(self.addr) {
-                Ok(s) => break s,
-                Err(e) if e.kind() == ErrorKind::AddrInUse => {
-                    thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => panic!("rebind {}: {e}", self.addr),
-            }
-        };
-        self.serve(socket);
     }
 }
 

@@ -8,8 +8,8 @@ use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::{RealServer, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::ProxyEngine;
+use rvs_testbed::echo::{self, EchoReal};
 pub use rvs_testbed::echo::{Cuts, Rng};
-use rvs_testbed::echo::{TcpEchoReal, UdpEchoReal};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -291,41 +291,26 @@ pub fn descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-impl ChurnReal for TcpEchoReal {
+impl<K: echo::Kind + Send + Sync + 'static> ChurnReal for EchoReal<K>
+where
+    K::Socket: Send,
+{
     fn addr(&self) -> SocketAddr {
-        TcpEchoReal::addr(self)
+        EchoReal::addr(self)
     }
     fn id(&self) -> u8 {
-        TcpEchoReal::id(self)
+        EchoReal::id(self)
     }
     fn is_up(&self) -> bool {
-        TcpEchoReal::is_up(self)
+        EchoReal::is_up(self)
     }
     fn crash(&self) {
-        TcpEchoReal::crash(self)
+        EchoReal::crash(self)
     }
     fn restart(&self) {
-        TcpEchoReal::restart(self)
+        EchoReal::restart(self)
     }
     fn prune(&self) {
-        TcpEchoReal::prune(self)
-    }
-}
-
-impl ChurnReal for UdpEchoReal {
-    fn addr(&self) -> SocketAddr {
-        UdpEchoReal::addr(self)
-    }
-    fn id(&self) -> u8 {
-        UdpEchoReal::id(self)
-    }
-    fn is_up(&self) -> bool {
-        UdpEchoReal::is_up(self)
-    }
-    fn crash(&self) {
-        UdpEchoReal::crash(self)
-    }
-    fn restart(&self) {
-        UdpEchoReal::restart(self)
+        EchoReal::prune(self)
     }
 }
