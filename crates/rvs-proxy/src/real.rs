@@ -129,17 +129,20 @@ impl RealShared {
     }
 
     /// Passive failure detection took the real out at `now_ms` (engine clock): counted, and
-    /// logged with its address (at most one line per [`LogLimit::EVERY_MS`]).
-    pub fn passive_taken_out(&self, fail_timeout_ms: u32, now_ms: u64) {
+    /// logged with its address (at most one line per [`LogLimit::EVERY_MS`]). Whether it was
+    /// logged.
+    pub fn passive_taken_out(&self, fail_timeout_ms: u32, now_ms: u64) -> bool {
         let n = self.passive_downs.fetch_add(1, Relaxed) + 1;
-        if let Some(suppressed) = self.passive_log.due(now_ms) {
-            log::warn!(
-                "proxy: real {} taken out for {fail_timeout_ms} ms after failed connects \
-                 (passive failure detection, max_fails; {n} times so far, {suppressed} since \
-                 the last line); then one connection probes it",
-                self.addr
-            );
-        }
+        let Some(suppressed) = self.passive_log.due(now_ms) else {
+            return false;
+        };
+        log::warn!(
+            "proxy: real {} taken out for {fail_timeout_ms} ms after failed connects (passive \
+             failure detection, max_fails; {n} times so far, {suppressed} since the last line); \
+             then one connection probes it",
+            self.addr
+        );
+        true
     }
 
     /// Times passive failure detection took the real out since it was configured or zeroed.
@@ -260,6 +263,21 @@ mod tests {
         assert!(r.connect_failed(&why, FAILURE_LOG_MS + 1));
         assert!(!r.connect_failed(&why, FAILURE_LOG_MS + 2));
         assert_eq!(r.connect_failures(), 5);
+    }
+
+    /// Every take-out is counted; a line is logged for the first and then at most once per
+    /// LogLimit::EVERY_MS (a real whose probes keep failing, e.g. each client's retry while
+    /// every real is down, is taken out once per client).
+    #[test]
+    fn take_outs_are_counted_and_logged_at_most_every_ten_seconds() {
+        let r = RealShared::new("127.0.0.1:9".parse().unwrap(), None);
+        let every = LogLimit::EVERY_MS;
+        assert!(r.passive_taken_out(10_000, 5), "the first is logged");
+        assert!(!r.passive_taken_out(10_000, 6));
+        assert!(!r.passive_taken_out(10_000, every));
+        assert!(r.passive_taken_out(10_000, every + 10));
+        assert!(!r.passive_taken_out(10_000, every + 11));
+        assert_eq!(r.passive_downs(), 5);
     }
 
     /// A reset between the pick and the registration is not missed (the generation moved); one
