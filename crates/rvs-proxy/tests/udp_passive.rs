@@ -164,3 +164,48 @@ fn a_datagram_right_behind_a_refused_one_is_rescheduled() {
     }
     panic!("no client was scheduled to the dead real");
 }
+
+/// A rolling restart of a UDP service's two reals with the default `fail_timeout_ms` (10 s):
+/// real 0 restarts (a client meets it down: out for 10 s) and is back; 1.2 s later real 1, the
+/// last one in, goes down for 3 s. Every request in those 3 s is answered (by real 0, brought
+/// back on probation at real 1's first refusal): before 2026-11-22 none was, until real 0's
+/// 10 s were up, because real 1 was kept in as the last real and every new session went to it.
+#[test]
+fn a_rolling_restart_of_udp_reals_loses_no_request() {
+    use rvs_testbed::echo::{UdpClient, UdpEchoReal};
+    let mut e = engine();
+    let reals = [UdpEchoReal::new(0), UdpEchoReal::new(1)];
+    let vip = udp_vip();
+    let key = ServiceKey::udp(vip);
+    let mut opts = options(rvs_core::SchedulerKind::Rr);
+    opts.proxy.max_fails = 1;
+    opts.proxy.fail_timeout_ms = 10_000;
+    let rs = [fullnat(reals[0].addr(), 1), fullnat(reals[1].addr(), 1)];
+    add_service(&mut e, key, opts, &rs);
+    let mut bytes = 0;
+    reals[0].crash();
+    for i in 0..4u8 {
+        let _ = UdpClient::new(i).ask(vip, &mut bytes);
+    }
+    assert!(real_stats(&e, &key, reals[0].addr()).passive_out_ms > 8_000);
+    reals[0].restart();
+    std::thread::sleep(Duration::from_millis(1_200));
+    reals[1].crash();
+    let t0 = std::time::Instant::now();
+    let (mut ok, mut lost) = (0, 0);
+    let mut by = [0u32; 2];
+    while t0.elapsed() < Duration::from_secs(3) {
+        // A new client (a new session) every 5 ms: well under the engine's cap on sessions.
+        std::thread::sleep(Duration::from_millis(5));
+        match UdpClient::new(10 + ((ok + lost) % 200) as u8).ask(vip, &mut bytes) {
+            Ok(id) => {
+                ok += 1;
+                by[id as usize] += 1;
+            }
+            Err(_) => lost += 1,
+        }
+    }
+    reals[1].restart();
+    assert_eq!(lost, 0, "{ok} requests answered ({by:?}), {lost} not");
+    assert!(ok > 20 && by[0] == ok, "answered by real 0: {by:?}");
+}

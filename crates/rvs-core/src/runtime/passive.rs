@@ -92,8 +92,19 @@ impl ServiceRuntime {
             _ => None,
         };
         // Taking it out must leave some other real that can take a connection.
-        let may = pos
+        let mut may = pos
             .is_none_or(|p| (self.states.iter().enumerate()).any(|(i, r)| i != p && r.available()));
+        // The last real in failed while others are out: those out for a while come back on
+        // probation (their being out is a guess from earlier connects; this failure is now),
+        // and this one can go out. Without it, a rolling restart (one real restarted and out
+        // for fail_timeout, then the last one in restarts) sends every UDP client and every
+        // TCP client's first try to the dead real until the first one's time is up.
+        if !may
+            && let PassiveEvent::Failed(now) = event
+            && old.next(event, limits, true).0.is_out()
+        {
+            may = self.passive_recall(slot, now, limits);
+        }
         let (new, taken_out) = old.next(event, limits, may);
         let kept_last = !may && !new.is_out() && old.next(event, limits, true).0.is_out();
         self.slots[slot as usize].passive = new;
@@ -117,6 +128,36 @@ impl ServiceRuntime {
             taken_out,
             kept_last,
         }
+    }
+
+    /// The reals other than `slot` that are out (not probing) for at least a second (or the
+    /// whole fail_timeout, if shorter), up, not overloaded and with a weight go on probation
+    /// (one rebuild for all). Whether any did. The second bounds how often a flood of failures
+    /// while every real is dead brings reals back (each return and take-out is a rebuild).
+    fn passive_recall(&mut self, slot: u32, now: Timestamp, limits: PassiveLimits) -> bool {
+        let min_out = limits.fail_timeout.min(std::time::Duration::from_secs(1));
+        let mut any = false;
+        for &other in &self.live {
+            let s = &mut self.slots[other as usize];
+            if other == slot
+                || s.server.is_down()
+                || s.overloaded
+                || s.server.effective_weight() == 0
+            {
+                continue;
+            }
+            if let PassiveState::Out { until } = s.passive {
+                let left = until.saturating_since(now);
+                if limits.fail_timeout.saturating_sub(left) >= min_out {
+                    s.passive = PassiveState::Probation;
+                    any = true;
+                }
+            }
+        }
+        if any {
+            self.passive_refresh();
+        }
+        any
     }
 
     /// Reals whose out time is over at `now` go on probation (one rebuild for all).

@@ -289,6 +289,58 @@ fn a_real_the_checkers_see_come_back_is_in_at_once() {
     assert_eq!(picks(&mut rt, 0, 4, ms(200)), vec![addr(2); 4]);
 }
 
+/// A runtime over `n` reals with max_fails 1 and a fail_timeout of 10 s.
+fn runtime_10s(n: u8) -> ServiceRuntime {
+    let mut rt = runtime(SchedulerKind::Rr, n, 1);
+    let mut options = rt.options().clone();
+    options.proxy.fail_timeout_ms = 10_000;
+    rt.set_options(options);
+    rt
+}
+
+#[test]
+fn when_the_last_real_in_fails_reals_out_for_a_second_come_back() {
+    // A rolling restart: real 1 restarted and has been out for 2 s of its 10; now real 2, the
+    // last one in, fails. Real 1 comes back on probation and real 2 goes out; the next
+    // connection goes to real 1 (for UDP, no retry would ever have tried it).
+    let mut rt = runtime_10s(2);
+    let (a, b) = (rt.id_of(addr(1)).unwrap(), rt.id_of(addr(2)).unwrap());
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    assert_eq!(
+        rt.connect_failed(b, ms(2_000)),
+        FailOutcome {
+            taken_out: true,
+            kept_last: false
+        }
+    );
+    // (The only real that can take a connection now: on probation, not an exclusive probe.)
+    let s = rt.schedule(&req(1, ms(2_001))).unwrap();
+    assert_eq!((s.addr, s.report), (addr(1), true));
+    rt.connect_succeeded(a);
+    assert_eq!(rt.slot(a).unwrap().passive, PassiveState::In);
+    assert_eq!(picks(&mut rt, 2, 3, ms(2_002)), vec![addr(1); 3]);
+}
+
+#[test]
+fn a_real_out_for_less_than_a_second_is_not_recalled() {
+    // Every real dying at once: the last one's failures do not bring back one that failed
+    // half a second ago (each return and take-out costs a scheduler rebuild).
+    let mut rt = runtime_10s(2);
+    let (a, b) = (rt.id_of(addr(1)).unwrap(), rt.id_of(addr(2)).unwrap());
+    assert!(rt.connect_failed(a, ms(0)).taken_out);
+    assert!(rt.connect_failed(b, ms(500)).kept_last);
+    assert_eq!(picks(&mut rt, 0, 3, ms(600)), vec![addr(2); 3]);
+    // A drained real is never recalled either.
+    let mut rt = runtime_10s(3);
+    let ids: Vec<RealId> = (1..=3).map(|i| rt.id_of(addr(i)).unwrap()).collect();
+    assert!(rt.connect_failed(ids[0], ms(0)).taken_out);
+    let mut rs = reals(3);
+    rs[1].weight = 0;
+    rt.set_reals(&rs).unwrap();
+    assert!(rt.connect_failed(ids[2], ms(5_000)).taken_out);
+    assert_eq!(picks(&mut rt, 0, 2, ms(5_001)), vec![addr(1); 2]);
+}
+
 #[test]
 fn a_persistence_template_on_an_out_real_is_rebound() {
     let mut rt = runtime(SchedulerKind::Rr, 2, 1);
