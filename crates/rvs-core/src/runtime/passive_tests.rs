@@ -292,7 +292,7 @@ fn a_real_the_checkers_see_come_back_is_in_at_once() {
 /// A runtime over `n` reals with max_fails 1 and a fail_timeout of 10 s.
 fn runtime_10s(n: u8) -> ServiceRuntime {
     let mut rt = runtime(SchedulerKind::Rr, n, 1);
-    let mut options = rt.options().clone();
+    let mut options = *rt.options();
     options.proxy.fail_timeout_ms = 10_000;
     rt.set_options(options);
     rt
