@@ -78,6 +78,8 @@ pub struct EchoReal<K: Kind> {
     id: u8,
     addr: SocketAddr,
     running: Mutex<Option<Running>>,
+    /// While crashed: the socket that keeps the port ours (see [`Kind::reserve`]).
+    reserve: Mutex<Option<Socket>>,
     kind: std::marker::PhantomData<K>,
 }
 
@@ -94,10 +96,17 @@ struct Running {
 /// What an [`EchoReal`] serves.
 pub trait Kind: Sized {
     type Socket: Send + 'static;
+    /// The serving socket on `addr` (port 0: a free one).
     fn bind(addr: SocketAddr) -> std::io::Result<Self::Socket>;
     fn local_addr(s: &Self::Socket) -> SocketAddr;
     /// Serve on `s` until `stop`; accepted TCP connections go to `conns`.
     fn serve(id: u8, s: Self::Socket, stop: Arc<AtomicBool>, conns: Arc<Mutex<Vec<TcpStream>>>);
+    /// A socket that holds the port while the real is down, made before the serving socket
+    /// closes, without serving: otherwise another process's socket (a client's ephemeral port
+    /// on a busy test machine) could take the port, and the real could never come back.
+    fn reserve(addr: SocketAddr) -> std::io::Result<Socket>;
+    /// The serving socket again, from the reserve.
+    fn resume(reserve: Socket, addr: SocketAddr) -> std::io::Result<Self::Socket>;
 }
 
 pub struct Tcp;
@@ -105,8 +114,22 @@ pub struct Udp;
 
 impl Kind for Tcp {
     type Socket = TcpListener;
+    /// With SO_REUSEPORT, so that the reserve can be bound beside it.
     fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-        TcpListener::bind(addr)
+        let s = Self::reserve(addr)?;
+        s.listen(1024)?;
+        Ok(s.into())
+    }
+    /// Bound, not listening: a SYN to the port finds no listener and is refused.
+    fn reserve(addr: SocketAddr) -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        Ok(s)
+    }
+    fn resume(reserve: Socket, _: SocketAddr) -> std::io::Result<TcpListener> {
+        reserve.listen(1024)?;
+        Ok(reserve.into())
     }
     fn local_addr(s: &TcpListener) -> SocketAddr {
         s.local_addr().unwrap()
@@ -137,8 +160,27 @@ impl Kind for Tcp {
 
 impl Kind for Udp {
     type Socket = UdpSocket;
+    /// With SO_REUSEADDR, so that the reserve can share the port.
     fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-        UdpSocket::bind(addr)
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        Ok(s.into())
+    }
+    /// Connected to the discard port: a datagram from anyone else matches no socket and draws
+    /// ICMP port unreachable, as if nothing were bound.
+    fn reserve(addr: SocketAddr) -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        s.connect(&SocketAddr::from(([127, 0, 0, 1], 9)).into())?;
+        Ok(s)
+    }
+    /// A serving socket beside the reserve, then the reserve goes.
+    fn resume(reserve: Socket, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+        let s = Self::bind(addr)?;
+        drop(reserve);
+        Ok(s)
     }
     fn local_addr(s: &UdpSocket) -> SocketAddr {
         s.local_addr().unwrap()
@@ -167,6 +209,7 @@ impl<K: Kind> EchoReal<K> {
             id,
             addr: K::local_addr(&socket),
             running: Mutex::new(None),
+            reserve: Mutex::new(None),
             kind: std::marker::PhantomData,
         });
         real.serve(socket);
@@ -199,9 +242,13 @@ impl<K: Kind> EchoReal<K> {
 
     /// Nothing listens on the port any more; every TCP connection is reset.
     pub fn crash(&self) {
-        let Some(r) = self.running.lock().unwrap().take() else {
+        let mut running = self.running.lock().unwrap();
+        let Some(r) = running.take() else {
             return;
         };
+        let reserve = K::reserve(self.addr)
+            .unwrap_or_else(|e| panic!("reserve {} while down: {e}", self.addr));
+        *self.reserve.lock().unwrap() = Some(reserve);
         r.stop.store(true, Ordering::SeqCst);
         r.thread.join().unwrap();
         for s in r.conns.lock().unwrap().drain(..) {
@@ -215,15 +262,14 @@ impl<K: Kind> EchoReal<K> {
         if self.is_up() {
             return;
         }
-        let socket = loop {
-            match K::bind(self.addr) {
-                Ok(s) => break s,
-                Err(e) if e.kind() == ErrorKind::AddrInUse => {
-                    thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => panic!("rebind {}: {e}", self.addr),
-            }
-        };
+        let reserve = self
+            .reserve
+            .lock()
+            .unwrap()
+            .take()
+            .expect("crashed: port reserved");
+        let socket = K::resume(reserve, self.addr)
+            .unwrap_or_else(|e| panic!("serve {} again: {e}", self.addr));
         self.serve(socket);
     }
 
@@ -409,5 +455,39 @@ impl UdpClient {
             }
         }
         Err(format!("request {seq}: no reply to {TRIES} tries"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Down, a TCP real refuses connects and a UDP real's port answers with port unreachable
+    /// (ECONNREFUSED on a connected socket), while the port stays theirs; back, both serve.
+    #[test]
+    fn crashed_reals_refuse_and_come_back_on_their_port() {
+        let (tcp, udp) = (TcpEchoReal::new(1), UdpEchoReal::new(2));
+        let mut rng = Rng(1);
+        let mut bytes = 0;
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        assert_eq!(tcp_session(tcp.addr(), lo, &mut rng, &mut bytes), Ok(1));
+        assert_eq!(UdpClient::new(0).ask(udp.addr(), &mut bytes), Ok(2));
+        tcp.crash();
+        udp.crash();
+        let refused = TcpStream::connect(tcp.addr()).expect_err("refused while down");
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.connect(udp.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.send(b"x").unwrap();
+        let err = c.recv(&mut [0u8; 16]).expect_err("no answer while down");
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        // The ports are still ours: nobody else can bind them.
+        assert!(TcpListener::bind(tcp.addr()).is_err());
+        assert!(UdpSocket::bind(udp.addr()).is_err());
+        tcp.restart();
+        udp.restart();
+        assert_eq!(tcp_session(tcp.addr(), lo, &mut rng, &mut bytes), Ok(1));
+        assert_eq!(UdpClient::new(1).ask(udp.addr(), &mut bytes), Ok(2));
     }
 }
