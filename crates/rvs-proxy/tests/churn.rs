@@ -11,12 +11,12 @@
 
 mod common;
 
-use common::churn::{Churn, Cuts, Rng, clients, descriptors, join};
+use common::churn::{Churn, Cuts, Rng, descriptors};
 use common::*;
 use rvs_core::engine::Engine;
 use rvs_core::{Persistence, SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
-use rvs_testbed::echo::{TcpEchoReal, tcp_session};
+use rvs_testbed::echo::{TcpEchoReal, clients, join, tcp_session};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -13,13 +13,13 @@
 
 mod common;
 
-use common::churn::{Churn, Cuts, Rng, clients, descriptors, join};
+use common::churn::{Churn, Cuts, Rng, descriptors};
 use common::*;
 use rvs_core::desired::{Change, Timeouts};
 use rvs_core::engine::Engine;
 use rvs_core::{SchedulerKind, ServiceKey, ServiceOptions};
 use rvs_proxy::{ProxyEngine, ProxyEngineConfig};
-use rvs_testbed::echo::{UdpClient, UdpEchoReal};
+use rvs_testbed::echo::{UdpClient, UdpEchoReal, clients, join};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

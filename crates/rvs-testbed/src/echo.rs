@@ -70,6 +70,74 @@ impl Cuts {
     }
 }
 
+/// What the client threads did.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    /// Failed while a crash or reset overlapped.
+    pub excused: u64,
+    pub bytes: u64,
+    pub per_real: [u64; 3],
+}
+
+/// Starts `n` client threads that run `session` (client index, its random numbers, its tally)
+/// until `stop`; a session's `Err` is excused if a cut overlapped it, else kept with the state
+/// in `snap` at the time.
+pub fn clients<F>(
+    n: usize,
+    cuts: &Arc<Cuts>,
+    stop: &Arc<AtomicBool>,
+    snap: &Arc<Mutex<String>>,
+    session: F,
+) -> Vec<thread::JoinHandle<(Tally, Vec<String>)>>
+where
+    F: Fn(usize, &mut Rng, &mut Tally) -> Result<u8, String> + Send + Clone + 'static,
+{
+    (0..n)
+        .map(|i| {
+            let (cuts, stop, snap) = (Arc::clone(cuts), Arc::clone(stop), Arc::clone(snap));
+            let session = session.clone();
+            thread::spawn(move || {
+                let mut rng = Rng(0x1234_5678 + i as u64 * 0x9e37_79b9);
+                let mut t = Tally::default();
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let before = cuts.now();
+                    match session(i, &mut rng, &mut t) {
+                        Ok(id) => {
+                            t.ok += 1;
+                            t.per_real[id as usize] += 1;
+                        }
+                        // A crash or reset may have cut it: one that caused it began after
+                        // `before` was read, or was under way then and has ended since
+                        // (settled waits for the one under way now).
+                        Err(_) if cuts.settled() != before => t.excused += 1,
+                        Err(why) => failures.push(format!("{why} [{}]", snap.lock().unwrap())),
+                    }
+                }
+                (t, failures)
+            })
+        })
+        .collect()
+}
+
+/// Joins the client threads: their tallies summed, and every unexcused failure.
+pub fn join(handles: Vec<thread::JoinHandle<(Tally, Vec<String>)>>) -> (Tally, Vec<String>) {
+    let mut total = Tally::default();
+    let mut failures = Vec::new();
+    for h in handles {
+        let (t, f) = h.join().expect("client thread");
+        total.ok += t.ok;
+        total.excused += t.excused;
+        total.bytes += t.bytes;
+        for i in 0..3 {
+            total.per_real[i] += t.per_real[i];
+        }
+        failures.extend(f);
+    }
+    (total, failures)
+}
+
 /// An echo real on a fixed loopback port that tags what it sends with its id (0, 1, 2), can
 /// crash (nothing listens on the port any more; TCP connections reset) and come back on the
 /// same port: [`TcpEchoReal`] greets each connection with its id byte, then echoes;

@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use rvs_testbed::echo::{Cuts, Rng, TcpEchoReal, tcp_session};
+use rvs_testbed::echo::{Cuts, Rng, TcpEchoReal, clients, join, tcp_session};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,24 +65,10 @@ fn concurrent_api_changes_are_answered_and_cost_clients_nothing() {
 
     let cuts = Arc::new(Cuts::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let (cuts, stop) = (Arc::clone(&cuts), Arc::clone(&stop));
-            thread::spawn(move || {
-                let mut rng = Rng(0x1234_5678 + i as u64 * 0x9e37_79b9);
-                let (mut ok, mut excused, mut failures, mut bytes) = (0u64, 0u64, Vec::new(), 0);
-                while !stop.load(Ordering::SeqCst) {
-                    let before = cuts.now();
-                    match tcp_session(vip, from, &mut rng, &mut bytes) {
-                        Ok(_) => ok += 1,
-                        Err(_) if cuts.settled() != before => excused += 1,
-                        Err(why) => failures.push(why),
-                    }
-                }
-                (ok, excused, failures)
-            })
-        })
-        .collect();
+    let snap: Arc<Mutex<String>> = Arc::default();
+    let handles = clients(4, &cuts, &stop, &snap, move |_, rng, t| {
+        tcp_session(vip, from, rng, &mut t.bytes)
+    });
 
     // The API threads; each call's status is checked against what concurrency explains.
     let unexpected: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -173,13 +159,8 @@ fn concurrent_api_changes_are_answered_and_cost_clients_nothing() {
         w.join().expect("API thread");
     }
     stop.store(true, Ordering::SeqCst);
-    let (mut ok, mut excused, mut failures) = (0, 0, Vec::new());
-    for c in clients {
-        let (o, e, f) = c.join().expect("client");
-        ok += o;
-        excused += e;
-        failures.extend(f);
-    }
+    let (total, failures) = join(handles);
+    let (ok, excused) = (total.ok, total.excused);
     let unexpected = unexpected.lock().unwrap().clone();
     println!(
         "api churn: {} API calls, {} unexpected answers; {ok} sessions, {excused} cut by a \

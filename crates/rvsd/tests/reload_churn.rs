@@ -17,10 +17,10 @@ mod keepalived_common;
 
 use common::*;
 use keepalived_common::*;
-use rvs_testbed::echo::{Cuts, Rng, TcpEchoReal, tcp_session};
+use rvs_testbed::echo::{Cuts, Rng, TcpEchoReal, clients, join, tcp_session};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,25 +82,10 @@ fn reloads_crashes_and_health_checks_cost_clients_nothing() {
 
     let cuts = Arc::new(Cuts::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let (cuts, stop) = (Arc::clone(&cuts), Arc::clone(&stop));
-            thread::spawn(move || {
-                let mut rng = Rng(0x1234_5678 + i as u64 * 0x9e37_79b9);
-                let (mut ok, mut excused, mut failures) = (0u64, 0u64, Vec::new());
-                let mut bytes = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let before = cuts.now();
-                    match tcp_session(vip, from, &mut rng, &mut bytes) {
-                        Ok(_) => ok += 1,
-                        Err(_) if cuts.settled() != before => excused += 1,
-                        Err(why) => failures.push(why),
-                    }
-                }
-                (ok, excused, failures)
-            })
-        })
-        .collect();
+    let snap: Arc<Mutex<String>> = Arc::default();
+    let handles = clients(CLIENTS, &cuts, &stop, &snap, move |_, rng, t| {
+        tcp_session(vip, from, rng, &mut t.bytes)
+    });
 
     // The mutator: a reload every 250-500 ms (A and B in turn), and between them now and then
     // a crash of one real (only one down at a time) or a restart.
@@ -128,13 +113,8 @@ fn reloads_crashes_and_health_checks_cost_clients_nothing() {
         reals.iter().for_each(|x| x.prune());
     }
     stop.store(true, Ordering::SeqCst);
-    let (mut ok, mut excused, mut failures) = (0, 0, Vec::new());
-    for c in clients {
-        let (o, e, f) = c.join().expect("client");
-        ok += o;
-        excused += e;
-        failures.extend(f);
-    }
+    let (total, failures) = join(handles);
+    let (ok, excused) = (total.ok, total.excused);
     println!(
         "reload churn: {reloads} reloads, {crashes} crashes; {ok} sessions, {excused} cut by a \
          crash, {} failed otherwise",
