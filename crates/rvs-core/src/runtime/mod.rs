@@ -145,6 +145,12 @@ impl Slot {
         self.active.saturating_add(self.inactive)
     }
 
+    /// Whether it could take a connection were it not passively out: a weight (so up, enabled
+    /// and not drained) and not overloaded.
+    fn could_take(&self) -> bool {
+        !self.overloaded && self.server.effective_weight() > 0
+    }
+
     /// The weight the scheduler sees: the effective weight, 0 while passively out.
     fn scheduled_weight(&self) -> u32 {
         match self.passive.is_out() {
@@ -363,10 +369,7 @@ impl ServiceRuntime {
                 let s = &self.slots[self.live[pos] as usize];
                 match s.passive {
                     PassiveState::Out { until } | PassiveState::Probing { until }
-                        if !avoid.contains(&self.states[pos].addr)
-                            && !s.server.is_down()
-                            && !s.overloaded
-                            && s.server.effective_weight() > 0 =>
+                        if !avoid.contains(&self.states[pos].addr) && s.could_take() =>
                     {
                         Some((until, pos))
                     }

@@ -99,14 +99,15 @@ impl ServiceRuntime {
         // and this one can go out. Without it, a rolling restart (one real restarted and out
         // for fail_timeout, then the last one in restarts) sends every UDP client and every
         // TCP client's first try to the dead real until the first one's time is up.
+        let would_go_out = old.next(event, limits, true).0.is_out();
         if !may
+            && would_go_out
             && let PassiveEvent::Failed(now) = event
-            && old.next(event, limits, true).0.is_out()
         {
             may = self.passive_recall(slot, now, limits);
         }
         let (new, taken_out) = old.next(event, limits, may);
-        let kept_last = !may && !new.is_out() && old.next(event, limits, true).0.is_out();
+        let kept_last = !may && !new.is_out() && would_go_out;
         self.slots[slot as usize].passive = new;
         // (A retry's probe of an out real goes from out to probing without the scheduler
         // seeing it in: no weight change, no rebuild.)
@@ -131,19 +132,15 @@ impl ServiceRuntime {
     }
 
     /// The reals other than `slot` that are out (not probing) for at least a second (or the
-    /// whole fail_timeout, if shorter), up, not overloaded and with a weight go on probation
-    /// (one rebuild for all). Whether any did. The second bounds how often a flood of failures
+    /// whole fail_timeout, if shorter) and could take connections ([`Slot::could_take`]) go on
+    /// probation (one rebuild for all). Whether any did. The second bounds how often a flood of failures
     /// while every real is dead brings reals back (each return and take-out is a rebuild).
     fn passive_recall(&mut self, slot: u32, now: Timestamp, limits: PassiveLimits) -> bool {
         let min_out = limits.fail_timeout.min(std::time::Duration::from_secs(1));
         let mut any = false;
         for &other in &self.live {
             let s = &mut self.slots[other as usize];
-            if other == slot
-                || s.server.is_down()
-                || s.overloaded
-                || s.server.effective_weight() == 0
-            {
+            if other == slot || !s.could_take() {
                 continue;
             }
             if let PassiveState::Out { until } = s.passive {
