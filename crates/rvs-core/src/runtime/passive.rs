@@ -133,8 +133,9 @@ impl ServiceRuntime {
 
     /// The reals other than `slot` that are out (not probing) for at least a second (or the
     /// whole fail_timeout, if shorter) and could take connections ([`Slot::could_take`]) go on
-    /// probation (one rebuild for all). Whether any did. The second bounds how often a flood of failures
-    /// while every real is dead brings reals back (each return and take-out is a rebuild).
+    /// probation (one rebuild for all). Whether any did. The second bounds how often a flood of
+    /// failures while every real is dead brings reals back (each return and take-out is a
+    /// rebuild).
     fn passive_recall(&mut self, slot: u32, now: Timestamp, limits: PassiveLimits) -> bool {
         let min_out = limits.fail_timeout.min(std::time::Duration::from_secs(1));
         let mut any = false;
