@@ -145,10 +145,17 @@ pub struct NginxOptions {
     /// Expect a PROXY protocol (v1 or v2) header on each connection; the access log then shows
     /// the client address it carried.
     pub proxy_protocol: bool,
+    /// `listen ... deferred` (`TCP_DEFER_ACCEPT`): the kernel makes the connection's socket when
+    /// its first data arrives, not at the handshake's ACK. Off by default: connections that never
+    /// send stay half-open request sockets, bounded by the listen backlog. Tests that open many
+    /// short connections turn it on to avoid a race in the real's kernel (6.18), where an ACK
+    /// and the first request handled on two CPUs at once drew a reset (docs/xdp.md, "under
+    /// churn").
+    pub deferred_accept: bool,
 }
 
 impl NginxOptions {
-    /// One worker, no pinning, no PROXY protocol.
+    /// One worker, no pinning, no PROXY protocol, no deferred accept.
     pub fn new(listen: SocketAddr, body: &str) -> NginxOptions {
         NginxOptions {
             listen,
@@ -156,6 +163,7 @@ impl NginxOptions {
             workers: 1,
             cpus: None,
             proxy_protocol: false,
+            deferred_accept: false,
         }
     }
 }
@@ -184,6 +192,7 @@ impl Nginx {
         } else {
             ""
         };
+        let deferred = if o.deferred_accept { " deferred" } else { "" };
         let body = o.body.replace('\\', "\\\\").replace('"', "\\\"");
         let conf = format!(
             "daemon off;\nmaster_process on;\nuser root;\nworker_processes {w};\npid {d}/nginx.pid;\n\
@@ -193,7 +202,7 @@ impl Nginx {
              \x20 access_log {d}/access.log rvs;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n\
              \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
              \x20 uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  default_type text/plain;\n\
-             \x20 server {{\n    listen {l}{pp} reuseport;\n    location / {{ return 200 \"{body}\\n\"; }}\n  }}\n}}\n",
+             \x20 server {{\n    listen {l}{pp} reuseport{deferred};\n    location / {{ return 200 \"{body}\\n\"; }}\n  }}\n}}\n",
             w = o.workers,
             l = o.listen,
         );

@@ -90,6 +90,45 @@ fn nginx_logs_the_client_address_from_proxy_protocol() {
 }
 
 #[test]
+fn nginx_with_deferred_accept_makes_the_socket_at_the_first_data() {
+    if !skip_unless_root("nginx_with_deferred_accept_makes_the_socket_at_the_first_data") {
+        return;
+    }
+    let ns = Netns::new("srv-defer").unwrap();
+    let plain = Nginx::start(Some(&ns), local(8081), "plain").unwrap();
+    let mut o = NginxOptions::new(local(8082), "deferred");
+    o.deferred_accept = true;
+    let deferred = Nginx::start_with(Some(&ns), &o).unwrap();
+    // One silent connection to each: the deferred one stays a request socket (SYN-RECV on the
+    // server's side) until data arrives, the plain one is established at once.
+    let waiting = |port: u16| {
+        let out = ns
+            .run(
+                "ss",
+                &["-Htn", "state", "syn-recv", "sport", "=", &format!(":{port}")],
+            )
+            .unwrap();
+        out.lines().count()
+    };
+    ns.in_thread(|| {
+        let mut a = std::net::TcpStream::connect(plain.listen).unwrap();
+        let mut b = std::net::TcpStream::connect(deferred.listen).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(waiting(8081), 0, "plain listener");
+        assert_eq!(waiting(8082), 1, "deferred listener");
+        // The first request makes the socket and is answered.
+        use std::io::{Read, Write};
+        for s in [&mut a, &mut b] {
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        }
+        assert_eq!(waiting(8082), 0, "deferred listener after the request");
+    });
+}
+
+#[test]
 fn iperf3_measures_throughput() {
     if !skip_unless_root("iperf3_measures_throughput") {
         return;

@@ -12,6 +12,15 @@
 //! * every new connection is answered while some real has a weight;
 //! * afterwards, with the weights 1:1:1 again, new connections reach every real.
 //!
+//! The reals' nginx runs with deferred accept (`TCP_DEFER_ACCEPT`). Without it about one DR
+//! run in five to ten failed on one connection that the director had kept on its real: the
+//! real's captures showed the SYN, the handshake's ACK and the first request all arriving at
+//! the real that answered the SYN, in order and microseconds apart, and that real's kernel
+//! answering the request with a reset while it kept the connection — a race in the real's
+//! kernel (6.18) between the socket the ACK creates and the request handled on another CPU.
+//! With deferred accept the request itself creates the socket, so there is no such race, and
+//! the clients need not be pinned to one CPU as they were (docs/xdp.md).
+//!
 //! Root only (namespaces, XDP); skips with a message otherwise.
 
 mod common;
@@ -120,7 +129,7 @@ fn established_dr_flows_stay_on_their_reals_through_table_churn() {
         eprintln!("skipping: needs root for namespaces and XDP");
         return;
     }
-    let lab = e2e_lab::lab(Method::Dr, false);
+    let lab = e2e_lab::lab_with(Method::Dr, false, true);
     let config = XdpConfig {
         interfaces: vec!["eth0".into()],
         ..Default::default()
@@ -134,7 +143,7 @@ fn established_nat_flows_stay_on_their_reals_through_table_churn() {
         eprintln!("skipping: needs root for namespaces and XDP");
         return;
     }
-    let lab = nat_lab::lab(Kind::TwoArm, false);
+    let lab = nat_lab::lab_with(Kind::TwoArm, false, true);
     churn(&lab.topo, lab.vip, 8080, ForwardMethod::Nat, nat_config());
 }
 
@@ -144,7 +153,7 @@ fn established_fullnat_flows_stay_on_their_reals_through_table_churn() {
         eprintln!("skipping: needs root for namespaces and XDP");
         return;
     }
-    let lab = nat_lab::lab(Kind::FullNat, false);
+    let lab = nat_lab::lab_with(Kind::FullNat, false, true);
     churn(
         &lab.topo,
         lab.vip,
@@ -291,16 +300,6 @@ fn churn(topo: &Topology, vip: IpAddr, port: u16, method: ForwardMethod, config:
                     let (cuts, stop, state) =
                         (Arc::clone(&cuts), Arc::clone(&stop), Arc::clone(&state));
                     thread::spawn(move || {
-                        // All clients on one CPU. Unpinned, about one run in five had one
-                        // connection reset right after its handshake with no change involved:
-                        // the real that sent the SYN+ACK answered the first request with a
-                        // reset, yet kept the connection (the client's next SYN on that port
-                        // met a challenge ACK). Most likely a race in the real's kernel: the
-                        // handshake's ACK (sent from the softirq that took the SYN+ACK) and the
-                        // request (sent from this thread) reach it on two CPUs at once, and the
-                        // request meets the listener while the new socket is being hashed.
-                        // Pinned: none in 25 runs (docs/xdp.md).
-                        pin_to_cpu0();
                         let mut rng = Rng(0x1234_5678 + c as u64 * 0x9e37_79b9);
                         let mut t = Tally::default();
                         while !stop.load(Ordering::SeqCst) {
@@ -368,20 +367,6 @@ fn churn(topo: &Topology, vip: IpAddr, port: u16, method: ForwardMethod, config:
             "new connections after the churn reach every real: {served:?}"
         );
     });
-}
-
-/// Runs this thread on CPU 0 only.
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity (this
-    // thread, pid 0) only read and write that set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
 }
 
 /// Sets the flag when dropped.

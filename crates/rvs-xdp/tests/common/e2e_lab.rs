@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use rvs_net::realserver::{Method, RealServerSetup};
-use rvs_testbed::{Kind, Netns, Nginx, Topology};
+use rvs_testbed::{Kind, Netns, Nginx, NginxOptions, Topology};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -26,6 +26,12 @@ pub struct Lab {
 
 /// Build the lab for DR or TUN reals (`method`), with an IPv4 or IPv6 (`v6`) VIP.
 pub fn lab(method: Method, v6: bool) -> Lab {
+    lab_with(method, v6, false)
+}
+
+/// [`lab`], with nginx's deferred accept on the reals if `deferred_accept`
+/// (`NginxOptions::deferred_accept`).
+pub fn lab_with(method: Method, v6: bool, deferred_accept: bool) -> Lab {
     let topo = Topology::build(Kind::L2Segment, 3).expect("topology");
     // XDP_TX out of the director's veth is dropped unless its peer has NAPI. `gro on` at the
     // peer did not enable it on this kernel (6.18; measured: frames never arrive), an XDP
@@ -68,7 +74,9 @@ pub fn lab(method: Method, v6: bool) -> Lab {
         };
         let report = in_ns(&r.ns, || rvs_xdp::realserver::setup(&cfg)).expect("realserver setup");
         println!("real{i}: {}", report.lines.join("; "));
-        nginx.push(Nginx::start(Some(&r.ns), listen, &format!("real{i}")).unwrap());
+        let mut o = NginxOptions::new(listen, &format!("real{i}"));
+        o.deferred_accept = deferred_accept;
+        nginx.push(Nginx::start_with(Some(&r.ns), &o).unwrap());
     }
     Lab {
         topo,

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use rvs_testbed::{Kind, Netns, Nginx, Topology};
+use rvs_testbed::{Kind, Netns, Nginx, NginxOptions, Topology};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 100);
@@ -29,7 +29,14 @@ fn peer_prog(ns: &Netns, dev: &str) -> rvs_xdp::decap::Decap {
     })
 }
 
+/// Build the lab of `kind` (two-arm NAT or FULLNAT) with an IPv4 or IPv6 (`v6`) VIP.
 pub fn lab(kind: Kind, v6: bool) -> Lab {
+    lab_with(kind, v6, false)
+}
+
+/// [`lab`], with nginx's deferred accept on the reals if `deferred_accept`
+/// (`NginxOptions::deferred_accept`).
+pub fn lab_with(kind: Kind, v6: bool, deferred_accept: bool) -> Lab {
     let topo = Topology::build(kind, 3).expect("topology");
     let peers = vec![
         peer_prog(&topo.switch, "dir"),
@@ -72,7 +79,11 @@ pub fn lab(kind: Kind, v6: bool) -> Lab {
         .parse()
         .unwrap();
     let nginx = (0..topo.reals.len())
-        .map(|i| Nginx::start(Some(&topo.reals[i].ns), listen, &format!("real{i}")).unwrap())
+        .map(|i| {
+            let mut o = NginxOptions::new(listen, &format!("real{i}"));
+            o.deferred_accept = deferred_accept;
+            Nginx::start_with(Some(&topo.reals[i].ns), &o).unwrap()
+        })
         .collect();
     Lab {
         topo,
