@@ -105,7 +105,14 @@ fn nginx_with_deferred_accept_makes_the_socket_at_the_first_data() {
         let out = ns
             .run(
                 "ss",
-                &["-Htn", "state", "syn-recv", "sport", "=", &format!(":{port}")],
+                &[
+                    "-Htn",
+                    "state",
+                    "syn-recv",
+                    "sport",
+                    "=",
+                    &format!(":{port}"),
+                ],
             )
             .unwrap();
         out.lines().count()
