@@ -112,6 +112,9 @@ pub struct DaemonConfig {
     /// Most TCP connections the proxy engine relays at once (clients beyond wait in the listen
     /// backlog); `None` = what the open-files limit leaves after the UDP cap.
     pub proxy_max_conns: Option<u32>,
+    /// Relay bulk TCP data with `splice(2)` (`true`, the default where the kernel has it) or
+    /// always copy it through a buffer (`false`, as HAProxy's `nosplice`); `None` = the default.
+    pub proxy_splice: Option<bool>,
     /// How long a graceful stop (SIGTERM) waits for the proxy engine's open connections to
     /// end, in ms (0: close them at once; at most [`MAX_STOP_GRACE_MS`]); `None` =
     /// [`DEFAULT_STOP_GRACE_MS`].
@@ -138,6 +141,7 @@ impl DaemonConfig {
             proxy_workers,
             proxy_udp_sessions,
             proxy_max_conns,
+            proxy_splice,
             stop_grace_ms,
             log_level,
         } = self;
@@ -161,6 +165,7 @@ impl DaemonConfig {
                 *proxy_udp_sessions != other.proxy_udp_sessions,
             ),
             ("proxy_max_conns", *proxy_max_conns != other.proxy_max_conns),
+            ("proxy_splice", *proxy_splice != other.proxy_splice),
             ("stop_grace_ms", *stop_grace_ms != other.stop_grace_ms),
             ("log_level", *log_level != other.log_level),
         ];

@@ -134,6 +134,7 @@ pub fn effective_daemon(args: &Args, file: &DaemonConfig) -> DaemonConfig {
         proxy_workers: args.proxy_workers.or(file.proxy_workers),
         proxy_udp_sessions: file.proxy_udp_sessions,
         proxy_max_conns: file.proxy_max_conns,
+        proxy_splice: file.proxy_splice,
         stop_grace_ms: file.stop_grace_ms,
         log_level: file.log_level,
         fullnat_local: file.fullnat_local.clone(),

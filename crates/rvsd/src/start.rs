@@ -62,16 +62,23 @@ fn not_enabled() -> String {
 
 /// The proxy engine runs anywhere.
 fn start_proxy(cfg: &DaemonConfig) -> Started {
-    let config = rvs_proxy::ProxyEngineConfig {
+    rvs_proxy::ProxyEngine::start(proxy_config(cfg))
+        .map(|e| Box::new(e) as Box<dyn ManagedEngine>)
+        .map_err(|e| format!("the proxy engine failed to start: {e}"))
+}
+
+/// The proxy engine's configuration from `[daemon]`.
+fn proxy_config(cfg: &DaemonConfig) -> rvs_proxy::ProxyEngineConfig {
+    let defaults = rvs_proxy::ProxyEngineConfig::default();
+    rvs_proxy::ProxyEngineConfig {
         workers: cfg.proxy_workers.unwrap_or(0) as usize,
         udp_sessions: cfg.proxy_udp_sessions.unwrap_or(0) as usize,
         max_conns: cfg.proxy_max_conns.unwrap_or(0) as usize,
         fullnat_local: cfg.fullnat_local.clone(),
-        ..Default::default()
-    };
-    rvs_proxy::ProxyEngine::start(config)
-        .map(|e| Box::new(e) as Box<dyn ManagedEngine>)
-        .map_err(|e| format!("the proxy engine failed to start: {e}"))
+        // `proxy_splice = true` cannot turn splice on where the kernel has none.
+        splice: defaults.splice && cfg.proxy_splice.unwrap_or(true),
+        ..defaults
+    }
 }
 
 /// The xdp engine needs root and at least one interface to attach to.
@@ -149,5 +156,27 @@ mod tests {
         assert!(!d.keep_on_exit && !c.keep_on_exit);
         assert!(xdp_of("[daemon]\nxdp_keep_on_exit = true\n").keep_on_exit);
         assert!(!xdp_of("[daemon]\nxdp_keep_on_exit = false\n").keep_on_exit);
+    }
+    /// The file's `[daemon]` to the proxy engine's config.
+    fn proxy_of(toml: &str) -> rvs_proxy::ProxyEngineConfig {
+        let file = rvs_config::toml::parse(toml, std::path::Path::new("t.toml")).unwrap();
+        let args = crate::args::Args::parse_from(["rvsd"]);
+        proxy_config(&effective_daemon(&args, &file.daemon))
+    }
+
+    #[test]
+    fn proxy_keys_reach_the_proxy_engine() {
+        let c = proxy_of(
+            "[daemon]\nproxy_workers = 3\nproxy_udp_sessions = 40\nproxy_max_conns = 70\n\
+             proxy_splice = false\n",
+        );
+        assert_eq!((c.workers, c.udp_sessions, c.max_conns), (3, 40, 70));
+        assert!(!c.splice);
+        // left out or true: the engine's default (on where the kernel has splice)
+        let d = rvs_proxy::ProxyEngineConfig::default();
+        assert_eq!(d.splice, cfg!(target_os = "linux"));
+        assert_eq!(proxy_of("").splice, d.splice);
+        assert_eq!(proxy_of("[daemon]\nproxy_splice = true\n").splice, d.splice);
+        assert_eq!((proxy_of("").workers, proxy_of("").max_conns), (0, 0));
     }
 }

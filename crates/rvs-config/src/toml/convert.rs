@@ -323,6 +323,7 @@ fn convert_daemon(raw: RawDaemon, rep: &mut Reporter<'_>) -> DaemonConfig {
         proxy_workers,
         proxy_udp_sessions,
         proxy_max_conns,
+        proxy_splice: raw.proxy_splice.map(Spanned::into_inner),
         stop_grace_ms,
         log_level: raw.log_level.map(Spanned::into_inner),
         fullnat_local,

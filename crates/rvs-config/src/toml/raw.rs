@@ -38,6 +38,7 @@ pub(super) struct RawDaemon {
     pub proxy_workers: Option<Spanned<u32>>,
     pub proxy_udp_sessions: Option<Spanned<u32>>,
     pub proxy_max_conns: Option<Spanned<u32>>,
+    pub proxy_splice: Option<Spanned<bool>>,
     pub stop_grace_ms: Option<Spanned<u32>>,
     pub log_level: Option<Spanned<super::LogLevel>>,
     pub fullnat_local: Option<Spanned<Vec<Spanned<String>>>>,

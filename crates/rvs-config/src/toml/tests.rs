@@ -28,6 +28,7 @@ xdp_icmp_rate = 0
 proxy_workers = 2
 proxy_udp_sessions = 4000
 proxy_max_conns = 7000
+proxy_splice = false
 stop_grace_ms = 0
 log_level = "debug"
 
@@ -68,6 +69,7 @@ fn full_file_gives_the_whole_tree() {
     assert_eq!(c.daemon.xdp_icmp_rate, Some(0));
     assert_eq!(c.daemon.proxy_udp_sessions, Some(4000));
     assert_eq!(c.daemon.proxy_max_conns, Some(7000));
+    assert_eq!(c.daemon.proxy_splice, Some(false));
     assert_eq!(c.daemon.stop_grace_ms, Some(0));
     assert_eq!(c.daemon.log_level, Some(LogLevel::Debug));
     assert_eq!(

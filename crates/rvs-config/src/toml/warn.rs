@@ -169,6 +169,7 @@ fn daemon(raw: &RawFile, f: &mut Findings<'_, '_>) {
             "proxy_max_conns",
             d.proxy_max_conns.as_ref().map(|v| v.span()),
         ),
+        ("proxy_splice", d.proxy_splice.as_ref().map(|v| v.span())),
         ("stop_grace_ms", d.stop_grace_ms.as_ref().map(|v| v.span())),
     ];
     for (key, span) in proxy {

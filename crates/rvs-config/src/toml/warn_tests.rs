@@ -238,6 +238,7 @@ proxy_udp_sessions = 10
 proxy_max_conns = 10
 stop_grace_ms = 500
 xdp_keep_on_exit = true
+proxy_splice = false
 
 [timeouts.tcp_states]
 time_wait = 7
@@ -273,13 +274,14 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
             (Xdp, "xdp_icmp_rate", 4, 17),
             (Xdp, "xdp_icmp_burst", 5, 18),
             (Xdp, "xdp_keep_on_exit", 10, 20),
-            (Xdp, "[timeouts.tcp_states]", 13, 1),
+            (Xdp, "[timeouts.tcp_states]", 14, 1),
             (Proxy, "proxy_workers", 6, 17),
             (Proxy, "proxy_udp_sessions", 7, 22),
             (Proxy, "proxy_max_conns", 8, 19),
+            (Proxy, "proxy_splice", 11, 16),
             (Proxy, "stop_grace_ms", 9, 17),
-            (Proxy, "[service.proxy]", 19, 1),
-            (Proxy, "proxy_protocol", 25, 18),
+            (Proxy, "[service.proxy]", 20, 1),
+            (Proxy, "proxy_protocol", 26, 18),
         ]
     );
     // both engines run: nothing
@@ -296,7 +298,7 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
          and --xdp-interface)"
     );
     assert!(shown[4].starts_with("w.toml:10:20: xdp_keep_on_exit has no effect"));
-    assert!(shown[5].starts_with("w.toml:13:1: [timeouts.tcp_states] has no effect"));
+    assert!(shown[5].starts_with("w.toml:14:1: [timeouts.tcp_states] has no effect"));
     // only the xdp engine runs: the proxy settings
     let w = engine_warnings(&c.engine_settings, |k| {
         (k == EngineKind::Proxy).then(|| "not enabled".to_string())
@@ -311,6 +313,7 @@ fn settings_of_one_engine_are_located_and_warned_only_without_it() {
             "proxy_workers",
             "proxy_udp_sessions",
             "proxy_max_conns",
+            "proxy_splice",
             "stop_grace_ms",
             "[service.proxy]",
             "proxy_protocol"
