@@ -157,6 +157,14 @@ mod tests {
         assert!(xdp_of("[daemon]\nxdp_keep_on_exit = true\n").keep_on_exit);
         assert!(!xdp_of("[daemon]\nxdp_keep_on_exit = false\n").keep_on_exit);
     }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+    use crate::sources::effective_daemon;
+    use clap::Parser;
+
     /// The file's `[daemon]` to the proxy engine's config.
     fn proxy_of(toml: &str) -> rvs_proxy::ProxyEngineConfig {
         let file = rvs_config::toml::parse(toml, std::path::Path::new("t.toml")).unwrap();
