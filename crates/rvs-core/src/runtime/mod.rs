@@ -176,6 +176,8 @@ pub struct ServiceRuntime {
     templates: Option<Templates>,
     /// Retries that needed a scheduler rebuild ([`ServiceRuntime::retry_rebuilds`]).
     rebuilds: u64,
+    /// Every scheduler rebuild ([`ServiceRuntime::scheduler_rebuilds`]).
+    all_rebuilds: u64,
     /// The earliest time a real that is out comes back (`None`: none is out).
     passive_due: Option<Timestamp>,
 }
@@ -198,6 +200,7 @@ impl ServiceRuntime {
             live: Vec::new(),
             templates: options.persistence.map(Templates::new),
             rebuilds: 0,
+            all_rebuilds: 0,
             passive_due: None,
         }
     }
@@ -214,7 +217,7 @@ impl ServiceRuntime {
         if old.scheduler != options.scheduler || old.flags != options.flags {
             self.params.flags = options.flags;
             self.scheduler = new_scheduler(options.scheduler, self.params);
-            self.scheduler.rebuild(&self.states);
+            self.rebuild_scheduler();
         }
         if options.proxy.max_fails == 0 && old.proxy.max_fails != 0 {
             // Turned off: every real that is out comes back.
@@ -267,7 +270,7 @@ impl ServiceRuntime {
             });
         }
         self.free_idle_tombstones();
-        self.scheduler.rebuild(&self.states);
+        self.rebuild_scheduler();
         self.passive_due = self
             .live_slots()
             .filter_map(|s| s.passive.out_until())
@@ -401,10 +404,23 @@ impl ServiceRuntime {
             s.weight = 0;
         }
         self.rebuilds += 1;
+        self.all_rebuilds += 1;
         self.scheduler.rebuild(&masked);
         let p = self.scheduler.pick(&masked, req).filter(fits);
-        self.scheduler.rebuild(&self.states);
+        self.rebuild_scheduler();
         p
+    }
+
+    /// Rebuilds the scheduler over the live reals, counted.
+    fn rebuild_scheduler(&mut self) {
+        self.all_rebuilds += 1;
+        self.scheduler.rebuild(&self.states);
+    }
+
+    /// How often the scheduler was rebuilt, for any reason (diagnostics, tests: a rebuild of
+    /// mh costs milliseconds under the service's lock).
+    pub fn scheduler_rebuilds(&self) -> u64 {
+        self.all_rebuilds
     }
 
     /// How often a retry rebuilt the scheduler (diagnostics, tests).
@@ -570,7 +586,7 @@ impl ServiceRuntime {
             st.inactive = inactive;
             st.overloaded = overloaded;
             if was != overloaded {
-                self.scheduler.rebuild(&self.states);
+                self.rebuild_scheduler();
             } else {
                 self.scheduler.counts_changed(&self.states, pos);
             }

@@ -117,7 +117,7 @@ impl ServiceRuntime {
             && self.states[pos].weight != weight
         {
             self.states[pos].weight = weight;
-            self.scheduler.rebuild(&self.states);
+            self.rebuild_scheduler();
         }
         if old.out_until() != new.out_until() {
             self.passive_due = self
@@ -188,7 +188,7 @@ impl ServiceRuntime {
             self.states[pos].weight = w;
         }
         if changed {
-            self.scheduler.rebuild(&self.states);
+            self.rebuild_scheduler();
         }
         self.passive_due = self
             .live_slots()

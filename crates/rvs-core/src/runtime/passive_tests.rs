@@ -374,3 +374,47 @@ fn max_fails_zero_is_off_and_turning_it_off_brings_reals_back() {
     assert_eq!(rt.real_info(a).unwrap().passive_out_until, None);
     assert!(picks(&mut rt, 0, 4, ms(2)).contains(&addr(1)));
 }
+
+#[test]
+fn while_every_real_is_dead_each_client_tries_them_all_and_the_scheduler_is_left_alone() {
+    // Every real refuses, for 30 s; a new client every millisecond, each tried as the proxy
+    // engine does: the pick, then up to `connect_retries` retries avoiding the reals that
+    // failed it (defaults: max_fails 1, fail_timeout 10 s, 2 retries). Each client tries all
+    // three — the real kept in, then the two that are out, one of which may be back (a
+    // rolling restart) — so every client costs three refused connects (with hosts that do
+    // not answer at all: three connect timeouts before it is closed, 9 s by default).
+    // The scheduler (mh: two 65,537-slot tables, milliseconds under the service's lock) is
+    // rebuilt a few times in the 30 s, not per client: a retry's probe of an out real does
+    // not put it back in the scheduler.
+    for kind in [SchedulerKind::Rr, SchedulerKind::Wlc, SchedulerKind::Mh] {
+        let options = ServiceOptions {
+            scheduler: kind,
+            ..Default::default()
+        };
+        let retries = options.proxy.connect_retries as usize;
+        let mut rt = ServiceRuntime::new(options, SchedulerParams::default());
+        rt.set_reals(&reals(3)).unwrap();
+        let before = rt.scheduler_rebuilds();
+        let clients = 30_000u64;
+        let mut connects = 0u64;
+        for t in 0..clients {
+            let r = req(t as u32, ms(t));
+            let mut failed: Vec<SocketAddr> = Vec::new();
+            while failed.len() <= retries {
+                let s = match failed.is_empty() {
+                    true => rt.schedule(&r),
+                    false => rt.schedule_again(&r, &failed),
+                };
+                let Ok(s) = s else { break };
+                connects += 1;
+                rt.connect_failed(s.conn.real, r.now);
+                failed.push(s.addr);
+            }
+        }
+        let rebuilds = rt.scheduler_rebuilds() - before;
+        println!("{kind:?}: {connects} connects for {clients} clients, {rebuilds} rebuilds");
+        assert_eq!(connects, 3 * clients, "{kind:?}");
+        // (rr and wlc: 6, mh: 2.)
+        assert!(rebuilds <= 10, "{kind:?}: {rebuilds}");
+    }
+}
