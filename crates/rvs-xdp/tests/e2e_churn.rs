@@ -31,29 +31,18 @@ use rvs_core::desired::Change;
 use rvs_core::engine::Engine;
 use rvs_core::model::{ForwardMethod, RealServer, ServiceKey, ServiceOptions};
 use rvs_net::realserver::Method;
+use rvs_testbed::echo::{Cuts, Rng, clients, join};
 use rvs_testbed::{Kind, Topology};
 use rvs_xdp::{XdpConfig, XdpEngine};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const CHURN: Duration = Duration::from_secs(6);
 const CLIENTS: usize = 6;
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// Which real answered: nginx's body is `real<i>\n`.
 fn real_of(body: &[u8]) -> Option<usize> {
@@ -114,15 +103,6 @@ fn requests(s: TcpStream, n: u64) -> Result<usize, String> {
     Ok(real.expect("n > 0"))
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    excused: u64,
-    requests: u64,
-    per_real: [u64; 3],
-    failures: Vec<String>,
-}
-
 #[test]
 fn established_dr_flows_stay_on_their_reals_through_table_churn() {
     if !rvs_testbed::is_root() {
@@ -181,7 +161,7 @@ fn churn(topo: &Topology, vip: IpAddr, port: u16, method: ForwardMethod, config:
         .collect();
     let name = format!("{method:?}").to_lowercase();
     // Removals under way or done since (odd while one is under way), as in the proxy churn.
-    let cuts = Arc::new(AtomicU64::new(0));
+    let cuts = Arc::new(Cuts::default());
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(Mutex::new(String::new()));
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
@@ -254,11 +234,11 @@ fn churn(topo: &Topology, vip: IpAddr, port: u16, method: ForwardMethod, config:
                         .iter()
                         .any(|c| matches!(c, Change::RemoveReal { .. }));
                     if removes {
-                        cuts.fetch_add(1, Ordering::SeqCst);
+                        cuts.begin();
                     }
                     e.apply(&changes).expect("apply");
                     if removes {
-                        cuts.fetch_add(1, Ordering::SeqCst);
+                        cuts.end();
                     }
                     weights = next;
                     ops[op] += 1;
@@ -266,10 +246,7 @@ fn churn(topo: &Topology, vip: IpAddr, port: u16, method: ForwardMethod, config:
                         format!("{} ms: weights {weights:?}", t0.elapsed().as_millis());
                 }
                 stop.store(true, Ordering::SeqCst);
-                println!(
-                    "{name} churn: changes {ops:?}, {} removals",
-                    cuts.load(Ordering::SeqCst) / 2
-                );
+                println!("{name} churn: changes {ops:?}, {} removals", cuts.now() / 2);
                 assert!(
                     ops.iter().all(|&n| n > 0),
                     "every kind of change ran: {ops:?}"
@@ -294,60 +271,29 @@ fn churn(topo: &Topology, vip: IpAddr, port: u16, method: ForwardMethod, config:
             })
         });
         ready_rx.recv().expect("engine up");
-        let tally = in_ns(&topo.client.ns, || {
-            let handles: Vec<_> = (0..CLIENTS)
-                .map(|c| {
-                    let (cuts, stop, state) =
-                        (Arc::clone(&cuts), Arc::clone(&stop), Arc::clone(&state));
-                    thread::spawn(move || {
-                        let mut rng = Rng(0x1234_5678 + c as u64 * 0x9e37_79b9);
-                        let mut t = Tally::default();
-                        while !stop.load(Ordering::SeqCst) {
-                            let before = cuts.load(Ordering::SeqCst);
-                            let n = 5 + rng.below(30);
-                            match connection(vip, n) {
-                                Ok(real) => {
-                                    t.ok += 1;
-                                    t.requests += n;
-                                    t.per_real[real] += 1;
-                                }
-                                Err(_) if settled(&cuts) != before => t.excused += 1,
-                                Err(why) => t
-                                    .failures
-                                    .push(format!("{why} [{}]", state.lock().unwrap())),
-                            }
-                        }
-                        t
-                    })
-                })
-                .collect();
-            let mut total = Tally::default();
-            for h in handles {
-                let t = h.join().expect("client");
-                total.ok += t.ok;
-                total.excused += t.excused;
-                total.requests += t.requests;
-                for i in 0..3 {
-                    total.per_real[i] += t.per_real[i];
-                }
-                total.failures.extend(t.failures);
-            }
-            total
+        // Each client's tally counts the requests of its connections in `bytes`.
+        let (tally, failures) = in_ns(&topo.client.ns, || {
+            join(clients(CLIENTS, &cuts, &stop, &state, move |_, rng, t| {
+                let n = 5 + rng.below(30);
+                let real = connection(vip, n)?;
+                t.bytes += n;
+                Ok(real as u8)
+            }))
         });
         println!(
             "{name} churn: {} connections ({} requests) kept their real, per real {:?}; {} cut by a \
              removal; {} failed otherwise",
             tally.ok,
-            tally.requests,
+            tally.bytes,
             tally.per_real,
             tally.excused,
-            tally.failures.len()
+            failures.len()
         );
         assert!(
-            tally.failures.is_empty(),
+            failures.is_empty(),
             "{} connections failed with no removal meanwhile, e.g. {:?}",
-            tally.failures.len(),
-            &tally.failures[..tally.failures.len().min(10)]
+            failures.len(),
+            &failures[..failures.len().min(10)]
         );
         assert!(tally.ok > 100, "too few connections: {}", tally.ok);
         quiet_rx.recv().expect("weights restored");
@@ -375,16 +321,5 @@ struct StopOnDrop(Arc<AtomicBool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The removal count once no removal is under way.
-fn settled(cuts: &AtomicU64) -> u64 {
-    loop {
-        let n = cuts.load(Ordering::SeqCst);
-        if n.is_multiple_of(2) {
-            return n;
-        }
-        thread::sleep(Duration::from_millis(1));
     }
 }
