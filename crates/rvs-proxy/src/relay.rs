@@ -11,7 +11,9 @@
 //! A copy read shorter than the buffer means the socket is drained: its readiness is cleared then
 //! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up, and never clears the
 //! read-closed state, so a FIN that came with the data is still seen), saving the `EAGAIN` read
-//! that would otherwise follow every message.
+//! that would otherwise follow every message. When that FIN is already in, the last bytes are
+//! written with `MSG_MORE`, so the FIN passed on right after leaves in the same segment (as a
+//! real's answer and close usually arrive together, this saves a segment per connection).
 //!
 //! A direction ends at EOF by shutting down the write side of the other socket, so a client's
 //! FIN reaches the real while the real's reply still flows back (half-close).
@@ -173,10 +175,20 @@ async fn copy_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => return Ok((Moved::Nothing, Vec::new())),
         };
+        // Drained, and the source's FIN is already in (epoll said read-closed with the data):
+        // the next read is EOF and a FIN follows these bytes at once. Sent with MSG_MORE they
+        // wait in the send queue for that FIN (shutdown or close, a few µs later) and leave in
+        // one segment with it — a segment less per connection when a real answers and closes.
+        let fin_next = n < buf.len() && ready.ready().is_read_closed();
         if n < buf.len() {
             ready.clear_ready(); // drained: skip the EAGAIN read
         }
-        let written = match dst.get_ref().write(&buf[..n]) {
+        let sent = match fin_next {
+            true => socket2::SockRef::from(dst.get_ref())
+                .send_with_flags(&buf[..n], libc::MSG_MORE | libc::MSG_NOSIGNAL),
+            false => dst.get_ref().write(&buf[..n]),
+        };
+        let written = match sent {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),

@@ -127,3 +127,105 @@ fn a_client_that_resets_resets_the_real_too() {
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
     assert_eq!(e.stats().outcomes["relay_reset"], 1);
 }
+
+/// `TCP_INFO` of `s`: (segments received, segments sent and not yet acknowledged).
+fn tcp_counts(s: &TcpStream) -> (u32, u32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid tcp_info (plain integers).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` describe a writable buffer of `len` bytes; the fd is open.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    (info.tcpi_segs_in, info.tcpi_unacked)
+}
+
+/// Sends `data` and the FIN in one segment (`MSG_MORE` holds the data until the shutdown).
+fn send_with_fin(s: &TcpStream, data: &[u8]) {
+    let n = socket2::SockRef::from(s)
+        .send_with_flags(data, libc::MSG_MORE)
+        .unwrap();
+    assert_eq!(n, data.len());
+    s.shutdown(Shutdown::Write).unwrap();
+}
+
+/// Waits until everything `s` sent is acknowledged, then gives the peer's stack a moment, so
+/// no segment is still on its way to `s` when the caller starts counting.
+fn settled(s: &TcpStream) {
+    assert!(wait_until(Duration::from_secs(3), || tcp_counts(s).1 == 0));
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn a_reals_last_bytes_and_fin_reach_the_client_in_one_segment() {
+    let mut e = engine();
+    // A real that reads the request, waits for the go, then answers and closes in one segment.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = server.local_addr().unwrap();
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut b = [0u8; 3];
+        c.read_exact(&mut b).unwrap();
+        got_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        send_with_fin(&c, b"answer");
+        let _ = read_until_end(&mut c);
+    });
+    let (vip, key) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+    let mut c = client(vip, b"ask");
+    got_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    settled(&c);
+    let before = tcp_counts(&c).0;
+    go_tx.send(()).unwrap();
+    let (got, end) = read_until_end(&mut c);
+    end.unwrap();
+    assert_eq!(got, "answer");
+    // One segment: the answer with the FIN. Without MSG_MORE on the relayed bytes the FIN
+    // follows in a segment of its own (2).
+    assert_eq!(tcp_counts(&c).0 - before, 1);
+    drop(c);
+    assert!(wait_until(Duration::from_secs(3), || open_conns(&e, &key) == 0));
+}
+
+#[test]
+fn a_clients_last_bytes_and_fin_reach_the_real_in_one_segment() {
+    let mut e = engine();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = server.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (counted_tx, counted_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut b = [0u8; 5];
+        c.read_exact(&mut b).unwrap();
+        settled(&c);
+        let before = tcp_counts(&c).0;
+        counted_tx.send(()).unwrap();
+        let (got, end) = read_until_end(&mut c);
+        let segs = tcp_counts(&c).0 - before;
+        c.write_all(b"ok").unwrap();
+        tx.send((got, end.is_ok(), segs)).unwrap();
+    });
+    let (vip, _) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+    let mut c = client(vip, b"hello");
+    counted_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    send_with_fin(&c, b"last");
+    let (got, clean, segs) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(got, "last");
+    assert!(clean);
+    assert_eq!(segs, 1, "the last bytes and the FIN in one segment");
+    // The half-close still lets the real's answer through.
+    let (answer, end) = read_until_end(&mut c);
+    end.unwrap();
+    assert_eq!(answer, "ok");
+}
