@@ -10,6 +10,7 @@
 //! ```
 
 mod packet;
+mod phases;
 mod proxy;
 mod record;
 

@@ -249,9 +249,11 @@ fn measure_requests(
     close: bool,
     rec: &mut Recorder,
 ) -> BoxResult<()> {
+    let phase = crate::phases::phase(s.name, scenario);
     let cpu_before = s.cpu_ms();
     let r = wrk(Some(ns), &wrk_options(s, plan, plan.duration, close))?;
     let cpu_after = s.cpu_ms();
+    drop(phase);
     if r.requests == 0 {
         return Err(format!("{}: wrk completed no request ({scenario})", s.name).into());
     }

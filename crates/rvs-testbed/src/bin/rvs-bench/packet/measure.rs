@@ -138,7 +138,9 @@ pub fn requests(
     let k0 = director_cost::runtime_ns(ctx.kthreads)?;
     let c0 = cpu_busy_ms(BALANCER_CPU)?;
     let u0 = userspace_ms.map(|f| f());
+    let phase = crate::phases::phase(subject, scenario);
     let r = wrk_all(ctx.client, targets, ctx.plan.duration, close);
+    drop(phase);
     let k1 = director_cost::runtime_ns(ctx.kthreads)?;
     let c1 = cpu_busy_ms(BALANCER_CPU)?;
     let u1 = userspace_ms.map(|f| f());
