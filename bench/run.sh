@@ -83,7 +83,8 @@ export BENCH_MODE=$MODE BENCH_OUT=$(realpath "$OUT") BENCH_BIN=$(realpath "$BIN"
 failed=()
 for script in bench/*.sh; do
     name=$(basename "$script" .sh)
-    [ "$name" = run ] && continue
+    # run.sh itself, and profile.sh: a tool that profiles one comparison, not a comparison.
+    case "$name" in run | profile) continue ;; esac
     echo "==== bench $name ($MODE)"
     start=$SECONDS
     if bash "$script"; then
