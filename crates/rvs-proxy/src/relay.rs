@@ -11,9 +11,10 @@
 //! A copy read shorter than the buffer means the socket is drained: its readiness is cleared then
 //! (tokio's tick-checked `clear_ready`, which cannot lose a wake-up, and never clears the
 //! read-closed state, so a FIN that came with the data is still seen), saving the `EAGAIN` read
-//! that would otherwise follow every message. When that FIN is already in, the last bytes are
-//! written with `MSG_MORE`, so the FIN passed on right after leaves in the same segment (as a
-//! real's answer and close usually arrive together, this saves a segment per connection).
+//! that would otherwise follow every message. When the source's FIN is already in, its EOF is
+//! read at once, and the last bytes are written with `MSG_MORE` so the FIN passed on right after
+//! leaves in the same segment (a real's answer and close usually arrive together: a segment less
+//! per connection); a reset found by that read is returned after the bytes went out.
 //!
 //! A direction ends at EOF by shutting down the write side of the other socket, so a client's
 //! FIN reaches the real while the real's reply still flows back (half-close).
@@ -136,6 +137,10 @@ pub async fn pump(
         };
         match moved {
             Moved::Eof => break,
+            Moved::Last { n } => {
+                on.chunk(n);
+                break;
+            }
             Moved::Bytes { n, full } => {
                 on.chunk(n);
                 bulk = use_splice && full;
@@ -157,6 +162,9 @@ pub async fn pump(
 enum Moved {
     /// The source reached EOF.
     Eof,
+    /// `n` bytes went through, the last before the source's EOF (already read): the FIN is to
+    /// be passed on at once (they wait for it in the send queue, `MSG_MORE`).
+    Last { n: usize },
     /// `n` bytes went through; `full` if the read filled the copy buffer (bulk data).
     Bytes { n: usize, full: bool },
     /// A spurious wake-up.
@@ -169,21 +177,33 @@ async fn copy_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
     // Read and try to write in one synchronous step: the thread's buffer is free again after.
     let step = COPY.with(|buf| {
         let mut buf = buf.borrow_mut();
-        let n = match ready.try_io(|s| s.get_ref().read(&mut buf)) {
-            Ok(Ok(0)) => return Ok((Moved::Eof, Vec::new())),
+        let mut n = match ready.try_io(|s| s.get_ref().read(&mut buf)) {
+            Ok(Ok(0)) => return Ok((Moved::Eof, Vec::new(), None)),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e),
-            Err(_would_block) => return Ok((Moved::Nothing, Vec::new())),
+            Err(_would_block) => return Ok((Moved::Nothing, Vec::new(), None)),
         };
-        // Drained, and the source's FIN is already in (epoll said read-closed with the data):
-        // the next read is EOF and a FIN follows these bytes at once. Sent with MSG_MORE they
-        // wait in the send queue for that FIN (shutdown or close, a few µs later) and leave in
-        // one segment with it — a segment less per connection when a real answers and closes.
-        let fin_next = n < buf.len() && ready.ready().is_read_closed();
+        // What follows these bytes, when the read drained a source whose FIN is already in
+        // (epoll said read-closed): the EOF read is made now instead of next round. A clean
+        // EOF makes them the last bytes: sent with MSG_MORE they wait in the send queue for
+        // the FIN that pump passes on right after, and leave in one segment with it — a
+        // segment less per connection when a real answers and closes. A reset instead (the
+        // read fails) is returned only after the bytes went out as usual, so the other side
+        // still gets them before the reset, as it would without the early read.
+        let mut last = false;
+        let mut failed = None;
         if n < buf.len() {
+            if ready.ready().is_read_closed() {
+                match src.get_ref().read(&mut buf[n..]) {
+                    Ok(0) => last = true,
+                    Ok(more) => n += more,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => failed = Some(e),
+                }
+            }
             ready.clear_ready(); // drained: skip the EAGAIN read
         }
-        let sent = match fin_next {
+        let sent = match last {
             true => socket2::SockRef::from(dst.get_ref())
                 .send_with_flags(&buf[..n], libc::MSG_MORE | libc::MSG_NOSIGNAL),
             false => dst.get_ref().write(&buf[..n]),
@@ -194,19 +214,23 @@ async fn copy_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
             Err(e) => return Err(e),
         };
         let rest = buf[written..n].to_vec(); // empty (no allocation) in the common case
-        Ok((
-            Moved::Bytes {
+        let moved = match last {
+            true => Moved::Last { n },
+            false => Moved::Bytes {
                 n,
                 full: n == buf.len(),
             },
-            rest,
-        ))
+        };
+        Ok((moved, rest, failed))
     });
-    let (moved, rest) = step?;
+    let (moved, rest, failed) = step?;
     if !rest.is_empty() {
         write_all(dst, &rest).await?;
     }
-    Ok(moved)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(moved),
+    }
 }
 
 /// One `splice` from the source into a pooled pipe, then out of it into the destination.

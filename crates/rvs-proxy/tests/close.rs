@@ -229,3 +229,30 @@ fn a_clients_last_bytes_and_fin_reach_the_real_in_one_segment() {
     end.unwrap();
     assert_eq!(answer, "ok");
 }
+
+#[test]
+fn bytes_a_real_sends_just_before_its_reset_still_reach_the_client() {
+    let mut e = engine();
+    // The answer and the RST leave back to back: the proxy sees both at its next wake-up (a
+    // read-closed socket with data, then ECONNRESET), and must pass the bytes on before the
+    // reset, not hold them for a FIN that never comes.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = server.local_addr().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut b = [0u8; 2];
+        c.read_exact(&mut b).unwrap();
+        go_rx.recv().unwrap();
+        c.write_all(b"last-words").unwrap();
+        abort(c);
+    });
+    let (vip, _) = tcp_service(&mut e, "127.0.0.1", options(SchedulerKind::Rr), &[real]);
+    let mut c = client(vip, b"go");
+    settled(&c);
+    go_tx.send(()).unwrap();
+    let (got, end) = read_until_end(&mut c);
+    assert_eq!(got, "last-words");
+    let err = end.expect_err("the real's reset must reach the client as a reset");
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+}
