@@ -13,26 +13,26 @@ import re
 import sys
 from collections import Counter, defaultdict
 
-# (category, stack pattern): the first category whose pattern matches any frame of the sample
+# (category, compiled stack pattern): the first category whose pattern matches any frame of the sample
 # wins, so the order matters — e.g. waking the next hop happens inside the TCP send path and is
 # counted as waking, not as sending.
 PACKET = [
-    ("waking the next hop's NAPI thread (other CPU)", r"^(__napi_schedule|napi_schedule|try_to_wake_up)$"),
-    ("NAPI thread going to sleep / woken", r"^(schedule|__schedule|finish_task_switch.*)$"),
-    ("XDP program with its helpers and maps", r"^bpf_prog_"),
-    ("veth: copying cloned frames for XDP", r"^(skb_pp_cow_data|veth_convert_skb_to_xdp_buff)$"),
-    ("netfilter (conntrack, NAT)", r"^(nf_|nft_|__nf_)"),
-    ("IP receive, route, forward, output", r"^(ip_|ip6_|fib_|__netif_receive_skb|netif_receive_skb)"),
-    ("GRO", r"^(dev_gro_receive|gro_|napi_gro_)"),
-    ("veth driver, skb building and freeing", r"^(veth_|tcp_wfree|__sock_wfree|sock_wfree|skb_release|kfree_skb|consume_skb|napi_consume_skb|__kfree_skb|skb_free_head|build_detached_freelist|kmem_cache_free|__slab_free|__napi_build_skb|__build_skb_around|napi_skb_cache)"),
+    ("waking the next hop's NAPI thread (other CPU)", re.compile(r"^(__napi_schedule|napi_schedule|try_to_wake_up)$")),
+    ("NAPI thread going to sleep / woken", re.compile(r"^(schedule|__schedule|finish_task_switch.*)$")),
+    ("XDP program with its helpers and maps", re.compile(r"^bpf_prog_")),
+    ("veth: copying cloned frames for XDP", re.compile(r"^(skb_pp_cow_data|veth_convert_skb_to_xdp_buff)$")),
+    ("netfilter (conntrack, NAT)", re.compile(r"^(nf_|nft_|__nf_)")),
+    ("IP receive, route, forward, output", re.compile(r"^(ip_|ip6_|fib_|__netif_receive_skb|netif_receive_skb)")),
+    ("GRO", re.compile(r"^(dev_gro_receive|gro_|napi_gro_)")),
+    ("veth driver, skb building and freeing", re.compile(r"^(veth_|tcp_wfree|__sock_wfree|sock_wfree|skb_release|kfree_skb|consume_skb|napi_consume_skb|__kfree_skb|skb_free_head|build_detached_freelist|kmem_cache_free|__slab_free|__napi_build_skb|__build_skb_around|napi_skb_cache)")),
 ]
 PROXY = [
-    ("waking the peer process (other CPU)", r"^(try_to_wake_up|__wake_up_sync_key|sock_def_readable)$"),
-    ("accept / connect / close", r"^(__sys_accept4|do_accept|__sys_connect|tcp_v4_connect|tcp_v6_connect|__fput|sock_close|tcp_close|inet_release)$"),
-    ("TCP send (with loopback delivery to the peer)", r"^(tcp_sendmsg|tcp_sendmsg_locked|splice_to_socket|__tcp_push_pending_frames|tcp_write_xmit)$"),
-    ("TCP receive", r"^(tcp_recvmsg|tcp_recvmsg_locked|tcp_splice_read|tcp_read_sock)$"),
-    ("epoll wait / going to sleep", r"^(do_epoll_wait|ep_poll|schedule|__schedule)$"),
-    ("syscall entry and exit", r"^(entry_SYSCALL_64.*|do_syscall_64|syscall_exit_to_user_mode.*)$"),
+    ("waking the peer process (other CPU)", re.compile(r"^(try_to_wake_up|__wake_up_sync_key|sock_def_readable)$")),
+    ("accept / connect / close", re.compile(r"^(__sys_accept4|do_accept|__sys_connect|tcp_v4_connect|tcp_v6_connect|__fput|sock_close|tcp_close|inet_release)$")),
+    ("TCP send (with loopback delivery to the peer)", re.compile(r"^(tcp_sendmsg|tcp_sendmsg_locked|splice_to_socket|__tcp_push_pending_frames|tcp_write_xmit)$")),
+    ("TCP receive", re.compile(r"^(tcp_recvmsg|tcp_recvmsg_locked|tcp_splice_read|tcp_read_sock)$")),
+    ("epoll wait / going to sleep", re.compile(r"^(do_epoll_wait|ep_poll|schedule|__schedule)$")),
+    ("syscall entry and exit", re.compile(r"^(entry_SYSCALL_64.*|do_syscall_64|syscall_exit_to_user_mode.*)$")),
 ]
 IDLE = re.compile(r"^(do_idle|cpu_startup_entry|cpuidle_idle_call|default_idle_call)$")
 
@@ -93,8 +93,7 @@ def category(frames, table):
     # BPF JIT images have no symbol when perf cannot resolve the program (it was unloaded before
     # `perf script` ran): they live in the module area, where every module symbol does resolve.
     names = ["bpf_prog_" if a.startswith("ffffffffc") and s == "[unknown]" else s for a, s in frames]
-    for name, pattern in table:
-        rx = re.compile(pattern)
+    for name, rx in table:
         if any(rx.match(n) for n in names):
             return name
     return "other kernel work"

@@ -78,6 +78,21 @@ fn read_until_end(c: &mut TcpStream) -> (String, std::io::Result<()>) {
     (String::from_utf8_lossy(&got).into_owned(), end)
 }
 
+/// A real that takes one connection, reads its first `first` bytes (5 s read timeout), then
+/// hands it to `then` on its own thread.
+fn one_connection_real(first: usize, then: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = vec![0u8; first];
+        c.read_exact(&mut b).unwrap();
+        then(c);
+    });
+    addr
+}
+
 #[test]
 fn a_real_that_resets_resets_the_client_too() {
     let mut e = engine();
@@ -105,14 +120,8 @@ fn a_real_that_resets_resets_the_client_too() {
 #[test]
 fn a_client_that_resets_resets_the_real_too() {
     let mut e = engine();
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let real = server.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let (mut c, _) = server.accept().unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut b = [0u8; 2];
-        c.read_exact(&mut b).unwrap();
+    let real = one_connection_real(2, move |mut c| {
         c.write_all(b"ok").unwrap();
         tx.send(read_until_end(&mut c)).unwrap();
     });
@@ -168,14 +177,9 @@ fn settled(s: &TcpStream) {
 fn a_reals_last_bytes_and_fin_reach_the_client_in_one_segment() {
     let mut e = engine();
     // A real that reads the request, waits for the go, then answers and closes in one segment.
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let real = server.local_addr().unwrap();
     let (got_tx, got_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let (mut c, _) = server.accept().unwrap();
-        let mut b = [0u8; 3];
-        c.read_exact(&mut b).unwrap();
+    let real = one_connection_real(3, move |mut c| {
         got_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         send_with_fin(&c, b"answer");
@@ -200,14 +204,9 @@ fn a_reals_last_bytes_and_fin_reach_the_client_in_one_segment() {
 #[test]
 fn a_clients_last_bytes_and_fin_reach_the_real_in_one_segment() {
     let mut e = engine();
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let real = server.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let (counted_tx, counted_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let (mut c, _) = server.accept().unwrap();
-        let mut b = [0u8; 5];
-        c.read_exact(&mut b).unwrap();
+    let real = one_connection_real(5, move |mut c| {
         settled(&c);
         let before = tcp_counts(&c).0;
         counted_tx.send(()).unwrap();
@@ -236,13 +235,8 @@ fn bytes_a_real_sends_just_before_its_reset_still_reach_the_client() {
     // The answer and the RST leave back to back: the proxy sees both at its next wake-up (a
     // read-closed socket with data, then ECONNRESET), and must pass the bytes on before the
     // reset, not hold them for a FIN that never comes.
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let real = server.local_addr().unwrap();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let (mut c, _) = server.accept().unwrap();
-        let mut b = [0u8; 2];
-        c.read_exact(&mut b).unwrap();
+    let real = one_connection_real(2, move |mut c| {
         go_rx.recv().unwrap();
         c.write_all(b"last-words").unwrap();
         abort(c);
