@@ -193,15 +193,25 @@ async fn copy_once(src: &Sock, dst: &Sock) -> io::Result<Moved> {
         let mut last = false;
         let mut failed = None;
         if n < buf.len() {
+            // A short read drained the source: the EAGAIN read is skipped (readiness cleared)
+            // — unless the early read found more bytes, which a FIN already in should rule
+            // out; then the next round reads again rather than wait for an edge that may
+            // never come (the FIN is in, no new data will arrive to wake it).
+            let mut drained = true;
             if ready.ready().is_read_closed() {
                 match src.get_ref().read(&mut buf[n..]) {
                     Ok(0) => last = true,
-                    Ok(more) => n += more,
+                    Ok(more) => {
+                        n += more;
+                        drained = false;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => failed = Some(e),
                 }
             }
-            ready.clear_ready(); // drained: skip the EAGAIN read
+            if drained {
+                ready.clear_ready();
+            }
         }
         let sent = match last {
             true => socket2::SockRef::from(dst.get_ref())
