@@ -17,6 +17,10 @@
 #   5. `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and
 #      `cargo doc --workspace --no-deps` with `RUSTDOCFLAGS=-D warnings` (broken doc links).
 #
+# The summary at the end gives each step's result and time, the free disk and memory, and, when
+# something failed, the failed tests and the last 40 lines of each failed step, so the tail of a
+# long CI log says what went wrong. Its last line is "tests: N passed, N failed, N skipped".
+#
 # Environment: CARGO_TARGET_DIR is honoured; CI=true makes cargo output plain.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +48,7 @@ PACKAGES=(nginx libnginx-mod-stream haproxy keepalived bird2 dnsutils curl wrk i
 
 declare -a STEP_NAMES=() STEP_RESULTS=() STEP_SECS=()
 FAILED=0
+STEP_DIR=$(mktemp -d)
 
 # run_step NAME CMD... — runs CMD, records pass/fail and duration, never aborts the script.
 run_step() {
@@ -52,7 +57,10 @@ run_step() {
     echo
     echo "==== [$name] $*"
     local start=$SECONDS rc=0
-    "$@" || rc=$?
+    # The step's output also goes to its own log, whose tail the summary repeats on failure.
+    # (A pipeline runs the step in a subshell: what it records for the summary goes to files.)
+    "$@" 2>&1 | tee "$STEP_DIR/$name.log"
+    rc=${PIPESTATUS[0]}
     local secs=$((SECONDS - start))
     STEP_NAMES+=("$name")
     STEP_SECS+=("$secs")
@@ -99,7 +107,6 @@ workspace_crates() {
 
 # When the workspace-wide test build fails (one crate does not compile), test crate by crate so
 # every other crate's results still show, and list each crate's outcome in the summary.
-declare -a CRATE_LINES=()
 run_tests_per_crate() {
     local rc=0 c start crc
     echo "==== workspace test build failed: testing crate by crate"
@@ -108,9 +115,9 @@ run_tests_per_crate() {
         start=$SECONDS crc=0
         cargo test -p "$c" --locked --no-fail-fast 2>&1 | tee -a "$TEST_LOG" || crc=$?
         if [ "$crc" -eq 0 ]; then
-            CRATE_LINES+=("$(printf '    %-16s ok %5ss' "$c" $((SECONDS - start)))")
+            printf '    %-16s ok %5ss\n' "$c" $((SECONDS - start)) >>"$STEP_DIR/crates"
         else
-            CRATE_LINES+=("$(printf '    %-16s FAILED (exit %s) %5ss' "$c" "$crc" $((SECONDS - start)))")
+            printf '    %-16s FAILED (exit %s) %5ss\n' "$c" "$crc" $((SECONDS - start)) >>"$STEP_DIR/crates"
             rc=1
         fi
     done
@@ -119,7 +126,16 @@ run_tests_per_crate() {
 
 # Every test runner's output is also kept here, for the totals line at the end.
 TEST_LOG=$(mktemp)
-trap 'rm -f "$TEST_LOG"' EXIT
+trap 'rm -rf "$TEST_LOG" "$STEP_DIR"' EXIT
+
+# Free disk under the target directory and free memory: a full disk fails a build or a test in
+# ways that look like anything else.
+resources() {
+    local target=${CARGO_TARGET_DIR:-$ROOT_DIR/target}
+    [ -d "$target" ] || target=$ROOT_DIR
+    echo "$(df -h --output=avail "$target" | tail -1 | tr -d ' ') free on $target's disk," \
+        "$(awk '/MemAvailable/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory available"
+}
 
 run_tests() {
     local rc=0
@@ -151,6 +167,7 @@ bench_smoke() {
 }
 
 echo "rvs test suite — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(uname -sr), $(nproc) CPUs, uid $(id -u)"
+echo "$(resources)"
 if ! is_root; then
     echo "NOTE: not root — tests that need network namespaces or XDP will skip."
 fi
@@ -169,11 +186,26 @@ echo
 echo "==== summary ($ROOT_DIR)"
 for i in "${!STEP_NAMES[@]}"; do
     printf '  %-12s %-20s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECS[$i]}"
-    if [ "${STEP_NAMES[$i]}" = test ] && [ ${#CRATE_LINES[@]} -gt 0 ]; then
-        printf '%s\n' "${CRATE_LINES[@]}"
+    if [ "${STEP_NAMES[$i]}" = test ] && [ -f "$STEP_DIR/crates" ]; then
+        cat "$STEP_DIR/crates"
     fi
 done
 printf '  %-12s %-20s %5ss\n' total "$([ $FAILED = 0 ] && echo ok || echo FAILED)" "$SECONDS"
+echo "  $(resources)"
+
+# What failed, repeated here at the end so that the tail of a long log says it: the tests that
+# did not pass, then the last lines of each failed step.
+if [ "$FAILED" != 0 ]; then
+    echo
+    echo "==== what failed"
+    grep -E '^ +(FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGKILL|SIGBUS|LEAK|FLAKY) \[|^test .* \.\.\. FAILED' \
+        "$TEST_LOG" | sed 's/^ */  /' | sort -u
+    for i in "${!STEP_NAMES[@]}"; do
+        [ "${STEP_RESULTS[$i]}" = ok ] && continue
+        echo "---- last 40 lines of [${STEP_NAMES[$i]}]"
+        tail -n 40 "$STEP_DIR/${STEP_NAMES[$i]}.log"
+    done
+fi
 
 # Totals over every runner (nextest summaries and cargo test "test result" lines), as the last
 # line: "tests: N passed, N failed, N skipped".
