@@ -2,7 +2,9 @@
 //! and TUN, established and new flows, beside the MAC-swap ceiling and the restore wrapper's own
 //! cost. Writes the bench suite's JSON (see bench/README.md).
 //!
-//! Usage: rvs-xdp-bench [--mode smoke|quick|full] [--repeat N] [--out FILE]   (root)
+//! Usage: rvs-xdp-bench [--mode smoke|quick|full] [--repeat N] [--only SCENARIO] [--out FILE]
+//! (root). `--only "new flow"` times that scenario of rvs dr and rvs tun alone (e.g. under
+//! `perf record`); other scenarios are skipped.
 
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, IcmpBucket, Iface};
@@ -145,6 +147,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dr_ack = frame(Ipv4Addr::new(10, 0, 0, 3), ACK);
     let tun_ack = frame(Ipv4Addr::new(10, 0, 0, 4), ACK);
     let new_repeat = repeat.min(NEW_FLOW_REPEAT);
+    let only = arg("--only");
+    let wanted = |scenario: &str| only.as_deref().is_none_or(|o| o == scenario);
     let forwarded = abi::RVS_OUTCOME_FORWARDED as usize;
     let icmp = icmp_frag_needed();
     let udp = udp_frame();
@@ -176,6 +180,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
             ];
             for (scenario, f, vary, n, warmup) in scenarios {
+                if !wanted(scenario) {
+                    continue;
+                }
                 let run = Run {
                     frame: f,
                     vary,
@@ -190,6 +197,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 results.push(subject, scenario, t);
             }
+        }
+        if only.is_some() {
+            continue;
         }
         // A UDP flow to a DR service: its first datagram makes the entry, the next are timed.
         let mut b = setup()?;
