@@ -4,7 +4,8 @@
 //!
 //! Usage: rvs-xdp-bench [--mode smoke|quick|full] [--repeat N] [--only SCENARIO] [--out FILE]
 //! (root). `--only "new flow"` times that scenario of rvs dr and rvs tun alone (e.g. under
-//! `perf record`); other scenarios are skipped.
+//! `perf record`); other scenarios are skipped. `--only` takes "established flow", "new flow"
+//! or "new flow, table full".
 
 use rvs_xdp::Balancer;
 use rvs_xdp::abi::{self, Config, IcmpBucket, Iface};
@@ -148,6 +149,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tun_ack = frame(Ipv4Addr::new(10, 0, 0, 4), ACK);
     let new_repeat = repeat.min(NEW_FLOW_REPEAT);
     let only = arg("--only");
+    const TIMED: [&str; 3] = ["established flow", "new flow", "new flow, table full"];
+    if let Some(o) = only.as_deref().filter(|o| !TIMED.contains(o)) {
+        return Err(format!("--only {o:?}: expected one of {TIMED:?}").into());
+    }
     let wanted = |scenario: &str| only.as_deref().is_none_or(|o| o == scenario);
     let forwarded = abi::RVS_OUTCOME_FORWARDED as usize;
     let icmp = icmp_frag_needed();
