@@ -161,8 +161,12 @@ pub fn run(plan: &Plan, rvsd: Result<PathBuf, String>, rec: &mut Recorder) -> Bo
                 wrk(Some(&ns), &wrk_options(s, plan, w, close))?;
             }
         }
-        for _round in 0..plan.rounds {
-            for s in &subjects {
+        // The order rotates each round: a subject that always ran right after `direct` (the
+        // most connections per second, so the most TIME_WAIT sockets towards the reals left
+        // behind) would carry that position's cost in every round.
+        for round in 0..plan.rounds {
+            for i in 0..subjects.len() {
+                let s = &subjects[(i + round) % subjects.len()];
                 measure_requests(&ns, s, plan, scenario, close, rec)?;
             }
         }
@@ -216,6 +220,10 @@ fn record_setup(plan: &Plan, rec: &mut Recorder) {
         )),
     );
     rec.param("rounds", json!(plan.rounds));
+    rec.param(
+        "order",
+        json!("direct, rvs-proxy, haproxy, nginx-stream in round 1, rotated by one each round"),
+    );
     rec.param("warmup_s", json!(plan.warmup.map(|w| w.as_secs_f64())));
     rec.param("idle_connections", json!(plan.idle_connections));
     rec.param(
