@@ -155,6 +155,14 @@ pub fn run(plan: &Plan, rvsd: Result<PathBuf, String>, rec: &mut Recorder) -> Bo
         }
     }
 
+    let names: Vec<&str> = subjects.iter().map(|s| s.name).collect();
+    rec.param(
+        "order",
+        json!(format!(
+            "{} in round 1, rotated by one each round",
+            names.join(", ")
+        )),
+    );
     for (scenario, close) in [("keep-alive", false), ("new connection per request", true)] {
         if let Some(w) = plan.warmup {
             for s in &subjects {
@@ -220,10 +228,6 @@ fn record_setup(plan: &Plan, rec: &mut Recorder) {
         )),
     );
     rec.param("rounds", json!(plan.rounds));
-    rec.param(
-        "order",
-        json!("direct, rvs-proxy, haproxy, nginx-stream in round 1, rotated by one each round"),
-    );
     rec.param("warmup_s", json!(plan.warmup.map(|w| w.as_secs_f64())));
     rec.param("idle_connections", json!(plan.idle_connections));
     rec.param(
